@@ -1,0 +1,1 @@
+"""Backends: the same operations over the set-associative arrays, on CPU (Numba) and GPU (CuPy)."""

@@ -1,0 +1,303 @@
+"""CPU backend: Numba kernels over the set-associative arrays.
+
+Arrays (``S = num_sets * ways`` slots, slot ``set * ways + way``):
+
+* ``table_keys``: (S,) int64, ``EMPTY_KEY`` where a slot is free;
+* ``scores``: (S,) int64;
+* ``values``: (S, dim) rows, viewed as same-width unsigned ints so copies are bit-exact.
+
+Kernels that depend on a policy's score rules are compiled from the policy's
+expressions by :func:`policy_kernels`, once per distinct pair of rules.
+"""
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+
+from .._dtypes import raw
+from ..layout import EMPTY_KEY, MAX_SCORE, mix64, set_of
+
+__all__ = ["CPUBackend", "policy_kernels", "sat_add", "sketch_column"]
+
+# outcome codes of insert_and_evict, per key
+NOT_ADMITTED, INSERTED, EVICTED, REFRESHED, REFUSED = 0, 1, 2, 3, 4
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MAX = np.int64(MAX_SCORE)
+_EMPTY = np.int64(EMPTY_KEY)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def sat_add(a, b):
+    """a + b for non-negative scores, stopping at MAX_SCORE instead of wrapping."""
+    if b > _MAX - a:
+        return _MAX
+    return a + b
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def sketch_column(key, row, seed, width):
+    """Column of ``key`` in count-min sketch row ``row`` (see ``MinFrequency``)."""
+    h = mix64(np.uint64(key) + np.uint64(row + 1) * _GOLDEN + np.uint64(seed))
+    return np.int64(h & np.uint64(width - 1))
+
+
+@numba.njit(nogil=True, cache=True)
+def find_cpu(table_keys, ways, keys, slots):
+    """slots[i] = slot holding keys[i], or -1.  keys (n,) int64, slots (n,) int64."""
+    num_sets = table_keys.shape[0] // ways
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        base = set_of(k, num_sets) * ways
+        slot = -1
+        for w in range(ways):
+            if table_keys[base + w] == k:
+                slot = base + w
+                break
+        slots[i] = slot
+
+
+@numba.njit(nogil=True, cache=True)
+def find_and_gather_cpu(table_keys, values, ways, keys, out, slots):
+    """find_cpu, and out[i] = values[slots[i]] for every hit; returns the number of hits."""
+    num_sets = table_keys.shape[0] // ways
+    dim = values.shape[1]
+    hits = 0
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        base = set_of(k, num_sets) * ways
+        slot = -1
+        for w in range(ways):
+            if table_keys[base + w] == k:
+                slot = base + w
+                break
+        slots[i] = slot
+        if slot >= 0:
+            hits += 1
+            for d in range(dim):
+                out[i, d] = values[slot, d]
+    return hits
+
+
+@numba.njit(nogil=True, cache=True)
+def erase_cpu(table_keys, scores, ways, keys):
+    """Free the slots of ``keys`` (unique); returns how many were cached."""
+    num_sets = table_keys.shape[0] // ways
+    erased = 0
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        base = set_of(k, num_sets) * ways
+        for w in range(ways):
+            if table_keys[base + w] == k:
+                table_keys[base + w] = _EMPTY
+                scores[base + w] = 0
+                erased += 1
+                break
+    return erased
+
+
+@numba.njit(nogil=True, cache=True)
+def update_cpu(table_keys, values, ways, keys, rows):
+    """Overwrite the rows of those ``keys`` (unique) that are cached; returns how many."""
+    num_sets = table_keys.shape[0] // ways
+    updated = 0
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        base = set_of(k, num_sets) * ways
+        for w in range(ways):
+            if table_keys[base + w] == k:
+                values[base + w, :] = rows[i]
+                updated += 1
+                break
+    return updated
+
+
+@numba.njit(nogil=True, cache=True)
+def sketch_cpu(sketch, seed, keys, counts, estimate):
+    """Add counts[i] to every sketch row's counter of keys[i]; estimate[i] = min over rows after."""
+    depth, width = sketch.shape
+    for i in range(keys.shape[0]):
+        best = _MAX
+        for r in range(depth):
+            c = sketch_column(keys[i], r, seed, width)
+            sketch[r, c] = sat_add(sketch[r, c], counts[i])
+            best = min(best, sketch[r, c])
+        estimate[i] = best
+
+
+@functools.lru_cache(maxsize=None)
+def policy_kernels(new_score: str, hit_score: str):
+    """Compile ``touch`` and ``insert_and_evict`` for one pair of score rules.
+
+    The rules are the policy's expression texts (see ``embcache.policies``);
+    ``score`` is 0 in ``new_score``.
+    """
+    env = {"sat_add": sat_add, "min": min, "max": max, "MAX_SCORE": _MAX, "np": np}
+    exec(  # the texts were checked by check_score_expression: names and operators only
+        "def new_fn(score, clock, count):\n    return np.int64(" + new_score + ")\n"
+        "def hit_fn(score, clock, count):\n    return np.int64(" + hit_score + ")\n",
+        env,
+    )
+    new_fn = numba.njit(inline="always", nogil=True)(env["new_fn"])
+    hit_fn = numba.njit(inline="always", nogil=True)(env["hit_fn"])
+    hits_change_scores = hit_score.strip() != "score"
+
+    @numba.njit(nogil=True)
+    def touch_cpu(scores, slots, clock):
+        one = np.int64(1)
+        for i in range(slots.shape[0]):
+            s = slots[i]
+            if s >= 0:
+                scores[s] = hit_fn(scores[s], clock, one)
+
+    @numba.njit(nogil=True)
+    def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, admit, clock,
+                             refuse_below_min, outcome, evicted):
+        # keys are unique and ascending; sets are independent, so one pass in key
+        # order applies each set's keys in ascending key order as the contract says
+        num_sets = table_keys.shape[0] // ways
+        zero = np.int64(0)
+        for i in range(keys.shape[0]):
+            evicted[i] = _EMPTY
+            if not admit[i]:
+                outcome[i] = NOT_ADMITTED
+                continue
+            k = keys[i]
+            base = set_of(k, num_sets) * ways
+            found = -1
+            empty = -1
+            low = -1
+            for w in range(ways):
+                kw = table_keys[base + w]
+                if kw == k:
+                    found = w
+                    break
+                if kw == _EMPTY:
+                    if empty < 0:
+                        empty = w
+                elif low < 0 or scores[base + w] < scores[base + low]:
+                    low = w
+            if found >= 0:
+                slot = base + found
+                scores[slot] = hit_fn(scores[slot], clock, counts[i])
+                values[slot, :] = rows[i]
+                outcome[i] = REFRESHED
+                continue
+            new = new_fn(zero, clock, counts[i])
+            if empty >= 0:
+                w = empty
+                outcome[i] = INSERTED
+            else:
+                if refuse_below_min and new < scores[base + low]:
+                    outcome[i] = REFUSED
+                    continue
+                w = low
+                evicted[i] = table_keys[base + w]
+                outcome[i] = EVICTED
+            table_keys[base + w] = k
+            scores[base + w] = new
+            values[base + w, :] = rows[i]
+
+    return touch_cpu if hits_change_scores else None, insert_and_evict_cpu
+
+
+class CPUBackend:
+    """The cache arrays in host memory and the Numba kernels that work on them.
+
+    Parameters
+    ----------
+    num_sets, ways : int
+        Layout; ``num_sets * ways`` slots.
+    dim : int
+        Values per row.
+    dtype : numpy.dtype
+        Row dtype (float32, float16 or bfloat16).
+    policy : embcache.policies.Policy
+        Supplies the score rules compiled into ``touch`` and ``insert_and_evict``.
+    sketch_shape : (depth, width) or None
+        Count-min sketch of missed keys, when the admission policy has one.
+    """
+
+    name = "cpu"
+
+    def __init__(self, num_sets, ways, dim, dtype, policy, sketch_shape=None, sketch_seed=0):
+        self.ways = ways
+        slots = num_sets * ways
+        self.keys = np.full(slots, EMPTY_KEY, np.int64)
+        self.scores = np.zeros(slots, np.int64)
+        self.values = np.zeros((slots, dim), dtype)
+        self._raw_values = raw(self.values)
+        self._touch, self._insert = policy_kernels(policy.new_score, policy.hit_score)
+        self.sketch = None if sketch_shape is None else np.zeros(sketch_shape, np.int64)
+        self._sketch_seed = np.uint64(sketch_seed)
+
+    def find(self, keys):
+        """Slot of every key or -1: keys (n,) int64 -> (n,) int64."""
+        slots = np.empty(keys.shape[0], np.int64)
+        find_cpu(self.keys, self.ways, keys, slots)
+        return slots
+
+    def find_and_gather(self, keys, out):
+        """Slots of ``keys`` (n,) and cached rows copied into ``out`` (n, dim); returns (slots, hits)."""
+        slots = np.empty(keys.shape[0], np.int64)
+        hits = find_and_gather_cpu(self.keys, self._raw_values, self.ways, keys, raw(out), slots)
+        return slots, hits
+
+    def touch(self, slots, clock):
+        """Apply the hit rule once per occurrence to ``slots`` (n,) (-1 entries skipped)."""
+        if self._touch is not None and slots.shape[0]:
+            self._touch(self.scores, slots, np.int64(clock))
+
+    def insert_and_evict(self, keys, counts, rows, admit, clock, refuse_below_min):
+        """Insert unique ascending ``keys`` (u,) with ``rows`` (u, dim) where ``admit`` (u,) bool.
+
+        Returns ``(outcome, evicted)``: per key an outcome code and the key it evicted (or EMPTY_KEY).
+        """
+        n = keys.shape[0]
+        outcome = np.empty(n, np.int8)
+        evicted = np.empty(n, np.int64)
+        if n:
+            self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
+                         admit, np.int64(clock), bool(refuse_below_min), outcome, evicted)
+        return outcome, evicted
+
+    def update(self, keys, rows):
+        """Overwrite cached rows of unique ``keys``; returns how many were cached."""
+        return int(update_cpu(self.keys, self._raw_values, self.ways, keys, raw(rows)))
+
+    def erase(self, keys):
+        """Remove unique ``keys``; returns how many were cached."""
+        return int(erase_cpu(self.keys, self.scores, self.ways, keys))
+
+    def clear(self):
+        self.keys.fill(EMPTY_KEY)
+        self.scores.fill(0)
+
+    def gather(self, slots, out):
+        """out[i] = values[slots[i]] for slots >= 0."""
+        hit = slots >= 0
+        out[hit] = self.values[slots[hit]]
+
+    def sketch_add(self, keys, counts):
+        """Count missed ``keys`` (n,) ``counts`` (n,) times; returns their estimates (n,) int64."""
+        est = np.empty(keys.shape[0], np.int64)
+        sketch_cpu(self.sketch, self._sketch_seed, keys, counts, est)
+        return est
+
+    def set_occupancy(self):
+        """Filled ways per set: (num_sets,) int64."""
+        return (self.keys.reshape(-1, self.ways) != EMPTY_KEY).sum(axis=1)
+
+    def export(self):
+        """All cached (keys, rows, scores), ascending by key, as host arrays."""
+        slots = np.flatnonzero(self.keys != EMPTY_KEY)
+        slots = slots[np.argsort(self.keys[slots], kind="stable")]
+        return self.keys[slots].copy(), self.values[slots].copy(), self.scores[slots].copy()
+
+    def load(self, keys, scores, values):
+        """Replace the arrays (from ``Cache.load``); shapes must match this layout."""
+        self.keys[:] = keys
+        self.scores[:] = scores
+        self.values[:] = values

@@ -1,0 +1,65 @@
+"""The set-associative layout shared by every backend.
+
+A cache of ``capacity`` rows is ``num_sets * ways`` slots, ``num_sets =
+ceil(capacity / ways)``.  Key ``k`` lives in set ``mix64(k) % num_sets``, where
+``mix64`` is the splitmix64 finalizer on the key's 64 bits (two's complement,
+uint64 wrap-around).  Slot ``s = set * ways + way`` holds a key (int64), a score
+(int64) and a row of ``dim`` values.
+
+The constants here are the single source of truth: the Numba kernels import
+them and the CUDA kernels receive them as generated ``#define``s.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["EMPTY_KEY", "LOCKED_KEY", "RESERVED_KEYS", "MAX_SCORE", "mix64", "set_of", "num_sets_for"]
+
+#: Marks an empty slot.
+EMPTY_KEY = -(2**63)
+#: Kept back for a slot that a GPU insertion holds while it writes the row.
+LOCKED_KEY = -(2**63) + 1
+#: Key values a batch may not contain; both are the two lowest int64 values.
+RESERVED_KEYS = (EMPTY_KEY, LOCKED_KEY)
+#: Scores saturate here (``sat_add``), so an LFU count never wraps around.
+MAX_SCORE = 2**63 - 1
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def mix64(key):
+    """splitmix64 finalizer of an int64 key, as uint64."""
+    z = np.uint64(key)
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def set_of(key, num_sets):
+    """Set index of ``key`` in a cache of ``num_sets`` sets (int64)."""
+    return np.int64(mix64(key) % np.uint64(num_sets))
+
+
+@numba.njit(nogil=True, cache=True)
+def _sets_of(keys, num_sets):
+    out = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        out[i] = set_of(keys[i], num_sets)
+    return out
+
+
+def sets_of(keys: np.ndarray, num_sets: int) -> np.ndarray:
+    """Set index of every key: ``keys`` (n,) int64 -> (n,) int64."""
+    return _sets_of(np.ascontiguousarray(keys, dtype=np.int64), num_sets)
+
+
+def num_sets_for(capacity: int, ways: int) -> int:
+    """Number of sets for ``capacity`` rows rounded up to whole sets of ``ways``."""
+    return -(-capacity // ways)

@@ -1,0 +1,69 @@
+"""Counters a cache keeps, per batch and in total."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+__all__ = ["Stats"]
+
+
+@dataclass
+class Stats:
+    """What a cache did.
+
+    ``Cache.stats`` holds the totals since the cache was made (or loaded) and,
+    in ``last``, the counts of the most recent operation.
+
+    Attributes
+    ----------
+    hits, misses : int
+        Lookup key occurrences found / not found in the cache as it was at the start of their batch.
+    unique_misses : int
+        Distinct missed keys per batch (what the tiers were asked for), summed.
+    absent : int
+        Distinct missed keys that no tier holds: served the default row, never admitted.
+    insertions : int
+        Keys placed into a slot (by lookup, insert or preload).
+    evictions : int
+        Keys pushed out of their slot by an insertion.
+    refusals : int
+        Distinct missed keys that a tier holds but that were not admitted
+        (admission policy, ``Static``).  Per lookup batch
+        ``unique_misses == absent + insertions + refusals``.
+    erased : int
+        Keys removed by ``erase`` or ``clear``.  Always
+        ``insertions == len(cache) + evictions + erased``.
+    occupancy : float
+        ``len(cache) / capacity`` after the operation.
+    """
+
+    hits: int = 0
+    misses: int = 0
+    unique_misses: int = 0
+    absent: int = 0
+    insertions: int = 0
+    evictions: int = 0
+    refusals: int = 0
+    erased: int = 0
+    occupancy: float = 0.0
+    last: "Stats | None" = field(default=None, repr=False, compare=False)
+
+    @property
+    def lookups(self) -> int:
+        """Key occurrences looked up."""
+        return self.hits + self.misses
+
+    @property
+    def hit_rate(self) -> float:
+        """hits / lookups per key occurrence (0.0 before any lookup)."""
+        return self.hits / self.lookups if self.lookups else 0.0
+
+    def add(self, batch: "Stats") -> None:
+        for f in fields(self):
+            if f.name not in ("occupancy", "last"):
+                setattr(self, f.name, getattr(self, f.name) + getattr(batch, f.name))
+        self.occupancy = batch.occupancy
+        self.last = batch
+
+    def as_dict(self) -> dict:
+        """The counters as a plain dict (``last`` left out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "last"}
