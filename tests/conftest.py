@@ -1,0 +1,39 @@
+import os
+import pathlib
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=30, stateful_step_count=25, derandomize=True, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "dev", max_examples=60, stateful_step_count=30, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "thorough", max_examples=1000, stateful_step_count=60, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def data_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("EMBCACHE_DATA", pathlib.Path(__file__).parents[1] / ".." / "shared" / "data"))
+
+
+@pytest.fixture
+def criteo_dir():
+    path = data_dir() / "criteo"
+    if not (path / "train_head10k.txt").exists():
+        pytest.skip(f"Criteo sample not found under {path}; set EMBCACHE_DATA")
+    return path
+
+
+@pytest.fixture
+def vectors_dir():
+    path = data_dir().parent / "vectors"
+    if not (path / "mix64.json").exists():
+        pytest.skip(f"test vectors not found under {path}")
+    return path

@@ -1,0 +1,204 @@
+"""ReferenceCache: a slow, obviously correct model of the Cache contract (DESIGN.md section 3).
+
+Plain Python objects, one key at a time, no arrays in the cache logic.  It
+shares nothing with the package except the policies' score expressions, which
+are the policies' definitions, and the exception classes.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from embcache.errors import PreloadOverflowError, StaticInsertError
+
+MASK = 2**64 - 1
+MAX_SCORE = 2**63 - 1
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def mix64(key: int) -> int:
+    z = key & MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return z ^ (z >> 31)
+
+
+def evaluate(expression: str, score: int, clock: int, count: int) -> int:
+    env = {"sat_add": lambda a, b: min(a + b, MAX_SCORE), "min": min, "max": max, "MAX_SCORE": MAX_SCORE}
+    return eval(expression, env, {"score": score, "clock": clock, "count": count})
+
+
+class Slot:
+    def __init__(self, key, score, row):
+        self.key, self.score, self.row = key, score, row
+
+
+class ReferenceCache:
+    def __init__(self, capacity, dim, policy, admission, tier: dict, default, ways, dtype):
+        self.num_sets = -(-capacity // ways)
+        self.ways = ways
+        self.capacity = self.num_sets * ways
+        self.sets = [[None] * ways for _ in range(self.num_sets)]
+        self.policy, self.admission = policy, admission
+        self.tier = tier  # key -> row (dim,) of dtype; shared meaning with the cache's tier
+        self.dtype = np.dtype(dtype)
+        self.default = np.full(dim, default, self.dtype)
+        self.dim = dim
+        self.clock = 0
+        self.stats = Counter()
+        self.last = Counter()
+        sk = admission.sketch
+        self.sketch = None if sk is None else [[0] * sk[1] for _ in range(sk[2])]
+
+    # -- helpers
+    def set_index(self, key):
+        return mix64(key) % self.num_sets
+
+    def slot_of(self, key):
+        for slot in self.sets[self.set_index(key)]:
+            if slot is not None and slot.key == key:
+                return slot
+        return None
+
+    def __len__(self):
+        return sum(slot is not None for s in self.sets for slot in s)
+
+    def begin(self):
+        self.last = Counter()
+
+    def end(self):
+        self.stats.update(self.last)
+
+    def place(self, key, count, row, refuse_below_min):
+        ways = self.sets[self.set_index(key)]
+        slot = self.slot_of(key)
+        if slot is not None:
+            slot.score = evaluate(self.policy.hit_score, slot.score, self.clock, count)
+            slot.row = row
+            return
+        new = evaluate(self.policy.new_score, 0, self.clock, count)
+        empty = [w for w in range(self.ways) if ways[w] is None]
+        if empty:
+            w = empty[0]
+        else:
+            w = min(range(self.ways), key=lambda w: (ways[w].score, w))
+            if refuse_below_min and new < ways[w].score:
+                self.last["refusals"] += 1
+                return
+            self.last["evictions"] += 1
+        ways[w] = Slot(key, new, row)
+        self.last["insertions"] += 1
+
+    def sketch_add(self, key, count):
+        _, width, depth, seed = self.admission.sketch
+        best = MAX_SCORE
+        for r in range(depth):
+            c = mix64((key & MASK) + (r + 1) * GOLDEN + seed) & (width - 1)
+            self.sketch[r][c] = min(self.sketch[r][c] + count, MAX_SCORE)
+            best = min(best, self.sketch[r][c])
+        return best
+
+    # -- operations
+    def lookup(self, keys):
+        keys = [int(k) for k in keys]
+        self.begin()
+        self.clock += 1
+        out = np.array([self.tier.get(k, self.default) for k in keys], self.dtype).reshape(len(keys), self.dim)
+        counts = Counter(keys)
+        hit_keys = sorted(k for k in counts if self.slot_of(k) is not None)
+        missed = sorted(k for k in counts if self.slot_of(k) is None)
+        self.last["hits"] = sum(counts[k] for k in hit_keys)
+        self.last["misses"] = len(keys) - self.last["hits"]
+        self.last["unique_misses"] = len(missed)
+        for k in hit_keys:
+            slot = self.slot_of(k)
+            slot.score = evaluate(self.policy.hit_score, slot.score, self.clock, counts[k])
+        batch_ok = self.policy.inserts_on_lookup and self.admission.admit_batch(self.last["hits"], len(keys))
+        for k in missed:
+            if batch_ok and self.sketch is not None:
+                admit = self.sketch_add(k, counts[k]) >= self.admission.sketch[0]
+            else:
+                admit = batch_ok
+            if k not in self.tier:
+                self.last["absent"] += 1
+            elif not admit:
+                self.last["refusals"] += 1
+            else:
+                self.place(k, counts[k], self.tier[k], self.admission.refuse_below_min)
+        self.end()
+        return out
+
+    def query(self, keys):
+        slots = [self.slot_of(int(k)) for k in keys]
+        rows = np.array([s.row if s else self.default for s in slots], self.dtype).reshape(len(slots), self.dim)
+        return rows, np.array([s is not None for s in slots], bool)
+
+    def _last_rows(self, keys, rows):
+        last = {}
+        for k, r in zip(keys, rows):
+            last[int(k)] = np.asarray(r, self.dtype)
+        return last
+
+    def insert(self, keys, rows):
+        last = self._last_rows(keys, rows)
+        if not self.policy.inserts_on_lookup and any(self.slot_of(k) is None for k in last):
+            raise StaticInsertError("static")
+        self.begin()
+        self.tier.update(last)
+        self.clock += 1
+        counts = Counter(int(k) for k in keys)
+        for k in sorted(last):
+            self.place(k, counts[k], last[k], False)
+        self.end()
+
+    def update(self, keys, rows):
+        self.begin()
+        for k, r in self._last_rows(keys, rows).items():
+            self.tier[k] = r
+            slot = self.slot_of(k)
+            if slot is not None:
+                slot.row = r
+        self.end()
+
+    def erase(self, keys):
+        self.begin()
+        for k in set(int(k) for k in keys):
+            ways = self.sets[self.set_index(k)]
+            for w, slot in enumerate(ways):
+                if slot is not None and slot.key == k:
+                    ways[w] = None
+                    self.last["erased"] += 1
+        self.end()
+
+    def preload(self, keys):
+        counts = Counter(int(k) for k in keys)
+        new = [k for k in counts if k in self.tier and self.slot_of(k) is None]
+        need = Counter(self.set_index(k) for k in new)
+        for s, n in need.items():
+            if n > sum(slot is None for slot in self.sets[s]):
+                raise PreloadOverflowError("overflow")
+        self.begin()
+        self.clock += 1
+        for k in sorted(counts):
+            if k in self.tier:
+                self.place(k, counts[k], self.tier[k], False)
+            else:
+                self.last["absent"] += 1
+        self.end()
+
+    def clear(self):
+        self.begin()
+        self.last["erased"] = len(self)
+        self.sets = [[None] * self.ways for _ in range(self.num_sets)]
+        self.end()
+
+    def export(self):
+        slots = sorted((slot for s in self.sets for slot in s if slot is not None), key=lambda s: s.key)
+        keys = np.array([s.key for s in slots], np.int64)
+        rows = np.array([s.row for s in slots], self.dtype).reshape(len(slots), self.dim)
+        return keys, rows, np.array([s.score for s in slots], np.int64)
+
+    def stats_dict(self, counter):
+        names = ("hits", "misses", "unique_misses", "absent", "insertions", "evictions", "refusals", "erased")
+        return {n: counter[n] for n in names}

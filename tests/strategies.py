@@ -1,0 +1,31 @@
+"""Hypothesis strategies shared by the tests."""
+import numpy as np
+from hypothesis import strategies as st
+
+from embcache.policies import Always, HitRateThreshold, MinFrequency, RefuseBelowMin
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+# small keys collide in sets; keys at the int64 limits exercise the hash's wrap-around
+keys = st.one_of(
+    st.integers(-40, 40),
+    st.integers(INT64_MIN + 2, INT64_MIN + 20),
+    st.integers(INT64_MAX - 20, INT64_MAX),
+)
+
+ADMISSIONS = {
+    "always": lambda: Always(),
+    "min_frequency": lambda: MinFrequency(n=2, width=16, depth=2, seed=7),
+    "refuse_below_min": lambda: RefuseBelowMin(),
+    "hit_rate_threshold": lambda: HitRateThreshold(0.5),
+}
+
+
+def rows_for(keys, dim, dtype, seed):
+    """Deterministic rows (len(keys), dim) of dtype, different for each seed."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((len(keys), dim)).astype(dtype)
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
