@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
-    "ci", max_examples=30, stateful_step_count=25, derandomize=True, deadline=None, print_blob=True,
+    "ci", max_examples=100, stateful_step_count=40, derandomize=True, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(

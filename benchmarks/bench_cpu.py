@@ -1,0 +1,127 @@
+"""CPU backend (Numba, one thread): lookups, misses, insertion; speed against cachetools.LRUCache.
+
+Throughput figures are also reported as ratios: to ``cachetools.LRUCache`` on the same
+trace (the Python standard) and to a NumPy row gather of the same rows (what a cache
+that did no bookkeeping at all would cost).
+"""
+import time
+
+import numpy as np
+
+import embcache
+from embcache.tiers import HostStore
+
+CACHED = 1 << 17  # rows in the cache
+BATCH = 1 << 16  # keys a lookup
+
+
+def _store(dim, rows):
+    store = HostStore(dim, initial_rows=rows)
+    store.put_many(np.arange(rows), np.random.default_rng(0).standard_normal((rows, dim), np.float32))
+    return store
+
+
+def _full_cache(store, dim, policy="lru"):
+    cache = embcache.Cache(CACHED, dim, policy, backend="cpu", tier=store)
+    for i in range(0, CACHED // 2, BATCH):  # half full: every key fits its set
+        cache.lookup(np.arange(i, min(i + BATCH, CACHED // 2)))
+    return cache
+
+
+def _best(fn, repeat=5):
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+class LookupHits:
+    """All-hit lookups of BATCH random keys out of CACHED/2 cached rows."""
+
+    params = ([32, 128], ["lru", "lfu"])
+    param_names = ["dim", "policy"]
+
+    def setup(self, dim, policy):
+        self.store = _store(dim, CACHED // 2)
+        self.cache = _full_cache(self.store, dim, policy)
+        self.keys = np.random.default_rng(1).integers(0, CACHED // 2, BATCH)
+        self.cache.lookup(self.keys)
+
+    def time_lookup_hits(self, dim, policy):
+        self.cache.lookup(self.keys)
+
+
+class LookupMisses:
+    """Lookups with 20% of key occurrences missing the cache and served (and admitted) from a HostStore."""
+
+    number = 1
+    repeat = 20
+    params = [32, 128]
+    param_names = ["dim"]
+
+    def setup(self, dim):
+        self.store = _store(dim, 4 * CACHED)
+        self.cache = _full_cache(self.store, dim)
+        rng = np.random.default_rng(2)
+        hot = rng.integers(0, CACHED // 2, BATCH)
+        cold = rng.integers(CACHED, 4 * CACHED, BATCH // 4)
+        self.keys = np.concatenate([hot[: BATCH - cold.shape[0]], cold])
+        rng.shuffle(self.keys)
+
+    def time_lookup_20pct_misses(self, dim):
+        self.cache.lookup(self.keys)
+
+
+class InsertIntoFullCache:
+    """insert() of BATCH new keys into a cache whose sets are full: every key evicts one."""
+
+    number = 1
+    repeat = 20
+    params = [32]
+    param_names = ["dim"]
+
+    def setup(self, dim):
+        self.cache = embcache.Cache(CACHED, dim, "lru", backend="cpu")
+        for i in range(0, 4 * CACHED, BATCH):
+            self.cache.insert(np.arange(i, i + BATCH), np.ones((BATCH, dim), np.float32))
+        self.keys = np.arange(4 * CACHED, 4 * CACHED + BATCH)
+        self.rows = np.ones((BATCH, dim), np.float32)
+
+    def time_insert_full(self, dim):
+        self.cache.insert(self.keys, self.rows)
+
+
+class Ratios:
+    """Hit lookups at dim 32, as ratios (x) to cachetools.LRUCache and to a NumPy gather of the same rows."""
+
+    unit = "x"
+    number = 1
+    repeat = 1
+    timeout = 300
+
+    def setup(self):
+        import cachetools
+
+        dim, n = 32, CACHED // 2
+        self.store = _store(dim, n)
+        self.cache = _full_cache(self.store, dim)
+        self.keys = np.random.default_rng(3).integers(0, n, BATCH)
+        self.cache.lookup(self.keys)
+        self.lru = cachetools.LRUCache(maxsize=n)
+        rows, _ = self.store.get_many(np.arange(n))
+        self.rows = rows
+        for k in range(n):
+            self.lru[k] = rows[k]
+
+    def _ours(self):
+        return _best(lambda: self.cache.lookup(self.keys))
+
+    def track_speedup_vs_cachetools_lru(self):
+        lru, keys = self.lru, self.keys.tolist()
+        theirs = _best(lambda: np.stack([lru[k] for k in keys]), repeat=3)
+        return theirs / self._ours()
+
+    def track_fraction_of_numpy_gather(self):
+        return _best(lambda: np.take(self.rows, self.keys, axis=0)) / self._ours()
