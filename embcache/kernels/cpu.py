@@ -44,35 +44,30 @@ def sketch_column(key, row, seed, width):
     return np.int64(h & np.uint64(width - 1))
 
 
+@numba.njit(inline="always", nogil=True, cache=True)
+def probe(table_keys, ways, key):
+    """Slot holding ``key``, or -1: a scan of the key's set."""
+    base = set_of(key, table_keys.shape[0] // ways) * ways
+    for w in range(ways):
+        if table_keys[base + w] == key:
+            return base + w
+    return -1
+
+
 @numba.njit(nogil=True, cache=True)
 def find_cpu(table_keys, ways, keys, slots):
     """slots[i] = slot holding keys[i], or -1.  keys (n,) int64, slots (n,) int64."""
-    num_sets = table_keys.shape[0] // ways
     for i in range(keys.shape[0]):
-        k = keys[i]
-        base = set_of(k, num_sets) * ways
-        slot = -1
-        for w in range(ways):
-            if table_keys[base + w] == k:
-                slot = base + w
-                break
-        slots[i] = slot
+        slots[i] = probe(table_keys, ways, keys[i])
 
 
 @numba.njit(nogil=True, cache=True)
 def find_and_gather_cpu(table_keys, values, ways, keys, out, slots):
     """find_cpu, and out[i] = values[slots[i]] for every hit; returns the number of hits."""
-    num_sets = table_keys.shape[0] // ways
     dim = values.shape[1]
     hits = 0
     for i in range(keys.shape[0]):
-        k = keys[i]
-        base = set_of(k, num_sets) * ways
-        slot = -1
-        for w in range(ways):
-            if table_keys[base + w] == k:
-                slot = base + w
-                break
+        slot = probe(table_keys, ways, keys[i])
         slots[i] = slot
         if slot >= 0:
             hits += 1
@@ -84,33 +79,25 @@ def find_and_gather_cpu(table_keys, values, ways, keys, out, slots):
 @numba.njit(nogil=True, cache=True)
 def erase_cpu(table_keys, scores, ways, keys):
     """Free the slots of ``keys`` (unique); returns how many were cached."""
-    num_sets = table_keys.shape[0] // ways
     erased = 0
     for i in range(keys.shape[0]):
-        k = keys[i]
-        base = set_of(k, num_sets) * ways
-        for w in range(ways):
-            if table_keys[base + w] == k:
-                table_keys[base + w] = _EMPTY
-                scores[base + w] = 0
-                erased += 1
-                break
+        slot = probe(table_keys, ways, keys[i])
+        if slot >= 0:
+            table_keys[slot] = _EMPTY
+            scores[slot] = 0
+            erased += 1
     return erased
 
 
 @numba.njit(nogil=True, cache=True)
 def update_cpu(table_keys, values, ways, keys, rows):
     """Overwrite the rows of those ``keys`` (unique) that are cached; returns how many."""
-    num_sets = table_keys.shape[0] // ways
     updated = 0
     for i in range(keys.shape[0]):
-        k = keys[i]
-        base = set_of(k, num_sets) * ways
-        for w in range(ways):
-            if table_keys[base + w] == k:
-                values[base + w, :] = rows[i]
-                updated += 1
-                break
+        slot = probe(table_keys, ways, keys[i])
+        if slot >= 0:
+            values[slot, :] = rows[i]
+            updated += 1
     return updated
 
 
