@@ -90,14 +90,16 @@ class ReferenceCache:
         ways[w] = Slot(key, new, row)
         self.last["insertions"] += 1
 
-    def sketch_add(self, key, count):
+    def sketch_columns(self, key):
         _, width, depth, seed = self.admission.sketch
-        best = MAX_SCORE
-        for r in range(depth):
-            c = mix64((key & MASK) + (r + 1) * GOLDEN + seed) & (width - 1)
-            self.sketch[r][c] = min(self.sketch[r][c] + count, MAX_SCORE)
-            best = min(best, self.sketch[r][c])
-        return best
+        return [(r, mix64((key & MASK) + (r + 1) * GOLDEN + seed) & (width - 1)) for r in range(depth)]
+
+    def sketch_batch(self, keys, counts):
+        """Every missed key's count goes in first; then each key's estimate is read."""
+        for k in keys:
+            for r, c in self.sketch_columns(k):
+                self.sketch[r][c] = min(self.sketch[r][c] + counts[k], MAX_SCORE)
+        return {k: min(self.sketch[r][c] for r, c in self.sketch_columns(k)) for k in keys}
 
     # -- operations
     def lookup(self, keys):
@@ -115,11 +117,9 @@ class ReferenceCache:
             slot = self.slot_of(k)
             slot.score = evaluate(self.policy.hit_score, slot.score, self.clock, counts[k])
         batch_ok = self.policy.inserts_on_lookup and self.admission.admit_batch(self.last["hits"], len(keys))
+        estimates = self.sketch_batch(missed, counts) if batch_ok and self.sketch is not None else None
         for k in missed:
-            if batch_ok and self.sketch is not None:
-                admit = self.sketch_add(k, counts[k]) >= self.admission.sketch[0]
-            else:
-                admit = batch_ok
+            admit = batch_ok if estimates is None else estimates[k] >= self.admission.sketch[0]
             if k not in self.tier:
                 self.last["absent"] += 1
             elif not admit:

@@ -103,14 +103,20 @@ def update_cpu(table_keys, values, ways, keys, rows):
 
 @numba.njit(nogil=True, cache=True)
 def sketch_cpu(sketch, seed, keys, counts, estimate):
-    """Add counts[i] to every sketch row's counter of keys[i]; estimate[i] = min over rows after."""
+    """Add counts[i] to every sketch row's counter of keys[i]; then estimate[i] = min over rows.
+
+    Batch-synchronous: every estimate sees all of the batch's additions, so the
+    result does not depend on the order in which keys are processed.
+    """
     depth, width = sketch.shape
     for i in range(keys.shape[0]):
-        best = _MAX
         for r in range(depth):
             c = sketch_column(keys[i], r, seed, width)
             sketch[r, c] = sat_add(sketch[r, c], counts[i])
-            best = min(best, sketch[r, c])
+    for i in range(keys.shape[0]):
+        best = _MAX
+        for r in range(depth):
+            best = min(best, sketch[r, sketch_column(keys[i], r, seed, width)])
         estimate[i] = best
 
 

@@ -31,6 +31,7 @@ class MinFrequency(Admission):
     ----------
     n : int
         Occurrences (counted over all batches, multiplicity included) before admission; 1 admits at once.
+        A batch adds all its missed keys to the sketch before any estimate is read.
     width : int
         Counters per sketch row, a power of two.  Memory is ``8 * width * depth`` bytes.
     depth : int
