@@ -101,11 +101,10 @@ class Cache:
         self._dim = int(dim)
         self._ways = int(ways)
         self._num_sets = num_sets_for(int(capacity), self._ways)
-        default_row = np.broadcast_to(np.asarray(default, dtype=np.float64), (self._dim,)) \
-            if np.ndim(default) <= 1 and np.size(default) in (1, self._dim) else None
-        if default_row is None:
-            raise ConfigError(f"default must be a number or an array of shape ({self._dim},), got shape {np.shape(default)}")
-        self._default = np.ascontiguousarray(default_row, dtype=self._dtype)
+        default = np.asarray(default, dtype=np.float64)
+        if default.shape not in ((), (1,), (self._dim,)):
+            raise ConfigError(f"default must be a number or an array of shape ({self._dim},), got shape {default.shape}")
+        self._default = np.ascontiguousarray(np.broadcast_to(default, (self._dim,)), dtype=self._dtype)
         if tier is None:
             tier, self._owns_tier = HostStore(self._dim, self._dtype.name), True
         else:
