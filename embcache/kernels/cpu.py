@@ -268,11 +268,6 @@ class CPUBackend:
         self.keys.fill(EMPTY_KEY)
         self.scores.fill(0)
 
-    def gather(self, slots, out):
-        """out[i] = values[slots[i]] for slots >= 0."""
-        hit = slots >= 0
-        out[hit] = self.values[slots[hit]]
-
     def sketch_add(self, keys, counts):
         """Count missed ``keys`` (n,) ``counts`` (n,) times; returns their estimates (n,) int64."""
         est = np.empty(keys.shape[0], np.int64)

@@ -51,7 +51,7 @@ def check_score_expression(text: str) -> str:
         )
         if not ok:
             raise ConfigError(
-                f"score expression {text!r} uses {ast.unparse(node) if hasattr(node, 'lineno') else type(node).__name__!s}; "
+                f"score expression {text!r} uses {type(node).__name__} ({ast.unparse(node)!r}); "
                 f"only {', '.join(SCORE_VARIABLES)}, non-negative integer literals, + - * and "
                 f"{', '.join(SCORE_FUNCTIONS)}(a, b) are allowed so that every backend can compile it"
             )

@@ -103,7 +103,8 @@ class HostStore(Tier):
     def __init__(self, dim: int, dtype="float32", initial_rows: int = 1024):
         super().__init__(dim, dtype)
         self._size = 0
-        self._alloc(max(16, 1 << int(2 * max(int(initial_rows), 1) - 1).bit_length()))
+        # a power of two at least twice the rows, so the table starts at load factor <= 1/2
+        self._alloc(max(16, 1 << (2 * int(initial_rows) - 1).bit_length()))
 
     def _alloc(self, slots):
         self._table = np.full(slots, EMPTY_KEY, np.int64)
