@@ -1,20 +1,41 @@
-"""Argument checks run before any kernel sees an array, so errors name the argument."""
+"""Argument checks run before any kernel sees an array, so errors name the argument.
+
+Both take host (NumPy, lists) or device (CuPy) arrays and return them where the
+backend works: ``xp`` is ``numpy`` or ``cupy``.
+"""
 from __future__ import annotations
 
 import numpy as np
 
+from ._dtypes import raw
 from .errors import KeyDtypeError, KeyShapeError, NaNRowError, ReservedKeyError, RowDtypeError, RowShapeError
 from .layout import LOCKED_KEY, RESERVED_KEYS
 
+# raw bits above these (sign bit cleared) are NaN: float32, float16/bfloat16 by exponent width
+_NAN_ABOVE = {"float32": 0x7F800000, "float16": 0x7C00, "bfloat16": 0x7F80}
 
-def check_keys(keys, name: str = "keys") -> np.ndarray:
-    """``keys`` as a contiguous (n,) int64 array, or raise.
+
+def _on_device(array) -> bool:
+    return type(array).__module__.split(".")[0] == "cupy"
+
+
+def _as_array(values, xp):
+    """``values`` as an array of the xp that holds it (device arrays stay on the device for cupy)."""
+    if _on_device(values):
+        return values if xp is not np else values.get()
+    return np.asarray(values)
+
+
+def check_keys(keys, name: str = "keys", xp=np, reserved: bool = True):
+    """``keys`` as a contiguous (n,) int64 array of ``xp``, or raise.
 
     Any integer dtype is accepted; uint64 keys are taken as their 64 bits
-    (two's complement), so ``2**64 - 1`` is the key ``-1``.
+    (two's complement), so ``2**64 - 1`` is the key ``-1``.  ``reserved=False``
+    leaves the reserved-key check to the caller (the GPU hit path counts them
+    in its kernel instead of waiting for a separate reduction).
     """
-    arr = np.asarray(keys)
-    if arr.size == 0 and not isinstance(keys, np.ndarray):
+    arr = _as_array(keys, xp)
+    if arr.size == 0 and not hasattr(keys, "dtype"):
         arr = arr.astype(np.int64)  # [] becomes float64 in NumPy
     if arr.dtype.kind == "u" and arr.dtype.itemsize == 8:
         arr = arr.view(np.int64)
@@ -25,38 +46,60 @@ def check_keys(keys, name: str = "keys") -> np.ndarray:
         )
     if arr.ndim != 1:
         raise KeyShapeError(f"{name} must be a 1-D array, got shape {arr.shape}; flatten it with .ravel()")
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
-    if arr.size and arr.min() <= LOCKED_KEY:
-        bad = arr[arr <= LOCKED_KEY][0]
-        raise ReservedKeyError(
-            f"{name} contains {int(bad)}, a reserved sentinel (embcache.RESERVED_KEYS = {RESERVED_KEYS}); "
-            "remap those keys (for example to another id) before the call"
-        )
+    arr = xp.ascontiguousarray(xp.asarray(arr), dtype=np.int64)
+    if reserved and arr.size and bool((arr <= LOCKED_KEY).any()):
+        raise_reserved(arr, name)
     return arr
 
 
-def check_rows(rows, n: int, dim: int, dtype: np.dtype, reject_nan: bool = False, name: str = "rows") -> np.ndarray:
+def raise_reserved(keys, name: str = "keys"):
+    """Raise the ReservedKeyError for ``keys``, which hold a reserved key."""
+    bad = keys[keys <= LOCKED_KEY][0]
+    raise ReservedKeyError(
+        f"{name} contains {int(bad)}, a reserved sentinel (embcache.RESERVED_KEYS = {RESERVED_KEYS}); "
+        "remap those keys (for example to another id) before the call"
+    )
+
+
+def check_rows(rows, n: int, dim: int, dtype: np.dtype, reject_nan: bool = False, name: str = "rows", xp=np):
     """``rows`` as a contiguous (n, dim) array of ``dtype``, or raise.
 
-    Any floating dtype is accepted and cast; integers, bools and objects are not.
+    Any floating dtype is accepted and cast with NumPy's rounding (on the host).
+    For ``xp`` = cupy the result is the rows' raw bits (uint32/uint16) on the
+    device, and a device uint16 array is taken as bfloat16 bits for a bfloat16
+    cache (CuPy has no bfloat16 dtype).
     """
-    arr = np.asarray(rows)
-    if arr.dtype != dtype and arr.dtype.kind != "f":
+    arr = _as_array(rows, xp)
+    bits = _on_device(arr) and dtype.name == "bfloat16" and arr.dtype == np.uint16
+    if not bits and arr.dtype != dtype and arr.dtype.kind != "f":
         raise RowDtypeError(
             f"{name} must be floating point (the cache holds {dtype}), got dtype {arr.dtype}; "
             f"convert with {name}.astype(np.float32)"
         )
     if arr.shape != (n, dim):
         raise RowShapeError(f"{name} must have shape (len(keys), dim) = {(n, dim)}, got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if reject_nan and n and np.isnan(arr.astype(np.float32, copy=False)).any():
-        bad = int(np.flatnonzero(np.isnan(arr.astype(np.float32)).any(axis=1))[0])
-        raise NaNRowError(f"{name}[{bad}] contains NaN and this cache was made with reject_nan=True")
+    if not bits and arr.dtype != dtype:
+        arr = (arr.get() if _on_device(arr) else arr).astype(dtype)
+    if xp is np:
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+        words = raw(arr)
+    else:
+        words = raw(np.ascontiguousarray(arr)) if isinstance(arr, np.ndarray) else arr
+        words = xp.ascontiguousarray(xp.asarray(words))
+        if words.dtype.kind == "f":
+            words = words.view(raw(np.zeros(0, dtype)).dtype)
+        arr = words
+    if reject_nan and n:
+        mask = (1 << (8 * dtype.itemsize - 1)) - 1
+        bad_rows = (words & mask) > _NAN_ABOVE[dtype.name]
+        if bool(bad_rows.any()):
+            bad = int(xp.flatnonzero(bad_rows.any(axis=1))[0])
+            raise NaNRowError(f"{name}[{bad}] contains NaN and this cache was made with reject_nan=True")
     return arr
 
 
-def unique_last(keys: np.ndarray, rows: np.ndarray):
+def unique_last(keys, rows, xp=np):
     """Unique ascending keys of a write batch, the last row given for each, and multiplicities."""
     rev = keys[::-1]
-    ukeys, first_in_rev, counts = np.unique(rev, return_index=True, return_counts=True)
+    ukeys, first_in_rev, counts = xp.unique(rev, return_index=True, return_counts=True)
     return ukeys, rows[keys.shape[0] - 1 - first_in_rev], counts

@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 
 from . import policies as _policies
-from ._checks import check_keys, check_rows, unique_last
+from ._checks import check_keys, check_rows, raise_reserved, unique_last
 from ._dtypes import row_dtype
 from .errors import ClosedError, ConfigError, MissingDependencyError, PreloadOverflowError, StaticInsertError
-from .kernels.cpu import EVICTED, INSERTED, REFUSED, CPUBackend
+from .kernels._shared import EVICTED, INSERTED, REFUSED
+from .kernels.cpu import CPUBackend
 from .layout import EMPTY_KEY, num_sets_for, sets_of
 from .stats import Stats
 from .tiers import HostStore, Tier
@@ -48,12 +49,15 @@ _FORMAT = "embcache-cache-v1"
 
 
 def _make_backend(name: str, **layout) -> Any:
-    if name in ("auto", "cpu"):
+    from .kernels import gpu
+
+    if name == "cpu" or (name == "auto" and not gpu.gpu_available()):
         return CPUBackend(**layout)
-    if name == "gpu":
-        raise MissingDependencyError(
-            "backend='gpu' is not available in this build yet; use backend='cpu' or 'auto'"
-        )
+    if name in ("auto", "gpu"):
+        if not gpu.gpu_available():
+            gpu.require_cupy()
+            raise MissingDependencyError("backend='gpu': CuPy is installed but sees no CUDA device")
+        return gpu.GPUBackend(**layout)
     raise ConfigError(f"unknown backend {name!r}; choose 'auto', 'cpu' or 'gpu'")
 
 
@@ -122,7 +126,7 @@ class Cache:
             policy=self._policy, sketch_shape=None if sketch is None else (sketch[2], sketch[1]),
             sketch_seed=0 if sketch is None else sketch[3],
         )
-        self._clock = 0
+        self._backend.set_default(self._default)
         self._size = 0
         self._stats = Stats()
         self._lock = threading.RLock()
@@ -152,8 +156,10 @@ class Cache:
 
     @property
     def clock(self) -> int:
-        """Batch clock: how many ``lookup``, ``insert`` and ``preload`` calls have run."""
-        return self._clock
+        """Batch clock: how many ``lookup``, ``insert`` and ``preload`` calls have run (graph replays included)."""
+        with self._lock:
+            self._absorb_replays()
+            return self._backend.clock
 
     @property
     def policy(self):
@@ -174,8 +180,13 @@ class Cache:
 
     @property
     def stats(self) -> Stats:
-        """Totals since creation; ``stats.last`` is the most recent operation's counts."""
+        """Totals since creation; ``stats.last`` is the most recent operation's counts.
+
+        Lookups replayed from a captured CUDA graph are counted here in total (as
+        hits and misses), not in ``last``.
+        """
         with self._lock:
+            self._absorb_replays()
             copy = Stats(**self._stats.as_dict())
             copy.last = self._stats.last
             return copy
@@ -193,141 +204,178 @@ class Cache:
         if self._closed:
             raise ClosedError(f"Cache.{op}: the cache is closed; make a new one or Cache.load a saved one")
 
+    def _absorb_replays(self) -> None:
+        if not self._closed:
+            lookups, misses = self._backend.absorb_replays()
+            self._stats.hits += lookups - misses
+            self._stats.misses += misses
+
     def _finish(self, batch: Stats) -> None:
         batch.occupancy = self._size / self.capacity
         self._stats.add(batch)
 
-    def _place(self, keys, counts, rows, admit, clock, refuse_below_min, batch: Stats) -> None:
-        outcome, _ = self._backend.insert_and_evict(keys, counts, rows, admit, clock, refuse_below_min)
-        placed = int(np.count_nonzero((outcome == INSERTED) | (outcome == EVICTED)))
-        evicted = int(np.count_nonzero(outcome == EVICTED))
-        batch.insertions += placed
-        batch.evictions += evicted
-        batch.refusals += int(np.count_nonzero(outcome == REFUSED))
-        self._size += placed - evicted
+    def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats) -> None:
+        outcome, _ = self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min)
+        n = self._backend.count_outcomes(outcome)
+        batch.insertions += int(n[INSERTED] + n[EVICTED])
+        batch.evictions += int(n[EVICTED])
+        batch.refusals += int(n[REFUSED])
+        self._size += int(n[INSERTED])
 
     def _fetch(self, keys):
-        """Rows of unique ``keys`` from the tier, default where absent: (rows, present)."""
-        rows, present = self._tier.get_many(keys)
+        """Rows of unique ``keys`` from the tier, default where absent: (rows, present), where the backend works.
+
+        A tier that can gather straight into device memory (a pinned HostStore)
+        does so; any other tier is read on the host and its rows copied over once.
+        """
+        b = self._backend
+        direct = getattr(self._tier, "gather_to_device", None)
+        if b.name == "gpu" and direct is not None:
+            return direct(keys, b.default)
+        rows, present = self._tier.get_many(b.to_host(keys))
         rows[~present] = self._default
-        return rows, present
+        return b.to_device(rows), b.to_device(present)
+
+    def _keys(self, keys, reserved: bool = True):
+        return check_keys(keys, xp=self._backend.xp, reserved=reserved)
+
+    def _rows(self, rows, n: int):
+        return check_rows(rows, n, self._dim, self._dtype, self._reject_nan, xp=self._backend.xp)
 
     # ------------------------------------------------------------------ operations
-    def lookup(self, keys) -> np.ndarray:
+    def lookup(self, keys, stream=None):
         """Rows of ``keys``, fetching misses from the tier and admitting them.
 
         Parameters
         ----------
-        keys : (n,) int64 array
+        keys : (n,) int64 array (NumPy or CuPy)
             Any length, duplicates allowed, no reserved key.
+        stream : cupy.cuda.Stream or int, optional
+            GPU backend: the CUDA stream to run on (a raw ``cudaStream_t`` is
+            accepted); default CuPy's current stream.  The hit path waits on this
+            stream once, for two counters, and never synchronizes the device.
+            While the stream captures a CUDA graph, nothing waits: misses get the
+            default row and are not admitted, and replays tick the clock and count
+            hits and misses on the device (see ``stats``).
 
         Returns
         -------
-        (n, dim) array of the cache's dtype: the tier's row of every key (``default`` where absent).
+        (n, dim) rows: the tier's row of every key (``default`` where absent).  A
+        NumPy array on the CPU backend; a CuPy array on the GPU backend (bfloat16
+        rows as their uint16 bits, as CuPy has no bfloat16).
         """
-        with self._lock:
+        with self._lock, self._backend.on_stream(stream):
             self._check_open("lookup")
-            keys = check_keys(keys)
+            b, xp = self._backend, self._backend.xp
+            keys = self._keys(keys, reserved=b.name == "cpu")
             n = keys.shape[0]
-            clock = self._clock + 1
-            out = np.empty((n, self._dim), self._dtype)
-            slots, hits = self._backend.find_and_gather(keys, out)
-            batch = Stats(hits=int(hits), misses=n - int(hits))
-            if batch.misses:
-                missed = np.flatnonzero(slots < 0)
-                ukeys, inverse, counts = np.unique(keys[missed], return_inverse=True, return_counts=True)
+            out = b.new_rows(n)
+            if b.capturing():
+                b.enqueue_lookup(keys, out)
+                return b.rows_out(out)
+            slots, misses, reserved = b.find_and_gather(keys, out)
+            if reserved:
+                raise_reserved(keys)
+            batch = Stats(hits=n - misses, misses=misses)
+            if misses:
+                missed = xp.flatnonzero(slots < 0)
+                ukeys, inverse, counts = xp.unique(keys[missed], return_inverse=True, return_counts=True)
                 rows, present = self._fetch(ukeys)
-                out[missed] = rows[inverse]
+                b.scatter(out, missed, rows, inverse.ravel())
                 admit = present.copy()
                 if not self._policy.inserts_on_lookup or not self._admission.admit_batch(batch.hits, n):
                     admit[:] = False
-                elif self._backend.sketch is not None:
-                    admit &= self._backend.sketch_add(ukeys, counts) >= self._admission.sketch[0]
+                elif b.sketch is not None:
+                    admit &= b.sketch_add(ukeys, counts) >= self._admission.sketch[0]
                 batch.unique_misses = ukeys.shape[0]
-                batch.absent = int(np.count_nonzero(~present))
-                batch.refusals = int(np.count_nonzero(present & ~admit))
+                absent, admitted = (int(x) for x in xp.stack([(~present).sum(), admit.sum()]).tolist())
+                batch.absent = absent
+                batch.refusals = ukeys.shape[0] - absent - admitted
             # everything that can fail has run; from here on the cache changes
-            self._clock = clock
-            self._backend.touch(slots, clock)
-            if batch.misses:
-                self._place(ukeys, counts, rows, admit, clock, self._admission.refuse_below_min, batch)
+            b.tick()
+            b.touch(slots)
+            if misses:
+                self._place(ukeys, counts, rows, admit, self._admission.refuse_below_min, batch)
             self._finish(batch)
-            return out
+            return b.rows_out(out)
 
-    def query(self, keys) -> tuple[np.ndarray, np.ndarray]:
+    def query(self, keys, stream=None) -> tuple[Any, Any]:
         """Read-only probe of the cache alone: ``(rows (n, dim), found (n,) bool)``.
 
         Cached rows where found, the default row elsewhere.  No tier access, no
-        clock tick, no score change, no insertion, no stats.
+        clock tick, no score change, no insertion, no stats.  Arrays are NumPy on
+        the CPU backend, CuPy on the GPU backend.
         """
-        with self._lock:
+        with self._lock, self._backend.on_stream(stream):
             self._check_open("query")
-            keys = check_keys(keys)
-            out = np.empty((keys.shape[0], self._dim), self._dtype)
-            slots, _ = self._backend.find_and_gather(keys, out)
-            found = slots >= 0
-            out[~found] = self._default
-            return out, found
+            b = self._backend
+            keys = self._keys(keys)
+            out = b.new_rows(keys.shape[0])
+            slots, _, _ = b.find_and_gather(keys, out, fill_misses=True)
+            return b.rows_out(out), slots >= 0
 
-    def insert(self, keys, rows) -> None:
+    def insert(self, keys, rows, stream=None) -> None:
         """Write ``rows`` (n, dim) to the tier and place ``keys`` (n,) in the cache, bypassing admission.
 
         A key already cached gets the new row and counts as a hit for its score.
         With the ``Static`` policy, a key not already cached raises ``StaticInsertError``.
         """
-        with self._lock:
+        with self._lock, self._backend.on_stream(stream):
             self._check_open("insert")
-            keys = check_keys(keys)
-            rows = check_rows(rows, keys.shape[0], self._dim, self._dtype, self._reject_nan)
-            ukeys, urows, counts = unique_last(keys, rows)
+            b, xp = self._backend, self._backend.xp
+            keys = self._keys(keys)
+            rows = self._rows(rows, keys.shape[0])
+            ukeys, urows, counts = unique_last(keys, rows, xp)
             if not self._policy.inserts_on_lookup and ukeys.shape[0]:
-                new = ukeys[self._backend.find(ukeys) < 0]
+                new = ukeys[b.find(ukeys) < 0]
                 if new.shape[0]:
                     raise StaticInsertError(
                         f"insert would add {new.shape[0]} key(s) (first: {int(new[0])}) to a cache with the "
                         "Static policy, whose contents only preload sets; use update() to change cached rows"
                     )
-            self._tier.put_many(ukeys, urows)
-            self._clock += 1
+            self._tier.put_many(b.to_host(ukeys), b.to_host(urows))
+            b.tick()
             batch = Stats()
-            self._place(ukeys, counts, urows, np.ones(ukeys.shape[0], np.bool_), self._clock, False, batch)
+            self._place(ukeys, counts, urows, xp.ones(ukeys.shape[0], xp.bool_), False, batch)
             self._finish(batch)
 
-    def update(self, keys, rows) -> None:
+    def update(self, keys, rows, stream=None) -> None:
         """Write ``rows`` (n, dim) to the tier and refresh those ``keys`` (n,) already cached; admits nothing."""
-        with self._lock:
+        with self._lock, self._backend.on_stream(stream):
             self._check_open("update")
-            keys = check_keys(keys)
-            rows = check_rows(rows, keys.shape[0], self._dim, self._dtype, self._reject_nan)
-            ukeys, urows, _ = unique_last(keys, rows)
-            self._tier.put_many(ukeys, urows)
-            self._backend.update(ukeys, urows)
+            b = self._backend
+            keys = self._keys(keys)
+            rows = self._rows(rows, keys.shape[0])
+            ukeys, urows, _ = unique_last(keys, rows, b.xp)
+            self._tier.put_many(b.to_host(ukeys), b.to_host(urows))
+            b.update(ukeys, urows)
             self._finish(Stats())
 
-    def erase(self, keys) -> None:
+    def erase(self, keys, stream=None) -> None:
         """Remove ``keys`` (n,) from the cache (not from the tier)."""
-        with self._lock:
+        with self._lock, self._backend.on_stream(stream):
             self._check_open("erase")
-            ukeys = np.unique(check_keys(keys))
-            erased = self._backend.erase(ukeys)
+            b = self._backend
+            erased = b.erase(b.xp.unique(self._keys(keys)))
             self._size -= erased
             self._finish(Stats(erased=erased))
 
-    def preload(self, keys) -> None:
+    def preload(self, keys, stream=None) -> None:
         """Fetch ``keys`` (n,) from the tier and place them, bypassing admission, without evicting.
 
         Keys no tier holds are skipped (counted as ``absent``).  If the new keys
         would need more ways than some set has free, raises
         ``PreloadOverflowError`` and changes nothing.
         """
-        with self._lock:
+        with self._lock, self._backend.on_stream(stream):
             self._check_open("preload")
-            ukeys, counts = np.unique(check_keys(keys), return_counts=True)
+            b, xp = self._backend, self._backend.xp
+            ukeys, counts = xp.unique(self._keys(keys), return_counts=True)
             rows, present = self._fetch(ukeys)
-            new = present & (self._backend.find(ukeys) < 0)
-            if new.any():
-                free = self._ways - self._backend.set_occupancy()
-                need = np.bincount(sets_of(ukeys[new], self._num_sets), minlength=self._num_sets)
+            new = present & (b.find(ukeys) < 0)
+            if bool(new.any()):
+                free = self._ways - b.set_occupancy()
+                need = np.bincount(sets_of(b.to_host(ukeys[new]), self._num_sets), minlength=self._num_sets)
                 over = np.flatnonzero(need > free)
                 if over.shape[0]:
                     s = int(over[0])
@@ -336,9 +384,9 @@ class Cache:
                         f"of {self._ways} ways ({over.shape[0]} sets overflow); preload fewer keys, or use a "
                         "larger capacity or more ways (sets fill unevenly: plan on ~70% of capacity)"
                     )
-            self._clock += 1
-            batch = Stats(absent=int(np.count_nonzero(~present)))
-            self._place(ukeys, counts, rows, present, self._clock, False, batch)
+            b.tick()
+            batch = Stats(absent=int((~present).sum()))
+            self._place(ukeys, counts, rows, present, False, batch)
             self._finish(batch)
 
     def clear(self) -> None:
@@ -351,7 +399,7 @@ class Cache:
             self._finish(batch)
 
     def export(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The cache's contents ascending by key: ``keys (m,) int64, rows (m, dim), scores (m,) int64``."""
+        """The cache's contents ascending by key, on the host: ``keys (m,) int64, rows (m, dim), scores (m,) int64``."""
         with self._lock:
             self._check_open("export")
             return self._backend.export()
@@ -364,22 +412,24 @@ class Cache:
         """
         with self._lock:
             self._check_open("save")
+            self._absorb_replays()
+            b = self._backend
             meta = {
                 "format": _FORMAT, "num_sets": self._num_sets, "ways": self._ways, "dim": self._dim,
                 "dtype": self._dtype.name, "policy": [type(self._policy).__name__, self._policy.config()],
                 "admission": [type(self._admission).__name__, self._admission.config()],
-                "clock": self._clock, "stats": self._stats.as_dict(), "reject_nan": self._reject_nan,
+                "clock": b.clock, "stats": self._stats.as_dict(), "reject_nan": self._reject_nan,
             }
-            b = self._backend
-            arrays = {"keys": b.keys, "scores": b.scores, "values": b.values.view(np.uint8),
+            keys, scores, values = b.host_arrays()
+            arrays = {"keys": keys, "scores": scores, "values": values.view(np.uint8),
                       "default": self._default.view(np.uint8)}
             if b.sketch is not None:
-                arrays["sketch"] = b.sketch
+                arrays["sketch"] = b.to_host(b.sketch)
             with open(path, "wb") as f:
                 np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, tier: Tier | None = None, backend: str = "auto") -> "Cache":
+    def load(cls, path: str | os.PathLike, tier: Tier | None = None, backend: str = "auto") -> Cache:
         """A cache as ``save`` wrote it, in front of ``tier`` (a new HostStore if None)."""
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
@@ -392,10 +442,10 @@ class Cache:
                         tier, z["default"].view(dtype), meta["ways"], meta["reject_nan"])
             cache._backend.load(z["keys"], z["scores"], z["values"].view(dtype).reshape(-1, meta["dim"]))
             if "sketch" in z:
-                cache._backend.sketch[:] = z["sketch"]
-        cache._clock = meta["clock"]
+                cache._backend.sketch[:] = cache._backend.to_device(z["sketch"])
+            cache._size = int(np.count_nonzero(z["keys"] != EMPTY_KEY))
+        cache._backend.set_clock(meta["clock"])
         cache._stats = Stats(**meta["stats"])
-        cache._size = int(np.count_nonzero(cache._backend.keys != EMPTY_KEY))
         return cache
 
     # ------------------------------------------------------------------ lifetime
@@ -404,6 +454,7 @@ class Cache:
         with self._lock:
             if not self._closed:
                 self._closed = True
+                self._backend.release()
                 if self._owns_tier:
                     self._tier.close()
 

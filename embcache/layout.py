@@ -25,8 +25,8 @@ RESERVED_KEYS = (EMPTY_KEY, LOCKED_KEY)
 #: Scores saturate here (``sat_add``), so an LFU count never wraps around.
 MAX_SCORE = 2**63 - 1
 
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
+MIX_M1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX_M2 = np.uint64(0x94D049BB133111EB)
 _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
@@ -36,8 +36,8 @@ _S31 = np.uint64(31)
 def mix64(key):
     """splitmix64 finalizer of an int64 key, as uint64."""
     z = np.uint64(key)
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
+    z = (z ^ (z >> _S30)) * MIX_M1
+    z = (z ^ (z >> _S27)) * MIX_M2
     return z ^ (z >> _S31)
 
 

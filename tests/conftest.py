@@ -16,6 +16,10 @@ settings.register_profile(
     "thorough", max_examples=1000, stateful_step_count=60, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+settings.register_profile(  # a few examples, for runs under compute-sanitizer (100x slower launches)
+    "sanitize", max_examples=4, stateful_step_count=10, derandomize=True, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

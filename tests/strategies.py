@@ -29,3 +29,8 @@ def rows_for(keys, dim, dtype, seed):
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def host(array) -> np.ndarray:
+    """A NumPy copy of a NumPy or CuPy array."""
+    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else np.asarray(array)

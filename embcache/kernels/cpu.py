@@ -11,20 +11,19 @@ expressions by :func:`policy_kernels`, once per distinct pair of rules.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numba
 import numpy as np
 
 from .._dtypes import raw
+from ..errors import ConfigError
 from ..layout import EMPTY_KEY, MAX_SCORE, mix64, set_of
+from ._shared import EVICTED, GOLDEN, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
 
 __all__ = ["CPUBackend", "policy_kernels", "sat_add", "sketch_column"]
 
-# outcome codes of insert_and_evict, per key
-NOT_ADMITTED, INSERTED, EVICTED, REFRESHED, REFUSED = 0, 1, 2, 3, 4
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
 
@@ -40,7 +39,7 @@ def sat_add(a, b):
 @numba.njit(inline="always", nogil=True, cache=True)
 def sketch_column(key, row, seed, width):
     """Column of ``key`` in count-min sketch row ``row`` (see ``MinFrequency``)."""
-    h = mix64(np.uint64(key) + np.uint64(row + 1) * _GOLDEN + np.uint64(seed))
+    h = mix64(np.uint64(key) + np.uint64(row + 1) * GOLDEN + np.uint64(seed))
     return np.int64(h & np.uint64(width - 1))
 
 
@@ -225,6 +224,62 @@ class CPUBackend:
         self._touch, self._insert = policy_kernels(policy.new_score, policy.hit_score)
         self.sketch = None if sketch_shape is None else np.zeros(sketch_shape, np.int64)
         self._sketch_seed = np.uint64(sketch_seed)
+        self.dtype = np.dtype(dtype)
+        self.dim = dim
+        self.clock = 0
+
+    # ------------------------------------------------------------------ arrays in and out
+    # the same names as GPUBackend's, so Cache is written once for both
+    xp = np
+
+    def on_stream(self, stream):
+        if stream is not None:
+            raise ConfigError("stream= is for the GPU backend; this cache runs on the CPU")
+        return contextlib.nullcontext()
+
+    def capturing(self) -> bool:
+        return False
+
+    def to_device(self, array):
+        return np.ascontiguousarray(array)
+
+    def to_host(self, array):
+        return array
+
+    def rows_out(self, rows):
+        return rows
+
+    def new_rows(self, n):
+        return np.empty((n, self.dim), self.dtype)
+
+    def set_default(self, default):
+        self._default = default
+
+    def tick(self) -> None:
+        """Advance the batch clock by one."""
+        self.clock += 1
+
+    def set_clock(self, clock: int) -> None:
+        self.clock = int(clock)
+
+    def absorb_replays(self):
+        return 0, 0
+
+    def scatter(self, out, where, rows, inverse):
+        out[where] = rows[inverse]
+
+    def count_outcomes(self, outcome) -> np.ndarray:
+        return np.bincount(outcome, minlength=5)
+
+    def host_arrays(self):
+        return self.keys, self.scores, self.values
+
+    def release(self):
+        """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
+        self.keys = self.scores = self.values = self.sketch = self._raw_values = None
+
+    def synchronize(self):
+        pass
 
     def find(self, keys):
         """Slot of every key or -1: keys (n,) int64 -> (n,) int64."""
@@ -232,19 +287,25 @@ class CPUBackend:
         find_cpu(self.keys, self.ways, keys, slots)
         return slots
 
-    def find_and_gather(self, keys, out):
-        """Slots of ``keys`` (n,) and cached rows copied into ``out`` (n, dim); returns (slots, hits)."""
+    def find_and_gather(self, keys, out, fill_misses=False):
+        """Slots of ``keys`` (n,) and cached rows copied into ``out`` (n, dim): ``(slots, misses, 0)``.
+
+        With ``fill_misses`` the default row goes to the misses.  (The last item
+        counts reserved keys, which ``check_keys`` has already refused here.)
+        """
         slots = np.empty(keys.shape[0], np.int64)
         hits = find_and_gather_cpu(self.keys, self._raw_values, self.ways, keys, raw(out), slots)
-        return slots, hits
+        if fill_misses:
+            out[slots < 0] = self._default
+        return slots, keys.shape[0] - int(hits), 0
 
-    def touch(self, slots, clock):
-        """Apply the hit rule once per occurrence to ``slots`` (n,) (-1 entries skipped)."""
+    def touch(self, slots):
+        """Apply the hit rule once per occurrence to ``slots`` (n,) (-1 entries skipped) at the clock."""
         if self._touch is not None and slots.shape[0]:
-            self._touch(self.scores, slots, np.int64(clock))
+            self._touch(self.scores, slots, np.int64(self.clock))
 
-    def insert_and_evict(self, keys, counts, rows, admit, clock, refuse_below_min):
-        """Insert unique ascending ``keys`` (u,) with ``rows`` (u, dim) where ``admit`` (u,) bool.
+    def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min):
+        """Insert unique ascending ``keys`` (u,) with ``rows`` (u, dim) where ``admit`` (u,) bool, at the clock.
 
         Returns ``(outcome, evicted)``: per key an outcome code and the key it evicted (or EMPTY_KEY).
         """
@@ -253,7 +314,7 @@ class CPUBackend:
         evicted = np.empty(n, np.int64)
         if n:
             self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
-                         admit, np.int64(clock), bool(refuse_below_min), outcome, evicted)
+                         admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted)
         return outcome, evicted
 
     def update(self, keys, rows):

@@ -6,6 +6,7 @@ import numpy as np
 
 from .._dtypes import raw
 from ..layout import EMPTY_KEY, mix64
+from ..errors import ConfigError
 from ._base import Tier
 
 __all__ = ["HostStore"]
@@ -96,19 +97,37 @@ class HostStore(Tier):
         ``"float32"``, ``"float16"`` or ``"bfloat16"``.
     initial_rows : int
         Rows to make room for up front; the table doubles as it fills.
+    pinned : bool
+        Keep the index and rows in page-locked host memory mapped into the GPU's
+        address space (needs CuPy), so that a GPU cache reads missed rows
+        straight from here over PCIe (zero-copy), with no staging copy.
 
     Memory is about ``2 * rows * (8 + dim * itemsize)`` bytes.
     """
 
-    def __init__(self, dim: int, dtype="float32", initial_rows: int = 1024):
+    def __init__(self, dim: int, dtype="float32", initial_rows: int = 1024, pinned: bool = False):
         super().__init__(dim, dtype)
         self._size = 0
+        self.pinned = bool(pinned)
+        self._pinned_buffers = ()
         # a power of two at least twice the rows, so the table starts at load factor <= 1/2
         self._alloc(max(16, 1 << (2 * int(initial_rows) - 1).bit_length()))
 
     def _alloc(self, slots):
-        self._table = np.full(slots, EMPTY_KEY, np.int64)
-        self._values = np.zeros((slots, self.dim), self.dtype)
+        if not self.pinned:
+            self._table = np.full(slots, EMPTY_KEY, np.int64)
+            self._values = np.zeros((slots, self.dim), self.dtype)
+            return
+        from ..kernels.gpu import require_cupy
+
+        cupy = require_cupy()
+        buffers = tuple(cupy.cuda.PinnedMemory(max(1, nbytes), cupy.cuda.runtime.hostAllocMapped)
+                        for nbytes in (slots * 8, slots * self.dim * self.dtype.itemsize))
+        self._table = np.frombuffer(buffers[0], np.int64, slots)
+        self._values = np.frombuffer(buffers[1], self.dtype, slots * self.dim).reshape(slots, self.dim)
+        self._table.fill(EMPTY_KEY)
+        self._values.fill(0)
+        self._pinned_buffers = buffers  # the arrays above only borrow this memory
 
     def __len__(self) -> int:
         return self._size
@@ -141,5 +160,36 @@ class HostStore(Tier):
         self._check_open("keys")
         return self._table[self._table != EMPTY_KEY].copy()
 
+    def gather_to_device(self, keys, default_row):
+        """GPU reads of a pinned store: ``(rows, found)`` of device ``keys`` (n,) int64, on the device.
+
+        ``rows`` (n, dim) holds the raw bits of each stored row (``default_row``,
+        a device array of raw bits, where absent).  The GPU walks this store's
+        index and copies its rows over PCIe itself; nothing is staged.  Runs on
+        CuPy's current stream.
+        """
+        self._check_open("gather_to_device")
+        if not self.pinned:
+            raise ConfigError("gather_to_device needs a HostStore made with pinned=True")
+        from ..kernels.gpu import launch_grid, compile_module, require_cupy
+        from ..kernels.tuning import vector_bytes
+
+        cupy = require_cupy()
+        row_bytes = self.dim * self.dtype.itemsize
+        words = row_bytes // vector_bytes(row_bytes)
+        group = 1 << (min(32, words).bit_length() - 1)  # lanes per row: a power of two, no idle ones
+        kernel = compile_module("host_store.cu", ROW_BYTES=row_bytes, VEC=vector_bytes(row_bytes),
+                                GROUP=group, BLOCK=256).get_function("host_gather")
+        n = keys.shape[0]
+        rows = cupy.empty((n, self.dim), default_row.dtype)
+        found = cupy.empty(n, cupy.bool_)
+        if n:
+            device_ptr = cupy.cuda.runtime.hostGetDevicePointer
+            kernel((launch_grid(n * group, 256),), (256,), (
+                np.uint64(device_ptr(self._table.ctypes.data, 0)), np.int64(self._table.shape[0] - 1),
+                np.uint64(device_ptr(self._values.ctypes.data, 0)), keys, np.int64(n), rows, found, default_row))
+        return rows, found
+
     def _close(self):
         self._table = self._values = None
+        self._pinned_buffers = ()

@@ -1,0 +1,318 @@
+// embcache GPU kernels over the set-associative arrays (DESIGN.md sections 3-4).
+//
+// gpu.py prepends generated #defines: the layout constants from layout.py, the policy's score
+// expressions, the row size and the launch shape from the tuning table (see common.cuh).
+// Every kernel copies rows as raw bits (VEC-byte words), so results equal the CPU backend's.
+//
+// Slot s = set * WAYS + way; 64-bit indices throughout, so tables may exceed 2^31 slots and 4 GiB.
+
+#include "common.cuh"
+
+#define FULL_MASK 0xffffffffu
+#define CHUNKS (ROW_BYTES / VEC)
+// ways each lane of a probing group reads, and ways each lane of an inserting warp holds
+#define PROBE_WPL (WAYS / GROUP)
+#define WARP_WPL ((WAYS + 31) / 32)
+
+// state[] words shared with gpu.py (STATE_* there)
+#define STATE_CLOCK 0
+#define STATE_MISSES 1
+#define STATE_RESERVED 2
+#define STATE_REPLAY_LOOKUPS 3
+#define STATE_REPLAY_MISSES 4
+
+__device__ __forceinline__ void copy_row(char* __restrict__ dst, const char* __restrict__ src, int lane, int lanes) {
+    const vec_t* s = reinterpret_cast<const vec_t*>(src);
+    vec_t* d = reinterpret_cast<vec_t*>(dst);
+#pragma unroll 4
+    for (int c = lane; c < CHUNKS; c += lanes) d[c] = s[c];
+}
+
+__device__ __forceinline__ bool reserved(i64 key) { return key <= LOCKED_KEY; }
+
+// Atomically apply score' = f(score) where f composes (see policies/_base.py).
+template <typename F>
+__device__ __forceinline__ void atomic_apply(i64* p, F f) {
+    unsigned long long* q = reinterpret_cast<unsigned long long*>(p);
+    unsigned long long old = *q;
+    while (true) {
+        unsigned long long next = (unsigned long long)f((i64)old);
+        if (next == old) return;
+        unsigned long long seen = atomicCAS(q, old, next);
+        if (seen == old) return;
+        old = seen;
+    }
+}
+
+__device__ __forceinline__ unsigned warp_sum(unsigned v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+// ---------------------------------------------------------------- hit path
+// GROUP lanes probe one key's set together (PROBE_WPL ways each), KEYS_PER_GROUP keys in flight,
+// then copy the row with VEC-byte words.  slots[i] = slot or -1; rows go to out only if gather.
+// fill_misses: write default_row for misses (query and captured lookups) instead of leaving them.
+// Misses and reserved keys are counted into state[] once per warp.
+extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
+    const i64* __restrict__ table_keys, const char* __restrict__ values, u64 num_sets,
+    const i64* __restrict__ keys, i64 n, int gather, char* __restrict__ out, i64* __restrict__ slots,
+    const char* __restrict__ default_row, int fill_misses, int replay, i64* __restrict__ state) {
+    const int lane = threadIdx.x % GROUP;
+    const int group_first_lane = (threadIdx.x & 31) - lane;
+    const unsigned group_mask = GROUP == 32 ? FULL_MASK : ((1u << GROUP) - 1u);
+    const i64 stride = (i64)gridDim.x * (BLOCK / GROUP) * KEYS_PER_GROUP;
+    i64 first = ((i64)blockIdx.x * (BLOCK / GROUP) + threadIdx.x / GROUP) * KEYS_PER_GROUP;
+    unsigned misses = 0, bad = 0;
+    // the whole warp runs the same iterations (its lane 0 has the lowest index), so full-mask
+    // ballots and shuffles are safe; indices >= n are simply not valid
+    for (; __shfl_sync(FULL_MASK, first, 0) < n; first += stride) {
+        i64 key[KEYS_PER_GROUP], base[KEYS_PER_GROUP];
+        i64 probe[KEYS_PER_GROUP][PROBE_WPL];
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            const i64 i = first + j;
+            key[j] = i < n ? keys[i] : EMPTY_KEY;
+            base[j] = (i64)(mix64((u64)key[j]) % num_sets) * WAYS;
+            if (i < n) {
+                const i64* p = table_keys + base[j] + lane * PROBE_WPL;
+#if PROBE_WPL % 2 == 0
+                // 16-byte loads: the set and each lane's share are 16-byte aligned when both are even
+#pragma unroll
+                for (int w = 0; w < PROBE_WPL; w += 2) {
+                    const longlong2 pair = reinterpret_cast<const longlong2*>(p)[w / 2];
+                    probe[j][w] = pair.x;
+                    probe[j][w + 1] = pair.y;
+                }
+#else
+#pragma unroll
+                for (int w = 0; w < PROBE_WPL; ++w) probe[j][w] = p[w];
+#endif
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            const i64 i = first + j;
+            const bool valid = i < n && !reserved(key[j]);
+            int mine = -1;
+            if (valid) {
+#pragma unroll
+                for (int w = 0; w < PROBE_WPL; ++w)
+                    if (probe[j][w] == key[j]) mine = w;
+            }
+            const unsigned hits = (__ballot_sync(FULL_MASK, mine >= 0) >> group_first_lane) & group_mask;
+            const int hit_lane = hits ? __ffs(hits) - 1 : 0;
+            const int way = __shfl_sync(FULL_MASK, mine, group_first_lane + hit_lane) + hit_lane * PROBE_WPL;
+            const i64 slot = hits ? base[j] + way : -1;
+            if (i < n) {
+                if (lane == 0) {
+                    slots[i] = slot;
+                    misses += slot < 0;
+                    bad += reserved(key[j]);
+                }
+                if (gather) {
+                    if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
+                    else if (fill_misses) copy_row(out + i * ROW_BYTES, default_row, lane, GROUP);
+                }
+            }
+        }
+    }
+    misses = warp_sum(misses);
+    bad = warp_sum(bad);
+    if ((threadIdx.x & 31) == 0) {
+        if (misses) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES), (unsigned long long)misses);
+        if (bad) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_RESERVED), (unsigned long long)bad);
+        if (replay && misses)
+            atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_MISSES), (unsigned long long)misses);
+    }
+    if (replay && blockIdx.x == 0 && threadIdx.x == 0)
+        atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_LOOKUPS), (unsigned long long)n);
+}
+
+// One step of the batch clock, on the device so that a captured graph advances it on every replay.
+extern "C" __global__ void tick(i64* state) { state[STATE_CLOCK] += 1; }
+
+// Apply the hit rule once per occurrence (count = 1); the rule composes, so order does not matter.
+extern "C" __global__ void touch(i64* __restrict__ scores, const i64* __restrict__ slots, i64 n,
+                                 const i64* __restrict__ state) {
+    const i64 clock = state[STATE_CLOCK];
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+        const i64 s = slots[i];
+        if (s >= 0) atomic_apply(scores + s, [clock](i64 score) { return hit_score(score, clock, 1); });
+    }
+}
+
+// ---------------------------------------------------------------- insertion
+// Keys are unique; order[] lists them sorted by (set, key) and sets[] holds each sorted key's set.
+// One warp takes each run of equal sets and applies its keys in order, holding the set's keys and
+// scores in registers (way = j * 32 + lane), exactly as insert_and_evict_cpu does one key at a time.
+extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
+    i64* __restrict__ table_keys, i64* __restrict__ scores, char* __restrict__ values, u64 num_sets,
+    const i64* __restrict__ keys, const i64* __restrict__ counts, const char* __restrict__ rows,
+    const bool* __restrict__ admit, const i64* __restrict__ order, const set_t* __restrict__ sets, i64 n,
+    const i64* __restrict__ state, int refuse_below_min, signed char* __restrict__ outcome,
+    i64* __restrict__ evicted) {
+    const int lane = threadIdx.x & 31;
+    const i64 warps = (i64)gridDim.x * (blockDim.x / 32);
+    const i64 clock = state[STATE_CLOCK];
+    for (i64 q0 = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; q0 < n; q0 += warps) {
+        if (q0 > 0 && sets[q0] == sets[q0 - 1]) continue;  // not the start of a run
+        const set_t set = sets[q0];
+        const i64 base = (i64)set * WAYS;
+        i64 kw[WARP_WPL], sw[WARP_WPL];
+#pragma unroll
+        for (int j = 0; j < WARP_WPL; ++j) {
+            const int way = j * 32 + lane;
+            kw[j] = way < WAYS ? table_keys[base + way] : LOCKED_KEY;  // LOCKED_KEY: never matches, never empty
+            sw[j] = way < WAYS ? scores[base + way] : 0;
+        }
+        for (i64 q = q0; q < n && sets[q] == set; ++q) {
+            const i64 i = order[q];
+            if (!admit[i]) {
+                if (lane == 0) { outcome[i] = NOT_ADMITTED; evicted[i] = EMPTY_KEY; }
+                continue;
+            }
+            const i64 k = keys[i];
+            int found = -1, empty = -1;
+#pragma unroll
+            for (int j = 0; j < WARP_WPL; ++j) {
+                const unsigned m = __ballot_sync(FULL_MASK, kw[j] == k);
+                if (found < 0 && m) found = j * 32 + __ffs(m) - 1;
+                const unsigned e = __ballot_sync(FULL_MASK, kw[j] == EMPTY_KEY);
+                if (empty < 0 && e) empty = j * 32 + __ffs(e) - 1;
+            }
+            int way;
+            signed char code;
+            i64 score;
+            if (found >= 0) {
+                way = found;
+                code = REFRESHED;
+                score = 0;
+#pragma unroll
+                for (int j = 0; j < WARP_WPL; ++j)
+                    if (way == j * 32 + lane) score = hit_score(sw[j], clock, counts[i]);
+            } else {
+                score = new_score(0, clock, counts[i]);
+                if (empty >= 0) {
+                    way = empty;
+                    code = INSERTED;
+                } else {
+                    // lowest (score, way) of the full set, ties to the lowest way
+                    i64 low = MAX_SCORE;
+                    int low_way = 1 << 30;
+#pragma unroll
+                    for (int j = 0; j < WARP_WPL; ++j) {
+                        const int w = j * 32 + lane;
+                        if (w < WAYS && (sw[j] < low || (sw[j] == low && w < low_way))) { low = sw[j]; low_way = w; }
+                    }
+#pragma unroll
+                    for (int o = 16; o > 0; o >>= 1) {
+                        const i64 other = __shfl_xor_sync(FULL_MASK, low, o);
+                        const int other_way = __shfl_xor_sync(FULL_MASK, low_way, o);
+                        if (other < low || (other == low && other_way < low_way)) { low = other; low_way = other_way; }
+                    }
+                    if (refuse_below_min && score < low) {
+                        if (lane == 0) { outcome[i] = REFUSED; evicted[i] = EMPTY_KEY; }
+                        continue;
+                    }
+                    way = low_way;
+                    code = EVICTED;
+                }
+            }
+            const i64 slot = base + way;
+#pragma unroll
+            for (int j = 0; j < WARP_WPL; ++j) {
+                if (way == j * 32 + lane) {
+                    outcome[i] = code;
+                    evicted[i] = code == EVICTED ? kw[j] : EMPTY_KEY;
+                    kw[j] = k;
+                    sw[j] = score;
+                    table_keys[slot] = k;
+                    scores[slot] = score;
+                }
+            }
+            // the same lane writes the same words of a slot every time, so a later key of this run
+            // that takes the slot again overwrites in program order
+            copy_row(values + slot * ROW_BYTES, rows + i * ROW_BYTES, lane, 32);
+        }
+    }
+}
+
+// Set of every key, as the type the sort uses (32-bit when num_sets allows: half the radix passes).
+extern "C" __global__ void sets_of(const i64* __restrict__ keys, i64 n, u64 num_sets, set_t* __restrict__ out) {
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
+        out[i] = (set_t)(mix64((u64)keys[i]) % num_sets);
+}
+
+// ---------------------------------------------------------------- writes (one thread per key)
+__device__ __forceinline__ i64 find_slot(const i64* table_keys, u64 num_sets, i64 key) {
+    const i64 base = (i64)(mix64((u64)key) % num_sets) * WAYS;
+    for (int w = 0; w < WAYS; ++w)
+        if (table_keys[base + w] == key) return base + w;
+    return -1;
+}
+
+// Overwrite the cached rows of unique keys; state[STATE_MISSES] counts the keys that were cached.
+extern "C" __global__ void update_rows(const i64* __restrict__ table_keys, char* __restrict__ values, u64 num_sets,
+                                       const i64* __restrict__ keys, const char* __restrict__ rows, i64 n,
+                                       i64* __restrict__ state) {
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+        const i64 s = find_slot(table_keys, num_sets, keys[i]);
+        if (s >= 0) {
+            copy_row(values + s * ROW_BYTES, rows + i * ROW_BYTES, 0, 1);
+            atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES), 1ull);
+        }
+    }
+}
+
+// Free the slots of unique keys; state[STATE_MISSES] counts the keys that were cached.
+extern "C" __global__ void erase_keys(i64* __restrict__ table_keys, i64* __restrict__ scores, u64 num_sets,
+                                      const i64* __restrict__ keys, i64 n, i64* __restrict__ state) {
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+        const i64 s = find_slot(table_keys, num_sets, keys[i]);
+        if (s >= 0) {
+            table_keys[s] = EMPTY_KEY;
+            scores[s] = 0;
+            atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES), 1ull);
+        }
+    }
+}
+
+// Scatter rows (u, dim) to out positions: out[where[i]] = rows[inverse[i]]; the one scatter of the miss path.
+extern "C" __global__ void scatter_rows(char* __restrict__ out, const i64* __restrict__ where,
+                                        const char* __restrict__ rows, const i64* __restrict__ inverse, i64 n) {
+    const int lanes = CHUNKS < 32 ? CHUNKS : 32;
+    const i64 per_block = blockDim.x / 32;
+    for (i64 i = (i64)blockIdx.x * per_block + threadIdx.x / 32; i < n; i += (i64)gridDim.x * per_block)
+        if ((threadIdx.x & 31) < lanes)
+            copy_row(out + where[i] * ROW_BYTES, rows + inverse[i] * ROW_BYTES, threadIdx.x & 31, lanes);
+}
+
+// ---------------------------------------------------------------- count-min sketch
+__device__ __forceinline__ i64 sketch_column(i64 key, int row, u64 seed, i64 width) {
+    return (i64)(mix64((u64)key + (u64)(row + 1) * GOLDEN + seed) & (u64)(width - 1));
+}
+
+// Batch-synchronous like sketch_cpu: this kernel adds every key's count, sketch_estimate reads after.
+extern "C" __global__ void sketch_add(i64* __restrict__ sketch, int depth, i64 width, u64 seed,
+                                      const i64* __restrict__ keys, const i64* __restrict__ counts, i64 n) {
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+        const i64 c = counts[i];
+        for (int r = 0; r < depth; ++r)
+            atomic_apply(sketch + r * width + sketch_column(keys[i], r, seed, width),
+                         [c](i64 v) { return sat_add(v, c); });
+    }
+}
+
+extern "C" __global__ void sketch_estimate(const i64* __restrict__ sketch, int depth, i64 width, u64 seed,
+                                           const i64* __restrict__ keys, i64 n, i64* __restrict__ estimate) {
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+        i64 best = MAX_SCORE;
+        for (int r = 0; r < depth; ++r) {
+            const i64 v = sketch[r * width + sketch_column(keys[i], r, seed, width)];
+            best = v < best ? v : best;
+        }
+        estimate[i] = best;
+    }
+}

@@ -1,0 +1,40 @@
+// Shared by every embcache .cu file.  gpu.py prepends #defines for:
+//   EMPTY_KEY, LOCKED_KEY, MAX_SCORE, MIX_M1, MIX_M2, GOLDEN   (layout.py, kernels/_shared.py)
+//   NOT_ADMITTED, INSERTED, EVICTED, REFRESHED, REFUSED        (outcome codes, kernels/_shared.py)
+//   NEW_SCORE_EXPR, HIT_SCORE_EXPR                              (the policy's expressions)
+//   WAYS, ROW_BYTES, VEC, SET_BITS, GROUP, KEYS_PER_GROUP, BLOCK (layout and launch shape)
+#pragma once
+
+typedef long long i64;
+typedef unsigned long long u64;
+
+#if VEC == 16
+typedef uint4 vec_t;
+#elif VEC == 8
+typedef uint2 vec_t;
+#elif VEC == 4
+typedef unsigned int vec_t;
+#else
+typedef unsigned short vec_t;
+#endif
+
+#if SET_BITS == 32
+typedef unsigned int set_t;
+#else
+typedef unsigned long long set_t;
+#endif
+
+// splitmix64 finalizer, as layout.mix64
+__device__ __forceinline__ u64 mix64(u64 z) {
+    z = (z ^ (z >> 30)) * MIX_M1;
+    z = (z ^ (z >> 27)) * MIX_M2;
+    return z ^ (z >> 31);
+}
+
+// the score functions a policy expression may call (policies/_base.py)
+__device__ __forceinline__ i64 sat_add(i64 a, i64 b) { return b > MAX_SCORE - a ? MAX_SCORE : a + b; }
+__device__ __forceinline__ i64 score_min(i64 a, i64 b) { return a < b ? a : b; }
+__device__ __forceinline__ i64 score_max(i64 a, i64 b) { return a > b ? a : b; }
+
+__device__ __forceinline__ i64 new_score(i64 score, i64 clock, i64 count) { return (i64)(NEW_SCORE_EXPR); }
+__device__ __forceinline__ i64 hit_score(i64 score, i64 clock, i64 count) { return (i64)(HIT_SCORE_EXPR); }

@@ -1,0 +1,34 @@
+// Zero-copy reads of a pinned HostStore (tiers/host.py) from the GPU: the store's hash index and
+// rows live in mapped pinned host memory, so missed rows cross PCIe once, straight into device
+// memory, with no staging copy.  Linear probing exactly as tiers/host.py's _probe.
+#include "common.cuh"
+
+#define CHUNKS (ROW_BYTES / VEC)
+
+// rows[i] = the stored row of keys[i] (default_row where absent); found[i] says which.
+// GROUP lanes per key: lane 0 walks the probe chain, then the group copies the row.
+extern "C" __global__ void __launch_bounds__(BLOCK) host_gather(
+    const volatile i64* table, i64 mask, const char* values, const i64* __restrict__ keys, i64 n,
+    char* __restrict__ rows, bool* __restrict__ found, const char* __restrict__ default_row) {
+    const int lane = threadIdx.x % GROUP;
+    const int group_first_lane = (threadIdx.x & 31) - lane;
+    // a group's lanes always run the same iterations; other groups of the warp may have left
+    const unsigned group_mask = (GROUP == 32 ? 0xffffffffu : ((1u << GROUP) - 1u)) << group_first_lane;
+    const i64 groups = (i64)gridDim.x * (BLOCK / GROUP);
+    for (i64 i = (i64)blockIdx.x * (BLOCK / GROUP) + threadIdx.x / GROUP; i < n; i += groups) {
+        const i64 key = keys[i];
+        i64 h = -1;
+        if (lane == 0) {
+            h = (i64)(mix64((u64)key) & (u64)mask);
+            i64 k;
+            while ((k = table[h]) != EMPTY_KEY && k != key) h = (h + 1) & mask;
+            if (k != key) h = -1;
+        }
+        h = __shfl_sync(group_mask, h, group_first_lane);
+        const vec_t* src = reinterpret_cast<const vec_t*>(h >= 0 ? values + h * ROW_BYTES : default_row);
+        vec_t* dst = reinterpret_cast<vec_t*>(rows + i * ROW_BYTES);
+#pragma unroll 4
+        for (int c = lane; c < CHUNKS; c += GROUP) dst[c] = src[c];
+        if (lane == 0) found[i] = h >= 0;
+    }
+}

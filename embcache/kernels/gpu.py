@@ -1,0 +1,357 @@
+"""GPU backend: the CPU backend's operations as CUDA kernels (``cuda/*.cu``) through CuPy.
+
+Arrays live in device memory: keys and scores (S,) int64, rows (S, dim) as raw
+same-width unsigned ints (so copies are bit-exact and bfloat16 needs no CuPy
+dtype), and ``state``, a few int64 words the kernels share with the host:
+the batch clock and per-call counters.  The clock lives on the device so that a
+lookup captured in a CUDA graph advances it on every replay.
+
+Kernels are compiled by NVRTC on first use and memoized per device and
+configuration (policy rules, ways, row bytes, launch shape); the constants
+reach CUDA as generated ``#define``s.  Every operation runs on CuPy's current
+stream (``Cache`` enters the caller's ``stream=``), and the hit path reads back
+one small counter block from that stream only: never a device-wide synchronize.
+"""
+from __future__ import annotations
+
+import ast
+import contextlib
+import functools
+import pathlib
+
+import numpy as np
+
+from .._dtypes import raw
+from ..errors import MissingDependencyError
+from ..layout import EMPTY_KEY, LOCKED_KEY, MAX_SCORE, MIX_M1, MIX_M2
+from ._shared import GOLDEN, OUTCOMES
+from .tuning import launch_shape, vector_bytes
+
+__all__ = ["GPUBackend", "gpu_available", "require_cupy", "compile_module", "defines", "launch_grid"]
+
+CUDA_DIR = pathlib.Path(__file__).with_name("cuda")
+# words of GPUBackend.state; cache.cu has the same STATE_* names
+STATE_CLOCK, STATE_MISSES, STATE_RESERVED, STATE_REPLAY_LOOKUPS, STATE_REPLAY_MISSES = range(5)
+_STATE_WORDS = 8
+_BLOCKS_PER_SM = 16  # grid-stride kernels: enough resident warps to hide memory latency
+
+
+def require_cupy():
+    """The cupy module, or a MissingDependencyError that names the pip extra."""
+    try:
+        import cupy
+    except ImportError:
+        raise MissingDependencyError(
+            "backend='gpu' needs CuPy: pip install 'embcache[cuda]' (cupy-cuda13x; use the cupy wheel "
+            "that matches your CUDA driver)"
+        ) from None
+    return cupy
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no CuPy, no driver, or no device: all mean "use the CPU"
+        return False
+
+
+def _c_expression(text: str) -> str:
+    """A checked score expression (policies._base) as C: ``min``/``max`` become the int64 helpers."""
+    tree = ast.parse(text, mode="eval")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in ("min", "max"):
+            node.id = "score_" + node.id
+    return ast.unparse(tree)
+
+
+def defines(**values) -> dict:
+    """The #defines every .cu file needs, plus ``values`` (layout, row size, launch shape)."""
+    out = {
+        "EMPTY_KEY": f"({EMPTY_KEY + 1}LL - 1)",  # INT64_MIN has no literal of its own in C
+        "LOCKED_KEY": f"({LOCKED_KEY}LL)",
+        "MAX_SCORE": f"{MAX_SCORE}LL",
+        "MIX_M1": f"{int(MIX_M1)}ULL",
+        "MIX_M2": f"{int(MIX_M2)}ULL",
+        "GOLDEN": f"{int(GOLDEN)}ULL",
+        "NEW_SCORE_EXPR": "0",
+        "HIT_SCORE_EXPR": "score",
+        "SET_BITS": 64,
+    }
+    out.update(OUTCOMES)
+    out.update(values)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _module(device_id: int, source: str, define_items: tuple):
+    cupy = require_cupy()
+    text = "".join(f"#define {k} {v}\n" for k, v in define_items) + (CUDA_DIR / source).read_text()
+    with cupy.cuda.Device(device_id):
+        module = cupy.RawModule(code=text, options=("-std=c++17", f"-I{CUDA_DIR}"), name_expressions=None)
+        module.compile()
+    return module
+
+
+def compile_module(source: str, **values):
+    """``cuda/<source>`` compiled with ``defines(**values)`` for the current device (memoized)."""
+    cupy = require_cupy()
+    return _module(cupy.cuda.Device().id, source, tuple(sorted(defines(**values).items())))
+
+
+def launch_grid(threads: int, block: int) -> int:
+    """Blocks for ``threads`` threads of grid-stride kernels: no more than the GPU keeps resident."""
+    cupy = require_cupy()
+    sms = cupy.cuda.Device().attributes["MultiProcessorCount"]
+    return max(1, min(-(-threads // block), sms * _BLOCKS_PER_SM))
+
+
+def _i64(x) -> np.int64:
+    return np.int64(x)
+
+
+class GPUBackend:
+    """The cache arrays in device memory and the CUDA kernels that work on them.
+
+    Parameters are those of :class:`embcache.kernels.cpu.CPUBackend`, plus
+    ``shape``: a launch shape (``group``, ``keys_per_group``, ``block``) that
+    overrides the tuning table's (``embcache autotune`` uses this).
+    """
+
+    name = "gpu"
+
+    def __init__(self, num_sets, ways, dim, dtype, policy, sketch_shape=None, sketch_seed=0, shape=None):
+        cupy = require_cupy()
+        self.xp = cupy
+        self.device_id = cupy.cuda.Device().id
+        self.ways, self.num_sets, self.dim, self.dtype = ways, num_sets, dim, np.dtype(dtype)
+        self.raw_dtype = raw(np.zeros(0, self.dtype)).dtype
+        self.row_bytes = dim * self.dtype.itemsize
+        cc = cupy.cuda.Device().compute_capability  # e.g. "90"
+        self.compute_capability = f"{cc[:-1]}.{cc[-1]}"
+        self.shape = dict(shape or launch_shape(self.compute_capability, self.row_bytes))
+        group = min(int(self.shape["group"]), ways)
+        slots = num_sets * ways
+        self.keys = cupy.full(slots, EMPTY_KEY, cupy.int64)
+        self.scores = cupy.zeros(slots, cupy.int64)
+        self.values = cupy.zeros((slots, dim), self.raw_dtype)
+        self.state = cupy.zeros(_STATE_WORDS, cupy.int64)
+        self._host_state = cupy.cuda.alloc_pinned_memory(_STATE_WORDS * 8)
+        self._host_state = np.frombuffer(self._host_state, np.int64, _STATE_WORDS)
+        self._dummy = cupy.zeros(16, cupy.uint8)
+        self.default = cupy.zeros(dim, self.raw_dtype)
+        self.clock = 0
+        self._replay_seen = (0, 0)
+        self.sketch = None if sketch_shape is None else cupy.zeros(sketch_shape, cupy.int64)
+        self._sketch_seed = np.uint64(sketch_seed)
+        self._set_dtype = cupy.uint32 if num_sets <= 2**32 else cupy.uint64
+        self._hits_change_scores = policy.hit_score.strip() != "score"
+        self._block, self._group, self._kpg = int(self.shape["block"]), group, int(self.shape["keys_per_group"])
+        module = compile_module(
+            "cache.cu", WAYS=ways, ROW_BYTES=self.row_bytes, VEC=vector_bytes(self.row_bytes),
+            SET_BITS=32 if self._set_dtype == cupy.uint32 else 64, GROUP=group,
+            KEYS_PER_GROUP=self._kpg, BLOCK=self._block,
+            NEW_SCORE_EXPR=f"({_c_expression(policy.new_score)})", HIT_SCORE_EXPR=f"({_c_expression(policy.hit_score)})",
+        )
+        self._k = {name: module.get_function(name) for name in (
+            "probe_gather", "tick", "touch", "insert_and_evict", "sets_of", "update_rows", "erase_keys",
+            "scatter_rows", "sketch_add", "sketch_estimate")}
+
+    # ------------------------------------------------------------------ arrays in and out
+    def on_stream(self, stream):
+        """Context in which CuPy (and so every kernel here) uses ``stream``: a cupy Stream or a raw pointer."""
+        cupy = self.xp
+        if stream is None:
+            return contextlib.nullcontext()
+        if isinstance(stream, int):
+            stream = cupy.cuda.ExternalStream(stream)
+        return stream
+
+    def capturing(self) -> bool:
+        """Whether the current stream is capturing a CUDA graph."""
+        stream = self.xp.cuda.get_current_stream()
+        return stream.ptr != 0 and bool(stream.is_capturing())
+
+    def to_device(self, array):
+        """A host or device array as a contiguous device array (rows come back as their raw bits)."""
+        cupy = self.xp
+        if isinstance(array, np.ndarray) and array.dtype == self.dtype and array.ndim == 2:
+            array = raw(np.ascontiguousarray(array))
+        out = cupy.ascontiguousarray(cupy.asarray(array))
+        if out.data.ptr % 16:
+            out = out.copy()  # the kernels read rows with aligned 16-byte words
+        return out
+
+    def to_host(self, array) -> np.ndarray:
+        """A device array as a NumPy array (raw row bits become the row dtype)."""
+        out = self.xp.asnumpy(array)
+        return out.view(self.dtype) if out.dtype == self.raw_dtype and out.ndim == 2 else out
+
+    def rows_out(self, raw_rows):
+        """What a lookup returns: float32/float16 rows as such; bfloat16 as uint16 bits (CuPy has no bfloat16)."""
+        return raw_rows if self.dtype.name == "bfloat16" else raw_rows.view(self.dtype)
+
+    def new_rows(self, n):
+        return self.xp.empty((n, self.dim), self.raw_dtype)
+
+    def set_default(self, default: np.ndarray) -> None:
+        self.default = self.to_device(raw(np.ascontiguousarray(default)))
+
+    # ------------------------------------------------------------------ device state
+    def _read_state(self) -> np.ndarray:
+        self.state.get(out=self._host_state)  # waits on this stream only
+        return self._host_state
+
+    def _zero_counters(self):
+        self.state[STATE_MISSES:STATE_RESERVED + 1] = 0
+
+    def tick(self) -> None:
+        """Advance the batch clock by one (on the device)."""
+        self._k["tick"]((1,), (1,), (self.state,))
+        self.clock += 1
+
+    def set_clock(self, clock: int) -> None:
+        self.state[STATE_CLOCK] = clock
+        self.clock = int(clock)
+
+    def absorb_replays(self) -> tuple[int, int]:
+        """Bring the host's clock up to the device's; return (lookups, misses) that graph replays did since last asked."""
+        state = self._read_state()
+        self.clock = int(state[STATE_CLOCK])
+        lookups, misses = int(state[STATE_REPLAY_LOOKUPS]), int(state[STATE_REPLAY_MISSES])
+        seen = self._replay_seen
+        self._replay_seen = (lookups, misses)
+        return lookups - seen[0], misses - seen[1]
+
+    # ------------------------------------------------------------------ operations
+    def _probe(self, keys, out, fill_misses: bool, replay: bool = False):
+        n = keys.shape[0]
+        slots = self.xp.empty(n, self.xp.int64)
+        if n:
+            groups = -(-n // self._kpg)
+            self._k["probe_gather"](
+                (launch_grid(groups * self._group, self._block),), (self._block,),
+                (self.keys, self.values, np.uint64(self.num_sets), keys, _i64(n), np.int32(out is not None),
+                 self._dummy if out is None else out, slots, self.default, np.int32(fill_misses), np.int32(replay),
+                 self.state))
+        return slots
+
+    def find(self, keys):
+        """Slot of every key or -1: keys (n,) int64 -> (n,) int64 (device)."""
+        return self._probe(keys, None, False)
+
+    def find_and_gather(self, keys, out, fill_misses: bool = False):
+        """Slots of ``keys`` and their cached rows in ``out``; returns ``(slots, misses, reserved)``.
+
+        Waits on the stream once, for the two counters.  With ``fill_misses`` the
+        default row goes to the misses.
+        """
+        self._zero_counters()
+        slots = self._probe(keys, out, fill_misses)
+        state = self._read_state()
+        return slots, int(state[STATE_MISSES]), int(state[STATE_RESERVED])
+
+    def enqueue_lookup(self, keys, out):
+        """The all-hit lookup path with no host wait (for CUDA graph capture).
+
+        Misses get the default row and are counted on the device only; the clock ticks
+        and hits are touched on the device.
+        """
+        slots = self._probe(keys, out, True, replay=True)
+        self._k["tick"]((1,), (1,), (self.state,))
+        self.touch(slots)
+
+    def touch(self, slots):
+        """Apply the hit rule once per occurrence at the device clock (-1 entries skipped)."""
+        n = slots.shape[0]
+        if self._hits_change_scores and n:
+            self._k["touch"]((launch_grid(n, 256),), (256,), (self.scores, slots, _i64(n), self.state))
+
+    def scatter(self, out, where, rows, inverse):
+        """out[where[i]] = rows[inverse[i]]: missed rows into a lookup's output, in one launch."""
+        n = where.shape[0]
+        if n:
+            self._k["scatter_rows"]((launch_grid(n * 32, 256),), (256,), (out, where, rows, inverse, _i64(n)))
+
+    def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min):
+        """As ``CPUBackend.insert_and_evict``, at the device clock; returns device (outcome, evicted)."""
+        cupy = self.xp
+        n = keys.shape[0]
+        outcome = cupy.empty(n, cupy.int8)
+        evicted = cupy.empty(n, cupy.int64)
+        if n:
+            sets = cupy.empty(n, self._set_dtype)
+            self._k["sets_of"]((launch_grid(n, 256),), (256,), (keys, _i64(n), np.uint64(self.num_sets), sets))
+            order = cupy.argsort(sets)  # stable, so each set's keys stay ascending
+            self._k["insert_and_evict"](
+                (launch_grid(n * 32, 256),), (256,),
+                (self.keys, self.scores, self.values, np.uint64(self.num_sets), keys, counts, rows, admit, order,
+                 sets[order], _i64(n), self.state, np.int32(bool(refuse_below_min)), outcome, evicted))
+        return outcome, evicted
+
+    def count_outcomes(self, outcome) -> np.ndarray:
+        """How many keys got each outcome code: (5,) host int64."""
+        return self.xp.bincount(outcome.astype(self.xp.int32), minlength=5).get()
+
+    def _count_found(self, kernel, args) -> int:
+        self._zero_counters()
+        n = int(args[-2])
+        if n:
+            self._k[kernel]((launch_grid(n, 256),), (256,), args)
+        return int(self._read_state()[STATE_MISSES])
+
+    def update(self, keys, rows):
+        """Overwrite cached rows of unique ``keys``; returns how many were cached."""
+        return self._count_found("update_rows", (self.keys, self.values, np.uint64(self.num_sets), keys, rows,
+                                                 _i64(keys.shape[0]), self.state))
+
+    def erase(self, keys):
+        """Remove unique ``keys``; returns how many were cached."""
+        return self._count_found("erase_keys", (self.keys, self.scores, np.uint64(self.num_sets), keys,
+                                                _i64(keys.shape[0]), self.state))
+
+    def clear(self):
+        self.keys.fill(EMPTY_KEY)
+        self.scores.fill(0)
+
+    def sketch_add(self, keys, counts):
+        """Count missed ``keys`` ``counts`` times, then read their estimates (device (n,) int64)."""
+        n = keys.shape[0]
+        est = self.xp.empty(n, self.xp.int64)
+        if n:
+            depth, width = self.sketch.shape
+            common = (self.sketch, np.int32(depth), _i64(width), self._sketch_seed, keys)
+            self._k["sketch_add"]((launch_grid(n, 256),), (256,), common + (counts, _i64(n)))
+            self._k["sketch_estimate"]((launch_grid(n, 256),), (256,), common + (_i64(n), est))
+        return est
+
+    def set_occupancy(self) -> np.ndarray:
+        """Filled ways per set: (num_sets,) host int64."""
+        return (self.keys.reshape(-1, self.ways) != EMPTY_KEY).sum(axis=1).get()
+
+    def host_arrays(self):
+        """(keys, scores, rows) copied to host, rows in the row dtype (for save and export)."""
+        return self.keys.get(), self.scores.get(), self.values.get().view(self.dtype)
+
+    def export(self):
+        """All cached (keys, rows, scores), ascending by key, as host arrays."""
+        keys, scores, values = self.host_arrays()
+        slots = np.flatnonzero(keys != EMPTY_KEY)
+        slots = slots[np.argsort(keys[slots], kind="stable")]
+        return keys[slots], values[slots], scores[slots]
+
+    def load(self, keys, scores, values):
+        """Replace the arrays from host arrays (``Cache.load``)."""
+        self.keys.set(np.ascontiguousarray(keys))
+        self.scores.set(np.ascontiguousarray(scores))
+        self.values.set(raw(np.ascontiguousarray(values)))
+
+    def release(self):
+        """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
+        self.keys = self.scores = self.values = self.sketch = None
+
+    def synchronize(self):
+        self.xp.cuda.get_current_stream().synchronize()

@@ -1,0 +1,60 @@
+"""Launch shapes of the GPU hit path, per compute capability and row size.
+
+The table lives in ``tuning.json`` beside this file.  Each compute capability
+has a list of shapes, each for rows up to ``max_row_bytes`` bytes (``null``:
+any larger row):
+
+* ``group``: lanes that probe one key's set and copy its row (a power of two <= 32);
+* ``keys_per_group``: keys a group has in flight at once;
+* ``block``: threads per block.
+
+Entries with ``"measured": null`` are starting points that nobody has timed on
+that architecture; ``embcache autotune`` measures the candidates on the GPU at
+hand and writes its entry.  Digests (HierarchicalKV's 1-byte key fingerprints)
+are not offered: key + score already take the 16 bytes a slot that DESIGN.md
+section 5 allows.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+
+__all__ = ["TABLE_PATH", "load_table", "launch_shape", "vector_bytes"]
+
+TABLE_PATH = pathlib.Path(__file__).with_name("tuning.json")
+_REQUIRED = ("group", "keys_per_group", "block")
+
+
+def load_table(path: str | pathlib.Path | None = None) -> dict:
+    """The tuning table: ``{"entries": {"9.0": {"shapes": [...], ...}, ...}}``."""
+    with open(path or TABLE_PATH) as f:
+        return json.load(f)
+
+
+def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = None) -> dict:
+    """The shape for rows of ``row_bytes`` bytes on a GPU of ``compute_capability`` (e.g. ``"9.0"``).
+
+    An architecture missing from the table takes the nearest lower one's entry.
+    """
+    entries = (table or _table())["entries"]
+    want = tuple(int(x) for x in compute_capability.split("."))
+    known = sorted((tuple(int(x) for x in cc.split(".")), cc) for cc in entries)
+    lower = [cc for version, cc in known if version <= want] or [known[0][1]]
+    for shape in entries[lower[-1]]["shapes"]:
+        if shape["max_row_bytes"] is None or row_bytes <= shape["max_row_bytes"]:
+            return {k: shape[k] for k in _REQUIRED}
+    raise ValueError(f"tuning entry {lower[-1]} has no shape for {row_bytes}-byte rows")
+
+
+def vector_bytes(row_bytes: int) -> int:
+    """Widest word (16, 8, 4 or 2 bytes) that tiles a row exactly, so any dim has no tail to handle."""
+    return min(16, row_bytes & -row_bytes)
+
+
+_CACHE: dict = {}
+
+
+def _table() -> dict:
+    if "table" not in _CACHE:
+        _CACHE["table"] = load_table()
+    return _CACHE["table"]

@@ -1,0 +1,217 @@
+"""GPU backend: the CPU backend's results bit for bit, on any stream, inside CUDA graphs.
+
+Every test here needs a CUDA GPU and CuPy; without them the module skips.
+"""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import embcache
+from embcache.errors import EmbCacheError
+from embcache.kernels.gpu import gpu_available
+from embcache.layout import sets_of
+from embcache.tiers import HostStore
+
+from .strategies import ADMISSIONS, host, keys as key_values, rows_for
+from .test_stateful import POLICIES, machine_tests
+
+GPU = [pytest.mark.gpu, pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and CuPy")]
+pytestmark = GPU
+
+# the core's stateful machine (Cache against the plain-Python model), on the GPU backend
+globals().update(machine_tests("gpu", GPU))
+
+DTYPES = ["float32", "float16", "bfloat16"]
+
+
+def raw_bytes(rows) -> bytes:
+    """Row bits, whatever the array: GPU bfloat16 rows come back as uint16 bits."""
+    return host(rows).tobytes()
+
+
+def pair(capacity, dim, policy, admission, dtype, ways, tier_keys, pinned=False):
+    """The same cache on both backends, each in front of its own store with the same rows."""
+    caches = []
+    for backend in ("cpu", "gpu"):
+        store = HostStore(dim, dtype, pinned=pinned and backend == "gpu")
+        store.put_many(tier_keys, rows_for(tier_keys, dim, dtype, seed=0))
+        caches.append(embcache.Cache(capacity, dim, policy, ADMISSIONS[admission](), dtype, backend, store,
+                                     default=-1.5, ways=ways))
+    return caches
+
+
+def assert_same_state(cpu, gpu):
+    k1, r1, s1 = cpu.export()
+    k2, r2, s2 = gpu.export()
+    assert k1.tolist() == k2.tolist()
+    assert s1.tolist() == s2.tolist()
+    assert r1.tobytes() == r2.tobytes()
+    assert cpu.stats.as_dict() == gpu.stats.as_dict()
+    last1, last2 = cpu.stats.last, gpu.stats.last
+    assert (last1 is None) == (last2 is None) and (last1 is None or last1.as_dict() == last2.as_dict())
+    assert cpu.clock == gpu.clock and len(cpu) == len(gpu)
+
+
+def run_both(cpu, gpu, op, batch, rows, on_device):
+    """Apply one operation to both caches; same result or the same exception type."""
+    import cupy
+
+    keys = np.array(batch, np.int64)
+    results, errors = [], []
+    for cache, device in ((cpu, False), (gpu, on_device)):
+        k = cupy.asarray(keys) if device else keys
+        try:
+            if op == "lookup":
+                results.append([raw_bytes(cache.lookup(k))])
+            elif op == "query":
+                out, found = cache.query(k)
+                results.append([raw_bytes(out), host(found).tolist()])
+            elif op in ("insert", "update"):
+                getattr(cache, op)(k, rows)
+                results.append([])
+            elif op == "clear":
+                cache.clear()
+                results.append([])
+            else:
+                getattr(cache, op)(k)
+                results.append([])
+            errors.append(None)
+        except EmbCacheError as exc:
+            errors.append(type(exc))
+            results.append([])
+    assert errors[0] == errors[1]
+    assert results[0] == results[1]
+
+
+OPS = ["lookup", "lookup", "lookup", "query", "insert", "update", "erase", "preload", "clear"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("admission", list(ADMISSIONS))
+@pytest.mark.parametrize("policy", POLICIES)
+@given(data=st.data())
+def test_cpu_and_gpu_agree(policy, admission, dtype, data):
+    """Random operation sequences: identical outputs, export, stats and clock after every step.
+
+    Capacities of 1-48 rows against batches of up to 40 keys overfill sets within
+    one batch; keys drawn from a small universe make batches duplicate-heavy; empty
+    batches come up too.
+    """
+    universe = data.draw(st.lists(key_values, min_size=1, max_size=50, unique=True), label="universe")
+    stored = [k for k in universe if data.draw(st.booleans())]
+    capacity = data.draw(st.integers(1, 48), label="capacity")
+    ways = data.draw(st.sampled_from([1, 4, 32]), label="ways")
+    dim = data.draw(st.sampled_from([3, 33]), label="dim")
+    cpu, gpu = pair(capacity, dim, policy, admission, dtype, ways, np.array(stored, np.int64))
+    for step in range(data.draw(st.integers(1, 12), label="steps")):
+        op = data.draw(st.sampled_from(OPS), label="op")
+        batch = data.draw(st.lists(st.sampled_from(universe), max_size=40), label="batch")
+        rows = rows_for(batch, dim, cpu.dtype, seed=step + 1)
+        run_both(cpu, gpu, op, batch, rows, data.draw(st.booleans(), label="keys on device"))
+        assert_same_state(cpu, gpu)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 7, 32, 33, 100, 1024])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_any_dim_and_64_ways(dim, dtype):
+    """Row sizes that are not multiples of 16 bytes (the tails), and sets wider than a warp."""
+    rng = np.random.default_rng(dim)
+    trace = (rng.zipf(1.3, 6000) % 700).astype(np.int64)
+    cpu, gpu = pair(300, dim, "lfu", "always", dtype, 64, np.arange(0, 650, dtype=np.int64))
+    for i in range(0, trace.shape[0], 500):
+        assert raw_bytes(cpu.lookup(trace[i:i + 500])) == raw_bytes(gpu.lookup(trace[i:i + 500]))
+    assert_same_state(cpu, gpu)
+
+
+def test_pinned_host_store_is_read_zero_copy():
+    """A pinned HostStore serves the GPU's misses directly, with the same results as a plain one."""
+    rng = np.random.default_rng(1)
+    cpu, gpu = pair(256, 128, "lru", "always", "float32", 32, np.arange(0, 5000, 3, dtype=np.int64), pinned=True)
+    assert gpu.tier.pinned
+    for _ in range(20):
+        batch = rng.integers(0, 5200, 700)
+        assert raw_bytes(cpu.lookup(batch)) == raw_bytes(gpu.lookup(batch))
+    assert_same_state(cpu, gpu)
+
+
+def test_runs_on_the_callers_stream():
+    """Work goes to the stream given (a cupy Stream or a raw pointer), with the same results."""
+    import cupy
+
+    cpu, gpu = pair(512, 16, "lru", "always", "float32", 32, np.arange(1000, dtype=np.int64))
+    stream = cupy.cuda.Stream(non_blocking=True)
+    keys = cupy.arange(0, 1000, 3, dtype=cupy.int64)
+    expected = cpu.lookup(keys.get())
+    got = gpu.lookup(keys, stream=stream)
+    stream.synchronize()
+    assert raw_bytes(got) == expected.tobytes()
+    got = gpu.lookup(keys, stream=stream.ptr)
+    assert raw_bytes(got) == cpu.lookup(keys.get()).tobytes()
+    assert_same_state(cpu, gpu)
+
+
+def test_all_hit_lookup_is_captured_in_a_cuda_graph():
+    """A captured lookup replays on the device: same rows, the clock ticks and hits are counted per replay."""
+    import cupy
+
+    cpu, gpu = pair(4096, 128, "lru", "always", "float32", 32, np.arange(2048, dtype=np.int64))
+    keys = np.random.default_rng(2).integers(0, 1024, 1024)
+    cpu.lookup(keys)
+    gpu.lookup(keys)  # now every key is cached
+    stream = cupy.cuda.Stream(non_blocking=True)
+    device_keys = cupy.asarray(keys)
+    with stream:
+        stream.begin_capture()
+        out = gpu.lookup(device_keys)
+        graph = stream.end_capture()
+    for _ in range(3):
+        graph.launch(stream)
+        expected = cpu.lookup(keys)
+    stream.synchronize()
+    assert raw_bytes(out) == expected.tobytes()
+    assert gpu.clock == cpu.clock == 4
+    assert gpu.stats.hits == cpu.stats.hits and gpu.stats.misses == cpu.stats.misses
+    k1, _, s1 = cpu.export()
+    k2, _, s2 = gpu.export()
+    assert k1.tolist() == k2.tolist() and s1.tolist() == s2.tolist()
+
+
+def test_reserved_key_is_refused_on_the_hit_path_before_any_change():
+    import cupy
+
+    cpu, gpu = pair(64, 4, "lfu", "always", "float32", 4, np.arange(100, dtype=np.int64))
+    gpu.lookup(np.arange(10))
+    before = gpu.export()
+    with pytest.raises(embcache.errors.ReservedKeyError):
+        gpu.lookup(cupy.asarray([1, 2, embcache.RESERVED_KEYS[1]], dtype=cupy.int64))
+    after = gpu.export()
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(before, after))
+    assert gpu.clock == 1
+
+
+def test_tables_beyond_2_31_slots_and_4_gib_of_rows():
+    """64-bit indexing: keys whose sets lie past slot 2^31 and row bytes past 4 GiB."""
+    import cupy
+
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    capacity = 2**31 + 2**26  # 2.2 G slots: 36 GiB of keys and scores, 8.6 GiB of rows (dim 2 float16)
+    if free < 50 * 2**30:
+        pytest.skip(f"needs 50 GiB of free GPU memory, {free / 2**30:.0f} GiB free")
+    tier = HostStore(2, "float16")
+    cache = embcache.Cache(capacity, 2, "lru", "always", "float16", "gpu", tier, ways=32)
+    try:
+        candidates = np.arange(1, 400_000, dtype=np.int64)
+        high = candidates[sets_of(candidates, cache.num_sets) * 32 >= 2**31 + 2**25][:1000]
+        assert high.shape[0] == 1000
+        rows = rows_for(high, 2, "float16", seed=5)
+        cache.insert(high, rows)
+        got, found = cache.query(high)
+        assert bool(found.all()) and host(got).tobytes() == rows.tobytes()
+        assert int(cache._backend.find(cupy.asarray(high)).min()) >= 2**31 + 2**25
+        assert host(cache.lookup(high)).tobytes() == rows.tobytes()
+        assert cache.stats.last.hits == 1000
+    finally:
+        cache.close()
+        del cache
+        cupy.get_default_memory_pool().free_all_blocks()
