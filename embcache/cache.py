@@ -229,9 +229,8 @@ class Cache:
         does so; any other tier is read on the host and its rows copied over once.
         """
         b = self._backend
-        direct = getattr(self._tier, "gather_to_device", None)
-        if b.name == "gpu" and direct is not None:
-            return direct(keys, b.default)
+        if b.name == "gpu" and getattr(self._tier, "pinned", False):
+            return self._tier.gather_to_device(keys, b.default)
         rows, present = self._tier.get_many(b.to_host(keys))
         rows[~present] = self._default
         return b.to_device(rows), b.to_device(present)
