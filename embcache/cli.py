@@ -20,6 +20,14 @@ def _demo(args) -> int:
     return 0
 
 
+def _autotune(args) -> int:
+    from .autotune import DEFAULT_TABLE, autotune
+
+    autotune(args.table_gib, args.batch, args.repeat, write=None if args.dry_run else (args.table or DEFAULT_TABLE),
+             progress=not args.no_progress)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="embcache", description="GPU/CPU embedding caches with pluggable policies.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -31,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0, help="seed of the random rows")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
+    tune = sub.add_parser("autotune", help="time the GPU hit path's launch shapes here and write this GPU's tuning entry")
+    tune.add_argument("--table", default=None, help="tuning table to update (default: the one shipped in the package)")
+    tune.add_argument("--table-gib", type=float, default=2.0, help="row array size to gather from, GiB (default 2)")
+    tune.add_argument("--batch", type=int, default=1 << 20, help="keys a timed lookup (default 1048576)")
+    tune.add_argument("--repeat", type=int, default=10, help="timed runs per shape (default 10)")
+    tune.add_argument("--dry-run", action="store_true", help="print the timings, write nothing")
+    tune.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tune.set_defaults(func=_autotune)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -6,7 +6,6 @@ import embcache
 from embcache import errors
 from embcache.tiers import HostStore
 
-from .strategies import same_bits
 
 DIM = 4
 

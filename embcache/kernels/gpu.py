@@ -133,7 +133,6 @@ class GPUBackend:
         cc = cupy.cuda.Device().compute_capability  # e.g. "90"
         self.compute_capability = f"{cc[:-1]}.{cc[-1]}"
         self.shape = dict(shape or launch_shape(self.compute_capability, self.row_bytes))
-        group = min(int(self.shape["group"]), ways)
         slots = num_sets * ways
         self.keys = cupy.full(slots, EMPTY_KEY, cupy.int64)
         self.scores = cupy.zeros(slots, cupy.int64)
@@ -149,10 +148,18 @@ class GPUBackend:
         self._sketch_seed = np.uint64(sketch_seed)
         self._set_dtype = cupy.uint32 if num_sets <= 2**32 else cupy.uint64
         self._hits_change_scores = policy.hit_score.strip() != "score"
-        self._block, self._group, self._kpg = int(self.shape["block"]), group, int(self.shape["keys_per_group"])
+        self._policy = policy
+        self.retune(self.shape)
+
+    def retune(self, shape: dict) -> None:
+        """Compile the kernels for launch ``shape`` (group, keys_per_group, block); the arrays stay."""
+        self.shape = dict(shape)
+        ways, policy = self.ways, self._policy
+        group = min(int(shape["group"]), ways)
+        self._block, self._group, self._kpg = int(shape["block"]), group, int(shape["keys_per_group"])
         module = compile_module(
             "cache.cu", WAYS=ways, ROW_BYTES=self.row_bytes, VEC=vector_bytes(self.row_bytes),
-            SET_BITS=32 if self._set_dtype == cupy.uint32 else 64, GROUP=group,
+            SET_BITS=32 if self._set_dtype == np.uint32 else 64, GROUP=group,
             KEYS_PER_GROUP=self._kpg, BLOCK=self._block,
             NEW_SCORE_EXPR=f"({_c_expression(policy.new_score)})", HIT_SCORE_EXPR=f"({_c_expression(policy.hit_score)})",
         )

@@ -123,8 +123,9 @@ class HostStore(Tier):
         cupy = require_cupy()
         buffers = tuple(cupy.cuda.PinnedMemory(max(1, nbytes), cupy.cuda.runtime.hostAllocMapped)
                         for nbytes in (slots * 8, slots * self.dim * self.dtype.itemsize))
-        self._table = np.frombuffer(buffers[0], np.int64, slots)
-        self._values = np.frombuffer(buffers[1], self.dtype, slots * self.dim).reshape(slots, self.dim)
+        views = [cupy.cuda.PinnedMemoryPointer(b, 0) for b in buffers]  # these expose the buffer protocol
+        self._table = np.frombuffer(views[0], np.int64, slots)
+        self._values = np.frombuffer(views[1], self.dtype, slots * self.dim).reshape(slots, self.dim)
         self._table.fill(EMPTY_KEY)
         self._values.fill(0)
         self._pinned_buffers = buffers  # the arrays above only borrow this memory

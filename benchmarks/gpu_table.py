@@ -1,0 +1,259 @@
+"""The GPU benchmark table of issue 4: throughput of each case beside a ceiling measured in the same run.
+
+    python -m benchmarks.gpu_table [--json results.json] [--quick]
+
+Ceilings (benchmarks/ceilings.cu): the best of three random-row gather kernels
+over the cache's own row array (same size, same dim) for the hit path; a
+zero-copy gather of the same rows from pinned host memory for the miss path.
+Times are medians of device-event timings after warm-up; every lookup is the
+public ``Cache.lookup`` (argument checks, the counter read-back, the clock tick
+and the touch included).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import pathlib
+import platform
+import time
+
+import numpy as np
+
+import embcache
+from embcache.kernels.gpu import launch_grid
+from embcache.layout import EMPTY_KEY
+from embcache.policies import HitRateThreshold
+from embcache.tiers import HostStore
+
+GIB = 2**30
+_ODD = np.uint64(0x9E3779B97F4A7C15)  # multiplying by an odd number permutes uint64: unique keys
+
+
+def distinct_keys(start: int, n: int, xp):
+    """n distinct, well-spread int64 keys (start..start+n times an odd constant), none reserved."""
+    k = (xp.arange(start, start + n, dtype=xp.uint64) * _ODD).view(xp.int64)
+    return k[k > EMPTY_KEY + 1]
+
+
+def median_ms(fn, repeat: int = 20, warmup: int = 3) -> float:
+    import cupy
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, end))
+    return float(np.median(times))
+
+
+def _ceiling_module():
+    import cupy
+
+    return cupy.RawModule(code=(pathlib.Path(__file__).with_name("ceilings.cu")).read_text(), options=("-std=c++17",))
+
+
+def gather_ceiling(table_words, rows: int, row_bytes: int, idx, repeat=20) -> tuple[float, str]:
+    """Best ms of the gather kernels copying rows ``idx`` of ``table_words`` (any array or a pointer)."""
+    import cupy
+
+    chunks = row_bytes // 16
+    out = cupy.empty((idx.shape[0], row_bytes // 4), cupy.uint32)
+    mod = _ceiling_module()
+    best = (float("inf"), "")
+    n = np.int64(idx.shape[0])
+    for name in ("gather_chunk", "gather_chunk4", "gather_warp"):
+        kernel = mod.get_function(name)
+        threads = idx.shape[0] * (32 if name == "gather_warp" else chunks)
+        grid = launch_grid(threads, 256) if name != "gather_chunk" else -(-threads // 256)
+        ms = median_ms(lambda: kernel((grid,), (256,), (table_words, idx, out, n, np.int32(chunks))), repeat)
+        best = min(best, (ms, name))
+    return best
+
+
+def filled_cache(dim: int, dtype: str, table_bytes: int, tier=None, admission="always"):
+    """A GPU cache whose row array is ``table_bytes`` bytes, every set full (load factor 1.0)."""
+    import cupy
+
+    itemsize = np.dtype(dtype).itemsize if dtype != "bfloat16" else 2
+    capacity = table_bytes // (dim * itemsize)
+    cache = embcache.Cache(capacity, dim, "lru", admission, dtype, "gpu", tier or HostStore(dim, dtype), ways=32)
+    b = cache._backend
+    chunk = 1 << 22
+    start = 1
+    while int((b.keys == EMPTY_KEY).sum()) > 0:
+        keys = cupy.sort(distinct_keys(start, chunk, cupy))
+        start += chunk
+        words = cupy.random.random((keys.shape[0], b.row_bytes // 4), dtype=cupy.float32).view(cupy.uint32)
+        rows = words.view(b.raw_dtype).reshape(keys.shape[0], dim)
+        b.tick()
+        b.insert_and_evict(keys, cupy.ones(keys.shape[0], cupy.int64), rows, cupy.ones(keys.shape[0], cupy.bool_), False)
+        if start > 3 * capacity:
+            break
+    cache._size = int((b.keys != EMPTY_KEY).sum())
+    return cache
+
+
+def cached_sample(cache, n: int, seed: int):
+    """n keys drawn at random from the cache's slots, so that every lookup hits."""
+    import cupy
+
+    b = cache._backend
+    slots = cupy.random.default_rng(seed).integers(0, b.keys.shape[0], 2 * n)
+    keys = b.keys[slots]
+    return keys[keys != EMPTY_KEY][:n]
+
+
+def hit_rows(dim: int, dtype: str, table_bytes: int, batch: int, repeat: int) -> dict:
+    cache = filled_cache(dim, dtype, table_bytes)
+    b = cache._backend
+    keys = [cached_sample(cache, batch, s) for s in range(4)]
+    idx = [b.find(k) for k in keys]
+    ceiling_ms, kernel = gather_ceiling(b.values, b.values.shape[0], b.row_bytes, idx[0], repeat)
+    turn = iter(range(10**9))
+    ms = median_ms(lambda: cache.lookup(keys[next(turn) % 4]), repeat)
+    assert cache.stats.last.hits == batch
+    row = {"case": f"lookup all hits, {batch:,} keys, dim {dim} {dtype}", "table_gib": b.values.nbytes / GIB,
+           "ms": ms, "g_keys_s": batch / ms / 1e6, "ceiling": f"{kernel} gather", "ceiling_ms": ceiling_ms,
+           "ceiling_g_rows_s": batch / ceiling_ms / 1e6, "ratio": ceiling_ms / ms}
+    cache.close()
+    return row
+
+
+def miss_rows(dim: int, table_bytes: int, batch: int, hit_rate: float, repeat: int) -> dict:
+    """Lookups at ``hit_rate`` whose misses come from a pinned HostStore (zero-copy)."""
+    import cupy
+
+    stored = 4 * int(batch * (1 - hit_rate))
+    store = HostStore(dim, "float32", initial_rows=stored, pinned=True)
+    store_keys = distinct_keys(10**15, stored, np)
+    store.put_many(store_keys, np.random.default_rng(0).standard_normal((store_keys.shape[0], dim), np.float32))
+    # admission off above 50% hits: the cache stays as it is, so every repetition misses the same way
+    cache = filled_cache(dim, "float32", table_bytes, tier=store, admission=HitRateThreshold(0.5))
+    misses = int(batch * (1 - hit_rate))
+    rng = np.random.default_rng(1)
+    batches = []
+    for s in range(4):
+        k = cupy.concatenate([cached_sample(cache, batch - misses, s),
+                              cupy.asarray(rng.choice(store_keys, misses, replace=False))])
+        batches.append(k[cupy.asarray(rng.permutation(batch))])
+    turn = iter(range(10**9))
+    ms = median_ms(lambda: cache.lookup(batches[next(turn) % 4]), repeat)
+    assert cache.stats.last.misses == misses and cache.stats.last.absent == 0
+    all_hit = [cached_sample(cache, batch, 10 + s) for s in range(4)]
+    hit_ms = median_ms(lambda: cache.lookup(all_hit[next(turn) % 4]), repeat)
+    # ceiling: the same number of random rows gathered from pinned host memory by the GPU
+    idx = cupy.asarray(rng.integers(0, store._values.shape[0], misses))
+    ptr = np.uint64(cupy.cuda.runtime.hostGetDevicePointer(store._values.ctypes.data, 0))
+    ceiling_ms, kernel = gather_ceiling(ptr, store._values.shape[0], dim * 4, idx, repeat)
+    row = {"case": f"lookup {hit_rate:.0%} hits, {batch:,} keys, dim {dim} float32, misses from pinned HostStore",
+           "ms": ms, "g_keys_s": batch / ms / 1e6, "missed_rows_m_s": misses / ms / 1e3,
+           "miss_ms_over_all_hit": ms - hit_ms, "ceiling": f"zero-copy {kernel} gather from pinned host",
+           "ceiling_ms": ceiling_ms, "ceiling_m_rows_s": misses / ceiling_ms / 1e3,
+           "ratio": ceiling_ms / ms, "ratio_miss_part": ceiling_ms / max(ms - hit_ms, 1e-9)}
+    cache.close()
+    store.close()
+    return row
+
+
+def insert_rows(dim: int, table_bytes: int, batch: int, repeat: int) -> dict:
+    """insert_and_evict of new keys into a full cache: the backend operation Cache.insert and lookups call."""
+    import cupy
+
+    cache = filled_cache(dim, "float32", table_bytes)
+    b = cache._backend
+    rows = cupy.random.random((batch, dim), dtype=cupy.float32).view(cupy.uint32)
+    ones, admit = cupy.ones(batch, cupy.int64), cupy.ones(batch, cupy.bool_)
+    fresh = iter(range(10**9))
+
+    def insert():
+        keys = cupy.sort(distinct_keys(10**16 + next(fresh) * batch, batch, cupy))[:batch]
+        b.insert_and_evict(keys, ones[:keys.shape[0]], rows[:keys.shape[0]], admit[:keys.shape[0]], False)
+
+    ms = median_ms(insert, repeat)
+    sort_ms = median_ms(lambda: cupy.sort(distinct_keys(10**16 + next(fresh) * batch, batch, cupy)), repeat)
+    outcome, _ = b.insert_and_evict(cupy.sort(distinct_keys(10**17, batch, cupy)), ones, rows, admit, False)
+    counts = b.count_outcomes(outcome)
+    row = {"case": f"insert_and_evict {batch:,} new keys into a full cache, dim {dim} float32",
+           "ms": ms - sort_ms, "g_keys_s": batch / (ms - sort_ms) / 1e6, "evicted_fraction": counts[2] / batch,
+           "note": "excludes making and sorting the new keys (measured separately and subtracted)"}
+    cache.close()
+    return row
+
+
+def latency_row(dim: int, batch: int, repeat: int) -> dict:
+    """Small batch, all hits: device time of a replayed CUDA graph of the lookup, and wall time from Python."""
+    import cupy
+
+    cache = filled_cache(dim, "float32", GIB)
+    keys = cached_sample(cache, batch, 0)
+    for _ in range(10):
+        cache.lookup(keys)
+    walls = []
+    for _ in range(repeat * 10):
+        t = time.perf_counter()
+        cache.lookup(keys)
+        walls.append((time.perf_counter() - t) * 1e6)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        cache.lookup(keys)
+        graph = stream.end_capture()
+    with stream:
+        gpu_us = median_ms(lambda: graph.launch(stream), repeat * 10) * 1e3
+    cache.close()
+    return {"case": f"lookup {batch} keys, all hits, dim {dim} float32", "gpu_us": gpu_us,
+            "wall_us": float(np.median(walls))}
+
+
+def measure(quick: bool = False) -> dict:
+    import cupy
+
+    table = GIB if quick else 4 * GIB + GIB // 4
+    batch = 1 << 20
+    repeat = 10 if quick else 20
+    dev = cupy.cuda.Device()
+    rows = [hit_rows(d, "float32", table, batch, repeat) for d in (32, 64, 128)]
+    rows.append(hit_rows(128, "float16", table, batch, repeat))
+    rows.append(miss_rows(128, table, batch, 0.9, repeat))
+    rows.append(insert_rows(32, table, batch, repeat))
+    rows.append(latency_row(128, 1024, repeat))
+    return {"device": cupy.cuda.runtime.getDeviceProperties(dev.id)["name"].decode(),
+            "compute_capability": dev.compute_capability, "date": datetime.date.today().isoformat(),
+            "cupy": cupy.__version__, "python": platform.python_version(), "rows": rows}
+
+
+def format_table(result: dict) -> str:
+    lines = [f"{result['device']} (sm_{result['compute_capability']}), {result['date']}",
+             f"{'case':<92}{'ms':>9}{'G keys/s':>10}{'ceiling ms':>12}{'ratio':>8}"]
+    for r in result["rows"]:
+        if "gpu_us" in r:
+            lines.append(f"{r['case']:<92}GPU {r['gpu_us']:.1f} us (graph replay), wall {r['wall_us']:.1f} us from Python")
+            continue
+        ceiling = f"{r['ceiling_ms']:>12.3f}{r['ratio']:>8.2f}" if "ceiling_ms" in r else ""
+        lines.append(f"{r['case']:<92}{r['ms']:>9.3f}{r['g_keys_s']:>10.2f}{ceiling}")
+        if "ratio_miss_part" in r:
+            lines.append(f"{'':<8}missed rows {r['missed_rows_m_s']:.0f} M/s; ceiling {r['ceiling_m_rows_s']:.0f} M rows/s; "
+                         f"miss part alone (lookup minus an all-hit lookup) {r['miss_ms_over_all_hit']:.3f} ms, "
+                         f"ratio {r['ratio_miss_part']:.2f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--quick", action="store_true", help="1 GiB tables and fewer repeats")
+    args = parser.parse_args()
+    result = measure(args.quick)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
+    print(format_table(result))
+
+
+if __name__ == "__main__":
+    main()
