@@ -105,8 +105,13 @@ def compile_module(source: str, **values):
 def launch_grid(threads: int, block: int) -> int:
     """Blocks for ``threads`` threads of grid-stride kernels: no more than the GPU keeps resident."""
     cupy = require_cupy()
-    sms = cupy.cuda.Device().attributes["MultiProcessorCount"]
-    return max(1, min(-(-threads // block), sms * _BLOCKS_PER_SM))
+    return max(1, min(-(-threads // block), _multiprocessors(cupy.cuda.Device().id) * _BLOCKS_PER_SM))
+
+
+@functools.lru_cache(maxsize=None)
+def _multiprocessors(device_id: int) -> int:
+    runtime = require_cupy().cuda.runtime
+    return runtime.deviceGetAttribute(getattr(runtime, "cudaDevAttrMultiProcessorCount", 16), device_id)
 
 
 def _i64(x) -> np.int64:

@@ -185,11 +185,17 @@ class HostStore(Tier):
         rows = cupy.empty((n, self.dim), default_row.dtype)
         found = cupy.empty(n, cupy.bool_)
         if n:
-            device_ptr = cupy.cuda.runtime.hostGetDevicePointer
             kernel((launch_grid(n * group, 256),), (256,), (
-                np.uint64(device_ptr(self._table.ctypes.data, 0)), np.int64(self._table.shape[0] - 1),
-                np.uint64(device_ptr(self._values.ctypes.data, 0)), keys, np.int64(n), rows, found, default_row))
+                self._device_pointer(self._table), np.int64(self._table.shape[0] - 1),
+                self._device_pointer(self._values), keys, np.int64(n), rows, found, default_row))
         return rows, found
+
+    @staticmethod
+    def _device_pointer(array) -> np.uint64:
+        """Where the GPU sees a mapped pinned array (the host address itself under unified addressing)."""
+        import cupy
+
+        return np.uint64(cupy.cuda.runtime.pointerGetAttributes(array.ctypes.data).devicePointer)
 
     def _close(self):
         self._table = self._values = None
