@@ -149,7 +149,7 @@ def miss_rows(dim: int, table_bytes: int, batch: int, hit_rate: float, repeat: i
     hit_ms = median_ms(lambda: cache.lookup(all_hit[next(turn) % 4]), repeat)
     # ceiling: the same number of random rows gathered from pinned host memory by the GPU
     idx = cupy.asarray(rng.integers(0, store._values.shape[0], misses))
-    ptr = np.uint64(cupy.cuda.runtime.hostGetDevicePointer(store._values.ctypes.data, 0))
+    ptr = np.uint64(cupy.cuda.runtime.pointerGetAttributes(store._values.ctypes.data).devicePointer)
     ceiling_ms, kernel = gather_ceiling(ptr, store._values.shape[0], dim * 4, idx, repeat)
     row = {"case": f"lookup {hit_rate:.0%} hits, {batch:,} keys, dim {dim} float32, misses from pinned HostStore",
            "ms": ms, "g_keys_s": batch / ms / 1e6, "missed_rows_m_s": misses / ms / 1e3,
