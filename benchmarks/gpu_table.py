@@ -21,35 +21,13 @@ import time
 import numpy as np
 
 import embcache
+from embcache.autotune import distinct_keys, fill_every_set, median_ms
 from embcache.kernels.gpu import launch_grid
 from embcache.layout import EMPTY_KEY
 from embcache.policies import HitRateThreshold
 from embcache.tiers import HostStore
 
 GIB = 2**30
-_ODD = np.uint64(0x9E3779B97F4A7C15)  # multiplying by an odd number permutes uint64: unique keys
-
-
-def distinct_keys(start: int, n: int, xp):
-    """n distinct, well-spread int64 keys (start..start+n times an odd constant), none reserved."""
-    k = (xp.arange(start, start + n, dtype=xp.uint64) * _ODD).view(xp.int64)
-    return k[k > EMPTY_KEY + 1]
-
-
-def median_ms(fn, repeat: int = 20, warmup: int = 3) -> float:
-    import cupy
-
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end))
-    return float(np.median(times))
 
 
 def _ceiling_module():
@@ -78,24 +56,11 @@ def gather_ceiling(table_words, rows: int, row_bytes: int, idx, repeat=20) -> tu
 
 def filled_cache(dim: int, dtype: str, table_bytes: int, tier=None, admission="always"):
     """A GPU cache whose row array is ``table_bytes`` bytes, every set full (load factor 1.0)."""
-    import cupy
-
     itemsize = np.dtype(dtype).itemsize if dtype != "bfloat16" else 2
     capacity = table_bytes // (dim * itemsize)
     cache = embcache.Cache(capacity, dim, "lru", admission, dtype, "gpu", tier or HostStore(dim, dtype), ways=32)
-    b = cache._backend
-    chunk = 1 << 22
-    start = 1
-    while int((b.keys == EMPTY_KEY).sum()) > 0:
-        keys = cupy.sort(distinct_keys(start, chunk, cupy))
-        start += chunk
-        words = cupy.random.random((keys.shape[0], b.row_bytes // 4), dtype=cupy.float32).view(cupy.uint32)
-        rows = words.view(b.raw_dtype).reshape(keys.shape[0], dim)
-        b.tick()
-        b.insert_and_evict(keys, cupy.ones(keys.shape[0], cupy.int64), rows, cupy.ones(keys.shape[0], cupy.bool_), False)
-        if start > 3 * capacity:
-            break
-    cache._size = int((b.keys != EMPTY_KEY).sum())
+    fill_every_set(cache._backend)
+    cache._size = int((cache._backend.keys != EMPTY_KEY).sum())
     return cache
 
 

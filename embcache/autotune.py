@@ -9,13 +9,62 @@ import numpy as np
 
 from .kernels.tuning import TABLE_PATH, load_table
 
-__all__ = ["autotune"]
+__all__ = ["autotune", "distinct_keys", "fill_every_set", "median_ms"]
 
 GROUPS = (4, 8, 16, 32)
 KEYS_PER_GROUP = (1, 2, 4)
 BLOCKS = (256,)
 # rows of these sizes stand for each shape in the table (max_row_bytes: 64, 128, 256, 512, any)
 ROW_BYTES = (64, 128, 256, 512, 1024)
+
+
+_ODD = np.uint64(0x9E3779B97F4A7C15)  # multiplying by an odd number permutes uint64: distinct keys
+
+
+def distinct_keys(start: int, n: int, xp):
+    """Up to n distinct, well-spread int64 keys (``start + i`` times an odd constant), none reserved."""
+    from .layout import LOCKED_KEY
+
+    k = (xp.arange(start, start + n, dtype=xp.uint64) * _ODD).view(xp.int64)
+    return k[k > LOCKED_KEY]
+
+
+def fill_every_set(backend, seed: int = 0, max_passes: int = 3) -> None:
+    """Insert distinct keys with random rows straight through a GPUBackend until every set is full.
+
+    Stops after ``max_passes`` times the capacity in keys (a set may then still have a free way).
+    """
+    import cupy
+
+    from .layout import EMPTY_KEY
+
+    chunk, start, slots = 1 << 22, 1 + seed * 2**40, backend.keys.shape[0]
+    for first in range(start, start + max_passes * slots, chunk):
+        if not bool((backend.keys == EMPTY_KEY).any()):
+            break
+        keys = cupy.sort(distinct_keys(first, chunk, cupy))
+        words = cupy.random.random((keys.shape[0], backend.row_bytes // 4), dtype=cupy.float32).view(cupy.uint32)
+        rows = words.view(backend.raw_dtype).reshape(keys.shape[0], backend.dim)
+        backend.tick()
+        n = keys.shape[0]
+        backend.insert_and_evict(keys, cupy.ones(n, cupy.int64), rows, cupy.ones(n, cupy.bool_), False)
+
+
+def median_ms(fn, repeat: int = 20, warmup: int = 3) -> float:
+    """Median device time of ``fn()`` in ms, between events on the current stream, after ``warmup`` calls."""
+    import cupy
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, end))
+    return float(np.median(times))
 
 
 def _time_shapes(row_bytes: int, table_bytes: int, batch: int, repeat: int, progress) -> list[tuple[float, dict]]:
@@ -27,13 +76,7 @@ def _time_shapes(row_bytes: int, table_bytes: int, batch: int, repeat: int, prog
     dim = row_bytes // 4
     cache = Cache(table_bytes // row_bytes, dim, "lru", backend="gpu")
     b = cache._backend
-    # fill with distinct keys straight through the backend: no tier, no per-batch bookkeeping
-    keys = (cupy.arange(1, 2 * b.keys.shape[0], dtype=cupy.uint64) * np.uint64(0x9E3779B97F4A7C15)).view(cupy.int64)
-    for part in cupy.array_split(keys[keys > EMPTY_KEY + 1], 8):
-        part = cupy.sort(part)
-        b.tick()
-        b.insert_and_evict(part, cupy.ones(part.shape[0], cupy.int64), cupy.zeros((part.shape[0], dim), b.raw_dtype),
-                           cupy.ones(part.shape[0], cupy.bool_), False)
+    fill_every_set(b)
     slots = cupy.random.default_rng(0).integers(0, b.keys.shape[0], 2 * batch)
     sample = b.keys[slots]
     sample = sample[sample != EMPTY_KEY][:batch]
@@ -42,16 +85,8 @@ def _time_shapes(row_bytes: int, table_bytes: int, batch: int, repeat: int, prog
     for group, kpg, block in itertools.product(GROUPS, KEYS_PER_GROUP, BLOCKS):
         shape = {"group": group, "keys_per_group": kpg, "block": block}
         b.retune(shape)
-        times = []
-        for i in range(repeat + 2):
-            start, end = cupy.cuda.Event(), cupy.cuda.Event()
-            start.record()
-            b.find_and_gather(sample, out)
-            end.record()
-            end.synchronize()
-            if i >= 2:
-                times.append(cupy.cuda.get_elapsed_time(start, end))
-        results.append((float(np.median(times)), shape))
+        ms = median_ms(lambda: b.find_and_gather(sample, out), repeat, warmup=2)
+        results.append((ms, shape))
         progress.update(1)
     cache.close()
     cupy.get_default_memory_pool().free_all_blocks()

@@ -278,9 +278,6 @@ class CPUBackend:
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
         self.keys = self.scores = self.values = self.sketch = self._raw_values = None
 
-    def synchronize(self):
-        pass
-
     def find(self, keys):
         """Slot of every key or -1: keys (n,) int64 -> (n,) int64."""
         slots = np.empty(keys.shape[0], np.int64)

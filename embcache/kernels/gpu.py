@@ -91,7 +91,7 @@ def _module(device_id: int, source: str, define_items: tuple):
     cupy = require_cupy()
     text = "".join(f"#define {k} {v}\n" for k, v in define_items) + (CUDA_DIR / source).read_text()
     with cupy.cuda.Device(device_id):
-        module = cupy.RawModule(code=text, options=("-std=c++17", f"-I{CUDA_DIR}"), name_expressions=None)
+        module = cupy.RawModule(code=text, options=("-std=c++17", f"-I{CUDA_DIR}"))
         module.compile()
     return module
 
@@ -143,8 +143,8 @@ class GPUBackend:
         self.scores = cupy.zeros(slots, cupy.int64)
         self.values = cupy.zeros((slots, dim), self.raw_dtype)
         self.state = cupy.zeros(_STATE_WORDS, cupy.int64)
-        self._host_state = cupy.cuda.alloc_pinned_memory(_STATE_WORDS * 8)
-        self._host_state = np.frombuffer(self._host_state, np.int64, _STATE_WORDS)
+        # pinned, so the counter read-back is one small DMA (frombuffer keeps the buffer alive)
+        self._host_state = np.frombuffer(cupy.cuda.alloc_pinned_memory(_STATE_WORDS * 8), np.int64, _STATE_WORDS)
         self._dummy = cupy.zeros(16, cupy.uint8)
         self.default = cupy.zeros(dim, self.raw_dtype)
         self.clock = 0
@@ -366,6 +366,3 @@ class GPUBackend:
     def release(self):
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
         self.keys = self.scores = self.values = self.sketch = None
-
-    def synchronize(self):
-        self.xp.cuda.get_current_stream().synchronize()
