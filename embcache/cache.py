@@ -272,12 +272,12 @@ class Cache:
             if b.capturing():
                 b.enqueue_lookup(keys, out)
                 return b.rows_out(out)
-            slots, misses, reserved = b.find_and_gather(keys, out)
+            slots, missed, reserved, applied = b.lookup_hits(keys, out)
             if reserved:
                 raise_reserved(keys)
+            misses = missed.shape[0]
             batch = Stats(hits=n - misses, misses=misses)
             if misses:
-                missed = xp.flatnonzero(slots < 0)
                 ukeys, inverse, counts = xp.unique(keys[missed], return_inverse=True, return_counts=True)
                 rows, present = self._fetch(ukeys)
                 b.scatter(out, missed, rows, inverse.ravel())
@@ -290,9 +290,10 @@ class Cache:
                 absent, admitted = (int(x) for x in xp.stack([(~present).sum(), admit.sum()]).tolist())
                 batch.absent = absent
                 batch.refusals = ukeys.shape[0] - absent - admitted
-            # everything that can fail has run; from here on the cache changes
-            b.tick()
-            b.touch(slots)
+            # everything that can fail has run; from here on the cache changes (an all-hit batch has
+            # already ticked and touched in lookup_hits, where nothing could fail after the probe)
+            if not applied:
+                b.tick_and_touch(slots)
             if misses:
                 self._place(ukeys, counts, rows, admit, self._admission.refuse_below_min, batch)
             self._finish(batch)

@@ -296,8 +296,22 @@ class CPUBackend:
             out[slots < 0] = self._default
         return slots, keys.shape[0] - int(hits), 0
 
-    def touch(self, slots):
-        """Apply the hit rule once per occurrence to ``slots`` (n,) (-1 entries skipped) at the clock."""
+    def lookup_hits(self, keys, out):
+        """A lookup's hit path: ``(slots, missed, reserved, applied)``, as ``GPUBackend.lookup_hits``.
+
+        ``missed`` lists the indices of the missed keys; when there is none, the
+        clock tick and the hits' score updates are done (``applied``).  Reserved
+        keys were refused by ``check_keys`` already, so ``reserved`` is 0.
+        """
+        slots, misses, _ = self.find_and_gather(keys, out)
+        if misses:
+            return slots, np.flatnonzero(slots < 0), 0, False
+        self.tick_and_touch(slots)
+        return slots, slots[:0], 0, True
+
+    def tick_and_touch(self, slots):
+        """Advance the clock, then apply the hit rule once per occurrence of ``slots`` (-1 entries skipped)."""
+        self.tick()
         if self._touch is not None and slots.shape[0]:
             self._touch(self.scores, slots, np.int64(self.clock))
 

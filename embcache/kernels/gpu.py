@@ -224,7 +224,7 @@ class GPUBackend:
 
     def tick(self) -> None:
         """Advance the batch clock by one (on the device)."""
-        self._k["tick"]((1,), (1,), (self.state,))
+        self._k["tick"]((1,), (1,), (self.state, np.int32(0)))
         self.clock += 1
 
     def set_clock(self, clock: int) -> None:
@@ -241,7 +241,7 @@ class GPUBackend:
         return lookups - seen[0], misses - seen[1]
 
     # ------------------------------------------------------------------ operations
-    def _probe(self, keys, out, fill_misses: bool, replay: bool = False):
+    def _probe(self, keys, out, fill_misses: bool, replay: bool = False, missed=None):
         n = keys.shape[0]
         slots = self.xp.empty(n, self.xp.int64)
         if n:
@@ -250,8 +250,15 @@ class GPUBackend:
                 (launch_grid(groups * self._group, self._block),), (self._block,),
                 (self.keys, self.values, np.uint64(self.num_sets), keys, _i64(n), np.int32(out is not None),
                  self._dummy if out is None else out, slots, self.default, np.int32(fill_misses), np.int32(replay),
-                 self.state))
+                 np.int32(missed is not None), self._dummy if missed is None else missed, self.state))
         return slots
+
+    def _tick_and_touch(self, slots, if_clean: bool) -> None:
+        flag = np.int32(if_clean)
+        self._k["tick"]((1,), (1,), (self.state, flag))
+        n = slots.shape[0]
+        if self._hits_change_scores and n:
+            self._k["touch"]((launch_grid(n, 256),), (256,), (self.scores, slots, _i64(n), self.state, flag))
 
     def find(self, keys):
         """Slot of every key or -1: keys (n,) int64 -> (n,) int64 (device)."""
@@ -268,21 +275,39 @@ class GPUBackend:
         state = self._read_state()
         return slots, int(state[STATE_MISSES]), int(state[STATE_RESERVED])
 
+    def lookup_hits(self, keys, out):
+        """A lookup's hit path: ``(slots, missed, reserved, applied)``.
+
+        Probes ``keys``, gathers the cached rows into ``out`` and lists the missed
+        indices (in no particular order).  When every key hit, the clock tick and
+        the hits' score updates are already done (``applied``); otherwise nothing
+        has changed and the caller does both once the misses are fetched.  Waits
+        on the stream once, for the counters.
+        """
+        n = keys.shape[0]
+        self._zero_counters()
+        missed = self.xp.empty(n, self.xp.int64)
+        slots = self._probe(keys, out, False, missed=missed)
+        self._tick_and_touch(slots, if_clean=True)
+        state = self._read_state()
+        misses, reserved = int(state[STATE_MISSES]), int(state[STATE_RESERVED])
+        applied = not misses and not reserved
+        if applied:
+            self.clock += 1
+        return slots, missed[:misses], reserved, applied
+
     def enqueue_lookup(self, keys, out):
         """The all-hit lookup path with no host wait (for CUDA graph capture).
 
         Misses get the default row and are counted on the device only; the clock ticks
         and hits are touched on the device.
         """
-        slots = self._probe(keys, out, True, replay=True)
-        self._k["tick"]((1,), (1,), (self.state,))
-        self.touch(slots)
+        self._tick_and_touch(self._probe(keys, out, True, replay=True), if_clean=False)
 
-    def touch(self, slots):
-        """Apply the hit rule once per occurrence at the device clock (-1 entries skipped)."""
-        n = slots.shape[0]
-        if self._hits_change_scores and n:
-            self._k["touch"]((launch_grid(n, 256),), (256,), (self.scores, slots, _i64(n), self.state))
+    def tick_and_touch(self, slots) -> None:
+        """Advance the clock, then apply the hit rule once per occurrence of ``slots`` (-1 entries skipped)."""
+        self._tick_and_touch(slots, if_clean=False)
+        self.clock += 1
 
     def scatter(self, out, where, rows, inverse):
         """out[where[i]] = rows[inverse[i]]: missed rows into a lookup's output, in one launch."""

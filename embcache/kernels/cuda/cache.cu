@@ -54,11 +54,15 @@ __device__ __forceinline__ unsigned warp_sum(unsigned v) {
 // GROUP lanes probe one key's set together (PROBE_WPL ways each), KEYS_PER_GROUP keys in flight,
 // then copy the row with VEC-byte words.  slots[i] = slot or -1; rows go to out only if gather.
 // fill_misses: write default_row for misses (query and captured lookups) instead of leaving them.
+// collect: also list the missed indices in missed[0 .. state[MISSES]) (in no particular order: the
+// host sorts missed keys anyway), which spares a separate compaction pass over slots[].
 // Misses and reserved keys are counted into state[] once per warp.
 extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
     const i64* __restrict__ table_keys, const char* __restrict__ values, u64 num_sets,
     const i64* __restrict__ keys, i64 n, int gather, char* __restrict__ out, i64* __restrict__ slots,
-    const char* __restrict__ default_row, int fill_misses, int replay, i64* __restrict__ state) {
+    const char* __restrict__ default_row, int fill_misses, int replay, int collect, i64* __restrict__ missed,
+    i64* __restrict__ state) {
+    const int warp_lane = threadIdx.x & 31;
     const int lane = threadIdx.x % GROUP;
     const int group_first_lane = (threadIdx.x & 31) - lane;
     const unsigned group_mask = GROUP == 32 ? FULL_MASK : ((1u << GROUP) - 1u);
@@ -105,6 +109,20 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
             const int hit_lane = hits ? __ffs(hits) - 1 : 0;
             const int way = __shfl_sync(FULL_MASK, mine, group_first_lane + hit_lane) + hit_lane * PROBE_WPL;
             const i64 slot = hits ? base[j] + way : -1;
+            if (collect) {
+                // warp-aggregated: one atomic per warp and step, not one per miss
+                const bool lists = i < n && lane == 0 && slot < 0;
+                const unsigned who = __ballot_sync(FULL_MASK, lists);
+                if (who) {
+                    const int first_lane = __ffs(who) - 1;
+                    unsigned long long at = 0;
+                    if (warp_lane == first_lane)
+                        at = atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES),
+                                       (unsigned long long)__popc(who));
+                    at = __shfl_sync(FULL_MASK, at, first_lane);
+                    if (lists) missed[at + __popc(who & ((1u << warp_lane) - 1u))] = i;
+                }
+            }
             if (i < n) {
                 if (lane == 0) {
                     slots[i] = slot;
@@ -120,8 +138,8 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
     }
     misses = warp_sum(misses);
     bad = warp_sum(bad);
-    if ((threadIdx.x & 31) == 0) {
-        if (misses) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES), (unsigned long long)misses);
+    if (warp_lane == 0) {
+        if (misses && !collect) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES), (unsigned long long)misses);
         if (bad) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_RESERVED), (unsigned long long)bad);
         if (replay && misses)
             atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_MISSES), (unsigned long long)misses);
@@ -130,12 +148,22 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
         atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_LOOKUPS), (unsigned long long)n);
 }
 
+// if_clean: act only when the probe just before found neither a miss nor a reserved key.  Then an
+// all-hit lookup finishes on the device without waiting for the host, and any other lookup (which
+// may still fail on a reserved key or in the tier) has changed nothing when the host looks.
+__device__ __forceinline__ bool skip(const i64* state, int if_clean) {
+    return if_clean && (state[STATE_MISSES] | state[STATE_RESERVED]);
+}
+
 // One step of the batch clock, on the device so that a captured graph advances it on every replay.
-extern "C" __global__ void tick(i64* state) { state[STATE_CLOCK] += 1; }
+extern "C" __global__ void tick(i64* state, int if_clean) {
+    if (!skip(state, if_clean)) state[STATE_CLOCK] += 1;
+}
 
 // Apply the hit rule once per occurrence (count = 1); the rule composes, so order does not matter.
 extern "C" __global__ void touch(i64* __restrict__ scores, const i64* __restrict__ slots, i64 n,
-                                 const i64* __restrict__ state) {
+                                 const i64* __restrict__ state, int if_clean) {
+    if (skip(state, if_clean)) return;
     const i64 clock = state[STATE_CLOCK];
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
         const i64 s = slots[i];

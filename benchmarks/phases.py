@@ -1,0 +1,87 @@
+"""Where a GPU lookup's time goes, phase by phase (a diagnostic, not a benchmark).
+
+    python -m benchmarks.phases [--hit-rate 0.9] [--dim 128] [--gib 1] [--repeat 10]
+
+Wraps the backend's methods, the tier's and CuPy's ``unique`` in timers that
+synchronize the device before and after each call, then runs lookups of
+``benchmarks.gpu_table.miss_setup``.  Synchronizing serializes the work, so the
+phases add up to more than an unwrapped lookup takes; read them as shares.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import time
+
+from .gpu_table import GIB, miss_setup
+
+
+@contextlib.contextmanager
+def timed_phases(cache, totals: dict):
+    """Within the block, every backend/tier method call and ``cupy.unique`` adds its seconds to ``totals``."""
+    import cupy
+
+    def wrap(owner, name, label):
+        inner = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            cupy.cuda.Device().synchronize()
+            t = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                cupy.cuda.Device().synchronize()
+                totals[label] += time.perf_counter() - t
+
+        setattr(owner, name, timed)
+        return owner, name, inner
+
+    b = cache._backend
+    patched = [wrap(b, n, f"backend.{n}") for n in ("lookup_hits", "scatter", "tick_and_touch", "insert_and_evict",
+                                                   "count_outcomes", "sketch_add")]
+    patched.append(wrap(cache, "_fetch", "tier fetch (Cache._fetch)"))
+    patched.append(wrap(cupy, "unique", "cupy.unique"))
+    try:
+        yield
+    finally:
+        for owner, name, inner in patched:
+            if owner is cupy:
+                setattr(owner, name, inner)
+            else:
+                delattr(owner, name)  # the instance attribute shadowed the class method
+
+
+def main() -> None:
+    import cupy
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hit-rate", type=float, default=0.9)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--gib", type=float, default=1.0, help="cache row array size in GiB")
+    parser.add_argument("--batch", type=int, default=1 << 20)
+    parser.add_argument("--repeat", type=int, default=10)
+    args = parser.parse_args()
+    cache, store, batches, _ = miss_setup(args.dim, int(args.gib * GIB), args.batch, args.hit_rate)
+    for k in batches:
+        cache.lookup(k)  # warm-up: compile and fill CuPy's caches
+    totals = collections.defaultdict(float)
+    with timed_phases(cache, totals):
+        cupy.cuda.Device().synchronize()
+        t = time.perf_counter()
+        for i in range(args.repeat):
+            cache.lookup(batches[i % len(batches)])
+        cupy.cuda.Device().synchronize()
+        wall = time.perf_counter() - t
+    print(f"{args.repeat} lookups of {args.batch:,} keys at {args.hit_rate:.0%} hits, dim {args.dim}: "
+          f"{wall / args.repeat * 1e3:.3f} ms each (phases synchronized)")
+    for label, sec in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {label:<32}{sec / args.repeat * 1e3:9.3f} ms  {sec / wall:6.1%}")
+    rest = wall - sum(totals.values())
+    print(f"  {'everything else (Python, checks)':<32}{rest / args.repeat * 1e3:9.3f} ms  {rest / wall:6.1%}")
+    cache.close()
+    store.close()
+
+
+if __name__ == "__main__":
+    main()
