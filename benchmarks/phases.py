@@ -2,7 +2,7 @@
 
     python -m benchmarks.phases [--hit-rate 0.9] [--dim 128] [--gib 1] [--repeat 10]
 
-Wraps the backend's methods, the tier's and CuPy's ``unique`` in timers that
+Wraps the backend's methods and the tier fetch in timers that
 synchronize the device before and after each call, then runs lookups of
 ``benchmarks.gpu_table.miss_setup``.  Synchronizing serializes the work, so the
 phases add up to more than an unwrapped lookup takes; read them as shares.
@@ -19,7 +19,7 @@ from .gpu_table import GIB, miss_setup
 
 @contextlib.contextmanager
 def timed_phases(cache, totals: dict):
-    """Within the block, every backend/tier method call and ``cupy.unique`` adds its seconds to ``totals``."""
+    """Within the block, every backend method call and tier fetch adds its seconds to ``totals``."""
     import cupy
 
     def wrap(owner, name, label):
@@ -39,17 +39,13 @@ def timed_phases(cache, totals: dict):
 
     b = cache._backend
     patched = [wrap(b, n, f"backend.{n}") for n in ("lookup_hits", "scatter", "tick_and_touch", "insert_and_evict",
-                                                   "count_outcomes", "sketch_add")]
+                                                   "unique", "sketch_add")]
     patched.append(wrap(cache, "_fetch", "tier fetch (Cache._fetch)"))
-    patched.append(wrap(cupy, "unique", "cupy.unique"))
     try:
         yield
     finally:
         for owner, name, inner in patched:
-            if owner is cupy:
-                setattr(owner, name, inner)
-            else:
-                delattr(owner, name)  # the instance attribute shadowed the class method
+            delattr(owner, name)  # the instance attribute shadowed the class method
 
 
 def main() -> None:

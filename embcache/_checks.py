@@ -96,10 +96,3 @@ def check_rows(rows, n: int, dim: int, dtype: np.dtype, reject_nan: bool = False
             bad = int(xp.flatnonzero(bad_rows.any(axis=1))[0])
             raise NaNRowError(f"{name}[{bad}] contains NaN and this cache was made with reject_nan=True")
     return arr
-
-
-def unique_last(keys, rows, xp=np):
-    """Unique ascending keys of a write batch, the last row given for each, and multiplicities."""
-    rev = keys[::-1]
-    ukeys, first_in_rev, counts = xp.unique(rev, return_index=True, return_counts=True)
-    return ukeys, rows[keys.shape[0] - 1 - first_in_rev], counts

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from . import policies as _policies
-from ._checks import check_keys, check_rows, raise_reserved, unique_last
+from ._checks import check_keys, check_rows, raise_reserved
 from ._dtypes import row_dtype
 from .errors import ClosedError, ConfigError, MissingDependencyError, PreloadOverflowError, StaticInsertError
 from .kernels._shared import EVICTED, INSERTED, REFUSED
@@ -215,8 +215,7 @@ class Cache:
         self._stats.add(batch)
 
     def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats) -> None:
-        outcome, _ = self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min)
-        n = self._backend.count_outcomes(outcome)
+        _, _, n = self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min)
         batch.insertions += int(n[INSERTED] + n[EVICTED])
         batch.evictions += int(n[EVICTED])
         batch.refusals += int(n[REFUSED])
@@ -278,7 +277,7 @@ class Cache:
             misses = missed.shape[0]
             batch = Stats(hits=n - misses, misses=misses)
             if misses:
-                ukeys, inverse, counts = xp.unique(keys[missed], return_inverse=True, return_counts=True)
+                ukeys, inverse, counts, _ = b.unique(keys[missed])
                 rows, present = self._fetch(ukeys)
                 b.scatter(out, missed, rows, inverse.ravel())
                 admit = present.copy()
@@ -325,7 +324,8 @@ class Cache:
             b, xp = self._backend, self._backend.xp
             keys = self._keys(keys)
             rows = self._rows(rows, keys.shape[0])
-            ukeys, urows, counts = unique_last(keys, rows, xp)
+            ukeys, _, counts, last = b.unique(keys)
+            urows = rows[last]  # a repeated key takes its last row
             if not self._policy.inserts_on_lookup and ukeys.shape[0]:
                 new = ukeys[b.find(ukeys) < 0]
                 if new.shape[0]:
@@ -346,7 +346,8 @@ class Cache:
             b = self._backend
             keys = self._keys(keys)
             rows = self._rows(rows, keys.shape[0])
-            ukeys, urows, _ = unique_last(keys, rows, b.xp)
+            ukeys, _, _, last = b.unique(keys)
+            urows = rows[last]
             self._tier.put_many(b.to_host(ukeys), b.to_host(urows))
             b.update(ukeys, urows)
             self._finish(Stats())
@@ -356,7 +357,7 @@ class Cache:
         with self._lock, self._backend.on_stream(stream):
             self._check_open("erase")
             b = self._backend
-            erased = b.erase(b.xp.unique(self._keys(keys)))
+            erased = b.erase(b.unique(self._keys(keys))[0])
             self._size -= erased
             self._finish(Stats(erased=erased))
 
@@ -369,8 +370,8 @@ class Cache:
         """
         with self._lock, self._backend.on_stream(stream):
             self._check_open("preload")
-            b, xp = self._backend, self._backend.xp
-            ukeys, counts = xp.unique(self._keys(keys), return_counts=True)
+            b = self._backend
+            ukeys, _, counts, _ = b.unique(self._keys(keys))
             rows, present = self._fetch(ukeys)
             new = present & (b.find(ukeys) < 0)
             if bool(new.any()):

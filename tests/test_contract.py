@@ -151,3 +151,15 @@ def test_threads_calls_are_atomic():
     s = cache.stats
     assert s.lookups == 4 * 200 * 16 and cache.clock == 800
     assert s.insertions == len(cache) + s.evictions + s.erased
+
+
+@given(st.lists(st.integers(-5, 5), max_size=40))
+def test_backend_unique_matches_numpy(values):
+    from embcache.kernels.cpu import CPUBackend
+
+    keys = np.asarray(values, np.int64)
+    ukeys, inverse, counts, last = CPUBackend.unique(None, keys)
+    want, want_inverse, want_counts = np.unique(keys, return_inverse=True, return_counts=True)
+    assert ukeys.tolist() == want.tolist() and counts.tolist() == want_counts.tolist()
+    assert inverse.tolist() == want_inverse.ravel().tolist()
+    assert last.tolist() == [max(i for i, k in enumerate(values) if k == u) for u in want.tolist()]

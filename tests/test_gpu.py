@@ -215,3 +215,15 @@ def test_tables_beyond_2_31_slots_and_4_gib_of_rows():
         cache.close()
         del cache
         cupy.get_default_memory_pool().free_all_blocks()
+
+
+@given(st.lists(st.integers(-3, 2**62), max_size=60).map(lambda v: v + v[: len(v) // 2]))
+def test_gpu_unique_equals_cpu_unique(values):
+    import cupy
+
+    cache = embcache.Cache(64, 1, backend="gpu")
+    keys = np.asarray(values, np.int64)
+    got = cache._backend.unique(cupy.asarray(keys))
+    want = embcache.kernels.cpu.CPUBackend.unique(None, keys)
+    for g, w in zip(got, want):
+        assert host(g).tolist() == w.tolist()

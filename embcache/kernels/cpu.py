@@ -268,8 +268,18 @@ class CPUBackend:
     def scatter(self, out, where, rows, inverse):
         out[where] = rows[inverse]
 
-    def count_outcomes(self, outcome) -> np.ndarray:
-        return np.bincount(outcome, minlength=5)
+    def unique(self, keys):
+        """``(ukeys, inverse, counts, last)`` of keys (n,): ascending unique keys, each key's index into
+        them, multiplicities, and the position of each unique key's last occurrence."""
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        starts = np.empty(keys.shape[0], bool)
+        starts[:1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+        bounds = np.append(np.flatnonzero(starts), keys.shape[0])
+        inverse = np.empty(keys.shape[0], np.int64)
+        inverse[order] = np.cumsum(starts) - 1
+        return ordered[bounds[:-1]], inverse, np.diff(bounds), order[bounds[1:] - 1]
 
     def host_arrays(self):
         return self.keys, self.scores, self.values
@@ -318,7 +328,8 @@ class CPUBackend:
     def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min):
         """Insert unique ascending ``keys`` (u,) with ``rows`` (u, dim) where ``admit`` (u,) bool, at the clock.
 
-        Returns ``(outcome, evicted)``: per key an outcome code and the key it evicted (or EMPTY_KEY).
+        Returns ``(outcome, evicted, tally)``: per key an outcome code and the key it evicted (or
+        EMPTY_KEY), and how many keys got each code ((5,) host int64).
         """
         n = keys.shape[0]
         outcome = np.empty(n, np.int8)
@@ -326,7 +337,7 @@ class CPUBackend:
         if n:
             self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
                          admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted)
-        return outcome, evicted
+        return outcome, evicted, np.bincount(outcome, minlength=5)
 
     def update(self, keys, rows):
         """Overwrite cached rows of unique ``keys``; returns how many were cached."""

@@ -32,7 +32,8 @@ __all__ = ["GPUBackend", "gpu_available", "require_cupy", "compile_module", "def
 CUDA_DIR = pathlib.Path(__file__).with_name("cuda")
 # words of GPUBackend.state; cache.cu has the same STATE_* names
 STATE_CLOCK, STATE_MISSES, STATE_RESERVED, STATE_REPLAY_LOOKUPS, STATE_REPLAY_MISSES = range(5)
-_STATE_WORDS = 8
+STATE_OUTCOMES = 8  # 5 words: the last insert_and_evict's tally of outcome codes
+_STATE_WORDS = 16
 _BLOCKS_PER_SM = 16  # grid-stride kernels: enough resident warps to hide memory latency
 
 
@@ -170,7 +171,7 @@ class GPUBackend:
         )
         self._k = {name: module.get_function(name) for name in (
             "probe_gather", "tick", "touch", "insert_and_evict", "sets_of", "update_rows", "erase_keys",
-            "scatter_rows", "sketch_add", "sketch_estimate")}
+            "scatter_rows", "sketch_add", "sketch_estimate", "run_starts", "run_scatter")}
 
     # ------------------------------------------------------------------ arrays in and out
     def on_stream(self, stream):
@@ -217,9 +218,9 @@ class GPUBackend:
         self.state.get(out=self._host_state)  # waits on this stream only
         return self._host_state
 
-    def _zero_counters(self):
+    def _zero_counters(self, first: int = STATE_MISSES, words: int = STATE_RESERVED - STATE_MISSES + 1):
         # a memset, not a CuPy fill kernel: cheaper to issue, and capturable
-        self.xp.cuda.runtime.memsetAsync(self.state.data.ptr + 8 * STATE_MISSES, 0, 8 * (STATE_RESERVED - STATE_MISSES + 1),
+        self.xp.cuda.runtime.memsetAsync(self.state.data.ptr + 8 * first, 0, 8 * words,
                                          self.xp.cuda.get_current_stream().ptr)
 
     def tick(self) -> None:
@@ -316,24 +317,40 @@ class GPUBackend:
             self._k["scatter_rows"]((launch_grid(n * 32, 256),), (256,), (out, where, rows, inverse, _i64(n)))
 
     def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min):
-        """As ``CPUBackend.insert_and_evict``, at the device clock; returns device (outcome, evicted)."""
+        """As ``CPUBackend.insert_and_evict``, at the device clock: device (outcome, evicted), host tally."""
         cupy = self.xp
         n = keys.shape[0]
         outcome = cupy.empty(n, cupy.int8)
         evicted = cupy.empty(n, cupy.int64)
-        if n:
-            sets = cupy.empty(n, self._set_dtype)
-            self._k["sets_of"]((launch_grid(n, 256),), (256,), (keys, _i64(n), np.uint64(self.num_sets), sets))
-            order = cupy.argsort(sets)  # stable, so each set's keys stay ascending
-            self._k["insert_and_evict"](
-                (launch_grid(n * 32, 256),), (256,),
-                (self.keys, self.scores, self.values, np.uint64(self.num_sets), keys, counts, rows, admit, order,
-                 sets[order], _i64(n), self.state, np.int32(bool(refuse_below_min)), outcome, evicted))
-        return outcome, evicted
+        if not n:
+            return outcome, evicted, np.zeros(5, np.int64)
+        self._zero_counters(STATE_OUTCOMES, 5)
+        sets = cupy.empty(n, self._set_dtype)
+        self._k["sets_of"]((launch_grid(n, 256),), (256,), (keys, _i64(n), np.uint64(self.num_sets), sets))
+        order = cupy.argsort(sets)  # stable, so each set's keys stay ascending
+        self._k["insert_and_evict"](
+            (launch_grid(n * 32, 256),), (256,),
+            (self.keys, self.scores, self.values, np.uint64(self.num_sets), keys, counts, rows, admit, order,
+             sets[order], _i64(n), self.state, np.int32(bool(refuse_below_min)), outcome, evicted))
+        return outcome, evicted, self._read_state()[STATE_OUTCOMES:STATE_OUTCOMES + 5].copy()
 
-    def count_outcomes(self, outcome) -> np.ndarray:
-        """How many keys got each outcome code: (5,) host int64."""
-        return self.xp.bincount(outcome.astype(self.xp.int32), minlength=5).get()
+    def unique(self, keys):
+        """As ``CPUBackend.unique``, on the device, with no boolean indexing (CuPy's nonzero scan)."""
+        cupy = self.xp
+        n = keys.shape[0]
+        if not n:
+            empty = cupy.empty(0, cupy.int64)
+            return keys[:0], empty, empty, empty
+        order = cupy.argsort(keys)  # stable
+        ordered = keys[order]
+        starts = cupy.empty(n, cupy.int64)
+        grid = (launch_grid(n, 256),), (256,)
+        self._k["run_starts"](*grid, (ordered, _i64(n), starts))
+        rank = cupy.cumsum(starts)
+        u = int(rank[-1])
+        ukeys, bounds, inverse = cupy.empty(u, cupy.int64), cupy.empty(u + 1, cupy.int64), cupy.empty(n, cupy.int64)
+        self._k["run_scatter"](*grid, (ordered, order, starts, rank, _i64(n), _i64(u), ukeys, bounds, inverse))
+        return ukeys, inverse, bounds[1:] - bounds[:-1], order[bounds[1:] - 1]
 
     def _count_found(self, kernel, args) -> int:
         self._zero_counters()

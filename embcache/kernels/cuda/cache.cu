@@ -20,6 +20,7 @@
 #define STATE_RESERVED 2
 #define STATE_REPLAY_LOOKUPS 3
 #define STATE_REPLAY_MISSES 4
+#define STATE_OUTCOMES 8  // 5 words: how many keys of the last insert_and_evict got each outcome code
 
 __device__ __forceinline__ void copy_row(char* __restrict__ dst, const char* __restrict__ src, int lane, int lanes) {
     const vec_t* s = reinterpret_cast<const vec_t*>(src);
@@ -179,11 +180,13 @@ extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
     i64* __restrict__ table_keys, i64* __restrict__ scores, char* __restrict__ values, u64 num_sets,
     const i64* __restrict__ keys, const i64* __restrict__ counts, const char* __restrict__ rows,
     const bool* __restrict__ admit, const i64* __restrict__ order, const set_t* __restrict__ sets, i64 n,
-    const i64* __restrict__ state, int refuse_below_min, signed char* __restrict__ outcome,
+    i64* __restrict__ state, int refuse_below_min, signed char* __restrict__ outcome,
     i64* __restrict__ evicted) {
     const int lane = threadIdx.x & 31;
     const i64 warps = (i64)gridDim.x * (blockDim.x / 32);
     const i64 clock = state[STATE_CLOCK];
+    // outcomes are warp-uniform, so each warp tallies in registers and adds once at the end
+    unsigned long long tally[5] = {0, 0, 0, 0, 0};
     for (i64 q0 = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; q0 < n; q0 += warps) {
         if (q0 > 0 && sets[q0] == sets[q0 - 1]) continue;  // not the start of a run
         const set_t set = sets[q0];
@@ -199,6 +202,7 @@ extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
             const i64 i = order[q];
             if (!admit[i]) {
                 if (lane == 0) { outcome[i] = NOT_ADMITTED; evicted[i] = EMPTY_KEY; }
+                ++tally[NOT_ADMITTED];
                 continue;
             }
             const i64 k = keys[i];
@@ -242,6 +246,7 @@ extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
                     }
                     if (refuse_below_min && score < low) {
                         if (lane == 0) { outcome[i] = REFUSED; evicted[i] = EMPTY_KEY; }
+                        ++tally[REFUSED];
                         continue;
                     }
                     way = low_way;
@@ -249,6 +254,8 @@ extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
                 }
             }
             const i64 slot = base + way;
+#pragma unroll
+            for (int c = 0; c < 5; ++c) tally[c] += c == code;
 #pragma unroll
             for (int j = 0; j < WARP_WPL; ++j) {
                 if (way == j * 32 + lane) {
@@ -264,6 +271,32 @@ extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
             // that takes the slot again overwrites in program order
             copy_row(values + slot * ROW_BYTES, rows + i * ROW_BYTES, lane, 32);
         }
+    }
+    if (lane == 0) {
+#pragma unroll
+        for (int c = 0; c < 5; ++c)
+            if (tally[c]) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_OUTCOMES + c), tally[c]);
+    }
+}
+
+// ---------------------------------------------------------------- unique (sorted keys in, runs out)
+// Both kernels take keys already sorted by a stable argsort (order[]), so results are deterministic.
+// starts[i] = 1 where a run of equal keys begins.
+extern "C" __global__ void run_starts(const i64* __restrict__ sorted, i64 n, i64* __restrict__ starts) {
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
+        starts[i] = i == 0 || sorted[i] != sorted[i - 1];
+}
+
+// rank[i] = inclusive prefix sum of starts.  Writes the u unique keys, the sorted position where each
+// run begins (bounds[u] = n) and, for every original position, the index of its unique key.
+extern "C" __global__ void run_scatter(const i64* __restrict__ sorted, const i64* __restrict__ order,
+                                       const i64* __restrict__ starts, const i64* __restrict__ rank, i64 n, i64 u,
+                                       i64* __restrict__ ukeys, i64* __restrict__ bounds, i64* __restrict__ inverse) {
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+        const i64 r = rank[i] - 1;
+        if (starts[i]) { ukeys[r] = sorted[i]; bounds[r] = i; }
+        inverse[order[i]] = r;
+        if (i == 0) bounds[u] = n;
     }
 }
 
