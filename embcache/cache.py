@@ -215,7 +215,8 @@ class Cache:
         self._stats.add(batch)
 
     def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats) -> None:
-        _, _, n = self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min)
+        self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min)
+        n = self._backend.tally()
         batch.insertions += int(n[INSERTED] + n[EVICTED])
         batch.evictions += int(n[EVICTED])
         batch.refusals += int(n[REFUSED])

@@ -328,8 +328,7 @@ class CPUBackend:
     def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min):
         """Insert unique ascending ``keys`` (u,) with ``rows`` (u, dim) where ``admit`` (u,) bool, at the clock.
 
-        Returns ``(outcome, evicted, tally)``: per key an outcome code and the key it evicted (or
-        EMPTY_KEY), and how many keys got each code ((5,) host int64).
+        Returns ``(outcome, evicted)``: per key an outcome code and the key it evicted (or EMPTY_KEY).
         """
         n = keys.shape[0]
         outcome = np.empty(n, np.int8)
@@ -337,7 +336,12 @@ class CPUBackend:
         if n:
             self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
                          admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted)
-        return outcome, evicted, np.bincount(outcome, minlength=5)
+        self._tally = np.bincount(outcome, minlength=5)
+        return outcome, evicted
+
+    def tally(self) -> np.ndarray:
+        """How many keys of the last ``insert_and_evict`` got each outcome code: (5,) int64."""
+        return self._tally
 
     def update(self, keys, rows):
         """Overwrite cached rows of unique ``keys``; returns how many were cached."""

@@ -31,7 +31,7 @@ __all__ = ["GPUBackend", "gpu_available", "require_cupy", "compile_module", "def
 
 CUDA_DIR = pathlib.Path(__file__).with_name("cuda")
 # words of GPUBackend.state; cache.cu has the same STATE_* names
-STATE_CLOCK, STATE_MISSES, STATE_RESERVED, STATE_REPLAY_LOOKUPS, STATE_REPLAY_MISSES = range(5)
+STATE_CLOCK, STATE_MISSES, STATE_RESERVED, STATE_REPLAY_LOOKUPS, STATE_REPLAY_MISSES, STATE_LISTED = range(6)
 STATE_OUTCOMES = 8  # 5 words: the last insert_and_evict's tally of outcome codes
 _STATE_WORDS = 16
 _BLOCKS_PER_SM = 16  # grid-stride kernels: enough resident warps to hide memory latency
@@ -171,7 +171,7 @@ class GPUBackend:
         )
         self._k = {name: module.get_function(name) for name in (
             "probe_gather", "tick", "touch", "insert_and_evict", "sets_of", "update_rows", "erase_keys",
-            "scatter_rows", "sketch_add", "sketch_estimate", "run_starts", "run_scatter")}
+            "scatter_rows", "sketch_add", "sketch_estimate", "run_starts", "run_scatter", "list_misses")}
 
     # ------------------------------------------------------------------ arrays in and out
     def on_stream(self, stream):
@@ -242,7 +242,7 @@ class GPUBackend:
         return lookups - seen[0], misses - seen[1]
 
     # ------------------------------------------------------------------ operations
-    def _probe(self, keys, out, fill_misses: bool, replay: bool = False, missed=None):
+    def _probe(self, keys, out, fill_misses: bool, replay: bool = False):
         n = keys.shape[0]
         slots = self.xp.empty(n, self.xp.int64)
         if n:
@@ -251,7 +251,7 @@ class GPUBackend:
                 (launch_grid(groups * self._group, self._block),), (self._block,),
                 (self.keys, self.values, np.uint64(self.num_sets), keys, _i64(n), np.int32(out is not None),
                  self._dummy if out is None else out, slots, self.default, np.int32(fill_misses), np.int32(replay),
-                 np.int32(missed is not None), self._dummy if missed is None else missed, self.state))
+                 self.state))
         return slots
 
     def _tick_and_touch(self, slots, if_clean: bool) -> None:
@@ -286,16 +286,18 @@ class GPUBackend:
         on the stream once, for the counters.
         """
         n = keys.shape[0]
-        self._zero_counters()
-        missed = self.xp.empty(n, self.xp.int64)
-        slots = self._probe(keys, out, False, missed=missed)
+        self._zero_counters(STATE_MISSES, STATE_LISTED - STATE_MISSES + 1)
+        slots = self._probe(keys, out, False)
         self._tick_and_touch(slots, if_clean=True)
         state = self._read_state()
         misses, reserved = int(state[STATE_MISSES]), int(state[STATE_RESERVED])
         applied = not misses and not reserved
         if applied:
             self.clock += 1
-        return slots, missed[:misses], reserved, applied
+            return slots, slots[:0], reserved, applied
+        missed = self.xp.empty(misses, self.xp.int64)
+        self._k["list_misses"]((launch_grid(n, 256),), (256,), (slots, _i64(n), missed, self.state))
+        return slots, missed, reserved, applied
 
     def enqueue_lookup(self, keys, out):
         """The all-hit lookup path with no host wait (for CUDA graph capture).
@@ -317,14 +319,14 @@ class GPUBackend:
             self._k["scatter_rows"]((launch_grid(n * 32, 256),), (256,), (out, where, rows, inverse, _i64(n)))
 
     def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min):
-        """As ``CPUBackend.insert_and_evict``, at the device clock: device (outcome, evicted), host tally."""
+        """As ``CPUBackend.insert_and_evict``, at the device clock: device (outcome, evicted).  No host wait."""
         cupy = self.xp
         n = keys.shape[0]
         outcome = cupy.empty(n, cupy.int8)
         evicted = cupy.empty(n, cupy.int64)
-        if not n:
-            return outcome, evicted, np.zeros(5, np.int64)
         self._zero_counters(STATE_OUTCOMES, 5)
+        if not n:
+            return outcome, evicted
         sets = cupy.empty(n, self._set_dtype)
         self._k["sets_of"]((launch_grid(n, 256),), (256,), (keys, _i64(n), np.uint64(self.num_sets), sets))
         order = cupy.argsort(sets)  # stable, so each set's keys stay ascending
@@ -332,7 +334,11 @@ class GPUBackend:
             (launch_grid(n * 32, 256),), (256,),
             (self.keys, self.scores, self.values, np.uint64(self.num_sets), keys, counts, rows, admit, order,
              sets[order], _i64(n), self.state, np.int32(bool(refuse_below_min)), outcome, evicted))
-        return outcome, evicted, self._read_state()[STATE_OUTCOMES:STATE_OUTCOMES + 5].copy()
+        return outcome, evicted
+
+    def tally(self) -> np.ndarray:
+        """How many keys of the last ``insert_and_evict`` got each outcome code: (5,) host int64 (waits for it)."""
+        return self._read_state()[STATE_OUTCOMES:STATE_OUTCOMES + 5].copy()
 
     def unique(self, keys):
         """As ``CPUBackend.unique``, on the device, with no boolean indexing (CuPy's nonzero scan)."""

@@ -20,6 +20,7 @@
 #define STATE_RESERVED 2
 #define STATE_REPLAY_LOOKUPS 3
 #define STATE_REPLAY_MISSES 4
+#define STATE_LISTED 5
 #define STATE_OUTCOMES 8  // 5 words: how many keys of the last insert_and_evict got each outcome code
 
 __device__ __forceinline__ void copy_row(char* __restrict__ dst, const char* __restrict__ src, int lane, int lanes) {
@@ -55,14 +56,11 @@ __device__ __forceinline__ unsigned warp_sum(unsigned v) {
 // GROUP lanes probe one key's set together (PROBE_WPL ways each), KEYS_PER_GROUP keys in flight,
 // then copy the row with VEC-byte words.  slots[i] = slot or -1; rows go to out only if gather.
 // fill_misses: write default_row for misses (query and captured lookups) instead of leaving them.
-// collect: also list the missed indices in missed[0 .. state[MISSES]) (in no particular order: the
-// host sorts missed keys anyway), which spares a separate compaction pass over slots[].
 // Misses and reserved keys are counted into state[] once per warp.
 extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
     const i64* __restrict__ table_keys, const char* __restrict__ values, u64 num_sets,
     const i64* __restrict__ keys, i64 n, int gather, char* __restrict__ out, i64* __restrict__ slots,
-    const char* __restrict__ default_row, int fill_misses, int replay, int collect, i64* __restrict__ missed,
-    i64* __restrict__ state) {
+    const char* __restrict__ default_row, int fill_misses, int replay, i64* __restrict__ state) {
     const int warp_lane = threadIdx.x & 31;
     const int lane = threadIdx.x % GROUP;
     const int group_first_lane = (threadIdx.x & 31) - lane;
@@ -110,20 +108,6 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
             const int hit_lane = hits ? __ffs(hits) - 1 : 0;
             const int way = __shfl_sync(FULL_MASK, mine, group_first_lane + hit_lane) + hit_lane * PROBE_WPL;
             const i64 slot = hits ? base[j] + way : -1;
-            if (collect) {
-                // warp-aggregated: one atomic per warp and step, not one per miss
-                const bool lists = i < n && lane == 0 && slot < 0;
-                const unsigned who = __ballot_sync(FULL_MASK, lists);
-                if (who) {
-                    const int first_lane = __ffs(who) - 1;
-                    unsigned long long at = 0;
-                    if (warp_lane == first_lane)
-                        at = atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES),
-                                       (unsigned long long)__popc(who));
-                    at = __shfl_sync(FULL_MASK, at, first_lane);
-                    if (lists) missed[at + __popc(who & ((1u << warp_lane) - 1u))] = i;
-                }
-            }
             if (i < n) {
                 if (lane == 0) {
                     slots[i] = slot;
@@ -140,13 +124,35 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
     misses = warp_sum(misses);
     bad = warp_sum(bad);
     if (warp_lane == 0) {
-        if (misses && !collect) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES), (unsigned long long)misses);
+        if (misses) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES), (unsigned long long)misses);
         if (bad) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_RESERVED), (unsigned long long)bad);
         if (replay && misses)
             atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_MISSES), (unsigned long long)misses);
     }
     if (replay && blockIdx.x == 0 && threadIdx.x == 0)
         atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_LOOKUPS), (unsigned long long)n);
+}
+
+// missed[0 .. count) = the indices i with slots[i] < 0, in no particular order (the host sorts the
+// missed keys anyway); state[STATE_LISTED] counts them.  Kept out of probe_gather, whose registers
+// the all-hit path needs more.
+extern "C" __global__ void list_misses(const i64* __restrict__ slots, i64 n, i64* __restrict__ missed,
+                                       i64* __restrict__ state) {
+    const int warp_lane = threadIdx.x & 31;
+    const i64 stride = (i64)gridDim.x * blockDim.x;
+    // whole warps iterate together so that the ballot is full-mask
+    for (i64 base = (i64)blockIdx.x * blockDim.x + threadIdx.x - warp_lane; base < n; base += stride) {
+        const i64 i = base + warp_lane;
+        const bool miss = i < n && slots[i] < 0;
+        const unsigned who = __ballot_sync(FULL_MASK, miss);
+        if (!who) continue;
+        const int first_lane = __ffs(who) - 1;
+        unsigned long long at = 0;
+        if (warp_lane == first_lane)
+            at = atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_LISTED), (unsigned long long)__popc(who));
+        at = __shfl_sync(FULL_MASK, at, first_lane);
+        if (miss) missed[at + __popc(who & ((1u << warp_lane) - 1u))] = i;
+    }
 }
 
 // if_clean: act only when the probe just before found neither a miss nor a reserved key.  Then an
