@@ -36,7 +36,8 @@ import numpy as np
 from . import policies as _policies
 from ._checks import check_keys, check_rows, raise_reserved
 from ._dtypes import row_dtype
-from .errors import ClosedError, ConfigError, MissingDependencyError, PreloadOverflowError, StaticInsertError
+from .errors import (ClosedError, ConfigError, MissingDependencyError, PreloadOverflowError, StaticInsertError,
+                     TierError)
 from .kernels._shared import EVICTED, INSERTED, REFUSED
 from .kernels.cpu import CPUBackend
 from .layout import EMPTY_KEY, num_sets_for, sets_of
@@ -89,11 +90,16 @@ class Cache:
         Slots per set, a power of two.
     reject_nan : bool
         Refuse rows containing NaN in ``insert`` and ``update``.
+    on_tier_error : str
+        What a lookup does when the tier fails to return missed rows: ``"raise"``
+        (the lookup raises the ``TierError`` and changes nothing) or
+        ``"default"`` (the missed keys get the default row, are not admitted,
+        and are counted in ``stats.tier_failures``).  Writes always raise.
     """
 
     def __init__(self, capacity: int, dim: int, policy="lru", admission="always", dtype="float32",
                  backend: str = "auto", tier: Tier | None = None, default=0.0, ways: int = 32,
-                 reject_nan: bool = False):
+                 reject_nan: bool = False, on_tier_error: str = "raise"):
         for name, value in (("capacity", capacity), ("dim", dim), ("ways", ways)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -120,6 +126,9 @@ class Cache:
                 )
         self._tier = tier
         self._reject_nan = bool(reject_nan)
+        if on_tier_error not in ("raise", "default"):
+            raise ConfigError(f"on_tier_error must be 'raise' or 'default', got {on_tier_error!r}")
+        self._on_tier_error = on_tier_error
         sketch = self._admission.sketch
         self._backend = _make_backend(
             backend, num_sets=self._num_sets, ways=self._ways, dim=self._dim, dtype=self._dtype,
@@ -279,7 +288,14 @@ class Cache:
             batch = Stats(hits=n - misses, misses=misses)
             if misses:
                 ukeys, inverse, counts, _ = b.unique(keys[missed])
-                rows, present = self._fetch(ukeys)
+                try:
+                    rows, present = self._fetch(ukeys)
+                except TierError:
+                    if self._on_tier_error == "raise":
+                        raise
+                    rows = b.to_device(np.broadcast_to(self._default, (ukeys.shape[0], self._dim)))
+                    present = xp.zeros(ukeys.shape[0], xp.bool_)
+                    batch.tier_failures = ukeys.shape[0]
                 b.scatter(out, missed, rows, inverse.ravel())
                 admit = present.copy()
                 if not self._policy.inserts_on_lookup or not self._admission.admit_batch(batch.hits, n):

@@ -32,6 +32,9 @@ class Stats:
     erased : int
         Keys removed by ``erase`` or ``clear``.  Always
         ``insertions == len(cache) + evictions + erased``.
+    tier_failures : int
+        Distinct missed keys served the default row because a tier failed
+        (``on_tier_error="default"``); they are counted in ``absent`` too.
     occupancy : float
         ``len(cache) / capacity`` after the operation.
     """
@@ -44,6 +47,7 @@ class Stats:
     evictions: int = 0
     refusals: int = 0
     erased: int = 0
+    tier_failures: int = 0
     occupancy: float = 0.0
     last: "Stats | None" = field(default=None, repr=False, compare=False)
 

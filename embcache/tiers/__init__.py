@@ -1,5 +1,13 @@
-"""Backing tiers: where rows live when the cache does not hold them."""
+"""Backing tiers: where rows live when the cache does not hold them.
+
+``HostStore`` (host memory), ``RocksStore`` (embedded RocksDB, persistent),
+``RedisStore`` (a Redis server or Redis Cluster), and ``TieredStore``, which
+chains them fastest first.
+"""
 from ._base import Tier
 from .host import HostStore
+from .redis_store import RedisStore
+from .rocks import RocksStore
+from .tiered import TieredStore
 
-__all__ = ["Tier", "HostStore"]
+__all__ = ["Tier", "HostStore", "RocksStore", "RedisStore", "TieredStore"]
