@@ -28,6 +28,54 @@ def _autotune(args) -> int:
     return 0
 
 
+def _import(args) -> int:
+    from . import imports
+    from .tiers import open_store
+
+    store = open_store(args.to, args.dim, args.dtype, password=args.password, namespace=args.namespace)
+    report = (lambda done: print(f"committed {done}", flush=True)) if args.report_chunks else None
+    common = dict(chunk_rows=args.chunk_rows, progress=not args.no_progress, on_chunk=report)
+    try:
+        if args.format == "hugectr":
+            n = imports.import_hugectr(args.source[0], store, **common)
+        elif args.format == "npy":
+            if len(args.source) != 2:
+                raise SystemExit("embcache import npy needs two files: KEYS.npy ROWS.npy")
+            n = imports.import_npy(args.source[0], args.source[1], store, **common)
+        else:
+            if not args.initializer:
+                raise SystemExit("embcache import onnx needs --initializer NAME")
+            n = imports.import_onnx(args.source[0], args.initializer, store, key_offset=args.key_offset, **common)
+    finally:
+        store.close()
+    print(f"imported {n:,} rows into {args.to}")
+    return 0
+
+
+def _serve_updates(args) -> int:
+    from .tiers import open_store
+    from .updates import UpdateConsumer
+
+    store = open_store(args.store, args.dim, args.dtype, password=args.store_password, namespace=args.namespace)
+    try:
+        consumer = UpdateConsumer(args.redis, args.stream, args.group, args.consumer, store=store,
+                                  password=args.password)
+        consumer.run(max_messages=args.max_messages, idle_polls=args.idle_polls, progress=not args.no_progress)
+        print(f"applied {consumer.applied} update batches, rejected {consumer.rejected} (see {args.stream}:dead)")
+    finally:
+        store.close()
+    return 0
+
+
+def _store_args(parser, flag: str) -> None:
+    parser.add_argument(flag, required=True,
+                        help="store: rocksdb:PATH (or a path), redis://host:port/db, redis-cluster://host:port,...")
+    parser.add_argument("--dim", type=int, required=True, help="values per row")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--namespace", default="embcache", help="Redis key prefix (default embcache)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="embcache", description="GPU/CPU embedding caches with pluggable policies.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +95,27 @@ def main(argv: list[str] | None = None) -> int:
     tune.add_argument("--dry-run", action="store_true", help="print the timings, write nothing")
     tune.add_argument("--no-progress", action="store_true", help="no progress bar")
     tune.set_defaults(func=_autotune)
+    imp = sub.add_parser("import", help="import a table into a store (chunked, with a progress bar)")
+    imp.add_argument("format", choices=["hugectr", "npy", "onnx"])
+    imp.add_argument("source", nargs="+", help="hugectr: FOLDER; npy: KEYS.npy ROWS.npy; onnx: MODEL.onnx")
+    _store_args(imp, "--to")
+    imp.add_argument("--password", default=None, help="Redis AUTH password")
+    imp.add_argument("--initializer", default=None, help="onnx: the initializer holding the table")
+    imp.add_argument("--key-offset", type=int, default=0, help="onnx: key of row 0 (default 0)")
+    imp.add_argument("--chunk-rows", type=int, default=1 << 16, help="rows per atomic write (default 65536)")
+    imp.add_argument("--report-chunks", action="store_true", help="print 'committed N' after each durable chunk")
+    imp.set_defaults(func=_import)
+    upd = sub.add_parser("serve-updates", help="apply update batches from a Redis Stream to a store")
+    upd.add_argument("--redis", required=True, help="redis://host:port/db holding the stream")
+    upd.add_argument("--password", default=None, help="AUTH password of the stream's server")
+    upd.add_argument("--stream", required=True)
+    upd.add_argument("--group", default="embcache")
+    upd.add_argument("--consumer", default="consumer-1", help="this consumer's stable name")
+    _store_args(upd, "--store")
+    upd.add_argument("--store-password", default=None, help="AUTH password of a Redis store")
+    upd.add_argument("--max-messages", type=int, default=None, help="stop after this many (default: run forever)")
+    upd.add_argument("--idle-polls", type=int, default=None, help="stop after this many empty 1 s polls in a row")
+    upd.set_defaults(func=_serve_updates)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -19,6 +19,7 @@ __all__ = [
     "PreloadOverflowError",
     "StaticInsertError",
     "TierError",
+    "DataFormatError",
     "MissingDependencyError",
 ]
 
@@ -69,6 +70,10 @@ class StaticInsertError(EmbCacheError, ValueError):
 
 class TierError(EmbCacheError, OSError):
     """A backing tier failed; the message names the tier and the operation."""
+
+
+class DataFormatError(EmbCacheError, ValueError):
+    """A file to import (or an update message) is corrupt, truncated or of another shape."""
 
 
 class MissingDependencyError(EmbCacheError, ImportError):

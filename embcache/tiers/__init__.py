@@ -8,6 +8,7 @@ from ._base import Tier
 from .host import HostStore
 from .redis_store import RedisStore
 from .rocks import RocksStore
+from .spec import open_store
 from .tiered import TieredStore
 
-__all__ = ["Tier", "HostStore", "RocksStore", "RedisStore", "TieredStore"]
+__all__ = ["Tier", "HostStore", "RocksStore", "RedisStore", "TieredStore", "open_store"]

@@ -1,0 +1,141 @@
+"""Import embedding tables into a store, in bounded memory, with a progress bar.
+
+Sources: a HugeCTR sparse-model folder (``key``: int64, ``emb_vector``:
+float32), a pair of ``.npy`` files (keys (n,), rows (n, dim)), an ONNX model's
+initializer (rows (n, dim); key ``i`` is row ``i`` plus ``key_offset``).
+
+Every source is checked whole before the first write (sizes, shapes, dtypes,
+reserved keys), so a corrupt or truncated file is an error with the store
+untouched.  Rows are then written ``chunk_rows`` at a time; each chunk is one
+``put_many`` (one synced atomic batch in a RocksStore), so a process killed
+mid-import leaves whole chunks, never a half-written row.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataFormatError
+from .layout import LOCKED_KEY, RESERVED_KEYS
+from .tiers import Tier
+
+__all__ = ["import_hugectr", "import_npy", "import_onnx"]
+
+_SCAN_ROWS = 1 << 20  # keys checked per step of the reserved-key scan
+
+
+def _check_keys(keys: np.ndarray, where: str) -> None:
+    for i in range(0, keys.shape[0], _SCAN_ROWS):
+        part = np.asarray(keys[i:i + _SCAN_ROWS])
+        bad = np.flatnonzero(part <= LOCKED_KEY)
+        if bad.shape[0]:
+            raise DataFormatError(f"{where}: key {int(part[bad[0]])} at row {i + int(bad[0])} is reserved "
+                                  f"(embcache.RESERVED_KEYS = {RESERVED_KEYS}); remap it before importing")
+
+
+def _write(store: Tier, chunks: Iterator[tuple[np.ndarray, np.ndarray]], n: int, desc: str, progress: bool,
+           on_chunk: Callable[[int], None] | None) -> int:
+    from tqdm.auto import tqdm
+
+    done = 0
+    with tqdm(total=n, unit="row", unit_scale=True, desc=desc, disable=not progress) as bar:
+        for keys, rows in chunks:
+            store.put_many(np.ascontiguousarray(keys, np.int64), np.ascontiguousarray(rows).astype(store.dtype))
+            done += keys.shape[0]
+            bar.update(keys.shape[0])
+            if on_chunk is not None:
+                on_chunk(done)  # after the write returned: these rows are acknowledged
+    return done
+
+
+def _chunks(keys, rows, chunk_rows: int):
+    for i in range(0, keys.shape[0], chunk_rows):
+        yield keys[i:i + chunk_rows], rows[i:i + chunk_rows]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        raise DataFormatError(f"{path} does not exist") from None
+
+
+def import_hugectr(folder: str | os.PathLike, store: Tier, chunk_rows: int = 1 << 16, progress: bool = True,
+                   on_chunk: Callable[[int], None] | None = None) -> int:
+    """Import a HugeCTR sparse-model folder (files ``key``, int64, and ``emb_vector``, float32) into ``store``.
+
+    The row width is the store's ``dim``; the file sizes must agree with it.
+    Returns the number of rows written.  ``on_chunk(rows_done)`` runs after
+    each chunk is durably written.
+    """
+    folder = Path(folder)
+    key_path, vec_path = folder / "key", folder / "emb_vector"
+    key_bytes, vec_bytes = _size(key_path), _size(vec_path)
+    if key_bytes % 8:
+        raise DataFormatError(f"{key_path}: {key_bytes} bytes is not a whole number of int64 keys (truncated?)")
+    n = key_bytes // 8
+    if vec_bytes != n * store.dim * 4:
+        per_key = vec_bytes / n if n else float("nan")
+        raise DataFormatError(f"{vec_path}: {vec_bytes} bytes, but {n} keys of dim={store.dim} float32 need "
+                              f"{n * store.dim * 4} ({per_key:g} bytes a key: another dim, or truncated?)")
+    if not n:
+        return 0
+    keys = np.memmap(key_path, np.int64, "r", shape=(n,))
+    rows = np.memmap(vec_path, np.float32, "r", shape=(n, store.dim))
+    _check_keys(keys, str(key_path))
+    return _write(store, _chunks(keys, rows, chunk_rows), n, f"importing {folder.name}", progress, on_chunk)
+
+
+def _load_npy(path: Path):
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise DataFormatError(f"{path} does not exist") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataFormatError(f"{path} is not a readable .npy file (corrupt or truncated?): {exc}") from None
+
+
+def import_npy(keys_path: str | os.PathLike, rows_path: str | os.PathLike, store: Tier, chunk_rows: int = 1 << 16,
+               progress: bool = True, on_chunk: Callable[[int], None] | None = None) -> int:
+    """Import keys (n,) integer and rows (n, dim) floating point from two ``.npy`` files into ``store``."""
+    keys, rows = _load_npy(Path(keys_path)), _load_npy(Path(rows_path))
+    if keys.ndim != 1 or keys.dtype.kind not in "iu":
+        raise DataFormatError(f"{keys_path}: keys must be a 1-D integer array, got {keys.dtype} shape {keys.shape}")
+    if rows.ndim != 2 or rows.dtype.kind != "f" or rows.shape != (keys.shape[0], store.dim):
+        raise DataFormatError(f"{rows_path}: rows must be float ({keys.shape[0]}, {store.dim}) to match the keys and "
+                              f"the store, got {rows.dtype} shape {rows.shape}")
+    _check_keys(keys, str(keys_path))
+    return _write(store, _chunks(keys, rows, chunk_rows), keys.shape[0], f"importing {Path(rows_path).name}",
+                  progress, on_chunk)
+
+
+def import_onnx(model_path: str | os.PathLike, initializer: str, store: Tier, key_offset: int = 0,
+                chunk_rows: int = 1 << 16, progress: bool = True,
+                on_chunk: Callable[[int], None] | None = None) -> int:
+    """Import the ONNX initializer named ``initializer`` (rows (n, dim)); row ``i`` gets key ``key_offset + i``."""
+    from .tiers._base import require
+
+    onnx = require("onnx", "trt")
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(os.fspath(model_path))
+    except FileNotFoundError:
+        raise DataFormatError(f"{model_path} does not exist") from None
+    except Exception as exc:  # onnx raises DecodeError and others for a damaged file
+        raise DataFormatError(f"{model_path} is not a readable ONNX model (corrupt or truncated?): {exc}") from None
+    found = [t for t in model.graph.initializer if t.name == initializer]
+    if not found:
+        names = ", ".join(t.name for t in model.graph.initializer if len(t.dims) == 2) or "none"
+        raise DataFormatError(f"{model_path} has no initializer {initializer!r} (2-D initializers: {names})")
+    rows = numpy_helper.to_array(found[0])
+    if rows.ndim != 2 or rows.dtype.kind != "f" or rows.shape[1] != store.dim:
+        raise DataFormatError(f"initializer {initializer!r} is {rows.dtype} shape {rows.shape}; the store holds "
+                              f"dim={store.dim} rows")
+    keys = np.arange(rows.shape[0], dtype=np.int64) + int(key_offset)
+    _check_keys(keys, f"{initializer} + key_offset {key_offset}")
+    return _write(store, _chunks(keys, rows, chunk_rows), rows.shape[0], f"importing {initializer}", progress,
+                  on_chunk)
