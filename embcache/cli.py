@@ -13,9 +13,10 @@ def _demo(args) -> int:
     trace, source = load_trace(args.data)
     print(f"trace: {source}: {trace.shape[0]:,} lookups, batches of {args.batch}", flush=True)
     rows, backend = run_demo(trace, dim=args.dim, batch=args.batch, backend=args.backend, seed=args.seed,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, store_path=args.store)
     why = "" if backend == "gpu" else " (no GPU backend available)" if args.backend == "auto" else ""
-    print(f"backend: {backend}{why}; rows: dim {args.dim} float32; set-associative, 32 ways")
+    table = "host memory" if args.store == "memory" else f"RocksDB at {args.store or 'a temporary folder'}"
+    print(f"backend: {backend}{why}; rows: dim {args.dim} float32, table in {table}; set-associative, 32 ways")
     print(format_table(rows))
     return 0
 
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--backend", default="auto", choices=["auto", "cpu", "gpu"])
     demo.add_argument("--seed", type=int, default=0, help="seed of the random rows")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--store", default=None,
+                      help="RocksDB folder for the table (default: a temporary one); 'memory' for a HostStore")
     demo.set_defaults(func=_demo)
     tune = sub.add_parser("autotune", help="time the GPU hit path's launch shapes here and write this GPU's tuning entry")
     tune.add_argument("--table", default=None, help="tuning table to update (default: the one shipped in the package)")

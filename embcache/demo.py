@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cache import Cache
-from .tiers import HostStore
+from .tiers import HostStore, RocksStore
 from .traces import criteo_files, read_criteo, zipf_trace
 
 __all__ = ["DemoRow", "run_demo"]
@@ -31,17 +31,29 @@ def load_trace(data_root=None) -> tuple[np.ndarray, str]:
 
 
 def run_demo(trace: np.ndarray, policies=("lru", "lfu", "fifo"), fractions=(0.01, 0.05, 0.20), dim: int = 32,
-             batch: int = 1024, backend: str = "auto", seed: int = 0, progress: bool = True) -> tuple[list[DemoRow], str]:
+             batch: int = 1024, backend: str = "auto", seed: int = 0, progress: bool = True,
+             store_path: str | None = None) -> tuple[list[DemoRow], str]:
     """Replay ``trace`` in batches of ``batch`` keys through each policy x capacity.
 
     Capacities are fractions of the trace's distinct keys.  Rows (``dim`` float32)
-    are drawn once from a generator seeded with ``seed`` into a HostStore.
-    Returns the table rows and the name of the backend used.
+    are drawn once from a generator seeded with ``seed`` into the table, a
+    RocksStore at ``store_path`` (a temporary folder by default, removed after;
+    ``store_path="memory"`` keeps it in a HostStore instead).  Misses are read
+    from it.  Returns the table rows and the name of the backend used.
     """
+    import tempfile
+
     from tqdm.auto import tqdm
 
     distinct = np.unique(trace)
-    store = HostStore(dim, initial_rows=distinct.shape[0])
+    folder = None
+    if store_path == "memory":
+        store = HostStore(dim, initial_rows=distinct.shape[0])
+    else:
+        if store_path is None:
+            folder = tempfile.TemporaryDirectory(prefix="embcache-demo-")
+            store_path = folder.name
+        store = RocksStore(store_path, dim)
     store.put_many(distinct, np.random.default_rng(seed).standard_normal((distinct.shape[0], dim), np.float32))
     rows, used = [], "cpu"
     runs = [(p, f) for f in fractions for p in policies]
@@ -61,6 +73,8 @@ def run_demo(trace: np.ndarray, policies=("lru", "lfu", "fifo"), fractions=(0.01
             s = cache.stats
             rows.append(DemoRow(policy, fraction, cache.capacity, s.hit_rate, s.lookups / seconds))
     store.close()
+    if folder is not None:
+        folder.cleanup()
     return rows, used
 
 

@@ -27,18 +27,22 @@ def _probe(table, key, mask):
     return h
 
 
+# aux (slots, 2): per slot the put stamp and the use count, for a bounded store's overflow policy;
+# an unbounded store passes a (0, 2) array and keeps none
 @numba.njit(nogil=True, cache=True)
-def _get_many(table, values, keys, out, found):
+def _get_many(table, values, aux, keys, out, found):
     mask = table.shape[0] - 1
     for i in range(keys.shape[0]):
         h = _probe(table, keys[i], mask)
         if table[h] == keys[i]:
             out[i, :] = values[h]
             found[i] = True
+            if aux.shape[0]:
+                aux[h, 1] += 1
 
 
 @numba.njit(nogil=True, cache=True)
-def _put_many(table, values, keys, rows):
+def _put_many(table, values, aux, keys, rows, stamp):
     mask = table.shape[0] - 1
     added = 0
     for i in range(keys.shape[0]):
@@ -46,12 +50,16 @@ def _put_many(table, values, keys, rows):
         if table[h] == _EMPTY:
             table[h] = keys[i]
             added += 1
+            if aux.shape[0]:
+                aux[h, 1] = 0
         values[h, :] = rows[i]
+        if aux.shape[0]:
+            aux[h, 0] = stamp
     return added
 
 
 @numba.njit(nogil=True, cache=True)
-def _delete_many(table, values, keys):
+def _delete_many(table, values, aux, keys):
     # linear probing with backward-shift deletion: no tombstones, probes stay short
     mask = table.shape[0] - 1
     removed = 0
@@ -71,19 +79,23 @@ def _delete_many(table, values, keys):
                 continue
             table[i] = table[j]
             values[i, :] = values[j]
+            if aux.shape[0]:
+                aux[i, :] = aux[j]
             i = j
         table[i] = _EMPTY
     return removed
 
 
 @numba.njit(nogil=True, cache=True)
-def _rehash(old_table, old_values, table, values):
+def _rehash(old_table, old_values, old_aux, table, values, aux):
     mask = table.shape[0] - 1
     for i in range(old_table.shape[0]):
         if old_table[i] != _EMPTY:
             h = _probe(table, old_table[i], mask)
             table[h] = old_table[i]
             values[h, :] = old_values[i]
+            if aux.shape[0]:
+                aux[h, :] = old_aux[i]
 
 
 class HostStore(Tier):
@@ -101,12 +113,34 @@ class HostStore(Tier):
         Keep the index and rows in page-locked host memory mapped into the GPU's
         address space (needs CuPy), so that a GPU cache reads missed rows
         straight from here over PCIe (zero-copy), with no staging copy.
+    capacity : int, optional
+        Most rows kept, as HPS's volatile database: a ``put_many`` that would
+        exceed it first drops other rows by ``overflow``.  Unbounded if None.
+    overflow : str
+        ``"oldest"`` (earliest put), ``"least_used"`` (fewest reads since put,
+        then oldest) or ``"random"`` (seeded by ``seed``).  Rows of the batch
+        being put are never dropped for it.
+    seed : int
+        Seed of the ``"random"`` overflow policy.
 
-    Memory is about ``2 * rows * (8 + dim * itemsize)`` bytes.
+    Memory is about ``2 * rows * (8 + dim * itemsize)`` bytes, plus 32 bytes a
+    row with a capacity.  Overflow scans the index: fine for a host cache tier,
+    not meant for per-key calls on huge stores.
     """
 
-    def __init__(self, dim: int, dtype="float32", initial_rows: int = 1024, pinned: bool = False):
+    OVERFLOW = ("oldest", "least_used", "random")
+
+    def __init__(self, dim: int, dtype="float32", initial_rows: int = 1024, pinned: bool = False,
+                 capacity: int | None = None, overflow: str = "oldest", seed: int = 0):
         super().__init__(dim, dtype)
+        if capacity is not None and (int(capacity) <= 0):
+            raise ConfigError(f"capacity must be a positive number of rows or None, got {capacity!r}")
+        if overflow not in self.OVERFLOW:
+            raise ConfigError(f"overflow must be one of {', '.join(self.OVERFLOW)}, got {overflow!r}")
+        self.capacity = None if capacity is None else int(capacity)
+        self.overflow = overflow
+        self._rng = np.random.default_rng(seed)
+        self._stamp = 0
         self._size = 0
         self.pinned = bool(pinned)
         self._pinned_buffers = ()
@@ -114,6 +148,7 @@ class HostStore(Tier):
         self._alloc(max(16, 1 << (2 * int(initial_rows) - 1).bit_length()))
 
     def _alloc(self, slots):
+        self._aux = np.zeros((slots if self.capacity is not None else 0, 2), np.int64)
         if not self.pinned:
             self._table = np.full(slots, EMPTY_KEY, np.int64)
             self._values = np.zeros((slots, self.dim), self.dtype)
@@ -139,22 +174,49 @@ class HostStore(Tier):
         slots = self._table.shape[0]
         while 2 * (self._size + more) > slots:
             slots *= 2
-        old_table, old_values = self._table, self._values
+        old_table, old_values, old_aux = self._table, self._values, self._aux
         self._alloc(slots)
-        _rehash(old_table, raw(old_values), self._table, raw(self._values))
+        _rehash(old_table, raw(old_values), old_aux, self._table, raw(self._values), self._aux)
 
     def _get_many(self, keys):
         out = np.zeros((keys.shape[0], self.dim), self.dtype)
         found = np.zeros(keys.shape[0], np.bool_)
-        _get_many(self._table, raw(self._values), keys, raw(out), found)
+        _get_many(self._table, raw(self._values), self._aux, keys, raw(out), found)
         return out, found
 
     def _put_many(self, keys, values):
+        if self.capacity is not None:
+            if keys.shape[0] > self.capacity:  # only the batch's last rows fit
+                keys, values = keys[-self.capacity:], values[-self.capacity:]
+            self._make_room(keys)
         self._reserve(keys.shape[0])
-        self._size += int(_put_many(self._table, raw(self._values), keys, raw(values)))
+        self._stamp += 1
+        self._size += int(_put_many(self._table, raw(self._values), self._aux, keys, raw(values), self._stamp))
+
+    def _make_room(self, keys):
+        """Drop rows by the overflow policy so that ``keys`` fit within the capacity."""
+        new = np.unique(keys)
+        if self._size:  # keys already stored take no room (probed without counting a use)
+            found = np.zeros(new.shape[0], np.bool_)
+            _get_many(self._table, raw(self._values), self._aux[:0], new,
+                      np.zeros((new.shape[0], self.dim), raw(self._values).dtype), found)
+            new = new[~found]
+        over = self._size + new.shape[0] - self.capacity
+        if over <= 0:
+            return
+        slots = np.flatnonzero(self._table != EMPTY_KEY)
+        slots = slots[~np.isin(self._table[slots], keys)]
+        over = min(over, slots.shape[0])
+        if self.overflow == "random":
+            victims = self._rng.choice(slots, over, replace=False)
+        else:
+            stamp, uses = self._aux[slots, 0], self._aux[slots, 1]
+            order = np.lexsort((stamp, uses)) if self.overflow == "least_used" else np.argsort(stamp, kind="stable")
+            victims = slots[order[:over]]
+        self._delete_many(self._table[victims].copy())
 
     def _delete_many(self, keys):
-        self._size -= int(_delete_many(self._table, raw(self._values), keys))
+        self._size -= int(_delete_many(self._table, raw(self._values), self._aux, keys))
 
     def keys(self) -> np.ndarray:
         """All stored keys (m,) int64, in no particular order."""
