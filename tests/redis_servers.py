@@ -13,11 +13,15 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
-needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="needs redis-server (apt-get install redis-server)")
+
+try:  # the benchmarks use the servers too, without pytest
+    import pytest
+
+    needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="needs redis-server (apt-get install redis-server)")
+except ImportError:
+    pass
 
 
 def _bindable(port: int) -> bool:
