@@ -213,6 +213,11 @@ def test_consumer_killed_midway_loses_no_acknowledged_update(tmp_path, redis_ser
         for k, r in batches[:acked]:  # the stream is read in order, so the first `acked` were acknowledged
             got, found = store.get_many(k)
             assert found.all() and got.tobytes() == r.tobytes()
+        for k, r in batches[acked:]:  # applied but not acknowledged, or not applied: whole either way
+            got, found = store.get_many(k)
+            assert found.all() or not found.any(), "an update batch is visible in part"
+            if found.all():
+                assert got.tobytes() == r.tobytes()
         consumer = UpdateConsumer(redis_server.url, "s", "g", "worker", store=store)
         consumer.run(idle_polls=1, progress=False)
         for k, r in batches:
