@@ -1,0 +1,220 @@
+"""Policy-comparison studies: replay a trace through policy x admission x capacity x ways, beside Belady.
+
+>>> rows = run_study(trace, policies=["lru", "lfu"], capacities=[0.01, 0.05])   # doctest: +SKIP
+>>> write_results(rows, "out", "criteo"); plot_results(rows, "out", "criteo")  # doctest: +SKIP
+
+Each cache is an ``embcache.Cache`` (CPU or GPU backend) with 1-value rows in
+front of a tier that holds every key, so the figures are the policy's alone:
+every key can be admitted, nothing is absent.  Lookups are batch-synchronous
+(DESIGN.md section 3): a batch's hits are counted against the cache as it was
+when the batch began.  Belady's MIN runs one key at a time (its textbook form),
+fully associative and restricted to the cache's own sets.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .belady import belady_hits, belady_hits_in_sets
+from .cache import Cache
+from .layout import num_sets_for
+from .tiers import Tier
+
+__all__ = ["run_study", "write_results", "plot_results", "FIELDS"]
+
+FIELDS = ["policy", "admission", "ways", "capacity", "capacity_fraction", "batch", "backend", "lookups",
+          "hit_rate", "byte_hit_rate", "evictions", "insertions", "lookups_per_s"]
+
+
+class _EveryKeyTier(Tier):
+    """Holds every key (zero rows): the study measures the policy, not the tier."""
+
+    def __repr__(self) -> str:
+        return "EveryKeyTier()"
+
+    def _get_many(self, keys):
+        return np.zeros((keys.shape[0], self.dim), self.dtype), np.ones(keys.shape[0], np.bool_)
+
+    def _put_many(self, keys, values):
+        pass
+
+    def _delete_many(self, keys):
+        pass
+
+
+def _chunks(trace) -> list[np.ndarray]:
+    return [trace] if isinstance(trace, np.ndarray) else [np.asarray(c) for c in trace]
+
+
+def _batches(chunks: list[np.ndarray], batch: int):
+    """Consecutive batches of ``batch`` keys across chunk boundaries."""
+    carry = np.empty(0, np.int64)
+    for chunk in chunks:
+        data = np.concatenate([carry, chunk]) if carry.shape[0] else chunk
+        whole = data.shape[0] // batch * batch
+        for i in range(0, whole, batch):
+            yield data[i:i + batch]
+        carry = np.array(data[whole:])
+    if carry.shape[0]:
+        yield carry
+
+
+def _capacity(value, distinct: int) -> int:
+    return max(1, int(value * distinct)) if isinstance(value, float) and value <= 1.0 else int(value)
+
+
+def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admissions: Sequence[str] = ("always",),
+              capacities: Sequence[float | int] = (0.01, 0.05, 0.20), ways: Sequence[int] = (32,), batch: int = 1024,
+              backend: str = "auto", belady: bool = True, column_bytes: dict[int, int] | None = None,
+              progress: bool = True) -> list[dict]:
+    """Replay ``trace`` through every policy x admission x capacity x ways; one result dict per run.
+
+    Parameters
+    ----------
+    trace : (n,) int64 array, or an iterable of such chunks (``traces.iter_trace``)
+        Keys in lookup order.
+    capacities : floats in (0, 1] (fractions of the trace's distinct keys) or ints (rows)
+        Each is rounded up to whole sets by the cache; ``capacity`` in the results is the real one.
+    batch : int
+        Keys per ``lookup``.
+    belady : bool
+        Add Belady's MIN rows: ``policy="belady"`` (fully associative, same capacity) and
+        ``"belady-sets"`` (the cache's sets and ways).  Needs the whole trace in memory.
+    column_bytes : dict, optional
+        Row bytes per column (key >> 32) for the byte hit rate; all rows the same size if None
+        (then the byte hit rate equals the hit rate).
+
+    Returns
+    -------
+    list of dict with the keys of ``FIELDS``: hit rate per key occurrence, byte hit rate, evictions,
+    insertions and lookups per second (wall time of the replay).
+    """
+    from tqdm.auto import tqdm
+
+    chunks = _chunks(trace)
+    lookups = sum(c.shape[0] for c in chunks)
+    whole = np.concatenate(chunks) if belady or column_bytes else None
+    distinct = int(np.unique(whole if whole is not None else np.concatenate(chunks)).shape[0])
+    weights = None
+    if column_bytes:
+        table = np.zeros(int((whole >> 32).max()) + 1, np.float64)
+        for col, size in column_bytes.items():
+            if col < table.shape[0]:
+                table[col] = size
+        weights = table[whole >> 32]
+    runs = [(p, a, c, w) for c in capacities for w in ways for p in policies for a in admissions]
+    rows: list[dict] = []
+    with tqdm(total=len(runs) * lookups, unit="key", unit_scale=True, desc="study", disable=not progress) as bar:
+        for policy, admission, cap, w in runs:
+            cache = Cache(_capacity(cap, distinct), 1, policy, admission, backend=backend, tier=_EveryKeyTier(1),
+                          ways=w)
+            hit_bytes = 0.0
+            start = time.perf_counter()
+            at = 0
+            for keys in _batches(chunks, batch):
+                if weights is not None:  # hits are the keys cached when the batch begins
+                    found = cache.query(keys)[1]
+                    found = found.get() if hasattr(found, "get") else found
+                    hit_bytes += float(weights[at:at + keys.shape[0]][found].sum())
+                cache.lookup(keys)
+                at += keys.shape[0]
+                bar.update(keys.shape[0])
+            seconds = time.perf_counter() - start
+            s = cache.stats
+            rows.append({"policy": policy, "admission": admission, "ways": w, "capacity": cache.capacity,
+                         "capacity_fraction": cache.capacity / distinct, "batch": batch, "backend": cache.backend,
+                         "lookups": lookups, "hit_rate": s.hit_rate,
+                         "byte_hit_rate": hit_bytes / weights.sum() if weights is not None else s.hit_rate,
+                         "evictions": s.evictions, "insertions": s.insertions, "lookups_per_s": lookups / seconds})
+            cache.close()
+    if belady:
+        for cap in capacities:
+            for w in ways:
+                capacity = num_sets_for(_capacity(cap, distinct), w) * w
+                for name in ("belady", "belady-sets"):
+                    if name == "belady" and w != ways[0]:
+                        continue  # fully associative: once per capacity
+                    start = time.perf_counter()
+                    hits = (belady_hits(whole, capacity) if name == "belady"
+                            else belady_hits_in_sets(whole, capacity // w, w))
+                    rows.append({"policy": name, "admission": "-", "ways": capacity if name == "belady" else w,
+                                 "capacity": capacity, "capacity_fraction": capacity / distinct, "batch": 1,
+                                 "backend": "cpu", "lookups": lookups, "hit_rate": hits / lookups,
+                                 "byte_hit_rate": float("nan") if weights is not None else hits / lookups,
+                                 "evictions": -1, "insertions": -1,
+                                 "lookups_per_s": lookups / (time.perf_counter() - start)})
+    return rows
+
+
+def write_results(rows: list[dict], out: str | os.PathLike, stem: str = "study") -> tuple[Path, Path]:
+    """``out/<stem>.csv`` and ``out/<stem>.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{stem}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
+    return out / f"{stem}.csv", out / f"{stem}.json"
+
+
+def _label(r: dict, several_ways: bool) -> str:
+    text = r["policy"] if r["admission"] in ("always", "-") else f"{r['policy']} + {r['admission']}"
+    return f"{text}, {r['ways']} ways" if several_ways and not r["policy"].startswith("belady") else text
+
+
+def plot_results(rows: list[dict], out: str | os.PathLike, stem: str = "study", title: str = "") -> list[Path]:
+    """Hit rate against capacity, one line per policy (+ admission), Belady dashed; PNG and SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    several_ways = len({r["ways"] for r in rows if not r["policy"].startswith("belady")}) > 1
+    lines: dict[str, list] = {}
+    for r in rows:
+        lines.setdefault(_label(r, several_ways), []).append((r["capacity_fraction"], r["hit_rate"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, points in sorted(lines.items()):
+        x, y = zip(*sorted(points))
+        style = {"belady": "--", "belady-sets": ":"}.get(label, "-")
+        ax.plot(x, y, style, marker="o", ms=3, label=label, color="black" if label.startswith("belady") else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("cache capacity (fraction of the trace's distinct keys)")
+    ax.set_ylabel("hit rate (per key occurrence)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.svg"]
+    for p in paths:
+        fig.savefig(p, dpi=130)
+    plt.close(fig)
+    return paths
+
+
+def load_trace_source(source: str, data_root: str | None = None) -> tuple[Iterable[np.ndarray], str]:
+    """``criteo`` (the sample), a trace folder, or ``synthetic:LOOKUPS[:SEED]`` fitted to the Criteo sample."""
+    from . import traces
+
+    if source == "criteo":
+        files = traces.criteo_files(data_root)
+        if not files:
+            raise FileNotFoundError("the Criteo sample is not under $EMBCACHE_DATA/criteo (or ../shared/data)")
+        return [traces.read_criteo(files)], "Criteo sample (real)"
+    if source.startswith("synthetic:"):
+        parts = source.split(":")
+        lookups, seed = int(float(parts[1])), int(parts[2]) if len(parts) > 2 else 0
+        model = traces.fit_trace(traces.read_criteo(traces.criteo_files(data_root)))
+        return list(model.generate(lookups, seed=seed)), f"SYNTHETIC: {lookups:,} lookups, per-column Zipf fitted " \
+                                                          f"to the Criteo sample (KS {model.ks:.3f}), seed {seed}"
+    meta = traces.trace_meta(source)
+    return list(traces.iter_trace(source)), f"trace folder {source} ({meta.get('source', '')})"
