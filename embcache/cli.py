@@ -68,6 +68,58 @@ def _serve_updates(args) -> int:
     return 0
 
 
+def _list(text: str, kind=str) -> list:
+    return [kind(x) for x in text.split(",") if x]
+
+
+def _number(text: str):
+    value = float(text)
+    return value if value <= 1.0 and "." in text else int(value)
+
+
+def _study(args) -> int:
+    from .study import load_trace_source, plot_results, run_study, write_results
+
+    chunks, source = load_trace_source(args.trace, args.data)
+    print(f"trace: {source}", flush=True)
+    rows = run_study(chunks, _list(args.policies), _list(args.admissions), _list(args.capacities, _number),
+                     _list(args.ways, int), args.batch, args.backend, belady=not args.no_belady,
+                     progress=not args.no_progress)
+    csv_path, _ = write_results(rows, args.out, args.name)
+    pictures = plot_results(rows, args.out, args.name, title=source)
+    print(f"{'policy':<14}{'admission':<16}{'ways':>6}{'capacity':>10}{'hit rate':>10}{'lookups/s':>14}")
+    for r in rows:
+        print(f"{r['policy']:<14}{str(r['admission'])[:15]:<16}{r['ways']:>6}{r['capacity']:>10,}{r['hit_rate']:>10.3f}"
+              f"{r['lookups_per_s']:>14,.0f}")
+    print(f"wrote {csv_path} (+ .json) and {', '.join(map(str, pictures))}")
+    return 0
+
+
+def _trace(args) -> int:
+    import json
+
+    import numpy as np
+
+    from . import traces
+    from .study import load_trace_source
+
+    if args.action == "describe":
+        chunks, source = load_trace_source(args.source, args.data)
+        print(f"trace: {source}")
+        print(json.dumps(traces.describe(np.concatenate(list(chunks))), indent=1))
+        return 0
+    if args.action == "fit":
+        model = traces.fit_trace(np.concatenate(list(load_trace_source(args.source, args.data)[0])))
+        print(model.to_json() if args.json else "\n".join(
+            f"C{c.column + 1:<3} share {c.share:.3f}  keys {c.cardinality:>7,}  zipf s {c.exponent:.3f}  KS {c.ks:.3f}"
+            for c in model.columns) + f"\nlookup-weighted KS distance: {model.ks:.3f}")
+        return 0
+    chunks, source = load_trace_source(args.source, args.data)
+    n = traces.write_trace(chunks, args.out, source=source, progress=not args.no_progress)
+    print(f"wrote {n:,} lookups to {args.out}")
+    return 0
+
+
 def _store_args(parser, flag: str) -> None:
     parser.add_argument(flag, required=True,
                         help="store: rocksdb:PATH (or a path), redis://host:port/db, redis-cluster://host:port,...")
@@ -119,7 +171,33 @@ def main(argv: list[str] | None = None) -> int:
     upd.add_argument("--max-messages", type=int, default=None, help="stop after this many (default: run forever)")
     upd.add_argument("--idle-polls", type=int, default=None, help="stop after this many empty 1 s polls in a row")
     upd.set_defaults(func=_serve_updates)
+    study = sub.add_parser("study", help="compare policies on a trace: hit rates beside Belady, CSV/JSON and plots")
+    study.add_argument("--trace", default="criteo",
+                       help="criteo (the sample), a trace folder, or synthetic:LOOKUPS[:SEED] (default criteo)")
+    study.add_argument("--data", default=None, help="data folder holding criteo/ (default $EMBCACHE_DATA)")
+    study.add_argument("--policies", default="lru,lfu,fifo", help="comma-separated (default lru,lfu,fifo)")
+    study.add_argument("--admissions", default="always,min_frequency", help="comma-separated")
+    study.add_argument("--capacities", default="0.005,0.01,0.02,0.05,0.1,0.2",
+                       help="fractions of the distinct keys (0.05) or row counts (4096), comma-separated")
+    study.add_argument("--ways", default="32", help="comma-separated set sizes (default 32)")
+    study.add_argument("--batch", type=int, default=1024, help="keys per lookup (default 1024)")
+    study.add_argument("--backend", default="auto", choices=["auto", "cpu", "gpu"])
+    study.add_argument("--no-belady", action="store_true", help="skip Belady's MIN (it needs the trace in memory)")
+    study.add_argument("--out", default="study-results", help="folder for CSV, JSON, PNG and SVG")
+    study.add_argument("--name", default="study", help="file name stem (default study)")
+    study.add_argument("--no-progress", action="store_true", help="no progress bar")
+    study.set_defaults(func=_study)
+    trace = sub.add_parser("trace", help="convert, fit or describe a trace")
+    trace.add_argument("action", choices=["convert", "describe", "fit"])
+    trace.add_argument("source", help="criteo, a trace folder, or synthetic:LOOKUPS[:SEED]")
+    trace.add_argument("--out", help="convert: the trace folder to write (.npy chunks + meta.json)")
+    trace.add_argument("--data", default=None, help="data folder holding criteo/")
+    trace.add_argument("--json", action="store_true", help="fit: print the model as JSON")
+    trace.add_argument("--no-progress", action="store_true", help="no progress bar")
+    trace.set_defaults(func=_trace)
     args = parser.parse_args(argv)
+    if getattr(args, "action", None) == "convert" and not args.out:
+        parser.error("embcache trace convert needs --out FOLDER")
     return args.func(args)
 
 
