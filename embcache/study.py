@@ -202,7 +202,8 @@ def plot_results(rows: list[dict], out: str | os.PathLike, stem: str = "study", 
 
 
 def load_trace_source(source: str, data_root: str | None = None) -> tuple[Iterable[np.ndarray], str]:
-    """``criteo`` (the sample), a trace folder, or ``synthetic:LOOKUPS[:SEED]`` fitted to the Criteo sample."""
+    """``criteo`` (the sample), a trace folder, or ``synthetic:LOOKUPS[:SEED[:SCALE]]`` fitted to the Criteo
+    sample (``SCALE`` multiplies every column's cardinality)."""
     from . import traces
 
     if source == "criteo":
@@ -213,8 +214,10 @@ def load_trace_source(source: str, data_root: str | None = None) -> tuple[Iterab
     if source.startswith("synthetic:"):
         parts = source.split(":")
         lookups, seed = int(float(parts[1])), int(parts[2]) if len(parts) > 2 else 0
+        scale = float(parts[3]) if len(parts) > 3 else 1.0
         model = traces.fit_trace(traces.read_criteo(traces.criteo_files(data_root)))
-        return list(model.generate(lookups, seed=seed)), f"SYNTHETIC: {lookups:,} lookups, per-column Zipf fitted " \
-                                                          f"to the Criteo sample (KS {model.ks:.3f}), seed {seed}"
+        return list(model.generate(lookups, seed=seed, scale=scale)), (
+            f"SYNTHETIC: {lookups:,} lookups, per-column Zipf fitted to the Criteo sample (KS {model.ks:.3f}), "
+            f"cardinalities x{scale:g}, seed {seed}")
     meta = traces.trace_meta(source)
     return list(traces.iter_trace(source)), f"trace folder {source} ({meta.get('source', '')})"

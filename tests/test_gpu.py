@@ -227,3 +227,15 @@ def test_gpu_unique_equals_cpu_unique(values):
     want = embcache.kernels.cpu.CPUBackend.unique(None, keys)
     for g, w in zip(got, want):
         assert host(g).tolist() == w.tolist()
+
+
+def test_study_gives_the_same_hit_rates_on_both_backends():
+    from embcache.study import run_study
+    from embcache.traces import zipf_trace
+
+    trace = zipf_trace(40_000, 5000, seed=3)
+    runs = [run_study(trace, ["lru", "lfu", "fifo"], ["always", "min_frequency"], [0.01, 0.1], batch=512,
+                      backend=b, belady=False, progress=False) for b in ("cpu", "gpu")]
+    for cpu, gpu in zip(*runs):
+        assert (cpu["hit_rate"], cpu["evictions"], cpu["insertions"]) == (gpu["hit_rate"], gpu["evictions"],
+                                                                          gpu["insertions"])
