@@ -158,7 +158,7 @@ def test_backend_unique_matches_numpy(values):
     from embcache.kernels.cpu import CPUBackend
 
     keys = np.asarray(values, np.int64)
-    ukeys, inverse, counts, last = CPUBackend.unique(None, keys)
+    ukeys, inverse, counts, last = CPUBackend.unique(keys)
     want, want_inverse, want_counts = np.unique(keys, return_inverse=True, return_counts=True)
     assert ukeys.tolist() == want.tolist() and counts.tolist() == want_counts.tolist()
     assert inverse.tolist() == want_inverse.ravel().tolist()

@@ -268,7 +268,8 @@ class CPUBackend:
     def scatter(self, out, where, rows, inverse):
         out[where] = rows[inverse]
 
-    def unique(self, keys):
+    @staticmethod
+    def unique(keys):
         """``(ukeys, inverse, counts, last)`` of keys (n,): ascending unique keys, each key's index into
         them, multiplicities, and the position of each unique key's last occurrence."""
         order = np.argsort(keys, kind="stable")

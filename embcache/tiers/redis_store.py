@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import ConfigError, TierError
 from ._base import Tier, require
-from ._codec import check_meta, decode_rows, encode_keys, encode_rows, meta_blob
+from ._codec import check_meta, decode_keys, decode_rows, encode_keys, encode_rows, meta_blob
 
 __all__ = ["RedisStore"]
 
@@ -113,8 +113,6 @@ class RedisStore(Tier):
 
     def keys(self) -> np.ndarray:
         """All stored keys (m,) int64 (a SCAN over the namespace)."""
-        from ._codec import decode_keys
-
         self._check_open("keys")
         found = self._run("keys", lambda: [k for k in self._client.scan_iter(match=self._prefix + b"*", count=10_000)
                                             if len(k) == len(self._prefix) + 8])
