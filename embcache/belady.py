@@ -11,12 +11,16 @@ used again first).  No online policy can hit more often.  Two forms:
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 
 from .layout import sets_of
 
-__all__ = ["next_uses", "belady_hits", "belady_hits_in_sets"]
+__all__ = ["next_uses", "belady_hits", "belady_hits_in_sets", "belady_curve"]
 
 
 def next_uses(trace: np.ndarray) -> np.ndarray:
@@ -29,7 +33,7 @@ def next_uses(trace: np.ndarray) -> np.ndarray:
     return nxt
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, cache=True)
 def _heap_push(heap_key, heap_item, size, key, item):
     i = size
     heap_key[i], heap_item[i] = key, item
@@ -43,7 +47,7 @@ def _heap_push(heap_key, heap_item, size, key, item):
     return size + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, cache=True)
 def _heap_pop(heap_key, heap_item, size):
     top_key, top_item = heap_key[0], heap_item[0]
     size -= 1
@@ -63,7 +67,7 @@ def _heap_pop(heap_key, heap_item, size):
     return top_key, top_item, size
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, cache=True)
 def _belady(ids, nxt, distinct, capacity):
     n = ids.shape[0]
     pending = np.full(distinct, -1, np.int64)  # a cached key's next use; -1 when not cached
@@ -90,7 +94,7 @@ def _belady(ids, nxt, distinct, capacity):
     return hits
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, cache=True)
 def _belady_sets(ids, sets, nxt, num_sets, ways):
     slot_key = np.full((num_sets, ways), -1, np.int64)
     slot_next = np.zeros((num_sets, ways), np.int64)
@@ -140,3 +144,41 @@ def belady_hits_in_sets(trace: np.ndarray, num_sets: int, ways: int) -> int:
     ids, _ = _ids(trace)
     sets = sets_of(trace, num_sets).astype(np.int64)
     return int(_belady_sets(ids, sets, next_uses(trace), int(num_sets), int(ways)))
+
+
+def belady_curve(trace: np.ndarray, capacities: Sequence[int], ways: int | None = None,
+                 threads: int | None = None) -> list[int]:
+    """Belady hits for several capacities at once, sharing the sort of the trace.
+
+    Parameters
+    ----------
+    trace : (n,) int64
+    capacities : slots per cache; with ``ways``, each must be a multiple of it
+    ways : int, optional
+        Restrict each cache to ``capacity // ways`` sets of ``ways`` (as ``belady_hits_in_sets``);
+        fully associative if None.
+    threads : int, optional
+        Capacities run in parallel (the kernels release the GIL); default: one per capacity,
+        at most the CPU count.  Each fully associative run holds a 16-bytes-a-lookup heap.
+
+    Returns
+    -------
+    list of int, the hits for each capacity, in order.
+    """
+    trace = np.ascontiguousarray(trace, np.int64)
+    if not trace.shape[0] or not len(capacities):
+        return [0] * len(capacities)
+    ids, distinct = _ids(trace)
+    nxt = next_uses(trace)
+
+    def one(capacity: int) -> int:
+        if capacity <= 0:
+            return 0
+        if ways is None:
+            return int(_belady(ids, nxt, distinct, int(capacity)))
+        num_sets = int(capacity) // ways
+        return int(_belady_sets(ids, sets_of(trace, num_sets), nxt, num_sets, int(ways)))
+
+    workers = threads or max(1, min(len(capacities), os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, capacities))

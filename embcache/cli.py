@@ -83,7 +83,7 @@ def _study(args) -> int:
     chunks, source = load_trace_source(args.trace, args.data)
     print(f"trace: {source}", flush=True)
     rows = run_study(chunks, _list(args.policies), _list(args.admissions), _list(args.capacities, _number),
-                     _list(args.ways, int), args.batch, args.backend, belady=not args.no_belady,
+                     _list(args.ways, int), args.batch, args.backend, belady=not args.no_belady, static_warmup=args.static_warmup,
                      progress=not args.no_progress)
     csv_path, _ = write_results(rows, args.out, args.name)
     pictures = plot_results(rows, args.out, args.name, title=source)
@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     study.add_argument("--ways", default="32", help="comma-separated set sizes (default 32)")
     study.add_argument("--batch", type=int, default=1024, help="keys per lookup (default 1024)")
     study.add_argument("--backend", default="auto", choices=["auto", "cpu", "gpu"])
+    study.add_argument("--static-warmup", type=float, default=0.1,
+                       help="static policy: preload each set's most frequent keys of this leading fraction "
+                            "of the trace (default 0.1)")
     study.add_argument("--no-belady", action="store_true", help="skip Belady's MIN (it needs the trace in memory)")
     study.add_argument("--out", default="study-results", help="folder for CSV, JSON, PNG and SVG")
     study.add_argument("--name", default="study", help="file name stem (default study)")

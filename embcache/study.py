@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .belady import belady_hits, belady_hits_in_sets
+from .belady import belady_curve
 from .cache import Cache
-from .layout import num_sets_for
+from .layout import num_sets_for, sets_of
 from .tiers import Tier
 
-__all__ = ["run_study", "write_results", "plot_results", "FIELDS"]
+__all__ = ["run_study", "static_keys", "write_results", "plot_results", "FIELDS"]
 
 FIELDS = ["policy", "admission", "ways", "capacity", "capacity_fraction", "batch", "backend", "lookups",
           "hit_rate", "byte_hit_rate", "evictions", "insertions", "lookups_per_s"]
@@ -65,14 +65,59 @@ def _batches(chunks: list[np.ndarray], batch: int):
         yield carry
 
 
+def _head(chunks: list[np.ndarray], n: int) -> np.ndarray:
+    """The first ``n`` keys of the trace."""
+    out, left = [], n
+    for chunk in chunks:
+        if left <= 0:
+            break
+        out.append(chunk[:left])
+        left -= out[-1].shape[0]
+    return np.concatenate(out)
+
+
 def _capacity(value, distinct: int) -> int:
     return max(1, int(value * distinct)) if isinstance(value, float) and value <= 1.0 else int(value)
+
+
+def _belady_rows(whole: np.ndarray, capacities: list[int], ways: Sequence[int], distinct: int,
+                 weights) -> list[dict]:
+    """Belady's MIN, fully associative (once per capacity) and in each ``ways``'s sets."""
+    lookups = whole.shape[0]
+    shapes = [("belady", None)] + [("belady-sets", w) for w in ways]
+    rows = []
+    for name, w in shapes:
+        slots = [num_sets_for(c, w or ways[0]) * (w or ways[0]) for c in capacities]
+        start = time.perf_counter()
+        hits = belady_curve(whole, slots, w)
+        seconds = time.perf_counter() - start
+        for capacity, h in zip(slots, hits):
+            rows.append({"policy": name, "admission": "-", "ways": w or capacity, "capacity": capacity,
+                         "capacity_fraction": capacity / distinct, "batch": 1, "backend": "cpu",
+                         "lookups": lookups, "hit_rate": h / lookups,
+                         "byte_hit_rate": float("nan") if weights is not None else h / lookups,
+                         "evictions": -1, "insertions": -1, "lookups_per_s": lookups * len(slots) / seconds})
+    return rows
+
+
+def static_keys(warmup: np.ndarray, num_sets: int, ways: int) -> np.ndarray:
+    """The keys a static cache preloads: in each set, the ``ways`` most frequent keys of ``warmup``.
+
+    Ties go to the smaller key, so the choice is reproducible.
+    """
+    keys, counts = np.unique(np.asarray(warmup, np.int64), return_counts=True)
+    sets = sets_of(keys, num_sets)
+    order = np.lexsort((keys, -counts, sets))  # by set, then most frequent first
+    sets = sets[order]
+    first = np.searchsorted(sets, sets, side="left")  # index of each set's first entry
+    rank = np.arange(order.shape[0]) - first
+    return keys[order[rank < ways]]
 
 
 def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admissions: Sequence[str] = ("always",),
               capacities: Sequence[float | int] = (0.01, 0.05, 0.20), ways: Sequence[int] = (32,), batch: int = 1024,
               backend: str = "auto", belady: bool = True, column_bytes: dict[int, int] | None = None,
-              progress: bool = True) -> list[dict]:
+              static_warmup: float = 0.1, progress: bool = True) -> list[dict]:
     """Replay ``trace`` through every policy x admission x capacity x ways; one result dict per run.
 
     Parameters
@@ -89,6 +134,11 @@ def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admission
     column_bytes : dict, optional
         Row bytes per column (key >> 32) for the byte hit rate; all rows the same size if None
         (then the byte hit rate equals the hit rate).
+    static_warmup : float
+        For ``policy="static"``: the cache is preloaded, before the replay, with each set's most
+        frequent keys among the trace's first ``static_warmup`` fraction of lookups
+        (``static_keys``).  The replay still covers the whole trace, warm-up included, so those
+        lookups were seen in advance: a static cache planned from a day of traffic, replayed on it.
 
     Returns
     -------
@@ -99,6 +149,8 @@ def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admission
 
     chunks = _chunks(trace)
     lookups = sum(c.shape[0] for c in chunks)
+    if "static" in policies and not 0.0 < static_warmup <= 1.0:
+        raise ValueError(f"static_warmup must be a fraction in (0, 1], got {static_warmup}")
     whole = np.concatenate(chunks) if belady or column_bytes else None
     distinct = int(np.unique(whole if whole is not None else np.concatenate(chunks)).shape[0])
     weights = None
@@ -108,12 +160,16 @@ def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admission
             if col < table.shape[0]:
                 table[col] = size
         weights = table[whole >> 32]
-    runs = [(p, a, c, w) for c in capacities for w in ways for p in policies for a in admissions]
+    # a static cache never admits, so one admission rule is enough for it
+    runs = [(p, a, c, w) for c in capacities for w in ways for p in policies for a in admissions
+            if p != "static" or a == admissions[0]]
     rows: list[dict] = []
     with tqdm(total=len(runs) * lookups, unit="key", unit_scale=True, desc="study", disable=not progress) as bar:
         for policy, admission, cap, w in runs:
             cache = Cache(_capacity(cap, distinct), 1, policy, admission, backend=backend, tier=_EveryKeyTier(1),
                           ways=w)
+            if policy == "static":
+                cache.preload(static_keys(_head(chunks, max(1, int(static_warmup * lookups))), cache.num_sets, w))
             hit_bytes = 0.0
             start = time.perf_counter()
             at = 0
@@ -134,21 +190,7 @@ def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admission
                          "evictions": s.evictions, "insertions": s.insertions, "lookups_per_s": lookups / seconds})
             cache.close()
     if belady:
-        for cap in capacities:
-            for w in ways:
-                capacity = num_sets_for(_capacity(cap, distinct), w) * w
-                for name in ("belady", "belady-sets"):
-                    if name == "belady" and w != ways[0]:
-                        continue  # fully associative: once per capacity
-                    start = time.perf_counter()
-                    hits = (belady_hits(whole, capacity) if name == "belady"
-                            else belady_hits_in_sets(whole, capacity // w, w))
-                    rows.append({"policy": name, "admission": "-", "ways": capacity if name == "belady" else w,
-                                 "capacity": capacity, "capacity_fraction": capacity / distinct, "batch": 1,
-                                 "backend": "cpu", "lookups": lookups, "hit_rate": hits / lookups,
-                                 "byte_hit_rate": float("nan") if weights is not None else hits / lookups,
-                                 "evictions": -1, "insertions": -1,
-                                 "lookups_per_s": lookups / (time.perf_counter() - start)})
+        rows += _belady_rows(whole, [_capacity(c, distinct) for c in capacities], ways, distinct, weights)
     return rows
 
 
@@ -166,7 +208,7 @@ def write_results(rows: list[dict], out: str | os.PathLike, stem: str = "study")
 
 def _label(r: dict, several_ways: bool) -> str:
     text = r["policy"] if r["admission"] in ("always", "-") else f"{r['policy']} + {r['admission']}"
-    return f"{text}, {r['ways']} ways" if several_ways and not r["policy"].startswith("belady") else text
+    return f"{text}, {r['ways']} ways" if several_ways and r["policy"] != "belady" else text
 
 
 def plot_results(rows: list[dict], out: str | os.PathLike, stem: str = "study", title: str = "") -> list[Path]:
@@ -183,7 +225,7 @@ def plot_results(rows: list[dict], out: str | os.PathLike, stem: str = "study", 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, points in sorted(lines.items()):
         x, y = zip(*sorted(points))
-        style = {"belady": "--", "belady-sets": ":"}.get(label, "-")
+        style = "--" if label == "belady" else ":" if label.startswith("belady-sets") else "-"
         ax.plot(x, y, style, marker="o", ms=3, label=label, color="black" if label.startswith("belady") else None)
     ax.set_xscale("log")
     ax.set_xlabel("cache capacity (fraction of the trace's distinct keys)")

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embcache import traces
-from embcache.belady import belady_hits, belady_hits_in_sets, next_uses
+from embcache.belady import belady_curve, belady_hits, belady_hits_in_sets, next_uses
 from embcache.cli import main
 from embcache.layout import sets_of
-from embcache.study import plot_results, run_study, write_results
+from embcache.study import plot_results, run_study, static_keys, write_results
 
 
 def brute_force_hits(trace, capacity):
@@ -113,6 +113,44 @@ def test_study_runs_writes_and_plots(tmp_path):
     assert csv_path.read_text().count("\n") == len(rows) + 1 and len(json.loads(json_path.read_text())) == len(rows)
     png, svg = plot_results(rows, tmp_path, "s", "test")
     assert png.read_bytes()[:4] == b"\x89PNG" and b"<svg" in svg.read_bytes()[:400]
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**32), st.sampled_from([None, 4]))
+def test_belady_curve_equals_one_capacity_at_a_time(seed, ways):
+    trace = traces.zipf_trace(3000, 400, seed=seed)
+    capacities = [8, 32, 128]
+    expected = [belady_hits(trace, c) if ways is None else belady_hits_in_sets(trace, c // ways, ways)
+                for c in capacities]
+    assert belady_curve(trace, capacities, ways, threads=2) == expected
+
+
+def test_static_keys_are_each_sets_most_frequent():
+    rng = np.random.default_rng(5)
+    warmup = rng.zipf(1.3, 5000).astype(np.int64)
+    num_sets, ways = 8, 4
+    chosen = static_keys(warmup, num_sets, ways)
+    keys, counts = np.unique(warmup, return_counts=True)
+    count = dict(zip(keys.tolist(), counts.tolist()))
+    sets = sets_of(keys, num_sets)
+    for s in range(num_sets):
+        mine = keys[sets == s]
+        ranked = sorted(mine.tolist(), key=lambda k: (-count[k], k))[:ways]
+        assert sorted(chosen[sets_of(chosen, num_sets) == s].tolist()) == sorted(ranked)
+
+
+def test_static_study_hits_exactly_the_preloaded_keys():
+    trace = traces.zipf_trace(20_000, 2000, seed=3)
+    rows = run_study(trace, policies=["static", "lfu"], admissions=["always", "min_frequency"],
+                     capacities=[0.05], batch=512, backend="cpu", belady=False, static_warmup=0.25,
+                     progress=False)
+    static = [r for r in rows if r["policy"] == "static"]
+    assert len(static) == 1 and len(rows) == 3  # admission is moot for a static cache: one run
+    r = static[0]
+    cached = static_keys(trace[:5000], r["capacity"] // r["ways"], r["ways"])
+    assert r["hit_rate"] == np.isin(trace, cached).mean() and r["evictions"] == 0
+    with pytest.raises(ValueError, match="static_warmup"):
+        run_study(trace, policies=["static"], static_warmup=0.0, progress=False)
 
 
 def test_study_command_on_a_trace_folder(tmp_path, capsys):
