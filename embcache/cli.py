@@ -83,8 +83,8 @@ def _study(args) -> int:
     chunks, source = load_trace_source(args.trace, args.data)
     print(f"trace: {source}", flush=True)
     rows = run_study(chunks, _list(args.policies), _list(args.admissions), _list(args.capacities, _number),
-                     _list(args.ways, int), args.batch, args.backend, belady=not args.no_belady, static_warmup=args.static_warmup,
-                     progress=not args.no_progress)
+                     _list(args.ways, int), args.batch, args.backend, belady=not args.no_belady,
+                     static_warmup=args.static_warmup, progress=not args.no_progress)
     csv_path, _ = write_results(rows, args.out, args.name)
     pictures = plot_results(rows, args.out, args.name, title=source)
     print(f"{'policy':<14}{'admission':<16}{'ways':>6}{'capacity':>10}{'hit rate':>10}{'lookups/s':>14}")

@@ -7,7 +7,6 @@ under a first line that says whether every figure is identical.
 """
 import sys
 
-import numpy as np
 
 from embcache.study import _head, run_study
 from embcache.traces import iter_trace
