@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import textwrap
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -232,7 +233,7 @@ def plot_results(rows: list[dict], out: str | os.PathLike, stem: str = "study", 
     ax.set_ylabel("hit rate (per key occurrence)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 90), fontsize=9)  # trace descriptions run long
     fig.tight_layout()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

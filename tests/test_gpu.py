@@ -234,7 +234,7 @@ def test_study_gives_the_same_hit_rates_on_both_backends():
     from embcache.traces import zipf_trace
 
     trace = zipf_trace(40_000, 5000, seed=3)
-    runs = [run_study(trace, ["lru", "lfu", "fifo"], ["always", "min_frequency"], [0.01, 0.1], batch=512,
+    runs = [run_study(trace, ["lru", "lfu", "fifo", "static"], ["always", "min_frequency"], [0.01, 0.1], batch=512,
                       backend=b, belady=False, progress=False) for b in ("cpu", "gpu")]
     for cpu, gpu in zip(*runs):
         assert (cpu["hit_rate"], cpu["evictions"], cpu["insertions"]) == (gpu["hit_rate"], gpu["evictions"],
