@@ -1,0 +1,346 @@
+"""The embcache-trt config file: models, their tables, where each table lives, and cache settings.
+
+Two spellings are read:
+
+* the native one, written by ``embcache-trt surgery``::
+
+    {"embcache_trt": 1,
+     "models": [{"name": "dlrm", "backend": "auto", "devices": [0],
+                 "tables": [{"name": "t0", "dim": 16, "rows": 1000, "dtype": "float32",
+                             "store": "rocksdb:dlrm-tables/t0", "capacity": 0.2,
+                             "policy": "lfu", "admission": "always", "ways": 32,
+                             "default_value": 0.0}]}]}
+
+* HPS's ``ps.json`` (``models[].model``, ``sparse_files``, ``embedding_table_names``,
+  ``embedding_vecsize_per_table``, ``gpucacheper``, ``hit_rate_threshold``,
+  ``default_value_for_each_table``, ``deployed_device_list``, ``volatile_db``, ``persistent_db``, ...),
+  so HPS users bring theirs.  Each HPS table becomes a native one: ``gpucacheper`` is the capacity
+  fraction, ``volatile_db`` and ``persistent_db`` its tiers (volatile first), ``sparse_files`` the
+  HugeCTR folders to import from.
+
+Relative paths (stores, sparse files) are relative to the config file's folder.  Unknown fields
+and fields that contradict each other are :class:`embcache.errors.ConfigError` naming the field.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from embcache.errors import ConfigError
+
+__all__ = ["TableConfig", "ModelConfig", "Config", "load_config", "parse_config"]
+
+FORMAT_VERSION = 1
+_POLICIES = ("lru", "lfu", "fifo", "static")
+_DTYPES = ("float32", "float16")
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """One embedding table.
+
+    ``store`` names where the rows live (``rocksdb:PATH``, ``redis://...``, ``redis-cluster://h:p,...``,
+    or ``memory``); several stores are tiers, fastest first.  ``capacity`` is the GPU cache size: a
+    fraction of ``rows`` (a float <= 1) or a row count.  ``source`` is a HugeCTR sparse-model folder
+    to import from (HPS's ``sparse_files``), if any.
+    """
+
+    name: str
+    dim: int
+    store: tuple[str, ...]
+    rows: int | None = None
+    dtype: str = "float32"
+    capacity: float | int = 0.2
+    policy: str = "lfu"
+    admission: str = "always"
+    ways: int = 32
+    default_value: float = 0.0
+    source: str | None = None
+
+    def capacity_rows(self) -> int:
+        """The cache's capacity in rows."""
+        if isinstance(self.capacity, float):
+            if self.rows is None:
+                raise ConfigError(f"table {self.name!r}: capacity {self.capacity} is a fraction, so rows is needed")
+            return max(1, int(self.capacity * self.rows))
+        return int(self.capacity)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model's tables and where its caches run (``devices``: GPU ordinals; ``backend``: auto/cpu/gpu)."""
+
+    name: str
+    tables: tuple[TableConfig, ...]
+    backend: str = "auto"
+    devices: tuple[int, ...] = (0,)
+    hit_rate_threshold: float | None = None
+    ignored: tuple[str, ...] = ()  # HPS fields read and checked that change nothing here
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole config; ``base`` is the folder relative paths are resolved against."""
+
+    models: tuple[ModelConfig, ...]
+    base: Path = field(default_factory=Path.cwd)
+
+    def table(self, name: str, model: str | None = None) -> tuple[ModelConfig, TableConfig]:
+        """The model and table called ``name`` (in ``model`` if given)."""
+        found = [(m, t) for m in self.models if model in (None, "", m.name) for t in m.tables if t.name == name]
+        if not found:
+            known = [f"{m.name}/{t.name}" for m in self.models for t in m.tables]
+            raise ConfigError(f"no table {name!r}{f' in model {model!r}' if model else ''}; the config has {known}")
+        if len(found) > 1:
+            raise ConfigError(f"table {name!r} is in several models ({[m.name for m, _ in found]}); name the model")
+        return found[0]
+
+    def resolve(self, path: str) -> str:
+        """``path`` made absolute against the config's folder (store specs keep their scheme)."""
+        if path == "memory" or path.startswith(("redis://", "rediss://", "redis-cluster://")):
+            return path
+        scheme = "rocksdb:" if path.startswith("rocksdb:") else ""
+        bare = path[len(scheme):]
+        return scheme + (bare if os.path.isabs(bare) else str(self.base / bare))
+
+    def to_dict(self) -> dict:
+        """The native spelling (what ``save`` writes)."""
+        models = []
+        for m in self.models:
+            tables = []
+            for t in m.tables:
+                d = asdict(t)
+                d["store"] = list(t.store) if len(t.store) > 1 else t.store[0]
+                tables.append({k: v for k, v in d.items() if v is not None})
+            entry = {"name": m.name, "backend": m.backend, "devices": list(m.devices), "tables": tables}
+            if m.hit_rate_threshold is not None:
+                entry["hit_rate_threshold"] = m.hit_rate_threshold
+            models.append(entry)
+        return {"embcache_trt": FORMAT_VERSION, "models": models}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    def with_table(self, model: str, table: TableConfig) -> Config:
+        """A copy with ``table`` added to (or replacing its namesake in) ``model``, made if absent."""
+        models = list(self.models)
+        for i, m in enumerate(models):
+            if m.name == model:
+                kept = tuple(t for t in m.tables if t.name != table.name)
+                models[i] = replace(m, tables=kept + (table,))
+                break
+        else:
+            models.append(ModelConfig(model, (table,)))
+        return replace(self, models=tuple(models))
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read a native or HPS config file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from None
+    return parse_config(data, path.resolve().parent, str(path))
+
+
+def parse_config(data: dict, base: str | os.PathLike = ".", where: str = "config") -> Config:
+    """A :class:`Config` from the parsed JSON of either spelling."""
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list) or not data["models"]:
+        raise ConfigError(f"{where}: expected an object with a non-empty 'models' list")
+    hps = any(isinstance(m, dict) and "model" in m for m in data["models"])
+    models = _parse_hps(data, where) if hps else _parse_native(data, where)
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: model names repeat: {names}")
+    for m in models:
+        tnames = [t.name for t in m.tables]
+        if len(set(tnames)) != len(tnames):
+            raise ConfigError(f"{where}: model {m.name!r} names a table twice: {tnames}")
+    return Config(tuple(models), Path(base).resolve())
+
+
+def _unknown(d: dict, known: set[str], where: str) -> None:
+    extra = sorted(set(d) - known)
+    if extra:
+        raise ConfigError(f"{where}: unknown field(s) {extra}; known: {sorted(known)}")
+
+
+def _positive_int(value, name: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{where}: {name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _table(d: dict, where: str) -> TableConfig:
+    known = {f for f in TableConfig.__dataclass_fields__}
+    _unknown(d, known, where)
+    for need in ("name", "dim", "store"):
+        if need not in d:
+            raise ConfigError(f"{where}: missing field {need!r}")
+    store = d["store"]
+    store = (store,) if isinstance(store, str) else tuple(store)
+    if not store or not all(isinstance(s, str) and s for s in store):
+        raise ConfigError(f"{where}: store must be a store spec or a list of them, got {d['store']!r}")
+    t = TableConfig(**{**d, "store": store})
+    _positive_int(t.dim, "dim", where)
+    if t.rows is not None:
+        _positive_int(t.rows, "rows", where)
+    if t.dtype not in _DTYPES:
+        raise ConfigError(f"{where}: dtype must be one of {_DTYPES}, got {t.dtype!r}")
+    if t.policy not in _POLICIES:
+        raise ConfigError(f"{where}: policy must be one of {_POLICIES}, got {t.policy!r}")
+    cap = t.capacity
+    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or cap <= 0 or (isinstance(cap, float) and cap > 1):
+        raise ConfigError(f"{where}: capacity must be a fraction in (0, 1] or a positive row count, got {cap!r}")
+    _positive_int(t.ways, "ways", where)
+    return t
+
+
+def _devices(value, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and v >= 0 for v in value):
+        raise ConfigError(f"{where}: expected a non-empty list of GPU ordinals, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}: a device is listed twice: {value}")
+    return tuple(value)
+
+
+def _parse_native(data: dict, where: str) -> list[ModelConfig]:
+    _unknown(data, {"embcache_trt", "models"}, where)
+    if data.get("embcache_trt", FORMAT_VERSION) != FORMAT_VERSION:
+        raise ConfigError(f"{where}: format version {data['embcache_trt']!r}; this embcache-trt reads {FORMAT_VERSION}")
+    models = []
+    for i, m in enumerate(data["models"]):
+        w = f"{where}: models[{i}]"
+        if not isinstance(m, dict):
+            raise ConfigError(f"{w}: expected an object")
+        _unknown(m, {"name", "tables", "backend", "devices", "hit_rate_threshold"}, w)
+        if not isinstance(m.get("name"), str) or not isinstance(m.get("tables"), list):
+            raise ConfigError(f"{w}: needs a 'name' and a 'tables' list")
+        if m.get("backend", "auto") not in ("auto", "cpu", "gpu"):
+            raise ConfigError(f"{w}: backend must be auto, cpu or gpu, got {m['backend']!r}")
+        tables = tuple(_table(t, f"{w}.tables[{j}]") for j, t in enumerate(m["tables"]))
+        models.append(ModelConfig(m["name"], tables, m.get("backend", "auto"),
+                                  _devices(m.get("devices", [0]), f"{w}.devices"),
+                                  _threshold(m.get("hit_rate_threshold"), w)))
+    return models
+
+
+def _threshold(value, where: str) -> float | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
+        raise ConfigError(f"{where}: hit_rate_threshold must be in [0, 1], got {value!r}")
+    return None if value is None else float(value)
+
+
+# HPS ps.json fields we read and check but that change nothing in embcache (HPS tuning knobs
+# for its own thread pools, refresh buffers and dense model).
+_HPS_MODEL_NOOP = {"dense_file", "network_file", "num_of_worker_buffer_in_pool", "num_of_refresher_buffer_in_pool",
+                   "max_batch_size", "cache_refresh_percentage_per_iteration", "maxnum_des_feature_per_sample",
+                   "maxnum_catfeature_query_per_table_per_sample", "label_dim", "slot_num", "i64_input_key",
+                   "use_context_stream", "use_hctr_cache_implementation", "init_ec", "thread_pool_size",
+                   "refresh_delay", "refresh_interval"}
+_HPS_MODEL = _HPS_MODEL_NOOP | {"model", "sparse_files", "embedding_table_names", "embedding_vecsize_per_table",
+                                "default_value_for_each_table", "deployed_device_list", "hit_rate_threshold",
+                                "gpucacheper", "gpucache", "embedding_cache_type", "use_static_table"}
+_HPS_TOP = {"supportlonglong", "models", "volatile_db", "persistent_db", "update_source", "fuse_embedding_table",
+            "use_multi_worker"}
+_HPS_VOLATILE = {"type", "address", "user_name", "password", "num_partitions", "num_node_connections",
+                 "allocation_rate", "shared_memory_size", "shared_memory_name", "initial_cache_size",
+                 "overflow_margin", "overflow_policy", "overflow_resolution_target", "max_batch_size",
+                 "max_get_batch_size", "max_set_batch_size", "refresh_time_after_fetch", "cache_missed_embeddings",
+                 "update_filters", "max_num_pending_requests", "enable_tls", "tls_ca_certificate",
+                 "tls_client_certificate", "tls_client_key", "tls_server_name_identification"}
+_HPS_PERSISTENT = {"type", "path", "num_threads", "read_only", "max_get_batch_size", "max_set_batch_size",
+                   "update_filters"}
+
+
+def _hps_stores(data: dict, model: str, table: str, where: str) -> tuple[str, ...]:
+    stores = []
+    vol = data.get("volatile_db")
+    if vol is not None:
+        _unknown(vol, _HPS_VOLATILE, f"{where}: volatile_db")
+        kind = vol.get("type", "hash_map")
+        if kind in ("hash_map", "parallel_hash_map", "multi_process_hash_map"):
+            stores.append("memory")
+        elif kind == "redis_cluster":
+            if not vol.get("address"):
+                raise ConfigError(f"{where}: volatile_db of type redis_cluster needs an 'address'")
+            stores.append(f"redis-cluster://{vol['address']}#{model}.{table}")
+        elif kind != "disabled":
+            raise ConfigError(f"{where}: volatile_db type {kind!r} is not one of hash_map, parallel_hash_map, "
+                              "multi_process_hash_map, redis_cluster, disabled")
+    per = data.get("persistent_db")
+    if per is not None:
+        _unknown(per, _HPS_PERSISTENT, f"{where}: persistent_db")
+        kind = per.get("type", "disabled")
+        if kind == "rocks_db":
+            if not per.get("path"):
+                raise ConfigError(f"{where}: persistent_db of type rocks_db needs a 'path'")
+            stores.append(f"rocksdb:{os.path.join(per['path'], f'{model}.{table}')}")
+        elif kind != "disabled":
+            raise ConfigError(f"{where}: persistent_db type {kind!r} is not rocks_db or disabled")
+    if not stores or stores == ["memory"]:
+        raise ConfigError(f"{where}: tables need a store that outlives the process: set persistent_db "
+                          "(rocks_db) or a redis_cluster volatile_db")
+    return tuple(stores)
+
+
+def _parse_hps(data: dict, where: str) -> list[ModelConfig]:
+    _unknown(data, _HPS_TOP, where)
+    models = []
+    for i, m in enumerate(data["models"]):
+        w = f"{where}: models[{i}]"
+        if not isinstance(m, dict) or "name" in m or "tables" in m:
+            raise ConfigError(f"{w}: mixes HPS fields ('model') with native ones ('name', 'tables'); use one spelling")
+        _unknown(m, _HPS_MODEL, w)
+        if not isinstance(m.get("model"), str) or not m["model"]:
+            raise ConfigError(f"{w}: 'model' must name the model")
+        names = m.get("embedding_table_names")
+        dims = m.get("embedding_vecsize_per_table")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"{w}: embedding_table_names must be a non-empty list of names")
+        n = len(names)
+
+        def per_table(key, default, w=w, m=m, n=n):
+            value = m.get(key, default)
+            if not isinstance(value, list) or len(value) != n:
+                raise ConfigError(f"{w}: {key} has {len(value) if isinstance(value, list) else value!r} "
+                                  f"entries but embedding_table_names has {n}")
+            return value
+
+        dims = per_table("embedding_vecsize_per_table", None)
+        defaults = per_table("default_value_for_each_table", [0.0] * n)
+        sparse = per_table("sparse_files", [None] * n)
+        if "maxnum_catfeature_query_per_table_per_sample" in m:
+            per_table("maxnum_catfeature_query_per_table_per_sample", None)
+        if m.get("gpucache", True) is not True:
+            raise ConfigError(f"{w}: gpucache false is not supported: embcache always caches on the GPU")
+        frac = m.get("gpucacheper", 0.5)
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac <= 1:
+            raise ConfigError(f"{w}: gpucacheper must be in (0, 1], got {frac!r}")
+        kind = m.get("embedding_cache_type", "dynamic")
+        if kind not in ("dynamic", "static"):
+            raise ConfigError(f"{w}: embedding_cache_type {kind!r} is not supported (dynamic or static)")
+        static = kind == "static" or m.get("use_static_table", False) is True
+        if kind == "dynamic" and m.get("use_static_table") is True and "embedding_cache_type" in m:
+            raise ConfigError(f"{w}: embedding_cache_type dynamic contradicts use_static_table true")
+        tables = []
+        for j, name in enumerate(names):
+            tw = f"{w}.{name}"
+            _positive_int(dims[j], f"embedding_vecsize_per_table[{j}]", w)
+            if isinstance(defaults[j], bool) or not isinstance(defaults[j], (int, float)):
+                raise ConfigError(f"{w}: default_value_for_each_table[{j}] must be a number, got {defaults[j]!r}")
+            tables.append(TableConfig(name=name, dim=dims[j], store=_hps_stores(data, m["model"], name, tw),
+                                      capacity=float(frac), policy="static" if static else "lru",
+                                      default_value=float(defaults[j]), source=sparse[j]))
+        ignored = tuple(sorted(set(m) & _HPS_MODEL_NOOP))
+        models.append(ModelConfig(m["model"], tuple(tables), "auto",
+                                  _devices(m.get("deployed_device_list", [0]), f"{w}.deployed_device_list"),
+                                  _threshold(m.get("hit_rate_threshold"), w), ignored))
+    return models

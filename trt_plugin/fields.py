@@ -1,0 +1,89 @@
+"""The EmbCacheLookup layer's fields, shapes and types, as plain functions (no TensorRT needed).
+
+The TensorRT plugin (``trt_plugin.plugin``) is a thin shell over these, so that what it decides is
+tested where TensorRT is absent.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from embcache.errors import ConfigError
+
+__all__ = ["OP_TYPE", "PLUGIN_VERSION", "PLUGIN_NAMESPACE", "LookupFields", "output_shape",
+           "supports_types", "KEY_DTYPES", "ROW_DTYPES"]
+
+OP_TYPE = "EmbCacheLookup"
+PLUGIN_VERSION = "1"
+PLUGIN_NAMESPACE = ""
+KEY_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+ROW_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+
+
+@dataclass(frozen=True)
+class LookupFields:
+    """What one EmbCacheLookup node carries: where its table is and how wide a row is."""
+
+    config: str
+    table: str
+    dim: int
+    model: str = ""
+    default_value: float = 0.0
+
+    def __post_init__(self):
+        if not self.config or not self.table:
+            raise ConfigError("EmbCacheLookup needs 'config' and 'table' fields")
+        if isinstance(self.dim, bool) or not isinstance(self.dim, (int, np.integer)) or self.dim <= 0:
+            raise ConfigError(f"EmbCacheLookup dim must be a positive integer, got {self.dim!r}")
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> LookupFields:
+        """From node attributes or TensorRT plugin fields (strings as bytes or int8 arrays, numbers as
+        1-element arrays); attributes that are not fields (plugin_version, ...) are ignored."""
+        values = {}
+        for name, kind in _FIELD_KINDS.items():
+            if name in attrs:
+                values[name] = kind(_plain(attrs[name], kind is str))
+        return cls(**values)
+
+    def serialize(self) -> bytes:
+        """Bytes for an engine file; ``deserialize`` gives the same fields back."""
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def deserialize(cls, data: bytes) -> LookupFields:
+        try:
+            values = json.loads(bytes(data).decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"EmbCacheLookup: unreadable serialized fields: {e}") from None
+        return cls(**values)
+
+
+_FIELD_KINDS = {"config": str, "table": str, "model": str, "dim": int, "default_value": float}
+
+
+def _plain(value, text: bool):
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode().rstrip("\0")
+    if isinstance(value, np.ndarray):
+        if text and value.dtype in (np.int8, np.uint8):
+            return bytes(value.astype(np.uint8)).decode().rstrip("\0")
+        return value.reshape(-1)[0].item()
+    return value
+
+
+def output_shape(key_shape: tuple, dim: int) -> tuple:
+    """The output's shape: the keys' shape with ``dim`` appended ((batch, keys) -> (batch, keys, dim))."""
+    return tuple(key_shape) + (int(dim),)
+
+
+def supports_types(position: int, key_dtype, out_dtype) -> bool:
+    """TensorRT's supports_format_combination, for linear tensors: position 0 the keys (int32 or
+    int64), position 1 the rows (float32 or float16)."""
+    if position == 0:
+        return np.dtype(key_dtype) in KEY_DTYPES
+    if position == 1:
+        return np.dtype(out_dtype) in ROW_DTYPES
+    return False
