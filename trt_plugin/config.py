@@ -44,7 +44,9 @@ class TableConfig:
     ``store`` names where the rows live (``rocksdb:PATH``, ``redis://...``, ``redis-cluster://h:p,...``,
     or ``memory``); several stores are tiers, fastest first.  ``capacity`` is the GPU cache size: a
     fraction of ``rows`` (a float <= 1) or a row count.  ``source`` is a HugeCTR sparse-model folder
-    to import from (HPS's ``sparse_files``), if any.
+    to import from (HPS's ``sparse_files``), if any.  ``keys_are_rows`` marks tables whose keys are
+    row numbers, as a Gather's indices are: negative ones count from the end, others outside the
+    table get the default value.
     """
 
     name: str
@@ -58,6 +60,7 @@ class TableConfig:
     ways: int = 32
     default_value: float = 0.0
     source: str | None = None
+    keys_are_rows: bool = False  # keys are row numbers 0..rows-1 (tables cut out of a graph by surgery)
 
     def capacity_rows(self) -> int:
         """The cache's capacity in rows."""
@@ -113,7 +116,7 @@ class Config:
             for t in m.tables:
                 d = asdict(t)
                 d["store"] = list(t.store) if len(t.store) > 1 else t.store[0]
-                tables.append({k: v for k, v in d.items() if v is not None})
+                tables.append({k: v for k, v in d.items() if v not in (None, False)})
             entry = {"name": m.name, "backend": m.backend, "devices": list(m.devices), "tables": tables}
             if m.hit_rate_threshold is not None:
                 entry["hit_rate_threshold"] = m.hit_rate_threshold
@@ -163,7 +166,17 @@ def parse_config(data: dict, base: str | os.PathLike = ".", where: str = "config
         tnames = [t.name for t in m.tables]
         if len(set(tnames)) != len(tnames):
             raise ConfigError(f"{where}: model {m.name!r} names a table twice: {tnames}")
-    return Config(tuple(models), Path(base).resolve())
+    config = Config(tuple(models), Path(base).resolve())
+    return replace(config, models=tuple(replace(m, tables=tuple(_rows_from_source(config, t) for t in m.tables))
+                                        for m in config.models))
+
+
+def _rows_from_source(config: Config, t: TableConfig) -> TableConfig:
+    """An HPS table's row count, from its HugeCTR sparse file's key file (8 bytes a key), if present."""
+    if t.rows is not None or t.source is None:
+        return t
+    keys = Path(config.resolve(t.source)) / "key"
+    return replace(t, rows=keys.stat().st_size // 8) if keys.exists() and keys.stat().st_size >= 8 else t
 
 
 def _unknown(d: dict, known: set[str], where: str) -> None:
@@ -200,6 +213,8 @@ def _table(d: dict, where: str) -> TableConfig:
     if isinstance(cap, bool) or not isinstance(cap, (int, float)) or cap <= 0 or (isinstance(cap, float) and cap > 1):
         raise ConfigError(f"{where}: capacity must be a fraction in (0, 1] or a positive row count, got {cap!r}")
     _positive_int(t.ways, "ways", where)
+    if not isinstance(t.keys_are_rows, bool):
+        raise ConfigError(f"{where}: keys_are_rows must be true or false, got {t.keys_are_rows!r}")
     return t
 
 

@@ -39,7 +39,8 @@ def _lookup(keys: np.ndarray, attrs: dict, out_dtype) -> np.ndarray:
 
 
 def _register_ort_ops() -> None:
-    """Register the Python custom ops once per process (float32 and float16 outputs)."""
+    """Register the Python custom ops once per process (int32 and int64 keys, float32 rows: Python ops
+    cannot return float16, so fp16 tables are cast after the op)."""
     from onnxruntime_extensions import PyCustomOpDef, onnx_op
 
     with _registered:
@@ -49,13 +50,11 @@ def _register_ort_ops() -> None:
                  "model": PyCustomOpDef.dt_string, "dim": PyCustomOpDef.dt_int64,
                  "default_value": PyCustomOpDef.dt_float, "plugin_version": PyCustomOpDef.dt_string,
                  "plugin_namespace": PyCustomOpDef.dt_string}
-        for suffix, out, dtype in (("", PyCustomOpDef.dt_float, np.float32),
-                                   ("F16", PyCustomOpDef.dt_float16, np.float16)):
-            for key_type, key_name in ((PyCustomOpDef.dt_int64, "I64"), (PyCustomOpDef.dt_int32, "I32")):
-                def op(keys, dtype=dtype, **kw):
-                    return _lookup(keys, kw, dtype)
-                onnx_op(op_type=f"{OP_TYPE}{suffix}{key_name}", domain=_CONTRIB, inputs=[key_type],
-                        outputs=[out], attrs=attrs)(op)
+        for key_type, key_name in ((PyCustomOpDef.dt_int64, "I64"), (PyCustomOpDef.dt_int32, "I32")):
+            def op(keys, **kw):
+                return _lookup(keys, kw, np.float32)
+            onnx_op(op_type=f"{OP_TYPE}{key_name}", domain=_CONTRIB, inputs=[key_type],
+                    outputs=[PyCustomOpDef.dt_float], attrs=attrs)(op)
         _done.add("ort")
 
 
@@ -109,12 +108,18 @@ class SurgeredSession:
         copy = onnx.ModelProto()
         copy.CopyFrom(proto)
         types = _value_types(copy)
+        casts = []
         for node in copy.graph.node:
             if node.op_type == OP_TYPE:
-                f16 = types.get(node.output[0]) == onnx.TensorProto.FLOAT16
                 i32 = types.get(node.input[0]) == onnx.TensorProto.INT32
-                node.op_type = f"{OP_TYPE}{'F16' if f16 else ''}{'I32' if i32 else 'I64'}"
+                node.op_type = f"{OP_TYPE}{'I32' if i32 else 'I64'}"
                 node.domain = _CONTRIB
+                if types.get(node.output[0]) == onnx.TensorProto.FLOAT16:
+                    wanted = node.output[0]
+                    node.output[0] = f"{wanted}.float32"
+                    casts.append(onnx.helper.make_node("Cast", [node.output[0]], [wanted],
+                                                       to=onnx.TensorProto.FLOAT16))
+        copy.graph.node.extend(casts)  # ONNX Runtime sorts the graph itself
         if not any(o.domain == _CONTRIB for o in copy.opset_import):
             copy.opset_import.append(onnx.helper.make_opsetid(_CONTRIB, 1))
         options = ort.SessionOptions()

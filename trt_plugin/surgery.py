@@ -146,7 +146,8 @@ def surgery(model_path: str | os.PathLike, out_path: str | os.PathLike, config_p
         proto = onnx.load(str(model_path))
     except Exception as e:
         raise DataFormatError(f"{model_path} is not a readable ONNX model: {e}") from None
-    graph = gs.import_onnx(proto)
+    # inferred shapes let the replaced outputs (and graph outputs declared without one) keep a shape
+    graph = gs.import_onnx(onnx.shape_inference.infer_shapes(proto))
     found = _select(graph, names, min_rows)
     if not found:
         raise ConfigError(f"{model_path}: no embedding lookup found (a Gather on axis 0 of a 2-D float "
@@ -200,9 +201,9 @@ def _table_config(config: Config, model: str, name: str, values: np.ndarray, cap
             raise ConfigError(f"table {name!r}: the config says rows={t.rows}, the initializer has {rows}")
         from dataclasses import replace
 
-        return replace(t, rows=rows)
+        return replace(t, rows=rows, keys_are_rows=True)
     return TableConfig(name=name, dim=dim, rows=rows, dtype=dtype, store=(f"rocksdb:{store_dir}/{model}.{name}",),
-                       capacity=capacity, policy=policy)
+                       capacity=capacity, policy=policy, keys_are_rows=True)
 
 
 def check(model) -> None:

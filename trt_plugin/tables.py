@@ -58,17 +58,21 @@ class _Registry:
         self._lock = threading.Lock()
         self._configs: dict[str, Config] = {}
         self._caches: dict[tuple, tuple[Cache, TableConfig]] = {}
+        self._stores: dict[tuple, Tier] = {}
 
     def get(self, config_path: str, table: str, model: str | None, backend: str | None):
         path = os.path.realpath(config_path)
         with self._lock:
-            key = (path, model or "", table, backend or "")
+            config = self._configs.get(path) or load_config(path)
+            self._configs[path] = config
+            m, t = config.table(table, model)
+            key = (path, m.name, t.name, backend or m.backend)
             if key not in self._caches:
-                config = self._configs.get(path) or load_config(path)
-                self._configs[path] = config
-                m, t = config.table(table, model)
+                where = (path, m.name, t.name)  # caches of several backends share one store
+                if where not in self._stores:
+                    self._stores[where] = open_table_store(config, t)
                 cache = Cache(t.capacity_rows(), t.dim, t.policy, t.admission, dtype=t.dtype,
-                              backend=backend or m.backend, tier=open_table_store(config, t),
+                              backend=backend or m.backend, tier=self._stores[where],
                               default=t.default_value, ways=t.ways)
                 self._caches[key] = (cache, t)
             return self._caches[key]
@@ -76,10 +80,11 @@ class _Registry:
     def close(self):
         with self._lock:
             for cache, _ in self._caches.values():
-                tier = cache._tier
                 cache.close()
-                tier.close()
+            for store in self._stores.values():
+                store.close()
             self._caches.clear()
+            self._stores.clear()
             self._configs.clear()
 
 
@@ -96,8 +101,9 @@ def lookup_rows(config_path: str | os.PathLike, table: str, keys, model: str | N
                 backend: str | None = None):
     """Rows of ``keys`` (any shape, int32 or int64 row numbers): an array of shape ``keys.shape + (dim,)``.
 
-    Negative keys count from the end of the table, as ONNX Gather's indices do; keys outside the
-    table get the table's default value.  NumPy in, NumPy out on the CPU backend; CuPy on the GPU.
+    For tables whose keys are row numbers (``keys_are_rows``, as surgery writes them), negative keys
+    count from the end of the table, as ONNX Gather's indices do, and keys outside the table get the
+    table's default value.  NumPy in, NumPy out on the CPU backend; CuPy on the GPU.
     """
     cache, t = table_cache(config_path, table, model, backend)
     xp = cache._backend.xp
@@ -106,11 +112,11 @@ def lookup_rows(config_path: str | os.PathLike, table: str, keys, model: str | N
         raise KeyDtypeError(f"EmbCacheLookup keys must be int32 or int64, got {keys.dtype}")
     shape = keys.shape
     flat = keys.reshape(-1).astype(np.int64)
-    if t.rows is not None:
+    if t.keys_are_rows:
+        if t.rows is None:
+            raise ConfigError(f"table {table!r}: keys_are_rows needs the table's 'rows' in the config")
         flat = xp.where(flat < 0, flat + t.rows, flat)
-        flat = xp.where((flat < 0) | (flat >= t.rows), np.int64(t.rows), flat)  # out of range: absent key
-    elif bool((flat < 0).any()):
-        raise ConfigError(f"table {table!r}: negative keys need the table's 'rows' in the config")
+        flat = xp.where((flat < 0) | (flat >= t.rows), np.int64(t.rows), flat)  # out of range: an absent key
     return cache.lookup(flat, stream=stream).reshape(shape + (t.dim,))
 
 
