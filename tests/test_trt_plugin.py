@@ -357,3 +357,76 @@ def test_demo_command(criteo_dir, capsys):
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "max abs difference, surgered vs original: 0" in out and "26 Gathers -> EmbCacheLookup" in out
+
+
+# ---- on the GPU ----
+
+def _gpu():
+    from embcache.kernels.gpu import gpu_available
+
+    return gpu_available()
+
+
+
+@pytest.mark.parametrize("key_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu(), reason="needs a CUDA GPU and CuPy")
+def test_ort_chain_with_the_gpu_cache_equals_the_cpu_one(tmp_path, key_dtype, dtype):
+    model = make_model({"A": table(500, 24, 1, dtype), "B": table(70, 24, 2, dtype)}, [("A", None), ("B", [5, 0, 1])],
+                       key_dtype=key_dtype)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    surgery(tmp_path / "m.onnx", tmp_path / "s.onnx", tmp_path / "cfg.json", capacity=64, progress=False)
+    rng = np.random.default_rng(7)
+    gpu = SurgeredSession(tmp_path / "s.onnx", backend="gpu")
+    cpu = SurgeredSession(tmp_path / "s.onnx", backend="cpu")
+    plain = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for _ in range(6):  # small caches: misses, evictions and hits on both backends
+        feeds = {"idx0": rng.integers(-500, 500, (32, 3)).astype(key_dtype),
+                 "idx1": rng.integers(0, 60, (32, 3)).astype(key_dtype)}
+        expected, on_cpu, on_gpu = plain.run(None, feeds), cpu.run(feeds), gpu.run(feeds)
+        assert max_diff(expected, on_gpu) <= 1e-6
+        assert all(np.array_equal(a, b) for a, b in zip(on_cpu, on_gpu))
+    from trt_plugin.tables import table_cache
+
+    c_cpu, c_gpu = table_cache(tmp_path / "cfg.json", "A", backend="cpu")[0], table_cache(
+        tmp_path / "cfg.json", "A", backend="gpu")[0]
+    assert c_gpu.backend == "gpu" and c_cpu.stats.as_dict() == c_gpu.stats.as_dict()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu(), reason="needs a CUDA GPU and CuPy")
+def test_plugin_enqueue_body_writes_rows_on_the_stream(tmp_path):
+    import cupy as cp
+
+    from trt_plugin.tables import lookup_into
+
+    values = table(300, 16, 3)
+    onnx.save(make_model({"W": values}, [("W", None)]), str(tmp_path / "m.onnx"))
+    surgery(tmp_path / "m.onnx", tmp_path / "s.onnx", tmp_path / "cfg.json", progress=False)
+    fields = LookupFields(str(tmp_path / "cfg.json"), "W", 16, "m")
+    keys = cp.asarray(np.random.default_rng(1).integers(-300, 300, (64, 2)), dtype=cp.int32)
+    stream = cp.cuda.Stream(non_blocking=True)
+    for dtype in (cp.float32, cp.float16):
+        out = cp.full((64, 2, 16), cp.nan, dtype)
+        with stream:
+            lookup_into(fields, keys, out, stream=stream)
+        stream.synchronize()
+        assert np.array_equal(out.get(), values[keys.get()].astype(dtype))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu(), reason="needs a CUDA GPU and CuPy")
+def test_cupy_runner_runs_the_surgered_dlrm_like_the_original(criteo_dir, tmp_path):
+    from trt_plugin.cupy_runner import CupyGraphRunner
+    from trt_plugin.dlrm import build_dlrm, criteo_inputs
+
+    feeds, table_rows = criteo_inputs(criteo_dir.parent, limit=1500)
+    for offsets in (False, True):
+        folder = tmp_path / str(offsets)
+        folder.mkdir()
+        onnx.save(build_dlrm(table_rows, dim=16, offsets=offsets), str(folder / "m.onnx"))
+        surgery(folder / "m.onnx", folder / "s.onnx", folder / "cfg.json", progress=False)
+        expected = ort.InferenceSession(str(folder / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds)
+        got = CupyGraphRunner(folder / "s.onnx").run(feeds)
+        np.testing.assert_allclose(got[0].get(), expected[0], rtol=1e-5, atol=1e-6)

@@ -65,7 +65,8 @@ def criteo_inputs(data_root: str | os.PathLike | None = None, limit: int | None 
 
 
 def build_dlrm(table_rows: Sequence[int], dim: int = 16, bottom: Sequence[int] = (64, 32),
-               top: Sequence[int] = (64, 32), seed: int = 0, offsets: bool = False):
+               top: Sequence[int] = (64, 32), seed: int = 0, offsets: bool = False,
+               lookup: tuple[str, str] | None = None):
     """The ONNX model: inputs ``dense`` (B, 13) float32 and ``categorical`` (B, 26) int64 row numbers;
     output ``probability`` (B, 1).
 
@@ -103,12 +104,22 @@ def build_dlrm(table_rows: Sequence[int], dim: int = 16, bottom: Sequence[int] =
     bottom_out = mlp("dense", list(bottom) + [dim], "bottom.")
     nodes.append(helper.make_node("Unsqueeze", [bottom_out, const("axis1", np.array([1], np.int64))], ["bottom.u"]))
     scale = 0.05
+    if lookup is not None and not offsets:
+        raise ValueError("lookup= needs offsets=True (one concatenated table)")
     if offsets:
-        big = (rng.uniform(-scale, scale, (int(sum(table_rows)), dim))).astype(np.float32)
         starts = np.concatenate([[0], np.cumsum(table_rows)[:-1]]).astype(np.int64)
         nodes.append(helper.make_node("Add", ["categorical", const("offsets", starts)], ["categorical.global"]))
-        nodes.append(helper.make_node("Gather", [const("embeddings", big), "categorical.global"], ["emb.all"],
-                                      name="embedding_lookup", axis=0))
+        if lookup is None:
+            big = (rng.uniform(-scale, scale, (int(sum(table_rows)), dim))).astype(np.float32)
+            nodes.append(helper.make_node("Gather", [const("embeddings", big), "categorical.global"], ["emb.all"],
+                                          name="embedding_lookup", axis=0))
+        else:
+            from .fields import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
+            nodes.append(helper.make_node(OP_TYPE, ["categorical.global"], ["emb.all"], name="embedding_lookup",
+                                          config=lookup[0], table=lookup[1], model="dlrm", dim=dim,
+                                          default_value=0.0, plugin_version=PLUGIN_VERSION,
+                                          plugin_namespace=PLUGIN_NAMESPACE))
         emb = ["emb.all"]
     else:
         split = const("split", np.ones(tables, np.int64))
@@ -137,5 +148,10 @@ def build_dlrm(table_rows: Sequence[int], dim: int = 16, bottom: Sequence[int] =
         [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["batch", 1])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="embcache-trt")
     model.ir_version = 8
-    onnx.checker.check_model(model)
+    if lookup is None:
+        onnx.checker.check_model(model)
+    else:
+        from .surgery import check
+
+        check(model)
     return model

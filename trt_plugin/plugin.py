@@ -16,7 +16,7 @@ import numpy as np
 from embcache.errors import MissingDependencyError
 
 from .fields import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION, LookupFields, supports_types
-from .tables import lookup_rows
+from .tables import lookup_into
 
 __all__ = ["register", "tensorrt_available"]
 
@@ -110,11 +110,10 @@ def _classes():
                 cp.cuda.UnownedMemory(inputs[0], n * key_dtype.itemsize, self), 0))
             out = cp.ndarray((n, self.fields.dim), out_dtype, cp.cuda.MemoryPointer(
                 cp.cuda.UnownedMemory(outputs[0], n * self.fields.dim * out_dtype.itemsize, self), 0))
+            out = out.reshape(key_shape + (self.fields.dim,))
             external = cp.cuda.ExternalStream(stream)
             with external:
-                rows = lookup_rows(self.fields.config, self.fields.table, keys, model=self.fields.model or None,
-                                   stream=external, backend="gpu")
-                out[...] = rows.astype(out_dtype, copy=False)
+                lookup_into(self.fields, keys.reshape(key_shape), out, stream=external)
             return 0
 
         def attach_to_context(self, context):

@@ -17,7 +17,7 @@ from embcache.tiers import HostStore, Tier, TieredStore, open_store
 
 from .config import Config, TableConfig, load_config
 
-__all__ = ["open_table_store", "write_table", "table_cache", "lookup_rows", "close_all"]
+__all__ = ["open_table_store", "write_table", "table_cache", "lookup_rows", "lookup_into", "close_all"]
 
 
 def open_table_store(config: Config, table: TableConfig) -> Tier:
@@ -118,6 +118,13 @@ def lookup_rows(config_path: str | os.PathLike, table: str, keys, model: str | N
         flat = xp.where(flat < 0, flat + t.rows, flat)
         flat = xp.where((flat < 0) | (flat >= t.rows), np.int64(t.rows), flat)  # out of range: an absent key
     return cache.lookup(flat, stream=stream).reshape(shape + (t.dim,))
+
+
+def lookup_into(fields, keys, out, stream=None) -> None:
+    """The plugin's enqueue: rows of device ``keys`` written into the device buffer ``out``
+    (``keys.shape + (dim,)``, float32 or float16) on ``stream``, the GPU backend's cache behind it."""
+    rows = lookup_rows(fields.config, fields.table, keys, model=fields.model or None, stream=stream, backend="gpu")
+    out[...] = rows.astype(out.dtype, copy=False)
 
 
 def close_all() -> None:
