@@ -25,7 +25,6 @@ ENGINES = ("onnxruntime", "reference")
 _CONTRIB = "ai.onnx.contrib"  # the domain onnxruntime-extensions gives Python ops
 _registered = threading.Lock()
 _done: set[str] = set()
-_BACKEND = {"value": None}  # the backend the registered op uses (a Python op cannot carry it)
 
 
 def _host(rows) -> np.ndarray:
@@ -34,7 +33,8 @@ def _host(rows) -> np.ndarray:
 
 def _lookup(keys: np.ndarray, attrs: dict, out_dtype) -> np.ndarray:
     f = LookupFields.from_attrs(attrs)
-    rows = _host(lookup_rows(f.config, f.table, keys, model=f.model or None, backend=_BACKEND["value"]))
+    backend = attrs.get("backend") or None  # the session's choice, carried as an attribute of its copy
+    rows = _host(lookup_rows(f.config, f.table, keys, model=f.model or None, backend=backend))
     return rows.astype(out_dtype, copy=False)
 
 
@@ -49,7 +49,7 @@ def _register_ort_ops() -> None:
         attrs = {"config": PyCustomOpDef.dt_string, "table": PyCustomOpDef.dt_string,
                  "model": PyCustomOpDef.dt_string, "dim": PyCustomOpDef.dt_int64,
                  "default_value": PyCustomOpDef.dt_float, "plugin_version": PyCustomOpDef.dt_string,
-                 "plugin_namespace": PyCustomOpDef.dt_string}
+                 "plugin_namespace": PyCustomOpDef.dt_string, "backend": PyCustomOpDef.dt_string}
         for key_type, key_name in ((PyCustomOpDef.dt_int64, "I64"), (PyCustomOpDef.dt_int32, "I32")):
             def op(keys, **kw):
                 return _lookup(keys, kw, np.float32)
@@ -87,7 +87,6 @@ class SurgeredSession:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         proto = onnx.load(str(model)) if isinstance(model, (str, os.PathLike)) else model
         self.engine = engine
-        _BACKEND["value"] = backend
         self._backend = backend
         self.output_names = [o.name for o in proto.graph.output]
         if engine == "reference":
@@ -114,6 +113,7 @@ class SurgeredSession:
                 i32 = types.get(node.input[0]) == onnx.TensorProto.INT32
                 node.op_type = f"{OP_TYPE}{'I32' if i32 else 'I64'}"
                 node.domain = _CONTRIB
+                node.attribute.append(onnx.helper.make_attribute("backend", self._backend or ""))
                 if types.get(node.output[0]) == onnx.TensorProto.FLOAT16:
                     wanted = node.output[0]
                     node.output[0] = f"{wanted}.float32"
