@@ -10,7 +10,8 @@ from . import errors, policies, tiers
 from .cache import Cache
 from .errors import EmbCacheError, TierError
 from .layout import RESERVED_KEYS
+from .multi_gpu import MultiGPUCache
 from .stats import Stats
 
-__all__ = ["Cache", "Stats", "RESERVED_KEYS", "EmbCacheError", "TierError", "errors", "policies", "tiers"]
+__all__ = ["Cache", "MultiGPUCache", "Stats", "RESERVED_KEYS", "EmbCacheError", "TierError", "errors", "policies", "tiers"]
 __version__ = "0.1.0"

@@ -1,0 +1,332 @@
+"""Several caches as one: a full replica per GPU, or keys sharded over GPUs by hash.
+
+* ``mode="replicated"`` (HPS's ``deployed_device_list``): each device holds a whole cache of
+  ``capacity`` rows.  A lookup runs on the caller's device (CuPy's current device, or ``device=``);
+  writes (insert, update, erase, preload, clear) go to every replica.  Callers on different GPUs
+  run at once: each replica has its own lock.
+* ``mode="sharded"`` (as TorchRec shards tables): key ``k`` belongs to shard
+  ``shard_of(k) = (splitmix64(k) >> 32) % shards``; the high half of the hash, so that a shard's
+  keys still spread over all of its cache's sets (which use the whole hash modulo the set count).
+  A lookup splits the caller's keys by shard (stably: each shard sees its keys in the caller's
+  order), sends each part to its shard's device (peer-to-peer copies), looks them up there, all
+  shards at once, and brings the rows back to the caller's device in the caller's order.  Shard
+  ``s``'s results and stats equal those of a single Cache of ``capacity_per_shard`` rows fed only
+  the keys of shard ``s``.
+
+``devices`` may repeat a device (several shards on one GPU) and ``backend="cpu"`` runs the same
+routing on the CPU; that is how the routing is tested without several GPUs.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .cache import Cache
+from .errors import ConfigError
+from .layout import _S27, _S30, _S31, MIX_M1, MIX_M2
+from .stats import Stats
+from .tiers import Tier
+
+__all__ = ["MultiGPUCache", "shard_of"]
+
+MODES = ("replicated", "sharded")
+
+
+def shard_of(keys, shards: int, xp=np):
+    """The shard of each key: ``(splitmix64(key) >> 32) % shards`` as int64 (NumPy or CuPy arrays)."""
+    z = xp.ascontiguousarray(keys, dtype=xp.int64).view(xp.uint64)
+    z = (z ^ (z >> _S30)) * MIX_M1  # uint64 arithmetic wraps, as splitmix64 wants
+    z = (z ^ (z >> _S27)) * MIX_M2
+    z = z ^ (z >> _S31)
+    return ((z >> np.uint64(32)) % np.uint64(shards)).astype(xp.int64)
+
+
+class MultiGPUCache:
+    """One cache API over several devices.
+
+    Parameters
+    ----------
+    capacity : int
+        Replicated: rows per replica.  Sharded: rows in all, split evenly (``capacity_per_shard``
+        rounded up).
+    devices : sequence of int
+        GPU ordinals, one replica or shard each (a device may repeat).
+    mode : "replicated" or "sharded"
+    backend : "gpu" or "cpu"
+        ``"cpu"`` ignores the ordinals (one CPU cache per entry of ``devices``).
+    Other parameters are ``embcache.Cache``'s, given to every replica or shard; the ``tier`` is
+    shared by all of them.
+    """
+
+    def __init__(self, capacity: int, dim: int, policy="lru", admission="always", dtype="float32",
+                 devices: Sequence[int] = (0,), mode: str = "replicated", backend: str = "gpu",
+                 tier: Tier | None = None, default=0.0, ways: int = 32):
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        if backend not in ("gpu", "cpu"):
+            raise ConfigError(f"backend must be 'gpu' or 'cpu', got {backend!r}")
+        devices = [int(d) for d in devices]
+        if not devices or min(devices) < 0:
+            raise ConfigError(f"devices must list GPU ordinals, got {devices!r}")
+        if mode == "replicated" and len(set(devices)) != len(devices):
+            raise ConfigError(f"replicated mode wants one replica per device; {devices} repeats one")
+        if backend == "gpu":
+            from .kernels.gpu import require_cupy
+
+            cupy = require_cupy()
+            count = cupy.cuda.runtime.getDeviceCount()
+            if max(devices) >= count:
+                raise ConfigError(f"devices {devices}: this machine has {count} GPU(s)")
+            _enable_peer_access(cupy, sorted(set(devices)))
+        if tier is None:
+            from .tiers import HostStore
+
+            tier = HostStore(dim, dtype)
+            self._owns_tier = True
+        else:
+            self._owns_tier = False
+        self.mode = mode
+        self.devices = tuple(devices)
+        self.backend = backend
+        self.capacity_per_shard = -(-int(capacity) // len(devices)) if mode == "sharded" else int(capacity)
+        self._tier = tier
+        shared = _SharedTier(tier)
+        self._caches: list[Cache] = []
+        for d in devices:
+            with self._on(d):
+                self._caches.append(Cache(self.capacity_per_shard, dim, policy, admission, dtype, backend, shared,
+                                          default, ways))
+        self._pool = ThreadPoolExecutor(len(devices)) if len(devices) > 1 else None
+
+    # ---- plumbing ----
+
+    def _on(self, device: int):
+        if self.backend == "cpu":
+            import contextlib
+
+            return contextlib.nullcontext()
+        import cupy
+
+        return cupy.cuda.Device(device)
+
+    @property
+    def shards(self) -> int:
+        return len(self._caches)
+
+    @property
+    def caches(self) -> tuple[Cache, ...]:
+        """The replicas or shards, in ``devices`` order."""
+        return tuple(self._caches)
+
+    def _xp(self):
+        if self.backend == "cpu":
+            return np
+        import cupy
+
+        return cupy
+
+    def _caller(self, device: int | None) -> int:
+        if device is not None:
+            return int(device)
+        if self.backend == "cpu":
+            return self.devices[0]
+        import cupy
+
+        return cupy.cuda.Device().id
+
+    def _each(self, fn, items):
+        """``fn(i, item)`` for every shard, all at once when there are several."""
+        if self._pool is None:
+            return [fn(i, item) for i, item in enumerate(items)]
+        return list(self._pool.map(lambda pair: fn(*pair), enumerate(items)))
+
+    def _to(self, array, device: int):
+        """``array`` on ``device`` (a peer-to-peer copy when it lives elsewhere), after its producer."""
+        if self.backend == "cpu":
+            return array
+        import cupy
+
+        if array.device.id == device:
+            return array
+        with array.device:
+            done = cupy.cuda.Event()
+            done.record()
+        with cupy.cuda.Device(device):
+            cupy.cuda.get_current_stream().wait_event(done)
+            out = cupy.empty_like(array)
+            out.data.copy_from_device_async(array.data, array.nbytes)
+            return out
+
+    def _split(self, keys, caller: int):
+        """(order, parts): keys grouped by shard, stably, and each shard's part."""
+        xp = self._xp()
+        with self._on(caller):
+            keys = xp.asarray(keys, dtype=xp.int64)
+            if xp is not np:
+                keys = self._to(keys, caller)
+            owner = shard_of(keys, self.shards, xp)
+            order = xp.argsort(owner, kind="stable") if xp is np else xp.argsort(owner)  # CuPy's sort is stable
+            counts = xp.bincount(owner, minlength=self.shards)
+            bounds = np.concatenate([[0], np.cumsum(counts.get() if xp is not np else counts)])
+            grouped = keys[order]
+        return order, [grouped[bounds[s]:bounds[s + 1]] for s in range(self.shards)]
+
+    def _replica(self, device: int | None) -> Cache:
+        caller = self._caller(device)
+        if caller not in self.devices:
+            raise ConfigError(f"no replica on device {caller}; replicas are on {list(self.devices)}")
+        return self._caches[self.devices.index(caller)]
+
+    # ---- the Cache API ----
+
+    def lookup(self, keys, device: int | None = None):
+        """Rows of ``keys`` (n,) on the caller's device, as ``Cache.lookup``."""
+        if self.mode == "replicated":
+            cache = self._replica(device)
+            with self._on(cache_device := self.devices[self._caches.index(cache)]):
+                return cache.lookup(self._to(self._xp().asarray(keys), cache_device)
+                                    if self.backend == "gpu" else keys)
+        return self._gathered(keys, device, lambda cache, part: cache.lookup(part))
+
+    def query(self, keys, device: int | None = None):
+        """``(rows, found)`` as ``Cache.query``: no tier access, no state change."""
+        if self.mode == "replicated":
+            cache = self._replica(device)
+            with self._on(self.devices[self._caches.index(cache)]):
+                return cache.query(keys)
+        rows = self._gathered(keys, device, lambda cache, part: cache.query(part)[0])
+        found = self._gathered(keys, device, lambda cache, part: cache.query(part)[1][:, None])
+        return rows, found[:, 0]
+
+    def _gathered(self, keys, device, fn):
+        caller = self._caller(device)
+        order, parts = self._split(keys, caller)
+        total = sum(p.shape[0] for p in parts)
+
+        def run(s, part):
+            if not part.shape[0] and (s or total):  # a shard with no keys does nothing (its clock stays)
+                return None
+            with self._on(self.devices[s]):
+                return fn(self._caches[s], self._to(part, self.devices[s]))
+
+        results = self._each(run, parts)
+        xp = self._xp()
+        with self._on(caller):
+            back = [self._to(r, caller) for r in results if r is not None]
+            grouped = xp.concatenate(back) if len(back) > 1 else back[0]
+            out = xp.empty_like(grouped)
+            out[order] = grouped
+            return out
+
+    def _write(self, method: str, keys, rows=None) -> None:
+        if self.mode == "replicated":
+            def run(s, cache):
+                with self._on(self.devices[s]):
+                    args = (keys,) if rows is None else (keys, rows)
+                    getattr(cache, method)(*[self._to(self._xp().asarray(a), self.devices[s])
+                                             if self.backend == "gpu" else a for a in args])
+            self._each(run, self._caches)
+            return
+        xp = self._xp()
+        caller = self._caller(None)
+        order, parts = self._split(keys, caller)
+        if rows is not None:
+            with self._on(caller):
+                grouped_rows = xp.asarray(rows)[order]
+            sizes = np.cumsum([0] + [p.shape[0] for p in parts])
+            row_parts = [grouped_rows[sizes[s]:sizes[s + 1]] for s in range(self.shards)]
+
+        def run(s, part):
+            if not part.shape[0]:
+                return
+            with self._on(self.devices[s]):
+                args = (self._to(part, self.devices[s]),)
+                if rows is not None:
+                    args += (self._to(row_parts[s], self.devices[s]),)
+                getattr(self._caches[s], method)(*args)
+
+        self._each(run, parts)
+
+    def insert(self, keys, rows) -> None:
+        self._write("insert", keys, rows)
+
+    def update(self, keys, rows) -> None:
+        self._write("update", keys, rows)
+
+    def erase(self, keys) -> None:
+        self._write("erase", keys)
+
+    def preload(self, keys) -> None:
+        self._write("preload", keys)
+
+    def clear(self) -> None:
+        for s, cache in enumerate(self._caches):
+            with self._on(self.devices[s]):
+                cache.clear()
+
+    @property
+    def stats(self) -> Stats:
+        """Counters summed over the replicas or shards (occupancy: their mean)."""
+        total = Stats()
+        parts = [c.stats for c in self._caches]
+        for p in parts:
+            total.add(p)
+        total.occupancy = float(np.mean([p.occupancy for p in parts]))
+        total.last = None
+        return total
+
+    def export(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sharded: every shard's contents, ascending by key.  Replicated: the first replica's."""
+        parts = [c.export() for c in (self._caches if self.mode == "sharded" else self._caches[:1])]
+        keys, rows, scores = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        order = np.argsort(keys, kind="stable")
+        return keys[order], rows[order], scores[order]
+
+    def close(self) -> None:
+        for s, cache in enumerate(self._caches):
+            with self._on(self.devices[s]):
+                cache.close()
+        if self._pool is not None:
+            self._pool.shutdown()
+        if self._owns_tier:
+            self._tier.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _SharedTier:
+    """The one tier behind every replica or shard, one call at a time (shards run in threads)."""
+
+    def __init__(self, tier: Tier):
+        import threading
+
+        self._inner = tier
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        value = getattr(self._inner, name)
+        if name in ("get_many", "put_many", "delete_many", "gather_to_device"):
+            def locked(*args, **kwargs):
+                with self._lock:
+                    return value(*args, **kwargs)
+            return locked
+        return value
+
+
+def _enable_peer_access(cupy, devices: list[int]) -> None:
+    """Let each pair of devices read each other's memory directly where the hardware allows."""
+    for d in devices:
+        with cupy.cuda.Device(d):
+            for peer in devices:
+                if peer != d and cupy.cuda.runtime.deviceCanAccessPeer(d, peer):
+                    try:
+                        cupy.cuda.runtime.deviceEnablePeerAccess(peer)
+                    except cupy.cuda.runtime.CUDARuntimeError:  # already enabled
+                        pass
+
