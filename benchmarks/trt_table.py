@@ -38,7 +38,7 @@ def _zipf_rows(cp, cdfs, batch: int, iters: int, seed: int):
 
 def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float = 0.2, policy: str = "lfu",
                  batches=(32, 1024, 8192, 131072), seed: int = 0, progress: bool = True,
-                 zero_copy: bool = True) -> list[dict]:
+                 zero_copy: bool = True, phases: bool = False) -> list[dict]:
     """Latency per batch size.  ``zero_copy``: the GPU reads missed rows straight from the pinned
     store (else the store is ordinary host memory, read on the CPU and copied over)."""
     import cupy as cp
@@ -96,7 +96,7 @@ def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float 
             total.append(time.perf_counter() - t)
         s1 = cache.stats
         offsets = cp.asarray(np.concatenate([[0], np.cumsum(table_rows)[:-1]]).astype(np.int64))
-        for i in range(iters):  # the same keys again: the lookup alone, all but a few now hits
+        for i in range(iters):  # the same keys again, the lookup alone
             stream.synchronize()
             t = time.perf_counter()
             cache.lookup((keys[i] + offsets).reshape(-1))
@@ -104,10 +104,25 @@ def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float 
             lookup_only.append(time.perf_counter() - t)
         us = np.array(total) * 1e6
         hits, lookups = s1.hits - s0.hits, s1.lookups - s0.lookups
+        split = {}
+        if phases:  # where the lookup's time goes (synchronized phases: shares, not a timing)
+            import collections
+
+            from .phases import timed_phases
+
+            totals = collections.defaultdict(float)
+            t = time.perf_counter()
+            with timed_phases(cache, totals):
+                for i in range(min(iters, 3)):
+                    cache.lookup((keys[i] + offsets).reshape(-1))
+            totals["other (Python, small ops)"] = time.perf_counter() - t - sum(totals.values())
+            split = {k: v / min(iters, 3) * 1e6 for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+            print(f"batch {b}: unique misses per batch {(s1.unique_misses - s0.unique_misses) / iters:,.0f}; "
+                  + ", ".join(f"{k} {v:,.0f} us" for k, v in split.items()), flush=True)
         results.append({"case": f"DLRM batch {b}", "batch": b, "iterations": iters,
                         "median_us": float(np.median(us)), "mean_us": float(us.mean()),
                         "p99_us": float(np.percentile(us, 99)), "hit_rate": hits / lookups,
-                        "lookup_only_median_us": float(np.median(lookup_only) * 1e6),
+                        "lookup_only_median_us": float(np.median(lookup_only) * 1e6), "phases_us": split,
                         "hps_a100_us": HPS_A100_US.get(b), "ratio_to_hps": float(np.median(us)) / HPS_A100_US[b]
                         if b in HPS_A100_US else None,
                         "rows": rows, "gib": rows * dim * 4 / 2**30, "cache_rows": cache.capacity,
@@ -178,12 +193,12 @@ def plugin_path(n: int = 1 << 16, dim: int = 128, rows: int = 1 << 20, repeats: 
     return out
 
 
-def measure(total_gib: float = 16.0, progress: bool = True, zero_copy: bool = True) -> dict:
+def measure(total_gib: float = 16.0, progress: bool = True, zero_copy: bool = True, phases: bool = False) -> dict:
     import cupy as cp
 
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
     return {"device": props["name"].decode(),
-            "rows": plugin_path() + dlrm_latency(total_gib, progress=progress, zero_copy=zero_copy)}
+            "rows": plugin_path() + dlrm_latency(total_gib, progress=progress, zero_copy=zero_copy, phases=phases)}
 
 
 def main(argv=None) -> int:
@@ -192,9 +207,10 @@ def main(argv=None) -> int:
     parser.add_argument("--host-store", action="store_true",
                         help="misses read on the CPU from ordinary host memory (default: GPU zero-copy reads "
                              "of a pinned store)")
+    parser.add_argument("--phases", action="store_true", help="also print where each batch's lookup time goes")
     parser.add_argument("--out", help="write the results here as JSON")
     args = parser.parse_args(argv)
-    result = measure(args.total_gib, zero_copy=not args.host_store)
+    result = measure(args.total_gib, zero_copy=not args.host_store, phases=args.phases)
     print(f"device: {result['device']}")
     for r in result["rows"]:
         if "batch" in r:
