@@ -69,6 +69,12 @@ def _c_expression(text: str) -> str:
     return ast.unparse(tree)
 
 
+# Occurrences a block of the touch kernel counts per round in shared memory: a 2x table of 8-byte
+# slots and 4-byte counts is 24 KiB, inside the 48 KiB of static shared memory of every
+# architecture in the tuning table.
+_TOUCH_CHUNK = 1024
+
+
 def defines(**values) -> dict:
     """The #defines every .cu file needs, plus ``values`` (layout, row size, launch shape)."""
     out = {
@@ -166,7 +172,7 @@ class GPUBackend:
         module = compile_module(
             "cache.cu", WAYS=ways, ROW_BYTES=self.row_bytes, VEC=vector_bytes(self.row_bytes),
             SET_BITS=32 if self._set_dtype == np.uint32 else 64, GROUP=group,
-            KEYS_PER_GROUP=self._kpg, BLOCK=self._block,
+            KEYS_PER_GROUP=self._kpg, BLOCK=self._block, TOUCH_CHUNK=_TOUCH_CHUNK,
             NEW_SCORE_EXPR=f"({_c_expression(policy.new_score)})", HIT_SCORE_EXPR=f"({_c_expression(policy.hit_score)})",
         )
         self._k = {name: module.get_function(name) for name in (
@@ -259,7 +265,9 @@ class GPUBackend:
         self._k["tick"]((1,), (1,), (self.state, flag))
         n = slots.shape[0]
         if self._hits_change_scores and n:
-            self._k["touch"]((launch_grid(n, 256),), (256,), (self.scores, slots, _i64(n), self.state, flag))
+            chunks = -(-n // _TOUCH_CHUNK)
+            self._k["touch"]((min(chunks, launch_grid(n, 256)),), (256,),
+                             (self.scores, slots, _i64(n), self.state, flag))
 
     def find(self, keys):
         """Slot of every key or -1: keys (n,) int64 -> (n,) int64 (device)."""
