@@ -4,6 +4,8 @@
 
 * sharded: one caller looks up 2^20 keys, all hits, dim 128, through a cache sharded over ``devices``,
   against the same lookup on one GPU's Cache holding every key;
+  The ceiling printed beside it: the remote shards' half of the rows (n * dim * 4 / 2 bytes) must
+  cross to the caller's GPU, so a sharded lookup cannot beat one peer copy of that size;
 * replicated: one caller thread per device, each looking up its own 2^20 keys on its own replica,
   against one caller on one replica (aggregate keys per second).
 
@@ -54,6 +56,16 @@ def measure(devices=(0, 1), n: int = 1 << 20, dim: int = 128, rows: int = 1 << 2
         t_single = _timed(lambda: single.lookup(keys[0]), repeats, sync)
         single.close()
     out = {"devices": list(devices), "keys": n, "dim": dim, "single_us": t_single * 1e6}
+    if len(set(devices)) > 1:  # the ceiling: the remote shards' rows must cross to the caller's GPU
+        half = n * dim * 4 // 2
+        with cp.cuda.Device(devices[1]):
+            src = cp.empty(half, cp.uint8)
+        with cp.cuda.Device(devices[0]):
+            dst = cp.empty(half, cp.uint8)
+            t_copy = _timed(lambda: dst.data.copy_from_device_async(src.data, half), repeats, sync)
+        out.update(peer_copy_gb_s=half / t_copy / 1e9, peer_copy_of_remote_rows_us=t_copy * 1e6,
+                   sharded_speedup_ceiling=t_single / t_copy)
+        del src, dst
     sharded = MultiGPUCache(capacity, dim, devices=devices, mode="sharded", tier=tier)
     with cp.cuda.Device(devices[0]):
         for _ in range(3):

@@ -214,10 +214,13 @@ class MultiGPUCache:
         results = self._each(run, parts)
         xp = self._xp()
         with self._on(caller):
-            back = [self._to(r, caller) for r in results if r is not None]
-            grouped = xp.concatenate(back) if len(back) > 1 else back[0]
-            out = xp.empty_like(grouped)
-            out[order] = grouped
+            first = next(r for r in results if r is not None)
+            out = xp.empty((order.shape[0],) + first.shape[1:], first.dtype)
+            at = 0
+            for r in results:  # each shard's rows straight to their places: no concatenated copy
+                if r is not None:
+                    out[order[at:at + r.shape[0]]] = self._to(r, caller)
+                    at += r.shape[0]
             return out
 
     def _write(self, method: str, keys, rows=None) -> None:
