@@ -188,7 +188,7 @@ class MultiGPUCache:
             with self._on(cache_device := self.devices[self._caches.index(cache)]):
                 return cache.lookup(self._to(self._xp().asarray(keys), cache_device)
                                     if self.backend == "gpu" else keys)
-        return self._gathered(keys, device, lambda cache, part: cache.lookup(part))
+        return self._gathered(keys, device, lambda cache, part: (cache.lookup(part),))[0]
 
     def query(self, keys, device: int | None = None):
         """``(rows, found)`` as ``Cache.query``: no tier access, no state change."""
@@ -196,11 +196,11 @@ class MultiGPUCache:
             cache = self._replica(device)
             with self._on(self.devices[self._caches.index(cache)]):
                 return cache.query(keys)
-        rows = self._gathered(keys, device, lambda cache, part: cache.query(part)[0])
-        found = self._gathered(keys, device, lambda cache, part: cache.query(part)[1][:, None])
-        return rows, found[:, 0]
+        return self._gathered(keys, device, lambda cache, part: cache.query(part))
 
-    def _gathered(self, keys, device, fn):
+    def _gathered(self, keys, device, fn) -> tuple:
+        """``fn(shard cache, its keys)`` -> a tuple of arrays (one row per key) on every shard; each
+        array reassembled on the caller's device in the caller's key order."""
         caller = self._caller(device)
         order, parts = self._split(keys, caller)
         total = sum(p.shape[0] for p in parts)
@@ -213,15 +213,18 @@ class MultiGPUCache:
 
         results = self._each(run, parts)
         xp = self._xp()
+        first = next(r for r in results if r is not None)
+        outs = []
         with self._on(caller):
-            first = next(r for r in results if r is not None)
-            out = xp.empty((order.shape[0],) + first.shape[1:], first.dtype)
-            at = 0
-            for r in results:  # each shard's rows straight to their places: no concatenated copy
-                if r is not None:
-                    out[order[at:at + r.shape[0]]] = self._to(r, caller)
-                    at += r.shape[0]
-            return out
+            for i, like in enumerate(first):
+                out = xp.empty((order.shape[0],) + like.shape[1:], like.dtype)
+                at = 0
+                for r in results:  # each shard's rows straight to their places: no concatenated copy
+                    if r is not None:
+                        out[order[at:at + r[i].shape[0]]] = self._to(r[i], caller)
+                        at += r[i].shape[0]
+                outs.append(out)
+        return tuple(outs)
 
     def _write(self, method: str, keys, rows=None) -> None:
         if self.mode == "replicated":
