@@ -84,10 +84,8 @@ def build_dlrm(table_rows: Sequence[int], dim: int = 16, bottom: Sequence[int] =
         inits.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
-    def mlp(x, widths, prefix, last_relu=True):
-        fan_in = None
+    def mlp(x, fan_in, widths, prefix, last_relu=True):
         for i, width in enumerate(widths):
-            fan_in = int(inits_shape[x]) if x in inits_shape else fan_in
             w = const(f"{prefix}{i}.w", (rng.standard_normal((fan_in, width)) / np.sqrt(fan_in)).astype(np.float32))
             b = const(f"{prefix}{i}.b", (rng.standard_normal(width) * 0.01).astype(np.float32))
             nodes.append(helper.make_node("MatMul", [x, w], [f"{prefix}{i}.mm"]))
@@ -96,12 +94,10 @@ def build_dlrm(table_rows: Sequence[int], dim: int = 16, bottom: Sequence[int] =
             if last_relu or i < len(widths) - 1:
                 nodes.append(helper.make_node("Relu", [x], [f"{prefix}{i}.out"]))
                 x = f"{prefix}{i}.out"
-            inits_shape[x] = width
             fan_in = width
         return x
 
-    inits_shape = {"dense": DENSE_FEATURES}
-    bottom_out = mlp("dense", list(bottom) + [dim], "bottom.")
+    bottom_out = mlp("dense", DENSE_FEATURES, list(bottom) + [dim], "bottom.")
     nodes.append(helper.make_node("Unsqueeze", [bottom_out, const("axis1", np.array([1], np.int64))], ["bottom.u"]))
     scale = 0.05
     if lookup is not None and not offsets:
@@ -138,8 +134,7 @@ def build_dlrm(table_rows: Sequence[int], dim: int = 16, bottom: Sequence[int] =
     lower = np.array([i * f + j for i in range(f) for j in range(i)], np.int64)
     nodes.append(helper.make_node("Gather", ["dots.flat", const("pairs", lower)], ["interactions"], axis=1))
     nodes.append(helper.make_node("Concat", [bottom_out, "interactions"], ["top.in"], axis=1))
-    inits_shape["top.in"] = dim + lower.shape[0]
-    logit = mlp("top.in", list(top) + [1], "top.", last_relu=False)
+    logit = mlp("top.in", dim + lower.shape[0], list(top) + [1], "top.", last_relu=False)
     nodes.append(helper.make_node("Sigmoid", [logit], ["probability"]))
     graph = helper.make_graph(
         nodes, "dlrm",

@@ -59,9 +59,12 @@ class _Registry:
         self._configs: dict[str, Config] = {}
         self._caches: dict[tuple, tuple[Cache, TableConfig]] = {}
         self._stores: dict[tuple, Tier] = {}
+        self._paths: dict[str, str] = {}
 
     def get(self, config_path: str, table: str, model: str | None, backend: str | None):
-        path = os.path.realpath(config_path)
+        path = self._paths.get(config_path)
+        if path is None:  # resolved once per spelling: the plugin calls this on every enqueue
+            path = self._paths.setdefault(config_path, os.path.realpath(config_path))
         with self._lock:
             config = self._configs.get(path) or load_config(path)
             self._configs[path] = config
@@ -85,6 +88,7 @@ class _Registry:
                 store.close()
             self._caches.clear()
             self._stores.clear()
+            self._paths.clear()
             self._configs.clear()
 
 
@@ -111,7 +115,7 @@ def lookup_rows(config_path: str | os.PathLike, table: str, keys, model: str | N
     if keys.dtype not in (np.int32, np.int64):
         raise KeyDtypeError(f"EmbCacheLookup keys must be int32 or int64, got {keys.dtype}")
     shape = keys.shape
-    flat = keys.reshape(-1).astype(np.int64)
+    flat = keys.reshape(-1).astype(np.int64, copy=False)
     if t.keys_are_rows:
         if t.rows is None:
             raise ConfigError(f"table {table!r}: keys_are_rows needs the table's 'rows' in the config")
