@@ -14,6 +14,7 @@ __all__ = ["autotune", "distinct_keys", "fill_every_set", "median_ms"]
 GROUPS = (4, 8, 16, 32)
 KEYS_PER_GROUP = (1, 2, 4)
 BLOCKS = (256,)
+DIGESTS = (False, True)
 # rows of these sizes stand for each shape in the table (max_row_bytes: 64, 128, 256, 512, any)
 ROW_BYTES = (64, 128, 256, 512, 1024)
 
@@ -82,8 +83,8 @@ def _time_shapes(row_bytes: int, table_bytes: int, batch: int, repeat: int, prog
     sample = sample[sample != EMPTY_KEY][:batch]
     out = b.new_rows(sample.shape[0])
     results = []
-    for group, kpg, block in itertools.product(GROUPS, KEYS_PER_GROUP, BLOCKS):
-        shape = {"group": group, "keys_per_group": kpg, "block": block}
+    for group, kpg, block, digests in itertools.product(GROUPS, KEYS_PER_GROUP, BLOCKS, DIGESTS):
+        shape = {"group": group, "keys_per_group": kpg, "block": block, "digests": digests}
         b.retune(shape)
         ms = median_ms(lambda: b.find_and_gather(sample, out), repeat, warmup=2)
         results.append((ms, shape))
@@ -115,7 +116,7 @@ def autotune(table_gib: float = 2.0, batch: int = 1 << 20, repeat: int = 10, wri
     cc = f"{dev.compute_capability[:-1]}.{dev.compute_capability[-1]}"
     name = cupy.cuda.runtime.getDeviceProperties(dev.id)["name"].decode()
     shapes, report = [], []
-    total = len(ROW_BYTES) * len(GROUPS) * len(KEYS_PER_GROUP) * len(BLOCKS)
+    total = len(ROW_BYTES) * len(GROUPS) * len(KEYS_PER_GROUP) * len(BLOCKS) * len(DIGESTS)
     with tqdm(total=total, desc=f"autotune sm_{dev.compute_capability}", disable=not progress) as bar:
         for i, row_bytes in enumerate(ROW_BYTES):
             ranked = _time_shapes(row_bytes, int(table_gib * 2**30), batch, repeat, bar)
@@ -132,7 +133,8 @@ def autotune(table_gib: float = 2.0, batch: int = 1 << 20, repeat: int = 10, wri
             json.dump(table, f, indent=1)
     for row_bytes, ranked in report:
         print(f"rows of {row_bytes} bytes: " + "; ".join(
-            f"{r[1]['group']}x{r[1]['keys_per_group']}/{r[1]['block']} {r[0]:.3f} ms" for r in ranked[:4]))
+            f"{r[1]['group']}x{r[1]['keys_per_group']}/{r[1]['block']}{' digests' * r[1]['digests']} {r[0]:.3f} ms"
+            for r in ranked[:4]))
     return {cc: entry}
 
 

@@ -310,7 +310,7 @@ class Cache:
             # already ticked and touched in lookup_hits, where nothing could fail after the probe)
             if not applied:
                 b.tick_and_touch(slots)
-            if misses:
+            if misses and admitted:  # with none admitted every outcome is "not admitted": nothing to place
                 self._place(ukeys, counts, rows, admit, self._admission.refuse_below_min, batch)
             self._finish(batch)
             return b.rows_out(out)

@@ -62,12 +62,15 @@ class Stats:
         return self.hits / self.lookups if self.lookups else 0.0
 
     def add(self, batch: "Stats") -> None:
-        for f in fields(self):
-            if f.name not in ("occupancy", "last"):
-                setattr(self, f.name, getattr(self, f.name) + getattr(batch, f.name))
+        # names looked up once: dataclasses.fields() per call was a fifth of a small lookup's Python time
+        for name in _COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(batch, name))
         self.occupancy = batch.occupancy
         self.last = batch
 
     def as_dict(self) -> dict:
         """The counters as a plain dict (``last`` left out)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "last"}
+
+
+_COUNTERS = tuple(f.name for f in fields(Stats) if f.name not in ("occupancy", "last"))

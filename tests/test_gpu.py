@@ -104,6 +104,7 @@ def test_cpu_and_gpu_agree(policy, admission, dtype, data):
     ways = data.draw(st.sampled_from([1, 4, 32]), label="ways")
     dim = data.draw(st.sampled_from([3, 33]), label="dim")
     cpu, gpu = pair(capacity, dim, policy, admission, dtype, ways, np.array(stored, np.int64))
+    gpu._backend.retune({**gpu._backend.shape, "digests": data.draw(st.booleans(), label="digests")})
     for step in range(data.draw(st.integers(1, 12), label="steps")):
         op = data.draw(st.sampled_from(OPS), label="op")
         batch = data.draw(st.lists(st.sampled_from(universe), max_size=40), label="batch")
@@ -119,8 +120,31 @@ def test_any_dim_and_64_ways(dim, dtype):
     rng = np.random.default_rng(dim)
     trace = (rng.zipf(1.3, 6000) % 700).astype(np.int64)
     cpu, gpu = pair(300, dim, "lfu", "always", dtype, 64, np.arange(0, 650, dtype=np.int64))
+    gpu._backend.retune({**gpu._backend.shape, "digests": dim % 2 == 1})
     for i in range(0, trace.shape[0], 500):
         assert raw_bytes(cpu.lookup(trace[i:i + 500])) == raw_bytes(gpu.lookup(trace[i:i + 500]))
+    assert_same_state(cpu, gpu)
+
+
+@pytest.mark.parametrize("policy", ["lru", "lfu"])
+def test_every_launch_shape_gives_the_same_results(policy):
+    """Each shape autotune may pick (group, keys per group, digests), switched on a live cache."""
+    from embcache.autotune import DIGESTS, GROUPS, KEYS_PER_GROUP
+
+    rng = np.random.default_rng(7)
+    cpu, gpu = pair(2000, 33, policy, "always", "float32", 32, np.arange(0, 6000, 2, dtype=np.int64))
+    for group in GROUPS:
+        for kpg in KEYS_PER_GROUP:
+            for digests in DIGESTS:
+                gpu._backend.retune({"group": group, "keys_per_group": kpg, "block": 256, "digests": digests})
+                batch = (rng.zipf(1.2, 3000) % 6100).astype(np.int64)
+                assert raw_bytes(cpu.lookup(batch)) == raw_bytes(gpu.lookup(batch))
+                gone = batch[:40]
+                cpu.erase(gone)
+                gpu.erase(gone)
+                out1, found1 = cpu.query(batch)
+                out2, found2 = gpu.query(batch)
+                assert raw_bytes(out1) == raw_bytes(out2) and host(found1).tolist() == host(found2).tolist()
     assert_same_state(cpu, gpu)
 
 
@@ -133,6 +157,27 @@ def test_pinned_host_store_is_read_zero_copy():
         batch = rng.integers(0, 5200, 700)
         assert raw_bytes(cpu.lookup(batch)) == raw_bytes(gpu.lookup(batch))
     assert_same_state(cpu, gpu)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["put", "delete", "gather"]),
+                          st.lists(st.integers(0, 300), max_size=80)), max_size=12))
+def test_pinned_store_device_index_follows_every_write(steps):
+    """The GPU copy of a pinned store's index, kept in step through puts, deletions and growth."""
+    import cupy
+
+    store = HostStore(4, "float32", initial_rows=8, pinned=True)
+    default = cupy.zeros(4, cupy.uint32)
+    for step, (op, values) in enumerate(steps):
+        keys = np.array(values, np.int64)
+        if op == "put":
+            store.put_many(keys, rows_for(keys, 4, "float32", seed=step))
+        elif op == "delete":
+            store.delete_many(np.unique(keys))
+        want_rows, want_found = store.get_many(keys)
+        rows, found = store.gather_to_device(cupy.asarray(keys), default)
+        assert host(found).tolist() == want_found.tolist()
+        assert host(rows).tobytes() == want_rows.view(np.uint32).tobytes()
+    store.close()
 
 
 def test_runs_on_the_callers_stream():

@@ -32,6 +32,7 @@ __all__ = ["GPUBackend", "gpu_available", "require_cupy", "compile_module", "def
 CUDA_DIR = pathlib.Path(__file__).with_name("cuda")
 # words of GPUBackend.state; cache.cu has the same STATE_* names
 STATE_CLOCK, STATE_MISSES, STATE_RESERVED, STATE_REPLAY_LOOKUPS, STATE_REPLAY_MISSES, STATE_LISTED = range(6)
+STATE_TOUCH_DONE = 6  # blocks of the running touch kernel that have finished (the last one ticks)
 STATE_OUTCOMES = 8  # 5 words: the last insert_and_evict's tally of outcome codes
 _STATE_WORDS = 16
 _BLOCKS_PER_SM = 16  # grid-stride kernels: enough resident warps to hide memory latency
@@ -58,6 +59,10 @@ def gpu_available() -> bool:
         return cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:  # no CuPy, no driver, or no device: all mean "use the CPU"
         return False
+
+
+def _names(text: str) -> set:
+    return {node.id for node in ast.walk(ast.parse(text, mode="eval")) if isinstance(node, ast.Name)}
 
 
 def _c_expression(text: str) -> str:
@@ -112,7 +117,7 @@ def compile_module(source: str, **values):
 def launch_grid(threads: int, block: int) -> int:
     """Blocks for ``threads`` threads of grid-stride kernels: no more than the GPU keeps resident."""
     cupy = require_cupy()
-    return max(1, min(-(-threads // block), _multiprocessors(cupy.cuda.Device().id) * _BLOCKS_PER_SM))
+    return max(1, min(-(-threads // block), _multiprocessors(cupy.cuda.runtime.getDevice()) * _BLOCKS_PER_SM))
 
 
 @functools.lru_cache(maxsize=None)
@@ -159,25 +164,50 @@ class GPUBackend:
         self.sketch = None if sketch_shape is None else cupy.zeros(sketch_shape, cupy.int64)
         self._sketch_seed = np.uint64(sketch_seed)
         self._set_dtype = cupy.uint32 if num_sets <= 2**32 else cupy.uint64
+        # kernel arguments that never change, made once: a small lookup is mostly Python time
+        self._num_sets_arg = np.uint64(num_sets)
+        self._view_dtype = None if self.dtype.name == "bfloat16" else self.dtype
+        self._blocks = _multiprocessors(self.device_id) * _BLOCKS_PER_SM
         self._hits_change_scores = policy.hit_score.strip() != "score"
+        # a hit score of the clock alone (LRU) is the same for every occurrence: stored, not counted
+        self._touch = "touch" if _names(policy.hit_score) & {"score", "count"} else "touch_assign"
         self._policy = policy
+        self.digests = None
         self.retune(self.shape)
 
     def retune(self, shape: dict) -> None:
-        """Compile the kernels for launch ``shape`` (group, keys_per_group, block); the arrays stay."""
+        """Compile the kernels for launch ``shape`` (group, keys_per_group, block, digests); the arrays stay.
+
+        Digests cost one byte a slot of device memory; turning them on computes
+        them from the keys, turning them off frees them.
+        """
         self.shape = dict(shape)
         ways, policy = self.ways, self._policy
         group = min(int(shape["group"]), ways)
         self._block, self._group, self._kpg = int(shape["block"]), group, int(shape["keys_per_group"])
+        digests = bool(shape.get("digests", False))
         module = compile_module(
             "cache.cu", WAYS=ways, ROW_BYTES=self.row_bytes, VEC=vector_bytes(self.row_bytes),
             SET_BITS=32 if self._set_dtype == np.uint32 else 64, GROUP=group,
-            KEYS_PER_GROUP=self._kpg, BLOCK=self._block, TOUCH_CHUNK=_TOUCH_CHUNK,
+            KEYS_PER_GROUP=self._kpg, BLOCK=self._block, TOUCH_CHUNK=_TOUCH_CHUNK, DIGESTS=int(digests),
             NEW_SCORE_EXPR=f"({_c_expression(policy.new_score)})", HIT_SCORE_EXPR=f"({_c_expression(policy.hit_score)})",
         )
         self._k = {name: module.get_function(name) for name in (
-            "probe_gather", "tick", "touch", "insert_and_evict", "sets_of", "update_rows", "erase_keys",
-            "scatter_rows", "sketch_add", "sketch_estimate", "run_starts", "run_scatter", "list_misses")}
+            "probe_gather", "tick", "touch", "touch_assign", "insert_and_evict", "sets_of", "update_rows",
+            "erase_keys", "scatter_rows", "sketch_add", "sketch_estimate", "run_starts", "run_scatter",
+            "list_misses", "make_digests")}
+        if digests and self.digests is None:
+            self.digests = self.xp.empty(self.keys.shape[0], self.xp.uint8)
+            self._make_digests()
+        elif not digests:
+            self.digests = None
+        self._digests_arg = self._dummy if self.digests is None else self.digests
+
+    def _make_digests(self) -> None:
+        if self.digests is not None:
+            n = self.keys.shape[0]
+            self._k["make_digests"]((launch_grid(n, 256),), (256,), (self.keys, _i64(n), self.digests))
+
 
     # ------------------------------------------------------------------ arrays in and out
     def on_stream(self, stream):
@@ -211,7 +241,7 @@ class GPUBackend:
 
     def rows_out(self, raw_rows):
         """What a lookup returns: float32/float16 rows as such; bfloat16 as uint16 bits (CuPy has no bfloat16)."""
-        return raw_rows if self.dtype.name == "bfloat16" else raw_rows.view(self.dtype)
+        return raw_rows if self._view_dtype is None else raw_rows.view(self._view_dtype)
 
     def new_rows(self, n):
         return self.xp.empty((n, self.dim), self.raw_dtype)
@@ -252,22 +282,25 @@ class GPUBackend:
         n = keys.shape[0]
         slots = self.xp.empty(n, self.xp.int64)
         if n:
-            groups = -(-n // self._kpg)
+            threads = -(-n // self._kpg) * self._group
             self._k["probe_gather"](
-                (launch_grid(groups * self._group, self._block),), (self._block,),
-                (self.keys, self.values, np.uint64(self.num_sets), keys, _i64(n), np.int32(out is not None),
+                (max(1, min(-(-threads // self._block), self._blocks)),), (self._block,),
+                (self.keys, self._digests_arg, self.values, self._num_sets_arg, keys, _i64(n),
+                 np.int32(out is not None),
                  self._dummy if out is None else out, slots, self.default, np.int32(fill_misses), np.int32(replay),
                  self.state))
         return slots
 
     def _tick_and_touch(self, slots, if_clean: bool) -> None:
         flag = np.int32(if_clean)
-        self._k["tick"]((1,), (1,), (self.state, flag))
         n = slots.shape[0]
-        if self._hits_change_scores and n:
-            chunks = -(-n // _TOUCH_CHUNK)
-            self._k["touch"]((min(chunks, launch_grid(n, 256)),), (256,),
-                             (self.scores, slots, _i64(n), self.state, flag))
+        if self._hits_change_scores and n:  # the touch kernel's last block ticks: one launch fewer
+            grid = max(1, min(-(-n // 256), self._blocks))
+            if self._touch == "touch":
+                grid = min(-(-n // _TOUCH_CHUNK), grid)
+            self._k[self._touch]((grid,), (256,), (self.scores, slots, _i64(n), self.state, flag))
+        else:
+            self._k["tick"]((1,), (1,), (self.state, flag))
 
     def find(self, keys):
         """Slot of every key or -1: keys (n,) int64 -> (n,) int64 (device)."""
@@ -340,7 +373,8 @@ class GPUBackend:
         order = cupy.argsort(sets)  # stable, so each set's keys stay ascending
         self._k["insert_and_evict"](
             (launch_grid(n * 32, 256),), (256,),
-            (self.keys, self.scores, self.values, np.uint64(self.num_sets), keys, counts, rows, admit, order,
+            (self.keys, self._digests_arg, self.scores, self.values, self._num_sets_arg, keys, counts, rows,
+             admit, order,
              sets[order], _i64(n), self.state, np.int32(bool(refuse_below_min)), outcome, evicted))
         return outcome, evicted
 
@@ -380,12 +414,14 @@ class GPUBackend:
 
     def erase(self, keys):
         """Remove unique ``keys``; returns how many were cached."""
-        return self._count_found("erase_keys", (self.keys, self.scores, np.uint64(self.num_sets), keys,
+        return self._count_found("erase_keys", (self.keys, self._digests_arg, self.scores,
+                                                np.uint64(self.num_sets), keys,
                                                 _i64(keys.shape[0]), self.state))
 
     def clear(self):
         self.keys.fill(EMPTY_KEY)
         self.scores.fill(0)
+        self._make_digests()
 
     def sketch_add(self, keys, counts):
         """Count missed ``keys`` ``counts`` times, then read their estimates (device (n,) int64)."""
@@ -418,7 +454,8 @@ class GPUBackend:
         self.keys.set(np.ascontiguousarray(keys))
         self.scores.set(np.ascontiguousarray(scores))
         self.values.set(raw(np.ascontiguousarray(values)))
+        self._make_digests()
 
     def release(self):
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
-        self.keys = self.scores = self.values = self.sketch = None
+        self.keys = self.scores = self.values = self.sketch = self.digests = None

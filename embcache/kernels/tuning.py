@@ -6,13 +6,15 @@ any larger row):
 
 * ``group``: lanes that probe one key's set and copy its row (a power of two <= 32);
 * ``keys_per_group``: keys a group has in flight at once;
-* ``block``: threads per block.
+* ``block``: threads per block;
+* ``digests`` (optional, default false): probe a 1-byte digest per slot first
+  and read only the keys whose digest matches (HierarchicalKV's idea).
 
 Entries with ``"measured": null`` are starting points that nobody has timed on
 that architecture; ``embcache autotune`` measures the candidates on the GPU at
-hand and writes its entry.  Digests (HierarchicalKV's 1-byte key fingerprints)
-are not offered: key + score already take the 16 bytes a slot that DESIGN.md
-section 5 allows.
+hand and writes its entry.  Digests cost one byte a slot of device memory on
+top of the key and score (16 bytes): 17 bytes a slot where they are on, one
+over DESIGN.md section 5's budget, which is why the table says where.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = N
     lower = [cc for version, cc in known if version <= want] or [known[0][1]]
     for shape in entries[lower[-1]]["shapes"]:
         if shape["max_row_bytes"] is None or row_bytes <= shape["max_row_bytes"]:
-            return {k: shape[k] for k in _REQUIRED}
+            return {**{k: shape[k] for k in _REQUIRED}, "digests": bool(shape.get("digests", False))}
     raise ValueError(f"tuning entry {lower[-1]} has no shape for {row_bytes}-byte rows")
 
 

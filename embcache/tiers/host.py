@@ -87,6 +87,15 @@ def _delete_many(table, values, aux, keys):
 
 
 @numba.njit(nogil=True, cache=True)
+def _slots_of(table, keys):
+    mask = table.shape[0] - 1
+    out = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        out[i] = _probe(table, keys[i], mask)
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
 def _rehash(old_table, old_values, old_aux, table, values, aux):
     mask = table.shape[0] - 1
     for i in range(old_table.shape[0]):
@@ -96,6 +105,40 @@ def _rehash(old_table, old_values, old_aux, table, values, aux):
             values[h, :] = old_values[i]
             if aux.shape[0]:
                 aux[h, :] = old_aux[i]
+
+
+class _DeviceIndex:
+    """A copy of a pinned HostStore's hash index in one GPU's memory, kept in step with the host's."""
+
+    def __init__(self):
+        self.table = None  # device int64 array, or None until the first sync
+        self.stale = True  # changed in ways that need a whole upload
+        self.added: list[np.ndarray] = []  # keys added since the last sync, when not stale
+
+    def note(self, added_keys, slots: int) -> None:
+        if added_keys is None or self.stale:
+            self.stale, self.added = True, []
+            return
+        # without deletions, linear probing only fills empty slots: those of the keys added
+        self.added.append(np.array(added_keys, np.int64))
+        if sum(k.shape[0] for k in self.added) > slots // 8:
+            self.stale, self.added = True, []  # a whole upload is cheaper by then
+
+    def sync(self, host_table: np.ndarray):
+        """The device copy of ``host_table``, up to date on CuPy's current stream."""
+        import cupy
+
+        if not self.stale and not self.added and self.table is not None:
+            return self.table
+        if self.stale or self.table is None or self.table.shape != host_table.shape:
+            self.table = cupy.asarray(host_table)
+        else:
+            slots = np.unique(_slots_of(host_table, np.concatenate(self.added)))
+            self.table[cupy.asarray(slots)] = cupy.asarray(host_table[slots])
+        # the host table may change as soon as this returns: the copies must have read it by then
+        cupy.cuda.get_current_stream().synchronize()
+        self.stale, self.added = False, []
+        return self.table
 
 
 class HostStore(Tier):
@@ -113,6 +156,11 @@ class HostStore(Tier):
         Keep the index and rows in page-locked host memory mapped into the GPU's
         address space (needs CuPy), so that a GPU cache reads missed rows
         straight from here over PCIe (zero-copy), with no staging copy.
+    device_index : bool
+        With ``pinned``: also keep a copy of the hash index (8 bytes a slot, about
+        16 bytes a row) in GPU memory, so that the GPU finds missed keys without
+        a PCIe round trip per probe; only the rows cross PCIe.  Writes that add
+        keys update it incrementally, deletions and growth upload it whole.
     capacity : int, optional
         Most rows kept, as HPS's volatile database: a ``put_many`` that would
         exceed it first drops other rows by ``overflow``.  Unbounded if None.
@@ -131,7 +179,7 @@ class HostStore(Tier):
     OVERFLOW = ("oldest", "least_used", "random")
 
     def __init__(self, dim: int, dtype="float32", initial_rows: int = 1024, pinned: bool = False,
-                 capacity: int | None = None, overflow: str = "oldest", seed: int = 0):
+                 capacity: int | None = None, overflow: str = "oldest", seed: int = 0, device_index: bool = True):
         super().__init__(dim, dtype)
         if capacity is not None and (int(capacity) <= 0):
             raise ConfigError(f"capacity must be a positive number of rows or None, got {capacity!r}")
@@ -143,11 +191,15 @@ class HostStore(Tier):
         self._stamp = 0
         self._size = 0
         self.pinned = bool(pinned)
+        self.device_index = bool(device_index) and self.pinned
         self._pinned_buffers = ()
+        # GPU copies of the index, one per device that gathers: {device id: _DeviceIndex}
+        self._device_indexes: dict[int, _DeviceIndex] = {}
         # a power of two at least twice the rows, so the table starts at load factor <= 1/2
         self._alloc(max(16, 1 << (2 * int(initial_rows) - 1).bit_length()))
 
     def _alloc(self, slots):
+        self._index_changed(None)
         self._aux = np.zeros((slots if self.capacity is not None else 0, 2), np.int64)
         if not self.pinned:
             self._table = np.full(slots, EMPTY_KEY, np.int64)
@@ -191,7 +243,10 @@ class HostStore(Tier):
             self._make_room(keys)
         self._reserve(keys.shape[0])
         self._stamp += 1
-        self._size += int(_put_many(self._table, raw(self._values), self._aux, keys, raw(values), self._stamp))
+        added = int(_put_many(self._table, raw(self._values), self._aux, keys, raw(values), self._stamp))
+        self._size += added
+        if added:
+            self._index_changed(keys)
 
     def _make_room(self, keys):
         """Drop rows by the overflow policy so that ``keys`` fit within the capacity."""
@@ -216,7 +271,10 @@ class HostStore(Tier):
         self._delete_many(self._table[victims].copy())
 
     def _delete_many(self, keys):
-        self._size -= int(_delete_many(self._table, raw(self._values), self._aux, keys))
+        removed = int(_delete_many(self._table, raw(self._values), self._aux, keys))
+        self._size -= removed
+        if removed:
+            self._index_changed(None)  # backward shifts move entries: upload it whole
 
     def keys(self) -> np.ndarray:
         """All stored keys (m,) int64, in no particular order."""
@@ -247,10 +305,19 @@ class HostStore(Tier):
         rows = cupy.empty((n, self.dim), default_row.dtype)
         found = cupy.empty(n, cupy.bool_)
         if n:
+            if self.device_index:
+                index = self._device_indexes.setdefault(cupy.cuda.Device().id, _DeviceIndex()).sync(self._table)
+            else:
+                index = self._device_pointer(self._table)
             kernel((launch_grid(n * group, 256),), (256,), (
-                self._device_pointer(self._table), np.int64(self._table.shape[0] - 1),
+                index, np.int64(self._table.shape[0] - 1),
                 self._device_pointer(self._values), keys, np.int64(n), rows, found, default_row))
         return rows, found
+
+    def _index_changed(self, added_keys) -> None:
+        """Tell the GPU copies of the index: ``added_keys`` were added, or (None) anything else changed."""
+        for index in self._device_indexes.values():
+            index.note(added_keys, self._table.shape[0])
 
     @staticmethod
     def _device_pointer(array) -> np.uint64:
@@ -261,4 +328,5 @@ class HostStore(Tier):
 
     def _close(self):
         self._table = self._values = None
+        self._device_indexes = {}
         self._pinned_buffers = ()

@@ -21,6 +21,7 @@
 #define STATE_REPLAY_LOOKUPS 3
 #define STATE_REPLAY_MISSES 4
 #define STATE_LISTED 5
+#define STATE_TOUCH_DONE 6
 #define STATE_OUTCOMES 8  // 5 words: how many keys of the last insert_and_evict got each outcome code
 
 __device__ __forceinline__ void copy_row(char* __restrict__ dst, const char* __restrict__ src, int lane, int lanes) {
@@ -58,8 +59,8 @@ __device__ __forceinline__ unsigned warp_sum(unsigned v) {
 // fill_misses: write default_row for misses (query and captured lookups) instead of leaving them.
 // Misses and reserved keys are counted into state[] once per warp.
 extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
-    const i64* __restrict__ table_keys, const char* __restrict__ values, u64 num_sets,
-    const i64* __restrict__ keys, i64 n, int gather, char* __restrict__ out, i64* __restrict__ slots,
+    const i64* __restrict__ table_keys, const unsigned char* __restrict__ digests, const char* __restrict__ values,
+    u64 num_sets, const i64* __restrict__ keys, i64 n, int gather, char* __restrict__ out, i64* __restrict__ slots,
     const char* __restrict__ default_row, int fill_misses, int replay, i64* __restrict__ state) {
     const int warp_lane = threadIdx.x & 31;
     const int lane = threadIdx.x % GROUP;
@@ -78,7 +79,39 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
             const i64 i = first + j;
             key[j] = i < n ? keys[i] : EMPTY_KEY;
             base[j] = (i64)(mix64((u64)key[j]) % num_sets) * WAYS;
-            if (i < n) {
+        }
+#if DIGESTS
+        // digests first (WAYS bytes a set), then only the keys behind matching digests: all loads of
+        // one stage are independent, so KEYS_PER_GROUP keys keep that many requests in flight
+        unsigned tags[KEYS_PER_GROUP][(PROBE_WPL + 3) / 4];
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            const unsigned char* d = digests + base[j] + lane * PROBE_WPL;
+            if (first + j < n) {
+#if PROBE_WPL >= 4
+#pragma unroll
+                for (int q = 0; q < PROBE_WPL / 4; ++q) tags[j][q] = reinterpret_cast<const unsigned*>(d)[q];
+#else
+                tags[j][0] = 0;
+#pragma unroll
+                for (int w = 0; w < PROBE_WPL; ++w) tags[j][0] |= (unsigned)d[w] << (8 * w);
+#endif
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            const unsigned want = digest_of(key[j]);
+            const i64* p = table_keys + base[j] + lane * PROBE_WPL;
+#pragma unroll
+            for (int w = 0; w < PROBE_WPL; ++w) {
+                const bool match = first + j < n && ((tags[j][w / 4] >> (8 * (w % 4))) & 0xffu) == want;
+                probe[j][w] = match ? p[w] : EMPTY_KEY;  // EMPTY_KEY never equals a key that is looked up
+            }
+        }
+#else
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            if (first + j < n) {
                 const i64* p = table_keys + base[j] + lane * PROBE_WPL;
 #if PROBE_WPL % 2 == 0
                 // 16-byte loads: the set and each lane's share are 16-byte aligned when both are even
@@ -94,6 +127,7 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
 #endif
             }
         }
+#endif
 #pragma unroll
         for (int j = 0; j < KEYS_PER_GROUP; ++j) {
             const i64 i = first + j;
@@ -167,17 +201,31 @@ extern "C" __global__ void tick(i64* state, int if_clean) {
     if (!skip(state, if_clean)) state[STATE_CLOCK] += 1;
 }
 
+// The touch kernels tick too: every block scores with clock + 1 (the clock it read, ticked), and
+// the last block to finish stores clock + 1, once every other block has read the old value.
+__device__ __forceinline__ void tick_when_last(i64* state, i64 clock) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        unsigned long long* done = reinterpret_cast<unsigned long long*>(state + STATE_TOUCH_DONE);
+        if (atomicAdd(done, 1ull) == gridDim.x - 1) {
+            state[STATE_CLOCK] = clock + 1;
+            *done = 0;  // ready for the next launch (graph replays included)
+        }
+    }
+}
+
 // Apply the hit rule for every occurrence of every slot.  The rule composes (count a then b equals
 // a + b), so a block first counts each slot's occurrences in a chunk of TOUCH_CHUNK in a shared hash
 // table, then applies the rule once per distinct slot with that count.  Skewed batches touch a few
 // hot slots thousands of times; without this those atomics serialize on one address.
 #define TOUCH_TABLE (2 * TOUCH_CHUNK)  // load factor <= 1/2: a probe chain always ends
 extern "C" __global__ void __launch_bounds__(256) touch(i64* __restrict__ scores, const i64* __restrict__ slots,
-                                                      i64 n, const i64* __restrict__ state, int if_clean) {
+                                                      i64 n, i64* __restrict__ state, int if_clean) {
     __shared__ unsigned long long table_slot[TOUCH_TABLE];
     __shared__ unsigned table_count[TOUCH_TABLE];
     if (skip(state, if_clean)) return;
-    const i64 clock = state[STATE_CLOCK];
+    const i64 old_clock = state[STATE_CLOCK], clock = old_clock + 1;
     const unsigned long long empty = ~0ull;  // no slot is -1 once negative slots (misses) are skipped
     for (i64 base = (i64)blockIdx.x * TOUCH_CHUNK; base < n; base += (i64)gridDim.x * TOUCH_CHUNK) {
         for (int t = threadIdx.x; t < TOUCH_TABLE; t += blockDim.x) {
@@ -207,6 +255,28 @@ extern "C" __global__ void __launch_bounds__(256) touch(i64* __restrict__ scores
         }
         __syncthreads();
     }
+    tick_when_last(state, old_clock);
+}
+
+// The hit rule of policies whose hit score depends on the clock alone (LRU: score = clock): every
+// occurrence writes the same value, so a plain store per occurrence is the rule applied exactly,
+// with no counting and no atomics.
+extern "C" __global__ void touch_assign(i64* __restrict__ scores, const i64* __restrict__ slots, i64 n,
+                                        i64* __restrict__ state, int if_clean) {
+    if (skip(state, if_clean)) return;
+    const i64 old_clock = state[STATE_CLOCK];
+    const i64 score = hit_score(0, old_clock + 1, 1);
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+        const i64 s = slots[i];
+        if (s >= 0) scores[s] = score;
+    }
+    tick_when_last(state, old_clock);
+}
+
+// Every slot's digest from its key (after clear, load, or turning digests on).
+extern "C" __global__ void make_digests(const i64* __restrict__ table_keys, i64 n, unsigned char* __restrict__ digests) {
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
+        digests[i] = digest_of(table_keys[i]);
 }
 
 // ---------------------------------------------------------------- insertion
@@ -214,8 +284,8 @@ extern "C" __global__ void __launch_bounds__(256) touch(i64* __restrict__ scores
 // One warp takes each run of equal sets and applies its keys in order, holding the set's keys and
 // scores in registers (way = j * 32 + lane), exactly as insert_and_evict_cpu does one key at a time.
 extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
-    i64* __restrict__ table_keys, i64* __restrict__ scores, char* __restrict__ values, u64 num_sets,
-    const i64* __restrict__ keys, const i64* __restrict__ counts, const char* __restrict__ rows,
+    i64* __restrict__ table_keys, unsigned char* __restrict__ digests, i64* __restrict__ scores,
+    char* __restrict__ values, u64 num_sets, const i64* __restrict__ keys, const i64* __restrict__ counts, const char* __restrict__ rows,
     const bool* __restrict__ admit, const i64* __restrict__ order, const set_t* __restrict__ sets, i64 n,
     i64* __restrict__ state, int refuse_below_min, signed char* __restrict__ outcome,
     i64* __restrict__ evicted) {
@@ -302,6 +372,9 @@ extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
                     sw[j] = score;
                     table_keys[slot] = k;
                     scores[slot] = score;
+#if DIGESTS
+                    digests[slot] = digest_of(k);
+#endif
                 }
             }
             // the same lane writes the same words of a slot every time, so a later key of this run
@@ -365,13 +438,17 @@ extern "C" __global__ void update_rows(const i64* __restrict__ table_keys, char*
 }
 
 // Free the slots of unique keys; state[STATE_MISSES] counts the keys that were cached.
-extern "C" __global__ void erase_keys(i64* __restrict__ table_keys, i64* __restrict__ scores, u64 num_sets,
+extern "C" __global__ void erase_keys(i64* __restrict__ table_keys, unsigned char* __restrict__ digests,
+                                      i64* __restrict__ scores, u64 num_sets,
                                       const i64* __restrict__ keys, i64 n, i64* __restrict__ state) {
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
         const i64 s = find_slot(table_keys, num_sets, keys[i]);
         if (s >= 0) {
             table_keys[s] = EMPTY_KEY;
             scores[s] = 0;
+#if DIGESTS
+            digests[s] = digest_of(EMPTY_KEY);
+#endif
             atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES), 1ull);
         }
     }

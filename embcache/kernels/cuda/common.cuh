@@ -2,7 +2,7 @@
 //   EMPTY_KEY, LOCKED_KEY, MAX_SCORE, MIX_M1, MIX_M2, GOLDEN   (layout.py, kernels/_shared.py)
 //   NOT_ADMITTED, INSERTED, EVICTED, REFRESHED, REFUSED        (outcome codes, kernels/_shared.py)
 //   NEW_SCORE_EXPR, HIT_SCORE_EXPR                              (the policy's expressions)
-//   WAYS, ROW_BYTES, VEC, SET_BITS, GROUP, KEYS_PER_GROUP, BLOCK (layout and launch shape)
+//   WAYS, ROW_BYTES, VEC, SET_BITS, GROUP, KEYS_PER_GROUP, BLOCK, DIGESTS (layout and launch shape)
 #pragma once
 
 typedef long long i64;
@@ -30,6 +30,11 @@ __device__ __forceinline__ u64 mix64(u64 z) {
     z = (z ^ (z >> 27)) * MIX_M2;
     return z ^ (z >> 31);
 }
+
+// A slot's 1-byte digest (HierarchicalKV's idea): the top byte of the mix, which the set index
+// (the mix modulo num_sets) leaves nearly independent.  Probing reads a set's WAYS digest bytes (one
+// 32-byte sector for 32 ways) and then only the keys whose digest matches, instead of 8 bytes a way.
+__device__ __forceinline__ unsigned char digest_of(i64 key) { return (unsigned char)(mix64((u64)key) >> 56); }
 
 // the score functions a policy expression may call (policies/_base.py)
 __device__ __forceinline__ i64 sat_add(i64 a, i64 b) { return b > MAX_SCORE - a ? MAX_SCORE : a + b; }
