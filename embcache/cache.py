@@ -297,13 +297,15 @@ class Cache:
                     present = xp.zeros(ukeys.shape[0], xp.bool_)
                     batch.tier_failures = ukeys.shape[0]
                 b.scatter(out, missed, rows, inverse.ravel())
-                admit = present.copy()
-                if not self._policy.inserts_on_lookup or not self._admission.admit_batch(batch.hits, n):
-                    admit[:] = False
-                elif b.sketch is not None:
-                    admit &= b.sketch_add(ukeys, counts) >= self._admission.sketch[0]
                 batch.unique_misses = ukeys.shape[0]
-                absent, admitted = (int(x) for x in xp.stack([(~present).sum(), admit.sum()]).tolist())
+                if not self._policy.inserts_on_lookup or not self._admission.admit_batch(batch.hits, n):
+                    admit, admitted = None, 0  # no device work for a batch that admits nothing
+                    absent = ukeys.shape[0] - int(present.sum())
+                else:
+                    admit = present.copy()
+                    if b.sketch is not None:
+                        admit &= b.sketch_add(ukeys, counts) >= self._admission.sketch[0]
+                    absent, admitted = (int(x) for x in xp.stack([(~present).sum(), admit.sum()]).tolist())
                 batch.absent = absent
                 batch.refusals = ukeys.shape[0] - absent - admitted
             # everything that can fail has run; from here on the cache changes (an all-hit batch has

@@ -130,6 +130,9 @@ def _i64(x) -> np.int64:
     return np.int64(x)
 
 
+_FLAG = {False: np.int32(0), True: np.int32(1)}  # int flags of kernels, made once
+
+
 class GPUBackend:
     """The cache arrays in device memory and the CUDA kernels that work on them.
 
@@ -158,6 +161,7 @@ class GPUBackend:
         # pinned, so the counter read-back is one small DMA (frombuffer keeps the buffer alive)
         self._host_state = np.frombuffer(cupy.cuda.alloc_pinned_memory(_STATE_WORDS * 8), np.int64, _STATE_WORDS)
         self._dummy = cupy.zeros(16, cupy.uint8)
+        self._scratch, self._scratch_stream = cupy.empty(0, cupy.int64), None
         self.default = cupy.zeros(dim, self.raw_dtype)
         self.clock = 0
         self._replay_seen = (0, 0)
@@ -278,21 +282,29 @@ class GPUBackend:
         return lookups - seen[0], misses - seen[1]
 
     # ------------------------------------------------------------------ operations
-    def _probe(self, keys, out, fill_misses: bool, replay: bool = False):
+    def _probe(self, keys, out, fill_misses: bool, replay: bool = False, scratch: bool = False):
+        """Slots of ``keys``; with ``scratch`` in a buffer the next scratch probe reuses (one call's use only)."""
         n = keys.shape[0]
-        slots = self.xp.empty(n, self.xp.int64)
+        if scratch:
+            # kernels of the last lookup may still read it, in order on its stream only
+            stream = self.xp.cuda.get_current_stream().ptr
+            if self._scratch.shape[0] < n or stream != self._scratch_stream:
+                self._scratch = self.xp.empty(max(n, 2 * self._scratch.shape[0]), self.xp.int64)
+                self._scratch_stream = stream
+            slots = self._scratch[:n]
+        else:
+            slots = self.xp.empty(n, self.xp.int64)
         if n:
             threads = -(-n // self._kpg) * self._group
             self._k["probe_gather"](
                 (max(1, min(-(-threads // self._block), self._blocks)),), (self._block,),
-                (self.keys, self._digests_arg, self.values, self._num_sets_arg, keys, _i64(n),
-                 np.int32(out is not None),
-                 self._dummy if out is None else out, slots, self.default, np.int32(fill_misses), np.int32(replay),
+                (self.keys, self._digests_arg, self.values, self._num_sets_arg, keys, _i64(n), _FLAG[out is not None],
+                 self._dummy if out is None else out, slots, self.default, _FLAG[fill_misses], _FLAG[replay],
                  self.state))
         return slots
 
     def _tick_and_touch(self, slots, if_clean: bool) -> None:
-        flag = np.int32(if_clean)
+        flag = _FLAG[if_clean]
         n = slots.shape[0]
         if self._hits_change_scores and n:  # the touch kernel's last block ticks: one launch fewer
             grid = max(1, min(-(-n // 256), self._blocks))
@@ -328,7 +340,9 @@ class GPUBackend:
         """
         n = keys.shape[0]
         self._zero_counters(STATE_MISSES, STATE_LISTED - STATE_MISSES + 1)
-        slots = self._probe(keys, out, False)
+        # the slots live until this lookup ends, under the Cache's lock: a reused buffer (not while
+        # capturing, where the graph would keep a buffer that a later lookup may replace)
+        slots = self._probe(keys, out, False, scratch=True)
         self._tick_and_touch(slots, if_clean=True)
         state = self._read_state()
         misses, reserved = int(state[STATE_MISSES]), int(state[STATE_RESERVED])
@@ -458,4 +472,4 @@ class GPUBackend:
 
     def release(self):
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
-        self.keys = self.scores = self.values = self.sketch = self.digests = None
+        self.keys = self.scores = self.values = self.sketch = self.digests = self._scratch = None
