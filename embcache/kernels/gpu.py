@@ -212,7 +212,6 @@ class GPUBackend:
             n = self.keys.shape[0]
             self._k["make_digests"]((launch_grid(n, 256),), (256,), (self.keys, _i64(n), self.digests))
 
-
     # ------------------------------------------------------------------ arrays in and out
     def on_stream(self, stream):
         """Context in which CuPy (and so every kernel here) uses ``stream``: a cupy Stream or a raw pointer."""
@@ -423,13 +422,12 @@ class GPUBackend:
 
     def update(self, keys, rows):
         """Overwrite cached rows of unique ``keys``; returns how many were cached."""
-        return self._count_found("update_rows", (self.keys, self.values, np.uint64(self.num_sets), keys, rows,
+        return self._count_found("update_rows", (self.keys, self.values, self._num_sets_arg, keys, rows,
                                                  _i64(keys.shape[0]), self.state))
 
     def erase(self, keys):
         """Remove unique ``keys``; returns how many were cached."""
-        return self._count_found("erase_keys", (self.keys, self._digests_arg, self.scores,
-                                                np.uint64(self.num_sets), keys,
+        return self._count_found("erase_keys", (self.keys, self._digests_arg, self.scores, self._num_sets_arg, keys,
                                                 _i64(keys.shape[0]), self.state))
 
     def clear(self):
