@@ -15,6 +15,7 @@ GROUPS = (4, 8, 16, 32)
 KEYS_PER_GROUP = (1, 2, 4)
 BLOCKS = (256,)
 DIGESTS = (False, True)
+SPLIT = (False, True)
 # rows of these sizes stand for each shape in the table (max_row_bytes: 64, 128, 256, 512, any)
 ROW_BYTES = (64, 128, 256, 512, 1024)
 
@@ -81,12 +82,12 @@ def _time_shapes(row_bytes: int, table_bytes: int, batch: int, repeat: int, prog
     slots = cupy.random.default_rng(0).integers(0, b.keys.shape[0], 2 * batch)
     sample = b.keys[slots]
     sample = sample[sample != EMPTY_KEY][:batch]
-    out = b.new_rows(sample.shape[0])
     results = []
-    for group, kpg, block, digests in itertools.product(GROUPS, KEYS_PER_GROUP, BLOCKS, DIGESTS):
-        shape = {"group": group, "keys_per_group": kpg, "block": block, "digests": digests}
+    for group, kpg, block, digests, split in itertools.product(GROUPS, KEYS_PER_GROUP, BLOCKS, DIGESTS, SPLIT):
+        shape = {"group": group, "keys_per_group": kpg, "block": block, "digests": digests, "split": split}
         b.retune(shape)
-        ms = median_ms(lambda: b.find_and_gather(sample, out), repeat, warmup=2)
+        # the public all-hit lookup, LRU: the probe stores the hits' scores as it goes
+        ms = median_ms(lambda: cache.lookup(sample), repeat, warmup=2)
         results.append((ms, shape))
         progress.update(1)
     cache.close()
@@ -116,7 +117,7 @@ def autotune(table_gib: float = 2.0, batch: int = 1 << 20, repeat: int = 10, wri
     cc = f"{dev.compute_capability[:-1]}.{dev.compute_capability[-1]}"
     name = cupy.cuda.runtime.getDeviceProperties(dev.id)["name"].decode()
     shapes, report = [], []
-    total = len(ROW_BYTES) * len(GROUPS) * len(KEYS_PER_GROUP) * len(BLOCKS) * len(DIGESTS)
+    total = len(ROW_BYTES) * len(GROUPS) * len(KEYS_PER_GROUP) * len(BLOCKS) * len(DIGESTS) * len(SPLIT)
     with tqdm(total=total, desc=f"autotune sm_{dev.compute_capability}", disable=not progress) as bar:
         for i, row_bytes in enumerate(ROW_BYTES):
             ranked = _time_shapes(row_bytes, int(table_gib * 2**30), batch, repeat, bar)
@@ -125,7 +126,7 @@ def autotune(table_gib: float = 2.0, batch: int = 1 << 20, repeat: int = 10, wri
                            "ms_per_million_keys": round(best_ms * 2**20 / batch, 4)})
             report.append((row_bytes, ranked))
     entry = {"device": name, "measured": f"{datetime.date.today().isoformat()}, embcache autotune "
-             f"(table {table_gib} GiB, {batch} keys a lookup, all hits, median of {repeat})", "shapes": shapes}
+             f"(table {table_gib} GiB, {batch} keys a Cache.lookup, all hits, LRU, median of {repeat})", "shapes": shapes}
     if write:
         table = load_table(write)
         table["entries"][cc] = entry
@@ -133,7 +134,8 @@ def autotune(table_gib: float = 2.0, batch: int = 1 << 20, repeat: int = 10, wri
             json.dump(table, f, indent=1)
     for row_bytes, ranked in report:
         print(f"rows of {row_bytes} bytes: " + "; ".join(
-            f"{r[1]['group']}x{r[1]['keys_per_group']}/{r[1]['block']}{' digests' * r[1]['digests']} {r[0]:.3f} ms"
+            f"{r[1]['group']}x{r[1]['keys_per_group']}/{r[1]['block']}{' digests' * r[1]['digests']}"
+            f"{' split' * r[1]['split']} {r[0]:.3f} ms"
             for r in ranked[:4]))
     return {cc: entry}
 

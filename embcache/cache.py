@@ -282,34 +282,39 @@ class Cache:
                 b.enqueue_lookup(keys, out)
                 return b.rows_out(out)
             slots, missed, reserved, applied = b.lookup_hits(keys, out)
-            if reserved:
-                raise_reserved(keys)
-            misses = missed.shape[0]
-            batch = Stats(hits=n - misses, misses=misses)
-            if misses:
-                ukeys, inverse, counts, _ = b.unique(keys[missed])
-                try:
-                    rows, present = self._fetch(ukeys)
-                except TierError:
-                    if self._on_tier_error == "raise":
-                        raise
-                    rows = b.to_device(np.broadcast_to(self._default, (ukeys.shape[0], self._dim)))
-                    present = xp.zeros(ukeys.shape[0], xp.bool_)
-                    batch.tier_failures = ukeys.shape[0]
-                b.scatter(out, missed, rows, inverse.ravel())
-                batch.unique_misses = ukeys.shape[0]
-                if not self._policy.inserts_on_lookup or not self._admission.admit_batch(batch.hits, n):
-                    admit, admitted = None, 0  # no device work for a batch that admits nothing
-                    absent = ukeys.shape[0] - int(present.sum())
-                else:
-                    admit = present.copy()
-                    if b.sketch is not None:
-                        admit &= b.sketch_add(ukeys, counts) >= self._admission.sketch[0]
-                    absent, admitted = (int(x) for x in xp.stack([(~present).sum(), admit.sum()]).tolist())
-                batch.absent = absent
-                batch.refusals = ukeys.shape[0] - absent - admitted
+            try:
+                if reserved:
+                    raise_reserved(keys)
+                misses = missed.shape[0]
+                batch = Stats(hits=n - misses, misses=misses)
+                if misses:
+                    ukeys, inverse, counts, _ = b.unique(keys[missed])
+                    try:
+                        rows, present = self._fetch(ukeys)
+                    except TierError:
+                        if self._on_tier_error == "raise":
+                            raise
+                        rows = b.to_device(np.broadcast_to(self._default, (ukeys.shape[0], self._dim)))
+                        present = xp.zeros(ukeys.shape[0], xp.bool_)
+                        batch.tier_failures = ukeys.shape[0]
+                    b.scatter(out, missed, rows, inverse.ravel())
+                    batch.unique_misses = ukeys.shape[0]
+                    if not self._policy.inserts_on_lookup or not self._admission.admit_batch(batch.hits, n):
+                        admit, admitted = None, 0  # no device work for a batch that admits nothing
+                        absent = ukeys.shape[0] - int(present.sum())
+                    else:
+                        admit = present.copy()
+                        if b.sketch is not None:
+                            admit &= b.sketch_add(ukeys, counts) >= self._admission.sketch[0]
+                        absent, admitted = (int(x) for x in xp.stack([(~present).sum(), admit.sum()]).tolist())
+                    batch.absent = absent
+                    batch.refusals = ukeys.shape[0] - absent - admitted
+            except BaseException:
+                b.undo_touch()  # a backend whose probe stored the hits' scores puts them back
+                raise
             # everything that can fail has run; from here on the cache changes (an all-hit batch has
-            # already ticked and touched in lookup_hits, where nothing could fail after the probe)
+            # already ticked and touched in lookup_hits, where nothing could fail after the probe, and
+            # scores a probe stored early were put back above if anything failed)
             if not applied:
                 b.tick_and_touch(slots)
             if misses and admitted:  # with none admitted every outcome is "not admitted": nothing to place

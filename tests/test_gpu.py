@@ -104,7 +104,8 @@ def test_cpu_and_gpu_agree(policy, admission, dtype, data):
     ways = data.draw(st.sampled_from([1, 4, 32]), label="ways")
     dim = data.draw(st.sampled_from([3, 33]), label="dim")
     cpu, gpu = pair(capacity, dim, policy, admission, dtype, ways, np.array(stored, np.int64))
-    gpu._backend.retune({**gpu._backend.shape, "digests": data.draw(st.booleans(), label="digests")})
+    gpu._backend.retune({**gpu._backend.shape, "digests": data.draw(st.booleans(), label="digests"),
+                         "split": data.draw(st.booleans(), label="split")})
     for step in range(data.draw(st.integers(1, 12), label="steps")):
         op = data.draw(st.sampled_from(OPS), label="op")
         batch = data.draw(st.lists(st.sampled_from(universe), max_size=40), label="batch")
@@ -128,23 +129,24 @@ def test_any_dim_and_64_ways(dim, dtype):
 
 @pytest.mark.parametrize("policy", ["lru", "lfu"])
 def test_every_launch_shape_gives_the_same_results(policy):
-    """Each shape autotune may pick (group, keys per group, digests), switched on a live cache."""
-    from embcache.autotune import DIGESTS, GROUPS, KEYS_PER_GROUP
+    """Each shape autotune may pick (group, keys per group, digests, split), switched on a live cache."""
+    import itertools
+
+    from embcache.autotune import DIGESTS, GROUPS, KEYS_PER_GROUP, SPLIT
 
     rng = np.random.default_rng(7)
     cpu, gpu = pair(2000, 33, policy, "always", "float32", 32, np.arange(0, 6000, 2, dtype=np.int64))
-    for group in GROUPS:
-        for kpg in KEYS_PER_GROUP:
-            for digests in DIGESTS:
-                gpu._backend.retune({"group": group, "keys_per_group": kpg, "block": 256, "digests": digests})
-                batch = (rng.zipf(1.2, 3000) % 6100).astype(np.int64)
-                assert raw_bytes(cpu.lookup(batch)) == raw_bytes(gpu.lookup(batch))
-                gone = batch[:40]
-                cpu.erase(gone)
-                gpu.erase(gone)
-                out1, found1 = cpu.query(batch)
-                out2, found2 = gpu.query(batch)
-                assert raw_bytes(out1) == raw_bytes(out2) and host(found1).tolist() == host(found2).tolist()
+    for group, kpg, digests, split in itertools.product(GROUPS, KEYS_PER_GROUP, DIGESTS, SPLIT):
+        gpu._backend.retune({"group": group, "keys_per_group": kpg, "block": 256, "digests": digests,
+                             "split": split})
+        batch = (rng.zipf(1.2, 3000) % 6100).astype(np.int64)
+        assert raw_bytes(cpu.lookup(batch)) == raw_bytes(gpu.lookup(batch))
+        gone = batch[:40]
+        cpu.erase(gone)
+        gpu.erase(gone)
+        out1, found1 = cpu.query(batch)
+        out2, found2 = gpu.query(batch)
+        assert raw_bytes(out1) == raw_bytes(out2) and host(found1).tolist() == host(found2).tolist()
     assert_same_state(cpu, gpu)
 
 
@@ -222,17 +224,39 @@ def test_all_hit_lookup_is_captured_in_a_cuda_graph():
     assert k1.tolist() == k2.tolist() and s1.tolist() == s2.tolist()
 
 
-def test_reserved_key_is_refused_on_the_hit_path_before_any_change():
+@pytest.mark.parametrize("pinned", [False, True])
+@pytest.mark.parametrize("failure", ["reserved key", "closed tier"])
+@pytest.mark.parametrize("policy", ["lru", "lfu"])
+def test_a_lookup_that_fails_changes_nothing(policy, failure, pinned):
+    """Hits (duplicated) beside a reserved key or a miss the tier cannot serve: the lookup raises,
+    and scores, keys, rows and clock are as before.  LRU's probe stores the hit scores as it reads
+    the slots, so this is its undo at work; LFU touches nothing before the end."""
     import cupy
 
-    cpu, gpu = pair(64, 4, "lfu", "always", "float32", 4, np.arange(100, dtype=np.int64))
-    gpu.lookup(np.arange(10))
-    before = gpu.export()
-    with pytest.raises(embcache.errors.ReservedKeyError):
-        gpu.lookup(cupy.asarray([1, 2, embcache.RESERVED_KEYS[1]], dtype=cupy.int64))
+    cpu, gpu = pair(256, 4, policy, "always", "float32", 32, np.arange(100, dtype=np.int64), pinned=pinned)
+    gpu.lookup(np.arange(40))
+    gpu.lookup(np.arange(0, 40, 3))  # scores now differ from slot to slot
+    _, found = gpu.query(np.arange(40))
+    hits = np.flatnonzero(host(found))[:5]
+    assert hits.shape[0] == 5
+    before, clock = gpu.export(), gpu.clock
+    if failure == "reserved key":
+        extra, error = embcache.RESERVED_KEYS[1], embcache.errors.ReservedKeyError
+    else:
+        gpu._tier.close()
+        extra, error = 99, embcache.errors.ClosedError  # never looked up: a miss the tier must serve
+    batch = np.concatenate([hits, hits[::-1], [extra], hits[:2]]).astype(np.int64)
+    with pytest.raises(error):
+        gpu.lookup(cupy.asarray(batch))
     after = gpu.export()
     assert all(a.tobytes() == b.tobytes() for a, b in zip(before, after))
-    assert gpu.clock == 1
+    assert gpu.clock == clock
+    assert int(gpu._backend.state[0]) == clock  # the device clock (STATE_CLOCK) did not tick either
+    if failure == "reserved key":  # the cache still works, and as the CPU backend does
+        cpu.lookup(np.arange(40))
+        cpu.lookup(np.arange(0, 40, 3))
+        assert raw_bytes(cpu.lookup(hits)) == raw_bytes(gpu.lookup(hits))
+        assert_same_state(cpu, gpu)
 
 
 def test_tables_beyond_2_31_slots_and_4_gib_of_rows():

@@ -320,6 +320,9 @@ class CPUBackend:
         self.tick_and_touch(slots)
         return slots, slots[:0], 0, True
 
+    def undo_touch(self):
+        """Nothing to undo: a lookup with misses changes no score before ``tick_and_touch``."""
+
     def tick_and_touch(self, slots):
         """Advance the clock, then apply the hit rule once per occurrence of ``slots`` (-1 entries skipped)."""
         self.tick()

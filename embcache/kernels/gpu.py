@@ -1,6 +1,7 @@
 """GPU backend: the CPU backend's operations as CUDA kernels (``cuda/*.cu``) through CuPy.
 
-Arrays live in device memory: keys and scores (S,) int64, rows (S, dim) as raw
+Arrays live in device memory: ``table`` (S, 2) int64, each slot's key and score
+side by side (``keys`` and ``scores`` are its two strided columns), rows (S, dim) as raw
 same-width unsigned ints (so copies are bit-exact and bfloat16 needs no CuPy
 dtype), and ``state``, a few int64 words the kernels share with the host:
 the batch clock and per-call counters.  The clock lives on the device so that a
@@ -131,6 +132,11 @@ def _i64(x) -> np.int64:
 
 
 _FLAG = {False: np.int32(0), True: np.int32(1)}  # int flags of kernels, made once
+# probe_gather's touch argument (TOUCH_* in cache.cu): none; store hit scores and tick if every key
+# hit; store them and tick (captured lookups)
+_TOUCH_NONE, _TOUCH_IF_CLEAN, _TOUCH_ALWAYS = range(3)
+_TOUCH_FLAG = tuple(np.int32(t) for t in range(3))
+_NULL = np.uint64(0)  # a null pointer argument
 
 
 class GPUBackend:
@@ -154,14 +160,17 @@ class GPUBackend:
         self.compute_capability = f"{cc[:-1]}.{cc[-1]}"
         self.shape = dict(shape or launch_shape(self.compute_capability, self.row_bytes))
         slots = num_sets * ways
-        self.keys = cupy.full(slots, EMPTY_KEY, cupy.int64)
-        self.scores = cupy.zeros(slots, cupy.int64)
+        # a slot's key and score in one 16-byte record: a hit's score write lands in the sector its probe read
+        self.table = cupy.zeros((slots, 2), cupy.int64)
+        self.keys, self.scores = self.table[:, 0], self.table[:, 1]
+        self.keys.fill(EMPTY_KEY)
         self.values = cupy.zeros((slots, dim), self.raw_dtype)
         self.state = cupy.zeros(_STATE_WORDS, cupy.int64)
         # pinned, so the counter read-back is one small DMA (frombuffer keeps the buffer alive)
         self._host_state = np.frombuffer(cupy.cuda.alloc_pinned_memory(_STATE_WORDS * 8), np.int64, _STATE_WORDS)
         self._dummy = cupy.zeros(16, cupy.uint8)
         self._scratch, self._scratch_stream = cupy.empty(0, cupy.int64), None
+        self._touched = None  # (slots, old scores) of a lookup whose probe touched its hits, until it ends
         self.default = cupy.zeros(dim, self.raw_dtype)
         self.clock = 0
         self._replay_seen = (0, 0)
@@ -173,14 +182,16 @@ class GPUBackend:
         self._view_dtype = None if self.dtype.name == "bfloat16" else self.dtype
         self._blocks = _multiprocessors(self.device_id) * _BLOCKS_PER_SM
         self._hits_change_scores = policy.hit_score.strip() != "score"
-        # a hit score of the clock alone (LRU) is the same for every occurrence: stored, not counted
+        # a hit score of the clock alone (LRU) is the same for every occurrence: stored, not counted,
+        # and by the probe itself, into the slot record it has just read
         self._touch = "touch" if _names(policy.hit_score) & {"score", "count"} else "touch_assign"
+        self._probe_touches = self._hits_change_scores and self._touch == "touch_assign"
         self._policy = policy
         self.digests = None
         self.retune(self.shape)
 
     def retune(self, shape: dict) -> None:
-        """Compile the kernels for launch ``shape`` (group, keys_per_group, block, digests); the arrays stay.
+        """Compile the kernels for launch ``shape`` (group, keys_per_group, block, digests, split); the arrays stay.
 
         Digests cost one byte a slot of device memory; turning them on computes
         them from the keys, turning them off frees them.
@@ -189,6 +200,8 @@ class GPUBackend:
         ways, policy = self.ways, self._policy
         group = min(int(shape["group"]), ways)
         self._block, self._group, self._kpg = int(shape["block"]), group, int(shape["keys_per_group"])
+        self._split = bool(shape.get("split", False))
+        self._chunks = self.row_bytes // vector_bytes(self.row_bytes)
         digests = bool(shape.get("digests", False))
         module = compile_module(
             "cache.cu", WAYS=ways, ROW_BYTES=self.row_bytes, VEC=vector_bytes(self.row_bytes),
@@ -199,7 +212,7 @@ class GPUBackend:
         self._k = {name: module.get_function(name) for name in (
             "probe_gather", "tick", "touch", "touch_assign", "insert_and_evict", "sets_of", "update_rows",
             "erase_keys", "scatter_rows", "sketch_add", "sketch_estimate", "run_starts", "run_scatter",
-            "list_misses", "make_digests")}
+            "list_misses", "make_digests", "restore_scores", "gather_slots")}
         if digests and self.digests is None:
             self.digests = self.xp.empty(self.keys.shape[0], self.xp.uint8)
             self._make_digests()
@@ -210,7 +223,7 @@ class GPUBackend:
     def _make_digests(self) -> None:
         if self.digests is not None:
             n = self.keys.shape[0]
-            self._k["make_digests"]((launch_grid(n, 256),), (256,), (self.keys, _i64(n), self.digests))
+            self._k["make_digests"]((launch_grid(n, 256),), (256,), (self.table, _i64(n), self.digests))
 
     # ------------------------------------------------------------------ arrays in and out
     def on_stream(self, stream):
@@ -281,26 +294,37 @@ class GPUBackend:
         return lookups - seen[0], misses - seen[1]
 
     # ------------------------------------------------------------------ operations
-    def _probe(self, keys, out, fill_misses: bool, replay: bool = False, scratch: bool = False):
-        """Slots of ``keys``; with ``scratch`` in a buffer the next scratch probe reuses (one call's use only)."""
+    def _probe(self, keys, out, fill_misses: bool, replay: bool = False, scratch: bool = False,
+               touch: int = _TOUCH_NONE):
+        """Slots of ``keys``, and with ``touch`` the old scores of the hits it touched (else None).
+
+        With ``scratch`` both live in a buffer that the next scratch probe reuses (one call's use only).
+        """
         n = keys.shape[0]
+        words = 2 * n if touch == _TOUCH_IF_CLEAN else n
         if scratch:
             # kernels of the last lookup may still read it, in order on its stream only
             stream = self.xp.cuda.get_current_stream().ptr
-            if self._scratch.shape[0] < n or stream != self._scratch_stream:
-                self._scratch = self.xp.empty(max(n, 2 * self._scratch.shape[0]), self.xp.int64)
+            if self._scratch.shape[0] < words or stream != self._scratch_stream:
+                self._scratch = self.xp.empty(max(words, 2 * self._scratch.shape[0]), self.xp.int64)
                 self._scratch_stream = stream
-            slots = self._scratch[:n]
+            buffer = self._scratch
         else:
-            slots = self.xp.empty(n, self.xp.int64)
+            buffer = self.xp.empty(words, self.xp.int64)
+        slots, old = buffer[:n], (buffer[n:2 * n] if touch == _TOUCH_IF_CLEAN else None)
         if n:
             threads = -(-n // self._kpg) * self._group
+            split = self._split and out is not None
             self._k["probe_gather"](
                 (max(1, min(-(-threads // self._block), self._blocks)),), (self._block,),
-                (self.keys, self._digests_arg, self.values, self._num_sets_arg, keys, _i64(n), _FLAG[out is not None],
-                 self._dummy if out is None else out, slots, self.default, _FLAG[fill_misses], _FLAG[replay],
-                 self.state))
-        return slots
+                (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, _i64(n),
+                 _FLAG[out is not None and not split], self._dummy if out is None else out, slots, self.default,
+                 _FLAG[fill_misses], _FLAG[replay], self.state, _TOUCH_FLAG[touch], _NULL if old is None else old))
+            if split:
+                words = n * self._chunks
+                self._k["gather_slots"]((-(-words // 256),), (256,),
+                                        (self.values, slots, _i64(n), out, self.default, _FLAG[fill_misses]))
+        return slots, old
 
     def _tick_and_touch(self, slots, if_clean: bool) -> None:
         flag = _FLAG[if_clean]
@@ -309,13 +333,13 @@ class GPUBackend:
             grid = max(1, min(-(-n // 256), self._blocks))
             if self._touch == "touch":
                 grid = min(-(-n // _TOUCH_CHUNK), grid)
-            self._k[self._touch]((grid,), (256,), (self.scores, slots, _i64(n), self.state, flag))
+            self._k[self._touch]((grid,), (256,), (self.table, slots, _i64(n), self.state, flag))
         else:
             self._k["tick"]((1,), (1,), (self.state, flag))
 
     def find(self, keys):
         """Slot of every key or -1: keys (n,) int64 -> (n,) int64 (device)."""
-        return self._probe(keys, None, False)
+        return self._probe(keys, None, False)[0]
 
     def find_and_gather(self, keys, out, fill_misses: bool = False):
         """Slots of ``keys`` and their cached rows in ``out``; returns ``(slots, misses, reserved)``.
@@ -324,7 +348,7 @@ class GPUBackend:
         default row goes to the misses.
         """
         self._zero_counters()
-        slots = self._probe(keys, out, fill_misses)
+        slots, _ = self._probe(keys, out, fill_misses)
         state = self._read_state()
         return slots, int(state[STATE_MISSES]), int(state[STATE_RESERVED])
 
@@ -333,21 +357,27 @@ class GPUBackend:
 
         Probes ``keys``, gathers the cached rows into ``out`` and lists the missed
         indices (in no particular order).  When every key hit, the clock tick and
-        the hits' score updates are already done (``applied``); otherwise nothing
-        has changed and the caller does both once the misses are fetched.  Waits
-        on the stream once, for the counters.
+        the hits' score updates are already done (``applied``); otherwise the
+        clock has not ticked, the caller calls ``tick_and_touch`` once the misses
+        are fetched, or ``undo_touch`` if the lookup fails before that.  Waits on
+        the stream once, for the counters.
         """
         n = keys.shape[0]
         self._zero_counters(STATE_MISSES, STATE_LISTED - STATE_MISSES + 1)
         # the slots live until this lookup ends, under the Cache's lock: a reused buffer (not while
         # capturing, where the graph would keep a buffer that a later lookup may replace)
-        slots = self._probe(keys, out, False, scratch=True)
-        self._tick_and_touch(slots, if_clean=True)
+        if self._probe_touches and n:  # an empty batch has no probe to tick the clock: tick kernel
+            slots, old = self._probe(keys, out, False, scratch=True, touch=_TOUCH_IF_CLEAN)
+            self._touched = (slots, old)
+        else:
+            slots, _ = self._probe(keys, out, False, scratch=True)
+            self._tick_and_touch(slots, if_clean=True)
         state = self._read_state()
         misses, reserved = int(state[STATE_MISSES]), int(state[STATE_RESERVED])
         applied = not misses and not reserved
         if applied:
             self.clock += 1
+            self._touched = None
             return slots, slots[:0], reserved, applied
         missed = self.xp.empty(misses, self.xp.int64)
         self._k["list_misses"]((launch_grid(n, 256),), (256,), (slots, _i64(n), missed, self.state))
@@ -359,12 +389,27 @@ class GPUBackend:
         Misses get the default row and are counted on the device only; the clock ticks
         and hits are touched on the device.
         """
-        self._tick_and_touch(self._probe(keys, out, True, replay=True), if_clean=False)
+        if self._probe_touches and keys.shape[0]:
+            self._probe(keys, out, True, replay=True, touch=_TOUCH_ALWAYS)
+        else:
+            self._tick_and_touch(self._probe(keys, out, True, replay=True)[0], if_clean=False)
 
     def tick_and_touch(self, slots) -> None:
         """Advance the clock, then apply the hit rule once per occurrence of ``slots`` (-1 entries skipped)."""
+        if self._touched is not None and self._touched[0] is slots:
+            self.tick()  # lookup_hits' probe has already stored the hit score (of the clock ticked now)
+            self._touched = None
+            return
         self._tick_and_touch(slots, if_clean=False)
         self.clock += 1
+
+    def undo_touch(self) -> None:
+        """Put back the scores that the last ``lookup_hits`` changed, when that lookup fails before its end."""
+        if self._touched is not None:
+            slots, old = self._touched
+            self._touched = None
+            n = slots.shape[0]
+            self._k["restore_scores"]((launch_grid(n, 256),), (256,), (self.table, slots, old, _i64(n), self.state))
 
     def scatter(self, out, where, rows, inverse):
         """out[where[i]] = rows[inverse[i]]: missed rows into a lookup's output, in one launch."""
@@ -386,7 +431,7 @@ class GPUBackend:
         order = cupy.argsort(sets)  # stable, so each set's keys stay ascending
         self._k["insert_and_evict"](
             (launch_grid(n * 32, 256),), (256,),
-            (self.keys, self._digests_arg, self.scores, self.values, self._num_sets_arg, keys, counts, rows,
+            (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, counts, rows,
              admit, order,
              sets[order], _i64(n), self.state, np.int32(bool(refuse_below_min)), outcome, evicted))
         return outcome, evicted
@@ -422,12 +467,12 @@ class GPUBackend:
 
     def update(self, keys, rows):
         """Overwrite cached rows of unique ``keys``; returns how many were cached."""
-        return self._count_found("update_rows", (self.keys, self.values, self._num_sets_arg, keys, rows,
+        return self._count_found("update_rows", (self.table, self.values, self._num_sets_arg, keys, rows,
                                                  _i64(keys.shape[0]), self.state))
 
     def erase(self, keys):
         """Remove unique ``keys``; returns how many were cached."""
-        return self._count_found("erase_keys", (self.keys, self._digests_arg, self.scores, self._num_sets_arg, keys,
+        return self._count_found("erase_keys", (self.table, self._digests_arg, self._num_sets_arg, keys,
                                                 _i64(keys.shape[0]), self.state))
 
     def clear(self):
@@ -463,11 +508,12 @@ class GPUBackend:
 
     def load(self, keys, scores, values):
         """Replace the arrays from host arrays (``Cache.load``)."""
-        self.keys.set(np.ascontiguousarray(keys))
-        self.scores.set(np.ascontiguousarray(scores))
+        self.keys[...] = self.xp.asarray(np.ascontiguousarray(keys))
+        self.scores[...] = self.xp.asarray(np.ascontiguousarray(scores))
         self.values.set(raw(np.ascontiguousarray(values)))
         self._make_digests()
 
     def release(self):
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
-        self.keys = self.scores = self.values = self.sketch = self.digests = self._scratch = None
+        self.table = self.keys = self.scores = self.values = self.sketch = self.digests = self._scratch = None
+        self._touched = None

@@ -9,6 +9,8 @@ any larger row):
 * ``block``: threads per block;
 * ``digests`` (optional, default false): probe a 1-byte digest per slot first
   and read only the keys whose digest matches (HierarchicalKV's idea).
+* ``split`` (optional, default false): the probe kernel finds the slots only and
+  a second kernel copies the rows, one thread per word, as the gather ceiling does.
 
 Entries with ``"measured": null`` are starting points that nobody has timed on
 that architecture; ``embcache autotune`` measures the candidates on the GPU at
@@ -25,6 +27,7 @@ __all__ = ["TABLE_PATH", "load_table", "launch_shape", "vector_bytes"]
 
 TABLE_PATH = pathlib.Path(__file__).with_name("tuning.json")
 _REQUIRED = ("group", "keys_per_group", "block")
+_OPTIONAL = ("digests", "split")  # flags, false where the table leaves them out
 
 
 def load_table(path: str | pathlib.Path | None = None) -> dict:
@@ -44,7 +47,7 @@ def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = N
     lower = [cc for version, cc in known if version <= want] or [known[0][1]]
     for shape in entries[lower[-1]]["shapes"]:
         if shape["max_row_bytes"] is None or row_bytes <= shape["max_row_bytes"]:
-            return {**{k: shape[k] for k in _REQUIRED}, "digests": bool(shape.get("digests", False))}
+            return {**{k: shape[k] for k in _REQUIRED}, **{k: bool(shape.get(k, False)) for k in _OPTIONAL}}
     raise ValueError(f"tuning entry {lower[-1]} has no shape for {row_bytes}-byte rows")
 
 

@@ -4,7 +4,8 @@
 // expressions, the row size and the launch shape from the tuning table (see common.cuh).
 // Every kernel copies rows as raw bits (VEC-byte words), so results equal the CPU backend's.
 //
-// Slot s = set * WAYS + way; 64-bit indices throughout, so tables may exceed 2^31 slots and 4 GiB.
+// Slot s = set * WAYS + way; table[s] holds its key and score (slot_t, common.cuh).  64-bit indices
+// throughout, so tables may exceed 2^31 slots and 4 GiB.
 
 #include "common.cuh"
 
@@ -54,14 +55,39 @@ __device__ __forceinline__ unsigned warp_sum(unsigned v) {
 }
 
 // ---------------------------------------------------------------- hit path
+// The kernels that touch hits tick the clock too: every block scores with clock + 1 (the clock it
+// read, ticked), and the last block to finish stores clock + 1 once every other block has read the
+// old value.  With if_clean it ticks only if no block found a miss or a reserved key.
+__device__ __forceinline__ void tick_when_last(i64* state, i64 clock, int if_clean) {
+    __threadfence();  // this thread's counter atomics before the block's arrival below
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned long long* done = reinterpret_cast<unsigned long long*>(state + STATE_TOUCH_DONE);
+        if (atomicAdd(done, 1ull) == gridDim.x - 1) {
+            __threadfence();
+            const volatile i64* counters = state;
+            if (!if_clean || !(counters[STATE_MISSES] | counters[STATE_RESERVED])) state[STATE_CLOCK] = clock + 1;
+            *done = 0;  // ready for the next launch (graph replays included)
+        }
+    }
+}
+
 // GROUP lanes probe one key's set together (PROBE_WPL ways each), KEYS_PER_GROUP keys in flight,
 // then copy the row with VEC-byte words.  slots[i] = slot or -1; rows go to out only if gather.
 // fill_misses: write default_row for misses (query and captured lookups) instead of leaving them.
 // Misses and reserved keys are counted into state[] once per warp.
+// touch (policies whose hit score is the clock's alone, touch_assign's rule): store the hit score
+// into each hit's slot right after its key was read, where it hits the same sector in L2; then the
+// last block ticks the clock (TOUCH_IF_CLEAN: only if the batch was all hits).  The old score goes to
+// old_scores[i] (when given) so that a lookup that fails later can put it back (restore_scores).
+#define TOUCH_NONE 0
+#define TOUCH_IF_CLEAN 1
+#define TOUCH_ALWAYS 2
 extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
-    const i64* __restrict__ table_keys, const unsigned char* __restrict__ digests, const char* __restrict__ values,
+    slot_t* __restrict__ table, const unsigned char* __restrict__ digests, const char* __restrict__ values,
     u64 num_sets, const i64* __restrict__ keys, i64 n, int gather, char* __restrict__ out, i64* __restrict__ slots,
-    const char* __restrict__ default_row, int fill_misses, int replay, i64* __restrict__ state) {
+    const char* __restrict__ default_row, int fill_misses, int replay, i64* __restrict__ state, int touch,
+    i64* __restrict__ old_scores) {
     const int warp_lane = threadIdx.x & 31;
     const int lane = threadIdx.x % GROUP;
     const int group_first_lane = (threadIdx.x & 31) - lane;
@@ -69,6 +95,8 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
     const i64 stride = (i64)gridDim.x * (BLOCK / GROUP) * KEYS_PER_GROUP;
     i64 first = ((i64)blockIdx.x * (BLOCK / GROUP) + threadIdx.x / GROUP) * KEYS_PER_GROUP;
     unsigned misses = 0, bad = 0;
+    const i64 clock = touch ? state[STATE_CLOCK] : 0;
+    const i64 touched = hit_score(0, clock + 1, 1);
     // the whole warp runs the same iterations (its lane 0 has the lowest index), so full-mask
     // ballots and shuffles are safe; indices >= n are simply not valid
     for (; __shfl_sync(FULL_MASK, first, 0) < n; first += stride) {
@@ -101,30 +129,20 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
 #pragma unroll
         for (int j = 0; j < KEYS_PER_GROUP; ++j) {
             const unsigned want = digest_of(key[j]);
-            const i64* p = table_keys + base[j] + lane * PROBE_WPL;
+            const slot_t* p = table + base[j] + lane * PROBE_WPL;
 #pragma unroll
             for (int w = 0; w < PROBE_WPL; ++w) {
                 const bool match = first + j < n && ((tags[j][w / 4] >> (8 * (w % 4))) & 0xffu) == want;
-                probe[j][w] = match ? p[w] : EMPTY_KEY;  // EMPTY_KEY never equals a key that is looked up
+                probe[j][w] = match ? p[w].key : EMPTY_KEY;  // EMPTY_KEY never equals a key that is looked up
             }
         }
 #else
 #pragma unroll
         for (int j = 0; j < KEYS_PER_GROUP; ++j) {
             if (first + j < n) {
-                const i64* p = table_keys + base[j] + lane * PROBE_WPL;
-#if PROBE_WPL % 2 == 0
-                // 16-byte loads: the set and each lane's share are 16-byte aligned when both are even
+                const slot_t* p = table + base[j] + lane * PROBE_WPL;
 #pragma unroll
-                for (int w = 0; w < PROBE_WPL; w += 2) {
-                    const longlong2 pair = reinterpret_cast<const longlong2*>(p)[w / 2];
-                    probe[j][w] = pair.x;
-                    probe[j][w + 1] = pair.y;
-                }
-#else
-#pragma unroll
-                for (int w = 0; w < PROBE_WPL; ++w) probe[j][w] = p[w];
-#endif
+                for (int w = 0; w < PROBE_WPL; ++w) probe[j][w] = p[w].key;
             }
         }
 #endif
@@ -147,6 +165,10 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
                     slots[i] = slot;
                     misses += slot < 0;
                     bad += reserved(key[j]);
+                    if (touch && slot >= 0) {
+                        if (old_scores) old_scores[i] = table[slot].score;
+                        table[slot].score = touched;
+                    }
                 }
                 if (gather) {
                     if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
@@ -165,6 +187,36 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
     }
     if (replay && blockIdx.x == 0 && threadIdx.x == 0)
         atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_LOOKUPS), (unsigned long long)n);
+    if (touch) tick_when_last(state, clock, touch == TOUCH_IF_CLEAN);
+}
+
+// Undo probe_gather's touch after a lookup failed before its end (reserved key, tier error): each hit
+// occurrence read either the slot's score before the batch or `touched` (a duplicate key's write
+// landed first), and the first read of each slot was the former, so writing back every read that is
+// not `touched` restores every slot, whatever the order.  The clock was not ticked (not clean).
+extern "C" __global__ void restore_scores(slot_t* __restrict__ table, const i64* __restrict__ slots,
+                                          const i64* __restrict__ old_scores, i64 n, const i64* __restrict__ state) {
+    const i64 touched = hit_score(0, state[STATE_CLOCK] + 1, 1);
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+        const i64 s = slots[i];
+        if (s >= 0 && old_scores[i] != touched) table[s].score = old_scores[i];
+    }
+}
+
+// The gather of a split lookup (launch shape "split"): probe_gather finds the slots only, then this
+// copies rows with one thread per VEC-byte word of the output, as the gather ceiling does, so that
+// no word's load waits for a probe and the most loads are in flight.
+extern "C" __global__ void gather_slots(const vec_t* __restrict__ values, const i64* __restrict__ slots, i64 n,
+                                        vec_t* __restrict__ out, const vec_t* __restrict__ default_row,
+                                        int fill_misses) {
+    const i64 total = n * CHUNKS;
+    for (i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (i64)gridDim.x * blockDim.x) {
+        const i64 i = t / CHUNKS;
+        const int c = (int)(t - i * CHUNKS);
+        const i64 s = slots[i];
+        if (s >= 0) out[t] = values[s * CHUNKS + c];
+        else if (fill_misses) out[t] = default_row[c];
+    }
 }
 
 // missed[0 .. count) = the indices i with slots[i] < 0, in no particular order (the host sorts the
@@ -201,26 +253,12 @@ extern "C" __global__ void tick(i64* state, int if_clean) {
     if (!skip(state, if_clean)) state[STATE_CLOCK] += 1;
 }
 
-// The touch kernels tick too: every block scores with clock + 1 (the clock it read, ticked), and
-// the last block to finish stores clock + 1, once every other block has read the old value.
-__device__ __forceinline__ void tick_when_last(i64* state, i64 clock) {
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        unsigned long long* done = reinterpret_cast<unsigned long long*>(state + STATE_TOUCH_DONE);
-        if (atomicAdd(done, 1ull) == gridDim.x - 1) {
-            state[STATE_CLOCK] = clock + 1;
-            *done = 0;  // ready for the next launch (graph replays included)
-        }
-    }
-}
-
 // Apply the hit rule for every occurrence of every slot.  The rule composes (count a then b equals
 // a + b), so a block first counts each slot's occurrences in a chunk of TOUCH_CHUNK in a shared hash
 // table, then applies the rule once per distinct slot with that count.  Skewed batches touch a few
 // hot slots thousands of times; without this those atomics serialize on one address.
 #define TOUCH_TABLE (2 * TOUCH_CHUNK)  // load factor <= 1/2: a probe chain always ends
-extern "C" __global__ void __launch_bounds__(256) touch(i64* __restrict__ scores, const i64* __restrict__ slots,
+extern "C" __global__ void __launch_bounds__(256) touch(slot_t* __restrict__ table, const i64* __restrict__ slots,
                                                       i64 n, i64* __restrict__ state, int if_clean) {
     __shared__ unsigned long long table_slot[TOUCH_TABLE];
     __shared__ unsigned table_count[TOUCH_TABLE];
@@ -248,35 +286,35 @@ extern "C" __global__ void __launch_bounds__(256) touch(i64* __restrict__ scores
         for (int t = threadIdx.x; t < TOUCH_TABLE; t += blockDim.x) {
             if (table_slot[t] != empty) {
                 const i64 count = table_count[t];
-                atomic_apply(scores + (i64)table_slot[t], [clock, count](i64 score) {
+                atomic_apply(&table[table_slot[t]].score, [clock, count](i64 score) {
                     return hit_score(score, clock, count);
                 });
             }
         }
         __syncthreads();
     }
-    tick_when_last(state, old_clock);
+    tick_when_last(state, old_clock, 0);
 }
 
 // The hit rule of policies whose hit score depends on the clock alone (LRU: score = clock): every
 // occurrence writes the same value, so a plain store per occurrence is the rule applied exactly,
 // with no counting and no atomics.
-extern "C" __global__ void touch_assign(i64* __restrict__ scores, const i64* __restrict__ slots, i64 n,
+extern "C" __global__ void touch_assign(slot_t* __restrict__ table, const i64* __restrict__ slots, i64 n,
                                         i64* __restrict__ state, int if_clean) {
     if (skip(state, if_clean)) return;
     const i64 old_clock = state[STATE_CLOCK];
     const i64 score = hit_score(0, old_clock + 1, 1);
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
         const i64 s = slots[i];
-        if (s >= 0) scores[s] = score;
+        if (s >= 0) table[s].score = score;
     }
-    tick_when_last(state, old_clock);
+    tick_when_last(state, old_clock, 0);
 }
 
 // Every slot's digest from its key (after clear, load, or turning digests on).
-extern "C" __global__ void make_digests(const i64* __restrict__ table_keys, i64 n, unsigned char* __restrict__ digests) {
+extern "C" __global__ void make_digests(const slot_t* __restrict__ table, i64 n, unsigned char* __restrict__ digests) {
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
-        digests[i] = digest_of(table_keys[i]);
+        digests[i] = digest_of(table[i].key);
 }
 
 // ---------------------------------------------------------------- insertion
@@ -284,7 +322,7 @@ extern "C" __global__ void make_digests(const i64* __restrict__ table_keys, i64 
 // One warp takes each run of equal sets and applies its keys in order, holding the set's keys and
 // scores in registers (way = j * 32 + lane), exactly as insert_and_evict_cpu does one key at a time.
 extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
-    i64* __restrict__ table_keys, unsigned char* __restrict__ digests, i64* __restrict__ scores,
+    slot_t* __restrict__ table, unsigned char* __restrict__ digests,
     char* __restrict__ values, u64 num_sets, const i64* __restrict__ keys, const i64* __restrict__ counts, const char* __restrict__ rows,
     const bool* __restrict__ admit, const i64* __restrict__ order, const set_t* __restrict__ sets, i64 n,
     i64* __restrict__ state, int refuse_below_min, signed char* __restrict__ outcome,
@@ -302,8 +340,8 @@ extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
 #pragma unroll
         for (int j = 0; j < WARP_WPL; ++j) {
             const int way = j * 32 + lane;
-            kw[j] = way < WAYS ? table_keys[base + way] : LOCKED_KEY;  // LOCKED_KEY: never matches, never empty
-            sw[j] = way < WAYS ? scores[base + way] : 0;
+            kw[j] = way < WAYS ? table[base + way].key : LOCKED_KEY;  // LOCKED_KEY: never matches, never empty
+            sw[j] = way < WAYS ? table[base + way].score : 0;
         }
         for (i64 q = q0; q < n && sets[q] == set; ++q) {
             const i64 i = order[q];
@@ -370,8 +408,8 @@ extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
                     evicted[i] = code == EVICTED ? kw[j] : EMPTY_KEY;
                     kw[j] = k;
                     sw[j] = score;
-                    table_keys[slot] = k;
-                    scores[slot] = score;
+                    table[slot].key = k;
+                    table[slot].score = score;
 #if DIGESTS
                     digests[slot] = digest_of(k);
 #endif
@@ -417,19 +455,19 @@ extern "C" __global__ void sets_of(const i64* __restrict__ keys, i64 n, u64 num_
 }
 
 // ---------------------------------------------------------------- writes (one thread per key)
-__device__ __forceinline__ i64 find_slot(const i64* table_keys, u64 num_sets, i64 key) {
+__device__ __forceinline__ i64 find_slot(const slot_t* table, u64 num_sets, i64 key) {
     const i64 base = (i64)(mix64((u64)key) % num_sets) * WAYS;
     for (int w = 0; w < WAYS; ++w)
-        if (table_keys[base + w] == key) return base + w;
+        if (table[base + w].key == key) return base + w;
     return -1;
 }
 
 // Overwrite the cached rows of unique keys; state[STATE_MISSES] counts the keys that were cached.
-extern "C" __global__ void update_rows(const i64* __restrict__ table_keys, char* __restrict__ values, u64 num_sets,
+extern "C" __global__ void update_rows(const slot_t* __restrict__ table, char* __restrict__ values, u64 num_sets,
                                        const i64* __restrict__ keys, const char* __restrict__ rows, i64 n,
                                        i64* __restrict__ state) {
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-        const i64 s = find_slot(table_keys, num_sets, keys[i]);
+        const i64 s = find_slot(table, num_sets, keys[i]);
         if (s >= 0) {
             copy_row(values + s * ROW_BYTES, rows + i * ROW_BYTES, 0, 1);
             atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES), 1ull);
@@ -438,14 +476,13 @@ extern "C" __global__ void update_rows(const i64* __restrict__ table_keys, char*
 }
 
 // Free the slots of unique keys; state[STATE_MISSES] counts the keys that were cached.
-extern "C" __global__ void erase_keys(i64* __restrict__ table_keys, unsigned char* __restrict__ digests,
-                                      i64* __restrict__ scores, u64 num_sets,
+extern "C" __global__ void erase_keys(slot_t* __restrict__ table, unsigned char* __restrict__ digests, u64 num_sets,
                                       const i64* __restrict__ keys, i64 n, i64* __restrict__ state) {
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-        const i64 s = find_slot(table_keys, num_sets, keys[i]);
+        const i64 s = find_slot(table, num_sets, keys[i]);
         if (s >= 0) {
-            table_keys[s] = EMPTY_KEY;
-            scores[s] = 0;
+            table[s].key = EMPTY_KEY;
+            table[s].score = 0;
 #if DIGESTS
             digests[s] = digest_of(EMPTY_KEY);
 #endif

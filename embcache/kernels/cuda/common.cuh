@@ -18,6 +18,13 @@ typedef unsigned int vec_t;
 typedef unsigned short vec_t;
 #endif
 
+// One slot of the table: its key and its score side by side, so that the score a hit writes lands in
+// the 32-byte sector the probe has just read (the keys and scores views of gpu.py are strided views).
+struct __align__(16) slot_t {
+    i64 key;
+    i64 score;
+};
+
 #if SET_BITS == 32
 typedef unsigned int set_t;
 #else
