@@ -184,8 +184,7 @@ class GPUBackend:
         self._hits_change_scores = policy.hit_score.strip() != "score"
         # a hit score of the clock alone (LRU) is the same for every occurrence: stored, not counted,
         # and by the probe itself, into the slot record it has just read
-        self._touch = "touch" if _names(policy.hit_score) & {"score", "count"} else "touch_assign"
-        self._probe_touches = self._hits_change_scores and self._touch == "touch_assign"
+        self._probe_touches = self._hits_change_scores and not _names(policy.hit_score) & {"score", "count"}
         self._policy = policy
         self.digests = None
         self.retune(self.shape)
@@ -210,7 +209,7 @@ class GPUBackend:
             NEW_SCORE_EXPR=f"({_c_expression(policy.new_score)})", HIT_SCORE_EXPR=f"({_c_expression(policy.hit_score)})",
         )
         self._k = {name: module.get_function(name) for name in (
-            "probe_gather", "tick", "touch", "touch_assign", "insert_and_evict", "sets_of", "update_rows",
+            "probe_gather", "tick", "touch", "insert_and_evict", "sets_of", "update_rows",
             "erase_keys", "scatter_rows", "sketch_add", "sketch_estimate", "run_starts", "run_scatter",
             "list_misses", "make_digests", "restore_scores", "gather_slots")}
         if digests and self.digests is None:
@@ -330,10 +329,8 @@ class GPUBackend:
         flag = _FLAG[if_clean]
         n = slots.shape[0]
         if self._hits_change_scores and n:  # the touch kernel's last block ticks: one launch fewer
-            grid = max(1, min(-(-n // 256), self._blocks))
-            if self._touch == "touch":
-                grid = min(-(-n // _TOUCH_CHUNK), grid)
-            self._k[self._touch]((grid,), (256,), (self.table, slots, _i64(n), self.state, flag))
+            grid = max(1, min(-(-n // _TOUCH_CHUNK), self._blocks))
+            self._k["touch"]((grid,), (256,), (self.table, slots, _i64(n), self.state, flag))
         else:
             self._k["tick"]((1,), (1,), (self.state, flag))
 

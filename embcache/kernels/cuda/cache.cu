@@ -76,7 +76,8 @@ __device__ __forceinline__ void tick_when_last(i64* state, i64 clock, int if_cle
 // then copy the row with VEC-byte words.  slots[i] = slot or -1; rows go to out only if gather.
 // fill_misses: write default_row for misses (query and captured lookups) instead of leaving them.
 // Misses and reserved keys are counted into state[] once per warp.
-// touch (policies whose hit score is the clock's alone, touch_assign's rule): store the hit score
+// touch (policies whose hit score is the clock's alone, as LRU's: every occurrence of a slot gets
+// the same score, so a plain store applies the rule exactly): store the hit score
 // into each hit's slot right after its key was read, where it hits the same sector in L2; then the
 // last block ticks the clock (TOUCH_IF_CLEAN: only if the batch was all hits).  The old score goes to
 // old_scores[i] (when given) so that a lookup that fails later can put it back (restore_scores).
@@ -292,21 +293,6 @@ extern "C" __global__ void __launch_bounds__(256) touch(slot_t* __restrict__ tab
             }
         }
         __syncthreads();
-    }
-    tick_when_last(state, old_clock, 0);
-}
-
-// The hit rule of policies whose hit score depends on the clock alone (LRU: score = clock): every
-// occurrence writes the same value, so a plain store per occurrence is the rule applied exactly,
-// with no counting and no atomics.
-extern "C" __global__ void touch_assign(slot_t* __restrict__ table, const i64* __restrict__ slots, i64 n,
-                                        i64* __restrict__ state, int if_clean) {
-    if (skip(state, if_clean)) return;
-    const i64 old_clock = state[STATE_CLOCK];
-    const i64 score = hit_score(0, old_clock + 1, 1);
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-        const i64 s = slots[i];
-        if (s >= 0) table[s].score = score;
     }
     tick_when_last(state, old_clock, 0);
 }
