@@ -281,8 +281,8 @@ class Cache:
             if b.capturing():
                 b.enqueue_lookup(keys, out)
                 return b.rows_out(out)
-            slots, missed, reserved, applied = b.lookup_hits(keys, out)
             try:
+                slots, missed, reserved, applied = b.lookup_hits(keys, out)
                 if reserved:
                     raise_reserved(keys)
                 misses = missed.shape[0]
