@@ -280,7 +280,7 @@ class Cache:
             out = b.new_rows(n)
             if b.capturing():
                 b.enqueue_lookup(keys, out)
-                return b.rows_out(out)
+                return out
             try:
                 slots, missed, reserved, applied = b.lookup_hits(keys, out)
                 if reserved:
@@ -320,7 +320,7 @@ class Cache:
             if misses and admitted:  # with none admitted every outcome is "not admitted": nothing to place
                 self._place(ukeys, counts, rows, admit, self._admission.refuse_below_min, batch)
             self._finish(batch)
-            return b.rows_out(out)
+            return out
 
     def query(self, keys, stream=None) -> tuple[Any, Any]:
         """Read-only probe of the cache alone: ``(rows (n, dim), found (n,) bool)``.
@@ -335,7 +335,7 @@ class Cache:
             keys = self._keys(keys)
             out = b.new_rows(keys.shape[0])
             slots, _, _ = b.find_and_gather(keys, out, fill_misses=True)
-            return b.rows_out(out), slots >= 0
+            return out, slots >= 0
 
     def insert(self, keys, rows, stream=None) -> None:
         """Write ``rows`` (n, dim) to the tier and place ``keys`` (n,) in the cache, bypassing admission.

@@ -163,3 +163,13 @@ def test_backend_unique_matches_numpy(values):
     assert ukeys.tolist() == want.tolist() and counts.tolist() == want_counts.tolist()
     assert inverse.tolist() == want_inverse.ravel().tolist()
     assert last.tolist() == [max(i for i, k in enumerate(values) if k == u) for u in want.tolist()]
+
+
+def test_stats_add_sums_every_counter():
+    from embcache.stats import _COUNTERS, Stats
+
+    total, batch = Stats(**{name: 1 for name in _COUNTERS}), Stats(**{name: 10 + i for i, name in enumerate(_COUNTERS)})
+    batch.occupancy = 0.5
+    total.add(batch)
+    assert {name: getattr(total, name) for name in _COUNTERS} == {name: 11 + i for i, name in enumerate(_COUNTERS)}
+    assert total.occupancy == 0.5 and total.last is batch

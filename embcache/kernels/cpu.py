@@ -246,9 +246,6 @@ class CPUBackend:
     def to_host(self, array):
         return array
 
-    def rows_out(self, rows):
-        return rows
-
     def new_rows(self, n):
         return np.empty((n, self.dim), self.dtype)
 
@@ -329,10 +326,10 @@ class CPUBackend:
         if self._touch is not None and slots.shape[0]:
             self._touch(self.scores, slots, np.int64(self.clock))
 
-    def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min):
+    def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min) -> None:
         """Insert unique ascending ``keys`` (u,) with ``rows`` (u, dim) where ``admit`` (u,) bool, at the clock.
 
-        Returns ``(outcome, evicted)``: per key an outcome code and the key it evicted (or EMPTY_KEY).
+        ``tally`` then counts the keys of each outcome code.
         """
         n = keys.shape[0]
         outcome = np.empty(n, np.int8)
@@ -341,7 +338,6 @@ class CPUBackend:
             self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
                          admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted)
         self._tally = np.bincount(outcome, minlength=5)
-        return outcome, evicted
 
     def tally(self) -> np.ndarray:
         """How many keys of the last ``insert_and_evict`` got each outcome code: (5,) int64."""

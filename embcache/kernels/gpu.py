@@ -11,7 +11,9 @@ Kernels are compiled by NVRTC on first use and memoized per device and
 configuration (policy rules, ways, row bytes, launch shape); the constants
 reach CUDA as generated ``#define``s.  Every operation runs on CuPy's current
 stream (``Cache`` enters the caller's ``stream=``), and the hit path reads back
-one small counter block from that stream only: never a device-wide synchronize.
+one small counter block from that stream only: never a device-wide synchronize.  The
+probe and the insertion publish their counters themselves (their last block writes
+them into pinned host memory), so the host only waits for the stream and reads.
 """
 from __future__ import annotations
 
@@ -33,8 +35,9 @@ __all__ = ["GPUBackend", "gpu_available", "require_cupy", "compile_module", "def
 CUDA_DIR = pathlib.Path(__file__).with_name("cuda")
 # words of GPUBackend.state; cache.cu has the same STATE_* names
 STATE_CLOCK, STATE_MISSES, STATE_RESERVED, STATE_REPLAY_LOOKUPS, STATE_REPLAY_MISSES, STATE_LISTED = range(6)
-STATE_TOUCH_DONE = 6  # blocks of the running touch kernel that have finished (the last one ticks)
+STATE_DONE = 6  # blocks of the running reporting kernel that have finished (the last one reports)
 STATE_OUTCOMES = 8  # 5 words: the last insert_and_evict's tally of outcome codes
+STATE_HOST = 15  # the device address of _host_state, where probe_gather and insert_and_evict publish
 _STATE_WORDS = 16
 _BLOCKS_PER_SM = 16  # grid-stride kernels: enough resident warps to hide memory latency
 
@@ -166,10 +169,16 @@ class GPUBackend:
         self.keys.fill(EMPTY_KEY)
         self.values = cupy.zeros((slots, dim), self.raw_dtype)
         self.state = cupy.zeros(_STATE_WORDS, cupy.int64)
-        # pinned, so the counter read-back is one small DMA (frombuffer keeps the buffer alive)
-        self._host_state = np.frombuffer(cupy.cuda.alloc_pinned_memory(_STATE_WORDS * 8), np.int64, _STATE_WORDS)
+        # pinned, so a counter read-back is one small DMA, and the kernels that report write it
+        # themselves (frombuffer keeps the buffer alive)
+        host = cupy.cuda.alloc_pinned_memory(_STATE_WORDS * 8)
+        self._host_state = np.frombuffer(host, np.int64, _STATE_WORDS)
+        self.state[STATE_HOST] = cupy.cuda.runtime.pointerGetAttributes(host.ptr).devicePointer
+        self._no_misses = cupy.empty(0, cupy.int64)
+        self._views = None  # (buffer, n, touch) and the slots and old-score views of the scratch buffer
         self._dummy = cupy.zeros(16, cupy.uint8)
         self._scratch, self._scratch_stream = cupy.empty(0, cupy.int64), None
+        self._inserted = False  # whether the last insert_and_evict launched (and so published)
         self._touched = None  # (slots, old scores) of a lookup whose probe touched its hits, until it ends
         self.default = cupy.zeros(dim, self.raw_dtype)
         self.clock = 0
@@ -179,7 +188,8 @@ class GPUBackend:
         self._set_dtype = cupy.uint32 if num_sets <= 2**32 else cupy.uint64
         # kernel arguments that never change, made once: a small lookup is mostly Python time
         self._num_sets_arg = np.uint64(num_sets)
-        self._view_dtype = None if self.dtype.name == "bfloat16" else self.dtype
+        # lookups write rows as raw bits into arrays of the row dtype (bfloat16: its uint16 bits)
+        self._out_dtype = self.raw_dtype if self.dtype.name == "bfloat16" else self.dtype
         self._blocks = _multiprocessors(self.device_id) * _BLOCKS_PER_SM
         self._hits_change_scores = policy.hit_score.strip() != "score"
         # a hit score of the clock alone (LRU) is the same for every occurrence: stored, not counted,
@@ -254,12 +264,9 @@ class GPUBackend:
         out = self.xp.asnumpy(array)
         return out.view(self.dtype) if out.dtype == self.raw_dtype and out.ndim == 2 else out
 
-    def rows_out(self, raw_rows):
-        """What a lookup returns: float32/float16 rows as such; bfloat16 as uint16 bits (CuPy has no bfloat16)."""
-        return raw_rows if self._view_dtype is None else raw_rows.view(self._view_dtype)
-
     def new_rows(self, n):
-        return self.xp.empty((n, self.dim), self.raw_dtype)
+        """A lookup's output: float32/float16 rows as such; bfloat16 as uint16 bits (CuPy has no bfloat16)."""
+        return self.xp.empty((n, self.dim), self._out_dtype)
 
     def set_default(self, default: np.ndarray) -> None:
         self.default = self.to_device(raw(np.ascontiguousarray(default)))
@@ -267,6 +274,11 @@ class GPUBackend:
     # ------------------------------------------------------------------ device state
     def _read_state(self) -> np.ndarray:
         self.state.get(out=self._host_state)  # waits on this stream only
+        return self._host_state
+
+    def _published(self) -> np.ndarray:
+        """The state words that the last reporting kernel on this stream wrote to the host (waits for it)."""
+        self.xp.cuda.get_current_stream().synchronize()
         return self._host_state
 
     def _zero_counters(self, first: int = STATE_MISSES, words: int = STATE_RESERVED - STATE_MISSES + 1):
@@ -300,7 +312,8 @@ class GPUBackend:
         With ``scratch`` both live in a buffer that the next scratch probe reuses (one call's use only).
         """
         n = keys.shape[0]
-        words = 2 * n if touch == _TOUCH_IF_CLEAN else n
+        keep_old = touch == _TOUCH_IF_CLEAN
+        words = 2 * n if keep_old else n
         if scratch:
             # kernels of the last lookup may still read it, in order on its stream only
             stream = self.xp.cuda.get_current_stream().ptr
@@ -308,21 +321,27 @@ class GPUBackend:
                 self._scratch = self.xp.empty(max(words, 2 * self._scratch.shape[0]), self.xp.int64)
                 self._scratch_stream = stream
             buffer = self._scratch
+            views = self._views
+            # CuPy slicing costs microseconds: batches of one size reuse the views of the last one
+            if views is None or views[0] is not buffer or views[1] != n or views[2] != keep_old:
+                views = self._views = (buffer, n, keep_old, buffer[:n], buffer[n:2 * n] if keep_old else None)
+            slots, old = views[3], views[4]
         else:
             buffer = self.xp.empty(words, self.xp.int64)
-        slots, old = buffer[:n], (buffer[n:2 * n] if touch == _TOUCH_IF_CLEAN else None)
+            slots, old = buffer[:n], (buffer[n:2 * n] if keep_old else None)
         if n:
+            count = _i64(n)
             threads = -(-n // self._kpg) * self._group
             split = self._split and out is not None
             self._k["probe_gather"](
                 (max(1, min(-(-threads // self._block), self._blocks)),), (self._block,),
-                (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, _i64(n),
+                (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, count,
                  _FLAG[out is not None and not split], self._dummy if out is None else out, slots, self.default,
                  _FLAG[fill_misses], _FLAG[replay], self.state, _TOUCH_FLAG[touch], _NULL if old is None else old))
             if split:
                 words = n * self._chunks
                 self._k["gather_slots"]((-(-words // 256),), (256,),
-                                        (self.values, slots, _i64(n), out, self.default, _FLAG[fill_misses]))
+                                        (self.values, slots, count, out, self.default, _FLAG[fill_misses]))
         return slots, old
 
     def _tick_and_touch(self, slots, if_clean: bool) -> None:
@@ -346,7 +365,7 @@ class GPUBackend:
         """
         self._zero_counters()
         slots, _ = self._probe(keys, out, fill_misses)
-        state = self._read_state()
+        state = self._published() if keys.shape[0] else self._read_state()
         return slots, int(state[STATE_MISSES]), int(state[STATE_RESERVED])
 
     def lookup_hits(self, keys, out):
@@ -369,13 +388,14 @@ class GPUBackend:
         else:
             slots, _ = self._probe(keys, out, False, scratch=True)
             self._tick_and_touch(slots, if_clean=True)
-        state = self._read_state()
+        # the probe published its counters; a launch after it (the touch kernel) is waited for too
+        state = self._published() if n else self._read_state()
         misses, reserved = int(state[STATE_MISSES]), int(state[STATE_RESERVED])
         applied = not misses and not reserved
         if applied:
             self.clock += 1
             self._touched = None
-            return slots, slots[:0], reserved, applied
+            return slots, self._no_misses, reserved, applied
         missed = self.xp.empty(misses, self.xp.int64)
         self._k["list_misses"]((launch_grid(n, 256),), (256,), (slots, _i64(n), missed, self.state))
         return slots, missed, reserved, applied
@@ -414,15 +434,14 @@ class GPUBackend:
         if n:
             self._k["scatter_rows"]((launch_grid(n * 32, 256),), (256,), (out, where, rows, inverse, _i64(n)))
 
-    def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min):
-        """As ``CPUBackend.insert_and_evict``, at the device clock: device (outcome, evicted).  No host wait."""
+    def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min) -> None:
+        """As ``CPUBackend.insert_and_evict``, at the device clock.  No host wait; ``tally`` waits."""
         cupy = self.xp
         n = keys.shape[0]
-        outcome = cupy.empty(n, cupy.int8)
-        evicted = cupy.empty(n, cupy.int64)
         self._zero_counters(STATE_OUTCOMES, 5)
+        self._inserted = bool(n)
         if not n:
-            return outcome, evicted
+            return
         sets = cupy.empty(n, self._set_dtype)
         self._k["sets_of"]((launch_grid(n, 256),), (256,), (keys, _i64(n), np.uint64(self.num_sets), sets))
         order = cupy.argsort(sets)  # stable, so each set's keys stay ascending
@@ -430,12 +449,12 @@ class GPUBackend:
             (launch_grid(n * 32, 256),), (256,),
             (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, counts, rows,
              admit, order,
-             sets[order], _i64(n), self.state, np.int32(bool(refuse_below_min)), outcome, evicted))
-        return outcome, evicted
+             sets[order], _i64(n), self.state, np.int32(bool(refuse_below_min))))
 
     def tally(self) -> np.ndarray:
         """How many keys of the last ``insert_and_evict`` got each outcome code: (5,) host int64 (waits for it)."""
-        return self._read_state()[STATE_OUTCOMES:STATE_OUTCOMES + 5].copy()
+        state = self._published() if self._inserted else self._read_state()  # no kernel: nothing published
+        return state[STATE_OUTCOMES:STATE_OUTCOMES + 5].copy()
 
     def unique(self, keys):
         """As ``CPUBackend.unique``, on the device, with no boolean indexing (CuPy's nonzero scan)."""

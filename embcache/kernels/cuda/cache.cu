@@ -22,8 +22,10 @@
 #define STATE_REPLAY_LOOKUPS 3
 #define STATE_REPLAY_MISSES 4
 #define STATE_LISTED 5
-#define STATE_TOUCH_DONE 6
+#define STATE_DONE 6  // blocks of the running reporting kernel that have finished (the last one reports)
 #define STATE_OUTCOMES 8  // 5 words: how many keys of the last insert_and_evict got each outcome code
+#define STATE_PUBLISHED 13  // words 0 .. 12 go to the host's copy
+#define STATE_HOST 15  // the device address of the host's pinned copy of the state words
 
 __device__ __forceinline__ void copy_row(char* __restrict__ dst, const char* __restrict__ src, int lane, int lanes) {
     const vec_t* s = reinterpret_cast<const vec_t*>(src);
@@ -55,21 +57,40 @@ __device__ __forceinline__ unsigned warp_sum(unsigned v) {
 }
 
 // ---------------------------------------------------------------- hit path
+// Every thread calls this at the end of a kernel that reports to the host: true in thread 0 of the
+// block that finishes last, once every block's counter atomics are visible.  It resets the arrival
+// count for the next launch (graph replays included).
+__device__ __forceinline__ bool last_block(i64* state) {
+    __threadfence();  // this thread's counter atomics before the block's arrival below
+    __syncthreads();
+    bool last = false;
+    if (threadIdx.x == 0) {
+        unsigned long long* done = reinterpret_cast<unsigned long long*>(state + STATE_DONE);
+        if (atomicAdd(done, 1ull) == gridDim.x - 1) {
+            __threadfence();
+            *done = 0;
+            last = true;
+        }
+    }
+    return last;
+}
+
+// The last block copies the state words into the host's pinned copy (its address is in
+// state[STATE_HOST]), so that the host reads them after a stream synchronize: no copy to enqueue.
+__device__ __forceinline__ void publish(const i64* state) {
+    const volatile i64* words = state;  // other blocks' atomics: past this block's L1
+    volatile i64* host = reinterpret_cast<volatile i64*>(words[STATE_HOST]);
+#pragma unroll
+    for (int w = 0; w < STATE_PUBLISHED; ++w) host[w] = words[w];
+    __threadfence_system();
+}
+
 // The kernels that touch hits tick the clock too: every block scores with clock + 1 (the clock it
 // read, ticked), and the last block to finish stores clock + 1 once every other block has read the
 // old value.  With if_clean it ticks only if no block found a miss or a reserved key.
-__device__ __forceinline__ void tick_when_last(i64* state, i64 clock, int if_clean) {
-    __threadfence();  // this thread's counter atomics before the block's arrival below
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        unsigned long long* done = reinterpret_cast<unsigned long long*>(state + STATE_TOUCH_DONE);
-        if (atomicAdd(done, 1ull) == gridDim.x - 1) {
-            __threadfence();
-            const volatile i64* counters = state;
-            if (!if_clean || !(counters[STATE_MISSES] | counters[STATE_RESERVED])) state[STATE_CLOCK] = clock + 1;
-            *done = 0;  // ready for the next launch (graph replays included)
-        }
-    }
+__device__ __forceinline__ void tick_if(i64* state, i64 clock, int if_clean) {
+    const volatile i64* counters = state;
+    if (!if_clean || !(counters[STATE_MISSES] | counters[STATE_RESERVED])) state[STATE_CLOCK] = clock + 1;
 }
 
 // GROUP lanes probe one key's set together (PROBE_WPL ways each), KEYS_PER_GROUP keys in flight,
@@ -102,16 +123,20 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
     // ballots and shuffles are safe; indices >= n are simply not valid
     for (; __shfl_sync(FULL_MASK, first, 0) < n; first += stride) {
         i64 key[KEYS_PER_GROUP], base[KEYS_PER_GROUP];
-        i64 probe[KEYS_PER_GROUP][PROBE_WPL];
+        // per key: the way this lane found it in (or -1) and that slot's score as the probe read it
+        int mine[KEYS_PER_GROUP];
+        i64 seen[KEYS_PER_GROUP];
 #pragma unroll
         for (int j = 0; j < KEYS_PER_GROUP; ++j) {
             const i64 i = first + j;
             key[j] = i < n ? keys[i] : EMPTY_KEY;
             base[j] = (i64)(mix64((u64)key[j]) % num_sets) * WAYS;
+            mine[j] = -1;
+            seen[j] = 0;
         }
 #if DIGESTS
-        // digests first (WAYS bytes a set), then only the keys behind matching digests: all loads of
-        // one stage are independent, so KEYS_PER_GROUP keys keep that many requests in flight
+        // digests first (WAYS bytes a set), then only the records behind matching digests: all loads
+        // of one stage are independent, so KEYS_PER_GROUP keys keep that many requests in flight
         unsigned tags[KEYS_PER_GROUP][(PROBE_WPL + 3) / 4];
 #pragma unroll
         for (int j = 0; j < KEYS_PER_GROUP; ++j) {
@@ -127,17 +152,39 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
 #endif
             }
         }
+        // a lane's ways whose digest matches: nearly always none or one (1/256 a way by chance), so
+        // the first candidate's whole record (key and score, one 16-byte load) is read for every key
+        // at once and any further candidates one by one after
+        unsigned candidates[KEYS_PER_GROUP];
+        slot_t first_record[KEYS_PER_GROUP];
 #pragma unroll
         for (int j = 0; j < KEYS_PER_GROUP; ++j) {
             const unsigned want = digest_of(key[j]);
-            const slot_t* p = table + base[j] + lane * PROBE_WPL;
+            candidates[j] = 0;
 #pragma unroll
-            for (int w = 0; w < PROBE_WPL; ++w) {
-                const bool match = first + j < n && ((tags[j][w / 4] >> (8 * (w % 4))) & 0xffu) == want;
-                probe[j][w] = match ? p[w].key : EMPTY_KEY;  // EMPTY_KEY never equals a key that is looked up
+            for (int w = 0; w < PROBE_WPL; ++w)
+                candidates[j] |= (unsigned)(((tags[j][w / 4] >> (8 * (w % 4))) & 0xffu) == want) << w;
+            if (first + j >= n || reserved(key[j])) candidates[j] = 0;
+            const slot_t* p = table + base[j] + lane * PROBE_WPL;
+            first_record[j].key = EMPTY_KEY;  // EMPTY_KEY never equals a key that is looked up
+            if (candidates[j]) first_record[j] = p[__ffs(candidates[j]) - 1];
+        }
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            const slot_t* p = table + base[j] + lane * PROBE_WPL;
+            if (candidates[j] && first_record[j].key == key[j]) {
+                mine[j] = __ffs(candidates[j]) - 1;
+                seen[j] = first_record[j].score;
+            } else if (candidates[j]) {
+                for (unsigned rest = candidates[j] & (candidates[j] - 1); rest; rest &= rest - 1) {
+                    const int w = __ffs(rest) - 1;
+                    const slot_t r = p[w];
+                    if (r.key == key[j]) { mine[j] = w; seen[j] = r.score; break; }
+                }
             }
         }
 #else
+        i64 probe[KEYS_PER_GROUP][PROBE_WPL];
 #pragma unroll
         for (int j = 0; j < KEYS_PER_GROUP; ++j) {
             if (first + j < n) {
@@ -146,30 +193,33 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
                 for (int w = 0; w < PROBE_WPL; ++w) probe[j][w] = p[w].key;
             }
         }
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            if (first + j < n && !reserved(key[j])) {
+#pragma unroll
+                for (int w = 0; w < PROBE_WPL; ++w)
+                    if (probe[j][w] == key[j]) mine[j] = w;
+                if (touch && mine[j] >= 0) seen[j] = table[base[j] + lane * PROBE_WPL + mine[j]].score;
+            }
+        }
 #endif
 #pragma unroll
         for (int j = 0; j < KEYS_PER_GROUP; ++j) {
             const i64 i = first + j;
-            const bool valid = i < n && !reserved(key[j]);
-            int mine = -1;
-            if (valid) {
-#pragma unroll
-                for (int w = 0; w < PROBE_WPL; ++w)
-                    if (probe[j][w] == key[j]) mine = w;
-            }
-            const unsigned hits = (__ballot_sync(FULL_MASK, mine >= 0) >> group_first_lane) & group_mask;
+            const unsigned hits = (__ballot_sync(FULL_MASK, mine[j] >= 0) >> group_first_lane) & group_mask;
             const int hit_lane = hits ? __ffs(hits) - 1 : 0;
-            const int way = __shfl_sync(FULL_MASK, mine, group_first_lane + hit_lane) + hit_lane * PROBE_WPL;
+            const int way = __shfl_sync(FULL_MASK, mine[j], group_first_lane + hit_lane) + hit_lane * PROBE_WPL;
             const i64 slot = hits ? base[j] + way : -1;
             if (i < n) {
                 if (lane == 0) {
                     slots[i] = slot;
                     misses += slot < 0;
                     bad += reserved(key[j]);
-                    if (touch && slot >= 0) {
-                        if (old_scores) old_scores[i] = table[slot].score;
-                        table[slot].score = touched;
-                    }
+                }
+                // the lane that found the key holds the score it read: it saves it and stores the new one
+                if (touch && mine[j] >= 0) {
+                    if (old_scores) old_scores[i] = seen[j];
+                    table[slot].score = touched;
                 }
                 if (gather) {
                     if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
@@ -188,7 +238,10 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
     }
     if (replay && blockIdx.x == 0 && threadIdx.x == 0)
         atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_LOOKUPS), (unsigned long long)n);
-    if (touch) tick_when_last(state, clock, touch == TOUCH_IF_CLEAN);
+    if (last_block(state)) {
+        if (touch) tick_if(state, clock, touch == TOUCH_IF_CLEAN);
+        if (!replay) publish(state);  // a graph replay's counts are absorbed from the device words instead
+    }
 }
 
 // Undo probe_gather's touch after a lookup failed before its end (reserved key, tier error): each hit
@@ -294,7 +347,7 @@ extern "C" __global__ void __launch_bounds__(256) touch(slot_t* __restrict__ tab
         }
         __syncthreads();
     }
-    tick_when_last(state, old_clock, 0);
+    if (last_block(state)) tick_if(state, old_clock, 0);
 }
 
 // Every slot's digest from its key (after clear, load, or turning digests on).
@@ -307,12 +360,13 @@ extern "C" __global__ void make_digests(const slot_t* __restrict__ table, i64 n,
 // Keys are unique; order[] lists them sorted by (set, key) and sets[] holds each sorted key's set.
 // One warp takes each run of equal sets and applies its keys in order, holding the set's keys and
 // scores in registers (way = j * 32 + lane), exactly as insert_and_evict_cpu does one key at a time.
+// Only the tally of outcome codes leaves the kernel (state[STATE_OUTCOMES], published to the host):
+// per-key outcomes would be two scattered writes a key that no caller reads.
 extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
     slot_t* __restrict__ table, unsigned char* __restrict__ digests,
     char* __restrict__ values, u64 num_sets, const i64* __restrict__ keys, const i64* __restrict__ counts, const char* __restrict__ rows,
     const bool* __restrict__ admit, const i64* __restrict__ order, const set_t* __restrict__ sets, i64 n,
-    i64* __restrict__ state, int refuse_below_min, signed char* __restrict__ outcome,
-    i64* __restrict__ evicted) {
+    i64* __restrict__ state, int refuse_below_min) {
     const int lane = threadIdx.x & 31;
     const i64 warps = (i64)gridDim.x * (blockDim.x / 32);
     const i64 clock = state[STATE_CLOCK];
@@ -332,7 +386,6 @@ extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
         for (i64 q = q0; q < n && sets[q] == set; ++q) {
             const i64 i = order[q];
             if (!admit[i]) {
-                if (lane == 0) { outcome[i] = NOT_ADMITTED; evicted[i] = EMPTY_KEY; }
                 ++tally[NOT_ADMITTED];
                 continue;
             }
@@ -376,7 +429,6 @@ extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
                         if (other < low || (other == low && other_way < low_way)) { low = other; low_way = other_way; }
                     }
                     if (refuse_below_min && score < low) {
-                        if (lane == 0) { outcome[i] = REFUSED; evicted[i] = EMPTY_KEY; }
                         ++tally[REFUSED];
                         continue;
                     }
@@ -390,8 +442,6 @@ extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
 #pragma unroll
             for (int j = 0; j < WARP_WPL; ++j) {
                 if (way == j * 32 + lane) {
-                    outcome[i] = code;
-                    evicted[i] = code == EVICTED ? kw[j] : EMPTY_KEY;
                     kw[j] = k;
                     sw[j] = score;
                     table[slot].key = k;
@@ -411,6 +461,7 @@ extern "C" __global__ void __launch_bounds__(256) insert_and_evict(
         for (int c = 0; c < 5; ++c)
             if (tally[c]) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_OUTCOMES + c), tally[c]);
     }
+    if (last_block(state)) publish(state);
 }
 
 // ---------------------------------------------------------------- unique (sorted keys in, runs out)
