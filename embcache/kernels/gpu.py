@@ -446,10 +446,9 @@ class GPUBackend:
         self._k["sets_of"]((launch_grid(n, 256),), (256,), (keys, _i64(n), np.uint64(self.num_sets), sets))
         order = cupy.argsort(sets)  # stable, so each set's keys stay ascending
         self._k["insert_and_evict"](
-            (launch_grid(n * 32, 256),), (256,),
+            (launch_grid(n, 256),), (256,),
             (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, counts, rows,
-             admit, order,
-             sets[order], _i64(n), self.state, np.int32(bool(refuse_below_min))))
+             admit, order, _i64(n), self.state, np.int32(bool(refuse_below_min))))
 
     def tally(self) -> np.ndarray:
         """How many keys of the last ``insert_and_evict`` got each outcome code: (5,) host int64 (waits for it)."""

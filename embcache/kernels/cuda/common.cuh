@@ -38,6 +38,9 @@ __device__ __forceinline__ u64 mix64(u64 z) {
     return z ^ (z >> 31);
 }
 
+// the set a key lives in (layout.sets_of)
+__device__ __forceinline__ u64 set_of(i64 key, u64 num_sets) { return mix64((u64)key) % num_sets; }
+
 // A slot's 1-byte digest (HierarchicalKV's idea): the top byte of the mix, which the set index
 // (the mix modulo num_sets) leaves nearly independent.  Probing reads a set's WAYS digest bytes (one
 // 32-byte sector for 32 ways) and then only the keys whose digest matches, instead of 8 bytes a way.
