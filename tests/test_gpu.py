@@ -127,6 +127,20 @@ def test_any_dim_and_64_ways(dim, dtype):
     assert_same_state(cpu, gpu)
 
 
+@pytest.mark.parametrize("ways", [4, 32, 64])
+def test_long_runs_of_one_set_insert_as_on_the_cpu(ways):
+    """Batches whose keys crowd a few sets: runs longer than a warp's 32 positions, and LFU keys of a
+    batch that evict keys the same batch inserted (the later row must win)."""
+    rng = np.random.default_rng(ways)
+    cpu, gpu = pair(2 * ways, 8, "lfu", "always", "float32", ways, np.arange(0, 4000, dtype=np.int64))
+    for _ in range(6):
+        batch = rng.choice(4000, 300, replace=False).astype(np.int64)
+        batch = np.concatenate([batch, batch[:40], batch[:5]])  # a few keys counted 2 and 3 times
+        assert raw_bytes(cpu.lookup(batch)) == raw_bytes(gpu.lookup(batch))
+        assert_same_state(cpu, gpu)
+    assert cpu.stats.evictions > 0
+
+
 @pytest.mark.parametrize("policy", ["lru", "lfu"])
 def test_every_launch_shape_gives_the_same_results(policy):
     """Each shape autotune may pick (group, keys per group, digests, split), switched on a live cache."""
