@@ -442,9 +442,10 @@ __device__ __forceinline__ void load_set(const slot_t* __restrict__ table, i64 b
     }
 }
 
-// Keys are unique; order[] lists them sorted by (set, key).  A warp takes 32 sorted positions at a time, and every run of equal sets that starts among them
-// (to its end, past the 32 if need be), applying its keys in order as insert_and_evict_cpu does.
-// The memory waits overlap: each lane reads its position's set, key, admit flag and count at once,
+// Keys are unique; order[] lists them sorted by (set, key).  A warp takes 32 sorted positions at a
+// time, and every run of equal sets that starts among them (to its end, past the 32 if need be),
+// applying its keys in order as insert_and_evict_cpu does.  The memory waits overlap: each lane
+// reads its position's key (whose set it computes), admit flag and count at once,
 // the next run's set is read while one is applied, and the rows are copied at the end, one word
 // per lane, after every decision of the 32.  A later key that takes the slot of an earlier one
 // (evicting a key inserted by this batch) cancels the earlier copy, so the last row wins.
