@@ -136,6 +136,8 @@ class Cache:
             sketch_seed=0 if sketch is None else sketch[3],
         )
         self._backend.set_default(self._default)
+        # a GPU cache reads a pinned store's rows in place: no host round trip, no staging copy
+        self._zero_copy = self._backend.name == "gpu" and getattr(tier, "pinned", False)
         self._size = 0
         self._stats = Stats()
         self._lock = threading.RLock()
@@ -238,7 +240,7 @@ class Cache:
         does so; any other tier is read on the host and its rows copied over once.
         """
         b = self._backend
-        if b.name == "gpu" and getattr(self._tier, "pinned", False):
+        if self._zero_copy:
             return self._tier.gather_to_device(keys, b.default)
         rows, present = self._tier.get_many(b.to_host(keys))
         rows[~present] = self._default
@@ -274,41 +276,30 @@ class Cache:
         """
         with self._lock, self._backend.on_stream(stream):
             self._check_open("lookup")
-            b, xp = self._backend, self._backend.xp
+            b = self._backend
             keys = self._keys(keys, reserved=b.name == "cpu")
             n = keys.shape[0]
             out = b.new_rows(n)
             if b.capturing():
                 b.enqueue_lookup(keys, out)
                 return out
+            # a pinned store that is open: the probe copies missed rows from it in the same pass
+            source = self._tier.device_rows() if self._zero_copy and not self._tier.closed else None
             try:
-                slots, missed, reserved, applied = b.lookup_hits(keys, out)
+                slots, missed, reserved, applied = b.lookup_hits(keys, out, source)
                 if reserved:
                     raise_reserved(keys)
                 misses = missed.shape[0]
                 batch = Stats(hits=n - misses, misses=misses)
+                placement = None
                 if misses:
-                    ukeys, inverse, counts, _ = b.unique(keys[missed])
-                    try:
-                        rows, present = self._fetch(ukeys)
-                    except TierError:
-                        if self._on_tier_error == "raise":
-                            raise
-                        rows = b.to_device(np.broadcast_to(self._default, (ukeys.shape[0], self._dim)))
-                        present = xp.zeros(ukeys.shape[0], xp.bool_)
-                        batch.tier_failures = ukeys.shape[0]
-                    b.scatter(out, missed, rows, inverse.ravel())
-                    batch.unique_misses = ukeys.shape[0]
-                    if not self._policy.inserts_on_lookup or not self._admission.admit_batch(batch.hits, n):
-                        admit, admitted = None, 0  # no device work for a batch that admits nothing
-                        absent = ukeys.shape[0] - int(present.sum())
+                    admitting = self._policy.inserts_on_lookup and self._admission.admit_batch(batch.hits, n)
+                    if source is not None and not admitting:
+                        # every missed row is in out already and nothing is placed: the counts alone, no sort
+                        unique, absent = b.count_source_misses(keys, slots, misses)
+                        batch.unique_misses, batch.absent, batch.refusals = unique, absent, unique - absent
                     else:
-                        admit = present.copy()
-                        if b.sketch is not None:
-                            admit &= b.sketch_add(ukeys, counts) >= self._admission.sketch[0]
-                        absent, admitted = (int(x) for x in xp.stack([(~present).sum(), admit.sum()]).tolist())
-                    batch.absent = absent
-                    batch.refusals = ukeys.shape[0] - absent - admitted
+                        placement = self._misses(keys, missed, slots, out, source, admitting, batch)
             except BaseException:
                 b.undo_touch()  # a backend whose probe stored the hits' scores puts them back
                 raise
@@ -317,10 +308,45 @@ class Cache:
             # scores a probe stored early were put back above if anything failed)
             if not applied:
                 b.tick_and_touch(slots)
-            if misses and admitted:  # with none admitted every outcome is "not admitted": nothing to place
-                self._place(ukeys, counts, rows, admit, self._admission.refuse_below_min, batch)
+            if placement is not None:  # with none admitted every outcome is "not admitted": nothing to place
+                self._place(*placement, self._admission.refuse_below_min, batch)
             self._finish(batch)
             return out
+
+    def _misses(self, keys, missed, slots, out, source, admitting: bool, batch: Stats):
+        """A lookup's distinct missed keys: their rows into ``out`` (unless the probe read them from
+        ``source``), the batch's miss counts, and what to place: ``(keys, counts, rows, admit)``, or
+        None when nothing is admitted.  Raises TierError (``on_tier_error="raise"``) before any change.
+        """
+        b, xp = self._backend, self._backend.xp
+        ukeys, inverse, counts, last = b.unique(keys[missed])
+        if source is not None:  # every missed row is in out already
+            at = missed[last]  # where each distinct missed key occurs (its last occurrence)
+            rows, present = None, b.found_in_source(slots, at)
+        else:
+            try:
+                rows, present = self._fetch(ukeys)
+            except TierError:
+                if self._on_tier_error == "raise":
+                    raise
+                rows = b.to_device(np.broadcast_to(self._default, (ukeys.shape[0], self._dim)))
+                present = xp.zeros(ukeys.shape[0], xp.bool_)
+                batch.tier_failures = ukeys.shape[0]
+            b.scatter(out, missed, rows, inverse.ravel())
+        batch.unique_misses = ukeys.shape[0]
+        if not admitting:
+            admit, admitted = None, 0  # no device work for a batch that admits nothing
+            absent = ukeys.shape[0] - int(present.sum())
+        else:
+            if rows is None:
+                rows = out[at]
+            admit = present.copy()
+            if b.sketch is not None:
+                admit &= b.sketch_add(ukeys, counts) >= self._admission.sketch[0]
+            absent, admitted = (int(x) for x in xp.stack([(~present).sum(), admit.sum()]).tolist())
+        batch.absent = absent
+        batch.refusals = ukeys.shape[0] - absent - admitted
+        return (ukeys, counts, rows, admit) if admitted else None
 
     def query(self, keys, stream=None) -> tuple[Any, Any]:
         """Read-only probe of the cache alone: ``(rows (n, dim), found (n,) bool)``.

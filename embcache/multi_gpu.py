@@ -317,7 +317,7 @@ class _SharedTier:
 
     def __getattr__(self, name):
         value = getattr(self._inner, name)
-        if name in ("get_many", "put_many", "delete_many", "gather_to_device"):
+        if name in ("get_many", "put_many", "delete_many", "gather_to_device", "device_rows"):
             def locked(*args, **kwargs):
                 with self._lock:
                     return value(*args, **kwargs)

@@ -30,11 +30,14 @@ def raw_bytes(rows) -> bytes:
     return host(rows).tobytes()
 
 
-def pair(capacity, dim, policy, admission, dtype, ways, tier_keys, pinned=False):
-    """The same cache on both backends, each in front of its own store with the same rows."""
+def pair(capacity, dim, policy, admission, dtype, ways, tier_keys, pinned=False, device_index=True):
+    """The same cache on both backends, each in front of its own store with the same rows.
+
+    ``pinned``: the GPU cache's store is pinned, so its probe reads missed rows in place.
+    """
     caches = []
     for backend in ("cpu", "gpu"):
-        store = HostStore(dim, dtype, pinned=pinned and backend == "gpu")
+        store = HostStore(dim, dtype, pinned=pinned and backend == "gpu", device_index=device_index)
         store.put_many(tier_keys, rows_for(tier_keys, dim, dtype, seed=0))
         caches.append(embcache.Cache(capacity, dim, policy, ADMISSIONS[admission](), dtype, backend, store,
                                      default=-1.5, ways=ways))
@@ -103,7 +106,8 @@ def test_cpu_and_gpu_agree(policy, admission, dtype, data):
     capacity = data.draw(st.integers(1, 48), label="capacity")
     ways = data.draw(st.sampled_from([1, 4, 32]), label="ways")
     dim = data.draw(st.sampled_from([3, 33]), label="dim")
-    cpu, gpu = pair(capacity, dim, policy, admission, dtype, ways, np.array(stored, np.int64))
+    cpu, gpu = pair(capacity, dim, policy, admission, dtype, ways, np.array(stored, np.int64),
+                    pinned=data.draw(st.booleans(), label="pinned store"))
     gpu._backend.retune({**gpu._backend.shape, "digests": data.draw(st.booleans(), label="digests"),
                          "split": data.draw(st.booleans(), label="split")})
     for step in range(data.draw(st.integers(1, 12), label="steps")):
@@ -141,15 +145,17 @@ def test_long_runs_of_one_set_insert_as_on_the_cpu(ways):
     assert cpu.stats.evictions > 0
 
 
+@pytest.mark.parametrize("pinned", [False, True])
 @pytest.mark.parametrize("policy", ["lru", "lfu"])
-def test_every_launch_shape_gives_the_same_results(policy):
-    """Each shape autotune may pick (group, keys per group, digests, split), switched on a live cache."""
+def test_every_launch_shape_gives_the_same_results(policy, pinned):
+    """Each shape autotune may pick (group, keys per group, digests, split), switched on a live cache;
+    with a pinned store, each shape's probe also copies the missed rows from it."""
     import itertools
 
     from embcache.autotune import DIGESTS, GROUPS, KEYS_PER_GROUP, SPLIT
 
     rng = np.random.default_rng(7)
-    cpu, gpu = pair(2000, 33, policy, "always", "float32", 32, np.arange(0, 6000, 2, dtype=np.int64))
+    cpu, gpu = pair(2000, 33, policy, "always", "float32", 32, np.arange(0, 6000, 2, dtype=np.int64), pinned=pinned)
     for group, kpg, digests, split in itertools.product(GROUPS, KEYS_PER_GROUP, DIGESTS, SPLIT):
         gpu._backend.retune({"group": group, "keys_per_group": kpg, "block": 256, "digests": digests,
                              "split": split})
@@ -164,15 +170,39 @@ def test_every_launch_shape_gives_the_same_results(policy):
     assert_same_state(cpu, gpu)
 
 
-def test_pinned_host_store_is_read_zero_copy():
-    """A pinned HostStore serves the GPU's misses directly, with the same results as a plain one."""
-    rng = np.random.default_rng(1)
-    cpu, gpu = pair(256, 128, "lru", "always", "float32", 32, np.arange(0, 5000, 3, dtype=np.int64), pinned=True)
+@pytest.mark.parametrize("device_index", [True, False])
+@pytest.mark.parametrize("dim, dtype, policy, split", [
+    (32, "float32", "lru", False), (64, "float32", "lfu", True), (128, "float32", "lru", False),
+    (128, "float16", "static", True), (33, "bfloat16", "lfu", False)])
+def test_the_probe_reads_missed_rows_from_a_pinned_store(dim, dtype, policy, split, device_index, monkeypatch):
+    """A pinned HostStore's missed rows are copied by the lookup's probe itself, in its pass over the hits
+    (the split gather too), with the CPU backend's rows, stats and admissions; no separate tier fetch runs.
+
+    Batches repeat missed keys and ask for keys that no tier holds (default row).  Under ``static``
+    nothing is admitted, so the lookup only counts its distinct misses (a hash set, no sort).
+    """
+    rng = np.random.default_rng(dim)
+    cpu, gpu = pair(256, dim, policy, "always", dtype, 32, np.arange(0, 5000, 3, dtype=np.int64), pinned=True,
+                    device_index=device_index)
+    gpu._backend.retune({**gpu._backend.shape, "split": split})
     assert gpu.tier.pinned
-    for _ in range(20):
+
+    def fetch(*args):
+        raise AssertionError("a separate fetch ran: the probe should have read the store")
+
+    monkeypatch.setattr(gpu.tier, "gather_to_device", fetch)
+    for step in range(20):
         batch = rng.integers(0, 5200, 700)
+        if step == 10:  # keys written to the store after the probe last read it (the device index follows)
+            new = np.arange(6001, 6200, 2, dtype=np.int64)
+            for cache in (cpu, gpu):
+                cache.tier.put_many(new, rows_for(new, dim, dtype, seed=9))
+        if step >= 10:
+            batch = np.concatenate([batch, rng.integers(6000, 6200, 50)])
         assert raw_bytes(cpu.lookup(batch)) == raw_bytes(gpu.lookup(batch))
-    assert_same_state(cpu, gpu)
+        assert_same_state(cpu, gpu)
+    assert gpu.stats.absent > 0 and (gpu.stats.insertions > 0) == (policy != "static")
+    assert gpu.stats.unique_misses < gpu.stats.misses  # missed keys did repeat within batches
 
 
 @given(st.lists(st.tuples(st.sampled_from(["put", "delete", "gather"]),

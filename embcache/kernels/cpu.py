@@ -304,12 +304,13 @@ class CPUBackend:
             out[slots < 0] = self._default
         return slots, keys.shape[0] - int(hits), 0
 
-    def lookup_hits(self, keys, out):
+    def lookup_hits(self, keys, out, source=None):
         """A lookup's hit path: ``(slots, missed, reserved, applied)``, as ``GPUBackend.lookup_hits``.
 
         ``missed`` lists the indices of the missed keys; when there is none, the
         clock tick and the hits' score updates are done (``applied``).  Reserved
         keys were refused by ``check_keys`` already, so ``reserved`` is 0.
+        ``source`` is always None here: rows read in place are a GPU matter.
         """
         slots, misses, _ = self.find_and_gather(keys, out)
         if misses:

@@ -37,6 +37,7 @@ CUDA_DIR = pathlib.Path(__file__).with_name("cuda")
 STATE_CLOCK, STATE_MISSES, STATE_RESERVED, STATE_REPLAY_LOOKUPS, STATE_REPLAY_MISSES, STATE_LISTED = range(6)
 STATE_DONE = 6  # blocks of the running reporting kernel that have finished (the last one reports)
 STATE_OUTCOMES = 8  # 5 words: the last insert_and_evict's tally of outcome codes
+STATE_DISTINCT, STATE_ABSENT = 13, 14  # count_source_misses' two counts
 STATE_HOST = 15  # the device address of _host_state, where probe_gather and insert_and_evict publish
 _STATE_WORDS = 16
 _BLOCKS_PER_SM = 16  # grid-stride kernels: enough resident warps to hide memory latency
@@ -221,7 +222,8 @@ class GPUBackend:
         self._k = {name: module.get_function(name) for name in (
             "probe_gather", "tick", "touch", "insert_and_evict", "sets_of", "update_rows",
             "erase_keys", "scatter_rows", "sketch_add", "sketch_estimate", "run_starts", "run_scatter",
-            "list_misses", "make_digests", "restore_scores", "gather_slots")}
+            "list_misses", "make_digests", "restore_scores", "gather_slots", "probe_gather_source",
+            "count_source_misses")}
         if digests and self.digests is None:
             self.digests = self.xp.empty(self.keys.shape[0], self.xp.uint8)
             self._make_digests()
@@ -306,10 +308,12 @@ class GPUBackend:
 
     # ------------------------------------------------------------------ operations
     def _probe(self, keys, out, fill_misses: bool, replay: bool = False, scratch: bool = False,
-               touch: int = _TOUCH_NONE):
+               touch: int = _TOUCH_NONE, source=None):
         """Slots of ``keys``, and with ``touch`` the old scores of the hits it touched (else None).
 
         With ``scratch`` both live in a buffer that the next scratch probe reuses (one call's use only).
+        With a ``source`` (see ``lookup_hits``) a missed key found there gets a slot below -1, and its
+        row is copied from there in the same pass.
         """
         n = keys.shape[0]
         keep_old = touch == _TOUCH_IF_CLEAN
@@ -333,15 +337,19 @@ class GPUBackend:
             count = _i64(n)
             threads = -(-n // self._kpg) * self._group
             split = self._split and out is not None
-            self._k["probe_gather"](
-                (max(1, min(-(-threads // self._block), self._blocks)),), (self._block,),
-                (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, count,
-                 _FLAG[out is not None and not split], self._dummy if out is None else out, slots, self.default,
-                 _FLAG[fill_misses], _FLAG[replay], self.state, _TOUCH_FLAG[touch], _NULL if old is None else old))
+            args = (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, count,
+                    _FLAG[out is not None and not split], self._dummy if out is None else out, slots, self.default,
+                    _FLAG[fill_misses], _FLAG[replay], self.state, _TOUCH_FLAG[touch], _NULL if old is None else old)
+            grid = (max(1, min(-(-threads // self._block), self._blocks)),), (self._block,)
+            if source is None:
+                self._k["probe_gather"](*grid, args)
+            else:
+                self._k["probe_gather_source"](*grid, args + tuple(source))
             if split:
                 words = n * self._chunks
-                self._k["gather_slots"]((-(-words // 256),), (256,),
-                                        (self.values, slots, count, out, self.default, _FLAG[fill_misses]))
+                self._k["gather_slots"]((-(-words // 256),), (256,), (
+                    self.values, slots, count, out, self.default, _FLAG[fill_misses],
+                    _NULL if source is None else source[2]))
         return slots, old
 
     def _tick_and_touch(self, slots, if_clean: bool) -> None:
@@ -368,7 +376,7 @@ class GPUBackend:
         state = self._published() if keys.shape[0] else self._read_state()
         return slots, int(state[STATE_MISSES]), int(state[STATE_RESERVED])
 
-    def lookup_hits(self, keys, out):
+    def lookup_hits(self, keys, out, source=None):
         """A lookup's hit path: ``(slots, missed, reserved, applied)``.
 
         Probes ``keys``, gathers the cached rows into ``out`` and lists the missed
@@ -377,16 +385,26 @@ class GPUBackend:
         clock has not ticked, the caller calls ``tick_and_touch`` once the misses
         are fetched, or ``undo_touch`` if the lookup fails before that.  Waits on
         the stream once, for the counters.
+
+        ``source``: rows that the GPU reads in place, ``(keys, mask, rows)``: a
+        device array (or device pointer) of int64 keys in an open-addressing table
+        of ``mask + 1`` slots, linear probing from ``mix64(key) & mask``, and the
+        device address of its rows (slot h's row at ``rows + h * row_bytes``), as
+        a pinned HostStore's ``device_rows`` gives them.  Then the probe also
+        copies every missed row from there (the default row where the source
+        lacks the key), so ``out`` is complete on return; ``found_in_source``
+        says which missed keys it held.
         """
         n = keys.shape[0]
         self._zero_counters(STATE_MISSES, STATE_LISTED - STATE_MISSES + 1)
         # the slots live until this lookup ends, under the Cache's lock: a reused buffer (not while
         # capturing, where the graph would keep a buffer that a later lookup may replace)
+        fill = source is not None  # the source's absent keys get the default row here
         if self._probe_touches and n:  # an empty batch has no probe to tick the clock: tick kernel
-            slots, old = self._probe(keys, out, False, scratch=True, touch=_TOUCH_IF_CLEAN)
+            slots, old = self._probe(keys, out, fill, scratch=True, touch=_TOUCH_IF_CLEAN, source=source)
             self._touched = (slots, old)
         else:
-            slots, _ = self._probe(keys, out, False, scratch=True)
+            slots, _ = self._probe(keys, out, fill, scratch=True, source=source)
             self._tick_and_touch(slots, if_clean=True)
         # the probe published its counters; a launch after it (the touch kernel) is waited for too
         state = self._published() if n else self._read_state()
@@ -399,6 +417,27 @@ class GPUBackend:
         missed = self.xp.empty(misses, self.xp.int64)
         self._k["list_misses"]((launch_grid(n, 256),), (256,), (slots, _i64(n), missed, self.state))
         return slots, missed, reserved, applied
+
+    @staticmethod
+    def found_in_source(slots, at):
+        """Whether the keys at indices ``at`` were found in ``lookup_hits``'s source (device bool array)."""
+        return slots[at] != -1  # -1: in neither the cache nor the source; below -1: a source row
+
+    def count_source_misses(self, keys, slots, misses: int) -> tuple[int, int]:
+        """After ``lookup_hits`` with a source found ``misses`` misses: ``(distinct missed keys, how
+        many of those the source lacked)``.
+
+        One hash-set pass over the misses, no sort: for a lookup that admits
+        nothing, these counts are all that is left to do.  Waits on the stream.
+        """
+        n = keys.shape[0]
+        size = 1 << max(4, (2 * misses - 1).bit_length())  # a power of two, at least twice the misses
+        scratch = self.xp.full(size, EMPTY_KEY, self.xp.int64)
+        self._zero_counters(STATE_DISTINCT, 2)
+        self._k["count_source_misses"]((launch_grid(n, 256),), (256,),
+                                       (keys, slots, _i64(n), scratch, _i64(size - 1), self.state))
+        state = self._read_state()
+        return int(state[STATE_DISTINCT]), int(state[STATE_ABSENT])
 
     def enqueue_lookup(self, keys, out):
         """The all-hit lookup path with no host wait (for CUDA graph capture).

@@ -195,11 +195,13 @@ class HostStore(Tier):
         self._pinned_buffers = ()
         # GPU copies of the index, one per device that gathers: {device id: _DeviceIndex}
         self._device_indexes: dict[int, _DeviceIndex] = {}
+        self._mapped = None  # (index, rows) device addresses of the pinned arrays, until they move
         # a power of two at least twice the rows, so the table starts at load factor <= 1/2
         self._alloc(max(16, 1 << (2 * int(initial_rows) - 1).bit_length()))
 
     def _alloc(self, slots):
         self._index_changed(None)
+        self._mapped = None
         self._aux = np.zeros((slots if self.capacity is not None else 0, 2), np.int64)
         if not self.pinned:
             self._table = np.full(slots, EMPTY_KEY, np.int64)
@@ -281,6 +283,29 @@ class HostStore(Tier):
         self._check_open("keys")
         return self._table[self._table != EMPTY_KEY].copy()
 
+    def device_rows(self) -> tuple:
+        """Where a GPU kernel reads this pinned store in place, on the current device: ``(keys, mask, rows)``.
+
+        ``keys``: the hash index (a device array, or with ``device_index=False`` the
+        device address of the mapped host array), ``mask + 1`` int64 slots probed
+        linearly from ``mix64(key) & mask``; ``rows``: the device address of the
+        rows, slot h's row at ``rows + h * dim * itemsize`` bytes.  Valid until the
+        store next changes; this call brings the device index up to date first.
+        """
+        self._check_open("device_rows")
+        if not self.pinned:
+            raise ConfigError("device_rows needs a HostStore made with pinned=True")
+        if self._mapped is None:  # a runtime query: about a microsecond, so once per allocation
+            self._mapped = (self._device_pointer(self._table), self._device_pointer(self._values))
+        if self.device_index:
+            from ..kernels.gpu import require_cupy
+
+            device = require_cupy().cuda.Device().id
+            index = self._device_indexes.setdefault(device, _DeviceIndex()).sync(self._table)
+        else:
+            index = self._mapped[0]
+        return index, np.int64(self._table.shape[0] - 1), self._mapped[1]
+
     def gather_to_device(self, keys, default_row):
         """GPU reads of a pinned store: ``(rows, found)`` of device ``keys`` (n,) int64, on the device.
 
@@ -305,13 +330,9 @@ class HostStore(Tier):
         rows = cupy.empty((n, self.dim), default_row.dtype)
         found = cupy.empty(n, cupy.bool_)
         if n:
-            if self.device_index:
-                index = self._device_indexes.setdefault(cupy.cuda.Device().id, _DeviceIndex()).sync(self._table)
-            else:
-                index = self._device_pointer(self._table)
-            kernel((launch_grid(n * group, 256),), (256,), (
-                index, np.int64(self._table.shape[0] - 1),
-                self._device_pointer(self._values), keys, np.int64(n), rows, found, default_row))
+            index, mask, values = self.device_rows()
+            kernel((launch_grid(n * group, 256),), (256,), (index, mask, values, keys, np.int64(n), rows, found,
+                                                           default_row))
         return rows, found
 
     def _index_changed(self, added_keys) -> None:
@@ -327,6 +348,6 @@ class HostStore(Tier):
         return np.uint64(cupy.cuda.runtime.pointerGetAttributes(array.ctypes.data).devicePointer)
 
     def _close(self):
-        self._table = self._values = None
+        self._table = self._values = self._mapped = None
         self._device_indexes = {}
         self._pinned_buffers = ()

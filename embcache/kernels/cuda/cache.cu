@@ -25,6 +25,8 @@
 #define STATE_DONE 6  // blocks of the running reporting kernel that have finished (the last one reports)
 #define STATE_OUTCOMES 8  // 5 words: how many keys of the last insert_and_evict got each outcome code
 #define STATE_PUBLISHED 13  // words 0 .. 12 go to the host's copy
+#define STATE_DISTINCT 13  // count_source_misses: distinct missed keys
+#define STATE_ABSENT 14  // and how many of those the source lacked
 #define STATE_HOST 15  // the device address of the host's pinned copy of the state words
 
 __device__ __forceinline__ void copy_row(char* __restrict__ dst, const char* __restrict__ src, int lane, int lanes) {
@@ -102,14 +104,41 @@ __device__ __forceinline__ void tick_if(i64* state, i64 clock, int if_clean) {
 // into each hit's slot right after its key was read, where it hits the same sector in L2; then the
 // last block ticks the clock (TOUCH_IF_CLEAN: only if the batch was all hits).  The old score goes to
 // old_scores[i] (when given) so that a lookup that fails later can put it back (restore_scores).
+//
+// FROM_SOURCE (probe_gather_source): a miss is looked up in a source of rows, an open-addressing
+// table of keys with linear probing from mix64(key) & source_mask (a pinned HostStore's index, in
+// device memory or mapped) whose row h sits at source_rows + h * ROW_BYTES (mapped pinned memory).
+// Its slot becomes SOURCE_SLOT(h) (-2 - h, still negative: a miss for every count and for the
+// touch) and its row is copied from there, over PCIe, in the same pass as the hits' rows; a key the
+// source lacks stays -1 and gets the default row.
 #define TOUCH_NONE 0
 #define TOUCH_IF_CLEAN 1
 #define TOUCH_ALWAYS 2
-extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
+#define SOURCE_SLOT(h) (-2 - (h))
+
+// the source row of key, or -1 (linear probing, as tiers/host.py's _probe)
+__device__ __forceinline__ i64 source_find(const i64* __restrict__ source_keys, i64 mask, i64 key) {
+    i64 h = (i64)(mix64((u64)key) & (u64)mask);
+    i64 k;
+    while ((k = source_keys[h]) != EMPTY_KEY && k != key) h = (h + 1) & mask;
+    return k == key ? h : -1;
+}
+
+// where the row of slot s comes from: the cache, the source, or (fill) the default row; null: nowhere
+__device__ __forceinline__ const char* row_of(i64 s, const char* values, const char* source_rows,
+                                              const char* default_row, bool fill) {
+    if (s >= 0) return values + s * ROW_BYTES;
+    if (s <= -2) return source_rows + (SOURCE_SLOT(s)) * ROW_BYTES;  // SOURCE_SLOT is its own inverse
+    return fill ? default_row : nullptr;
+}
+
+template <bool FROM_SOURCE>
+__device__ __forceinline__ void probe_gather_body(
     slot_t* __restrict__ table, const unsigned char* __restrict__ digests, const char* __restrict__ values,
     u64 num_sets, const i64* __restrict__ keys, i64 n, int gather, char* __restrict__ out, i64* __restrict__ slots,
     const char* __restrict__ default_row, int fill_misses, int replay, i64* __restrict__ state, int touch,
-    i64* __restrict__ old_scores) {
+    i64* __restrict__ old_scores, const i64* __restrict__ source_keys, i64 source_mask,
+    const char* __restrict__ source_rows) {
     const int warp_lane = threadIdx.x & 31;
     const int lane = threadIdx.x % GROUP;
     const int group_first_lane = (threadIdx.x & 31) - lane;
@@ -209,7 +238,13 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
             const unsigned hits = (__ballot_sync(FULL_MASK, mine[j] >= 0) >> group_first_lane) & group_mask;
             const int hit_lane = hits ? __ffs(hits) - 1 : 0;
             const int way = __shfl_sync(FULL_MASK, mine[j], group_first_lane + hit_lane) + hit_lane * PROBE_WPL;
-            const i64 slot = hits ? base[j] + way : -1;
+            i64 slot = hits ? base[j] + way : -1;
+            if (FROM_SOURCE) {
+                i64 h = -1;
+                if (lane == 0 && !hits && i < n && !reserved(key[j])) h = source_find(source_keys, source_mask, key[j]);
+                h = __shfl_sync(FULL_MASK, h, group_first_lane);
+                if (h >= 0) slot = SOURCE_SLOT(h);
+            }
             if (i < n) {
                 if (lane == 0) {
                     slots[i] = slot;
@@ -222,8 +257,8 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
                     table[slot].score = touched;
                 }
                 if (gather) {
-                    if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
-                    else if (fill_misses) copy_row(out + i * ROW_BYTES, default_row, lane, GROUP);
+                    const char* src = row_of(slot, values, source_rows, default_row, fill_misses);
+                    if (src) copy_row(out + i * ROW_BYTES, src, lane, GROUP);
                 }
             }
         }
@@ -244,6 +279,24 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(
     }
 }
 
+#define PROBE_GATHER_ARGS                                                                                      \
+    slot_t *__restrict__ table, const unsigned char *__restrict__ digests, const char *__restrict__ values,    \
+        u64 num_sets, const i64 *__restrict__ keys, i64 n, int gather, char *__restrict__ out,                 \
+        i64 *__restrict__ slots, const char *__restrict__ default_row, int fill_misses, int replay,            \
+        i64 *__restrict__ state, int touch, i64 *__restrict__ old_scores
+#define PROBE_GATHER_PASS \
+    table, digests, values, num_sets, keys, n, gather, out, slots, default_row, fill_misses, replay, state, touch, old_scores
+
+// two kernels, so that the all-hit path keeps the registers of a probe without the source walk
+extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(PROBE_GATHER_ARGS) {
+    probe_gather_body<false>(PROBE_GATHER_PASS, nullptr, 0, nullptr);
+}
+
+extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather_source(
+    PROBE_GATHER_ARGS, const i64* __restrict__ source_keys, i64 source_mask, const char* __restrict__ source_rows) {
+    probe_gather_body<true>(PROBE_GATHER_PASS, source_keys, source_mask, source_rows);
+}
+
 // Undo probe_gather's touch after a lookup failed before its end (reserved key, tier error): each hit
 // occurrence read either the slot's score before the batch or `touched` (a duplicate key's write
 // landed first), and the first read of each slot was the former, so writing back every read that is
@@ -262,14 +315,45 @@ extern "C" __global__ void restore_scores(slot_t* __restrict__ table, const i64*
 // no word's load waits for a probe and the most loads are in flight.
 extern "C" __global__ void gather_slots(const vec_t* __restrict__ values, const i64* __restrict__ slots, i64 n,
                                         vec_t* __restrict__ out, const vec_t* __restrict__ default_row,
-                                        int fill_misses) {
+                                        int fill_misses, const vec_t* __restrict__ source_rows) {
     const i64 total = n * CHUNKS;
     for (i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (i64)gridDim.x * blockDim.x) {
         const i64 i = t / CHUNKS;
         const int c = (int)(t - i * CHUNKS);
         const i64 s = slots[i];
         if (s >= 0) out[t] = values[s * CHUNKS + c];
+        else if (s <= -2) out[t] = source_rows[SOURCE_SLOT(s) * CHUNKS + c];  // probe_gather_source's
         else if (fill_misses) out[t] = default_row[c];
+    }
+}
+
+// A lookup whose misses probe_gather_source has already served, and which admits nothing, needs
+// only two counts: the distinct missed keys, and how many of them the source lacked (slot -1).  Each
+// missed key goes into a scratch hash set (open addressing, linear probing, set[] filled with
+// EMPTY_KEY, mask + 1 >= twice the misses); the thread whose CAS adds it counts it.  No sort.
+extern "C" __global__ void count_source_misses(const i64* __restrict__ keys, const i64* __restrict__ slots, i64 n,
+                                               i64* __restrict__ set, i64 mask, i64* __restrict__ state) {
+    unsigned distinct = 0, absent = 0;
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+        const i64 s = slots[i];
+        if (s >= 0) continue;
+        const unsigned long long key = (unsigned long long)keys[i];
+        unsigned long long* cell = reinterpret_cast<unsigned long long*>(set);
+        for (i64 h = (i64)(mix64(key) & (u64)mask);; h = (h + 1) & mask) {
+            const unsigned long long seen = atomicCAS(cell + h, (unsigned long long)EMPTY_KEY, key);
+            if (seen == (unsigned long long)EMPTY_KEY) {
+                ++distinct;
+                absent += s == -1;
+                break;
+            }
+            if (seen == key) break;
+        }
+    }
+    distinct = warp_sum(distinct);  // every lane of a block's warps gets here (blocks of whole warps)
+    absent = warp_sum(absent);
+    if ((threadIdx.x & 31) == 0 && distinct) {
+        atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_DISTINCT), (unsigned long long)distinct);
+        if (absent) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_ABSENT), (unsigned long long)absent);
     }
 }
 
