@@ -114,7 +114,7 @@ __device__ __forceinline__ void tick_if(i64* state, i64 clock, int if_clean) {
 #define TOUCH_NONE 0
 #define TOUCH_IF_CLEAN 1
 #define TOUCH_ALWAYS 2
-#define SOURCE_SLOT(h) (-2 - (h))
+#define SOURCE_SLOT(h) (-2 - (h))  // its own inverse
 
 // the source row of key, or -1 (linear probing, as tiers/host.py's _probe)
 __device__ __forceinline__ i64 source_find(const i64* __restrict__ source_keys, i64 mask, i64 key) {
@@ -122,14 +122,6 @@ __device__ __forceinline__ i64 source_find(const i64* __restrict__ source_keys, 
     i64 k;
     while ((k = source_keys[h]) != EMPTY_KEY && k != key) h = (h + 1) & mask;
     return k == key ? h : -1;
-}
-
-// where the row of slot s comes from: the cache, the source, or (fill) the default row; null: nowhere
-__device__ __forceinline__ const char* row_of(i64 s, const char* values, const char* source_rows,
-                                              const char* default_row, bool fill) {
-    if (s >= 0) return values + s * ROW_BYTES;
-    if (s <= -2) return source_rows + (SOURCE_SLOT(s)) * ROW_BYTES;  // SOURCE_SLOT is its own inverse
-    return fill ? default_row : nullptr;
 }
 
 template <bool FROM_SOURCE>
@@ -256,9 +248,11 @@ __device__ __forceinline__ void probe_gather_body(
                     if (old_scores) old_scores[i] = seen[j];
                     table[slot].score = touched;
                 }
-                if (gather) {
-                    const char* src = row_of(slot, values, source_rows, default_row, fill_misses);
-                    if (src) copy_row(out + i * ROW_BYTES, src, lane, GROUP);
+                if (gather) {  // three copies, not one through a chosen pointer: that cost the hit path time
+                    if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
+                    else if (FROM_SOURCE && slot <= -2)
+                        copy_row(out + i * ROW_BYTES, source_rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
+                    else if (fill_misses) copy_row(out + i * ROW_BYTES, default_row, lane, GROUP);
                 }
             }
         }
