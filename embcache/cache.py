@@ -136,8 +136,10 @@ class Cache:
             sketch_seed=0 if sketch is None else sketch[3],
         )
         self._backend.set_default(self._default)
-        # a GPU cache reads a pinned store's rows in place: no host round trip, no staging copy
-        self._zero_copy = self._backend.name == "gpu" and getattr(tier, "pinned", False)
+        # a GPU cache reads a pinned store's rows in place (no host round trip, no staging copy), unless
+        # the store counts reads (least_used overflow): the host reads count them as the CPU backend's do
+        self._zero_copy = (self._backend.name == "gpu" and getattr(tier, "pinned", False)
+                           and not getattr(tier, "reads_count", False))
         self._size = 0
         self._stats = Stats()
         self._lock = threading.RLock()

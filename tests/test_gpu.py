@@ -170,6 +170,29 @@ def test_every_launch_shape_gives_the_same_results(policy, pinned):
     assert_same_state(cpu, gpu)
 
 
+@pytest.mark.parametrize("overflow", ["least_used", "oldest"])
+def test_a_bounded_pinned_store_drops_the_rows_the_cpu_side_drops(overflow):
+    """A least_used store counts reads, which GPU reads in place would not: such a store is read on
+    the host, so after the same lookups an overflowing put drops the same rows on both sides."""
+    rng = np.random.default_rng(5)
+    stored = np.arange(0, 600, 2, dtype=np.int64)
+    caches = []
+    for backend in ("cpu", "gpu"):
+        store = HostStore(4, "float32", pinned=backend == "gpu", capacity=stored.shape[0], overflow=overflow)
+        store.put_many(stored, rows_for(stored, 4, "float32", seed=0))
+        caches.append(embcache.Cache(64, 4, "lru", "always", "float32", backend, store, ways=4))
+    cpu, gpu = caches
+    assert gpu._zero_copy == (overflow != "least_used")
+    for _ in range(8):
+        batch = rng.choice(stored[:150], 100)  # the first half of the keys is read, the rest never
+        assert raw_bytes(cpu.lookup(batch)) == raw_bytes(gpu.lookup(batch))
+    new = np.arange(1001, 1201, 2, dtype=np.int64)
+    for cache in caches:
+        cache.tier.put_many(new, rows_for(new, 4, "float32", seed=1))
+    assert sorted(cpu.tier.keys().tolist()) == sorted(gpu.tier.keys().tolist())
+    assert_same_state(cpu, gpu)
+
+
 @pytest.mark.parametrize("device_index", [True, False])
 @pytest.mark.parametrize("dim, dtype, policy, split", [
     (32, "float32", "lru", False), (64, "float32", "lfu", True), (128, "float32", "lru", False),

@@ -222,6 +222,12 @@ class HostStore(Tier):
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def reads_count(self) -> bool:
+        """Whether reads change the store: a ``least_used`` store counts them, so GPU reads in place
+        (``device_rows``, ``gather_to_device``), which do not, would drop other rows than host reads."""
+        return self.capacity is not None and self.overflow == "least_used"
+
     def _reserve(self, more):
         if 2 * (self._size + more) <= self._table.shape[0]:
             return
