@@ -248,7 +248,7 @@ __device__ __forceinline__ void probe_gather_body(
                     if (old_scores) old_scores[i] = seen[j];
                     table[slot].score = touched;
                 }
-                if (gather) {  // three copies, not one through a chosen pointer: that cost the hit path time
+                if (gather) {  // three copies, as before the source: probe_gather compiles to the same code
                     if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
                     else if (FROM_SOURCE && slot <= -2)
                         copy_row(out + i * ROW_BYTES, source_rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
