@@ -236,15 +236,21 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_cli(doc: str, measure_fn, show=None) -> None:
+    """The command line of a GPU benchmark script: ``--quick`` to ``measure_fn``, ``--json`` to save, ``show`` to print."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--quick", action="store_true", help="1 GiB tables and fewer repeats")
     args = parser.parse_args()
-    result = measure(args.quick)
+    result = measure_fn(args.quick)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
-    print(format_table(result))
+    if show is not None:
+        print(show(result))
+
+
+def main() -> None:
+    run_cli(__doc__, measure, format_table)
 
 
 if __name__ == "__main__":

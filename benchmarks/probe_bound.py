@@ -17,9 +17,7 @@ Times are medians of device-event timings (ms) after warm-up.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
-import json
 import pathlib
 
 import numpy as np
@@ -27,7 +25,7 @@ import numpy as np
 from embcache.autotune import median_ms
 from embcache.kernels.gpu import CUDA_DIR, defines
 
-from .gpu_table import GIB, cached_sample, filled_cache, gather_ceiling
+from .gpu_table import GIB, cached_sample, filled_cache, gather_ceiling, run_cli
 
 _TOUCHED_SCORE = 1 << 40  # any score: the timing does not depend on it
 
@@ -110,13 +108,7 @@ def measure(quick: bool = False) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", help="also write the results here")
-    parser.add_argument("--quick", action="store_true", help="1 GiB tables and fewer repeats")
-    args = parser.parse_args()
-    result = measure(args.quick)
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
+    run_cli(__doc__, measure)  # measure prints each row size's lines as it goes
 
 
 if __name__ == "__main__":
