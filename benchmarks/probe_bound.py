@@ -12,7 +12,8 @@ times stripped-down probes (benchmarks/probe_bound.cu: no counters, no misses, n
   key's record, which any exact cache must read to check the key;
 - with or without the LRU touch (the hit's new score stored into its record, the old one saved).
 
-The slot-known probe with the touch is what no design that keeps LRU's scores exactly can beat.
+The slot-known probe with the touch bounds any design that checks each key against its stored copy
+and stores each hit's LRU score in device memory: it reads no index at all.
 Times are medians of device-event timings (ms) after warm-up.
 """
 from __future__ import annotations
