@@ -28,13 +28,13 @@ def _open(kind, folder):
     if kind == "rocksdb":
         from embcache.tiers import RocksStore
 
-        return RocksStore(folder + "/db", DIM), None
+        return RocksStore(folder + "/db", DIM, create=True), None
     from tests.redis_servers import REDIS_SERVER, RedisServer
 
     if REDIS_SERVER is None:
         raise NotImplementedError("no redis-server")
     server = RedisServer(folder + "/redis")
-    return embcache.tiers.RedisStore(server.url, DIM), server
+    return embcache.tiers.RedisStore(server.url, DIM, create=True), server
 
 
 class Tier:

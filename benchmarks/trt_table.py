@@ -149,7 +149,7 @@ def plugin_path(n: int = 1 << 16, dim: int = 128, rows: int = 1 << 20, repeats: 
         t = TableConfig("t", dim, ("rocksdb:t",), rows=rows, capacity=rows, keys_are_rows=True)
         config = Config((ModelConfig("m", (t,), backend="gpu"),), base=Path(tmp))
         path = config.save(os.path.join(tmp, "c.json"))
-        store = open_table_store(config, t)
+        store = open_table_store(config, t, create=True)
         write_table(store, np.random.default_rng(0).standard_normal((rows, dim)).astype(np.float32), progress=False)
         store.close()
         cache, _ = table_cache(path, "t", backend="gpu")

@@ -33,7 +33,8 @@ def _import(args) -> int:
     from . import imports
     from .tiers import open_store
 
-    store = open_store(args.to, args.dim, args.dtype, password=args.password, namespace=args.namespace)
+    store = open_store(args.to, args.dim, args.dtype, password=args.password, namespace=args.namespace,
+                       create=True)
     report = (lambda done: print(f"committed {done}", flush=True)) if args.report_chunks else None
     common = dict(chunk_rows=args.chunk_rows, progress=not args.no_progress, on_chunk=report)
     try:

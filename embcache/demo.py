@@ -53,7 +53,7 @@ def run_demo(trace: np.ndarray, policies=("lru", "lfu", "fifo"), fractions=(0.01
         if store_path is None:
             folder = tempfile.TemporaryDirectory(prefix="embcache-demo-")
             store_path = folder.name
-        store = RocksStore(store_path, dim)
+        store = RocksStore(store_path, dim, create=True)
     store.put_many(distinct, np.random.default_rng(seed).standard_normal((distinct.shape[0], dim), np.float32))
     rows, used = [], "cpu"
     runs = [(p, f) for f in fractions for p in policies]

@@ -21,6 +21,7 @@ __all__ = [
     "TierError",
     "DataFormatError",
     "MissingDependencyError",
+    "StoreNotFoundError",
 ]
 
 
@@ -78,3 +79,7 @@ class DataFormatError(EmbCacheError, ValueError):
 
 class MissingDependencyError(EmbCacheError, ImportError):
     """An optional dependency is not installed; the message names the pip extra."""
+
+
+class StoreNotFoundError(EmbCacheError, FileNotFoundError):
+    """A store opened to be read does not exist or holds no table; pass ``create=True`` to make one."""

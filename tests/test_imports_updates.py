@@ -28,7 +28,7 @@ def _table(n, dim, seed=0):
 
 
 def _stored(path, dim, keys):
-    with RocksStore(path, dim) as store:
+    with RocksStore(path, dim, create=True) as store:
         return store.get_many(keys)
 
 
@@ -41,7 +41,7 @@ def _hugectr(folder, keys, rows):
 def test_import_hugectr_folder(tmp_path):
     keys, rows = _table(5000, 16)
     _hugectr(tmp_path / "sparse", keys, rows)
-    with RocksStore(tmp_path / "db", 16) as store:
+    with RocksStore(tmp_path / "db", 16, create=True) as store:
         assert import_hugectr(tmp_path / "sparse", store, chunk_rows=700, progress=False) == 5000
         got, found = store.get_many(keys)
     assert found.all() and got.tobytes() == rows.tobytes()
@@ -54,7 +54,7 @@ def test_import_npy_pair_from_the_shell_as_float16(tmp_path, capsys):
     assert main(["import", "npy", str(tmp_path / "k.npy"), str(tmp_path / "r.npy"), "--to",
                  f"rocksdb:{tmp_path / 'db'}", "--dim", "8", "--dtype", "float16", "--no-progress"]) == 0
     assert "imported 3,000 rows" in capsys.readouterr().out
-    with RocksStore(tmp_path / "db", 8, "float16") as store:
+    with RocksStore(tmp_path / "db", 8, "float16", create=True) as store:
         got, found = store.get_many(keys)
     assert found.all() and got.tobytes() == rows.astype(np.float16).tobytes()
 
@@ -75,7 +75,7 @@ def test_import_onnx_initializer(tmp_path):
     pytest.importorskip("onnx")
     table = rows_for(np.arange(40), 4, "float32", seed=7)
     _onnx_model(tmp_path / "m.onnx", table)
-    with RocksStore(tmp_path / "db", 4) as store:
+    with RocksStore(tmp_path / "db", 4, create=True) as store:
         assert import_onnx(tmp_path / "m.onnx", "emb", store, key_offset=100, progress=False) == 40
         got, found = store.get_many(np.arange(100, 140))
         assert found.all() and got.tobytes() == table.tobytes()
@@ -118,7 +118,7 @@ def _damaged(tmp_path, case):
                                   "npy of another dim", "corrupt onnx"])
 def test_bad_import_files_are_refused_before_any_write(tmp_path, case):
     run, message = _damaged(tmp_path, case)
-    with RocksStore(tmp_path / "db", 4) as store:
+    with RocksStore(tmp_path / "db", 4, create=True) as store:
         with pytest.raises(DataFormatError, match=message):
             run(store)
         assert store.keys().shape == (0,)
@@ -164,7 +164,7 @@ def test_updates_refresh_cached_rows_and_dead_letter_bad_messages(tmp_path, redi
     from embcache.updates import UpdateConsumer, publish
 
     keys, rows = _table(64, 4)
-    store = RocksStore(tmp_path / "db", 4)
+    store = RocksStore(tmp_path / "db", 4, create=True)
     store.put_many(keys, rows)
     cache = embcache.Cache(128, 4, backend="cpu", tier=store)
     cache.lookup(keys)
@@ -192,6 +192,7 @@ def test_consumer_killed_midway_loses_no_acknowledged_update(tmp_path, redis_ser
     batches = [(_table(200, 4, seed=b)[0] + 10**6 * b, rows_for(np.arange(200), 4, "float32", b)) for b in range(300)]
     for k, r in batches:
         publish(redis_server.url, "s", k, r)
+    RocksStore(tmp_path / "db", 4, create=True).close()  # serve-updates writes into a table that exists
     proc = subprocess.Popen(
         [sys.executable, "-m", "embcache", "serve-updates", "--redis", redis_server.url, "--stream", "s",
          "--group", "g", "--consumer", "worker", "--store", str(tmp_path / "db"), "--dim", "4", "--no-progress"],
@@ -209,7 +210,7 @@ def test_consumer_killed_midway_loses_no_acknowledged_update(tmp_path, redis_ser
     group = client.xinfo_groups("s")[0]
     acked = group["entries-read"] - group["pending"]
     assert acked < len(batches), "the consumer finished before the kill; the test proves nothing"
-    with RocksStore(tmp_path / "db", 4) as store:
+    with RocksStore(tmp_path / "db", 4, create=True) as store:
         for k, r in batches[:acked]:  # the stream is read in order, so the first `acked` were acknowledged
             got, found = store.get_many(k)
             assert found.all() and got.tobytes() == r.tobytes()

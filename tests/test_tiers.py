@@ -45,24 +45,24 @@ def _round_trip(store, dtype="float32"):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 def test_rocks_round_trip_and_persistence(tmp_path, dtype):
-    with RocksStore(tmp_path / "db", 7, dtype) as store:
+    with RocksStore(tmp_path / "db", 7, dtype, create=True) as store:
         _round_trip(store, dtype)
-    with RocksStore(tmp_path / "db", 7, dtype) as store:
+    with RocksStore(tmp_path / "db", 7, dtype, create=True) as store:
         assert sorted(store.keys().tolist()) == [-7, 11, 2**62]
 
 
 def test_rocks_refuses_another_shape_before_writing(tmp_path):
-    RocksStore(tmp_path / "db", 4).close()
+    RocksStore(tmp_path / "db", 4, create=True).close()
     with pytest.raises(ConfigError, match="dim=4 float32.*dim=8"):
-        RocksStore(tmp_path / "db", 8)
+        RocksStore(tmp_path / "db", 8, create=True)
     with pytest.raises(ConfigError, match="float16"):
-        RocksStore(tmp_path / "db", 4, "float16")
-    with RocksStore(tmp_path / "db", 4) as store:
+        RocksStore(tmp_path / "db", 4, "float16", create=True)
+    with RocksStore(tmp_path / "db", 4, create=True) as store:
         assert store.keys().shape == (0,)
 
 
 def test_closed_store_raises(tmp_path):
-    store = RocksStore(tmp_path / "db", 2)
+    store = RocksStore(tmp_path / "db", 2, create=True)
     store.close()
     with pytest.raises(ClosedError):
         store.get_many([1])
@@ -70,14 +70,14 @@ def test_closed_store_raises(tmp_path):
 
 @needs_redis
 def test_redis_round_trip(redis_server):
-    with RedisStore(redis_server.url, 5, namespace="rt") as store:
+    with RedisStore(redis_server.url, 5, namespace="rt", create=True) as store:
         _round_trip(store)
 
 
 @needs_redis
 def test_redis_batches_larger_than_one_round_trip(redis_server):
     keys = np.arange(25_000, dtype=np.int64) * 7919
-    with RedisStore(redis_server.url, 3, namespace="big", batch=4096) as store:
+    with RedisStore(redis_server.url, 3, namespace="big", batch=4096, create=True) as store:
         store.put_many(keys, rows_for(keys, 3, "float32", seed=1))
         got, found = store.get_many(keys[::-1])
         assert found.all() and got.tobytes() == rows_for(keys, 3, "float32", seed=1)[::-1].tobytes()
@@ -85,9 +85,9 @@ def test_redis_batches_larger_than_one_round_trip(redis_server):
 
 @needs_redis
 def test_redis_refuses_another_shape(redis_server):
-    RedisStore(redis_server.url, 4, namespace="shape").close()
+    RedisStore(redis_server.url, 4, namespace="shape", create=True).close()
     with pytest.raises(ConfigError, match="dim=4"):
-        RedisStore(redis_server.url, 6, namespace="shape")
+        RedisStore(redis_server.url, 6, namespace="shape", create=True)
 
 
 @needs_redis
@@ -95,10 +95,10 @@ def test_redis_wrong_or_missing_password_is_a_clear_error(tmp_path):
     server = RedisServer(tmp_path / "auth", password="s3cret")
     try:
         with pytest.raises(ConfigError, match="password"):
-            RedisStore(server.url, 4, password="wrong")
+            RedisStore(server.url, 4, password="wrong", create=True)
         with pytest.raises(ConfigError, match="password"):
-            RedisStore(server.url, 4)
-        with RedisStore(server.url, 4, password="s3cret") as store:
+            RedisStore(server.url, 4, create=True)
+        with RedisStore(server.url, 4, password="s3cret", create=True) as store:
             _round_trip(store)
     finally:
         server.stop()
@@ -108,7 +108,7 @@ def test_redis_wrong_or_missing_password_is_a_clear_error(tmp_path):
 def test_redis_cluster_round_trip_across_slots(redis_cluster):
     keys = np.arange(5000, dtype=np.int64) * 104729 - 10**12
     rows = rows_for(keys, 8, "float16", seed=2)
-    with RedisStore(redis_cluster.addresses[:1], 8, "float16", namespace="c") as store:
+    with RedisStore(redis_cluster.addresses[:1], 8, "float16", namespace="c", create=True) as store:
         assert store.cluster
         store.put_many(keys, rows)
         got, found = store.get_many(keys)
@@ -121,7 +121,7 @@ def test_redis_cluster_round_trip_across_slots(redis_cluster):
 def test_killed_node_fails_lookups_then_nothing_acknowledged_is_lost(tmp_path):
     server = RedisServer(tmp_path / "kill")
     keys = np.arange(1, 2001, dtype=np.int64)
-    store = RedisStore(server.url, 4, timeout=2.0)
+    store = RedisStore(server.url, 4, timeout=2.0, create=True)
     cache = embcache.Cache(256, 4, backend="cpu", tier=store)
     strict = embcache.Cache(256, 4, backend="cpu", tier=store)
     lenient = embcache.Cache(256, 4, backend="cpu", tier=store, on_tier_error="default", default=-1.0)
@@ -157,7 +157,7 @@ def test_killed_node_fails_lookups_then_nothing_acknowledged_is_lost(tmp_path):
 def test_killed_cluster_master_fails_then_recovers(redis_cluster):
     keys = np.arange(3000, dtype=np.int64) * 31 + 7
     rows = rows_for(keys, 4, "float32", seed=5)
-    store = RedisStore(redis_cluster.addresses, 4, namespace="ck", timeout=2.0)
+    store = RedisStore(redis_cluster.addresses, 4, namespace="ck", timeout=2.0, create=True)
     store.put_many(keys, rows)
     cache = embcache.Cache(64, 4, backend="cpu", tier=store)
     victim = redis_cluster.nodes[1]
@@ -185,11 +185,11 @@ class TieredMachine(RuleBasedStateMachine):
         import tempfile
 
         self.folder = tempfile.TemporaryDirectory()
-        tiers = [HostStore(3), RocksStore(self.folder.name + "/db", 3)]
+        tiers = [HostStore(3), RocksStore(self.folder.name + "/db", 3, create=True)]
         if TieredMachine.redis_url:
             import uuid
 
-            tiers.append(RedisStore(TieredMachine.redis_url, 3, namespace=uuid.uuid4().hex))
+            tiers.append(RedisStore(TieredMachine.redis_url, 3, namespace=uuid.uuid4().hex, create=True))
         self.store = TieredStore(tiers)
 
     keys = st.lists(st.integers(-20, 20), max_size=12)

@@ -72,7 +72,7 @@ def _import(args) -> int:
         for t in m.tables:
             if t.source is None:
                 continue
-            store = open_table_store(config, t)
+            store = open_table_store(config, t, create=True)
             try:
                 rows = import_hugectr(config.resolve(t.source), store, progress=not args.no_progress)
             finally:

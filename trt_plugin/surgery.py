@@ -161,7 +161,7 @@ def surgery(model_path: str | os.PathLike, out_path: str | os.PathLike, config_p
         if name not in exported:
             table = _table_config(config, model_name, name, values, capacity, policy, store_dir)
             config = config.with_table(model_name, table)
-            store = open_table_store(config, table)
+            store = open_table_store(config, table, create=True)
             try:
                 report.tables[name] = write_table(store, values, progress=progress, name=name)
             finally:

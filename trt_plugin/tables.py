@@ -20,15 +20,16 @@ from .config import Config, TableConfig, load_config
 __all__ = ["open_table_store", "write_table", "table_cache", "lookup_rows", "lookup_into", "close_all"]
 
 
-def open_table_store(config: Config, table: TableConfig) -> Tier:
-    """The store (or tiers, fastest first) that holds ``table``'s rows."""
+def open_table_store(config: Config, table: TableConfig, create: bool = False) -> Tier:
+    """The store (or tiers, fastest first) that holds ``table``'s rows; ``create`` makes missing tables."""
     stores = []
     for spec in table.store:
         spec, _, namespace = config.resolve(spec).partition("#")  # redis "#namespace" suffix
         if spec == "memory":
             stores.append(HostStore(table.dim, table.dtype))
         else:
-            stores.append(open_store(spec, table.dim, table.dtype, namespace=namespace or f"embcache.{table.name}"))
+            stores.append(open_store(spec, table.dim, table.dtype, namespace=namespace or f"embcache.{table.name}",
+                                     create=create))
     return stores[0] if len(stores) == 1 else TieredStore(stores)
 
 

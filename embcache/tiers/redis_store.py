@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, TierError
+from ..errors import ConfigError, StoreNotFoundError, TierError
 from ._base import Tier, require
 from ._codec import check_meta, decode_keys, decode_rows, encode_keys, encode_rows, meta_blob
 
@@ -42,13 +42,17 @@ class RedisStore(Tier):
         Keys per MGET/MSET round trip.
     timeout : float
         Socket timeout in seconds; a server that does not answer in time is a ``TierError``.
+    create : bool
+        Record a new table in ``namespace`` if it holds none.  Off by default:
+        a namespace with no table is a ``StoreNotFoundError``, not zero rows.
 
     Writes are as durable as the server makes them (``appendonly yes`` with
     ``appendfsync always`` for no loss on a crash).
     """
 
     def __init__(self, target: str | Sequence, dim: int, dtype="float32", password: str | None = None,
-                 namespace: str = "embcache", batch: int = 10_000, timeout: float = 5.0):
+                 namespace: str = "embcache", batch: int = 10_000, timeout: float = 5.0, *,
+                 create: bool = False):
         super().__init__(dim, dtype)
         redis = require("redis")
         self._prefix = namespace.encode() + b":"
@@ -78,6 +82,10 @@ class RedisStore(Tier):
         except redis.RedisError as exc:
             raise TierError(f"{self!r}: cannot reach the server: {exc}") from exc
         if stored is None:
+            if not create:
+                self._client.close()
+                raise StoreNotFoundError(f"{self!r} holds no embcache table; check the address and namespace, "
+                                         "or pass create=True to make one")
             self._run("open", self._client.set, self._prefix + b"meta", meta_blob(self.dim, self.dtype))
         else:
             check_meta(stored, self.dim, self.dtype, repr(self))

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from ..errors import TierError
+from ..errors import StoreNotFoundError, TierError
 from ._base import Tier, require
 from ._codec import check_meta, decode_keys, decode_rows, encode_keys, encode_rows, meta_blob
 
@@ -16,7 +16,7 @@ _META = b"embcache:meta"
 
 
 class RocksStore(Tier):
-    """Rows in a RocksDB database at ``path`` (created if absent).
+    """Rows in a RocksDB database at ``path``.
 
     Parameters
     ----------
@@ -31,15 +31,23 @@ class RocksStore(Tier):
         Sync the write-ahead log on every ``put_many``/``delete_many`` (default).
         Each call is one atomic write batch: after a crash, a batch is there
         whole or not at all, and every batch that returned is there.
+    create : bool
+        Make the database if ``path`` holds none.  Off by default, so that a
+        mistyped or moved path is a ``StoreNotFoundError`` instead of an empty
+        table that serves zero rows.
 
     Each row takes ``dim * itemsize`` bytes plus an 8-byte key on disk, before
     RocksDB's compression.
     """
 
-    def __init__(self, path: str | os.PathLike, dim: int, dtype="float32", sync: bool = True):
+    def __init__(self, path: str | os.PathLike, dim: int, dtype="float32", sync: bool = True, *,
+                 create: bool = False):
         super().__init__(dim, dtype)
         rocksdict = require("rocksdict")
         self.path = os.fspath(path)
+        if not create and not os.path.exists(os.path.join(self.path, "CURRENT")):
+            raise StoreNotFoundError(f"{self!r}: no RocksDB table at {os.path.abspath(self.path)!r}; check the path, "
+                                     "or pass create=True to make a new one")
         try:
             self._db = rocksdict.Rdict(self.path, rocksdict.Options(raw_mode=True))
         except Exception as exc:
@@ -50,6 +58,9 @@ class RocksStore(Tier):
         try:
             stored = self._db.get(_META)
             if stored is None:
+                if not create:
+                    raise StoreNotFoundError(f"{self!r} is a RocksDB database with no embcache table in it; "
+                                             "check the path, or pass create=True to make one there")
                 self._db.put(_META, meta_blob(self.dim, self.dtype), self._write)
             else:
                 check_meta(stored, self.dim, self.dtype, repr(self))
