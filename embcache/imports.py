@@ -5,8 +5,14 @@ float32), a pair of ``.npy`` files (keys (n,), rows (n, dim)), an ONNX model's
 initializer (rows (n, dim); key ``i`` is row ``i`` plus ``key_offset``).
 
 Every source is checked whole before the first write (sizes, shapes, dtypes,
-reserved keys), so a corrupt or truncated file is an error with the store
-untouched.  Rows are then written ``chunk_rows`` at a time; each chunk is one
+every key as it will be stored, NaN rows with ``reject_nan``), so a corrupt,
+truncated or unusable file is a ``DataFormatError`` with the store untouched.
+
+Keys and rows are converted by value, whatever their byte order: a
+big-endian ``>u8``, ``>i8`` or ``>f4`` array imports the same table as its
+little-endian twin.  Keys may be any integer dtype; uint64 keys are taken as
+their 64 bits (two's complement), as everywhere in embcache, so ``2**63`` is
+the reserved key ``-2**63`` and is refused, and ``2**64 - 5`` is the key ``-5``.  Rows are then written ``chunk_rows`` at a time; each chunk is one
 ``put_many`` (one synced atomic batch in a RocksStore), so a process killed
 mid-import leaves whole chunks, never a half-written row.
 """
@@ -20,6 +26,8 @@ import numpy as np
 
 from .errors import DataFormatError
 from .layout import LOCKED_KEY, RESERVED_KEYS
+
+_INT64_MAX = 2**63 - 1
 from .tiers import Tier
 
 __all__ = ["import_hugectr", "import_npy", "import_onnx"]
@@ -27,13 +35,38 @@ __all__ = ["import_hugectr", "import_npy", "import_onnx"]
 _SCAN_ROWS = 1 << 20  # keys checked per step of the reserved-key scan
 
 
+def _as_keys(part: np.ndarray) -> np.ndarray:
+    """Keys as the int64 values they are stored as: by value in any byte order, uint64 as their 64 bits."""
+    if part.dtype.kind == "u" and part.dtype.itemsize == 8:
+        return np.ascontiguousarray(part, np.uint64).view(np.int64)  # native order first, then the same 64 bits
+    return np.ascontiguousarray(part, np.int64)
+
+
+def _as_rows(part: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Rows in the store's dtype, by value in any byte order."""
+    return np.ascontiguousarray(part, part.dtype.newbyteorder("=")).astype(dtype)
+
+
 def _check_keys(keys: np.ndarray, where: str) -> None:
     for i in range(0, keys.shape[0], _SCAN_ROWS):
         part = np.asarray(keys[i:i + _SCAN_ROWS])
-        bad = np.flatnonzero(part <= LOCKED_KEY)
+        stored = _as_keys(part)
+        bad = np.flatnonzero(stored <= LOCKED_KEY)
         if bad.shape[0]:
-            raise DataFormatError(f"{where}: key {int(part[bad[0]])} at row {i + int(bad[0])} is reserved "
+            j = int(bad[0])
+            as_given = "" if int(part[j]) == int(stored[j]) else f" (given as {int(part[j])}, a uint64 taken as its bits)"
+            raise DataFormatError(f"{where}: key {int(stored[j])}{as_given} at row {i + j} is reserved "
                                   f"(embcache.RESERVED_KEYS = {RESERVED_KEYS}); remap it before importing")
+
+
+def _check_rows(rows: np.ndarray, where: str, reject_nan: bool) -> None:
+    if not reject_nan:
+        return
+    for i in range(0, rows.shape[0], _SCAN_ROWS):
+        bad = np.flatnonzero(np.isnan(np.asarray(rows[i:i + _SCAN_ROWS])).any(axis=1))
+        if bad.shape[0]:
+            raise DataFormatError(f"{where}: row {i + int(bad[0])} contains NaN and reject_nan=True; fix the "
+                                  "table, or import with reject_nan=False to store it as it is")
 
 
 def _write(store: Tier, chunks: Iterator[tuple[np.ndarray, np.ndarray]], n: int, desc: str, progress: bool,
@@ -43,7 +76,7 @@ def _write(store: Tier, chunks: Iterator[tuple[np.ndarray, np.ndarray]], n: int,
     done = 0
     with tqdm(total=n, unit="row", unit_scale=True, desc=desc, disable=not progress) as bar:
         for keys, rows in chunks:
-            store.put_many(np.ascontiguousarray(keys, np.int64), np.ascontiguousarray(rows).astype(store.dtype))
+            store.put_many(_as_keys(keys), _as_rows(rows, store.dtype))
             done += keys.shape[0]
             bar.update(keys.shape[0])
             if on_chunk is not None:
@@ -64,12 +97,14 @@ def _size(path: Path) -> int:
 
 
 def import_hugectr(folder: str | os.PathLike, store: Tier, chunk_rows: int = 1 << 16, progress: bool = True,
-                   on_chunk: Callable[[int], None] | None = None) -> int:
-    """Import a HugeCTR sparse-model folder (files ``key``, int64, and ``emb_vector``, float32) into ``store``.
+                   on_chunk: Callable[[int], None] | None = None, reject_nan: bool = False) -> int:
+    """Import a HugeCTR sparse-model folder (files ``key``, int64, and ``emb_vector``, float32, both
+    little-endian as HugeCTR writes them) into ``store``.
 
     The row width is the store's ``dim``; the file sizes must agree with it.
     Returns the number of rows written.  ``on_chunk(rows_done)`` runs after
-    each chunk is durably written.
+    each chunk is durably written.  ``reject_nan`` refuses a table with a NaN
+    in any row (checked before the first write, like everything else).
     """
     folder = Path(folder)
     key_path, vec_path = folder / "key", folder / "emb_vector"
@@ -83,9 +118,10 @@ def import_hugectr(folder: str | os.PathLike, store: Tier, chunk_rows: int = 1 <
                               f"{n * store.dim * 4} ({per_key:g} bytes a key: another dim, or truncated?)")
     if not n:
         return 0
-    keys = np.memmap(key_path, np.int64, "r", shape=(n,))
-    rows = np.memmap(vec_path, np.float32, "r", shape=(n, store.dim))
+    keys = np.memmap(key_path, "<i8", "r", shape=(n,))
+    rows = np.memmap(vec_path, "<f4", "r", shape=(n, store.dim))
     _check_keys(keys, str(key_path))
+    _check_rows(rows, str(vec_path), reject_nan)
     return _write(store, _chunks(keys, rows, chunk_rows), n, f"importing {folder.name}", progress, on_chunk)
 
 
@@ -99,8 +135,13 @@ def _load_npy(path: Path):
 
 
 def import_npy(keys_path: str | os.PathLike, rows_path: str | os.PathLike, store: Tier, chunk_rows: int = 1 << 16,
-               progress: bool = True, on_chunk: Callable[[int], None] | None = None) -> int:
-    """Import keys (n,) integer and rows (n, dim) floating point from two ``.npy`` files into ``store``."""
+               progress: bool = True, on_chunk: Callable[[int], None] | None = None, reject_nan: bool = False) -> int:
+    """Import keys (n,) integer and rows (n, dim) floating point from two ``.npy`` files into ``store``.
+
+    Any integer key dtype and floating row dtype, in either byte order, converted by value (see the
+    module's docstring); ``reject_nan`` refuses a table with a NaN in any row.  Everything is
+    checked before the first write.  Returns the number of rows written.
+    """
     keys, rows = _load_npy(Path(keys_path)), _load_npy(Path(rows_path))
     if keys.ndim != 1 or keys.dtype.kind not in "iu":
         raise DataFormatError(f"{keys_path}: keys must be a 1-D integer array, got {keys.dtype} shape {keys.shape}")
@@ -108,14 +149,19 @@ def import_npy(keys_path: str | os.PathLike, rows_path: str | os.PathLike, store
         raise DataFormatError(f"{rows_path}: rows must be float ({keys.shape[0]}, {store.dim}) to match the keys and "
                               f"the store, got {rows.dtype} shape {rows.shape}")
     _check_keys(keys, str(keys_path))
+    _check_rows(rows, str(rows_path), reject_nan)
     return _write(store, _chunks(keys, rows, chunk_rows), keys.shape[0], f"importing {Path(rows_path).name}",
                   progress, on_chunk)
 
 
 def import_onnx(model_path: str | os.PathLike, initializer: str, store: Tier, key_offset: int = 0,
                 chunk_rows: int = 1 << 16, progress: bool = True,
-                on_chunk: Callable[[int], None] | None = None) -> int:
-    """Import the ONNX initializer named ``initializer`` (rows (n, dim)); row ``i`` gets key ``key_offset + i``."""
+                on_chunk: Callable[[int], None] | None = None, reject_nan: bool = False) -> int:
+    """Import the ONNX initializer named ``initializer`` (rows (n, dim)); row ``i`` gets key ``key_offset + i``.
+
+    Every key must be an int64 that is not reserved: ``key_offset`` from ``-2**63 + 2`` to
+    ``2**63 - n``, else a ``DataFormatError`` before anything is written.
+    """
     from .tiers._base import require
 
     onnx = require("onnx", "trt")
@@ -135,7 +181,13 @@ def import_onnx(model_path: str | os.PathLike, initializer: str, store: Tier, ke
     if rows.ndim != 2 or rows.dtype.kind != "f" or rows.shape[1] != store.dim:
         raise DataFormatError(f"initializer {initializer!r} is {rows.dtype} shape {rows.shape}; the store holds "
                               f"dim={store.dim} rows")
-    keys = np.arange(rows.shape[0], dtype=np.int64) + int(key_offset)
+    n, offset = rows.shape[0], int(key_offset)
+    if n and not (LOCKED_KEY < offset and offset + n - 1 <= _INT64_MAX):
+        raise DataFormatError(f"key_offset {offset} gives keys {offset}..{offset + n - 1}, outside the int64 keys that "
+                              f"are not reserved; for {n} rows give a key_offset from {LOCKED_KEY + 1} to "
+                              f"{_INT64_MAX - n + 1}")
+    keys = np.arange(n, dtype=np.int64) + np.int64(offset) if n else np.zeros(0, np.int64)
     _check_keys(keys, f"{initializer} + key_offset {key_offset}")
+    _check_rows(rows, f"initializer {initializer!r}", reject_nan)
     return _write(store, _chunks(keys, rows, chunk_rows), rows.shape[0], f"importing {initializer}", progress,
                   on_chunk)

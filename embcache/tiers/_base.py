@@ -1,6 +1,8 @@
 """What every tier provides; the cache needs nothing else from a store."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .._dtypes import row_dtype
@@ -28,6 +30,19 @@ class Tier:
     store and the operation.  ``put_many`` returns only once the write is as
     durable as the store promises (a RocksStore's synced write-ahead log, a
     Redis server's append-only file as configured there).
+
+    Thread safety: every store may be shared by any number of threads and
+    caches.  Each call (``get_many``, ``put_many``, ``delete_many``, ``keys``,
+    ``close``) holds the store's ``lock``, a reentrant lock, for its whole
+    run, so calls on one store take effect one at a time, in the order they
+    took the lock: no write is lost or torn, a read sees every write that
+    returned before it started, and ``close`` waits for the calls under way
+    (later ones raise ``ClosedError``).  Hold ``lock`` yourself to make
+    several calls one step.  Locks are taken outer store first (a
+    TieredStore's, then its tiers'), never the other way, so they cannot
+    deadlock.  Separate store objects over one database (two RocksStores of
+    a path, two RedisStores of a namespace) are ordered by the database, not
+    by these locks.
     """
 
     def __init__(self, dim: int, dtype="float32"):
@@ -36,6 +51,7 @@ class Tier:
         self.dim = int(dim)
         self.dtype = row_dtype(dtype)
         self.closed = False
+        self.lock = threading.RLock()
 
     def _check_open(self, op: str):
         if self.closed:
@@ -45,14 +61,12 @@ class Tier:
         """Rows of ``keys`` (n,) int64: ``(values (n, dim), found (n,) bool)``; missing rows are zero."""
         from .._checks import check_keys
 
-        self._check_open("get_many")
         return self._run("get_many", self._get_many, check_keys(keys))
 
     def put_many(self, keys, values) -> None:
         """Store ``values`` (n, dim) under ``keys`` (n,); for a repeated key the last row wins."""
         from .._checks import check_keys, check_rows
 
-        self._check_open("put_many")
         keys = check_keys(keys)
         rows = check_rows(values, keys.shape[0], self.dim, self.dtype, name="values")
         self._run("put_many", self._put_many, keys, rows)
@@ -61,22 +75,26 @@ class Tier:
         """Remove ``keys`` (n,); keys not stored are ignored."""
         from .._checks import check_keys
 
-        self._check_open("delete_many")
         self._run("delete_many", self._delete_many, check_keys(keys))
 
     def _run(self, op: str, fn, *args):
-        try:
-            return fn(*args)
-        except EmbCacheError:
-            raise
-        except Exception as exc:  # whatever the client library raises, callers catch one type
-            raise TierError(f"{self!r}.{op} failed: {type(exc).__name__}: {exc}") from exc
+        """``fn(*args)`` under the store's lock, on an open store; failures of the store underneath as TierError."""
+        with self.lock:
+            self._check_open(op)
+            try:
+                return fn(*args)
+            except EmbCacheError:
+                raise
+            except Exception as exc:  # whatever the client library raises, callers catch one type
+                raise TierError(f"{self!r}.{op} failed: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
-        """Release the store; later calls raise ``ClosedError``.  Closing twice is fine."""
-        if not self.closed:
-            self._close()
-            self.closed = True
+        """Release the store, once the calls under way have returned; later calls raise ``ClosedError``.
+        Closing twice is fine."""
+        with self.lock:
+            if not self.closed:
+                self._close()
+                self.closed = True
 
     def __enter__(self):
         return self

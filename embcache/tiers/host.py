@@ -6,7 +6,7 @@ import numpy as np
 
 from .._dtypes import raw
 from ..layout import EMPTY_KEY, mix64
-from ..errors import ConfigError
+from ..errors import ConfigError, TierError
 from ._base import Tier
 
 __all__ = ["HostStore"]
@@ -167,16 +167,27 @@ class HostStore(Tier):
     overflow : str
         ``"oldest"`` (earliest put), ``"least_used"`` (fewest reads since put,
         then oldest) or ``"random"`` (seeded by ``seed``).  Rows of the batch
-        being put are never dropped for it.
+        being put are never dropped for it.  ``"error"``: drop nothing; a
+        ``put_many`` whose new keys do not fit raises ``TierError`` and writes
+        nothing (keys already stored take no room).
     seed : int
         Seed of the ``"random"`` overflow policy.
 
     Memory is about ``2 * rows * (8 + dim * itemsize)`` bytes, plus 32 bytes a
     row with a capacity.  Overflow scans the index: fine for a host cache tier,
     not meant for per-key calls on huge stores.
+
+    Safe to share between threads and caches (see :class:`Tier`): every call
+    holds ``lock``, so the Numba kernels, which run without the GIL, never see
+    the index while another call changes or regrows it.  The GPU paths hold it
+    too: ``gather_to_device`` until its kernel has finished, and
+    ``device_rows`` while it brings the device index up to date; a caller
+    that reads ``device_rows``' addresses holds ``lock`` until its kernels
+    have finished (the store may regrow, and free the old memory, as soon as
+    the lock is let go).
     """
 
-    OVERFLOW = ("oldest", "least_used", "random")
+    OVERFLOW = ("oldest", "least_used", "random", "error")
 
     def __init__(self, dim: int, dtype="float32", initial_rows: int = 1024, pinned: bool = False,
                  capacity: int | None = None, overflow: str = "oldest", seed: int = 0, device_index: bool = True):
@@ -219,8 +230,13 @@ class HostStore(Tier):
         self._values.fill(0)
         self._pinned_buffers = buffers  # the arrays above only borrow this memory
 
+    def __repr__(self) -> str:
+        bound = "" if self.capacity is None else f", capacity={self.capacity}, overflow={self.overflow!r}"
+        return f"HostStore(dim={self.dim}, dtype={self.dtype.name!r}{bound}{', pinned=True' if self.pinned else ''})"
+
     def __len__(self) -> int:
-        return self._size
+        with self.lock:
+            return self._size
 
     @property
     def reads_count(self) -> bool:
@@ -245,7 +261,13 @@ class HostStore(Tier):
         return out, found
 
     def _put_many(self, keys, values):
-        if self.capacity is not None:
+        if self.capacity is not None and self.overflow == "error":
+            new = self._new_keys(keys).shape[0]
+            if self._size + new > self.capacity:
+                raise TierError(f"{self!r}.put_many: {new} new keys do not fit (it holds {self._size} rows of "
+                                f"capacity {self.capacity}, overflow='error'); nothing was written. Delete rows, "
+                                "or use a larger capacity or another overflow policy")
+        elif self.capacity is not None:
             if keys.shape[0] > self.capacity:  # only the batch's last rows fit
                 keys, values = keys[-self.capacity:], values[-self.capacity:]
             self._make_room(keys)
@@ -256,14 +278,19 @@ class HostStore(Tier):
         if added:
             self._index_changed(keys)
 
-    def _make_room(self, keys):
-        """Drop rows by the overflow policy so that ``keys`` fit within the capacity."""
+    def _new_keys(self, keys):
+        """The distinct ``keys`` not stored yet (probed without counting a use)."""
         new = np.unique(keys)
-        if self._size:  # keys already stored take no room (probed without counting a use)
+        if self._size:
             found = np.zeros(new.shape[0], np.bool_)
             _get_many(self._table, raw(self._values), self._aux[:0], new,
                       np.zeros((new.shape[0], self.dim), raw(self._values).dtype), found)
             new = new[~found]
+        return new
+
+    def _make_room(self, keys):
+        """Drop rows by the overflow policy so that ``keys`` fit within the capacity."""
+        new = self._new_keys(keys)  # keys already stored take no room
         over = self._size + new.shape[0] - self.capacity
         if over <= 0:
             return
@@ -286,8 +313,7 @@ class HostStore(Tier):
 
     def keys(self) -> np.ndarray:
         """All stored keys (m,) int64, in no particular order."""
-        self._check_open("keys")
-        return self._table[self._table != EMPTY_KEY].copy()
+        return self._run("keys", lambda: self._table[self._table != EMPTY_KEY].copy())
 
     def device_rows(self) -> tuple:
         """Where a GPU kernel reads this pinned store in place, on the current device: ``(keys, mask, rows)``.
@@ -297,8 +323,14 @@ class HostStore(Tier):
         linearly from ``mix64(key) & mask``; ``rows``: the device address of the
         rows, slot h's row at ``rows + h * dim * itemsize`` bytes.  Valid until the
         store next changes; this call brings the device index up to date first.
+        With other threads or caches on the store, hold ``lock`` from this call
+        until the kernels that read these addresses have finished.
         """
-        self._check_open("device_rows")
+        with self.lock:  # not _run: a CUDA error stays itself, not a TierError that a cache may answer with defaults
+            self._check_open("device_rows")
+            return self._device_rows()
+
+    def _device_rows(self) -> tuple:
         if not self.pinned:
             raise ConfigError("device_rows needs a HostStore made with pinned=True")
         if self._mapped is None:  # a runtime query: about a microsecond, so once per allocation
@@ -318,9 +350,14 @@ class HostStore(Tier):
         ``rows`` (n, dim) holds the raw bits of each stored row (``default_row``,
         a device array of raw bits, where absent).  The GPU walks this store's
         index and copies its rows over PCIe itself; nothing is staged.  Runs on
-        CuPy's current stream.
+        CuPy's current stream, and waits for it: the store stays locked until the
+        kernel has read it.
         """
-        self._check_open("gather_to_device")
+        with self.lock:
+            self._check_open("gather_to_device")
+            return self._gather_to_device(keys, default_row)
+
+    def _gather_to_device(self, keys, default_row):
         if not self.pinned:
             raise ConfigError("gather_to_device needs a HostStore made with pinned=True")
         from ..kernels.gpu import launch_grid, compile_module, require_cupy
@@ -336,9 +373,11 @@ class HostStore(Tier):
         rows = cupy.empty((n, self.dim), default_row.dtype)
         found = cupy.empty(n, cupy.bool_)
         if n:
-            index, mask, values = self.device_rows()
+            index, mask, values = self._device_rows()
             kernel((launch_grid(n * group, 256),), (256,), (index, mask, values, keys, np.int64(n), rows, found,
                                                            default_row))
+            # the kernel reads the index and rows in place: another call may change them once this returns
+            cupy.cuda.get_current_stream().synchronize()
         return rows, found
 
     def _index_changed(self, added_keys) -> None:

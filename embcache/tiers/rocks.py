@@ -89,8 +89,7 @@ class RocksStore(Tier):
 
     def keys(self) -> np.ndarray:
         """All stored keys (m,) int64, in RocksDB's byte order."""
-        self._check_open("keys")
-        return decode_keys([k for k in self._db.keys() if len(k) == 8])
+        return self._run("keys", lambda: decode_keys([k for k in self._db.keys() if len(k) == 8]))
 
     def _close(self):
         self._db.close()

@@ -1,26 +1,102 @@
 """Stores named by one string, for the command line: ``rocksdb:PATH``, ``redis://...``, ``redis-cluster://h:p,h:p``."""
 from __future__ import annotations
 
+import os
+import re
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError
 from ._base import Tier
 
 __all__ = ["open_store"]
+
+_FORMS = ("rocksdb:PATH (or a PATH with no scheme), redis://HOST:PORT/DB, rediss://HOST:PORT/DB (TLS), "
+          "redis-cluster://HOST:PORT[,HOST:PORT...]")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+
+
+def _redacted(spec: str) -> str:
+    """``spec`` with any user and password of a URL replaced, for messages."""
+    return re.sub(r"//[^/@]*@", "//***@", spec)
+
+
+def _bad(spec, why: str) -> ConfigError:
+    shown = _redacted(spec) if isinstance(spec, str) else spec
+    return ConfigError(f"store {shown!r}: {why}; give one of {_FORMS}")
+
+
+def _port(spec: str, text: str) -> None:
+    if not (text.isdigit() and 0 < int(text) < 65536):
+        raise _bad(spec, f"the port {text!r} is not a number from 1 to 65535")
+
+
+def _parse(spec) -> tuple[str, object]:
+    """``(kind, target)`` of a spec, kind ``"rocksdb"``, ``"redis"`` or ``"cluster"``; ConfigError if malformed."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise _bad(spec, "the store is empty")
+    match = _SCHEME.match(spec)
+    if match is None or (os.name == "nt" and len(match.group(1)) == 1):  # C:\... is a path
+        return "rocksdb", spec
+    scheme = match.group(1).lower()
+    rest = spec[match.end():]
+    if scheme == "rocksdb":
+        if not rest.strip():
+            raise _bad(spec, "an empty path after rocksdb:")
+        return "rocksdb", rest
+    if scheme in ("redis", "rediss", "redis-cluster"):
+        if not rest.startswith("//"):
+            fixed = f"{scheme}://{rest.lstrip('/')}"
+            raise _bad(spec, f"a URL needs two slashes after the scheme: did you mean {_redacted(fixed)!r}?")
+    if scheme in ("redis", "rediss"):
+        url = urlsplit(spec)
+        try:
+            host = url.hostname
+        except ValueError as exc:  # a malformed [IPv6] host
+            raise _bad(spec, f"the host is malformed ({exc})") from None
+        if not host:
+            raise _bad(spec, "no host; write redis://HOST:PORT/DB, e.g. redis://127.0.0.1:6379/0")
+        netloc = url.netloc.rpartition("@")[2]
+        if not netloc.endswith("]") and ":" in netloc:
+            _port(spec, netloc.rpartition(":")[2])
+        db = url.path.strip("/")
+        if db and not db.isdigit():
+            raise _bad(spec, f"the database {db!r} after the port is not a number")
+        return "redis", spec
+    if scheme == "redis-cluster":
+        nodes = [n.strip() for n in rest[2:].split(",")]
+        if not any(nodes):
+            raise _bad(spec, "no node; list at least one as HOST:PORT")
+        for node in nodes:
+            host, sep, port = node.rpartition(":")
+            if not (sep and host):
+                raise _bad(spec, f"the node {node!r} is not HOST:PORT")
+            _port(spec, port)
+        return "cluster", nodes
+    raise _bad(spec, f"unknown scheme {scheme!r} (for a local path with a colon in it, write rocksdb:PATH or ./PATH)")
 
 
 def open_store(spec: str, dim: int, dtype: str = "float32", password: str | None = None,
                namespace: str = "embcache", create: bool = False) -> Tier:
     """The store ``spec`` names: a RocksStore for ``rocksdb:PATH`` (or a bare path), a RedisStore for
-    ``redis://host:port/db``, a Redis Cluster store for ``redis-cluster://host:port[,host:port...]``.
+    ``redis://host:port/db`` (``rediss://`` for TLS), a Redis Cluster store for
+    ``redis-cluster://host:port[,host:port...]``.
 
     ``create`` makes the table if the store holds none; without it a missing table is a
-    ``StoreNotFoundError``."""
-    if spec.startswith(("redis://", "rediss://")):
+    ``StoreNotFoundError``.  An unknown scheme (``s3://bucket/x``) or a malformed spec
+    (``redis:/host:6379``, ``redis://`` with no host, a port or database that is not a
+    number, ``rocksdb:`` with no path) is a ``ConfigError`` naming the accepted forms,
+    raised before anything is opened or created.  A bare path never has a scheme: a
+    local path with a colon in it is written ``rocksdb:PATH`` or ``./PATH``.
+    """
+    kind, target = _parse(spec)
+    if kind == "redis":
         from .redis_store import RedisStore
 
-        return RedisStore(spec, dim, dtype, password=password, namespace=namespace, create=create)
-    if spec.startswith("redis-cluster://"):
+        return RedisStore(target, dim, dtype, password=password, namespace=namespace, create=create)
+    if kind == "cluster":
         from .redis_store import RedisStore
 
-        return RedisStore(spec[len("redis-cluster://"):].split(","), dim, dtype, password=password, namespace=namespace, create=create)
+        return RedisStore(target, dim, dtype, password=password, namespace=namespace, create=create)
     from .rocks import RocksStore
 
-    return RocksStore(spec[len("rocksdb:"):] if spec.startswith("rocksdb:") else spec, dim, dtype, create=create)
+    return RocksStore(target, dim, dtype, create=create)
