@@ -13,6 +13,9 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import embcache
 from embcache.errors import ConfigError, DataFormatError, TierError
@@ -285,6 +288,67 @@ def test_closing_a_store_while_threads_use_it_is_a_clear_error():
 
     _run_threads([user, user, closer])
     assert not errors, errors
+
+
+class ConcurrentStoreMachine(RuleBasedStateMachine):
+    """Steps of several threads at once, each on its own key range (so the outcome does not depend on the
+    order the store ran them in), checked against a dict model after every step; the stores are a bounded
+    HostStore in front of an unbounded one (promotion, overflow and regrowth all under contention)."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = {}
+        self.version = 0
+        self.fast = HostStore(DIM, capacity=12, overflow="random", initial_rows=4)
+        self.store = TieredStore([self.fast, HostStore(DIM, initial_rows=4)])
+
+    op = st.tuples(st.sampled_from(["put", "put", "delete", "get", "forget"]),
+                   st.lists(st.integers(1, 12), min_size=1, max_size=8))
+
+    @rule(plans=st.lists(st.lists(op, max_size=6), min_size=2, max_size=4))
+    def concurrently(self, plans):
+        base = self.version
+        results = [dict() for _ in plans]
+
+        def worker(t, plan):
+            model = {k: v for k, v in self.model.items() if k // 100 == t}
+            for i, (op, small) in enumerate(plan):
+                keys = np.asarray(small, np.int64) + 100 * t
+                version = base + 1 + t * 10 + i
+                if op == "put":
+                    self.store.put_many(keys, _rows(keys, [version] * len(keys)))
+                    model.update((int(k), version) for k in keys)
+                elif op == "delete":
+                    self.store.delete_many(keys)
+                    for k in keys.tolist():
+                        model.pop(k, None)
+                elif op == "forget":
+                    self.fast.delete_many(keys)
+                else:
+                    got, found = self.store.get_many(keys)
+                    assert found.tolist() == [k in model for k in keys.tolist()]
+                    for k, row, f in zip(keys.tolist(), got, found):
+                        if f:
+                            _check_row(k, row, model[k], exact=True)
+            results[t] = model
+
+        _run_threads([lambda t=t, plan=plan: worker(t, plan) for t, plan in enumerate(plans)], timeout=30)
+        for t in range(len(plans)):
+            self.model = {k: v for k, v in self.model.items() if k // 100 != t}
+            self.model.update(results[t])
+        self.version = base + 10 * len(plans) + 10
+
+    @invariant()
+    def every_tier_agrees_with_the_model(self):
+        _every_tier_current(self.store, self.model)
+        keys = np.array(sorted(self.model), np.int64)
+        assert self.store.tiers[-1].get_many(keys)[1].all()
+        assert len(self.store.tiers[-1]) == len(self.model)
+        assert len(self.fast) <= 12
+
+
+TestConcurrentTieredHost = ConcurrentStoreMachine.TestCase
+TestConcurrentTieredHost.settings = settings(max_examples=30, stateful_step_count=15, deadline=None)
 
 
 # ---------------------------------------------------------------- item 5: a failed write to a faster tier

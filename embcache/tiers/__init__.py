@@ -2,7 +2,8 @@
 
 ``HostStore`` (host memory), ``RocksStore`` (embedded RocksDB, persistent),
 ``RedisStore`` (a Redis server or Redis Cluster), and ``TieredStore``, which
-chains them fastest first.
+chains them fastest first.  Every store is safe to share between threads
+and caches: each call holds the store's ``lock`` (see :class:`Tier`).
 """
 from ._base import Tier
 from .host import HostStore

@@ -135,11 +135,12 @@ class TieredStore(Tier):
         """Drop the copies of ``keys`` that may now be older than the slower tiers'; the error to raise."""
         tier, slowest = self.tiers[failed], len(self.tiers) - 1
         why = f"{type(exc).__name__}: {exc}"
-        took = "the new rows" if op == "put_many" else "the keys deleted"
         parts = []
         slower = self.tiers[failed + 1:]
         if slower:
-            parts.append(f"{', '.join(map(repr, slower))} {'has' if len(slower) == 1 else 'have'} {took}")
+            verb = "has" if len(slower) == 1 else "have"
+            took = f"{verb} the new rows" if op == "put_many" else f"{verb} deleted the keys"
+            parts.append(f"{', '.join(map(repr, slower))} {took}")
         drops = {}
         for depth in range(failed if failed < slowest else failed - 1, -1, -1):
             dropped, error = self._drop(depth, keys), None
