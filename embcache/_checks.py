@@ -38,6 +38,8 @@ def check_keys(keys, name: str = "keys", xp=np, reserved: bool = True):
     if arr.size == 0 and not hasattr(keys, "dtype"):
         arr = arr.astype(np.int64)  # [] becomes float64 in NumPy
     if arr.dtype.kind == "u" and arr.dtype.itemsize == 8:
+        if not arr.dtype.isnative:  # by value: a big-endian >u8 viewed as is would be byte-swapped
+            arr = arr.astype(np.uint64)
         arr = arr.view(np.int64)
     elif arr.dtype.kind not in "iu":
         raise KeyDtypeError(

@@ -624,3 +624,15 @@ def test_big_endian_uint64_above_int64_is_its_64_bits(tmp_path):
     with RocksStore(tmp_path / "db", DIM, create=True) as store:
         import_npy(tmp_path / "k.npy", tmp_path / "r.npy", store, progress=False)
         assert sorted(store.keys().tolist()) == [-5, 9]
+
+
+@pytest.mark.parametrize("key_dtype", [">u8", ">i8", "<u8", ">i4", ">u2"])
+def test_store_calls_take_big_endian_keys_and_rows_by_value(key_dtype):
+    store = HostStore(DIM)
+    keys = np.array([1, 2, 300], np.int64)
+    store.put_many(keys.astype(key_dtype), _rows(keys, [1, 1, 1]).astype(">f4"))
+    assert sorted(store.keys().tolist()) == [1, 2, 300]
+    got, found = store.get_many(keys.astype(key_dtype))
+    assert found.all() and got[:, 0].tolist() == [1, 2, 300]
+    store.delete_many(np.array([2], key_dtype))
+    assert store.get_many(keys)[1].tolist() == [True, False, True]
