@@ -552,7 +552,7 @@ def test_refused_npy_import_leaves_the_store_unchanged(tmp_path, case):
     with _prefilled(tmp_path) as store:
         with pytest.raises(DataFormatError, match=NPY_CASES[case]):
             import_npy(tmp_path / "k.npy", tmp_path / "r.npy", store, chunk_rows=64, progress=False,
-                       reject_nan=True)
+                       **({"reject_nan": True} if case == "nan row last" else {}))
         _unchanged(store)
 
 
