@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -435,6 +436,59 @@ def test_failed_middle_tier_is_read_past_until_it_drops_its_copies(tmp_path):
         store.close()
     finally:
         server.stop()
+
+
+class FailingFastTierMachine(RuleBasedStateMachine):
+    """Writes through [HostStore(capacity=5, overflow="error"), HostStore(), HostStore()]: the fast tier
+    refuses, for real, every write whose new keys do not fit, after the slower tiers took it.  Whatever
+    fails, no tier may hold a row other than the slowest's, and reads return the slowest's rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.fast = HostStore(DIM, capacity=5, overflow="error")
+        self.store = TieredStore([self.fast, HostStore(DIM), HostStore(DIM)])
+        self.model, self.version = {}, 0
+
+    keys = st.lists(st.integers(1, 9), min_size=1, max_size=4)
+
+    @rule(keys=keys)
+    def put(self, keys):
+        self.version += 1
+        try:
+            self.store.put_many(keys, _rows(keys, [self.version] * len(keys)))
+        except TierError as exc:
+            # the error says the slower tiers took it: they are the table now
+            assert "have the new rows" in str(exc) and "its copies were dropped" in str(exc)
+        self.model.update((k, self.version) for k in keys)
+
+    @rule(keys=keys)
+    def delete(self, keys):
+        self.store.delete_many(keys)
+        for k in keys:
+            self.model.pop(k, None)
+
+    @rule(keys=keys)
+    def get(self, keys):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the full fast tier refuses promotions too
+            got, found = self.store.get_many(keys)
+        assert found.tolist() == [k in self.model for k in keys]
+        for k, row, f in zip(keys, got, found):
+            if f:
+                _check_row(k, row, self.model[k], exact=True)
+
+    @rule(keys=keys, depth=st.integers(0, 1))
+    def forget(self, keys, depth):
+        self.store.tiers[depth].delete_many(keys)
+
+    @invariant()
+    def no_tier_serves_an_older_row(self):
+        _every_tier_current(self.store, self.model)
+        assert len(self.fast) <= 5
+
+
+TestFailingFastTier = FailingFastTierMachine.TestCase
+TestFailingFastTier.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 
 
 # ---------------------------------------------------------------- item 11: store specs
