@@ -12,7 +12,9 @@ Keys and rows are converted by value, whatever their byte order: a
 big-endian ``>u8``, ``>i8`` or ``>f4`` array imports the same table as its
 little-endian twin.  Keys may be any integer dtype; uint64 keys are taken as
 their 64 bits (two's complement), as everywhere in embcache, so ``2**63`` is
-the reserved key ``-2**63`` and is refused, and ``2**64 - 5`` is the key ``-5``.  Rows are then written ``chunk_rows`` at a time; each chunk is one
+the reserved key ``-2**63`` and is refused, and ``2**64 - 5`` is the key ``-5``.
+
+Rows are then written ``chunk_rows`` at a time; each chunk is one
 ``put_many`` (one synced atomic batch in a RocksStore), so a process killed
 mid-import leaves whole chunks, never a half-written row.
 """
@@ -26,13 +28,12 @@ import numpy as np
 
 from .errors import DataFormatError
 from .layout import LOCKED_KEY, RESERVED_KEYS
-
-_INT64_MAX = 2**63 - 1
 from .tiers import Tier
 
 __all__ = ["import_hugectr", "import_npy", "import_onnx"]
 
 _SCAN_ROWS = 1 << 20  # keys checked per step of the reserved-key scan
+_INT64_MAX = 2**63 - 1
 
 
 def _as_keys(part: np.ndarray) -> np.ndarray:
@@ -54,7 +55,7 @@ def _check_keys(keys: np.ndarray, where: str) -> None:
         bad = np.flatnonzero(stored <= LOCKED_KEY)
         if bad.shape[0]:
             j = int(bad[0])
-            as_given = "" if int(part[j]) == int(stored[j]) else f" (given as {int(part[j])}, a uint64 taken as its bits)"
+            as_given = "" if int(part[j]) == int(stored[j]) else f" (given as uint64 {int(part[j])}, taken as its bits)"
             raise DataFormatError(f"{where}: key {int(stored[j])}{as_given} at row {i + j} is reserved "
                                   f"(embcache.RESERVED_KEYS = {RESERVED_KEYS}); remap it before importing")
 

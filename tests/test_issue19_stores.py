@@ -507,6 +507,9 @@ TestFailingFastTier.settings = settings(max_examples=60, stateful_step_count=30,
     ("redis-cluster://a:1,b", "'b' is not HOST:PORT"),
     ("redis-cluster://a:1,b:x", "port 'x'"),
     ("http://example.com/db", "unknown scheme 'http'"),
+    ("unix://", "no socket path"),
+    ("S3://bucket/x", "unknown scheme 's3'"),
+    ("data:table", "unknown scheme 'data'"),
 ])
 def test_unknown_or_malformed_spec_is_a_config_error_and_creates_nothing(tmp_path, monkeypatch, spec, message):
     monkeypatch.chdir(tmp_path)

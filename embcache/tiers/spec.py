@@ -11,7 +11,7 @@ from ._base import Tier
 __all__ = ["open_store"]
 
 _FORMS = ("rocksdb:PATH (or a PATH with no scheme), redis://HOST:PORT/DB, rediss://HOST:PORT/DB (TLS), "
-          "redis-cluster://HOST:PORT[,HOST:PORT...]")
+          "unix:///PATH/redis.sock, redis-cluster://HOST:PORT[,HOST:PORT...]")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 
 
@@ -62,6 +62,10 @@ def _parse(spec) -> tuple[str, object]:
         if db and not db.isdigit():
             raise _bad(spec, f"the database {db!r} after the port is not a number")
         return "redis", spec
+    if scheme == "unix":  # a Redis server's socket, as redis-py's from_url takes it
+        if not rest.startswith("//") or not urlsplit(spec).path.strip("/"):
+            raise _bad(spec, "no socket path; write unix:///PATH/redis.sock")
+        return "redis", spec
     if scheme == "redis-cluster":
         nodes = [n.strip() for n in rest[2:].split(",")]
         if not any(nodes):
@@ -78,7 +82,8 @@ def _parse(spec) -> tuple[str, object]:
 def open_store(spec: str, dim: int, dtype: str = "float32", password: str | None = None,
                namespace: str = "embcache", create: bool = False) -> Tier:
     """The store ``spec`` names: a RocksStore for ``rocksdb:PATH`` (or a bare path), a RedisStore for
-    ``redis://host:port/db`` (``rediss://`` for TLS), a Redis Cluster store for
+    ``redis://host:port/db`` (``rediss://`` for TLS, ``unix:///path/redis.sock`` for a local
+    socket), a Redis Cluster store for
     ``redis-cluster://host:port[,host:port...]``.
 
     ``create`` makes the table if the store holds none; without it a missing table is a
