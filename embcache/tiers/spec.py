@@ -22,7 +22,7 @@ def _redacted(spec: str) -> str:
 
 def _bad(spec, why: str) -> ConfigError:
     shown = _redacted(spec) if isinstance(spec, str) else spec
-    return ConfigError(f"store {shown!r}: {why}; give one of {_FORMS}")
+    return ConfigError(f"store {shown!r}: {why}. A store is one of: {_FORMS}")
 
 
 def _port(spec: str, text: str) -> None:
