@@ -264,7 +264,7 @@ class HostStore(Tier):
         if self.capacity is not None and self.overflow == "error":
             new = self._new_keys(keys).shape[0]
             if self._size + new > self.capacity:
-                raise TierError(f"{self!r}.put_many: {new} new key{'s' * (new != 1)} do not fit (it holds {self._size} rows of "
+                raise TierError(f"{self!r}.put_many: {new} new {'key does' if new == 1 else 'keys do'} not fit (it holds {self._size} rows of "
                                 f"capacity {self.capacity}, overflow='error'); nothing was written. Delete rows, "
                                 "or use a larger capacity or another overflow policy")
         elif self.capacity is not None:
