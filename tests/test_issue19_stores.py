@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -692,3 +692,36 @@ def test_store_calls_take_big_endian_keys_and_rows_by_value(key_dtype):
     assert found.all() and got[:, 0].tolist() == [1, 2, 300]
     store.delete_many(np.array([2], key_dtype))
     assert store.get_many(keys)[1].tolist() == [True, False, True]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), key_dtype=st.sampled_from(["<u8", ">u8", "<i8", ">i8", ">i4", "<u4", ">u2"]),
+       row_dtype=st.sampled_from(["<f4", ">f4", ">f8", "<f2"]), chunk=st.integers(1, 5))
+def test_npy_import_is_by_value_and_refuses_before_any_write(tmp_path_factory, data, key_dtype, row_dtype, chunk):
+    # any keys the dtype can hold, reserved ones included: either the whole table lands, by value, or nothing does
+    from embcache.imports import import_npy
+
+    info = np.iinfo(np.dtype(key_dtype))
+    edges = st.sampled_from([info.min, info.max, 2**63, 2**63 + 1, -(2**63), -(2**63) + 1, 0, 1])
+    raw_keys = data.draw(st.lists(st.one_of(st.integers(int(info.min), int(info.max)),
+                                            edges.filter(lambda k: info.min <= k <= info.max)),
+                                  min_size=1, max_size=12))
+    keys = np.array(raw_keys, dtype=key_dtype)
+    rows = np.arange(len(raw_keys) * DIM, dtype=np.float64).reshape(-1, DIM) / 4
+    folder = tmp_path_factory.mktemp("npy")
+    np.save(folder / "k.npy", keys)
+    np.save(folder / "r.npy", rows.astype(row_dtype))
+    stored_as = [k - 2**64 if k >= 2**63 else k for k in raw_keys]  # uint64 keys are their 64 bits
+    store = HostStore(DIM)
+    store.put_many([7], _rows([7], [1]))
+    if any(k in embcache.RESERVED_KEYS for k in stored_as):
+        with pytest.raises(DataFormatError, match="reserved"):
+            import_npy(folder / "k.npy", folder / "r.npy", store, chunk_rows=chunk, progress=False)
+        assert store.keys().tolist() == [7]
+        return
+    import_npy(folder / "k.npy", folder / "r.npy", store, chunk_rows=chunk, progress=False)
+    last = {k: i for i, k in enumerate(stored_as)}  # a repeated key keeps its last row
+    expect = {7: _rows([7], [1])[0], **{k: rows[i].astype(np.float32) for k, i in last.items()}}
+    assert sorted(store.keys().tolist()) == sorted(expect)
+    got, found = store.get_many(list(expect))
+    assert found.all() and np.array_equal(got, np.stack(list(expect.values())))
