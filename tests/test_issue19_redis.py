@@ -122,6 +122,9 @@ def test_stores_in_different_namespaces_never_see_each_other(server, names, keys
             assert (rows[found] == i).all()
         for n in names:  # every table record is intact
             RedisStore(server.url, 2, namespace=n).close()
+        stores[0].delete_many(probe)
+        for store, mine in zip(stores[1:], keys[1:]):
+            assert sorted(store.keys().tolist()) == sorted(set(mine))
     finally:
         for s in stores:
             s.close()
@@ -236,6 +239,48 @@ def test_cluster_put_failing_on_one_node_rolls_back_the_others(cluster):
             assert found[i] and got[i].tobytes() == old[k].tobytes(), k
         else:
             assert not found[i], k
+    store.delete_many(keys)
+    store.close()
+
+
+def test_cluster_master_killed_mid_put_rolls_back_the_others(cluster):
+    import redis
+
+    store = RedisStore(cluster.addresses, 8, namespace="ck2", timeout=2.0, create=True)
+    old_keys = np.arange(0, 3000, dtype=np.int64)
+    old = rows_for(old_keys, 8, "float32", seed=7)
+    store.put_many(old_keys, old)
+    keys = np.arange(0, 150_000, dtype=np.int64)
+    new = rows_for(keys, 8, "float32", seed=8)
+    port_of = {}  # the store writes node by node, in the order the nodes first hold a key of the call
+    for k in keys.tolist():
+        port_of[k] = store._client.get_node_from_key(store._rows + int(k).to_bytes(8, "big", signed=True)).port
+    order = list(dict.fromkeys(port_of.values()))
+    first, victim = (next(n for n in cluster.nodes if n.port == p) for p in (order[0], order[-1]))
+    watch = redis.Redis(port=first.port)
+    base = watch.dbsize()
+
+    def kill_when_first_node_grows():
+        end = time.monotonic() + 60
+        while watch.dbsize() == base and time.monotonic() < end:  # the server's own state, bounded
+            pass
+        victim.kill()
+
+    killer = threading.Thread(target=kill_when_first_node_grows)
+    killer.start()
+    try:
+        with pytest.raises(TierError, match=f"rolled back.*127.0.0.1:{victim.port} may hold") as err:
+            store.put_many(keys, new)
+    finally:
+        killer.join()
+        victim.start()
+        cluster.wait_ok()
+    maybe = set(err.value.maybe_written.tolist())
+    assert maybe and all(port_of[k] == victim.port for k in maybe)
+    got, found = store.get_many(keys)
+    for i, k in enumerate(keys.tolist()):
+        before = (found[i] and k < 3000 and got[i].tobytes() == old[k].tobytes()) or (not found[i] and k >= 3000)
+        assert before or (k in maybe and found[i] and got[i].tobytes() == new[i].tobytes()), k
     store.delete_many(keys)
     store.close()
 

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from ..errors import ConfigError, EmbCacheError, StoreNotFoundError, TierError
+from ..errors import ConfigError, StoreNotFoundError, TierError
 from ._base import Tier, require
 from ._codec import META_FORMAT, check_meta, decode_keys, decode_rows, encode_keys, encode_rows, meta_blob
 
@@ -101,7 +101,8 @@ class RedisStore(Tier):
         key, and a key scan of one never lists another's (glob characters are
         matched literally).  A table written by an older embcache (rows under
         ``<namespace>:`` + 8 bytes) is refused with a ``ConfigError``: import it
-        again into a fresh namespace.
+        again into a fresh namespace.  On a Redis Cluster, a namespace holding
+        ``{tag}`` is a hash tag: all its rows land in one slot, on one node.
     batch : int
         Keys per MGET/MSET command.
     timeout : float
@@ -172,14 +173,16 @@ class RedisStore(Tier):
             try:
                 nodes = [_node(n) for n in target]
             except (TypeError, ValueError):
-                raise ConfigError(f"RedisStore: cluster nodes are 'host:port' or (host, port), got {redact(str(target))}") from None
+                raise ConfigError("RedisStore: cluster nodes are 'host:port' or (host, port), "
+                                  f"got {redact(str(target))}") from None
             if not nodes:
                 raise ConfigError("RedisStore: give at least one cluster node as 'host:port'")
             self._where = ",".join(f"{h}:{p}" for h, p in nodes)
             tls_args = self._tls_args(tls, tls_ca_certs, tls_certfile, tls_keyfile)
             if tls:
                 tls_args["ssl"] = True
-            make = lambda: RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], **common, **tls_args)  # noqa: E731
+            make = lambda: RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes],  # noqa: E731
+                                        **common, **tls_args)
         else:
             scheme = target.partition("://")[0].lower() if "://" in target else ""
             if scheme not in ("redis", "rediss", "unix"):
@@ -276,20 +279,24 @@ class RedisStore(Tier):
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, namespace={self.namespace!r})"
 
-    def _scrub(self, exc) -> str:
-        """The client library's text (which may quote the URL) without any password in it."""
+    def _scrub(self, exc, limit: int = 300) -> str:
+        """The client library's text (which may quote the URL, or a command's binary arguments) without
+        any password in it, cut to ``limit`` characters."""
         text = str(exc)
         for secret in self._secrets:
             text = text.replace(secret, _MASK)
-        return redact(text)
+        text = redact(text)
+        return text if len(text) <= limit else text[:limit] + " [...]"
 
     def _run(self, op: str, fn, *args):
+        # the base class words the error; the text it quotes from redis-py is scrubbed here, and the
+        # original exception is not chained (its text and arguments may hold the password)
         try:
-            return fn(*args)
-        except EmbCacheError:
-            raise
-        except Exception as exc:  # whatever redis-py raises, callers catch one type, with no password in it
-            raise TierError(f"{self!r}.{op} failed: {type(exc).__name__}: {self._scrub(exc)}") from None
+            return super()._run(op, fn, *args)
+        except TierError as exc:
+            clean = TierError(self._scrub(exc, limit=1000))
+            clean.__dict__.update(exc.__dict__)  # maybe_written
+            raise clean from None
 
     def _chunks(self, n):
         return range(0, n, self._step)
