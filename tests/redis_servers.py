@@ -151,10 +151,13 @@ class RedisServer:
 
 
 class RedisCluster:
-    """Three masters, no replicas, slots split evenly (``redis-cli --cluster create``)."""
+    """Three masters, no replicas, slots split evenly (``redis-cli --cluster create``).
 
-    def __init__(self, folder: Path, masters: int = 3):
-        self.nodes = [RedisServer(Path(folder) / f"node{i}", cluster=True) for i in range(masters)]
+    ``args`` go to every node (``["--cluster-require-full-coverage", "no"]`` keeps the others
+    serving their slots while one is down)."""
+
+    def __init__(self, folder: Path, masters: int = 3, args: tuple = ()):
+        self.nodes = [RedisServer(Path(folder) / f"node{i}", cluster=True, args=args) for i in range(masters)]
         out = subprocess.run([REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
                               "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True)
         if out.returncode:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote
@@ -19,6 +20,7 @@ __all__ = ["RedisStore", "redact"]
 # (rows ``<namespace>:`` + 8 key bytes), in which namespaces could overlap.
 _LAYOUT = "ns-escaped-v2"
 _MASK = "***"
+_ROLLBACK_ATTEMPTS = 3
 # ``scheme://userinfo@``: everything up to the last '@' is userinfo, so a password holding
 # '/', '#' or '@' is masked whole (over-masking is safe, under-masking leaks)
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^\s'\"]*)@")
@@ -140,7 +142,11 @@ class RedisStore(Tier):
     (on a node that failed) and carries them as ``maybe_written`` (int64 array):
     each holds its old row or its new one; every other key of the call holds its
     old row.  A concurrent writer of the same keys during the call may be
-    undone by the roll back.  A failed cluster ``delete_many`` may have removed
+    undone by the roll back.  A cluster that needs every slot served
+    (``cluster-require-full-coverage yes``, the default) stops answering on
+    every node once a failed one is declared down (``cluster-node-timeout``),
+    so a roll back that comes later cannot run: then ``maybe_written`` holds
+    the keys of every node it could not restore.  A failed cluster ``delete_many`` may have removed
     some of its keys (never a wrong row: a removed row is read from a slower tier).
 
     Writes are as durable as the server makes them (``appendonly yes`` with
@@ -286,6 +292,9 @@ class RedisStore(Tier):
         for secret in self._secrets:
             text = text.replace(secret, _MASK)
         text = redact(text)
+        # redis-py quotes a failed pipeline command's arguments: binary keys and rows, of no use to a reader
+        text = re.sub(r"Command # (\d+) \(.*\) of pipeline", r"Command # \1 of the pipeline", text, flags=re.S)
+        text = "".join(c if c.isprintable() else "?" for c in text)
         return text if len(text) <= limit else text[:limit] + " [...]"
 
     def _run(self, op: str, fn, *args):
@@ -325,17 +334,18 @@ class RedisStore(Tier):
     def _execute(self, pipe, op: str, keys: np.ndarray):
         """Run one MULTI/EXEC; on failure, say whether the server applied none of it or maybe all."""
         redis = require("redis")
-        n, verb = np.unique(keys).shape[0], "written" if op == "put_many" else "deleted"
+        n = np.unique(keys).shape[0]
+        done, did = ("written", "wrote") if op == "put_many" else ("deleted", "deleted")
         try:
             pipe.execute()
         except redis.ResponseError as exc:  # the server answered: EXEC refused, or the queue was (EXECABORT)
             err = TierError(f"{self!r}.{op} failed: {type(exc).__name__}: {self._scrub(exc)}; the server refused "
-                            f"the transaction, so none of the call's {n} keys was {verb}")
+                            f"the transaction, so none of the call's {n} keys was {done}")
             err.maybe_written = np.zeros(0, np.int64)
             raise err from None
         except Exception as exc:
             err = TierError(f"{self!r}.{op} failed: {type(exc).__name__}: {self._scrub(exc)}; the server "
-                            f"{verb} either all {n} keys of the call or none of them (one MULTI/EXEC transaction, "
+                            f"{did} either all {n} keys of the call or none of them (one MULTI/EXEC transaction, "
                             "never some): read them back to know; they are the error's maybe_written")
             err.maybe_written = np.unique(keys)
             raise err from None
@@ -358,26 +368,35 @@ class RedisStore(Tier):
                 break
         else:
             return
-        unknown, restored_nodes, failed_nodes = [], set(), set()
+        unknown, restored, failed_nodes, why = [], 0, set(), None
         for node, chunk in chunks[:done + 1]:
-            try:
-                back = {n: old[n] for n in chunk if old[n] is not None}
-                if back:
-                    self._client.mset_nonatomic(back)
-                gone = [n for n in chunk if old[n] is None]
-                if gone:
-                    self._client.delete(*gone)
-                restored_nodes.add(node)
-            except Exception:
+            gone = [n for n in chunk if old[n] is None]
+            back = {n: old[n] for n in chunk if old[n] is not None}
+            for attempt in range(_ROLLBACK_ATTEMPTS):
+                try:
+                    if gone:  # first: it frees memory on a node that refused the write for lack of it
+                        self._client.delete(*gone)
+                    if back:
+                        self._client.mset_nonatomic(back)
+                    restored += len(chunk)
+                    break
+                except Exception as exc:
+                    error = exc
+                    if attempt + 1 < _ROLLBACK_ATTEMPTS:
+                        # a cluster is briefly down while it declares a node failed: worth a short wait
+                        time.sleep(0.25 * (attempt + 1))
+            else:
                 unknown.extend(chunk)
                 failed_nodes.add(node)
+                why = why or f"{type(error).__name__}: {self._scrub(error, 200)}"
         maybe = np.unique(decode_keys(unknown, self._rows))
         shown = ", ".join(map(str, maybe[:10].tolist())) + (", ..." if maybe.shape[0] > 10 else "")
         state = (f"{maybe.shape[0]} keys on {', '.join(sorted(failed_nodes))} may hold their new rows or their old "
-                 f"ones ({shown}; all in the error's maybe_written); every other key of the call holds its old row"
-                 if maybe.shape[0] else "every key of the call holds its old row again")
+                 f"ones ({shown}; all in the error's maybe_written; restoring them failed: {why}); every other key of the "
+                 "call holds its old row"
+                 if maybe.shape[0] else "every key of the call holds its old row")
         err = TierError(f"{self!r}.put_many failed: {type(failure).__name__}: {self._scrub(failure)}; "
-                        f"rolled back what was written on {len(restored_nodes)} node(s): {state}")
+                        f"rolled back {restored} keys written before or during the failure: {state}")
         err.maybe_written = maybe
         raise err from None
 
