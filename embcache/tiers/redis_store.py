@@ -146,8 +146,9 @@ class RedisStore(Tier):
     (``cluster-require-full-coverage yes``, the default) stops answering on
     every node once a failed one is declared down (``cluster-node-timeout``),
     so a roll back that comes later cannot run: then ``maybe_written`` holds
-    the keys of every node it could not restore.  A failed cluster ``delete_many`` may have removed
-    some of its keys (never a wrong row: a removed row is read from a slower tier).
+    the keys of every node it could not restore.  A failed cluster
+    ``delete_many`` may have removed some of its keys (never a wrong row: a
+    removed row is read from a slower tier).
 
     Writes are as durable as the server makes them (``appendonly yes`` with
     ``appendfsync always`` for no loss on a crash).  One store may be used from
@@ -201,14 +202,14 @@ class RedisStore(Tier):
             tls_args = self._tls_args(tls, tls_ca_certs, tls_certfile, tls_keyfile)
             make = lambda: redis.Redis.from_url(url, **common, **tls_args)  # noqa: E731
         try:
-            self._client = make()
-        except (ValueError, TypeError) as exc:  # the URL or an option redis-py could not parse
-            raise ConfigError(f"RedisStore({self._where!r}): {self._scrub(exc)}") from None
-        self.closed = False
-        try:
+            self._client = make()  # a cluster client connects here; a single server's on first use
+            self.closed = False
             stored = self._client.get(self._meta_key)
             legacy = (self._client.get(namespace.encode() + b":meta")
                       if stored is None and namespace.encode() != escaped else None)
+        except (ValueError, TypeError) as exc:  # the URL or an option redis-py could not parse
+            self.close()
+            raise ConfigError(f"{self!r}: {self._scrub(exc)}") from None
         except redis.AuthenticationError as exc:
             self.close()
             who = f"user {username!r} and password" if username else "password"
@@ -223,7 +224,7 @@ class RedisStore(Tier):
                 raise ConfigError(f"{self!r}: the server's ACL denies this user ({self._scrub(exc)}); "
                                   f"it needs read and write access to keys {self._meta_key[:-4].decode()}*") from None
             raise TierError(f"{self!r}: {self._scrub(exc)}") from None
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
             self.close()
             raise TierError(f"{self!r}: cannot reach the server: {self._scrub(exc)}; check the address "
                             "(and for a TLS server tls=True, tls_ca_certs= and the client certificate)") from None
@@ -392,8 +393,8 @@ class RedisStore(Tier):
         maybe = np.unique(decode_keys(unknown, self._rows))
         shown = ", ".join(map(str, maybe[:10].tolist())) + (", ..." if maybe.shape[0] > 10 else "")
         state = (f"{maybe.shape[0]} keys on {', '.join(sorted(failed_nodes))} may hold their new rows or their old "
-                 f"ones ({shown}; all in the error's maybe_written; restoring them failed: {why}); every other key of the "
-                 "call holds its old row"
+                 f"ones ({shown}; all in the error's maybe_written; restoring them failed: {why}); "
+                 "every other key of the call holds its old row"
                  if maybe.shape[0] else "every key of the call holds its old row")
         err = TierError(f"{self!r}.put_many failed: {type(failure).__name__}: {self._scrub(failure)}; "
                         f"rolled back {restored} keys written before or during the failure: {state}")
