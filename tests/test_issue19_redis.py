@@ -279,7 +279,7 @@ def test_cluster_master_killed_mid_put_rolls_back_the_others(partial_cluster):
     killer = threading.Thread(target=kill_when_first_node_grows)
     killer.start()
     try:
-        with pytest.raises(TierError, match=f"rolled back.*127.0.0.1:{victim.port} may hold") as err:
+        with pytest.raises(TierError, match="rolled back .* keys on 127.0.0.1:.* may hold") as err:
             store.put_many(keys, new)
     finally:
         killer.join()
@@ -288,12 +288,13 @@ def test_cluster_master_killed_mid_put_rolls_back_the_others(partial_cluster):
     maybe = set(err.value.maybe_written.tolist())
     # the victim's first chunk failed mid-write; the others' rows are restored unless the cluster went
     # down for them too (a live node briefly unreachable under load), and then the message names them
-    named = {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", str(err.value).split("rolled back")[1])}
-    assert victim.port in named and {port_of[k] for k in maybe} == named
+    nodes = re.search(r"keys on (.*?) may hold", str(err.value))[1]
+    named = {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", nodes)}
+    assert maybe and {port_of[k] for k in maybe} == named, str(err.value)
     got, found = store.get_many(keys)
     for i, k in enumerate(keys.tolist()):
         before = (found[i] and k < 3000 and got[i].tobytes() == old[k].tobytes()) or (not found[i] and k >= 3000)
-        assert before or (k in maybe and found[i] and got[i].tobytes() == new[i].tobytes()), k
+        assert before or (k in maybe and found[i] and got[i].tobytes() == new[i].tobytes()), (k, str(err.value))
     store.delete_many(keys)
     store.close()
 
