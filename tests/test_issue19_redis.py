@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from embcache.errors import ConfigError, StoreNotFoundError, TierError
 
@@ -495,3 +496,73 @@ def test_threads_share_one_store(server):
 def test_threads_share_one_cluster_store(cluster):
     with RedisStore(cluster.addresses, 3, namespace="threads", batch=16, create=True) as store:
         _hammer(store, steps=60)
+
+
+# ---- item 5, as a state machine: puts that the server refuses for memory change nothing -----------------------
+
+
+class _TightMemory(RuleBasedStateMachine):
+    """RedisStore against a dict while the server's memory limit comes and goes (real OOM refusals)."""
+
+    server = url = None
+    refusals = 0
+
+    @initialize()
+    def open(self):
+        import uuid
+
+        self.admin = self.server.client()
+        self.store = RedisStore(self.url, 64, namespace=uuid.uuid4().hex, batch=256, create=True)
+        self.model, self.refused = {}, 0
+
+    @rule(start=st.integers(0, 3000), n=st.sampled_from([1, 10, 300, 3000]), seed=st.integers(0, 2**16),
+          room_kib=st.sampled_from([None, 16, 64, 256]))
+    def put(self, start, n, seed, room_kib):
+        keys = (np.arange(start, start + n, dtype=np.int64) * 7) % 4001  # 3000 rows: 0.8 MB
+        rows = rows_for(keys, 64, "float32", seed=seed)
+        if room_kib is not None:  # the server may hold only this much more
+            self.admin.config_set("maxmemory", self.admin.info("memory")["used_memory"] + room_kib * 1024)
+        try:
+            self.store.put_many(keys, rows)
+        except TierError as exc:
+            assert room_kib is not None, exc
+            assert "none of the call's" in str(exc) and exc.maybe_written.shape == (0,)
+            self.refused += 1
+            return
+        finally:
+            self.admin.config_set("maxmemory", 0)
+        self.model.update(zip(keys.tolist(), rows))
+
+    @rule(keys=st.lists(st.integers(0, 4000), max_size=200))
+    def delete(self, keys):
+        self.store.delete_many(keys)
+        for k in keys:
+            self.model.pop(k, None)
+
+    @invariant()
+    def store_is_the_model(self):
+        if not hasattr(self, "store"):
+            return
+        assert sorted(self.store.keys().tolist()) == sorted(self.model)
+        keys = np.array(sorted(self.model), np.int64)
+        if keys.shape[0]:
+            got, found = self.store.get_many(keys)
+            assert found.all() and got.tobytes() == np.stack([self.model[k] for k in keys.tolist()]).tobytes()
+
+    def teardown(self):
+        if hasattr(self, "store"):
+            _TightMemory.refusals += self.refused
+            self.store.delete_many(list(self.model))
+            self.store.close()
+
+
+def test_puts_refused_for_memory_change_nothing(tmp_path):
+    from hypothesis.stateful import run_state_machine_as_test
+
+    s = RedisServer(tmp_path / "tight", args=("--maxmemory-policy", "noeviction"))
+    _TightMemory.server, _TightMemory.url, _TightMemory.refusals = s, s.url, 0
+    try:
+        run_state_machine_as_test(_TightMemory, settings=settings(max_examples=25, stateful_step_count=20))
+    finally:
+        s.stop()
+    assert _TightMemory.refusals > 0  # the machine did meet a full server
