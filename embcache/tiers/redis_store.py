@@ -294,7 +294,7 @@ class RedisStore(Tier):
             text = text.replace(secret, _MASK)
         text = redact(text)
         # redis-py quotes a failed pipeline command's arguments: binary keys and rows, of no use to a reader
-        text = re.sub(r"Command # (\d+) \(.*\) of pipeline", r"Command # \1 of the pipeline", text, flags=re.S)
+        text = re.sub(r"Command # (\d+) \(.*\) of pipeline", r"Command # \1 of the pipeline", text, flags=re.DOTALL)
         text = "".join(c if c.isprintable() else "?" for c in text)
         return text if len(text) <= limit else text[:limit] + " [...]"
 
