@@ -11,10 +11,12 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
+OPENSSL = shutil.which("openssl")
 
 try:  # the benchmarks use the servers too, without pytest
     import pytest
@@ -46,11 +48,51 @@ def free_port(cluster: bool = False) -> int:
             return port
 
 
-class RedisServer:
-    """One redis-server on 127.0.0.1:``port``, data in ``folder``."""
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files made by :func:`make_tls_files`: a CA, a server certificate for 127.0.0.1 and localhost,
+    and a client certificate, both signed by the CA."""
 
-    def __init__(self, folder: Path, password: str | None = None, cluster: bool = False, port: int | None = None):
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_files(folder: Path) -> TlsFiles:
+    """A throw-away CA and the certificates it signs, made with openssl (EC P-256 keys, valid 2 days)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(*args):
+        out = subprocess.run([OPENSSL, *args], cwd=folder, capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(f"openssl {' '.join(args)} failed:\n{out.stderr}")
+
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=embcache test CA")
+    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    (folder / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for who in ("server", "client"):
+        run("req", *key, "-keyout", f"{who}.key", "-out", f"{who}.csr", "-subj", f"/CN=embcache test {who}")
+        run("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{who}.crt", "-days", "2", "-extfile", f"{who}.ext")
+    return TlsFiles(*(folder / n for n in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")))
+
+
+class RedisServer:
+    """One redis-server on 127.0.0.1:``port``, data in ``folder``.
+
+    ``tls`` makes it speak only TLS on ``port`` (clients must show a certificate the CA signed);
+    ``users`` adds ACL users, name -> password, each allowed every command on every key;
+    ``args`` are more ``redis-server`` options (``["--maxmemory", "4mb"]``).
+    """
+
+    def __init__(self, folder: Path, password: str | None = None, cluster: bool = False, port: int | None = None,
+                 *, tls: TlsFiles | None = None, users: dict[str, str] | None = None, args: tuple = ()):
         self.folder, self.password, self.cluster = Path(folder), password, cluster
+        self.tls, self.users, self.args = tls, dict(users or {}), list(args)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port(cluster)
         self.proc = None
@@ -58,12 +100,29 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+
+    def client(self):
+        """A redis-py client as the default user (with the server's password and TLS files)."""
+        import redis
+
+        extra = {}
+        if self.tls:
+            extra = dict(ssl=True, ssl_ca_certs=str(self.tls.ca), ssl_certfile=str(self.tls.client_cert),
+                         ssl_keyfile=str(self.tls.client_key))
+        return redis.Redis(port=self.port, password=self.password, **extra)
 
     def start(self) -> None:
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+        ports = ["--port", "0", "--tls-port", str(self.port)] if self.tls else ["--port", str(self.port)]
+        args = [REDIS_SERVER, *ports, "--bind", "127.0.0.1", "--dir", str(self.folder),
                 "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--logfile", "",
                 "--daemonize", "no", "--protected-mode", "no"]
+        if self.tls:
+            args += ["--tls-cert-file", str(self.tls.server_cert), "--tls-key-file", str(self.tls.server_key),
+                     "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "yes"]
+        for name, secret in self.users.items():
+            args += ["--user", name, "on", f">{secret}", "~*", "&*", "+@all"]
+        args += self.args
         if self.password:
             args += ["--requirepass", self.password, "--masterauth", self.password]
         if self.cluster:
@@ -92,10 +151,13 @@ class RedisServer:
 
 
 class RedisCluster:
-    """Three masters, no replicas, slots split evenly (``redis-cli --cluster create``)."""
+    """Three masters, no replicas, slots split evenly (``redis-cli --cluster create``).
 
-    def __init__(self, folder: Path, masters: int = 3):
-        self.nodes = [RedisServer(Path(folder) / f"node{i}", cluster=True) for i in range(masters)]
+    ``args`` go to every node (``["--cluster-require-full-coverage", "no"]`` keeps the others
+    serving their slots while one is down)."""
+
+    def __init__(self, folder: Path, masters: int = 3, args: tuple = ()):
+        self.nodes = [RedisServer(Path(folder) / f"node{i}", cluster=True, args=args) for i in range(masters)]
         out = subprocess.run([REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
                               "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True)
         if out.returncode:

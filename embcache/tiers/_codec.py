@@ -49,10 +49,11 @@ def decode_rows(blobs: list, dim: int, dtype: np.dtype, where: str) -> tuple[np.
 META_FORMAT = "embcache-rows-v1"
 
 
-def meta_blob(dim: int, dtype: np.dtype) -> bytes:
+def meta_blob(dim: int, dtype: np.dtype, **extra) -> bytes:
+    """The table record: format, dim, dtype, and a store's own ``extra`` fields (``check_meta`` ignores them)."""
     import json
 
-    return json.dumps({"format": META_FORMAT, "dim": dim, "dtype": dtype.name}).encode()
+    return json.dumps({"format": META_FORMAT, "dim": dim, "dtype": dtype.name, **extra}).encode()
 
 
 def check_meta(blob: bytes, dim: int, dtype: np.dtype, where: str) -> None:

@@ -1,15 +1,51 @@
 """RedisStore: rows in a Redis server or Redis Cluster (redis-py), shared by many inference servers."""
 from __future__ import annotations
 
+import json
+import re
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 
 from ..errors import ConfigError, StoreNotFoundError, TierError
 from ._base import Tier, require
-from ._codec import check_meta, decode_keys, decode_rows, encode_keys, encode_rows, meta_blob
+from ._codec import META_FORMAT, check_meta, decode_keys, decode_rows, encode_keys, encode_rows, meta_blob
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "redact"]
+
+# Recorded in the table's metadata; a table without it was written in the first layout
+# (rows ``<namespace>:`` + 8 key bytes), in which namespaces could overlap.
+_LAYOUT = "ns-escaped-v2"
+_MASK = "***"
+_ROLLBACK_ATTEMPTS = 3
+# ``scheme://userinfo@``: everything up to the last '@' is userinfo, so a password holding
+# '/', '#' or '@' is masked whole (over-masking is safe, under-masking leaks)
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^\s'\"]*)@")
+_QUERY_SECRET = re.compile(r"(?i)(?P<name>[?&](?:password|pass|pwd)=)[^&\s'\"]*")
+
+
+def redact(spec: str) -> str:
+    """``spec`` with any password in it replaced by ``***``, for printing.
+
+    ``redis://user:pw@host:6379/0`` becomes ``redis://user:***@host:6379/0``,
+    ``redis://:pw@host/0`` becomes ``redis://:***@host/0`` and a ``?password=``
+    query value is masked too; a spec without a password comes back unchanged.
+    """
+    def userinfo(m: re.Match) -> str:
+        user, sep, _ = m["info"].partition(":")
+        return f"{m['scheme']}{user}{sep and ':' + _MASK}@"
+
+    return _QUERY_SECRET.sub(lambda m: m["name"] + _MASK, _USERINFO.sub(userinfo, str(spec)))
+
+
+def _url_password(url: str) -> str | None:
+    m = _USERINFO.match(url)
+    if m and ":" in m["info"]:
+        return m["info"].partition(":")[2]
+    return None
 
 
 def _node(spec):
@@ -20,84 +56,263 @@ def _node(spec):
     return str(host), int(port)
 
 
+def _escaped_namespace(namespace: str) -> bytes:
+    """The namespace's key prefix with no ``:`` in it ('%' -> '%25', ':' -> '%3A', as in URLs).
+
+    Every key is ``<escaped namespace>:`` then ``meta`` or ``r`` + 8 key bytes.  The first
+    ``:`` of a key therefore ends its namespace, and what follows it starts with ``m`` for the
+    metadata and ``r`` for a row: two stores' keys are equal only if their namespaces are.
+    """
+    if not isinstance(namespace, str):
+        raise ConfigError(f"RedisStore: namespace must be a str, got {type(namespace).__name__}")
+    try:
+        raw = namespace.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"RedisStore: namespace {namespace!r} is not valid text (lone surrogate)") from None
+    return raw.replace(b"%", b"%25").replace(b":", b"%3A")
+
+
+def _glob_literal(text: bytes) -> bytes:
+    """``text`` as a SCAN MATCH pattern that matches only itself."""
+    return re.sub(rb"([*?\[\]\\])", rb"\\\1", text)
+
+
 class RedisStore(Tier):
     """Rows in Redis: one binary value per key, read and written in pipelined multi-key batches.
 
     Parameters
     ----------
     target : str or sequence
-        ``"redis://host:port/db"`` for one server, or Redis Cluster start-up
-        nodes as ``["host:port", ...]`` or ``[(host, port), ...]`` (any one
-        node is enough; the client discovers the rest).
+        ``"redis://host:port/db"`` for one server (``"rediss://..."`` for TLS;
+        ``redis://user:password@host:port/db`` also authenticates), or Redis
+        Cluster start-up nodes as ``["host:port", ...]`` or ``[(host, port), ...]``
+        (any one node is enough; the client discovers the rest).
     dim : int
         Values per row.
     dtype : str
         ``"float32"``, ``"float16"`` or ``"bfloat16"``.
     password : str, optional
-        AUTH password (a wrong one raises ``ConfigError`` before anything is written).
+        AUTH password (a wrong one raises ``ConfigError`` before anything is
+        written).  A password in the URL wins over this one.  Neither is ever
+        printed: ``repr``, error messages and :func:`redact` show ``***``.
     namespace : str
-        Key prefix: a row is stored under ``b"<namespace>:" + 8 key bytes``, so
-        several tables share one server.  ``<namespace>:meta`` records dim and dtype.
+        Any text; several tables share one server, each in its own namespace.
+        The namespace is escaped ('%' -> '%25', ':' -> '%3A', UTF-8) and a row is
+        stored under ``b"<escaped>:r" + 8 key bytes`` (big-endian), the table's
+        dim and dtype under ``b"<escaped>:meta"``.  Two namespaces never share a
+        key, and a key scan of one never lists another's (glob characters are
+        matched literally).  A table written by an older embcache (rows under
+        ``<namespace>:`` + 8 bytes) is refused with a ``ConfigError``: import it
+        again into a fresh namespace.  On a Redis Cluster, a namespace holding
+        ``{tag}`` is a hash tag: all its rows land in one slot, on one node.
     batch : int
-        Keys per MGET/MSET round trip.
+        Keys per MGET/MSET command.
     timeout : float
         Socket timeout in seconds; a server that does not answer in time is a ``TierError``.
     create : bool
         Record a new table in ``namespace`` if it holds none.  Off by default:
         a namespace with no table is a ``StoreNotFoundError``, not zero rows.
+    username : str, optional
+        ACL user name for ``AUTH username password`` (Redis 6+); without it the
+        password is the ``default`` user's (``requirepass``).
+    tls : bool
+        Speak TLS (as ``rediss://`` does, and HPS's ``enable_tls``); the server's
+        certificate is verified, host name included.
+    tls_ca_certs : str or Path, optional
+        PEM file of the CA(s) that signed the server's certificate (default:
+        the system's trust store).
+    tls_certfile, tls_keyfile : str or Path, optional
+        This client's certificate and key (PEM), for a server that checks
+        clients (``tls-auth-clients yes``, Redis' default).
+
+    Notes
+    -----
+    **Failed writes.**  On one server a ``put_many`` or ``delete_many`` call is
+    one ``MULTI``/``EXEC`` transaction (however many ``batch``-key commands it
+    takes), so it is all or nothing: if the server refused it (out of memory,
+    ``EXECABORT``), the ``TierError`` says no row was written; if the connection
+    broke, the server applied either every row of the call or none, never some,
+    and the error says so.  The server runs the transaction as one command, so
+    keep a call to what it may stall for (``embcache import`` writes 65,536 rows a call).
+
+    A Redis Cluster has no transaction across slots.  ``put_many`` reads the
+    rows it is about to replace, writes node by node, and on a failure writes
+    those rows back (and deletes the keys that were new) on every node it
+    reached.  The ``TierError`` lists the keys whose state it could not restore
+    (on a node that failed) and carries them as ``maybe_written`` (int64 array):
+    each holds its old row or its new one; every other key of the call holds its
+    old row.  A concurrent writer of the same keys during the call may be
+    undone by the roll back.  A cluster that needs every slot served
+    (``cluster-require-full-coverage yes``, the default) stops answering on
+    every node once a failed one is declared down (``cluster-node-timeout``),
+    so a roll back that comes later cannot run: then ``maybe_written`` holds
+    the keys of every node it could not restore.  A failed cluster
+    ``delete_many`` may have removed some of its keys (never a wrong row: a
+    removed row is read from a slower tier).
 
     Writes are as durable as the server makes them (``appendonly yes`` with
-    ``appendfsync always`` for no loss on a crash).
+    ``appendfsync always`` for no loss on a crash).  One store may be used from
+    several threads at once (the client keeps a pool of connections).
     """
 
     def __init__(self, target: str | Sequence, dim: int, dtype="float32", password: str | None = None,
                  namespace: str = "embcache", batch: int = 10_000, timeout: float = 5.0, *,
-                 create: bool = False):
+                 create: bool = False, username: str | None = None, tls: bool = False,
+                 tls_ca_certs: str | Path | None = None, tls_certfile: str | Path | None = None,
+                 tls_keyfile: str | Path | None = None):
         super().__init__(dim, dtype)
         redis = require("redis")
-        self._prefix = namespace.encode() + b":"
+        self.closed = True  # until a client exists, so a failed __init__ leaves nothing to close
+        self._secrets = [s for s in {password, _url_password(target) if isinstance(target, str) else None} if s]
+        self._secrets += [unquote(s) for s in self._secrets if unquote(s) != s]
+        self._secrets.sort(key=len, reverse=True)  # mask the longest first: one may contain another
+        escaped = _escaped_namespace(namespace)
+        self.namespace = namespace
+        self._meta_key, self._rows = escaped + b":meta", escaped + b":r"
         self._step = int(batch)
+        if self._step <= 0:
+            raise ConfigError(f"RedisStore: batch must be a positive number of keys, got {batch}")
         self.cluster = not isinstance(target, str)
-        common = dict(password=password, socket_timeout=timeout, socket_connect_timeout=timeout)
+        common = dict(username=username, password=password, socket_timeout=timeout, socket_connect_timeout=timeout)
         if self.cluster:
             from redis.cluster import ClusterNode, RedisCluster
 
-            nodes = [_node(n) for n in target]
+            try:
+                nodes = [_node(n) for n in target]
+            except (TypeError, ValueError):
+                raise ConfigError("RedisStore: cluster nodes are 'host:port' or (host, port), "
+                                  f"got {redact(str(target))}") from None
             if not nodes:
                 raise ConfigError("RedisStore: give at least one cluster node as 'host:port'")
             self._where = ",".join(f"{h}:{p}" for h, p in nodes)
-            make = lambda: RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], **common)  # noqa: E731
+            tls_args = self._tls_args(tls, tls_ca_certs, tls_certfile, tls_keyfile)
+            if tls:
+                tls_args["ssl"] = True
+            make = lambda: RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes],  # noqa: E731
+                                        **common, **tls_args)
         else:
-            self._where = target
-            make = lambda: redis.Redis.from_url(target, **common)  # noqa: E731
+            scheme = target.partition("://")[0].lower() if "://" in target else ""
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ConfigError(f"RedisStore: {redact(target)!r} is not a redis://, rediss:// or unix:// URL")
+            tls = tls or scheme == "rediss"
+            if tls and scheme == "unix":
+                raise ConfigError("RedisStore: tls=True needs a redis:// or rediss:// URL, not a unix socket")
+            url = "rediss" + target[len(scheme):] if tls else target
+            self._where = redact(url)
+            tls_args = self._tls_args(tls, tls_ca_certs, tls_certfile, tls_keyfile)
+            make = lambda: redis.Redis.from_url(url, **common, **tls_args)  # noqa: E731
         try:
-            self._client = make()
-            stored = self._client.get(self._prefix + b"meta")
+            self._client = make()  # a cluster client connects here; a single server's on first use
+            self.closed = False
+            stored = self._client.get(self._meta_key)
+            legacy = (self._client.get(namespace.encode() + b":meta")
+                      if stored is None and namespace.encode() != escaped else None)
+        except (ValueError, TypeError) as exc:  # the URL or an option redis-py could not parse
+            self.close()
+            raise ConfigError(f"{self!r}: {self._scrub(exc)}") from None
         except redis.AuthenticationError as exc:
-            raise ConfigError(f"{self!r}: the server refused the password ({exc}); check password=") from None
+            self.close()
+            who = f"user {username!r} and password" if username else "password"
+            raise ConfigError(f"{self!r}: the server refused the {who} ({self._scrub(exc)}); "
+                              "check username= and password= (or the URL's user:password@)") from None
         except redis.ResponseError as exc:
+            self.close()
             if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
-                raise ConfigError(f"{self!r}: the server needs a password ({exc}); pass password=") from None
-            raise TierError(f"{self!r}: {exc}") from exc
-        except redis.RedisError as exc:
-            raise TierError(f"{self!r}: cannot reach the server: {exc}") from exc
+                raise ConfigError(f"{self!r}: the server needs a password ({self._scrub(exc)}); pass password= "
+                                  "(and username= for an ACL user)") from None
+            if "NOPERM" in str(exc):
+                raise ConfigError(f"{self!r}: the server's ACL denies this user ({self._scrub(exc)}); "
+                                  f"it needs read and write access to keys {self._meta_key[:-4].decode()}*") from None
+            raise TierError(f"{self!r}: {self._scrub(exc)}") from None
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+            self.close()
+            raise TierError(f"{self!r}: cannot reach the server: {self._scrub(exc)}; check the address "
+                            "(and for a TLS server tls=True, tls_ca_certs= and the client certificate)") from None
+        layout = None if stored is None else self._layout(stored)
+        if layout == "unknown":
+            self.close()
+            check_meta(stored, self.dim, self.dtype, repr(self))  # raises: not an embcache table
+        if stored is not None and layout is None or legacy is not None and self._layout(legacy) is None:
+            self.close()
+            raise ConfigError(f"{self!r} holds a table in embcache's first key layout (rows under "
+                              f"'{namespace}:' + 8 key bytes, where namespaces can overlap); it is not read. "
+                              "Import the table again into a new namespace (embcache import ... --namespace NEW), "
+                              "or delete the old keys first")
+        if stored is not None and layout != _LAYOUT:
+            self.close()
+            raise ConfigError(f"{self!r} holds a table in key layout {layout!r}, which this embcache does not "
+                              f"know ({_LAYOUT!r}); upgrade embcache")
         if stored is None:
             if not create:
-                self._client.close()
+                self.close()
                 raise StoreNotFoundError(f"{self!r} holds no embcache table; check the address and namespace, "
                                          "or pass create=True to make one")
-            self._run("open", self._client.set, self._prefix + b"meta", meta_blob(self.dim, self.dtype))
+            self._run("open", self._client.set, self._meta_key, meta_blob(self.dim, self.dtype, redis_keys=_LAYOUT))
         else:
-            check_meta(stored, self.dim, self.dtype, repr(self))
+            try:
+                check_meta(stored, self.dim, self.dtype, repr(self))
+            except ConfigError:
+                self.close()
+                raise
+
+    @staticmethod
+    def _layout(blob: bytes) -> str | None:
+        try:
+            meta = json.loads(blob)
+        except ValueError:
+            return "unknown"  # not embcache metadata at all: check_meta says so
+        if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
+            return "unknown"
+        return meta.get("redis_keys")
+
+    @staticmethod
+    def _tls_args(tls, ca, cert, key) -> dict:
+        given = {"tls_ca_certs": ca, "tls_certfile": cert, "tls_keyfile": key}
+        given = {k: v for k, v in given.items() if v is not None}
+        if given and not tls:
+            raise ConfigError(f"RedisStore: {', '.join(given)} given without TLS; pass tls=True or a rediss:// URL")
+        if key is not None and cert is None:
+            raise ConfigError("RedisStore: tls_keyfile needs tls_certfile (the certificate it belongs to)")
+        for name, path in given.items():
+            if not Path(path).is_file():
+                raise ConfigError(f"RedisStore: {name}={str(path)!r} is not a file; give a PEM file")
+        if not tls:
+            return {}
+        out = {"ssl_cert_reqs": "required"}
+        for name, path in given.items():
+            out["ssl_" + name[len("tls_"):]] = str(path)
+        return out
 
     def __repr__(self) -> str:
-        return f"RedisStore({self._where!r}, namespace={self._prefix[:-1].decode()!r})"
+        return f"RedisStore({self._where!r}, namespace={self.namespace!r})"
+
+    def _scrub(self, exc, limit: int = 300) -> str:
+        """The client library's text (which may quote the URL, or a command's binary arguments) without
+        any password in it, cut to ``limit`` characters."""
+        text = str(exc)
+        for secret in self._secrets:
+            text = text.replace(secret, _MASK)
+        text = redact(text)
+        # redis-py quotes a failed pipeline command's arguments: binary keys and rows, of no use to a reader
+        text = re.sub(r"Command # (\d+) \(.*\) of pipeline", r"Command # \1 of the pipeline", text, flags=re.DOTALL)
+        text = "".join(c if c.isprintable() else "?" for c in text)
+        return text if len(text) <= limit else text[:limit] + " [...]"
+
+    def _run(self, op: str, fn, *args):
+        # the base class words the error; the text it quotes from redis-py is scrubbed here, and the
+        # original exception is not chained (its text and arguments may hold the password)
+        try:
+            return super()._run(op, fn, *args)
+        except TierError as exc:
+            clean = TierError(self._scrub(exc, limit=1000))
+            clean.__dict__.update(exc.__dict__)  # maybe_written
+            raise clean from None
 
     def _chunks(self, n):
         return range(0, n, self._step)
 
     def _get_many(self, keys):
-        names = encode_keys(keys, self._prefix)
+        names = encode_keys(keys, self._rows)
         get = self._client.mget_nonatomic if self.cluster else self._client.mget
         blobs = []
         for i in self._chunks(len(names)):
@@ -105,23 +320,108 @@ class RedisStore(Tier):
         return decode_rows(blobs, self.dim, self.dtype, repr(self))
 
     def _put_many(self, keys, values):
-        names, rows = encode_keys(keys, self._prefix), encode_rows(values)
-        put = self._client.mset_nonatomic if self.cluster else self._client.mset
+        if not keys.shape[0]:
+            return
+        # a dict keeps the last row of a repeated key, as put_many promises
+        mapping = dict(zip(encode_keys(keys, self._rows), encode_rows(values)))
+        if self.cluster:
+            return self._put_cluster(mapping)
+        names = list(mapping)
+        pipe = self._client.pipeline(transaction=True)
         for i in self._chunks(len(names)):
-            # a dict keeps the last row of a repeated key, as put_many promises
-            put(dict(zip(names[i:i + self._step], rows[i:i + self._step])))
+            pipe.mset({n: mapping[n] for n in names[i:i + self._step]})
+        self._execute(pipe, "put_many", keys)
+
+    def _execute(self, pipe, op: str, keys: np.ndarray):
+        """Run one MULTI/EXEC; on failure, say whether the server applied none of it or maybe all."""
+        redis = require("redis")
+        n = np.unique(keys).shape[0]
+        done, did = ("written", "wrote") if op == "put_many" else ("deleted", "deleted")
+        try:
+            pipe.execute()
+        except redis.ResponseError as exc:  # the server answered: EXEC refused, or the queue was (EXECABORT)
+            err = TierError(f"{self!r}.{op} failed: {type(exc).__name__}: {self._scrub(exc)}; the server refused "
+                            f"the transaction, so none of the call's {n} keys was {done}")
+            err.maybe_written = np.zeros(0, np.int64)
+            raise err from None
+        except Exception as exc:
+            err = TierError(f"{self!r}.{op} failed: {type(exc).__name__}: {self._scrub(exc)}; the server "
+                            f"{did} either all {n} keys of the call or none of them (one MULTI/EXEC transaction, "
+                            "never some): read them back to know; they are the error's maybe_written")
+            err.maybe_written = np.unique(keys)
+            raise err from None
+
+    def _put_cluster(self, mapping: dict):
+        names = list(mapping)
+        old = {}
+        for i in self._chunks(len(names)):  # what the roll back restores; a failure here wrote nothing
+            old.update(zip(names[i:i + self._step], self._client.mget_nonatomic(names[i:i + self._step])))
+        by_node: dict[str, list] = {}
+        for name in names:
+            by_node.setdefault(self._client.get_node_from_key(name).name, []).append(name)
+        chunks = [(node, group[i:i + self._step]) for node, group in by_node.items()
+                  for i in range(0, len(group), self._step)]
+        for done, (node, chunk) in enumerate(chunks):
+            try:
+                self._client.mset_nonatomic({n: mapping[n] for n in chunk})
+            except Exception as exc:
+                failure = exc
+                break
+        else:
+            return
+        unknown, restored, failed_nodes, why = [], 0, set(), None
+        for node, chunk in chunks[:done + 1]:
+            gone = [n for n in chunk if old[n] is None]
+            back = {n: old[n] for n in chunk if old[n] is not None}
+            for attempt in range(_ROLLBACK_ATTEMPTS):
+                try:
+                    if gone:  # first: it frees memory on a node that refused the write for lack of it
+                        self._client.delete(*gone)
+                    if back:
+                        self._client.mset_nonatomic(back)
+                    restored += len(chunk)
+                    break
+                except Exception as exc:
+                    error = exc
+                    if attempt + 1 < _ROLLBACK_ATTEMPTS:
+                        # a cluster is briefly down while it declares a node failed: worth a short wait
+                        time.sleep(0.25 * (attempt + 1))
+            else:
+                unknown.extend(chunk)
+                failed_nodes.add(node)
+                why = why or f"{type(error).__name__}: {self._scrub(error, 200)}"
+        maybe = np.unique(decode_keys(unknown, self._rows))
+        shown = ", ".join(map(str, maybe[:10].tolist())) + (", ..." if maybe.shape[0] > 10 else "")
+        state = (f"{maybe.shape[0]} keys on {', '.join(sorted(failed_nodes))} may hold their new rows or their old "
+                 f"ones ({shown}; all in the error's maybe_written; restoring them failed: {why}); "
+                 "every other key of the call holds its old row"
+                 if maybe.shape[0] else "every key of the call holds its old row")
+        err = TierError(f"{self!r}.put_many failed: {type(failure).__name__}: {self._scrub(failure)}; "
+                        f"rolled back {restored} keys written before or during the failure: {state}")
+        err.maybe_written = maybe
+        raise err from None
 
     def _delete_many(self, keys):
-        names = encode_keys(keys, self._prefix)
+        names = encode_keys(keys, self._rows)
+        if not names:
+            return
+        if self.cluster:
+            for i in self._chunks(len(names)):
+                self._client.delete(*names[i:i + self._step])
+            return
+        pipe = self._client.pipeline(transaction=True)
         for i in self._chunks(len(names)):
-            self._client.delete(*names[i:i + self._step])
+            pipe.delete(*names[i:i + self._step])
+        self._execute(pipe, "delete_many", keys)
 
     def _close(self):
         self._client.close()
 
     def keys(self) -> np.ndarray:
-        """All stored keys (m,) int64 (a SCAN over the namespace)."""
+        """All stored keys (m,) int64 (a SCAN over this namespace's rows only)."""
         self._check_open("keys")
-        found = self._run("keys", lambda: [k for k in self._client.scan_iter(match=self._prefix + b"*", count=10_000)
-                                            if len(k) == len(self._prefix) + 8])
-        return decode_keys(found, self._prefix)
+        size = len(self._rows) + 8
+        match = _glob_literal(self._rows) + b"*"
+        found = self._run("keys", lambda: [k for k in self._client.scan_iter(match=match, count=10_000)
+                                            if len(k) == size])
+        return decode_keys(found, self._rows)

@@ -1,0 +1,568 @@
+"""Issue 19, RedisStore: all-or-nothing writes (5), no printed password (14), ACL users and TLS (16),
+isolated namespaces (17), several threads on one store (1).  Real redis-server processes, nothing mocked."""
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from embcache.errors import ConfigError, StoreNotFoundError, TierError
+
+from .redis_servers import OPENSSL, RedisCluster, RedisServer, make_tls_files, needs_redis
+from .strategies import rows_for
+
+pytest.importorskip("redis", reason="needs redis-py: pip install 'embcache[tiers]'")
+from embcache.tiers.redis_store import RedisStore, redact  # noqa: E402
+
+pytestmark = [needs_redis, pytest.mark.timeout(180)]
+SECRET = "pw-S3cret-7731"  # a string that occurs nowhere else
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def partial_cluster(tmp_path_factory):
+    """A cluster whose other masters keep serving while one is down."""
+    c = RedisCluster(tmp_path_factory.mktemp("partial"), args=("--cluster-require-full-coverage", "no"))
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory):
+    """A TLS-only server that checks client certificates, with ACL user alice and a default-user password."""
+    if OPENSSL is None:
+        pytest.skip("needs openssl to make certificates")
+    folder = tmp_path_factory.mktemp("tls")
+    files = make_tls_files(folder / "pki")
+    s = RedisServer(folder / "data", password="admin-" + SECRET, tls=files, users={"alice": SECRET})
+    s.files = files
+    yield s
+    s.stop()
+
+
+def _tls(files, client=True):
+    out = dict(tls_ca_certs=files.ca)
+    if client:
+        out.update(tls_certfile=files.client_cert, tls_keyfile=files.client_key)
+    return out
+
+
+def _everything_printed(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+# ---- item 17: namespaces are isolated ---------------------------------------------------------------------------
+
+
+def test_glob_characters_in_a_namespace_match_only_themselves(server):
+    a = RedisStore(server.url, 2, namespace="e?", create=True)
+    b = RedisStore(server.url, 2, namespace="ea", create=True)
+    c = RedisStore(server.url, 2, namespace="e[a]*", create=True)
+    try:
+        b.put_many([1, 2, 3], np.ones((3, 2), np.float32))
+        c.put_many([9], np.ones((1, 2), np.float32))
+        a.put_many([7], np.ones((1, 2), np.float32))
+        assert a.keys().tolist() == [7]
+        assert sorted(b.keys().tolist()) == [1, 2, 3]
+        assert c.keys().tolist() == [9]
+    finally:
+        for s in (a, b, c):
+            s.close()
+
+
+def test_a_row_cannot_overwrite_another_namespaces_table_record(server):
+    # first layout: namespace "x:met" kept its record at b"x:met:meta" == b"x:" + the 8 bytes of key k in "x"
+    k = int.from_bytes(b"met:meta", "big", signed=True)
+    with RedisStore(server.url, 4, namespace="x:met", create=True) as victim:
+        victim.put_many([1], np.full((1, 4), 5, np.float32))
+    with RedisStore(server.url, 4, namespace="x", create=True) as other:
+        other.put_many([k], np.zeros((1, 4), np.float32))
+        assert other.keys().tolist() == [k]
+    with RedisStore(server.url, 4, namespace="x:met") as victim:  # still a dim=4 table, with its row
+        assert victim.keys().tolist() == [1]
+        assert victim.get_many([1, k])[1].tolist() == [True, False]
+
+
+def test_namespace_keys_carry_the_escaped_namespace(server):
+    client = server.client()
+    with RedisStore(server.url, 2, namespace="m%o:d", create=True) as store:
+        store.put_many([1], np.ones((1, 2), np.float32))
+    assert client.exists(b"m%25o%3Ad:meta") and client.exists(b"m%25o%3Ad:r" + (1).to_bytes(8, "big"))
+
+
+_NAMESPACES = st.text(alphabet=st.sampled_from("ab*?[]:\\%^-{}/ m"), max_size=6)
+
+
+@settings(max_examples=60)
+@given(names=st.lists(_NAMESPACES, min_size=2, max_size=3, unique=True),
+       keys=st.lists(st.lists(st.integers(-2**63 + 2, 2**63 - 1) | st.integers(-5, 5), max_size=6), min_size=3,
+                     max_size=3))
+def test_stores_in_different_namespaces_never_see_each_other(server, names, keys):
+    server.client().flushdb()
+    stores = [RedisStore(server.url, 2, namespace=n, create=True) for n in names]
+    try:
+        for i, (store, mine) in enumerate(zip(stores, keys)):
+            store.put_many(mine, np.full((len(mine), 2), i, np.float32))
+        for i, (store, mine) in enumerate(zip(stores, keys)):
+            assert sorted(store.keys().tolist()) == sorted(set(mine))
+            probe = sorted({k for ks in keys for k in ks})
+            rows, found = store.get_many(probe)
+            assert found.tolist() == [k in mine for k in probe]
+            assert (rows[found] == i).all()
+        for n in names:  # every table record is intact
+            RedisStore(server.url, 2, namespace=n).close()
+        stores[0].delete_many(probe)
+        for store, mine in zip(stores[1:], keys[1:]):
+            assert sorted(store.keys().tolist()) == sorted(set(mine))
+    finally:
+        for s in stores:
+            s.close()
+
+
+@pytest.mark.parametrize("namespace", ["old", "old:one"])
+def test_a_table_in_the_first_key_layout_is_refused_clearly(server, namespace):
+    from embcache._dtypes import row_dtype
+    from embcache.tiers._codec import meta_blob
+
+    client = server.client()
+    client.set(namespace.encode() + b":meta", meta_blob(4, row_dtype("float32")))
+    client.set(namespace.encode() + b":" + (5).to_bytes(8, "big"), bytes(16))
+    for create in (False, True):
+        with pytest.raises(ConfigError, match="first key layout.*Import the table again"):
+            RedisStore(server.url, 4, namespace=namespace, create=create)
+    with pytest.raises(StoreNotFoundError):  # its keys are not another namespace's table
+        RedisStore(server.url, 4, namespace=namespace + "-new")
+
+
+# ---- item 5: a failed put_many is all or nothing ----------------------------------------------------------------
+
+
+def test_put_refused_for_memory_writes_none_of_its_rows(tmp_path):
+    s = RedisServer(tmp_path / "oom", args=("--maxmemory-policy", "noeviction"))
+    client = s.client()
+    try:
+        store = RedisStore(s.url, 16, namespace="oom", create=True)
+        old_keys = np.arange(1000, dtype=np.int64)
+        old = rows_for(old_keys, 16, "float32", seed=1)
+        store.put_many(old_keys, old)
+        client.config_set("maxmemory", client.info("memory")["used_memory"] + (3 << 20))
+        keys = np.arange(200_000, dtype=np.int64)  # ~ 30 MB to queue: the server runs out part-way
+        with pytest.raises(TierError, match="none of the call's 200000 keys was written") as err:
+            store.put_many(keys, rows_for(keys, 16, "float32", seed=2))
+        assert err.value.maybe_written.shape == (0,)
+        client.config_set("maxmemory", 0)
+        got, found = store.get_many(keys)
+        assert found.sum() == 1000 and got[:1000].tobytes() == old.tobytes()
+        store.close()
+    finally:
+        s.stop()
+
+
+def _kill_once_writing(s: RedisServer, started: threading.Event, deadline_s: float = 60.0) -> None:
+    """SIGKILL the server as soon as a client has queued a write in a transaction or a row has landed."""
+    import redis
+
+    watch = redis.Redis(port=s.port)
+    base = watch.dbsize()
+    started.wait(deadline_s)
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:  # polls the server's own state, bounded by the deadline
+        if watch.dbsize() > base or any(int(c.get("multi", -1)) > 0 for c in watch.client_list()):
+            break
+    s.kill()
+
+
+def test_server_killed_mid_put_leaves_all_rows_or_none(tmp_path):
+    s = RedisServer(tmp_path / "kill")
+    store = RedisStore(s.url, 16, namespace="k", timeout=5.0, create=True)
+    keys = np.arange(300_000, dtype=np.int64) * 3 + 1
+    rows = rows_for(keys, 16, "float32", seed=4)
+    started = threading.Event()
+    killer = threading.Thread(target=_kill_once_writing, args=(s, started))
+    killer.start()
+    try:
+        started.set()
+        with pytest.raises(TierError, match="either all 300000 keys of the call or none") as err:
+            store.put_many(keys, rows)
+        assert SECRET not in str(err.value)
+        assert np.array_equal(np.sort(err.value.maybe_written), keys)
+    finally:
+        killer.join()
+    s.start()  # the append-only file replays what the server acknowledged
+    try:
+        got, found = store.get_many(keys)
+        assert found.sum() in (0, keys.shape[0]), f"{found.sum()} of {keys.shape[0]} rows written"
+        if found.all():
+            assert got.tobytes() == rows.tobytes()
+    finally:
+        store.close()
+        s.stop()
+
+
+def test_cluster_put_failing_on_one_node_rolls_back_the_others(cluster):
+    store = RedisStore(cluster.addresses, 8, namespace="rb", create=True)
+    old_keys = np.arange(0, 3000, dtype=np.int64)
+    old = rows_for(old_keys, 8, "float32", seed=7)
+    store.put_many(old_keys, old)
+    victim = cluster.nodes[1].client()
+    victim.config_set("maxmemory-policy", "noeviction")
+    victim.config_set("maxmemory", victim.info("memory")["used_memory"] + (1 << 20))
+    keys = np.arange(0, 150_000, dtype=np.int64)
+    new = rows_for(keys, 8, "float32", seed=8)
+    try:
+        with pytest.raises(TierError, match="rolled back.*old row") as err:
+            store.put_many(keys, new)
+    finally:
+        victim.config_set("maxmemory", 0)
+    maybe = set(err.value.maybe_written.tolist())
+    on_victim = {k for k in keys.tolist()
+                 if store._client.get_node_from_key(store._rows + int(k).to_bytes(8, "big", signed=True)).port
+                 == cluster.nodes[1].port}
+    assert maybe <= on_victim
+    got, found = store.get_many(keys)
+    for i, k in enumerate(keys.tolist()):
+        if k in maybe:
+            assert got[i].tobytes() in ((old[k].tobytes(),) if k < 3000 else ()) + (new[i].tobytes(),) \
+                or (k >= 3000 and not found[i])
+        elif k < 3000:
+            assert found[i] and got[i].tobytes() == old[k].tobytes(), k
+        else:
+            assert not found[i], k
+    store.delete_many(keys)
+    store.close()
+
+
+def test_cluster_master_killed_mid_put_rolls_back_the_others(partial_cluster):
+    import redis
+
+    cluster = partial_cluster
+    store = RedisStore(cluster.addresses, 8, namespace="ck2", timeout=2.0, create=True)
+    old_keys = np.arange(0, 3000, dtype=np.int64)
+    old = rows_for(old_keys, 8, "float32", seed=7)
+    store.put_many(old_keys, old)
+    keys = np.arange(0, 90_000, dtype=np.int64)
+    new = rows_for(keys, 8, "float32", seed=8)
+    port_of = {}  # the store writes node by node, in the order the nodes first hold a key of the call
+    for k in keys.tolist():
+        port_of[k] = store._client.get_node_from_key(store._rows + int(k).to_bytes(8, "big", signed=True)).port
+    order = list(dict.fromkeys(port_of.values()))
+    first, victim = (next(n for n in cluster.nodes if n.port == p) for p in (order[0], order[-1]))
+    watch = redis.Redis(port=first.port)
+    base = watch.dbsize()
+
+    def kill_when_first_node_grows():
+        end = time.monotonic() + 60
+        while watch.dbsize() == base and time.monotonic() < end:  # the server's own state, bounded
+            pass
+        victim.kill()
+
+    killer = threading.Thread(target=kill_when_first_node_grows)
+    killer.start()
+    try:
+        with pytest.raises(TierError, match="rolled back .* keys on 127.0.0.1:.* may hold") as err:
+            store.put_many(keys, new)
+    finally:
+        killer.join()
+        victim.start()
+        cluster.wait_ok()
+    maybe = set(err.value.maybe_written.tolist())
+    # the victim's first chunk failed mid-write; the others' rows are restored unless the cluster went
+    # down for them too (a live node briefly unreachable under load), and then the message names them
+    nodes = re.search(r"keys on (.*?) may hold", str(err.value))[1]
+    named = {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", nodes)}
+    assert maybe and {port_of[k] for k in maybe} == named, str(err.value)
+    got, found = store.get_many(keys)
+    for i, k in enumerate(keys.tolist()):
+        before = (found[i] and k < 3000 and got[i].tobytes() == old[k].tobytes()) or (not found[i] and k >= 3000)
+        assert before or (k in maybe and found[i] and got[i].tobytes() == new[i].tobytes()), (k, str(err.value))
+    store.delete_many(keys)
+    store.close()
+
+
+# ---- item 14: a password is never printed ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec, shown", [
+    ("redis://:pw@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+    ("redis://alice:p%40ss/w@h:1/0", "redis://alice:***@h:1/0"),
+    ("rediss://alice@h:1/0", "rediss://alice@h:1/0"),
+    ("redis://h:1/0?password=pw&db=2", "redis://h:1/0?password=***&db=2"),
+    ("redis-cluster://:pw@a:1,b:2", "redis-cluster://:***@a:1,b:2"),
+    ("rocksdb:/data/t", "rocksdb:/data/t"),
+])
+def test_redact(spec, shown):
+    assert redact(spec) == shown
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory):
+    s = RedisServer(tmp_path_factory.mktemp("auth"), password=SECRET)
+    yield s
+    s.stop()
+
+
+def test_password_is_not_in_repr_or_wrong_password_errors(locked):
+    url = f"redis://:{SECRET}@127.0.0.1:{locked.port}/0"
+    with RedisStore(url, 4, namespace="p", create=True) as store:
+        assert SECRET not in repr(store) and "***" in repr(store)
+    with RedisStore(locked.url, 4, namespace="p", password=SECRET) as store:
+        assert SECRET not in repr(store)
+    wrong = "wrong-" + SECRET
+    for kwargs in (dict(target=f"redis://:{wrong}@127.0.0.1:{locked.port}/0"),
+                   dict(target=f"redis://nobody:{wrong}@127.0.0.1:{locked.port}/0"),
+                   dict(target=locked.url, password=wrong)):
+        with pytest.raises(ConfigError, match="refused") as err:
+            RedisStore(dim=4, namespace="p", **kwargs)
+        assert SECRET not in _everything_printed(err.value)
+    with pytest.raises(ConfigError) as err:
+        RedisStore(f"redis://:{SECRET}@127.0.0.1:notaport/0", 4)
+    assert SECRET not in _everything_printed(err.value)
+
+
+def test_password_is_not_in_errors_of_a_server_gone_mid_call(tmp_path):
+    s = RedisServer(tmp_path / "gone", password=SECRET)
+    url = f"redis://:{SECRET}@127.0.0.1:{s.port}/0"
+    store = RedisStore(url, 4, namespace="g", timeout=1.0, create=True)
+    store.put_many([1], np.ones((1, 4), np.float32))
+    s.kill()
+    try:
+        for call in (lambda: store.get_many([1]), lambda: store.put_many([2], np.ones((1, 4), np.float32)),
+                     lambda: store.delete_many([1]), store.keys, lambda: RedisStore(url, 4, namespace="g")):
+            with pytest.raises(TierError) as err:
+                call()
+            assert SECRET not in _everything_printed(err.value)
+            assert "127.0.0.1" in str(err.value)
+    finally:
+        store.close()
+
+
+def _embcache(*args):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(os.getcwd()), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "embcache", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def _npy(tmp_path):
+    keys = np.arange(10, dtype=np.int64)
+    np.save(tmp_path / "k.npy", keys)
+    np.save(tmp_path / "r.npy", rows_for(keys, 4, "float32", seed=1))
+    return str(tmp_path / "k.npy"), str(tmp_path / "r.npy")
+
+
+def test_import_with_a_wrong_password_does_not_print_it(locked, tmp_path):
+    out = _embcache("import", "npy", *_npy(tmp_path), "--to", f"redis://:wrong{SECRET}@127.0.0.1:{locked.port}/0",
+                    "--dim", "4", "--no-progress")
+    assert out.returncode != 0
+    assert SECRET not in out.stdout + out.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="cli.py prints args.to as given; needs the cli change: print redact(args.to)")
+def test_import_output_does_not_print_the_password(locked, tmp_path):
+    out = _embcache("import", "npy", *_npy(tmp_path), "--to", f"redis://:{SECRET}@127.0.0.1:{locked.port}/0",
+                    "--dim", "4", "--no-progress", "--namespace", "cli")
+    assert out.returncode == 0, out.stderr
+    assert SECRET not in out.stdout + out.stderr  # <- depends on cli.py calling redact()
+
+
+# ---- item 16: ACL users and TLS ----------------------------------------------------------------------------------
+
+
+def _round_trip(store):
+    keys = np.array([3, -4, 2**62], np.int64)
+    rows = rows_for(keys, store.dim, "float32", seed=9)
+    store.put_many(keys, rows)
+    got, found = store.get_many(keys)
+    assert found.all() and got.tobytes() == rows.tobytes()
+
+
+def _user_of(server, namespace) -> set:
+    """User names of the server's clients other than the one asking."""
+    admin = server.client()
+    return {c["user"] for c in admin.client_list() if c["id"] != str(admin.client_id())}
+
+
+def test_acl_user_and_tls_from_keywords(secure):
+    with RedisStore(secure.url, 4, namespace="acl", create=True, username="alice", password=SECRET,
+                    **_tls(secure.files)) as store:
+        _round_trip(store)
+        assert "alice" in _user_of(secure, "acl")
+        assert SECRET not in repr(store)
+    plain = secure.url.replace("rediss://", "redis://")
+    with RedisStore(plain, 4, namespace="acl", tls=True, username="alice", password=SECRET,
+                    **_tls(secure.files)) as store:
+        _round_trip(store)
+    with RedisStore(f"rediss://alice:{SECRET}@127.0.0.1:{secure.port}/0", 4, namespace="acl",
+                    **_tls(secure.files)) as store:
+        assert SECRET not in repr(store) and "alice" in repr(store)
+        _round_trip(store)
+
+
+def test_acl_wrong_password_is_a_config_error_without_it(secure):
+    with pytest.raises(ConfigError, match="user 'alice'") as err:
+        RedisStore(secure.url, 4, namespace="acl", create=True, username="alice", password="admin-" + SECRET,
+                   **_tls(secure.files))
+    assert SECRET not in _everything_printed(err.value)
+
+
+def test_tls_failures_are_clear(secure, tmp_path):
+    plain = secure.url.replace("rediss://", "redis://")
+    with pytest.raises(TierError, match="TLS"):  # a plain client on a TLS port
+        RedisStore(plain, 4, namespace="acl", username="alice", password=SECRET, timeout=2.0)
+    with pytest.raises(TierError, match="certificate"):  # the server's CA is not trusted
+        RedisStore(secure.url, 4, namespace="acl", username="alice", password=SECRET, timeout=2.0)
+    with pytest.raises(TierError):  # the server checks clients: no certificate, no connection
+        RedisStore(secure.url, 4, namespace="acl", username="alice", password=SECRET, timeout=2.0,
+                   **_tls(secure.files, client=False))
+    with pytest.raises(ConfigError, match="without TLS"):
+        RedisStore(plain, 4, tls_ca_certs=secure.files.ca)
+    with pytest.raises(ConfigError, match="is not a file"):
+        RedisStore(secure.url, 4, tls_ca_certs=tmp_path / "missing.pem")
+    with pytest.raises(ConfigError, match="needs tls_certfile"):
+        RedisStore(secure.url, 4, tls_ca_certs=secure.files.ca, tls_keyfile=secure.files.client_key)
+
+
+# ---- item 1: several threads on one store ------------------------------------------------------------------------
+
+
+def _hammer(store, threads: int = 4, steps: int = 150):
+    """Each thread writes, deletes and reads its own keys (interleaved with the others'), checking a dict."""
+    errors, models = [], [dict() for _ in range(threads)]
+
+    def work(t):
+        rng = np.random.default_rng(t)
+        model = models[t]
+        try:
+            for step in range(steps):
+                keys = rng.integers(0, 200, rng.integers(1, 40)) * threads + t  # disjoint per thread
+                op = rng.integers(0, 3)
+                if op == 0:
+                    rows = np.full((keys.shape[0], store.dim), step * threads + t, np.float32)
+                    rows[:, 0] = keys
+                    store.put_many(keys, rows)
+                    model.update(zip(keys.tolist(), rows))
+                elif op == 1:
+                    store.delete_many(keys)
+                    for k in keys.tolist():
+                        model.pop(k, None)
+                else:
+                    got, found = store.get_many(keys)
+                    for k, row, f in zip(keys.tolist(), got, found):
+                        assert f == (k in model), (t, step, k)
+                        assert not f or row.tobytes() == model[k].tobytes(), (t, step, k)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join(120)
+    assert not any(th.is_alive() for th in pool), "a thread hung"
+    if errors:
+        raise errors[0]
+    merged = {k: v for m in models for k, v in m.items()}
+    assert sorted(store.keys().tolist()) == sorted(merged)
+    keys = np.array(sorted(merged), np.int64)
+    got, found = store.get_many(keys)
+    assert found.all() and got.tobytes() == np.stack([merged[k] for k in keys.tolist()]).tobytes()
+
+
+def test_threads_share_one_store(server):
+    with RedisStore(server.url, 3, namespace="threads", batch=16, create=True) as store:
+        _hammer(store)
+
+
+def test_threads_share_one_cluster_store(cluster):
+    with RedisStore(cluster.addresses, 3, namespace="threads", batch=16, create=True) as store:
+        _hammer(store, steps=60)
+
+
+# ---- item 5, as a state machine: puts that the server refuses for memory change nothing -----------------------
+
+
+class _TightMemory(RuleBasedStateMachine):
+    """RedisStore against a dict while the server's memory limit comes and goes (real OOM refusals)."""
+
+    server = url = None
+    refusals = 0
+
+    @initialize()
+    def open(self):
+        import uuid
+
+        self.admin = self.server.client()
+        self.store = RedisStore(self.url, 64, namespace=uuid.uuid4().hex, batch=256, create=True)
+        self.model, self.refused = {}, 0
+
+    @rule(start=st.integers(0, 3000), n=st.sampled_from([1, 10, 300, 3000]), seed=st.integers(0, 2**16),
+          room_kib=st.sampled_from([None, 16, 64, 256]))
+    def put(self, start, n, seed, room_kib):
+        keys = (np.arange(start, start + n, dtype=np.int64) * 7) % 4001  # 3000 rows: 0.8 MB
+        rows = rows_for(keys, 64, "float32", seed=seed)
+        if room_kib is not None:  # the server may hold only this much more
+            self.admin.config_set("maxmemory", self.admin.info("memory")["used_memory"] + room_kib * 1024)
+        try:
+            self.store.put_many(keys, rows)
+        except TierError as exc:
+            assert room_kib is not None, exc
+            assert "none of the call's" in str(exc) and exc.maybe_written.shape == (0,)
+            self.refused += 1
+            return
+        finally:
+            self.admin.config_set("maxmemory", 0)
+        self.model.update(zip(keys.tolist(), rows))
+
+    @rule(keys=st.lists(st.integers(0, 4000), max_size=200))
+    def delete(self, keys):
+        self.store.delete_many(keys)
+        for k in keys:
+            self.model.pop(k, None)
+
+    @invariant()
+    def store_is_the_model(self):
+        if not hasattr(self, "store"):
+            return
+        assert sorted(self.store.keys().tolist()) == sorted(self.model)
+        keys = np.array(sorted(self.model), np.int64)
+        if keys.shape[0]:
+            got, found = self.store.get_many(keys)
+            assert found.all() and got.tobytes() == np.stack([self.model[k] for k in keys.tolist()]).tobytes()
+
+    def teardown(self):
+        if hasattr(self, "store"):
+            _TightMemory.refusals += self.refused
+            self.store.delete_many(list(self.model))
+            self.store.close()
+
+
+def test_puts_refused_for_memory_change_nothing(tmp_path):
+    from hypothesis.stateful import run_state_machine_as_test
+
+    s = RedisServer(tmp_path / "tight", args=("--maxmemory-policy", "noeviction"))
+    _TightMemory.server, _TightMemory.url, _TightMemory.refusals = s, s.url, 0
+    try:
+        run_state_machine_as_test(_TightMemory, settings=settings(max_examples=25, stateful_step_count=20))
+    finally:
+        s.stop()
+    assert _TightMemory.refusals > 0  # the machine did meet a full server
