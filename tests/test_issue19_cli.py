@@ -432,7 +432,7 @@ def test_the_rounded_up_capacity_is_reported(tmp_path, capsys):
     asked = int(0.01 * np.unique(trace).shape[0])
     assert (demo_rows[0].asked, demo_rows[0].capacity) == (asked, 32) and asked < 32
     header, line = format_table(demo_rows).splitlines()
-    assert header.split()[1:3] == ["asked", "slots"] and line.replace("( ", "(").split()[1:4] == [str(asked), "(1%)", "32"]
+    assert header.split()[1:3] == ["asked", "slots"] and line.replace(" ", "").startswith(f"lru{asked}(1%)32")
 
 
 def test_describe_labels_its_histogram_bins(tmp_path):
