@@ -46,6 +46,21 @@ def _exit_status(exc: BaseException) -> tuple[int, str]:
                "traceback, and please report it)")
 
 
+def _redacted(spec: str) -> str:
+    """A store spec fit to print: a URL's password (``redis://user:secret@host``) becomes ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(spec)
+        if parts.password is None:
+            return spec
+        user = parts.username or ""
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        return spec.rsplit("@", 1)[-1] if "@" in spec else spec
+
+
 def _store_module(spec: str) -> str:
     return "redis" if spec.split(":", 1)[0].lower().startswith("redis") else "rocksdict"
 
@@ -58,12 +73,12 @@ def _check_extras(args) -> None:
     if args.command == "demo" and args.store != "memory":
         needs.append(("rocksdict", "embcache demo keeps its table in RocksDB with it (--store memory does without)"))
     elif args.command == "import":
-        needs.append((_store_module(args.to), f"the store {args.to.split('@')[-1]!r} is opened with it"))
+        needs.append((_store_module(args.to), f"the store {_redacted(args.to)!r} is opened with it"))
         if args.format == "onnx":
             needs.append(("onnx", "embcache import onnx reads the model with it"))
     elif args.command == "serve-updates":
         needs.append(("redis", "embcache serve-updates reads its Redis Stream with it"))
-        needs.append((_store_module(args.store), f"the store {args.store.split('@')[-1]!r} is opened with it"))
+        needs.append((_store_module(args.store), f"the store {_redacted(args.store)!r} is opened with it"))
     elif args.command == "study" and not args.no_plot:
         needs.append(("matplotlib", "embcache study draws its plots with it (--no-plot skips them)"))
     for module, why in dict(needs).items():
@@ -113,16 +128,12 @@ def _import(args) -> int:
         if args.format == "hugectr":
             n = imports.import_hugectr(args.source[0], store, **common)
         elif args.format == "npy":
-            if len(args.source) != 2:
-                raise ConfigError("embcache import npy needs two files: KEYS.npy ROWS.npy")
             n = imports.import_npy(args.source[0], args.source[1], store, **common)
         else:
-            if not args.initializer:
-                raise ConfigError("embcache import onnx needs --initializer NAME")
             n = imports.import_onnx(args.source[0], args.initializer, store, key_offset=args.key_offset, **common)
     finally:
         store.close()
-    print(f"imported {n:,} rows into {args.to}")
+    print(f"imported {n:,} rows into {_redacted(args.to)}")
     return 0
 
 

@@ -27,7 +27,8 @@ from .cache import Cache
 from .layout import num_sets_for, sets_of
 from .tiers import Tier
 
-__all__ = ["run_study", "skipped_runs", "skipped_notes", "static_keys", "write_results", "plot_results", "load_trace_source", "FIELDS"]
+__all__ = ["run_study", "skipped_runs", "skipped_notes", "static_keys", "write_results", "plot_results",
+           "load_trace_source", "FIELDS"]
 
 FIELDS = ["policy", "admission", "ways", "capacity", "capacity_fraction", "batch", "backend", "lookups",
           "hit_rate", "byte_hit_rate", "evictions", "insertions", "lookups_per_s", "capacity_asked"]

@@ -456,3 +456,21 @@ def test_study_writes_into_a_temporary_folder_unless_told(tmp_path):
     wrote = pathlib.Path(proc.stdout.strip().splitlines()[-1].split()[1])
     assert wrote.parent.parent == temp and wrote.exists()
     assert sorted(p.name for p in CLONE.iterdir()) == before and not any((tmp_path / "cwd").iterdir())
+
+
+def test_import_output_never_prints_the_password(tmp_path):
+    from tests.redis_servers import REDIS_SERVER, RedisServer
+
+    if REDIS_SERVER is None:
+        pytest.skip("needs redis-server")
+    server = RedisServer(tmp_path / "redis", password="s3cret-pw")
+    try:
+        np.save(tmp_path / "k.npy", np.arange(5))
+        np.save(tmp_path / "r.npy", np.ones((5, 4), np.float32))
+        url = f"redis://:s3cret-pw@127.0.0.1:{server.port}/0"
+        proc = run(["import", "npy", tmp_path / "k.npy", tmp_path / "r.npy", "--to", url, "--dim", "4",
+                    "--no-progress"], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "s3cret-pw" not in proc.stdout + proc.stderr and "imported 5 rows into redis://:***@" in proc.stdout
+    finally:
+        server.stop()

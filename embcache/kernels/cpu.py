@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import pathlib
-import sys
 
 import numba
 import numpy as np
