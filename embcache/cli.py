@@ -286,17 +286,24 @@ def _store_args(parser, flag: str) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a wrong command line reported in one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"embcache: error: {message} (see {self.prog} --help)\n")
+
+
 _DATA_HELP = "data folder holding criteo/ (default: $EMBCACHE_DATA, else shared/data beside the clone)"
 
 
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    debug = argparse.ArgumentParser(add_help=False)
+    debug = _Parser(add_help=False)
     # SUPPRESS: a subcommand's --debug sets the flag, its absence leaves the top level's alone
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the traceback of a failure (also EMBCACHE_DEBUG=1)")
-    parser = argparse.ArgumentParser(prog="embcache", description="GPU/CPU embedding caches with pluggable policies.")
+    parser = _Parser(prog="embcache", description="GPU/CPU embedding caches with pluggable policies.")
     parser.add_argument("--version", action="version", version=f"embcache {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a failure (also EMBCACHE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)

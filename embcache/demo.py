@@ -1,7 +1,9 @@
 """``embcache demo``: replay the Criteo sample through LRU, LFU and FIFO caches of several sizes."""
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +24,8 @@ class DemoRow:
     asked: int = 0  # rows asked for: fraction of the distinct keys
 
 
-def load_trace(data_root=None, notify=None) -> tuple[np.ndarray, str]:
+def load_trace(data_root: str | os.PathLike | None = None,
+               notify: Callable[[str], None] | None = None) -> tuple[np.ndarray, str]:
     """The Criteo sample trace, or, when it is absent, a synthetic trace of as many lookups fitted to it.
 
     ``data_root`` (``--data``) must exist and hold the sample; by default it is looked for where
@@ -35,7 +38,8 @@ def load_trace(data_root=None, notify=None) -> tuple[np.ndarray, str]:
     return (np.concatenate(parts) if parts else np.empty(0, np.int64)), source
 
 
-def run_demo(trace: np.ndarray, policies=("lru", "lfu", "fifo"), fractions=(0.01, 0.05, 0.20), dim: int = 32,
+def run_demo(trace: np.ndarray, policies: Sequence[str] = ("lru", "lfu", "fifo"),
+             fractions: Sequence[float] = (0.01, 0.05, 0.20), dim: int = 32,
              batch: int = 1024, backend: str = "auto", seed: int = 0, progress: bool = True,
              store_path: str | None = None) -> tuple[list[DemoRow], str]:
     """Replay ``trace`` in batches of ``batch`` keys through each policy x capacity.

@@ -17,7 +17,7 @@ import json
 import os
 import textwrap
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -318,7 +318,7 @@ def _criteo_missing(root: Path) -> str:
             "or point EMBCACHE_DATA or --data at the folder holding criteo/")
 
 
-def _synthetic(spec: str, root: Path, notify) -> tuple[list[np.ndarray], str]:
+def _synthetic(spec: str, root: Path, notify: Callable[[str], None] | None) -> tuple[list[np.ndarray], str]:
     from . import traces
     from .errors import ConfigError
 
@@ -345,8 +345,8 @@ def _synthetic(spec: str, root: Path, notify) -> tuple[list[np.ndarray], str]:
         f"cardinalities x{scale:g}, seed {seed}")
 
 
-def load_trace_source(source: str | None, data_root: str | os.PathLike | None = None, notify=None,
-                      **key_file) -> tuple[Iterable[np.ndarray], str]:
+def load_trace_source(source: str | None, data_root: str | os.PathLike | None = None,
+                      notify: Callable[[str], None] | None = None, **key_file) -> tuple[Iterable[np.ndarray], str]:
     """The chunks of a named trace and a one-line description of it.
 
     Parameters

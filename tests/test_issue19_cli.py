@@ -81,6 +81,9 @@ def make_store(path, dim=4):
 
 
 @pytest.mark.parametrize("args, status", [
+    ([], 2),
+    (["study", "--batch", "x"], 2),
+    (["trace", "convert", "synthetic:10"], 2),
     (["study", "--trace", "synthetic:abc", "--no-progress"], 2),
     (["trace", "describe", "synthetic:0"], 2),
     (["trace", "describe", "synthetic:10:1:2:3"], 2),
