@@ -81,6 +81,11 @@ def _check_extras(args) -> None:
         needs.append((_store_module(args.store), f"the store {_redacted(args.store)!r} is opened with it"))
     elif args.command == "study" and not args.no_plot:
         needs.append(("matplotlib", "embcache study draws its plots with it (--no-plot skips them)"))
+    if args.command == "autotune":
+        needs.append(("cupy", "embcache autotune times the GPU kernels with it"))
+    elif getattr(args, "backend", None) == "gpu":
+        needs.append(("cupy", f"embcache {args.command} --backend gpu runs its caches with it (--backend cpu "
+                              "does without)"))
     for module, why in dict(needs).items():
         require_module(module, why)
 

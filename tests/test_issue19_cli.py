@@ -145,6 +145,13 @@ def test_serve_updates_without_redis_names_the_extra(tmp_path):
     assert "redis is not installed" in line and "pip install '.[tiers]'" in line and "embcache[" not in line
 
 
+@pytest.mark.parametrize("args", [["autotune", "--dry-run", "--no-progress"],
+                                  ["study", "--backend", "gpu", "--no-progress"]])
+def test_gpu_commands_without_cupy_name_the_extra(args, tmp_path):
+    line = assert_one_line_error(run(args, tmp_path, env={"PYTHONPATH": str(blocked(tmp_path, "cupy"))}), 2)
+    assert "cupy is not installed" in line and "pip install '.[cuda]'" in line and "internal error" not in line
+
+
 def test_install_hint_works_from_a_clone():
     from embcache._extras import install_hint
 
