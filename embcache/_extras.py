@@ -17,9 +17,27 @@ EXTRA_OF = {"matplotlib": "study", "redis": "tiers", "rocksdict": "tiers", "onnx
 
 
 def clone_root() -> pathlib.Path | None:
-    """The clone this package runs from (the folder holding setup.cfg), or None for an installed copy."""
+    """The clone this package runs from, or was installed from; None when neither is known.
+
+    Run from a clone (or installed editable), the folder above the package holds setup.cfg.  Installed
+    with ``pip install .`` from a clone, pip recorded the clone's path (PEP 610 ``direct_url.json``).
+    """
     root = pathlib.Path(__file__).resolve().parents[1]
-    return root if (root / "setup.cfg").is_file() else None
+    if (root / "setup.cfg").is_file():
+        return root
+    try:
+        import json
+        from importlib.metadata import PackageNotFoundError, distribution
+        from urllib.parse import unquote, urlsplit
+
+        url = json.loads(distribution("embcache").read_text("direct_url.json") or "{}").get("url", "")
+    except (PackageNotFoundError, ValueError, OSError):
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "file":
+        return None
+    source = pathlib.Path(unquote(parts.path))
+    return source if (source / "setup.cfg").is_file() else None
 
 
 def install_hint(extra: str) -> str:

@@ -27,12 +27,15 @@ _CRITEO_FILES = ("train_head10k.txt", "test_head10k.txt")
 def data_dir() -> pathlib.Path:
     """Where the shared data folder (holding ``criteo/``) is looked for.
 
-    ``$EMBCACHE_DATA`` if set, else ``shared/data`` beside the clone this package runs from
-    (``<clone>/../shared/data``), whatever the working directory.
+    ``$EMBCACHE_DATA`` if set, else ``shared/data`` beside the clone this package runs from, or was
+    installed from with ``pip install .`` (``<clone>/../shared/data``), whatever the working directory.
     """
+    from ._extras import clone_root
+
     if os.environ.get("EMBCACHE_DATA"):
         return pathlib.Path(os.environ["EMBCACHE_DATA"])
-    return (pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+    root = clone_root() or pathlib.Path(__file__).resolve().parents[1]
+    return (root / ".." / "shared" / "data").resolve()
 
 
 def criteo_files(root: str | os.PathLike | None = None) -> list[pathlib.Path]:

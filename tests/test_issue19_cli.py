@@ -196,6 +196,35 @@ def test_the_data_folder_is_found_from_the_clone_not_the_working_directory(tmp_p
                           check=True).stdout.strip() == str(tmp_path)
 
 
+def test_a_copy_installed_from_the_clone_finds_the_clone(tmp_path):
+    """``pip install .`` (the README's quick start) puts the package elsewhere; it still finds the clone."""
+    import shutil
+
+    clone, target = tmp_path / "work" / "clone", tmp_path / "site"  # a copy: the build writes into the source
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
+        clone.mkdir(parents=True, exist_ok=True)
+        shutil.copy(CLONE / name, clone / name)
+    for name in ("embcache", "trt_plugin"):
+        shutil.copytree(CLONE / name, clone / name, ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                           str(clone)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    if proc.returncode != 0 and any(w in proc.stdout + proc.stderr for w in
+                                    ("No matching distribution", "Could not find a version", "NewConnectionError")):
+        pytest.skip(f"pip cannot fetch the build requirements here: {proc.stderr[-300:]}")
+    assert proc.returncode == 0, proc.stderr
+    assert (target / "embcache" / "py.typed").exists()
+    assert (next(target.glob("embcache-*.dist-info")) / "licenses" / "LICENSE").read_text() == \
+        (CLONE / "LICENSE").read_text()
+    env = {k: v for k, v in os.environ.items() if k != "EMBCACHE_DATA"}
+    env["PYTHONPATH"] = str(target)
+    code = ("import embcache, pathlib; from embcache import traces, _extras; "
+            "print(pathlib.Path(embcache.__file__).parent, traces.data_dir(), _extras.install_hint('study'), sep='|')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True).stdout.strip().split("|")
+    assert out[0] == str(target / "embcache")  # the installed copy ran, not the clone
+    assert pathlib.Path(out[1]) == (tmp_path / "work" / "shared" / "data").resolve() and str(clone) in out[2]
+
+
 def test_the_recorded_fit_is_the_fit_of_the_sample(criteo_dir):
     fitted, now = traces.criteo_model(criteo_dir.parent)
     recorded, later = traces.criteo_model(criteo_dir / "no-such-folder")
