@@ -1,14 +1,15 @@
 """``embcache demo``: replay the Criteo sample through LRU, LFU and FIFO caches of several sizes."""
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .cache import Cache
 from .tiers import HostStore, RocksStore
-from .traces import criteo_files, read_criteo, zipf_trace
 
 __all__ = ["DemoRow", "run_demo"]
 
@@ -17,20 +18,28 @@ __all__ = ["DemoRow", "run_demo"]
 class DemoRow:
     policy: str
     fraction: float
-    capacity: int
+    capacity: int  # the cache's real slots, num_sets * ways (the rows asked for rounded up to whole sets)
     hit_rate: float
     lookups_per_s: float
+    asked: int = 0  # rows asked for: fraction of the distinct keys
 
 
-def load_trace(data_root=None) -> tuple[np.ndarray, str]:
-    """The Criteo sample trace, or a synthetic Zipf trace of the same size when the sample is absent."""
-    files = criteo_files(data_root)
-    if files:
-        return read_criteo(files), f"Criteo sample ({', '.join(f.name for f in files)})"
-    return zipf_trace(460_760, 73_359, seed=0), "SYNTHETIC Zipf trace (Criteo sample not found; set EMBCACHE_DATA)"
+def load_trace(data_root: str | os.PathLike | None = None,
+               notify: Callable[[str], None] | None = None) -> tuple[np.ndarray, str]:
+    """The Criteo sample trace, or, when it is absent, a synthetic trace of as many lookups fitted to it.
+
+    ``data_root`` (``--data``) must exist and hold the sample; by default it is looked for where
+    ``traces.data_dir()`` says, and ``notify`` (a callable taking a sentence) is told of the fallback.
+    """
+    from .study import load_trace_source
+
+    chunks, source = load_trace_source(None, data_root, notify=notify)
+    parts = [np.asarray(c) for c in chunks]
+    return (np.concatenate(parts) if parts else np.empty(0, np.int64)), source
 
 
-def run_demo(trace: np.ndarray, policies=("lru", "lfu", "fifo"), fractions=(0.01, 0.05, 0.20), dim: int = 32,
+def run_demo(trace: np.ndarray, policies: Sequence[str] = ("lru", "lfu", "fifo"),
+             fractions: Sequence[float] = (0.01, 0.05, 0.20), dim: int = 32,
              batch: int = 1024, backend: str = "auto", seed: int = 0, progress: bool = True,
              store_path: str | None = None) -> tuple[list[DemoRow], str]:
     """Replay ``trace`` in batches of ``batch`` keys through each policy x capacity.
@@ -71,7 +80,8 @@ def run_demo(trace: np.ndarray, policies=("lru", "lfu", "fifo"), fractions=(0.01
                 bar.update(min(batch, trace.shape[0] - i))
             seconds = time.perf_counter() - start
             s = cache.stats
-            rows.append(DemoRow(policy, fraction, cache.capacity, s.hit_rate, s.lookups / seconds))
+            rows.append(DemoRow(policy, fraction, cache.capacity, s.hit_rate, s.lookups / seconds,
+                                max(1, int(fraction * distinct.shape[0]))))
     store.close()
     if folder is not None:
         folder.cleanup()
@@ -79,7 +89,9 @@ def run_demo(trace: np.ndarray, policies=("lru", "lfu", "fifo"), fractions=(0.01
 
 
 def format_table(rows: list[DemoRow]) -> str:
-    lines = [f"{'policy':<8}{'capacity':>16}{'hit rate':>10}{'lookups/s':>14}"]
+    """The demo's table: the fraction of distinct keys asked for, the rows that are, and the cache's real slots."""
+    lines = [f"{'policy':<8}{'asked':>16}{'slots':>8}{'hit rate':>10}{'lookups/s':>14}"]
     for r in rows:
-        lines.append(f"{r.policy:<8}{r.capacity:>9,} ({r.fraction:>4.0%}){r.hit_rate:>10.3f}{r.lookups_per_s:>14,.0f}")
+        lines.append(f"{r.policy:<8}{r.asked:>9,} ({r.fraction:>4.0%}){r.capacity:>8,}{r.hit_rate:>10.3f}"
+                     f"{r.lookups_per_s:>14,.0f}")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ import json
 import os
 import textwrap
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +27,11 @@ from .cache import Cache
 from .layout import num_sets_for, sets_of
 from .tiers import Tier
 
-__all__ = ["run_study", "static_keys", "write_results", "plot_results", "FIELDS"]
+__all__ = ["run_study", "skipped_runs", "skipped_notes", "static_keys", "write_results", "plot_results",
+           "load_trace_source", "FIELDS"]
 
 FIELDS = ["policy", "admission", "ways", "capacity", "capacity_fraction", "batch", "backend", "lookups",
-          "hit_rate", "byte_hit_rate", "evictions", "insertions", "lookups_per_s"]
+          "hit_rate", "byte_hit_rate", "evictions", "insertions", "lookups_per_s", "capacity_asked"]
 
 
 class _EveryKeyTier(Tier):
@@ -92,8 +93,9 @@ def _belady_rows(whole: np.ndarray, capacities: list[int], ways: Sequence[int], 
         start = time.perf_counter()
         hits = belady_curve(whole, slots, w)
         seconds = time.perf_counter() - start
-        for capacity, h in zip(slots, hits):
+        for asked, capacity, h in zip(capacities, slots, hits):
             rows.append({"policy": name, "admission": "-", "ways": w or capacity, "capacity": capacity,
+                         "capacity_asked": asked,
                          "capacity_fraction": capacity / distinct, "batch": 1, "backend": "cpu",
                          "lookups": lookups, "hit_rate": h / lookups,
                          "byte_hit_rate": float("nan") if weights is not None else h / lookups,
@@ -113,6 +115,14 @@ def static_keys(warmup: np.ndarray, num_sets: int, ways: int) -> np.ndarray:
     first = np.searchsorted(sets, sets, side="left")  # index of each set's first entry
     rank = np.arange(order.shape[0]) - first
     return keys[order[rank < ways]]
+
+
+def skipped_runs(policies: Sequence[str], admissions: Sequence[str]) -> list[tuple[str, str]]:
+    """The (policy, admission) pairs ``run_study`` leaves out, because another run gives the same result.
+
+    A static cache never admits, so only its first admission rule is run.
+    """
+    return [("static", a) for a in admissions[1:] if "static" in policies]
 
 
 def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admissions: Sequence[str] = ("always",),
@@ -144,7 +154,9 @@ def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admission
     Returns
     -------
     list of dict with the keys of ``FIELDS``: hit rate per key occurrence, byte hit rate, evictions,
-    insertions and lookups per second (wall time of the replay).
+    insertions and lookups per second (wall time of the replay).  ``capacity`` is the cache's real
+    size (``num_sets * ways``), ``capacity_asked`` the rows asked for.  Pairs that
+    :func:`skipped_runs` names have no rows.
     """
     from tqdm.auto import tqdm
 
@@ -161,9 +173,9 @@ def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admission
             if col < table.shape[0]:
                 table[col] = size
         weights = table[whole >> 32]
-    # a static cache never admits, so one admission rule is enough for it
+    skipped = set(skipped_runs(policies, admissions))
     runs = [(p, a, c, w) for c in capacities for w in ways for p in policies for a in admissions
-            if p != "static" or a == admissions[0]]
+            if (p, a) not in skipped]
     rows: list[dict] = []
     with tqdm(total=len(runs) * lookups, unit="key", unit_scale=True, desc="study", disable=not progress) as bar:
         for policy, admission, cap, w in runs:
@@ -185,6 +197,7 @@ def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admission
             seconds = time.perf_counter() - start
             s = cache.stats
             rows.append({"policy": policy, "admission": admission, "ways": w, "capacity": cache.capacity,
+                         "capacity_asked": _capacity(cap, distinct),
                          "capacity_fraction": cache.capacity / distinct, "batch": batch, "backend": cache.backend,
                          "lookups": lookups, "hit_rate": s.hit_rate,
                          "byte_hit_rate": hit_bytes / weights.sum() if weights is not None else s.hit_rate,
@@ -212,8 +225,11 @@ def _label(r: dict, several_ways: bool) -> str:
     return f"{text}, {r['ways']} ways" if several_ways and r["policy"] != "belady" else text
 
 
-def plot_results(rows: list[dict], out: str | os.PathLike, stem: str = "study", title: str = "") -> list[Path]:
-    """Hit rate against capacity, one line per policy (+ admission), Belady dashed; PNG and SVG."""
+_MARKERS = "osD^vP*Xh<>p"
+
+
+def _figure(rows: list[dict], title: str = "", notes: Sequence[str] = ()):
+    """The study's figure: every series its own colour and marker, the legend beside the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,44 +239,165 @@ def plot_results(rows: list[dict], out: str | os.PathLike, stem: str = "study", 
     lines: dict[str, list] = {}
     for r in rows:
         lines.setdefault(_label(r, several_ways), []).append((r["capacity_fraction"], r["hit_rate"]))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, points in sorted(lines.items()):
-        x, y = zip(*sorted(points))
-        style = "--" if label == "belady" else ":" if label.startswith("belady-sets") else "-"
-        ax.plot(x, y, style, marker="o", ms=3, label=label, color="black" if label.startswith("belady") else None)
+    online = sorted(k for k in lines if not k.startswith("belady"))
+    optimum = sorted(k for k in lines if k.startswith("belady"))
+    # tab10/tab20 while they last, then evenly spaced hues: no two series share a colour
+    cmap = plt.get_cmap("tab10" if len(online) <= 10 else "tab20" if len(online) <= 20 else "turbo")
+    colours = [cmap(i) for i in range(len(online))] if len(online) <= 20 else \
+        [cmap(x) for x in np.linspace(0.0, 1.0, len(online))]
+    greys = [(g, g, g, 1.0) for g in np.linspace(0.0, 0.6, max(1, len(optimum)))]
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    for i, label in enumerate(online + optimum):
+        x, y = zip(*sorted(lines[label]))
+        if i < len(online):
+            style, colour = ("-", "-.", "--")[i // len(_MARKERS) % 3], colours[i]
+        else:
+            style, colour = ("--" if label == "belady" else ":"), greys[i - len(online)]
+        ax.plot(x, y, linestyle=style, marker=_MARKERS[i % len(_MARKERS)], ms=4, label=label, color=colour)
     ax.set_xscale("log")
     ax.set_xlabel("cache capacity (fraction of the trace's distinct keys)")
     ax.set_ylabel("hit rate (per key occurrence)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     ax.set_title(textwrap.fill(title, 90), fontsize=9)  # trace descriptions run long
-    fig.tight_layout()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{stem}.png", out / f"{stem}.svg"]
-    for p in paths:
-        fig.savefig(p, dpi=130)
+    if notes:
+        fig.text(0.01, 0.005, textwrap.fill("; ".join(notes), 140), fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.06 if notes else 0, 1, 1))
+    return fig
+
+
+def skipped_notes(policies: Sequence[str], admissions: Sequence[str]) -> list[str]:
+    """One sentence per combination ``run_study`` skipped, for the plot and the command's output."""
+    return [f"{p} + {a} skipped: a static cache never admits, so it equals {p} + {admissions[0]}"
+            for p, a in skipped_runs(policies, admissions)]
+
+
+def plot_results(rows: list[dict], out: str | os.PathLike, stem: str = "study", title: str = "",
+                 notes: Sequence[str] = ()) -> list[Path]:
+    """Hit rate against capacity, one line per policy (+ admission), Belady dashed; PNG and SVG.
+
+    Every series has its own colour and marker (Belady's in greys, dashed and dotted) and the
+    legend sits outside the axes.  ``notes`` (e.g. :func:`skipped_notes`) are printed under the plot.
+    SVG text stays text (searchable).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig = _figure(rows, title, notes)
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / f"{stem}.png", out / f"{stem}.svg"]
+        for p in paths:
+            fig.savefig(p, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return paths
 
 
-def load_trace_source(source: str, data_root: str | None = None) -> tuple[Iterable[np.ndarray], str]:
-    """``criteo`` (the sample), a trace folder, or ``synthetic:LOOKUPS[:SEED[:SCALE]]`` fitted to the Criteo
-    sample (``SCALE`` multiplies every column's cardinality)."""
-    from . import traces
+#: lookups of the synthetic stand-in for the Criteo sample: as many as the sample has
+FALLBACK_LOOKUPS = 460_760
 
+
+def _data_root(data_root: str | os.PathLike | None) -> Path:
+    from . import traces
+    from .errors import ConfigError
+
+    if data_root is None:
+        return traces.data_dir()
+    if not Path(data_root).is_dir():
+        raise ConfigError(f"--data {data_root}: no such folder; name the folder that holds criteo/ "
+                          "(train_head10k.txt, test_head10k.txt)")
+    return Path(data_root)
+
+
+def _criteo_missing(root: Path) -> str:
+    return (f"the Criteo sample is not under {root}/criteo (train_head10k.txt and test_head10k.txt, the first "
+            "10,000 rows of the Kaggle Display Advertising Challenge's train.txt and test.txt); put them there, "
+            "or point EMBCACHE_DATA or --data at the folder holding criteo/")
+
+
+def _synthetic(spec: str, root: Path, notify: Callable[[str], None] | None) -> tuple[list[np.ndarray], str]:
+    from . import traces
+    from .errors import ConfigError
+
+    parts = spec.split(":")[1:]
+    usage = f"{spec!r}: a synthetic trace is synthetic:LOOKUPS[:SEED[:SCALE]], e.g. synthetic:1000000:0:10"
+    try:
+        if not 1 <= len(parts) <= 3:
+            raise ValueError
+        number = float(parts[0])
+        lookups = int(number)
+        seed = int(parts[1]) if len(parts) > 1 else 0
+        scale = float(parts[2]) if len(parts) > 2 else 1.0
+    except ValueError:
+        raise ConfigError(usage) from None
+    if lookups != number or lookups < 1 or seed < 0 or not 0 < scale < float("inf"):
+        raise ConfigError(f"{usage}: LOOKUPS a whole number >= 1, SEED >= 0, SCALE > 0")
+    model, fitted = traces.criteo_model(root)
+    if not fitted and notify is not None:
+        notify(f"the Criteo sample is not under {root}/criteo; the synthetic trace uses the per-column fit "
+               "recorded from it (the same parameters)")
+    how = "fitted to the Criteo sample" if fitted else "with the Criteo sample's recorded fit"
+    return list(model.generate(lookups, seed=seed, scale=scale)), (
+        f"SYNTHETIC: {lookups:,} lookups, per-column Zipf {how} (KS {model.ks:.3f}), "
+        f"cardinalities x{scale:g}, seed {seed}")
+
+
+def load_trace_source(source: str | None, data_root: str | os.PathLike | None = None,
+                      notify: Callable[[str], None] | None = None, **key_file) -> tuple[Iterable[np.ndarray], str]:
+    """The chunks of a named trace and a one-line description of it.
+
+    Parameters
+    ----------
+    source : str or None
+        ``criteo`` (the sample), ``synthetic:LOOKUPS[:SEED[:SCALE]]`` (per-column Zipf fitted to the
+        sample; ``SCALE`` multiplies every column's cardinality), a trace folder (``embcache trace
+        convert``), a ``.npy`` of integer keys, or a text file of keys (``traces.iter_key_file``, which
+        ``key_file`` options go to).  None: the Criteo sample when it is there, else
+        ``synthetic:460760`` (as many lookups as the sample), and ``notify`` is told.
+    data_root : folder holding ``criteo/``, optional
+        Default ``traces.data_dir()`` (``$EMBCACHE_DATA``, else ``shared/data`` beside the clone).
+        A folder given here must exist, and must hold the sample when the sample is what is read.
+    notify : callable(str), optional
+        Told, in a sentence, when a synthetic stand-in replaces the missing sample.
+
+    Raises
+    ------
+    ConfigError
+        A source that names nothing, a malformed ``synthetic:`` spec, a missing ``data_root``, or
+        ``criteo`` without the sample.
+    """
+    from . import traces
+    from .errors import ConfigError
+
+    root = _data_root(data_root)
+    if source is None:
+        if traces.criteo_files(root):
+            source = "criteo"
+        elif data_root is not None:
+            raise ConfigError(_criteo_missing(root))
+        else:
+            if notify is not None:
+                notify(f"{_criteo_missing(root)}; using synthetic:{FALLBACK_LOOKUPS} instead")
+            return _synthetic(f"synthetic:{FALLBACK_LOOKUPS}", root, None)
     if source == "criteo":
-        files = traces.criteo_files(data_root)
+        files = traces.criteo_files(root)
         if not files:
-            raise FileNotFoundError("the Criteo sample is not under $EMBCACHE_DATA/criteo (or ../shared/data)")
+            raise ConfigError(_criteo_missing(root) + "; or read synthetic:LOOKUPS instead")
         return [traces.read_criteo(files)], "Criteo sample (real)"
     if source.startswith("synthetic:"):
-        parts = source.split(":")
-        lookups, seed = int(float(parts[1])), int(parts[2]) if len(parts) > 2 else 0
-        scale = float(parts[3]) if len(parts) > 3 else 1.0
-        model = traces.fit_trace(traces.read_criteo(traces.criteo_files(data_root)))
-        return list(model.generate(lookups, seed=seed, scale=scale)), (
-            f"SYNTHETIC: {lookups:,} lookups, per-column Zipf fitted to the Criteo sample (KS {model.ks:.3f}), "
-            f"cardinalities x{scale:g}, seed {seed}")
-    meta = traces.trace_meta(source)
-    return list(traces.iter_trace(source)), f"trace folder {source} ({meta.get('source', '')})"
+        return _synthetic(source, root, notify)
+    path = Path(source)
+    if path.is_dir():
+        meta = traces.trace_meta(path)
+        return traces.iter_trace(path), f"trace folder {source} ({meta.get('source', '')})"
+    if path.is_file():
+        if path.suffix.lower() == ".npy":
+            if key_file:
+                raise ConfigError(f"{source}: --columns/--sep/--values/--header are for text files, not .npy")
+            return traces.iter_npy_keys(path), f"keys of {source}"
+        return traces.iter_key_file(path, **key_file), f"keys of {source}"
+    raise ConfigError(f"{source!r} is not 'criteo', 'synthetic:LOOKUPS[:SEED[:SCALE]]', a trace folder or a key "
+                      "file (.npy, or text with one key a line): no such file or folder")

@@ -9,22 +9,33 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numba
 import numpy as np
 
 __all__ = ["data_dir", "criteo_files", "iter_criteo", "read_criteo", "zipf_trace", "CRITEO_COLUMNS",
-           "ColumnModel", "TraceModel", "fit_trace", "write_trace", "iter_trace", "describe", "reuse_distances"]
+           "ColumnModel", "TraceModel", "fit_trace", "criteo_model", "write_trace", "iter_trace", "iter_npy_keys",
+           "iter_key_file", "describe", "reuse_bins", "reuse_distances"]
 
 CRITEO_COLUMNS = 26
 _CRITEO_FILES = ("train_head10k.txt", "test_head10k.txt")
 
 
 def data_dir() -> pathlib.Path:
-    """``$EMBCACHE_DATA``, else ``../shared/data`` relative to the working directory."""
-    return pathlib.Path(os.environ.get("EMBCACHE_DATA", "../shared/data"))
+    """Where the shared data folder (holding ``criteo/``) is looked for.
+
+    ``$EMBCACHE_DATA`` if set, else ``shared/data`` beside the clone this package runs from, or was
+    installed from with ``pip install .`` (``<clone>/../shared/data``), whatever the working directory.
+    """
+    from ._extras import clone_root
+
+    if os.environ.get("EMBCACHE_DATA"):
+        return pathlib.Path(os.environ["EMBCACHE_DATA"])
+    root = clone_root() or pathlib.Path(__file__).resolve().parents[1]
+    return (root / ".." / "shared" / "data").resolve()
 
 
 def criteo_files(root: str | os.PathLike | None = None) -> list[pathlib.Path]:
@@ -173,41 +184,236 @@ def fit_trace(trace: np.ndarray) -> TraceModel:
     return model
 
 
+#: ``fit_trace`` of the Criteo sample (train_head10k then test_head10k, C1..C26), kept so that a clone
+#: without the sample still draws the same synthetic traces: (column, share, cardinality, exponent, ks).
+_CRITEO_FIT = (
+    (0, 0.04340654570709263, 250, 1.7764692865842613, 0.024662118880788064),
+    (1, 0.04340654570709263, 446, 1.0257140448453055, 0.07457131149398011),
+    (2, 0.041882975952773675, 10355, 0.7921106721885876, 0.12368263505860622),
+    (3, 0.041882975952773675, 7181, 0.8883577189190789, 0.0743712772413121),
+    (4, 0.04340654570709263, 80, 2.2228991423917104, 0.013568292038107388),
+    (5, 0.03761611250976647, 8, 1.739851636709084, 0.05119187771086875),
+    (6, 0.04340654570709263, 4581, 0.7185883758106498, 0.07373229574209594),
+    (7, 0.04340654570709263, 128, 2.014827508346355, 0.022520934805771886),
+    (8, 0.04340654570709263, 3, 3.5552077835849656, 0.017809413470823654),
+    (9, 0.04340654570709263, 4776, 0.9678266251168799, 0.17133730090866567),
+    (10, 0.04340654570709263, 2704, 0.7699829433296466, 0.08445245078490304),
+    (11, 0.041882975952773675, 9916, 0.8047763299824512, 0.11674984709703273),
+    (12, 0.04340654570709263, 2176, 0.7841750137927543, 0.08773459643731685),
+    (13, 0.04340654570709263, 25, 1.7203487585382637, 0.1781417008309405),
+    (14, 0.04340654570709263, 2860, 0.8051915087041064, 0.10266366889846779),
+    (15, 0.041882975952773675, 8697, 0.8319935605849185, 0.09269788371631305),
+    (16, 0.04340654570709263, 9, 1.1704212350896652, 0.03212716589486869),
+    (17, 0.04340654570709263, 1566, 0.9145296214897596, 0.09497892416807152),
+    (18, 0.023838874902335272, 736, 1.450859395460511, 0.22649242590941326),
+    (19, 0.023838874902335272, 3, 0.1815200778299887, 5.0824438547869555e-05),
+    (20, 0.041882975952773675, 9416, 0.8175239113367542, 0.10778439166229259),
+    (21, 0.008038892264953554, 8, 1.9457251892429221, 0.12050639177499312),
+    (22, 0.04340654570709263, 14, 1.5569994716771576, 0.05765085091027755),
+    (23, 0.041882975952773675, 4167, 1.0102004934277797, 0.06308742051521354),
+    (24, 0.023838874902335272, 42, 1.4391651406927695, 0.07662533165441959),
+    (25, 0.023838874902335272, 3212, 0.9003333600165118, 0.03158166804719409),
+)
+
+
+def criteo_model(root: str | os.PathLike | None = None) -> tuple[TraceModel, bool]:
+    """The per-column Zipf model of the Criteo sample: ``(model, fitted_now)``.
+
+    Fitted to the sample under ``root`` (default :func:`data_dir`) when it is there; otherwise the
+    parameters of that same fit, recorded in this module, and ``fitted_now`` is False.
+    """
+    files = criteo_files(root)
+    if files:
+        return fit_trace(read_criteo(files)), True
+    return TraceModel([ColumnModel(*c) for c in _CRITEO_FIT]), False
+
+
 # ---------------------------------------------------------------- on-disk traces: a folder of .npy chunks
 
 
 def write_trace(chunks: Iterable[np.ndarray], folder: str | os.PathLike, source: str = "",
                 progress: bool = True, total: int | None = None) -> int:
-    """Write key chunks as ``folder/keys-00000.npy, ...`` plus ``meta.json``; returns the lookups written."""
+    """Write key chunks as ``folder/keys-00000.npy, ...`` plus ``meta.json``; returns the lookups written.
+
+    ``folder`` is new, empty, or an earlier trace folder (replaced).  ``meta.json`` is removed first
+    and written last, with the number of chunks, so a folder whose writing failed part-way (a bad
+    line in a key file, a full disk) is not a trace folder, and chunks left from an earlier, longer
+    trace are deleted, never read.
+    """
     from tqdm.auto import tqdm
 
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    n = i = 0
+    ours = re.compile(r"keys-\d{5}\.npy|meta\.json")
+    if not (folder / "meta.json").exists() and any(not ours.fullmatch(p.name) for p in folder.iterdir()):
+        from .errors import ConfigError
+
+        raise ConfigError(f"{folder} holds files but is not a trace folder (no meta.json); write a trace into a "
+                          "new or empty folder, or over an earlier trace")
+    (folder / "meta.json").unlink(missing_ok=True)
+    n = count = 0
     with tqdm(total=total, unit="key", unit_scale=True, desc=f"writing {folder.name}", disable=not progress) as bar:
-        for i, keys in enumerate(chunks):
-            np.save(folder / f"keys-{i:05d}.npy", np.ascontiguousarray(keys, np.int64))
+        for count, keys in enumerate(chunks, 1):
+            np.save(folder / f"keys-{count - 1:05d}.npy", np.ascontiguousarray(keys, np.int64))
             n += keys.shape[0]
             bar.update(keys.shape[0])
-    (folder / "meta.json").write_text(json.dumps({"format": "embcache-trace-v1", "lookups": n, "source": source}))
+    for stale in folder.glob("keys-*.npy"):
+        if ours.fullmatch(stale.name) and int(stale.stem[5:]) >= count:
+            stale.unlink()
+    (folder / "meta.json").write_text(json.dumps({"format": "embcache-trace-v1", "lookups": n, "chunks": count,
+                                                  "source": source}))
     return n
 
 
 def trace_meta(folder: str | os.PathLike) -> dict:
+    """The ``meta.json`` of a trace folder, or a ``DataFormatError`` saying how to make one."""
     path = pathlib.Path(folder) / "meta.json"
     if not path.exists():
         from .errors import DataFormatError
 
-        raise DataFormatError(f"{folder} is not an embcache trace folder (no meta.json); make one with "
-                              "`embcache trace convert`")
+        raise DataFormatError(f"{folder} is not an embcache trace folder (no meta.json); `embcache trace convert "
+                              "SOURCE --out FOLDER` writes one from criteo, synthetic:N, a .npy or a text file "
+                              "of keys")
     return json.loads(path.read_text())
 
 
 def iter_trace(folder: str | os.PathLike) -> Iterator[np.ndarray]:
     """The chunks of a trace folder, in order (each memory-mapped)."""
-    trace_meta(folder)
-    for path in sorted(pathlib.Path(folder).glob("keys-*.npy")):
+    meta = trace_meta(folder)
+    folder = pathlib.Path(folder)
+    if "chunks" in meta:
+        paths = [folder / f"keys-{i:05d}.npy" for i in range(int(meta["chunks"]))]
+    else:  # folders written before meta.json counted its chunks
+        paths = sorted(folder.glob("keys-*.npy"))
+    for path in paths:
         yield np.load(path, mmap_mode="r")
+
+
+# ---------------------------------------------------------------- a user's own keys
+
+
+def iter_npy_keys(path: str | os.PathLike, chunk: int = 1 << 22) -> Iterator[np.ndarray]:
+    """The keys of a ``.npy`` file, in order, ``chunk`` at a time as int64 arrays.
+
+    The file holds a 1-D array of integers (int64 preferred; any integer dtype or byte order is
+    converted by value, and uint64 is taken as its 64 bits, as ``Cache`` does).  Reserved keys
+    (``embcache.RESERVED_KEYS``), floats, objects or more dimensions are a ``DataFormatError``.
+    """
+    from ._checks import check_keys
+    from .errors import DataFormatError
+
+    try:
+        keys = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataFormatError(f"{path}: not a readable .npy file ({exc})") from None
+    if keys.dtype.kind not in "iu" or keys.ndim != 1:
+        raise DataFormatError(f"{path}: holds a {keys.ndim}-D {keys.dtype} array; a key file is a 1-D array of "
+                              "integer keys (np.save(path, np.asarray(keys, np.int64).ravel()))")
+    for i in range(0, keys.shape[0], chunk):
+        try:
+            yield check_keys(np.asarray(keys[i:i + chunk]), name=f"{path} (keys {i:,}..)")
+        except (TypeError, ValueError) as exc:
+            raise DataFormatError(str(exc)) from None
+
+
+_VALUE_PARSERS = {"hex": lambda v: int(v, 16), "int": lambda v: int(v, 10)}
+
+
+def _parse_value(text: str, values: str) -> int:
+    if values == "hash":  # a stable 32-bit id of any string (Python's hash() changes per process)
+        import hashlib
+
+        return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little")
+    return _VALUE_PARSERS[values](text)
+
+
+def iter_key_file(path: str | os.PathLike, columns: Sequence[int] | None = None, sep: str | None = None,
+                  values: str = "hex", header: bool = False, chunk: int = 1 << 20) -> Iterator[np.ndarray]:
+    """The keys of a text file, in order, as int64 arrays of up to ``chunk`` keys.
+
+    Parameters
+    ----------
+    path : text file
+        Without ``columns``: one key a line, a decimal integer (``-5``, ``42``) or hex with ``0x``;
+        blank lines are skipped.  With ``columns``: rows of fields split by ``sep``, each chosen
+        field one categorical value, as Criteo's click logs.
+    columns : 1-based field numbers, optional
+        The categorical fields to read, e.g. ``range(15, 41)`` for Criteo's C1..C26 in a training
+        row (label, I1..I13 before them).  The ``j``-th chosen field's value ``v`` becomes the key
+        ``(j << 32) | v``, row by row and field by field, as :func:`iter_criteo` does; empty fields
+        are skipped.
+    sep : str, optional
+        Field separator; tab by default, comma for a ``.csv`` file.
+    values : {"hex", "int", "hash"}
+        How a field becomes ``v``: hexadecimal (Criteo's 8-digit hashes), decimal, or a 32-bit
+        BLAKE2b hash of the text (any strings, reproducible).  ``v`` must fit in 32 bits.
+    header : bool
+        Skip the first line.
+
+    Raises
+    ------
+    DataFormatError
+        A line that does not parse, a row with too few fields, or a key out of range; the message
+        names the file and the line.
+    """
+    from ._checks import check_keys
+    from .errors import ConfigError, DataFormatError
+
+    if values not in ("hex", "int", "hash"):
+        raise ConfigError(f"values must be hex, int or hash, got {values!r}")
+    picks = None if columns is None else [int(c) - 1 for c in columns]
+    if picks is not None and (not picks or min(picks) < 0 or len(set(picks)) != len(picks)):
+        raise ConfigError(f"columns must be distinct field numbers counted from 1, got {list(columns)}")
+    if sep is None:
+        sep = "," if str(path).lower().endswith(".csv") else "\t"
+    batch: list[int] = []
+    with open(path, encoding="utf-8", errors="strict") as f:
+        for number, line in enumerate(f, 1):
+            if header and number == 1:
+                continue
+            line = line.rstrip("\r\n")
+            try:
+                if picks is None:
+                    text = line.strip()
+                    if text:
+                        batch.append(int(text, 16) if text.lower().startswith(("0x", "-0x")) else int(text, 10))
+                else:
+                    fields = line.split(sep)
+                    if len(fields) <= max(picks):
+                        raise DataFormatError(f"{path}:{number}: {len(fields)} fields, column {max(picks) + 1} "
+                                              f"asked for (separator {sep!r})")
+                    for j, at in enumerate(picks):
+                        v = fields[at].strip()
+                        if v:
+                            v = _parse_value(v, values)
+                            if not 0 <= v < 1 << 32:
+                                raise DataFormatError(f"{path}:{number}: value {fields[at]!r} of column {at + 1} "
+                                                      "does not fit in 32 bits; use --values hash")
+                            batch.append((j << 32) | v)
+            except ValueError as exc:
+                if isinstance(exc, DataFormatError):
+                    raise
+                what = "a key (a decimal integer, or hex with 0x)" if picks is None else f"{values} values"
+                raise DataFormatError(f"{path}:{number}: {line[:60]!r} is not {what}") from None
+            if len(batch) >= chunk:
+                yield _checked(batch, path, number, check_keys)
+                batch = []
+    if batch:
+        yield _checked(batch, path, number, check_keys)
+
+
+def _checked(batch: list[int], path, number: int, check_keys) -> np.ndarray:
+    from .errors import DataFormatError
+
+    try:
+        keys = np.array(batch, np.int64)
+    except OverflowError:
+        bad = next(k for k in batch if not -(1 << 63) <= k < 1 << 63)
+        raise DataFormatError(f"{path} (before line {number + 1}): key {bad} is outside int64") from None
+    try:
+        return check_keys(keys, name=f"{path} (before line {number + 1})")
+    except ValueError as exc:
+        raise DataFormatError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- describing a trace
@@ -263,7 +469,8 @@ def describe(trace: np.ndarray) -> dict:
     """Lookups, distinct keys, the top 1% / 10% keys' share of lookups, and a log2 reuse-distance histogram.
 
     ``reuse_histogram[i]`` counts reuses at distances in ``[2**(i-1), 2**i)``
-    (bucket 0: distance 0); first lookups are ``cold``.  An LRU cache of
+    (bucket 0: distance 0), labelled in ``reuse_bins`` (``"2-3"``: distances 2 and 3); first
+    lookups are ``cold``.  An LRU cache of
     ``c`` keys, one key at a time, hits exactly the reuses at distance < c.
     """
     _, counts = np.unique(trace, return_counts=True)
@@ -274,4 +481,10 @@ def describe(trace: np.ndarray) -> dict:
     buckets = np.bincount(np.where(reused == 0, 0, np.floor(np.log2(np.maximum(reused, 1))).astype(np.int64) + 1))
     top = lambda f: float(counts[:max(1, int(distinct * f))].sum() / trace.shape[0]) if distinct else 0.0  # noqa: E731
     return {"lookups": int(trace.shape[0]), "distinct": int(distinct), "top1_share": top(0.01),
-            "top10_share": top(0.10), "cold": int((dist < 0).sum()), "reuse_histogram": buckets.tolist()}
+            "top10_share": top(0.10), "cold": int((dist < 0).sum()), "reuse_histogram": buckets.tolist(),
+            "reuse_bins": reuse_bins(buckets.shape[0])}
+
+
+def reuse_bins(n: int) -> list[str]:
+    """Labels of the first ``n`` buckets of ``describe``'s reuse histogram: ``0``, ``1``, ``2-3``, ``4-7``, ..."""
+    return ["0", "1"][:n] + [f"{1 << (i - 1)}-{(1 << i) - 1}" for i in range(2, n)]
