@@ -172,7 +172,7 @@ class Config:
             return path
         scheme = "rocksdb:" if path.startswith("rocksdb:") else ""
         bare = path[len(scheme):]
-        return scheme + (bare if os.path.isabs(bare) else str(self.base / bare))
+        return scheme + (bare if os.path.isabs(bare) else os.path.normpath(self.base / bare))
 
     def to_dict(self, base: str | os.PathLike | None = None) -> dict:
         """The native spelling (what ``save`` writes); relative paths are rewritten relative to

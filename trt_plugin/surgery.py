@@ -205,7 +205,7 @@ def native_config_path(out_path: str | os.PathLike) -> Path:
 def surgery(model_path: str | os.PathLike, out_path: str | os.PathLike, config_path: str | os.PathLike,
             model_name: str | None = None, names: list[str] | None = None, min_rows: int = 1,
             capacity: float | int = 0.2, policy: str = "lfu", store_dir: str | None = None,
-            progress: bool = True) -> SurgeryReport:
+            progress: bool = True, strict: bool = False) -> SurgeryReport:
     """Replace ``model_path``'s embedding lookups with EmbCacheLookup nodes; write ``out_path``.
 
     Parameters
@@ -222,6 +222,11 @@ def surgery(model_path: str | os.PathLike, out_path: str | os.PathLike, config_p
         The model's name in the config (default: the file's stem).
     names, min_rows
         Which Gathers count as lookups (see :func:`find_lookups`).
+    strict : bool
+        Refuse (ConfigError, before anything is written) a model where a Gather reads a float
+        initializer of ``min_rows`` rows or more and is not replaced, other than those left out by
+        ``names`` on purpose: e.g. an ``nn.EmbeddingBag`` exported by TorchScript (its Gather is
+        inside a Loop body).  Without it they are listed in the report's ``skipped``.
 
     Returns
     -------
@@ -262,6 +267,10 @@ def surgery(model_path: str | os.PathLike, out_path: str | os.PathLike, config_p
         raise ConfigError(f"{model_path}: no embedding lookup found (a Gather on axis 0 of a 2-D float "
                           f"initializer with at least {min_rows} rows, with computed int32/int64 indices)"
                           + (f"; left alone: {listed}" if listed else ""))
+    failing = [sk for sk in skipped if not sk.chosen]
+    if strict and failing:
+        raise ConfigError(f"{model_path}: --strict: {len(failing)} Gather(s) of large float initializers would "
+                          f"stay inline: {'; '.join(map(str, failing))}")
     report = SurgeryReport(bytes_before=model_path.stat().st_size, config=str(written.resolve()), skipped=skipped)
     exported: dict[str, TableConfig] = {}
     taken = {n.name for n in graph.nodes if n.name}

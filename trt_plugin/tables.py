@@ -6,6 +6,7 @@ caches are opened on first use and kept for the process, keyed by config file an
 from __future__ import annotations
 
 import os
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from embcache import Cache
-from embcache.errors import ConfigError, KeyDtypeError
+from embcache.errors import ConfigError, EmbCacheError, KeyDtypeError, TierError
 from embcache.tiers import HostStore, Tier, TieredStore, open_store
 
 from .config import Config, TableConfig, load_config, store_name
@@ -46,19 +47,40 @@ def open_table_store(config: Config, table: TableConfig, create: bool = False, m
         The table's model.  A Redis store spec without ``#namespace`` gets the namespace
         ``embcache.<model>.<table>`` (:func:`trt_plugin.config.store_name`), so that two models'
         tables of one name do not share rows; without ``model`` it is ``embcache.<table>``.
+
+    Raises
+    ------
+    StoreNotFoundError, ConfigError as the stores raise them; any other failure to open a store (a
+    refused login, a server that does not answer) is a TierError naming the table and the store
+    (without its password).
     """
-    stores = []
-    for spec in table.store:
-        spec, _, namespace = config.resolve(spec).partition("#")  # redis "#namespace" suffix
-        if not namespace:
-            namespace = "embcache." + (store_name(model, table.name) if model else table.name)
-        if spec == "memory":
-            stores.append(HostStore(table.dim, table.dtype))
-        elif table.redis and spec.startswith(("redis://", "rediss://", "redis-cluster://")):
-            stores.append(_open_redis(spec, table, namespace, create))
-        else:
-            stores.append(open_store(spec, table.dim, table.dtype, namespace=namespace, create=create))
+    stores: list[Tier] = []
+    try:
+        for spec in table.store:
+            stores.append(_open_one(config, table, spec, create, model))
+    except BaseException as e:
+        for store in stores:
+            store.close()
+        if isinstance(e, EmbCacheError) or not isinstance(e, Exception):
+            raise
+        raise TierError(f"table {table.name!r}: cannot open its store {_redacted(spec)}: {type(e).__name__}: "
+                        f"{e}") from e
     return stores[0] if len(stores) == 1 else TieredStore(stores, promote=table.promote)
+
+
+def _redacted(spec: str) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", spec)  # redis://user:password@host: never print the password
+
+
+def _open_one(config: Config, table: TableConfig, spec: str, create: bool, model: str | None) -> Tier:
+    spec, _, namespace = config.resolve(spec).partition("#")  # redis "#namespace" suffix
+    if not namespace:
+        namespace = "embcache." + (store_name(model, table.name) if model else table.name)
+    if spec == "memory":
+        return HostStore(table.dim, table.dtype)
+    if table.redis and spec.startswith(("redis://", "rediss://", "redis-cluster://")):
+        return _open_redis(spec, table, namespace, create)
+    return open_store(spec, table.dim, table.dtype, namespace=namespace, create=create)
 
 
 def _row_chunks(values: np.ndarray, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
