@@ -26,16 +26,16 @@ pytest.importorskip("onnx_graphsurgeon")
 pytest.importorskip("onnxruntime_extensions")
 pytest.importorskip("rocksdict")
 
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
-from embcache.errors import ConfigError, EmbCacheError, StoreNotFoundError  # noqa: E402
-from trt_plugin.config import load_config, parse_config, redis_options, store_name  # noqa: E402
-from trt_plugin.fields import IR_VERSION, OP_TYPE, new_model  # noqa: E402
-from trt_plugin.ort import SurgeredSession  # noqa: E402
-from trt_plugin.surgery import native_config_path, surgery  # noqa: E402
-from trt_plugin.tables import OutOfRangeWarning, close_all, lookup_rows, open_table_store, out_of_range  # noqa: E402
+from embcache.errors import ConfigError, EmbCacheError, StoreNotFoundError
+from trt_plugin.config import load_config, parse_config, redis_options, store_name
+from trt_plugin.fields import IR_VERSION, new_model
+from trt_plugin.ort import SurgeredSession
+from trt_plugin.surgery import native_config_path, surgery
+from trt_plugin.tables import OutOfRangeWarning, close_all, lookup_rows, open_table_store, out_of_range
 
-from .redis_servers import REDIS_CLI, RedisServer, needs_redis  # noqa: E402
+from .redis_servers import REDIS_CLI, RedisServer, needs_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,14 +66,15 @@ def cli(*args, env=None, cwd=None, timeout=240):
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
     out = subprocess.run([sys.executable, "-m", "trt_plugin", *map(str, args)], capture_output=True, text=True,
-                         env=full_env, cwd=cwd, timeout=timeout)
+                         env=full_env, cwd=cwd, timeout=timeout, check=False)
     return out.returncode, out.stdout, out.stderr
 
 
 def python(code: str, timeout=240):
     """``python -c CODE`` in a real subprocess (an abort there does not take pytest with it)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout,
+                          check=False)
 
 
 def one_line_error(rc: int, err: str) -> str:
@@ -164,13 +165,13 @@ print("ok")
 
 
 def test_config_is_found_beside_the_moved_model(surgered, tmp_path_factory):
-    folder, values, feeds, expected = surgered
+    folder, _, feeds, expected = surgered
     moved = tmp_path_factory.mktemp("moved") / "here"
     shutil.move(str(folder), str(moved))  # model, config and tables together
     got = SurgeredSession(moved / "s.onnx", backend="cpu").run(feeds)[0]
     assert np.array_equal(got, expected)
     close_all()  # RocksDB lets one process open a table
-    rc, out, err = cli("run", moved / "s.onnx", "--inputs", moved / "in.npz", "--backend", "cpu",
+    rc, _, err = cli("run", moved / "s.onnx", "--inputs", moved / "in.npz", "--backend", "cpu",
                        "--out", moved / "out.npz")
     assert rc == 0, err
     with np.load(moved / "out.npz") as f:
@@ -411,19 +412,21 @@ def _password_cluster(folder: Path, password: str, masters: int = 3) -> list[Red
     nodes = [RedisServer(folder / f"n{i}", password=password, cluster=True) for i in range(masters)]
     out = subprocess.run([REDIS_CLI, "-a", password, "--no-auth-warning", "--cluster", "create",
                           *(f"127.0.0.1:{n.port}" for n in nodes), "--cluster-replicas", "0", "--cluster-yes"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     if out.returncode:
         for n in nodes:
             n.stop()
         raise RuntimeError(out.stdout + out.stderr)
+    import time
+
     import redis
 
-    for n in nodes:  # until gossip converges, bounded
+    end = time.monotonic() + 30
+    for n in nodes:  # until gossip converges (as RedisCluster.wait_ok), bounded by the deadline
         client = redis.Redis(port=n.port, password=password)
-        for _ in range(600):
-            if client.cluster("info").get("cluster_state") == "ok":
-                break
-            subprocess.run(["sleep", "0.05"])  # polling a condition, bounded by the loop
+        while client.cluster("info").get("cluster_state") != "ok":
+            assert time.monotonic() < end, "cluster not ok after 30 s"
+            time.sleep(0.05)  # polling a condition, bounded by the deadline
         client.close()
     return nodes
 

@@ -6,14 +6,16 @@ tested where TensorRT is absent.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from embcache.errors import ConfigError
 
 __all__ = ["OP_TYPE", "PLUGIN_VERSION", "PLUGIN_NAMESPACE", "LookupFields", "output_shape",
-           "supports_types", "KEY_DTYPES", "ROW_DTYPES", "IR_VERSION", "OPSET", "new_model"]
+           "supports_types", "KEY_DTYPES", "ROW_DTYPES", "IR_VERSION", "OPSET", "new_model", "locate_config"]
 
 OP_TYPE = "EmbCacheLookup"
 PLUGIN_VERSION = "1"
@@ -79,6 +81,24 @@ def _plain(value, text: bool):
             return bytes(value.astype(np.uint8)).decode().rstrip("\0")
         return value.reshape(-1)[0].item()
     return value
+
+
+def locate_config(config: str, model_file: str | os.PathLike | None, node: str = "") -> str:
+    """The config file a node's ``config`` field names: that path if it exists, else the file of the
+    same name beside ``model_file`` (a model moved with its config and table folders).
+
+    Raises
+    ------
+    ConfigError if neither exists, naming both places.
+    """
+    if os.path.isfile(config):
+        return config
+    beside = Path(model_file).resolve().parent / Path(config).name if model_file is not None else None
+    if beside is not None and beside.is_file():
+        return str(beside)
+    raise ConfigError(f"EmbCacheLookup node {node!r}: its config {config} does not exist"
+                      + (f", nor does {beside}" if beside is not None else "")
+                      + "; put the config (and its table folders) beside the model, or run embcache-trt surgery again")
 
 
 def new_model(graph, **kwargs):

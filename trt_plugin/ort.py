@@ -30,7 +30,7 @@ import numpy as np
 
 from embcache.errors import ConfigError, MissingDependencyError
 
-from .fields import OP_TYPE, LookupFields
+from .fields import OP_TYPE, LookupFields, locate_config
 from .tables import lookup_rows, table_cache
 
 __all__ = ["SurgeredSession", "ENGINES"]
@@ -143,13 +143,13 @@ class SurgeredSession:
         self._token = f"s{next(_tokens)}"
         self._callers: set[int] = set()  # threads inside run(): an error from any other thread is a worker's
         self.output_names = [o.name for o in proto.graph.output]
-        self._find_configs(proto, Path(model).resolve().parent if isinstance(model, (str, os.PathLike)) else None)
+        self._find_configs(proto, model if isinstance(model, (str, os.PathLike)) else None)
         if engine == "reference":
             self._session = self._reference(proto)
         else:
             self._session = self._onnxruntime(proto)
 
-    def _find_configs(self, proto, folder: Path | None) -> None:
+    def _find_configs(self, proto, model_file) -> None:
         """Point every lookup at a config that exists (the recorded path, else the same name beside the
         model) and open its table's cache, so what the op needs is known to be there."""
         import onnx
@@ -159,15 +159,8 @@ class SurgeredSession:
                 continue
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             f = LookupFields.from_attrs(attrs)
-            path = f.config
-            if not os.path.isfile(path):
-                beside = folder / Path(path).name if folder is not None else None
-                if beside is None or not beside.is_file():
-                    raise ConfigError(f"EmbCacheLookup node {node.name!r}: its config {path} does not exist"
-                                      + (f", nor does {beside}" if beside is not None else "")
-                                      + "; put the config (and its table folders) beside the model, or run "
-                                      "embcache-trt surgery again")
-                path = str(beside)
+            path = locate_config(f.config, model_file, node.name)
+            if path != f.config:
                 for a in node.attribute:
                     if a.name == "config":
                         a.s = path.encode()

@@ -207,7 +207,10 @@ def lookup_rows(config_path: str | os.PathLike, table: str, keys, model: str | N
 
     For tables whose keys are row numbers (``keys_are_rows``, as surgery writes them), negative keys
     count from the end of the table, as ONNX Gather's indices do, and keys outside the table get the
-    table's default value.  NumPy in, NumPy out on the CPU backend; CuPy on the GPU.
+    table's default value where ONNX Runtime's Gather raises: they are counted (:func:`out_of_range`)
+    and an :class:`OutOfRangeWarning` says so once per table (on the GPU backend the count stays on
+    the device, with no sync in the lookup, until :func:`out_of_range` or :func:`close_all` reads
+    it).  NumPy in, NumPy out on the CPU backend; CuPy on the GPU.
     """
     cache, t = table_cache(config_path, table, model, backend)
     m = _registry.model_of(str(config_path), table, model)
