@@ -609,3 +609,27 @@ def test_every_model_the_project_builds_has_the_oldest_runtimes_ir(tmp_path):
     keys = np.arange(16, dtype=np.int64)
     (got,) = SurgeredSession(plugin_path_model(str(path), 16, 8), backend="cpu").run({"k": keys})
     assert np.array_equal(got, table(64, 8)[keys])
+
+
+def test_a_missing_extra_is_named_before_any_work(tmp_path):
+    # onnxruntime_extensions made unimportable in a real subprocess (sys.modules[name] = None blocks it)
+    onnx.save(lookup_model({"W": table(10, 4)}), str(tmp_path / "m.onnx"))
+    code = f"""
+import sys
+sys.modules["onnxruntime_extensions"] = None
+from trt_plugin.cli import main
+sys.exit(main(["demo", "--workdir", {str(tmp_path / "work")!r}, "--no-progress"]))
+"""
+    out = python(code)
+    line = one_line_error(out.returncode, out.stderr)
+    assert "onnxruntime-extensions" in line and "pip install '.[trt]'" in line
+    assert not (tmp_path / "work").exists()  # nothing started
+
+
+def test_out_of_range_keys_in_run_are_a_one_line_warning(surgered):
+    folder, *_ = surgered
+    np.savez(folder / "far.npz", idx0=np.array([[1, 100, 5000]]))
+    rc, out, err = cli("run", folder / "s.onnx", "--inputs", folder / "far.npz", "--backend", "cpu")
+    assert rc == 0, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "OutOfRangeWarning" in lines[0] and "2 key(s) outside rows 0..99" in lines[0]

@@ -6,17 +6,46 @@ A failure is one line on stderr (``embcache-trt <command>: <what went wrong>``) 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from embcache import __version__
-from embcache.errors import ConfigError, EmbCacheError
+from embcache.errors import ConfigError, EmbCacheError, MissingDependencyError
+
+# what each command imports, checked before it starts work (onnxruntime for the default runner)
+_NEEDS = {"surgery": ("onnx", "onnx_graphsurgeon"), "demo": ("onnx", "onnx_graphsurgeon", "onnxruntime",
+                                                             "onnxruntime_extensions"),
+          "run": ("onnx", "onnxruntime", "onnxruntime_extensions"), "import": (), "build": ()}
+_PIP_NAMES = {"onnx_graphsurgeon": "onnx-graphsurgeon", "onnxruntime_extensions": "onnxruntime-extensions"}
+
+
+def _check_extras(args) -> None:
+    """Every package the command needs is importable, or one error naming them all and the pip line
+    that works from a clone (embcache is not on PyPI)."""
+    needs = _NEEDS[args.command]
+    if args.command == "run" and (not args.model.endswith(".onnx") or args.runner == "reference"):
+        needs = ("onnx",) if args.model.endswith(".onnx") else ()
+    missing = []
+    for name in needs:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(_PIP_NAMES.get(name, name))
+    if missing:
+        raise MissingDependencyError(f"needs {', '.join(missing)}, not installed: pip install '.[trt]' "
+                                     "(in the embcache clone)")
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"embcache-trt: warning: {category.__name__}: {' '.join(str(message).split())}\n"
 
 
 def _surgery(args) -> int:
@@ -236,7 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print the traceback of a failure")
     args = parser.parse_args(argv)
     command = {"surgery": _surgery, "build": _build, "run": _run, "import": _import, "demo": _demo}[args.command]
+    formatwarning = warnings.formatwarning
+    if not args.debug:
+        warnings.formatwarning = _one_line_warning  # a warning is one line too
     try:
+        _check_extras(args)
         return command(args)
     except KeyboardInterrupt:
         if args.debug:
@@ -249,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"embcache-trt {args.command}: {_one_line(e)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 def _one_line(e: BaseException) -> str:

@@ -174,7 +174,7 @@ class SurgeredSession:
             from onnxruntime_extensions import get_library_path
         except ImportError:
             raise MissingDependencyError("the ONNX Runtime runner needs onnxruntime and onnxruntime-extensions: "
-                                         "pip install 'embcache[trt]'") from None
+                                         "pip install '.[trt]' (in the embcache clone)") from None
         _register_ort_ops()
         copy = onnx.ModelProto()
         copy.CopyFrom(proto)

@@ -90,7 +90,7 @@ def _gs():
     except ImportError:  # pragma: no cover - the trt extra installs it
         from embcache.errors import MissingDependencyError
 
-        raise MissingDependencyError("graph surgery needs onnx-graphsurgeon: pip install 'embcache[trt]'") from None
+        raise MissingDependencyError("graph surgery needs onnx-graphsurgeon: pip install '.[trt]' (in the embcache clone)") from None
     return gs
 
 
