@@ -633,3 +633,13 @@ def test_out_of_range_keys_in_run_are_a_one_line_warning(surgered):
     assert rc == 0, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "OutOfRangeWarning" in lines[0] and "2 key(s) outside rows 0..99" in lines[0]
+
+
+def test_every_hps_field_is_listed_as_mapped_refused_or_ignored():
+    import trt_plugin.config as config
+
+    doc = config.__doc__
+    for group, prefix in (("_HPS_TOP", ""), ("_HPS_MODEL", ""), ("_HPS_VOLATILE", "volatile_db."),
+                          ("_HPS_PERSISTENT", "persistent_db.")):
+        for name in getattr(config, group):
+            assert f"``{name}``" in doc or f"``{prefix}{name}" in doc, (group, name)

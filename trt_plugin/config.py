@@ -40,7 +40,9 @@ Mapped (change what embcache does):
   Cluster store, ``disabled``), ``address``, and for ``redis_cluster``: ``user_name`` -> ``username``,
   ``password``, ``enable_tls`` -> ``tls``, ``tls_ca_certificate`` -> ``tls_ca_certs``,
   ``tls_client_certificate`` -> ``tls_certfile``, ``tls_client_key`` -> ``tls_keyfile``
-  (RedisStore's keyword arguments; see :func:`redis_options`);
+  (RedisStore's keyword arguments; see :func:`redis_options`); ``cache_missed_embeddings`` ->
+  the tiers' ``promote`` (rows found in the persistent_db are copied into the volatile one; HPS's
+  default, false, copies nothing);
 * ``persistent_db``: ``type`` (``rocks_db`` or ``disabled``), ``path``;
 * per model: ``model``, ``sparse_files``, ``embedding_table_names``, ``embedding_vecsize_per_table``,
   ``default_value_for_each_table``, ``deployed_device_list``, ``hit_rate_threshold``, ``gpucacheper``,
@@ -54,8 +56,6 @@ Refused (a ConfigError naming the field, because embcache cannot do what it asks
   against the address's host; it cannot send another name);
 * ``volatile_db.user_name`` / ``password`` / ``enable_tls`` / ``tls_*`` set to a non-default value on a
   volatile_db that is not ``redis_cluster`` (there is no server to authenticate with);
-* ``volatile_db.cache_missed_embeddings: true`` (embcache's tiers do not copy rows read from a slower
-  tier into a faster one);
 * ``gpucache: false``, ``embedding_cache_type`` other than dynamic/static, contradictions.
 
 Ignored, with the reason (HPS's own tuning knobs; they change no row embcache returns):
