@@ -559,6 +559,9 @@ def test_failures_are_one_line_and_debug_gives_the_traceback(tmp_path):
         rc, _, err = cli(*args)
         assert rc == 2, (args, err)
         assert one_line_error(rc, err).startswith(f"embcache-trt {args[0]}: ")
+    for args in (("surgery",), ("run", "m.onnx"), ("frobnicate",), ("demo", "--rows", "many")):
+        rc, _, err = cli(*args)  # usage errors too
+        assert rc == 2 and "--help" in one_line_error(rc, err), (args, err)
     rc, _, err = cli("--debug", "import", "--config", tmp_path / "none.json")
     assert rc == 2 and "Traceback" in err and "ConfigError" in err
     rc, _, err = cli("import", "--config", tmp_path / "none.json", "--debug")

@@ -44,6 +44,13 @@ def _check_extras(args) -> None:
                                      "(in the embcache clone)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line too (the usage itself is what --help is for)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"embcache-trt: warning: {category.__name__}: {' '.join(str(message).split())}\n"
 
@@ -214,7 +221,7 @@ def _demo(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="embcache-trt", description="embcache lookups inside TensorRT engines")
+    parser = _Parser(prog="embcache-trt", description="embcache lookups inside TensorRT engines")
     parser.add_argument("--version", action="version", version=f"embcache-trt {__version__}")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a failure")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -231,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--capacity", default="0.2", help="cache size for new tables: a fraction of rows "
                                                      "(with a point) or rows (default 0.2)")
     s.add_argument("--policy", default="lfu", help="eviction policy for new tables (default lfu)")
-    s.add_argument("--strict", action="store_true", help="fail, writing nothing, if a Gather of a large float "
-                                                         "initializer would stay (e.g. inside a Loop body)")
+    s.add_argument("--strict", action="store_true", help="fail, writing nothing, if a Gather of a float "
+                                                         "initializer of --min-rows rows or more would stay "
+                                                         "(e.g. inside a Loop body)")
     s.add_argument("--no-progress", action="store_true")
 
     b = sub.add_parser("build", help="build a TensorRT engine from a surgered model (needs TensorRT)")
