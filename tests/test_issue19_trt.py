@@ -496,6 +496,98 @@ def test_ps_json_acl_user_reaches_a_real_redis_cluster(tmp_path):
             n.stop()
 
 
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 / localhost, made with openssl: (ca, cert, key)."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=embcache-test-ca")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj",
+            "/CN=127.0.0.1")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+            "server.crt", "-days", "2", "-extfile", "san.ext")
+    return folder / "ca.crt", folder / "server.crt", folder / "server.key"
+
+
+def _tls_cluster(folder: Path, masters: int = 3):
+    """Redis Cluster nodes that speak TLS only (``--port 0 --tls-port``, ``--tls-cluster yes``):
+    (processes, ports, CA file)."""
+    import time
+
+    import redis
+
+    from .redis_servers import REDIS_SERVER, free_port
+
+    ca, cert, key = _certificates(folder.resolve() / "certs")
+    procs, ports = [], []
+    try:
+        for i in range(masters):
+            port = free_port(cluster=True)
+            (folder / f"n{i}").mkdir(parents=True)
+            proc = subprocess.Popen(
+                [REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+                 "--dir", str(folder.resolve() / f"n{i}"), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                 "--tls-ca-cert-file", str(ca), "--tls-cluster", "yes", "--tls-auth-clients", "no",
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly",
+                 "no", "--logfile", "", "--daemonize", "no", "--protected-mode", "no"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            procs.append(proc)
+            for line in proc.stdout:  # until the server says it is ready (or exits)
+                if "Ready to accept connections" in line:
+                    break
+            else:
+                raise RuntimeError(f"TLS redis-server on port {port} did not start")
+            ports.append(port)
+        out = subprocess.run([REDIS_CLI, "--tls", "--cacert", str(ca), "--cluster", "create",
+                              *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "0", "--cluster-yes"],
+                             capture_output=True, text=True, timeout=60, check=False)
+        if out.returncode:
+            raise RuntimeError(out.stdout + out.stderr)
+        end = time.monotonic() + 30
+        for port in ports:
+            client = redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(ca))
+            while client.cluster("info").get("cluster_state") != "ok":
+                assert time.monotonic() < end, "TLS cluster not ok after 30 s"
+                time.sleep(0.05)  # polling a condition, bounded by the deadline
+            client.close()
+    except BaseException:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        raise
+    return procs, ports, ca
+
+
+@needs_redis
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make certificates")
+@pytest.mark.skipif(not _redisstore_takes_username(), reason="RedisStore has no username/tls arguments yet "
+                                                             "(the redis branch adds them)")
+def test_ps_json_enable_tls_reaches_a_real_tls_redis_cluster(tmp_path):
+    procs, ports, ca = _tls_cluster(tmp_path / "cluster")
+    try:
+        address = ",".join(f"127.0.0.1:{p}" for p in ports)
+        ps = _cluster_ps_json(tmp_path, address, enable_tls=True, tls_ca_certificate=str(ca))
+        rc, out, err = cli("import", "--config", ps, "--no-progress")
+        assert rc == 0 and "3 rows" in out, err
+        got = lookup_rows(ps, "t", np.array([3, 11]), backend="cpu")
+        assert np.array_equal(got, table(3, 4)[[0, 2]])
+        close_all()
+        data = json.loads(ps.read_text())
+        data["volatile_db"]["enable_tls"] = False  # plain text to a TLS-only server: refused, one line
+        ps.write_text(json.dumps(data))
+        rc, _, err = cli("import", "--config", ps, "--no-progress")
+        one_line_error(rc, err)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 # ---- item 18: surgery never overwrites an input config ----
 
 def test_surgery_leaves_the_input_ps_json_byte_for_byte(tmp_path):
