@@ -462,16 +462,16 @@ def test_ps_json_password_reaches_a_real_redis_cluster(tmp_path):
             n.stop()
 
 
-def _redisstore_takes_username() -> bool:
+def _redisstore_takes(name: str) -> bool:
     from embcache.tiers.redis_store import RedisStore
 
-    return "username" in inspect.signature(RedisStore.__init__).parameters
+    return name in inspect.signature(RedisStore.__init__).parameters
 
 
 @needs_redis
 @pytest.mark.timeout(120)
-@pytest.mark.skipif(not _redisstore_takes_username(), reason="RedisStore has no username/tls arguments yet "
-                                                             "(the redis branch adds them)")
+@pytest.mark.skipif(not _redisstore_takes("username"), reason="RedisStore has no username argument yet "
+                                                             "(the redis branch adds it)")
 def test_ps_json_acl_user_reaches_a_real_redis_cluster(tmp_path):
     import redis
 
@@ -565,8 +565,8 @@ def _tls_cluster(folder: Path, masters: int = 3):
 @needs_redis
 @pytest.mark.timeout(180)
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make certificates")
-@pytest.mark.skipif(not _redisstore_takes_username(), reason="RedisStore has no username/tls arguments yet "
-                                                             "(the redis branch adds them)")
+@pytest.mark.skipif(not _redisstore_takes("tls"), reason="RedisStore has no tls arguments yet "
+                                                        "(the redis branch adds them)")
 def test_ps_json_enable_tls_reaches_a_real_tls_redis_cluster(tmp_path):
     procs, ports, ca = _tls_cluster(tmp_path / "cluster")
     try:
