@@ -133,14 +133,27 @@ def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float 
     return results
 
 
+def plugin_path_model(config: str, n: int, dim: int, table: str = "t", model: str = "m"):
+    """The plugin-path benchmark's graph: keys (n,) int64 -> one EmbCacheLookup -> rows (n, dim),
+    at the project's IR version (``trt_plugin.fields.IR_VERSION``)."""
+    from onnx import TensorProto, helper
+
+    from trt_plugin.fields import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION, new_model
+
+    node = helper.make_node(OP_TYPE, ["k"], ["r"], config=config, table=table, model=model, dim=dim,
+                            default_value=0.0, plugin_version=PLUGIN_VERSION, plugin_namespace=PLUGIN_NAMESPACE)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("k", TensorProto.INT64, [n])],
+                              [helper.make_tensor_value_info("r", TensorProto.FLOAT, [n, dim])])
+    return new_model(graph)
+
+
 def plugin_path(n: int = 1 << 16, dim: int = 128, rows: int = 1 << 20, repeats: int = 50) -> list[dict]:
     """Lookups per second, all hits, through the plugin's enqueue body (``lookup_into``, the config's
     cache) and through the ONNX Runtime op, against ``Cache.lookup`` on the same cache."""
     import cupy as cp
-    from onnx import TensorProto, helper
 
     from trt_plugin.config import Config, ModelConfig, TableConfig
-    from trt_plugin.fields import OP_TYPE, LookupFields
+    from trt_plugin.fields import LookupFields
     from trt_plugin.ort import SurgeredSession
     from trt_plugin.tables import close_all, lookup_into, open_table_store, table_cache, write_table
 
@@ -161,12 +174,7 @@ def plugin_path(n: int = 1 << 16, dim: int = 128, rows: int = 1 << 20, repeats: 
             if cache.stats.misses == before:
                 break
         buf = cp.empty((n, dim), cp.float32)
-        node = helper.make_node(OP_TYPE, ["k"], ["r"], config=str(path), table="t", model="m", dim=dim,
-                                default_value=0.0, plugin_version="1", plugin_namespace="")
-        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("k", TensorProto.INT64, [n])],
-                                  [helper.make_tensor_value_info("r", TensorProto.FLOAT, [n, dim])])
-        session = SurgeredSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-                                  backend="gpu")
+        session = SurgeredSession(plugin_path_model(str(path), n, dim), backend="gpu")
         host_keys = keys.get()
         stream = cp.cuda.get_current_stream()
 

@@ -1,15 +1,58 @@
-"""``embcache-trt``: surgery, build, run, import and demo."""
+"""``embcache-trt``: surgery, build, run, import and demo.
+
+A failure is one line on stderr (``embcache-trt <command>: <what went wrong>``) and exit code 2
+(1 for ``demo``'s mismatch; 130 for Ctrl-C); ``--debug`` prints the traceback instead.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 import tempfile
 import time
+import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from embcache.errors import EmbCacheError
+from embcache import __version__
+from embcache.errors import ConfigError, EmbCacheError, MissingDependencyError
+
+# what each command imports, checked before it starts work (onnxruntime for the default runner)
+_NEEDS = {"surgery": ("onnx", "onnx_graphsurgeon"), "demo": ("onnx", "onnx_graphsurgeon", "onnxruntime",
+                                                             "onnxruntime_extensions"),
+          "run": ("onnx", "onnxruntime", "onnxruntime_extensions"), "import": (), "build": ()}
+_PIP_NAMES = {"onnx_graphsurgeon": "onnx-graphsurgeon", "onnxruntime_extensions": "onnxruntime-extensions"}
+
+
+def _check_extras(args) -> None:
+    """Every package the command needs is importable, or one error naming them all and the pip line
+    that works from a clone (embcache is not on PyPI)."""
+    needs = _NEEDS[args.command]
+    if args.command == "run" and (not args.model.endswith(".onnx") or args.runner == "reference"):
+        needs = ("onnx",) if args.model.endswith(".onnx") else ()
+    missing = []
+    for name in needs:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(_PIP_NAMES.get(name, name))
+    if missing:
+        raise MissingDependencyError(f"needs {', '.join(missing)}, not installed: pip install '.[trt]' "
+                                     "(in the embcache clone)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line too (the usage itself is what --help is for)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"embcache-trt: warning: {category.__name__}: {' '.join(str(message).split())}\n"
 
 
 def _surgery(args) -> int:
@@ -18,19 +61,31 @@ def _surgery(args) -> int:
     names = [n for n in args.names.split(",") if n] if args.names else None
     capacity = float(args.capacity) if "." in args.capacity else int(args.capacity)
     report = surgery(args.model, args.output, args.config, model_name=args.model_name, names=names,
-                     min_rows=args.min_rows, capacity=capacity, policy=args.policy, progress=not args.no_progress)
+                     min_rows=args.min_rows, capacity=capacity, policy=args.policy, progress=not args.no_progress,
+                     strict=args.strict)
     for lk in report.lookups:
         print(f"replaced {lk.node or '(unnamed Gather)'}: table {lk.table} {lk.rows}x{lk.dim} {lk.dtype}, "
               f"{lk.indices_dtype} keys")
     print(f"{len(report.lookups)} lookups, {len(report.tables)} tables exported "
           f"({sum(report.tables.values()):,} rows); {args.model}: {report.bytes_before:,} bytes -> "
           f"{args.output}: {report.bytes_after:,} bytes; config {report.config}")
+    for skipped in report.skipped:
+        print(f"embcache-trt surgery: warning: {skipped}", file=sys.stderr)
+    failing = [sk for sk in report.skipped if not sk.chosen]
+    if failing:
+        print(f"embcache-trt surgery: warning: {len(failing)} Gather(s) of large float initializers were not "
+              "replaced (--strict makes this an error)", file=sys.stderr)
     return 0
 
 
 def _load_feeds(path: str) -> dict[str, np.ndarray]:
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+    if not os.path.isfile(path):
+        raise ConfigError(f"inputs file {path} does not exist")
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise ConfigError(f"{path} is not a readable .npz file of inputs: {e}") from None
 
 
 def _run(args) -> int:
@@ -72,7 +127,7 @@ def _import(args) -> int:
         for t in m.tables:
             if t.source is None:
                 continue
-            store = open_table_store(config, t, create=True)
+            store = open_table_store(config, t, create=True, model=m.name)
             try:
                 rows = import_hugectr(config.resolve(t.source), store, progress=not args.no_progress)
             finally:
@@ -91,7 +146,7 @@ def demo(rows: int | None = None, dim: int = 16, backend: str = "auto", workdir:
     import onnx
     import onnxruntime as ort
 
-    from .dlrm import build_dlrm, criteo_inputs
+    from .dlrm import build_dlrm
     from .ort import SurgeredSession
     from .plugin import tensorrt_available
     from .surgery import surgery
@@ -100,8 +155,8 @@ def demo(rows: int | None = None, dim: int = 16, backend: str = "auto", workdir:
     with tempfile.TemporaryDirectory(prefix="embcache-trt-") as tmp:
         folder = Path(workdir or tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        feeds, table_rows = criteo_inputs(data, rows)
-        print(f"Criteo sample: {feeds['dense'].shape[0]:,} rows, 26 tables of {sum(table_rows):,} rows in all, dim {dim}")
+        feeds, table_rows, source = _demo_inputs(data, rows)
+        print(f"{source}: {feeds['dense'].shape[0]:,} rows, 26 tables of {sum(table_rows):,} rows in all, dim {dim}")
         model = build_dlrm(table_rows, dim=dim)
         original = folder / "dlrm.onnx"
         onnx.save(model, str(original))
@@ -140,26 +195,52 @@ def demo(rows: int | None = None, dim: int = 16, backend: str = "auto", workdir:
     return diff
 
 
+def _demo_inputs(data: str | None, rows: int | None) -> tuple[dict, list[int], str]:
+    """The Criteo sample's inputs, or synthetic ones (said so) when no data folder was named and the
+    sample is not in the default one.  A named folder must hold the sample."""
+    from embcache.traces import criteo_files, data_dir
+
+    from .dlrm import criteo_inputs, synthetic_inputs
+
+    if data is not None and not Path(data).is_dir():
+        raise ConfigError(f"--data {data}: no such folder (it should hold criteo/)")
+    if data is None and not criteo_files():
+        print(f"the Criteo sample is not under {Path(data_dir()) / 'criteo'}: using synthetic Criteo-shaped inputs "
+              "(seeded; set EMBCACHE_DATA or pass --data DIR for the folder holding criteo/)", file=sys.stderr)
+        feeds, table_rows = synthetic_inputs(rows)
+        return feeds, table_rows, "synthetic inputs"
+    if not criteo_files(data):
+        raise ConfigError(f"--data {data}: no Criteo sample under {Path(data) / 'criteo'}")
+    feeds, table_rows = criteo_inputs(data, rows)
+    return feeds, table_rows, "Criteo sample"
+
+
 def _demo(args) -> int:
     diff = demo(args.rows, args.dim, args.backend, args.workdir, args.data, not args.no_progress, args.batch)
     return 0 if diff <= 1e-6 else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="embcache-trt", description="embcache lookups inside TensorRT engines")
+    parser = _Parser(prog="embcache-trt", description="embcache lookups inside TensorRT engines")
+    parser.add_argument("--version", action="version", version=f"embcache-trt {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a failure")
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("surgery", help="replace a model's embedding Gathers with EmbCacheLookup nodes")
     s.add_argument("model", help="the ONNX model")
     s.add_argument("-o", "--output", required=True, help="the surgered ONNX file to write")
-    s.add_argument("--config", required=True, help="embcache-trt config (native or HPS ps.json); "
-                                                   "written back complete")
+    s.add_argument("--config", required=True, help="embcache-trt config (native or HPS ps.json); an existing "
+                                                   "one is read, never written: the complete native config "
+                                                   "goes to <output stem>.embcache.json beside the output")
     s.add_argument("--model-name", help="the model's name in the config (default: the file's stem)")
     s.add_argument("--names", help="comma-separated Gather or initializer names to replace (default: all)")
     s.add_argument("--min-rows", type=int, default=1, help="leave tables with fewer rows alone (default 1)")
     s.add_argument("--capacity", default="0.2", help="cache size for new tables: a fraction of rows "
                                                      "(with a point) or rows (default 0.2)")
     s.add_argument("--policy", default="lfu", help="eviction policy for new tables (default lfu)")
+    s.add_argument("--strict", action="store_true", help="fail, writing nothing, if a Gather of a float "
+                                                         "initializer of --min-rows rows or more would stay "
+                                                         "(e.g. inside a Loop body)")
     s.add_argument("--no-progress", action="store_true")
 
     b = sub.add_parser("build", help="build a TensorRT engine from a surgered model (needs TensorRT)")
@@ -188,12 +269,38 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--data", help="data folder holding criteo/ (default $EMBCACHE_DATA)")
     d.add_argument("--no-progress", action="store_true")
 
+    for p in sub.choices.values():  # --debug after the command too
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print the traceback of a failure")
     args = parser.parse_args(argv)
+    command = {"surgery": _surgery, "build": _build, "run": _run, "import": _import, "demo": _demo}[args.command]
+    formatwarning = warnings.formatwarning
+    if not args.debug:
+        warnings.formatwarning = _one_line_warning  # a warning is one line too
     try:
-        return {"surgery": _surgery, "build": _build, "run": _run, "import": _import, "demo": _demo}[args.command](args)
-    except (EmbCacheError, FileNotFoundError) as e:
-        print(f"embcache-trt {args.command}: {e}", file=sys.stderr)
+        _check_extras(args)
+        return command(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"embcache-trt {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - every failure is one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"embcache-trt {args.command}: {_one_line(e)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _one_line(e: BaseException) -> str:
+    """The error as one line: EmbCacheErrors (and missing files) by their message, anything else by
+    its type too, with the hint to rerun with --debug."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, (EmbCacheError, FileNotFoundError)):
+        return text
+    return f"{type(e).__name__}: {text} (rerun with --debug for the traceback)"
 
 
 if __name__ == "__main__":

@@ -20,17 +20,78 @@ Two spellings are read:
 
 Relative paths (stores, sparse files) are relative to the config file's folder.  Unknown fields
 and fields that contradict each other are :class:`embcache.errors.ConfigError` naming the field.
+
+Names and where tables live
+---------------------------
+A ps.json (model, table) pair gets its own RocksDB folder ``persistent_db.path/<model>.<table>`` and
+Redis namespace ``<model>.<table>``, with both names escaped by :func:`store_name` (every character
+outside ``A-Z a-z 0-9 _ -`` -- the ``.`` included -- becomes ``%XX`` of its UTF-8 bytes), so distinct
+pairs never share a folder or a namespace (``a.b``/``c`` is ``a%2Eb.c``, ``a``/``b.c`` is ``a.b%2Ec``).
+A model or table name that is empty, ``.``, ``..``, absolute, or holds a path separator or a NUL is a
+ConfigError: it would name a place outside ``persistent_db.path`` (or one that looks like it).
+Case-insensitive file systems fold ``A`` and ``a`` together: keep names distinct in more than case there.
+
+HPS ps.json fields
+------------------
+Mapped (change what embcache does):
+
+* top level: ``models``, ``volatile_db``, ``persistent_db``;
+* ``volatile_db``: ``type`` (hash_map kinds -> a ``memory`` tier, ``redis_cluster`` -> a Redis
+  Cluster store, ``disabled``), ``address``, and for ``redis_cluster``: ``user_name`` -> ``username``,
+  ``password``, ``enable_tls`` -> ``tls``, ``tls_ca_certificate`` -> ``tls_ca_certs``,
+  ``tls_client_certificate`` -> ``tls_certfile``, ``tls_client_key`` -> ``tls_keyfile``
+  (RedisStore's keyword arguments; see :func:`redis_options`); ``cache_missed_embeddings`` ->
+  the tiers' ``promote`` (rows found in the persistent_db are copied into the volatile one; HPS's
+  default, false, copies nothing);
+* ``persistent_db``: ``type`` (``rocks_db`` or ``disabled``), ``path``;
+* per model: ``model``, ``sparse_files``, ``embedding_table_names``, ``embedding_vecsize_per_table``,
+  ``default_value_for_each_table``, ``deployed_device_list``, ``hit_rate_threshold``, ``gpucacheper``,
+  ``gpucache`` (true only), ``embedding_cache_type`` / ``use_static_table``.
+
+Refused (a ConfigError naming the field, because embcache cannot do what it asks):
+
+* ``update_source`` other than absent or ``{"type": "null"}`` (embcache reads updates with
+  ``embcache serve-updates``, not HPS's Kafka source);
+* ``volatile_db.tls_server_name_identification`` when TLS is on (RedisStore checks the certificate
+  against the address's host; it cannot send another name);
+* ``volatile_db.user_name`` / ``password`` / ``enable_tls`` / ``tls_*`` set to a non-default value on a
+  volatile_db that is not ``redis_cluster`` (there is no server to authenticate with);
+* ``gpucache: false``, ``embedding_cache_type`` other than dynamic/static, contradictions.
+
+Ignored, with the reason (HPS's own tuning knobs; they change no row embcache returns):
+
+* ``supportlonglong``, ``i64_input_key``: EmbCacheLookup takes int32 and int64 keys alike;
+* ``fuse_embedding_table``, ``use_multi_worker``, ``thread_pool_size``, ``num_of_worker_buffer_in_pool``,
+  ``num_of_refresher_buffer_in_pool``, ``use_context_stream``, ``use_hctr_cache_implementation``,
+  ``init_ec``, ``max_batch_size``, ``maxnum_des_feature_per_sample``,
+  ``maxnum_catfeature_query_per_table_per_sample``, ``label_dim``, ``slot_num``: HPS's worker pools
+  and buffer sizes; embcache sizes its batches from the keys it is given;
+* ``cache_refresh_percentage_per_iteration``, ``refresh_delay``, ``refresh_interval``,
+  ``volatile_db.refresh_time_after_fetch``: HPS's cache refresh; embcache's caches are refreshed by
+  updates (``embcache serve-updates``);
+* ``dense_file``, ``network_file``: the dense model is TensorRT's, not embcache's;
+* ``volatile_db``: ``num_partitions``, ``num_node_connections``, ``allocation_rate``,
+  ``shared_memory_size``, ``shared_memory_name``, ``initial_cache_size``, ``max_batch_size``,
+  ``max_get_batch_size``, ``max_set_batch_size``, ``max_num_pending_requests``: memory layout and
+  request batching; ``overflow_margin``, ``overflow_policy``, ``overflow_resolution_target``:
+  embcache's stores never evict (a row stays until overwritten), so they never overflow;
+  ``tls_*`` while ``enable_tls`` is false: TLS is off; ``update_filters``: there is no HPS update source;
+* ``persistent_db``: ``num_threads``, ``max_get_batch_size``, ``max_set_batch_size``: RocksDB tuning;
+  ``read_only``: lookups never write to the persistent store (``embcache-trt import`` and surgery do,
+  on purpose); ``update_filters``: as above.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+import tempfile
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from embcache.errors import ConfigError
 
-__all__ = ["TableConfig", "ModelConfig", "Config", "load_config", "parse_config"]
+__all__ = ["TableConfig", "ModelConfig", "Config", "load_config", "parse_config", "store_name",
+           "redis_options"]
 
 FORMAT_VERSION = 1
 _POLICIES = ("lru", "lfu", "fifo", "static")
@@ -46,7 +107,10 @@ class TableConfig:
     fraction of ``rows`` (a float <= 1) or a row count.  ``source`` is a HugeCTR sparse-model folder
     to import from (HPS's ``sparse_files``), if any.  ``keys_are_rows`` marks tables whose keys are
     row numbers, as a Gather's indices are: negative ones count from the end, others outside the
-    table get the default value.
+    table get the default value (and are counted: :func:`trt_plugin.tables.out_of_range`).
+    ``redis`` holds RedisStore keyword arguments for the table's Redis stores (``username``,
+    ``password``, ``tls``, ``tls_ca_certs``, ``tls_certfile``, ``tls_keyfile``); ``promote`` copies rows
+    read from a slower tier into the faster ones (HPS's ``cache_missed_embeddings``).
     """
 
     name: str
@@ -61,6 +125,8 @@ class TableConfig:
     default_value: float = 0.0
     source: str | None = None
     keys_are_rows: bool = False  # keys are row numbers 0..rows-1 (tables cut out of a graph by surgery)
+    redis: dict | None = field(default=None, hash=False)
+    promote: bool = True
 
     def capacity_rows(self) -> int:
         """The cache's capacity in rows."""
@@ -106,26 +172,56 @@ class Config:
             return path
         scheme = "rocksdb:" if path.startswith("rocksdb:") else ""
         bare = path[len(scheme):]
-        return scheme + (bare if os.path.isabs(bare) else str(self.base / bare))
+        return scheme + (bare if os.path.isabs(bare) else os.path.normpath(self.base / bare))
 
-    def to_dict(self) -> dict:
-        """The native spelling (what ``save`` writes)."""
+    def to_dict(self, base: str | os.PathLike | None = None) -> dict:
+        """The native spelling (what ``save`` writes); relative paths are rewritten relative to
+        ``base`` (default: this config's own folder, so they stay as they are)."""
         models = []
+        defaults = {f.name: f.default for f in fields(TableConfig)}
         for m in self.models:
             tables = []
             for t in m.tables:
                 d = asdict(t)
-                d["store"] = list(t.store) if len(t.store) > 1 else t.store[0]
-                tables.append({k: v for k, v in d.items() if v not in (None, False)})
+                store = [self._rebase(s, base) for s in t.store]
+                d["store"] = store if len(store) > 1 else store[0]
+                if t.source is not None:
+                    d["source"] = self._rebase(t.source, base)
+                tables.append({k: v for k, v in d.items() if k in ("name", "dim", "store") or v != defaults[k]})
             entry = {"name": m.name, "backend": m.backend, "devices": list(m.devices), "tables": tables}
             if m.hit_rate_threshold is not None:
                 entry["hit_rate_threshold"] = m.hit_rate_threshold
             models.append(entry)
         return {"embcache_trt": FORMAT_VERSION, "models": models}
 
+    def _rebase(self, spec: str, base: str | os.PathLike | None) -> str:
+        if base is None or Path(base).resolve() == self.base:
+            return spec
+        resolved = self.resolve(spec)
+        if resolved == spec and (spec == "memory" or "://" in spec or os.path.isabs(spec.removeprefix("rocksdb:"))):
+            return spec  # absolute paths and servers stay as written
+        scheme = "rocksdb:" if resolved.startswith("rocksdb:") else ""
+        return scheme + os.path.relpath(resolved[len(scheme):], Path(base).resolve())
+
     def save(self, path: str | os.PathLike) -> Path:
+        """Write the native spelling to ``path`` atomically (a temporary file in the same folder,
+        then a rename), relative paths rewritten against ``path``'s folder.  A file that holds a
+        Redis password is made readable by its owner only."""
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        text = json.dumps(self.to_dict(path.resolve().parent), indent=2) + "\n"
+        secret = any((t.redis or {}).get("password") for m in self.models for t in m.tables)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.resolve().parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600 if secret else 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         return path
 
     def with_table(self, model: str, table: TableConfig) -> Config:
@@ -215,7 +311,83 @@ def _table(d: dict, where: str) -> TableConfig:
     _positive_int(t.ways, "ways", where)
     if not isinstance(t.keys_are_rows, bool):
         raise ConfigError(f"{where}: keys_are_rows must be true or false, got {t.keys_are_rows!r}")
+    if not isinstance(t.promote, bool):
+        raise ConfigError(f"{where}: promote must be true or false, got {t.promote!r}")
+    if t.redis is not None:
+        if not isinstance(t.redis, dict):
+            raise ConfigError(f"{where}: redis must be an object of RedisStore options, got {t.redis!r}")
+        _unknown(t.redis, set(_REDIS_KINDS), f"{where}.redis")
+        for k, v in t.redis.items():
+            if v is not None and not isinstance(v, _REDIS_KINDS[k]):
+                raise ConfigError(f"{where}.redis: {k} must be a {_REDIS_KINDS[k].__name__}, got {v!r}")
     return t
+
+
+_REDIS_KINDS = {"username": str, "password": str, "tls": bool, "tls_ca_certs": str, "tls_certfile": str,
+                "tls_keyfile": str}
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def _escape(name: str) -> str:
+    return "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+                   for c in name)
+
+
+def store_name(model: str, table: str) -> str:
+    """The folder and namespace name of ``model``'s ``table``: ``<model>.<table>``, each part with every
+    character outside ``A-Z a-z 0-9 _ -`` written as ``%XX`` (its UTF-8 bytes), so the name is safe
+    as one path component and distinct pairs never get the same name (the ``.`` between the parts
+    cannot occur inside them)."""
+    return f"{_escape(model)}.{_escape(table)}"
+
+
+def _check_name(name, what: str, where: str) -> str:
+    """A model or table name that stays inside the folder it is joined to."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: {what} must be a non-empty string, got {name!r}")
+    if name in (".", "..") or any(c in name for c in "/\\\0") or os.path.isabs(name):
+        raise ConfigError(f"{where}: {what} {name!r} would name a place outside persistent_db.path "
+                          "(it is '.', '..', absolute, or holds '/', '\\' or NUL); rename it")
+    return name
+
+
+def redis_options(volatile_db: dict, where: str = "volatile_db") -> dict:
+    """RedisStore keyword arguments from an HPS ``volatile_db`` of type ``redis_cluster``.
+
+    ``user_name`` -> ``username`` (HPS's default ``"default"`` is Redis's default user, so it maps to
+    none), ``password`` (``""``: none), ``enable_tls`` -> ``tls``, and with TLS on,
+    ``tls_ca_certificate`` -> ``tls_ca_certs``, ``tls_client_certificate`` -> ``tls_certfile``,
+    ``tls_client_key`` -> ``tls_keyfile``.  Options left at their default are left out.
+
+    Raises
+    ------
+    ConfigError if a field has the wrong type, or TLS is on with ``tls_server_name_identification``.
+    """
+    def text(key):
+        value = volatile_db.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+        return value or None
+
+    tls = volatile_db.get("enable_tls", False)
+    if not isinstance(tls, bool):
+        raise ConfigError(f"{where}: enable_tls must be true or false, got {tls!r}")
+    options: dict = {}
+    user = text("user_name")
+    if user not in (None, "default"):
+        options["username"] = user
+    if text("password"):
+        options["password"] = text("password")
+    if tls:
+        options["tls"] = True
+        for hps, ours in (("tls_ca_certificate", "tls_ca_certs"), ("tls_client_certificate", "tls_certfile"),
+                          ("tls_client_key", "tls_keyfile")):
+            if text(hps):
+                options[ours] = text(hps)
+        if text("tls_server_name_identification"):
+            raise ConfigError(f"{where}: tls_server_name_identification is not supported: embcache checks the "
+                              "server's certificate against the address's host name; remove the field")
+    return options
 
 
 def _devices(value, where: str) -> tuple[int, ...]:
@@ -273,6 +445,34 @@ _HPS_VOLATILE = {"type", "address", "user_name", "password", "num_partitions", "
                  "tls_client_certificate", "tls_client_key", "tls_server_name_identification"}
 _HPS_PERSISTENT = {"type", "path", "num_threads", "read_only", "max_get_batch_size", "max_set_batch_size",
                    "update_filters"}
+_HPS_AUTH_DEFAULTS = {"user_name": ("default", ""), "password": ("",), "enable_tls": (False,)}
+
+
+def _hps_redis(data: dict, where: str) -> dict | None:
+    """RedisStore options of the volatile_db (redis_cluster), or None."""
+    vol = data.get("volatile_db")
+    if not isinstance(vol, dict):
+        return None
+    if vol.get("type", "hash_map") != "redis_cluster":
+        for key in sorted(set(vol) & (set(_HPS_AUTH_DEFAULTS) | {"tls_ca_certificate", "tls_client_certificate",
+                                                                 "tls_client_key", "tls_server_name_identification"})):
+            if key in _HPS_AUTH_DEFAULTS and vol[key] in _HPS_AUTH_DEFAULTS[key]:
+                continue
+            if key.startswith("tls_") and not vol.get("enable_tls"):
+                continue
+            raise ConfigError(f"{where}: volatile_db.{key} is set but volatile_db type is "
+                              f"{vol.get('type', 'hash_map')!r}, which has no server to log in to; remove it "
+                              "or use type redis_cluster")
+        return None
+    return redis_options(vol, f"{where}: volatile_db") or None
+
+
+def _hps_promote(data: dict, where: str) -> bool:
+    vol = data.get("volatile_db") or {}
+    value = vol.get("cache_missed_embeddings", False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: volatile_db.cache_missed_embeddings must be true or false, got {value!r}")
+    return value
 
 
 def _hps_stores(data: dict, model: str, table: str, where: str) -> tuple[str, ...]:
@@ -286,7 +486,7 @@ def _hps_stores(data: dict, model: str, table: str, where: str) -> tuple[str, ..
         elif kind == "redis_cluster":
             if not vol.get("address"):
                 raise ConfigError(f"{where}: volatile_db of type redis_cluster needs an 'address'")
-            stores.append(f"redis-cluster://{vol['address']}#{model}.{table}")
+            stores.append(f"redis-cluster://{vol['address']}#{store_name(model, table)}")
         elif kind != "disabled":
             raise ConfigError(f"{where}: volatile_db type {kind!r} is not one of hash_map, parallel_hash_map, "
                               "multi_process_hash_map, redis_cluster, disabled")
@@ -297,7 +497,7 @@ def _hps_stores(data: dict, model: str, table: str, where: str) -> tuple[str, ..
         if kind == "rocks_db":
             if not per.get("path"):
                 raise ConfigError(f"{where}: persistent_db of type rocks_db needs a 'path'")
-            stores.append(f"rocksdb:{os.path.join(per['path'], f'{model}.{table}')}")
+            stores.append(f"rocksdb:{os.path.join(per['path'], store_name(model, table))}")
         elif kind != "disabled":
             raise ConfigError(f"{where}: persistent_db type {kind!r} is not rocks_db or disabled")
     if not stores or stores == ["memory"]:
@@ -308,6 +508,12 @@ def _hps_stores(data: dict, model: str, table: str, where: str) -> tuple[str, ..
 
 def _parse_hps(data: dict, where: str) -> list[ModelConfig]:
     _unknown(data, _HPS_TOP, where)
+    source = data.get("update_source")
+    if source is not None and not (isinstance(source, dict) and source.get("type", "null") == "null"):
+        raise ConfigError(f"{where}: update_source is not supported (embcache applies updates with "
+                          "'embcache serve-updates', not HPS's Kafka source); remove it or set its type to null")
+    redis = _hps_redis(data, where)
+    promote = _hps_promote(data, where)
     models = []
     for i, m in enumerate(data["models"]):
         w = f"{where}: models[{i}]"
@@ -316,6 +522,7 @@ def _parse_hps(data: dict, where: str) -> list[ModelConfig]:
         _unknown(m, _HPS_MODEL, w)
         if not isinstance(m.get("model"), str) or not m["model"]:
             raise ConfigError(f"{w}: 'model' must name the model")
+        _check_name(m["model"], "model name", w)
         names = m.get("embedding_table_names")
         dims = m.get("embedding_vecsize_per_table")
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
@@ -347,13 +554,15 @@ def _parse_hps(data: dict, where: str) -> list[ModelConfig]:
             raise ConfigError(f"{w}: embedding_cache_type dynamic contradicts use_static_table true")
         tables = []
         for j, name in enumerate(names):
+            _check_name(name, f"embedding_table_names[{j}]", w)
             tw = f"{w}.{name}"
             _positive_int(dims[j], f"embedding_vecsize_per_table[{j}]", w)
             if isinstance(defaults[j], bool) or not isinstance(defaults[j], (int, float)):
                 raise ConfigError(f"{w}: default_value_for_each_table[{j}] must be a number, got {defaults[j]!r}")
             tables.append(TableConfig(name=name, dim=dims[j], store=_hps_stores(data, m["model"], name, tw),
                                       capacity=float(frac), policy="static" if static else "lru",
-                                      default_value=float(defaults[j]), source=sparse[j]))
+                                      default_value=float(defaults[j]), source=sparse[j], redis=redis,
+                                      promote=promote))
         ignored = tuple(sorted(set(m) & _HPS_MODEL_NOOP))
         models.append(ModelConfig(m["model"], tuple(tables), "auto",
                                   _devices(m.get("deployed_device_list", [0]), f"{w}.deployed_device_list"),

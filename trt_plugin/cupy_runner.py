@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
-from .fields import OP_TYPE, LookupFields
+from .fields import OP_TYPE, LookupFields, locate_config
 from .tables import lookup_rows
 
 __all__ = ["CupyGraphRunner"]
@@ -45,6 +46,13 @@ class CupyGraphRunner:
         self._consts = {i.name: cp.asarray(numpy_helper.to_array(i)) for i in proto.graph.initializer}
         self._host_consts = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
         self.output_names = [o.name for o in proto.graph.output]
+        model_file = model if isinstance(model, (str, os.PathLike)) else None
+        # each lookup's fields, its config found (beside the model if the recorded one moved) up front
+        self._fields = {}
+        for n in self._nodes:
+            if n.op_type == OP_TYPE:
+                f = LookupFields.from_attrs(_attrs(n))
+                self._fields[id(n)] = f if lookup else replace(f, config=locate_config(f.config, model_file, n.name))
         self._lookup = lookup or (lambda f, keys: lookup_rows(f.config, f.table, keys, model=f.model or None,
                                                               backend="gpu"))
         for node in self._nodes:
@@ -59,7 +67,7 @@ class CupyGraphRunner:
         for node in self._nodes:
             args = [values[i] if i else None for i in node.input]
             if node.op_type == OP_TYPE:
-                fields = LookupFields.from_attrs(_attrs(node))
+                fields = self._fields[id(node)]
                 outs = [self._lookup(fields, args[0])]
             else:
                 outs = getattr(self, f"_op_{node.op_type}")(node, args)

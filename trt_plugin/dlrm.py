@@ -16,7 +16,8 @@ import numpy as np
 
 from embcache.traces import CRITEO_COLUMNS, criteo_files
 
-__all__ = ["DENSE_FEATURES", "build_dlrm", "read_criteo_rows", "criteo_vocabularies", "criteo_inputs"]
+__all__ = ["DENSE_FEATURES", "build_dlrm", "read_criteo_rows", "criteo_vocabularies", "criteo_inputs",
+           "synthetic_inputs"]
 
 DENSE_FEATURES = 13
 
@@ -64,6 +65,18 @@ def criteo_inputs(data_root: str | os.PathLike | None = None, limit: int | None 
     return feeds, [len(v) + 1 for v in vocab]
 
 
+def synthetic_inputs(rows: int | None = None, seed: int = 0) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Criteo-shaped inputs drawn from ``seed``, for when the sample is absent: ``rows`` samples
+    (default 20,000, the sample's size), 26 tables of 4 to 10,000 rows, row numbers from a Zipf law
+    (a few hot rows, a long tail, as Criteo's columns), dense features log(1 + lognormal)."""
+    rows = 20_000 if rows is None else int(rows)
+    rng = np.random.default_rng(seed)
+    table_rows = [int(n) for n in np.geomspace(4, 10_000, CRITEO_COLUMNS)]
+    ids = np.stack([(rng.zipf(1.2, rows) - 1) % n for n in table_rows], axis=1).astype(np.int64)
+    dense = np.log1p(rng.lognormal(1.0, 1.5, (rows, DENSE_FEATURES))).astype(np.float32)
+    return {"dense": dense, "categorical": ids}, table_rows
+
+
 def build_dlrm(table_rows: Sequence[int], dim: int = 16, bottom: Sequence[int] = (64, 32),
                top: Sequence[int] = (64, 32), seed: int = 0, offsets: bool = False,
                lookup: tuple[str, str] | None = None):
@@ -75,6 +88,8 @@ def build_dlrm(table_rows: Sequence[int], dim: int = 16, bottom: Sequence[int] =
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
+    from .fields import new_model
 
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
@@ -141,8 +156,7 @@ def build_dlrm(table_rows: Sequence[int], dim: int = 16, bottom: Sequence[int] =
         [helper.make_tensor_value_info("dense", TensorProto.FLOAT, ["batch", DENSE_FEATURES]),
          helper.make_tensor_value_info("categorical", TensorProto.INT64, ["batch", tables])],
         [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["batch", 1])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="embcache-trt")
-    model.ir_version = 8
+    model = new_model(graph)
     if lookup is None:
         onnx.checker.check_model(model)
     else:

@@ -6,18 +6,27 @@ tested where TensorRT is absent.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from embcache.errors import ConfigError
 
 __all__ = ["OP_TYPE", "PLUGIN_VERSION", "PLUGIN_NAMESPACE", "LookupFields", "output_shape",
-           "supports_types", "KEY_DTYPES", "ROW_DTYPES"]
+           "supports_types", "KEY_DTYPES", "ROW_DTYPES", "IR_VERSION", "OPSET", "new_model", "locate_config"]
 
 OP_TYPE = "EmbCacheLookup"
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = ""
+# Every ONNX model the project builds carries these.  setup.cfg allows onnxruntime>=1.17, which
+# loads IR versions up to 9 (onnxruntime's compatibility table: 1.17 = ONNX 1.15, IR 9, opset 20;
+# onnx>=1.15 likewise); opset 17 needs IR 8, the lowest that carries it, so IR 8 loads everywhere
+# setup.cfg allows.  onnx.helper.make_model stamps the installed onnx's newest IR (12 and up),
+# which older runtimes refuse ("Unsupported model IR version").
+IR_VERSION = 8
+OPSET = 17
 KEY_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 ROW_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 
@@ -72,6 +81,35 @@ def _plain(value, text: bool):
             return bytes(value.astype(np.uint8)).decode().rstrip("\0")
         return value.reshape(-1)[0].item()
     return value
+
+
+def locate_config(config: str, model_file: str | os.PathLike | None, node: str = "") -> str:
+    """The config file a node's ``config`` field names: that path if it exists, else the file of the
+    same name beside ``model_file`` (a model moved with its config and table folders).
+
+    Raises
+    ------
+    ConfigError if neither exists, naming both places.
+    """
+    if os.path.isfile(config):
+        return config
+    beside = Path(model_file).resolve().parent / Path(config).name if model_file is not None else None
+    if beside is not None and beside.is_file():
+        return str(beside)
+    raise ConfigError(f"EmbCacheLookup node {node!r}: its config {config} does not exist"
+                      + (f", nor does {beside}" if beside is not None else "")
+                      + "; put the config (and its table folders) beside the model, or run embcache-trt surgery again")
+
+
+def new_model(graph, **kwargs):
+    """``onnx.helper.make_model(graph)`` with the project's opset (:data:`OPSET`) and IR version
+    (:data:`IR_VERSION`), so that every runtime setup.cfg allows loads it."""
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name=kwargs.pop("producer_name", "embcache-trt"), **kwargs)
+    model.ir_version = IR_VERSION
+    return model
 
 
 def output_shape(key_shape: tuple, dim: int) -> tuple:

@@ -6,12 +6,22 @@ before it and stays).  Each table is written once into its store (row number = k
 becomes one node, the initializers are dropped, and the result passes ``onnx.checker`` and strict
 shape inference.
 
+Gathers that read a large float initializer but are not replaced (one inside a ``Loop`` body, as a
+TorchScript-exported ``nn.EmbeddingBag`` has it; one with constant indices; one left out by
+``names``) are listed in :attr:`SurgeryReport.skipped` and printed by ``embcache-trt surgery`` as a
+warning; ``embcache-trt surgery --strict`` exits non-zero when any is there.
+
+Where things go: tables keep their initializer's name in the config and the nodes; a new table's
+RocksDB folder is ``<store_dir>/<model>.<table>`` escaped by :func:`trt_plugin.config.store_name`
+(distinct names, distinct folders).  An existing config file is an input and is never written:
+the complete native config goes to ``<output stem>.embcache.json`` beside the output model.  A
+config path that does not exist yet is where the native config is written.
+
 >>> report = surgery("model.onnx", "surgered.onnx", "embcache.json")   # doctest: +SKIP
 """
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +29,11 @@ import numpy as np
 
 from embcache.errors import ConfigError, DataFormatError
 
-from .config import Config, TableConfig, load_config
+from .config import Config, TableConfig, load_config, store_name
 from .fields import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
 from .tables import open_table_store, write_table
 
-__all__ = ["Lookup", "SurgeryReport", "find_lookups", "surgery", "CHECK_DOMAIN"]
+__all__ = ["Lookup", "Skipped", "SurgeryReport", "find_lookups", "surgery", "CHECK_DOMAIN", "native_config_path"]
 
 # onnx.checker refuses unknown ops in the default domain, where TensorRT's parser looks for
 # plugins; the check runs on a copy with the plugin nodes moved here.
@@ -44,12 +54,34 @@ class Lookup:
 
 
 @dataclass
+class Skipped:
+    """A Gather that reads a float initializer (``rows`` x ...) and was not replaced, and why."""
+
+    node: str
+    initializer: str
+    shape: tuple[int, ...]
+    dtype: str
+    where: str  # "main graph", or the subgraph's path ("Loop 'bag' body")
+    reason: str
+    chosen: bool = False  # left out on purpose (by ``names``): not a failure under --strict
+
+    def __str__(self) -> str:
+        shape = "x".join(map(str, self.shape))
+        return (f"initializer {self.initializer!r} ({shape} {self.dtype}) read by Gather "
+                f"{self.node or '(unnamed)'!r} in the {self.where} stays inline: {self.reason}")
+
+
+@dataclass
 class SurgeryReport:
+    """What surgery did: lookups replaced, rows exported per table, Gathers of large float
+    initializers left alone (``skipped``), file sizes (bytes), and the native config written."""
+
     lookups: list[Lookup] = field(default_factory=list)
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows exported
     bytes_before: int = 0
     bytes_after: int = 0
     config: str = ""
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 def _gs():
@@ -58,7 +90,7 @@ def _gs():
     except ImportError:  # pragma: no cover - the trt extra installs it
         from embcache.errors import MissingDependencyError
 
-        raise MissingDependencyError("graph surgery needs onnx-graphsurgeon: pip install 'embcache[trt]'") from None
+        raise MissingDependencyError("graph surgery needs onnx-graphsurgeon: pip install '.[trt]' (in the embcache clone)") from None
     return gs
 
 
@@ -105,58 +137,146 @@ def _select(graph, names, min_rows):
     return chosen
 
 
-def _table_name(initializer: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", initializer) or "table"
+_FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
+
+
+def _skipped_gathers(proto, replaced: set[str], candidates: dict[str, str], names, min_rows: int) -> list[Skipped]:
+    """Every Gather, in the main graph and every subgraph (Loop/If/Scan bodies, nested), that reads a
+    float initializer of at least 2 dimensions and ``min_rows`` rows and is not replaced.
+    ``replaced``: output names of the Gathers replaced; ``candidates``: output name -> initializer of
+    main-graph Gathers that are lookups but were not chosen by ``names``."""
+    import onnx
+
+    out: list[Skipped] = []
+
+    def walk(graph, scope: dict, where: str):
+        scope = dict(scope)
+        for init in graph.initializer:
+            scope[init.name] = (tuple(init.dims), init.data_type)
+        for node in graph.node:
+            if node.op_type == "Constant":
+                for a in node.attribute:
+                    if a.name == "value" and a.t is not None:
+                        scope[node.output[0]] = (tuple(a.t.dims), a.t.data_type)
+        for local in list(graph.input) + [n_out for n in graph.node if n.op_type != "Constant" for n_out in n.output]:
+            name = local.name if hasattr(local, "name") else local
+            if name in scope and name not in {i.name for i in graph.initializer}:
+                scope.pop(name)  # a subgraph's own value shadows the outer initializer
+        for node in graph.node:
+            if node.op_type == "Gather" and len(node.input) == 2 and node.input[0] in scope:
+                dims, kind = scope[node.input[0]]
+                if kind in _FLOAT_TYPES and len(dims) >= 2 and dims[0] >= min_rows \
+                        and node.output[0] not in replaced:
+                    axis = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+                    chosen = node.output[0] in candidates
+                    if where != "main graph":
+                        reason = ("inside a subgraph (the TorchScript nn.EmbeddingBag pattern); surgery replaces "
+                                  "main-graph Gathers only: export with torch.onnx.export(dynamo=True), whose "
+                                  "bags are main-graph Gathers")
+                    elif chosen:
+                        reason = f"not among --names {sorted(names)}"
+                    elif axis != 0:
+                        reason = f"Gather on axis {axis}, not 0"
+                    elif node.input[1] in scope:
+                        reason = "its indices are constant"
+                    elif len(dims) != 2:
+                        reason = f"the table is {len(dims)}-D, not 2-D"
+                    else:
+                        reason = "its indices are not int32/int64"
+                    out.append(Skipped(node.name, node.input[0], dims, _FLOAT_TYPES[kind], where, reason, chosen))
+            for a in node.attribute:
+                subgraphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else (
+                    list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else [])
+                for g in subgraphs:
+                    walk(g, scope, f"{node.op_type} {node.name or '(unnamed)'!r} {a.name}"
+                         + ("" if where == "main graph" else f" in the {where}"))
+
+    walk(proto.graph, {}, "main graph")
+    return out
+
+
+def native_config_path(out_path: str | os.PathLike) -> Path:
+    """Where surgery writes the native config when the one it was given exists:
+    ``<output stem>.embcache.json`` beside the output model."""
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}.embcache.json")
 
 
 def surgery(model_path: str | os.PathLike, out_path: str | os.PathLike, config_path: str | os.PathLike,
             model_name: str | None = None, names: list[str] | None = None, min_rows: int = 1,
             capacity: float | int = 0.2, policy: str = "lfu", store_dir: str | None = None,
-            progress: bool = True) -> SurgeryReport:
+            progress: bool = True, strict: bool = False) -> SurgeryReport:
     """Replace ``model_path``'s embedding lookups with EmbCacheLookup nodes; write ``out_path``.
 
     Parameters
     ----------
     config_path : path
-        The embcache-trt config (native or HPS).  If it exists, tables it names keep its settings
-        (store, capacity, policy, ...); tables it lacks are added with ``capacity`` and ``policy``,
-        stored in RocksDB under ``store_dir`` (default ``<config stem>-tables/`` beside it).  The
-        complete config is written back in the native spelling.
+        The embcache-trt config (native or HPS).  If it exists, it is read and never written: tables
+        it names keep its settings (store, capacity, policy, ...), and the complete config goes, in
+        the native spelling, to ``<output stem>.embcache.json`` beside ``out_path``
+        (:func:`native_config_path`; relative paths rewritten for its folder).  If it does not
+        exist, the native config is written there.  Tables the config lacks are added with
+        ``capacity`` and ``policy``, stored in RocksDB under ``store_dir`` (default
+        ``<config stem>-tables/`` beside ``config_path``).
     model_name : str
         The model's name in the config (default: the file's stem).
     names, min_rows
         Which Gathers count as lookups (see :func:`find_lookups`).
+    strict : bool
+        Refuse (ConfigError, before anything is written) a model where a Gather reads a float
+        initializer of ``min_rows`` rows or more and is not replaced, other than those left out by
+        ``names`` on purpose: e.g. an ``nn.EmbeddingBag`` exported by TorchScript (its Gather is
+        inside a Loop body).  Without it they are listed in the report's ``skipped``.
 
     Returns
     -------
-    SurgeryReport: the lookups replaced, rows exported per table, file sizes (bytes).
+    SurgeryReport: the lookups replaced, rows exported per table, Gathers of large float
+    initializers left inline (``skipped``), file sizes (bytes), the native config's path.
 
     Raises
     ------
-    ConfigError if nothing is found to replace, or a table's dim disagrees with the config.
+    ConfigError if nothing is found to replace (the message names the Gathers skipped), a table's
+    dim disagrees with the config, or the native config would overwrite the input config.
     """
     import onnx
 
     gs = _gs()
     model_path, out_path, config_path = Path(model_path), Path(out_path), Path(config_path)
     model_name = model_name or model_path.stem
-    config = load_config(config_path) if config_path.exists() else Config((), config_path.resolve().parent)
+    given = config_path.exists()
+    config = load_config(config_path) if given else Config((), config_path.resolve().parent)
+    written = native_config_path(out_path) if given else config_path
+    if given and written.resolve() == config_path.resolve():
+        raise ConfigError(f"surgery would write its native config over the input config {config_path}; "
+                          f"name another output model than {out_path} or pass another config")
     store_dir = store_dir or f"{config_path.stem}-tables"
     try:
         proto = onnx.load(str(model_path))
     except Exception as e:
         raise DataFormatError(f"{model_path} is not a readable ONNX model: {e}") from None
     # inferred shapes let the replaced outputs (and graph outputs declared without one) keep a shape
-    graph = gs.import_onnx(onnx.shape_inference.infer_shapes(proto))
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    graph = gs.import_onnx(inferred)
     found = _select(graph, names, min_rows)
+    every = {n.outputs[0].name: d.name for n, d, _ in _candidates(graph, min_rows)}
+    replaced = {n.outputs[0].name for n, _, _ in found}
+    skipped = _skipped_gathers(inferred, replaced, {k: v for k, v in every.items() if k not in replaced},
+                               names, min_rows)
     if not found:
+        listed = "; ".join(map(str, skipped))
         raise ConfigError(f"{model_path}: no embedding lookup found (a Gather on axis 0 of a 2-D float "
-                          f"initializer with at least {min_rows} rows, with computed int32/int64 indices)")
-    report = SurgeryReport(bytes_before=model_path.stat().st_size, config=str(config_path.resolve()))
+                          f"initializer with at least {min_rows} rows, with computed int32/int64 indices)"
+                          + (f"; left alone: {listed}" if listed else ""))
+    failing = [sk for sk in skipped if not sk.chosen]
+    if strict and failing:
+        raise ConfigError(f"{model_path}: --strict: {len(failing)} Gather(s) of large float initializers would "
+                          f"stay inline: {'; '.join(map(str, failing))}")
+    report = SurgeryReport(bytes_before=model_path.stat().st_size, config=str(written.resolve()), skipped=skipped)
     exported: dict[str, TableConfig] = {}
+    taken = {n.name for n in graph.nodes if n.name}
     for node, data, indices in found:
         report.lookups.append(_describe(node, data, indices))
-        name = _table_name(data.name)
+        name = data.name  # the initializer's own name: distinct initializers, distinct tables
         values = data.values
         if name not in exported:
             table = _table_config(config, model_name, name, values, capacity, policy, store_dir)
@@ -173,8 +293,14 @@ def surgery(model_path: str | os.PathLike, out_path: str | os.PathLike, config_p
         if indices.shape is not None:
             out.shape = list(indices.shape) + [table.dim]
         node.outputs.clear()
-        graph.nodes.append(gs.Node(OP_TYPE, name=f"{node.name or name}_embcache", inputs=[indices], outputs=[out],
-                                   attrs={"config": str(config_path.resolve()), "model": model_name,
+        node_name = base = f"{node.name or name}_embcache"
+        suffix = 1
+        while node_name in taken:  # node names stay unique (TensorRT names layers by them)
+            suffix += 1
+            node_name = f"{base}_{suffix}"
+        taken.add(node_name)
+        graph.nodes.append(gs.Node(OP_TYPE, name=node_name, inputs=[indices], outputs=[out],
+                                   attrs={"config": str(written.resolve()), "model": model_name,
                                           "table": name, "dim": table.dim,
                                           "default_value": float(table.default_value),
                                           "plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE}))
@@ -183,7 +309,7 @@ def surgery(model_path: str | os.PathLike, out_path: str | os.PathLike, config_p
     surgered.ir_version = proto.ir_version
     check(surgered)
     onnx.save(surgered, str(out_path))
-    config.save(config_path)
+    config.save(written)
     report.bytes_after = out_path.stat().st_size
     return report
 
@@ -202,7 +328,8 @@ def _table_config(config: Config, model: str, name: str, values: np.ndarray, cap
         from dataclasses import replace
 
         return replace(t, rows=rows, keys_are_rows=True)
-    return TableConfig(name=name, dim=dim, rows=rows, dtype=dtype, store=(f"rocksdb:{store_dir}/{model}.{name}",),
+    return TableConfig(name=name, dim=dim, rows=rows, dtype=dtype,
+                       store=(f"rocksdb:{os.path.join(store_dir, store_name(model, name))}",),
                        capacity=capacity, policy=policy, keys_are_rows=True)
 
 
