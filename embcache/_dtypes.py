@@ -16,8 +16,10 @@ def row_dtype(name) -> np.dtype:
         try:
             import ml_dtypes
         except ImportError:
+            from ._extras import install_hint
+
             raise MissingDependencyError(
-                "bfloat16 rows need the ml_dtypes package: pip install ml_dtypes (or embcache[cuda])"
+                f"bfloat16 rows need the ml_dtypes package: pip install ml_dtypes (or {install_hint('cuda')})"
             ) from None
         return np.dtype(ml_dtypes.bfloat16)
     if text not in ROW_DTYPES:

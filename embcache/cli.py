@@ -47,18 +47,10 @@ def _exit_status(exc: BaseException) -> tuple[int, str]:
 
 
 def _redacted(spec: str) -> str:
-    """A store spec fit to print: a URL's password (``redis://user:secret@host``) becomes ``***``."""
-    from urllib.parse import urlsplit, urlunsplit
+    """A store spec fit to print: its password (``redis://user:secret@host``) becomes ``***``."""
+    from .tiers.redis_store import redact
 
-    try:
-        parts = urlsplit(spec)
-        if parts.password is None:
-            return spec
-        user = parts.username or ""
-        host = parts.netloc.rsplit("@", 1)[1]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:
-        return spec.rsplit("@", 1)[-1] if "@" in spec else spec
+    return redact(spec)
 
 
 def _store_module(spec: str) -> str:

@@ -40,8 +40,9 @@ def _check_extras(args) -> None:
         except ImportError:
             missing.append(_PIP_NAMES.get(name, name))
     if missing:
-        raise MissingDependencyError(f"needs {', '.join(missing)}, not installed: pip install '.[trt]' "
-                                     "(in the embcache clone)")
+        from embcache._extras import install_hint
+
+        raise MissingDependencyError(f"needs {', '.join(missing)}, not installed: {install_hint('trt')}")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -48,8 +48,10 @@ def require_cupy():
     try:
         import cupy
     except ImportError:
+        from .._extras import install_hint
+
         raise MissingDependencyError(
-            "backend='gpu' needs CuPy: pip install 'embcache[cuda]' (cupy-cuda13x; use the cupy wheel "
+            f"backend='gpu' needs CuPy: {install_hint('cuda')} (cupy-cuda13x; use the cupy wheel "
             "that matches your CUDA driver)"
         ) from None
     return cupy

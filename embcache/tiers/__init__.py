@@ -7,9 +7,9 @@ and caches: each call holds the store's ``lock`` (see :class:`Tier`).
 """
 from ._base import Tier
 from .host import HostStore
-from .redis_store import RedisStore
+from .redis_store import RedisStore, redact
 from .rocks import RocksStore
 from .spec import open_store
 from .tiered import TieredStore
 
-__all__ = ["Tier", "HostStore", "RocksStore", "RedisStore", "TieredStore", "open_store"]
+__all__ = ["Tier", "HostStore", "RocksStore", "RedisStore", "TieredStore", "open_store", "redact"]

@@ -18,7 +18,9 @@ def require(module: str, extra: str = "tiers"):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise MissingDependencyError(f"this store needs {module}: pip install 'embcache[{extra}]'") from None
+        from .._extras import install_hint
+
+        raise MissingDependencyError(f"this store needs {module}: {install_hint(extra)}") from None
 
 
 class Tier:

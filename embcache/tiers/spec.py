@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ._base import Tier
+from .redis_store import redact as _redacted
 
 __all__ = ["open_store"]
 
@@ -15,9 +16,6 @@ _FORMS = ("rocksdb:PATH (or a PATH with no scheme), redis://HOST:PORT/DB, rediss
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 
 
-def _redacted(spec: str) -> str:
-    """``spec`` with any user and password of a URL replaced, for messages."""
-    return re.sub(r"//[^/@]*@", "//***@", spec)
 
 
 def _bad(spec, why: str) -> ConfigError:
@@ -80,7 +78,7 @@ def _parse(spec) -> tuple[str, object]:
 
 
 def open_store(spec: str, dim: int, dtype: str = "float32", password: str | None = None,
-               namespace: str = "embcache", create: bool = False) -> Tier:
+               namespace: str = "embcache", create: bool = False, **redis_options) -> Tier:
     """The store ``spec`` names: a RocksStore for ``rocksdb:PATH`` (or a bare path), a RedisStore for
     ``redis://host:port/db`` (``rediss://`` for TLS, ``unix:///path/redis.sock`` for a local
     socket), a Redis Cluster store for
@@ -92,16 +90,18 @@ def open_store(spec: str, dim: int, dtype: str = "float32", password: str | None
     number, ``rocksdb:`` with no path) is a ``ConfigError`` naming the accepted forms,
     raised before anything is opened or created.  A bare path never has a scheme: a
     local path with a colon in it is written ``rocksdb:PATH`` or ``./PATH``.
+
+    ``redis_options`` (``username``, ``tls``, ``tls_ca_certs``, ``tls_certfile``, ``tls_keyfile``,
+    ``batch``, ``timeout``) go to :class:`RedisStore`; giving them for a RocksDB spec is a ``ConfigError``.
     """
     kind, target = _parse(spec)
-    if kind == "redis":
+    if kind in ("redis", "cluster"):
         from .redis_store import RedisStore
 
-        return RedisStore(target, dim, dtype, password=password, namespace=namespace, create=create)
-    if kind == "cluster":
-        from .redis_store import RedisStore
-
-        return RedisStore(target, dim, dtype, password=password, namespace=namespace, create=create)
+        return RedisStore(target, dim, dtype, password=password, namespace=namespace, create=create,
+                          **redis_options)
+    if redis_options or password is not None:
+        raise _bad(spec, f"{', '.join(sorted(redis_options)) or 'password'} applies to Redis stores only")
     from .rocks import RocksStore
 
     return RocksStore(target, dim, dtype, create=create)
