@@ -674,7 +674,8 @@ def _read_save(path) -> dict:
                                   "load an intact file written by Cache.save") from None
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, TypeError, KeyError, IndexError,
                 struct.error, UnicodeDecodeError, NotImplementedError, OverflowError, RecursionError,
-                RuntimeError) as exc:  # whatever zipfile, numpy's header parser or json raise on damaged bytes
+                RuntimeError, OSError) as exc:  # what zipfile (seeks to crafted offsets included), numpy's
+            # header parser or json raise on damaged bytes
             raise DataFormatError(f"{os.fspath(path)!r} is damaged or not an embcache cache file "
                                   f"({type(exc).__name__}: {exc}); load an intact file written by Cache.save") from None
 
