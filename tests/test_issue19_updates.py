@@ -150,7 +150,7 @@ def test_after_a_tier_error_the_failed_batch_is_applied_before_any_later_one(tmp
     try:
         store = RedisStore(store_server.url, DIM, create=True, timeout=2.0)
         stream = _stream()
-        consumer = UpdateConsumer(redis_server.url, stream, store=store)
+        consumer = UpdateConsumer(redis_server.url, stream, "g", "c", store=store)
         key = np.array([7])
         old, new = np.full((1, DIM), 1.0, np.float32), np.full((1, DIM), 2.0, np.float32)
         store_server.kill()  # the store's server is down: its writes fail
@@ -175,7 +175,7 @@ def test_after_a_tier_error_the_failed_batch_is_applied_before_any_later_one(tmp
         assert found.all() and got.tobytes() == new.tobytes(), "an old row overwrote a newer one"
         assert consumer.client.xpending(stream, consumer.group)["pending"] == 0
         # a restart replays nothing: the old batch cannot come back after the new one
-        again = UpdateConsumer(redis_server.url, stream, store=store)
+        again = UpdateConsumer(redis_server.url, stream, "g", "c", store=store)
         assert again.group == consumer.group and _drain(again) == 0
         assert store.get_many(key)[0].tobytes() == new.tobytes()
         store.close()
@@ -188,7 +188,7 @@ def test_a_closed_store_is_not_a_bad_message(tmp_path, redis_server):
 
     stream = _stream()
     store = RocksStore(tmp_path / "db", DIM, create=True)
-    consumer = UpdateConsumer(redis_server.url, stream, store=store)
+    consumer = UpdateConsumer(redis_server.url, stream, "g", "c", store=store)
     keys, rows = _batches(1)[0]
     publish(redis_server.url, stream, keys, rows)
     store.close()  # closed under the consumer
@@ -199,7 +199,7 @@ def test_a_closed_store_is_not_a_bad_message(tmp_path, redis_server):
     assert consumer.rejected == 0 and consumer.client.xlen(f"{stream}:dead") == 0
     assert consumer.client.xpending(stream, consumer.group)["pending"] == 1
     with RocksStore(tmp_path / "db", DIM) as reopened:  # the restarted server applies it
-        again = UpdateConsumer(redis_server.url, stream, store=reopened)
+        again = UpdateConsumer(redis_server.url, stream, "g", "c", store=reopened)
         assert again.group == consumer.group and _drain(again) == 1
         assert _holds(reopened, [(keys, rows)])
 
@@ -207,18 +207,18 @@ def test_a_closed_store_is_not_a_bad_message(tmp_path, redis_server):
 # ---------------------------------------------------------------- item 17: dead letters keep their reason
 
 def test_a_message_cannot_overwrite_the_dead_letter_reason(redis_server):
-    from embcache.updates import DEAD_ERROR, DEAD_ID, UpdateConsumer
+    from embcache.updates import UpdateConsumer
 
     stream = _stream()
     store = HostStore(DIM)
-    consumer = UpdateConsumer(redis_server.url, stream, store=store)
+    consumer = UpdateConsumer(redis_server.url, stream, "g", "c", store=store)
     fields = {b"keys": np.arange(2, dtype="<i8").tobytes(), b"rows": b"\0" * 2 * 8 * 4, b"dim": b"8",
               b"dtype": b"float32", b"error": b"all is well", b"id": b"0-1", b"embcache.error": b"forged",
               b"embcache.id": b"0-2"}
     msg_id = consumer.client.xadd(stream, fields)
     assert _drain(consumer) == 1 and consumer.rejected == 1
     [(_, dead)] = consumer.client.xrange(f"{stream}:dead")
-    assert b"dim=8" in dead[DEAD_ERROR] and dead[DEAD_ID] == msg_id
+    assert b"dim=8" in dead[b"embcache.error"] and dead[b"embcache.id"] == msg_id
     assert dead[b"error"] == b"all is well" and dead[b"id"] == b"0-1"  # the message's own fields, kept
     assert dead[b"embcache.message.embcache.error"] == b"forged"
     assert dead[b"embcache.message.embcache.id"] == b"0-2"
@@ -234,7 +234,7 @@ FLAWS = st.sampled_from(["none", "nan", "reserved", "short rows", "dim", "dtype"
 @given(batch=st.lists(key_values, min_size=1, max_size=10), flaw=FLAWS, at=st.integers(0, 9),
        seed=st.integers(0, 3))
 def test_a_rejected_update_leaves_every_store_and_cache_byte_identical(redis_server, batch, flaw, at, seed):
-    from embcache.updates import DEAD_ERROR, UpdateConsumer
+    from embcache.updates import UpdateConsumer
 
     universe = np.array(sorted(set(batch) | set(range(-3, 4))), np.int64)
     store, other = HostStore(DIM), HostStore(DIM)
@@ -245,7 +245,7 @@ def test_a_rejected_update_leaves_every_store_and_cache_byte_identical(redis_ser
     for c in (strict, lenient):
         c.lookup(universe)
     stream = _stream()
-    consumer = UpdateConsumer(redis_server.url, stream, store=store, caches=[lenient, strict])
+    consumer = UpdateConsumer(redis_server.url, stream, "g", "c", store=store, caches=[lenient, strict])
     keys = np.array(batch, np.int64)
     rows = rows_for(keys, DIM, "float32", seed)
     at %= keys.shape[0]
@@ -282,7 +282,7 @@ def test_a_rejected_update_leaves_every_store_and_cache_byte_identical(redis_ser
     assert consumer.rejected == 1 and consumer.applied == 0
     assert state() == before, f"a rejected update ({flaw}) changed a store or a cache"
     [(_, dead)] = consumer.client.xrange(f"{stream}:dead")
-    assert dead[DEAD_ERROR]
+    assert dead[b"embcache.error"]
 
 
 # ---------------------------------------------------------------- item 10: big-endian input to publish
@@ -303,7 +303,7 @@ def test_publish_sends_big_endian_input_by_value(redis_server, batch, unsigned, 
     [(_, a)], [(_, b)] = client.xrange(native), client.xrange(swapped)
     assert a == b
     store = HostStore(DIM, dtype)
-    _drain(UpdateConsumer(redis_server.url, swapped, store=store))
+    _drain(UpdateConsumer(redis_server.url, swapped, "g", "c", store=store))
     got, found = store.get_many(keys)
     assert found.all() and got.tobytes() == rows.tobytes()
 
