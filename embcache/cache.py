@@ -711,11 +711,18 @@ def _read_checked(f, size: int) -> dict:
             nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
             if nbytes != info.file_size - offset:
                 raise _Bad(f"{name} declares {nbytes} bytes of data but its member holds {info.file_size - offset}")
-            with z.open(info) as m:  # the member is read to its end, so zipfile checks its CRC-32
-                data = m.read()[offset:]
-            if len(data) != nbytes:
-                raise _Bad(f"{name} is truncated")
-            return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+            data = np.empty(nbytes, np.uint8)
+            view, done = memoryview(data), 0
+            with z.open(info) as m:
+                m.read(offset)
+                while done < nbytes:
+                    got = m.readinto(view[done:])
+                    if not got:
+                        raise _Bad(f"{name} is truncated")
+                    done += got
+                if m.read(1):  # reading to the member's end is also what makes zipfile check its CRC-32
+                    raise _Bad(f"{name} has bytes after its data")
+            return data.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
         if "meta" not in members:
             raise _Bad("member meta.npy is missing")

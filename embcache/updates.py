@@ -219,7 +219,10 @@ class UpdateConsumer:
         return keys, rows
 
     def _dead_letter(self, msg_id, fields, exc: Exception) -> None:
-        own = {(_OURS + b"message." + k if k.startswith(_OURS) else k): v for k, v in fields.items()}
+        own = {}
+        for k, v in fields.items():
+            k = k if isinstance(k, bytes) else str(k).encode()  # a client made with decode_responses=True
+            own[_OURS + b"message." + k if k.startswith(_OURS) else k] = v
         self.client.xadd(f"{self.stream}:dead", {**own, DEAD_ID: msg_id, DEAD_ERROR: str(exc)})
 
     def _apply(self, msg_id, fields) -> None:

@@ -308,6 +308,14 @@ def test_publish_sends_big_endian_input_by_value(redis_server, batch, unsigned, 
     assert found.all() and got.tobytes() == rows.tobytes()
 
 
+def test_stores_and_caches_of_another_table_are_refused(redis_server):
+    from embcache.updates import UpdateConsumer
+
+    with pytest.raises(embcache.errors.ConfigError, match="dim=5"):
+        UpdateConsumer(redis_server.url, _stream(), store=HostStore(DIM),
+                       caches=[embcache.Cache(8, 5, backend="cpu")])
+
+
 def test_publish_refuses_what_a_cache_would_refuse(redis_server):
     from embcache.updates import publish
 
