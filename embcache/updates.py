@@ -126,9 +126,10 @@ def _default_names(store: Tier | None, caches: Sequence = ()) -> tuple[str, str]
     The group is ``embcache:<host>:<hash>``, where the hash (12 hex digits of
     SHA-256) is of the places the consumer writes: the store (its RocksDB
     folder, or its Redis address and namespace without a password), and each
-    cache (the object in this process, and its tier).  When the rows live in this process (caches, a HostStore) the group
-    is ``embcache:<host>:pid<pid>:<hash>``, since another process on this host
-    has caches of its own that need every update too.  The consumer name is the
+    cache (the object in this process, and its tier).  When the rows live in
+    this process (caches, a HostStore) the group is
+    ``embcache:<host>:pid<pid>:<hash>``, since another process on this host has
+    caches of its own that need every update too.  The consumer name is the
     host name (``<host>:pid<pid>`` in the per-process case), stable across
     restarts so that a restarted consumer takes back its own unacknowledged
     messages.

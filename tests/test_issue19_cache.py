@@ -197,10 +197,8 @@ def _duplicate_key(keys, meta):
 
 def _wrong_set(keys, meta):
     used = np.flatnonzero(keys != EMPTY_KEY)
-    k = int(keys[used[0]])
-    other = next(j for j in range(1000, 10**6) if sets_of(np.array([j]), meta["num_sets"])[0] != used[0] // meta["ways"])
-    keys[used[0]] = other
-    del k
+    home = used[0] // meta["ways"]
+    keys[used[0]] = next(j for j in range(1000, 10**6) if sets_of(np.array([j]), meta["num_sets"])[0] != home)
 
 
 CRAFTS = {
