@@ -26,28 +26,44 @@ def _as_array(values, xp):
     return np.asarray(values)
 
 
+def _native(arr: np.ndarray) -> np.ndarray:
+    """A host array in the machine's byte order, converted by value (``>i8`` [1] stays the number 1)."""
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+
+
 def check_keys(keys, name: str = "keys", xp=np, reserved: bool = True):
     """``keys`` as a contiguous (n,) int64 array of ``xp``, or raise.
 
-    Any integer dtype is accepted; uint64 keys are taken as their 64 bits
-    (two's complement), so ``2**64 - 1`` is the key ``-1``.  ``reserved=False``
-    leaves the reserved-key check to the caller (the GPU hit path counts them
-    in its kernel instead of waiting for a separate reduction).
+    Any integer dtype, in either byte order, is accepted and converted by value.
+    uint64 keys are taken as their 64 bits (two's complement), so ``2**64 - 1``
+    is the key ``-1``; the two uint64 values whose bits are a reserved key
+    (``2**63`` and ``2**63 + 1``) are refused like the reserved keys.
+    ``reserved=False`` leaves the reserved-key check to the caller (the GPU hit
+    path counts them in its kernel instead of waiting for a separate reduction).
     """
     arr = _as_array(keys, xp)
     if arr.size == 0 and not hasattr(keys, "dtype"):
         arr = arr.astype(np.int64)  # [] becomes float64 in NumPy
-    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8:
-        if not arr.dtype.isnative:  # by value: a big-endian >u8 viewed as is would be byte-swapped
-            arr = arr.astype(np.uint64)
-        arr = arr.view(np.int64)
-    elif arr.dtype.kind not in "iu":
+    if arr.dtype.kind not in "iu":
         raise KeyDtypeError(
             f"{name} must be integers (int64 preferred), got dtype {arr.dtype}; "
             f"convert with np.asarray({name}, dtype=np.int64) if the values are whole numbers"
         )
     if arr.ndim != 1:
         raise KeyShapeError(f"{name} must be a 1-D array, got shape {arr.shape}; flatten it with .ravel()")
+    if isinstance(arr, np.ndarray):
+        arr = _native(arr)  # by value: a view of big-endian bytes would read other keys
+    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8:
+        if reserved and arr.size and bool((arr >= np.uint64(2**63)).any()):
+            # the bits of 2**63 and 2**63 + 1 are the reserved int64 keys: say so in the caller's terms
+            bad = arr[(arr == np.uint64(2**63)) | (arr == np.uint64(2**63 + 1))]
+            if bad.size:
+                raise ReservedKeyError(
+                    f"{name} contains {int(bad[0])} (uint64), whose 64 bits are the reserved int64 key "
+                    f"{int(bad[0]) - 2**64} (embcache.RESERVED_KEYS = {RESERVED_KEYS}); uint64 keys are taken "
+                    "as their bits, so remap 2**63 and 2**63 + 1 before the call"
+                )
+        arr = arr.view(np.int64)  # native order by now, so the view keeps each key's 64 bits
     arr = xp.ascontiguousarray(xp.asarray(arr), dtype=np.int64)
     if reserved and arr.size and bool((arr <= LOCKED_KEY).any()):
         raise_reserved(arr, name)

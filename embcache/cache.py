@@ -26,22 +26,27 @@ Semantics (every backend keeps them exactly; DESIGN.md section 3)
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import stat
+import struct
 import threading
+import zipfile
 from typing import Any
 
 import numpy as np
 
 from . import policies as _policies
 from ._checks import check_keys, check_rows, raise_reserved
-from ._dtypes import row_dtype
-from .errors import (ClosedError, ConfigError, MissingDependencyError, PreloadOverflowError, StaticInsertError,
-                     TierError)
+from ._dtypes import ROW_DTYPES, row_dtype
+from .errors import (ClosedError, ConfigError, DataFormatError, EmbCacheError, MissingDependencyError,
+                     PreloadOverflowError, StaticInsertError, TierError)
 from .kernels._shared import EVICTED, INSERTED, REFUSED
 from .kernels.cpu import CPUBackend
-from .layout import EMPTY_KEY, num_sets_for, sets_of
-from .stats import Stats
+from .layout import EMPTY_KEY, LOCKED_KEY, num_sets_for, sets_of
+from .stats import Stats, _from_saved
 from .tiers import HostStore, Tier
 
 __all__ = ["Cache"]
@@ -173,6 +178,11 @@ class Cache:
         with self._lock:
             self._absorb_replays()
             return self._backend.clock
+
+    @property
+    def reject_nan(self) -> bool:
+        """Whether ``insert`` and ``update`` refuse rows containing NaN."""
+        return self._reject_nan
 
     @property
     def policy(self):
@@ -459,7 +469,16 @@ class Cache:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Write the cache (layout, policies, contents, clock, stats, sketch) to one ``.npz`` file.
+        """Write the cache (layout, policies, contents, clock, stats, sketch) to one ``.npz`` file, atomically.
+
+        The file is written under a temporary name in the same folder
+        (``.<name>.<pid>.<random>.tmp``), flushed and fsynced, renamed over
+        ``path`` (``os.replace``), and the folder is fsynced: at every moment
+        ``path`` holds either the previous save or this one, whole, even if the
+        process is killed or the machine loses power.  A save that fails removes
+        its temporary file; one killed part-way leaves it behind (delete stale
+        ``.*.tmp`` files at leisure).  A symlink at ``path`` is followed (the
+        file it points at is replaced); an existing file keeps its permission bits.
 
         The tier is not saved; give ``Cache.load`` the tier to use.
         """
@@ -478,27 +497,38 @@ class Cache:
                       "default": self._default.view(np.uint8)}
             if b.sketch is not None:
                 arrays["sketch"] = b.to_host(b.sketch)
-            with open(path, "wb") as f:
-                np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+            _write_atomically(path, lambda f: np.savez(
+                f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays))
 
     @classmethod
     def load(cls, path: str | os.PathLike, tier: Tier | None = None, backend: str = "auto") -> Cache:
-        """A cache as ``save`` wrote it, in front of ``tier`` (a new HostStore if None)."""
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-            if meta.get("format") != _FORMAT:
-                raise ConfigError(f"{path} is not an embcache cache file ({_FORMAT})")
-            policy = getattr(_policies, meta["policy"][0])(**meta["policy"][1])
-            admission = getattr(_policies, meta["admission"][0])(**meta["admission"][1])
-            dtype = row_dtype(meta["dtype"])
-            cache = cls(meta["num_sets"] * meta["ways"], meta["dim"], policy, admission, dtype.name, backend,
-                        tier, z["default"].view(dtype), meta["ways"], meta["reject_nan"])
-            cache._backend.load(z["keys"], z["scores"], z["values"].view(dtype).reshape(-1, meta["dim"]))
-            if "sketch" in z:
-                cache._backend.sketch[:] = cache._backend.to_device(z["sketch"])
-            cache._size = int(np.count_nonzero(z["keys"] != EMPTY_KEY))
-        cache._backend.set_clock(meta["clock"])
-        cache._stats = Stats(**meta["stats"])
+        """A cache as ``save`` wrote it, in front of ``tier`` (a new HostStore if None).
+
+        The file is checked whole before anything is allocated for it: a file
+        that is damaged (truncated, bad checksum, not a zip), that is not an
+        embcache save, or whose contents contradict each other (array sizes or
+        dtypes that differ from the recorded layout, a key twice or in another
+        set than its hash gives, a reserved key in a slot, a policy that does not
+        exist, statistics that do not add up) raises ``DataFormatError`` naming
+        the file and what is wrong.  Memory is allocated only for arrays the
+        file really holds, so a crafted size cannot ask for terabytes.  A
+        missing or unreadable file raises the ``OSError`` of ``open``.
+        """
+        saved = _read_save(path)
+        meta = saved["meta"]
+        dtype = row_dtype(meta["dtype"])
+        cache = cls(meta["num_sets"] * meta["ways"], meta["dim"], saved["policy"], saved["admission"], dtype.name,
+                    backend, tier, saved["default"].view(dtype), meta["ways"], meta["reject_nan"])
+        try:
+            cache._backend.load(saved["keys"], saved["scores"], saved["values"].view(dtype))
+            if "sketch" in saved:
+                cache._backend.sketch[:] = cache._backend.to_device(saved["sketch"])
+            cache._size = int(np.count_nonzero(saved["keys"] != EMPTY_KEY))
+            cache._backend.set_clock(meta["clock"])
+            cache._stats = saved["stats"]
+        except BaseException:
+            cache.close()
+            raise
         return cache
 
     # ------------------------------------------------------------------ lifetime
@@ -516,3 +546,230 @@ class Cache:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------------- saving and loading
+
+def _write_atomically(path: str | os.PathLike, write) -> None:
+    """Call ``write(file)`` on a new file beside ``path``, make it durable, and rename it over ``path``."""
+    target = os.path.realpath(os.fspath(path))
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # O_EXCL: never write into someone else's file; mode 0o666 so the umask applies as for open()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with contextlib.suppress(FileNotFoundError):
+                if hasattr(os, "fchmod"):
+                    os.fchmod(f.fileno(), stat.S_IMODE(os.stat(target).st_mode))
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if os.name == "posix":  # the rename itself is durable only once the folder is synced
+        dirfd = os.open(folder or ".", os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+
+_META_FIELDS = ("format", "num_sets", "ways", "dim", "dtype", "policy", "admission", "clock", "stats", "reject_nan")
+_INT64 = np.dtype(np.int64)
+_UINT8 = np.dtype(np.uint8)
+
+
+class _Bad(Exception):
+    """A reason a save file is refused (turned into DataFormatError naming the file)."""
+
+
+def _no_duplicates(pairs):
+    names = [k for k, _ in pairs]
+    if len(set(names)) != len(names):
+        raise _Bad(f"the metadata repeats field(s) {sorted({k for k in names if names.count(k) > 1})}")
+    return dict(pairs)
+
+
+def _whole(value, what: str, low: int = 0, high: int = 2**63 - 1) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise _Bad(f"{what} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _saved_policy(entry, base, what: str):
+    """The policy object that a saved ``[class name, config]`` names, among the subclasses of ``base``."""
+    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], dict)):
+        raise _Bad(f"the {what} must be saved as [class name, config], got {entry!r}")
+    name, config = entry
+    found, todo = [], list(base.__subclasses__())
+    while todo:  # only policy classes, never an arbitrary attribute of a module
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__name__ == name and cls not in found:
+            found.append(cls)
+    if len(found) != 1:
+        why = "no such class is defined (import the module that defines it first)" if not found else \
+            "several classes have that name"
+        raise _Bad(f"the {what} {name!r} cannot be made: {why}")
+    try:
+        policy = found[0](**config)
+    except (TypeError, ValueError) as exc:  # ConfigError is a ValueError
+        raise _Bad(f"the {what} {name}(**{config!r}) cannot be made: {exc}") from None
+    if policy.config() != config:
+        raise _Bad(f"the {what} {name}(**{config!r}) does not keep its settings: {policy.config()!r}")
+    return policy
+
+
+def _check_meta(meta) -> dict:
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise _Bad(f"it is not an embcache cache file (no {_FORMAT!r} metadata)")
+    missing = [f for f in _META_FIELDS if f not in meta]
+    extra = sorted(set(meta) - set(_META_FIELDS))
+    if missing or extra:
+        raise _Bad(f"the metadata lacks {missing} / has unknown fields {extra}")
+    _whole(meta["num_sets"], "num_sets", 1)
+    ways = _whole(meta["ways"], "ways", 1, 2**31)
+    if ways & (ways - 1):
+        raise _Bad(f"ways must be a power of two, got {ways}")
+    _whole(meta["dim"], "dim", 1, 2**31)
+    _whole(meta["clock"], "the clock")
+    if meta["dtype"] not in ROW_DTYPES:
+        raise _Bad(f"the row dtype {meta['dtype']!r} is not one of {', '.join(ROW_DTYPES)}")
+    if type(meta["reject_nan"]) is not bool:
+        raise _Bad(f"reject_nan must be true or false, got {meta['reject_nan']!r}")
+    return meta
+
+
+def _header(z: zipfile.ZipFile, info: zipfile.ZipInfo):
+    """(shape, dtype, data offset) from a member's .npy header; nothing but the header is read."""
+    with z.open(info) as m:
+        version = np.lib.format.read_magic(m)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(m)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(m)
+        else:
+            raise _Bad(f"{info.filename} is .npy version {version}, not 1.0 or 2.0")
+        offset = m.tell()
+    if fortran and len(shape) > 1:
+        raise _Bad(f"{info.filename} is stored in Fortran order")
+    return shape, dtype, offset
+
+
+def _read_save(path) -> dict:
+    """Everything ``Cache.load`` needs from ``path``, checked; raises DataFormatError if anything is off."""
+    with open(path, "rb") as f:  # a missing or unreadable file is the OSError of open
+        try:
+            return _read_checked(f, os.fstat(f.fileno()).st_size)
+        except EmbCacheError as exc:
+            if isinstance(exc, DataFormatError):
+                raise DataFormatError(f"{os.fspath(path)!r} is not a loadable embcache cache: {exc}") from None
+            raise
+        except _Bad as exc:
+            raise DataFormatError(f"{os.fspath(path)!r} is not a loadable embcache cache: {exc}; "
+                                  "load an intact file written by Cache.save") from None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, TypeError, KeyError, IndexError,
+                struct.error, UnicodeDecodeError, NotImplementedError, OverflowError, RecursionError,
+                RuntimeError, OSError) as exc:  # what zipfile (seeks to crafted offsets included), numpy's
+            # header parser or json raise on damaged bytes
+            raise DataFormatError(f"{os.fspath(path)!r} is damaged or not an embcache cache file "
+                                  f"({type(exc).__name__}: {exc}); load an intact file written by Cache.save") from None
+
+
+def _read_checked(f, size: int) -> dict:
+    with zipfile.ZipFile(f) as z:
+        infos = z.infolist()
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            raise _Bad(f"the archive holds member(s) twice: {sorted({n for n in names if names.count(n) > 1})}")
+        members = {}
+        for info in infos:
+            if not info.filename.endswith(".npy"):
+                raise _Bad(f"unexpected member {info.filename!r}")
+            if info.flag_bits & 0x1:
+                raise _Bad(f"{info.filename} is encrypted")
+            if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+                raise _Bad(f"{info.filename} is compressed; Cache.save stores members uncompressed")
+            if info.header_offset + info.file_size > size:
+                raise _Bad(f"{info.filename} claims {info.file_size} bytes, more than the file holds")
+            members[info.filename[:-4]] = info
+
+        def read(name: str, shape: tuple, dtypes: tuple):
+            """The member ``name``, checked against ``shape`` and ``dtypes`` before its data is read."""
+            if name not in members:
+                raise _Bad(f"member {name}.npy is missing")
+            info = members[name]
+            got_shape, dtype, offset = _header(z, info)
+            if dtype not in dtypes or dtype.hasobject:
+                raise _Bad(f"{name} has dtype {dtype}, expected {dtypes[0]}")
+            if tuple(got_shape) != tuple(shape):
+                raise _Bad(f"{name} has shape {tuple(got_shape)}, expected {tuple(shape)} from the recorded layout")
+            nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if nbytes != info.file_size - offset:
+                raise _Bad(f"{name} declares {nbytes} bytes of data but its member holds {info.file_size - offset}")
+            data = np.empty(nbytes, np.uint8)
+            view, done = memoryview(data), 0
+            with z.open(info) as m:
+                m.read(offset)
+                while done < nbytes:
+                    got = m.readinto(view[done:])
+                    if not got:
+                        raise _Bad(f"{name} is truncated")
+                    done += got
+                if m.read(1):  # reading to the member's end is also what makes zipfile check its CRC-32
+                    raise _Bad(f"{name} has bytes after its data")
+            return data.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+        if "meta" not in members:
+            raise _Bad("member meta.npy is missing")
+        meta_info = members["meta"]
+        meta_shape = _header(z, meta_info)[0]
+        if len(meta_shape) != 1 or meta_shape[0] > 1 << 20:
+            raise _Bad(f"the metadata has shape {meta_shape}, not a short byte string")
+        meta = read("meta", meta_shape, (_UINT8,))
+        meta = _check_meta(json.loads(meta.tobytes().decode("utf-8"), object_pairs_hook=_no_duplicates))
+        policy = _saved_policy(meta["policy"], _policies.Policy, "eviction policy")
+        admission = _saved_policy(meta["admission"], _policies.Admission, "admission policy")
+        stats = _from_saved(meta["stats"], _Bad)
+        expected = {"meta", "keys", "scores", "values", "default"} | ({"sketch"} if admission.sketch else set())
+        if set(members) != expected:
+            raise _Bad(f"the members are {sorted(members)}, expected {sorted(expected)}")
+        dtype = row_dtype(meta["dtype"])
+        slots, width = meta["num_sets"] * meta["ways"], meta["dim"] * dtype.itemsize
+        int64 = (_INT64, _INT64.newbyteorder(">"), _INT64.newbyteorder("<"))
+        # shapes are checked against the layout before any array is read, so every array read really is in
+        # the file (a few times its size at most is allocated, never what a crafted header claims)
+        keys = read("keys", (slots,), int64)
+        scores = read("scores", (slots,), int64)
+        values = read("values", (slots, width), (_UINT8,))
+        default = read("default", (width,), (_UINT8,))
+        out = {"meta": meta, "policy": policy, "admission": admission, "stats": stats, "keys": keys,
+               "scores": scores, "values": values, "default": default}
+        if admission.sketch:
+            _, sketch_width, depth, _ = admission.sketch
+            out["sketch"] = sketch = read("sketch", (depth, sketch_width), int64)
+            if sketch.size and int(sketch.min()) < 0:
+                raise _Bad("the admission sketch holds a negative count")
+    _check_slots(keys, meta["num_sets"], meta["ways"], stats)
+    return out
+
+
+def _check_slots(keys: np.ndarray, num_sets: int, ways: int, stats: Stats) -> None:
+    """Every saved key where a lookup finds it: once, in its own set, not reserved; the counters agree."""
+    used = np.flatnonzero(keys != EMPTY_KEY)
+    held = keys[used]
+    if bool((held == LOCKED_KEY).any()):
+        raise _Bad(f"a slot holds the reserved key {LOCKED_KEY}")
+    wrong = np.flatnonzero(sets_of(held, num_sets) != used // ways)
+    if wrong.shape[0]:
+        raise _Bad(f"key {int(held[wrong[0]])} sits in set {int(used[wrong[0]] // ways)}, not in the set its hash "
+                   f"gives ({int(sets_of(held[wrong[:1]], num_sets)[0])}); {wrong.shape[0]} key(s) are misplaced")
+    if np.unique(held).shape[0] != held.shape[0]:
+        raise _Bad("a key is held in two slots")
+    if stats.insertions != held.shape[0] + stats.evictions + stats.erased:
+        raise _Bad(f"the statistics do not add up: insertions {stats.insertions} != cached keys {held.shape[0]} + "
+                   f"evictions {stats.evictions} + erased {stats.erased}")

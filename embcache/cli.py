@@ -341,8 +341,10 @@ def _parser() -> argparse.ArgumentParser:
     upd.add_argument("--redis", required=True, help="redis://host:port/db holding the stream")
     upd.add_argument("--password", default=None, help="AUTH password of the stream's server")
     upd.add_argument("--stream", required=True)
-    upd.add_argument("--group", default="embcache")
-    upd.add_argument("--consumer", default="consumer-1", help="this consumer's stable name")
+    upd.add_argument("--group", default=None,
+                     help="consumer group; default one of this server's own, embcache:HOST:HASH-OF-STORE, so that "
+                          "every server sees every update (servers sharing a group split the updates)")
+    upd.add_argument("--consumer", default=None, help="this consumer's stable name (default the host name)")
     _store_args(upd, "--store")
     upd.add_argument("--store-password", default=None, help="AUTH password of a Redis store")
     upd.add_argument("--max-messages", type=int, default=None, help="stop after this many (default: run forever)")

@@ -83,3 +83,19 @@ class Stats:
 
 # the counters that add sums (test_stats_add_sums_every_counter holds add to this list)
 _COUNTERS = tuple(f.name for f in fields(Stats) if f.name not in ("occupancy", "last"))
+
+
+def _from_saved(saved, bad: type[Exception]) -> Stats:
+    """The Stats that a save file recorded (``Stats.as_dict``), or raise ``bad`` saying what is wrong with it."""
+    names = [f.name for f in fields(Stats) if f.name != "last"]
+    if not isinstance(saved, dict) or sorted(saved) != sorted(names):
+        got = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
+        raise bad(f"the statistics must have the fields {names}, got {got}")
+    for name in _COUNTERS:
+        value = saved[name]
+        if type(value) is not int or not 0 <= value < 2**63:
+            raise bad(f"the statistic {name} must be a count (an integer >= 0), got {value!r}")
+    occupancy = saved["occupancy"]
+    if type(occupancy) not in (int, float) or not 0.0 <= occupancy <= 1.0:
+        raise bad(f"the statistic occupancy must be a fraction in [0, 1], got {occupancy!r}")
+    return Stats(**{**saved, "occupancy": float(occupancy)})

@@ -178,7 +178,7 @@ def test_updates_refresh_cached_rows_and_dead_letter_bad_messages(tmp_path, redi
     assert found.all() and cached.tobytes() == new.tobytes()
     assert store.get_many(keys[:10])[0].tobytes() == new.tobytes()
     client = consumer.client
-    assert client.xlen("upd:dead") == 1 and b"dim=8" in client.xrange("upd:dead")[0][1][b"error"]
+    assert client.xlen("upd:dead") == 1 and b"dim=8" in client.xrange("upd:dead")[0][1][b"embcache.error"]
     assert client.xpending("upd", "g")["pending"] == 0
     store.close()
 
