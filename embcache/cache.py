@@ -295,35 +295,42 @@ class Cache:
             if b.capturing():
                 b.enqueue_lookup(keys, out)
                 return out
-            # a pinned store that is open: the probe copies missed rows from it in the same pass
-            source = self._tier.device_rows() if self._zero_copy and not self._tier.closed else None
-            try:
-                slots, missed, reserved, applied = b.lookup_hits(keys, out, source)
-                if reserved:
-                    raise_reserved(keys)
-                misses = missed.shape[0]
-                batch = Stats(hits=n - misses, misses=misses)
-                placement = None
-                if misses:
-                    admitting = self._policy.inserts_on_lookup and self._admission.admit_batch(batch.hits, n)
-                    if source is not None and not admitting:
-                        # every missed row is in out already and nothing is placed: the counts alone, no sort
-                        unique, absent = b.count_source_misses(keys, slots, misses)
-                        batch.unique_misses, batch.absent, batch.refusals = unique, absent, unique - absent
-                    else:
-                        placement = self._misses(keys, missed, slots, out, source, admitting, batch)
-            except BaseException:
-                b.undo_touch()  # a backend whose probe stored the hits' scores puts them back
-                raise
-            # everything that can fail has run; from here on the cache changes (an all-hit batch has
-            # already ticked and touched in lookup_hits, where nothing could fail after the probe, and
-            # scores a probe stored early were put back above if anything failed)
-            if not applied:
-                b.tick_and_touch(slots)
-            if placement is not None:  # with none admitted every outcome is "not admitted": nothing to place
-                self._place(*placement, self._admission.refuse_below_min, batch)
-            self._finish(batch)
-            return out
+            # a pinned store that is open: the probe copies missed rows from it in the same pass; its lock
+            # is held until the lookup is done, so that no other thread regrows the memory the kernels read
+            zero_copy = self._zero_copy and not self._tier.closed
+            with self._tier.lock if zero_copy else contextlib.nullcontext():
+                return self._lookup(keys, n, out, self._tier.device_rows() if zero_copy else None)
+
+    def _lookup(self, keys, n: int, out, source):
+        """The uncaptured lookup of ``keys`` into ``out``, missed rows from ``source`` when it is not None."""
+        b = self._backend
+        try:
+            slots, missed, reserved, applied = b.lookup_hits(keys, out, source)
+            if reserved:
+                raise_reserved(keys)
+            misses = missed.shape[0]
+            batch = Stats(hits=n - misses, misses=misses)
+            placement = None
+            if misses:
+                admitting = self._policy.inserts_on_lookup and self._admission.admit_batch(batch.hits, n)
+                if source is not None and not admitting:
+                    # every missed row is in out already and nothing is placed: the counts alone, no sort
+                    unique, absent = b.count_source_misses(keys, slots, misses)
+                    batch.unique_misses, batch.absent, batch.refusals = unique, absent, unique - absent
+                else:
+                    placement = self._misses(keys, missed, slots, out, source, admitting, batch)
+        except BaseException:
+            b.undo_touch()  # a backend whose probe stored the hits' scores puts them back
+            raise
+        # everything that can fail has run; from here on the cache changes (an all-hit batch has
+        # already ticked and touched in lookup_hits, where nothing could fail after the probe, and
+        # scores a probe stored early were put back above if anything failed)
+        if not applied:
+            b.tick_and_touch(slots)
+        if placement is not None:  # with none admitted every outcome is "not admitted": nothing to place
+            self._place(*placement, self._admission.refuse_below_min, batch)
+        self._finish(batch)
+        return out
 
     def _misses(self, keys, missed, slots, out, source, admitting: bool, batch: Stats):
         """A lookup's distinct missed keys: their rows into ``out`` (unless the probe read them from
@@ -395,7 +402,7 @@ class Cache:
                         f"insert would add {new.shape[0]} key(s) (first: {int(new[0])}) to a cache with the "
                         "Static policy, whose contents only preload sets; use update() to change cached rows"
                     )
-            self._tier.put_many(b.to_host(ukeys), b.to_host(urows))
+            self._write_through(ukeys, urows)
             b.tick()
             batch = Stats()
             self._place(ukeys, counts, urows, xp.ones(ukeys.shape[0], xp.bool_), False, batch)
@@ -410,9 +417,21 @@ class Cache:
             rows = self._rows(rows, keys.shape[0])
             ukeys, _, _, last = b.unique(keys)
             urows = rows[last]
-            self._tier.put_many(b.to_host(ukeys), b.to_host(urows))
+            self._write_through(ukeys, urows)
             b.update(ukeys, urows)
             self._finish(Stats())
+
+    def _write_through(self, ukeys, urows) -> None:
+        """Write distinct keys' rows to the tier.  If the write fails part-way (a faster tier of a
+        TieredStore refused it after the slower ones took it), the tier may now hold the new rows: the
+        cache drops its own copies of ``ukeys`` before the TierError goes on, so that no lookup serves a
+        row older than one a tier holds."""
+        b = self._backend
+        try:
+            self._tier.put_many(b.to_host(ukeys), b.to_host(urows))
+        except TierError:
+            self._size -= b.erase(ukeys)
+            raise
 
     def erase(self, keys, stream=None) -> None:
         """Remove ``keys`` (n,) from the cache (not from the tier)."""
