@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import functools
 import pathlib
 
 import numpy as np
 
+from .._cuda import compile_source, gpu_available, launch_grid, layout_defines, require_cupy
 from .._dtypes import raw
-from ..errors import MissingDependencyError
-from ..layout import EMPTY_KEY, LOCKED_KEY, MAX_SCORE, MIX_M1, MIX_M2
+from ..layout import EMPTY_KEY
 from ._shared import GOLDEN, OUTCOMES
 from .tuning import launch_shape, vector_bytes
 
@@ -40,32 +39,6 @@ STATE_OUTCOMES = 8  # 5 words: the last insert_and_evict's tally of outcome code
 STATE_DISTINCT, STATE_ABSENT = 13, 14  # count_source_misses' two counts
 STATE_HOST = 15  # the device address of _host_state, where probe_gather and insert_and_evict publish
 _STATE_WORDS = 16
-_BLOCKS_PER_SM = 16  # grid-stride kernels: enough resident warps to hide memory latency
-
-
-def require_cupy():
-    """The cupy module, or a MissingDependencyError that names the pip extra."""
-    try:
-        import cupy
-    except ImportError:
-        from .._extras import install_hint
-
-        raise MissingDependencyError(
-            f"backend='gpu' needs CuPy: {install_hint('cuda')} (cupy-cuda13x; use the cupy wheel "
-            "that matches your CUDA driver)"
-        ) from None
-    return cupy
-
-
-@functools.lru_cache(maxsize=None)
-def gpu_available() -> bool:
-    """True when CuPy imports and sees at least one CUDA device."""
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no CuPy, no driver, or no device: all mean "use the CPU"
-        return False
 
 
 def _names(text: str) -> set:
@@ -90,11 +63,7 @@ _TOUCH_CHUNK = 1024
 def defines(**values) -> dict:
     """The #defines every .cu file needs, plus ``values`` (layout, row size, launch shape)."""
     out = {
-        "EMPTY_KEY": f"({EMPTY_KEY + 1}LL - 1)",  # INT64_MIN has no literal of its own in C
-        "LOCKED_KEY": f"({LOCKED_KEY}LL)",
-        "MAX_SCORE": f"{MAX_SCORE}LL",
-        "MIX_M1": f"{int(MIX_M1)}ULL",
-        "MIX_M2": f"{int(MIX_M2)}ULL",
+        **layout_defines(),
         "GOLDEN": f"{int(GOLDEN)}ULL",
         "NEW_SCORE_EXPR": "0",
         "HIT_SCORE_EXPR": "score",
@@ -105,32 +74,9 @@ def defines(**values) -> dict:
     return out
 
 
-@functools.lru_cache(maxsize=None)
-def _module(device_id: int, source: str, define_items: tuple):
-    cupy = require_cupy()
-    text = "".join(f"#define {k} {v}\n" for k, v in define_items) + (CUDA_DIR / source).read_text()
-    with cupy.cuda.Device(device_id):
-        module = cupy.RawModule(code=text, options=("-std=c++17", f"-I{CUDA_DIR}"))
-        module.compile()
-    return module
-
-
 def compile_module(source: str, **values):
     """``cuda/<source>`` compiled with ``defines(**values)`` for the current device (memoized)."""
-    cupy = require_cupy()
-    return _module(cupy.cuda.Device().id, source, tuple(sorted(defines(**values).items())))
-
-
-def launch_grid(threads: int, block: int) -> int:
-    """Blocks for ``threads`` threads of grid-stride kernels: no more than the GPU keeps resident."""
-    cupy = require_cupy()
-    return max(1, min(-(-threads // block), _multiprocessors(cupy.cuda.runtime.getDevice()) * _BLOCKS_PER_SM))
-
-
-@functools.lru_cache(maxsize=None)
-def _multiprocessors(device_id: int) -> int:
-    runtime = require_cupy().cuda.runtime
-    return runtime.deviceGetAttribute(getattr(runtime, "cudaDevAttrMultiProcessorCount", 16), device_id)
+    return compile_source(CUDA_DIR / source, defines(**values))
 
 
 def _i64(x) -> np.int64:

@@ -55,6 +55,12 @@ class Tier:
         self.closed = False
         self.lock = threading.RLock()
 
+    def device_source(self):
+        """Where a GPU kernel can read this tier in place: a :class:`embcache._source.DeviceSource`, valid
+        while ``lock`` is held, or ``None`` (the default) when the GPU cannot read it (RocksDB, Redis) or
+        the tier must see every read itself.  A tier that offers one declares it here; nobody probes."""
+        return None
+
     def _check_open(self, op: str):
         if self.closed:
             raise ClosedError(f"{type(self).__name__}.{op}: the store is closed; open a new one")

@@ -9,6 +9,9 @@ from ..layout import EMPTY_KEY, mix64
 from ..errors import ConfigError, TierError
 from ._base import Tier
 
+# the GPU's walk of this store's index (gather_to_device): this tier's own kernel, beside it
+_HOST_GATHER_CU = __import__("pathlib").Path(__file__).with_name("host_gather.cu")
+
 __all__ = ["HostStore"]
 
 _EMPTY = np.int64(EMPTY_KEY)
@@ -218,7 +221,7 @@ class HostStore(Tier):
             self._table = np.full(slots, EMPTY_KEY, np.int64)
             self._values = np.zeros((slots, self.dim), self.dtype)
             return
-        from ..kernels.gpu import require_cupy
+        from .._cuda import require_cupy
 
         cupy = require_cupy()
         buffers = tuple(cupy.cuda.PinnedMemory(max(1, nbytes), cupy.cuda.runtime.hostAllocMapped)
@@ -336,7 +339,7 @@ class HostStore(Tier):
         if self._mapped is None:  # a runtime query: about a microsecond, so once per allocation
             self._mapped = (self._device_pointer(self._table), self._device_pointer(self._values))
         if self.device_index:
-            from ..kernels.gpu import require_cupy
+            from .._cuda import require_cupy
 
             device = require_cupy().cuda.Device().id
             index = self._device_indexes.setdefault(device, _DeviceIndex()).sync(self._table)
@@ -360,15 +363,14 @@ class HostStore(Tier):
     def _gather_to_device(self, keys, default_row):
         if not self.pinned:
             raise ConfigError("gather_to_device needs a HostStore made with pinned=True")
-        from ..kernels.gpu import launch_grid, compile_module, require_cupy
-        from ..kernels.tuning import vector_bytes
+        from .._cuda import compile_source, launch_grid, layout_defines, require_cupy, vector_bytes
 
         cupy = require_cupy()
         row_bytes = self.dim * self.dtype.itemsize
         words = row_bytes // vector_bytes(row_bytes)
         group = 1 << (min(32, words).bit_length() - 1)  # lanes per row: a power of two, no idle ones
-        kernel = compile_module("host_store.cu", ROW_BYTES=row_bytes, VEC=vector_bytes(row_bytes),
-                                GROUP=group, BLOCK=256).get_function("host_gather")
+        kernel = compile_source(_HOST_GATHER_CU, {**layout_defines(), "ROW_BYTES": row_bytes,
+                                "VEC": vector_bytes(row_bytes), "GROUP": group, "BLOCK": 256}).get_function("host_gather")
         n = keys.shape[0]
         rows = cupy.empty((n, self.dim), default_row.dtype)
         found = cupy.empty(n, cupy.bool_)

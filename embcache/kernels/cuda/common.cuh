@@ -5,8 +5,7 @@
 //   WAYS, ROW_BYTES, VEC, SET_BITS, GROUP, KEYS_PER_GROUP, BLOCK, DIGESTS (layout and launch shape)
 #pragma once
 
-typedef long long i64;
-typedef unsigned long long u64;
+#include "layout.cuh"  // i64, u64, mix64 (embcache/cuda_shared, on the include path of every module)
 
 #if VEC == 16
 typedef uint4 vec_t;
@@ -30,13 +29,6 @@ typedef unsigned int set_t;
 #else
 typedef unsigned long long set_t;
 #endif
-
-// splitmix64 finalizer, as layout.mix64
-__device__ __forceinline__ u64 mix64(u64 z) {
-    z = (z ^ (z >> 30)) * MIX_M1;
-    z = (z ^ (z >> 27)) * MIX_M2;
-    return z ^ (z >> 31);
-}
 
 // the set a key lives in (layout.sets_of)
 __device__ __forceinline__ u64 set_of(i64 key, u64 num_sets) { return mix64((u64)key) % num_sets; }

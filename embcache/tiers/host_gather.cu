@@ -1,7 +1,18 @@
-// Zero-copy reads of a pinned HostStore (tiers/host.py) from the GPU: the store's hash index and
-// rows live in mapped pinned host memory, so missed rows cross PCIe once, straight into device
-// memory, with no staging copy.  Linear probing exactly as tiers/host.py's _probe.
-#include "common.cuh"
+// Zero-copy reads of a pinned HostStore (host.py, beside this file) from the GPU: the store's hash
+// index and rows live in mapped pinned host memory, so missed rows cross PCIe once, straight into
+// device memory, with no staging copy.  Linear probing exactly as host.py's _probe.
+// host.py prepends layout_defines() and ROW_BYTES, VEC, GROUP, BLOCK.
+#include "layout.cuh"
+
+#if VEC == 16
+typedef uint4 vec_t;
+#elif VEC == 8
+typedef uint2 vec_t;
+#elif VEC == 4
+typedef unsigned int vec_t;
+#else
+typedef unsigned short vec_t;
+#endif
 
 #define CHUNKS (ROW_BYTES / VEC)
 
