@@ -12,6 +12,7 @@ import pytest
 import embcache
 import embcache.policies
 from embcache.errors import ConfigError, DataFormatError
+from embcache.kernels.gpu import gpu_available
 from embcache.policies import LRU, Admission, Policy, _registry
 from embcache.tiers import HostStore
 
@@ -191,24 +192,39 @@ def test_the_study_runs_a_user_policy(mru, tmp_path):
     assert [r["policy"] for r in written] == ["mru", "lru"]
 
 
-def test_the_contract_and_stateful_grids_take_a_policy_file(tmp_path, monkeypatch):
-    """A file added to embcache/policies joins the grids: here a temporary folder on the package's path."""
+@pytest.fixture
+def package_mru(tmp_path, monkeypatch):
+    """The MRU file as if added to embcache/policies: a temporary folder on the package's path."""
     folder = tmp_path / "extra"
     folder.mkdir()
     module = f"mru_{uuid.uuid4().hex[:8]}"
     (folder / f"{module}.py").write_text(MRU_FILE.format(hit="MAX_SCORE - clock"))
     monkeypatch.setattr(embcache.policies, "__path__", [*embcache.policies.__path__, str(folder)])
     mod = __import__(f"embcache.policies.{module}", fromlist=["MRU"])
-    try:
-        assert "mru" in test_contract.policy_grid()
-        test_contract.test_lookup_returns_the_tiers_rows("mru")  # the contract test, over its grid's new entry
-        cases = test_stateful.machine_tests("cpu", policies=["mru"])
-        assert sorted(cases) == sorted(f"TestCPU_mru_{a}" for a in test_contract.admission_grid())
-        for case in cases.values():  # the stateful machine against the model, one per admission policy
-            case("runTest").debug()
-    finally:
-        _registry._forget(mod.MRU)
-        _drop(f"embcache.policies.{module}")
+    yield mod
+    _registry._forget(mod.MRU)
+    _drop(f"embcache.policies.{module}")
+
+
+def test_the_contract_and_stateful_grids_take_a_policy_file(package_mru):
+    assert "mru" in test_contract.policy_grid()
+    test_contract.test_lookup_returns_the_tiers_rows("mru")  # the contract test, over its grid's new entry
+    cases = test_stateful.machine_tests("cpu", policies=["mru"])
+    assert sorted(cases) == sorted(f"TestCPU_mru_{a}" for a in test_contract.admission_grid())
+    for case in cases.values():  # the stateful machine against the model, one per admission policy
+        case("runTest").debug()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and CuPy")
+def test_a_policy_file_runs_the_gpu_grids(package_mru):
+    """The same new file on the GPU: the CPU/GPU differential test and the stateful machine."""
+    from . import test_gpu
+
+    for admission in test_contract.admission_grid():
+        test_gpu.test_cpu_and_gpu_agree("mru", admission, "float32")
+    for case in test_stateful.machine_tests("gpu", policies=["mru"]).values():
+        case("runTest").debug()
 
 
 def test_a_duplicate_name_is_refused_at_definition():

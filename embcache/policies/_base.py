@@ -204,8 +204,14 @@ class Admission:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "name" in cls.__dict__:  # as Policy: only a class that names itself registers
+        own = cls.__dict__
+        if "name" in own:  # as Policy: only a class that names itself registers
             _register(cls, "admission policy")
+        elif {"refuse_below_min", "sketch", "admit_batch"} & own.keys() and hasattr(cls, "name"):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{cls.__qualname__} changes the rule of {cls.name!r} but keeps its name; "
+                              "set name = '...' in its class body")
 
     def admit_batch(self, hits: int, lookups: int) -> bool:
         """Whether a lookup with ``hits`` of ``lookups`` key occurrences may insert its misses."""
