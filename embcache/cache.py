@@ -663,8 +663,8 @@ def _saved_policy(entry, base, what: str):
             if cls.name != name:
                 raise _Bad(f"the {what} class {path} is registered as {cls.name!r}, but the file names it {name!r}")
         if _registry.import_path(cls) != path:
-            raise _Bad(f"the {what} {name!r} was saved as the class {path}, but {name!r} is now "
-                       f"{_registry.import_path(cls)}; import the module that defines the saved one instead")
+            raise _Bad(f"the {what} {name!r} was saved as the class {path}, but {name!r} is registered here as "
+                       f"{_registry.import_path(cls)}; load the file where {name!r} is the saved class")
     else:
         raise _Bad(f"the {what} must be saved as {{name, class, config, rule}} (or [class name, config]), "
                    f"got {entry!r}")

@@ -158,8 +158,8 @@ def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admission
         Row bytes per column (key >> 32) for the byte hit rate; all rows the same size if None
         (then the byte hit rate equals the hit rate).
     static_warmup : float
-        For ``policy="static"`` (any policy that never inserts on lookup): the cache is preloaded, before the replay, with each set's most
-        frequent keys among the trace's first ``static_warmup`` fraction of lookups
+        For ``policy="static"`` (any policy that never inserts on lookup): the cache is preloaded, before
+        the replay, with each set's most frequent keys among the trace's first ``static_warmup`` fraction of lookups
         (``static_keys``).  The replay still covers the whole trace, warm-up included, so those
         lookups were seen in advance: a static cache planned from a day of traffic, replayed on it.
 

@@ -100,12 +100,15 @@ def test_nan_rows_accepted_by_default():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"capacity": 0}, "capacity"), ({"capacity": -5}, "capacity"), ({"dim": 0}, "dim"),
-    ({"ways": 3}, "power of two"), ({"ways": 0}, "ways"), ({"policy": lambda: unregistered(policy_names(), "mru")}, "eviction policy"),
-    ({"admission": lambda: unregistered(admission_names(), "sometimes")}, "admission policy"), ({"dtype": "int8"}, "dtype"),
+    ({"ways": 3}, "power of two"), ({"ways": 0}, "ways"),
+    ({"policy": lambda: unregistered(policy_names(), "mru")}, "eviction policy"),
+    ({"admission": lambda: unregistered(admission_names(), "sometimes")}, "admission policy"),
+    ({"dtype": "int8"}, "dtype"),
     ({"backend": "tpu"}, "backend"), ({"default": np.zeros(3)}, "default"),
 ])
 def test_bad_configuration(kwargs, match):
-    args = {"capacity": 8, "dim": 2, "backend": "cpu", **{k: v() if callable(v) else v for k, v in kwargs.items()}}
+    kwargs = {k: v() if callable(v) else v for k, v in kwargs.items()}  # an unknown name is found at run time
+    args = {"capacity": 8, "dim": 2, "backend": "cpu", **kwargs}
     with pytest.raises(errors.ConfigError, match=match) as info:
         embcache.Cache(**args)
     assert isinstance(info.value, ValueError)

@@ -11,6 +11,7 @@ from embcache.tiers import HostStore
 from .reference import ReferenceCache
 from .strategies import host, keys as key_values, rows_for, same_bits
 from .test_contract import ADMISSION_GRID, POLICIES
+
 DIM = 3
 
 

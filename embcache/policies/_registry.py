@@ -121,10 +121,13 @@ def _resolve(value, kind: str):
 
 
 def get_policy(value) -> "Policy":  # noqa: F821 (the class is imported lazily: _base imports this module)
-    """The eviction policy that ``value`` (a name such as ``"lru"``, ``"module:Class"``, a class or an instance) means."""
+    """The eviction policy that ``value`` means: a name (``"lru"``), ``"module:Class"``, a class or an instance.
+
+    Raises ``ConfigError`` for an unknown name (listing the registered ones) or an unregistered class.
+    """
     return _resolve(value, _POLICY)
 
 
 def get_admission(value) -> "Admission":  # noqa: F821
-    """The admission policy that ``value`` (a name such as ``"always"``, ``"module:Class"``, a class or an instance) means."""
+    """The admission policy that ``value`` means: a name (``"always"``), ``"module:Class"``, a class or an instance."""
     return _resolve(value, _ADMISSION)
