@@ -253,6 +253,11 @@ def test_an_intermediate_class_registers_nothing_and_a_renamed_rule_must_be_name
             hit_score = "score"
     with pytest.raises(ConfigError, match="not a registered"):
         embcache.policies.get_policy(Aging)
+    with pytest.raises(ConfigError, match="keeps its name"):
+        class Picky(embcache.policies.Always):  # noqa: F841 (changes "always" under its name)
+            def admit_batch(self, hits, lookups):
+                return hits == 0
+    assert type(embcache.policies.get_admission("always")) is embcache.policies.Always
 
 
 def test_traits_are_derived_once_and_a_wrong_declaration_or_a_rule_that_does_not_compose_is_refused():
