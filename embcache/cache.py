@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from . import policies as _policies
+from .policies import _registry
 from ._checks import check_keys, check_rows, raise_reserved
 from ._dtypes import ROW_DTYPES, row_dtype
 from .errors import (ClosedError, ConfigError, DataFormatError, EmbCacheError, MissingDependencyError,
@@ -507,8 +508,8 @@ class Cache:
             b = self._backend
             meta = {
                 "format": _FORMAT, "num_sets": self._num_sets, "ways": self._ways, "dim": self._dim,
-                "dtype": self._dtype.name, "policy": [type(self._policy).__name__, self._policy.config()],
-                "admission": [type(self._admission).__name__, self._admission.config()],
+                "dtype": self._dtype.name, "policy": _saved_entry(self._policy),
+                "admission": _saved_entry(self._admission),
                 "clock": b.clock, "stats": self._stats.as_dict(), "reject_nan": self._reject_nan,
             }
             keys, scores, values = b.host_arrays()
@@ -532,6 +533,16 @@ class Cache:
         the file and what is wrong.  Memory is allocated only for arrays the
         file really holds, so a crafted size cannot ask for terabytes.  A
         missing or unreadable file raises the ``OSError`` of ``open``.
+
+        The policies are found through the registry (``embcache.policies``): the
+        file records each one's registered name, import path (``module:Class``),
+        configuration and rule (score rules and traits).  A name that is not
+        registered yet has its module imported (importing runs that module's
+        code, so load only files whose module names you trust); the class must
+        then be the one registered under that name, and the rule it rebuilds
+        must equal the saved one, else ``DataFormatError``.  Files of the
+        earlier format (``[class name, config]``) still load, by class name
+        among the registered classes.
         """
         saved = _read_save(path)
         meta = saved["meta"]
@@ -619,27 +630,55 @@ def _whole(value, what: str, low: int = 0, high: int = 2**63 - 1) -> int:
     return value
 
 
+def _saved_entry(policy) -> dict:
+    """How ``Cache.save`` records an eviction or admission policy: name, import path, config and rule."""
+    return {"name": policy.name, "class": _registry.import_path(type(policy)), "config": policy.config(),
+            "rule": policy.rule()}
+
+
 def _saved_policy(entry, base, what: str):
-    """The policy object that a saved ``[class name, config]`` names, among the subclasses of ``base``."""
-    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], dict)):
-        raise _Bad(f"the {what} must be saved as [class name, config], got {entry!r}")
-    name, config = entry
-    found, todo = [], list(base.__subclasses__())
-    while todo:  # only policy classes, never an arbitrary attribute of a module
-        cls = todo.pop()
-        todo.extend(cls.__subclasses__())
-        if cls.__name__ == name and cls not in found:
-            found.append(cls)
-    if len(found) != 1:
-        why = "no such class is defined (import the module that defines it first)" if not found else \
-            "several classes have that name"
-        raise _Bad(f"the {what} {name!r} cannot be made: {why}")
+    """The policy object that a saved entry names, through the registry (``_saved_entry``'s format, or
+    main's earlier ``[class name, config]``)."""
+    table = _registry._TABLES[what]
+    if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], dict):
+        name, config = entry  # the earlier format: a class name, found among the registered classes
+        found = [cls for cls in table.values() if cls.__name__ == name]
+        if len(found) != 1:
+            why = "no registered class has it (import the module that defines it first)" if not found else \
+                f"several registered classes have it ({', '.join(_registry.import_path(c) for c in found)})"
+            raise _Bad(f"the {what} {name!r} cannot be made: {why}")
+        cls, rule = found[0], None
+    elif isinstance(entry, dict) and set(entry) == {"name", "class", "config", "rule"} and \
+            isinstance(entry["name"], str) and isinstance(entry["class"], str) and \
+            isinstance(entry["config"], dict) and isinstance(entry["rule"], dict):
+        name, path, config, rule = entry["name"], entry["class"], entry["config"], entry["rule"]
+        cls = table.get(name)
+        if cls is None:  # not imported yet: the recorded path says where it lives
+            if not _registry._PATH.match(path):
+                raise _Bad(f"the {what} {name!r} records the import path {path!r}, which is not 'module:Class'")
+            try:
+                cls = _registry._from_path(path, what)
+            except ConfigError as exc:
+                raise _Bad(f"the {what} {name!r} cannot be found: {exc}") from None
+            if cls.name != name:
+                raise _Bad(f"the {what} class {path} is registered as {cls.name!r}, but the file names it {name!r}")
+        if _registry.import_path(cls) != path:
+            raise _Bad(f"the {what} {name!r} was saved as the class {path}, but {name!r} is registered here as "
+                       f"{_registry.import_path(cls)}; load the file where {name!r} is the saved class")
+    else:
+        raise _Bad(f"the {what} must be saved as {{name, class, config, rule}} (or [class name, config]), "
+                   f"got {entry!r}")
     try:
-        policy = found[0](**config)
+        policy = cls(**config)
     except (TypeError, ValueError) as exc:  # ConfigError is a ValueError
-        raise _Bad(f"the {what} {name}(**{config!r}) cannot be made: {exc}") from None
+        raise _Bad(f"the {what} {cls.__name__}(**{config!r}) cannot be made: {exc}") from None
+    if not isinstance(policy, base):
+        raise _Bad(f"the {what} {cls.__name__} is not a {base.__name__}")
     if policy.config() != config:
-        raise _Bad(f"the {what} {name}(**{config!r}) does not keep its settings: {policy.config()!r}")
+        raise _Bad(f"the {what} {cls.__name__}(**{config!r}) does not keep its settings: {policy.config()!r}")
+    if rule is not None and policy.rule() != rule:
+        raise _Bad(f"the {what} {name!r} was saved with the rule {rule!r}, but its class now gives "
+                   f"{policy.rule()!r}; load it with the code that saved it")
     return policy
 
 

@@ -295,6 +295,7 @@ _DATA_HELP = "data folder holding criteo/ (default: $EMBCACHE_DATA, else shared/
 
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .policies import admission_names, policy_names
 
     debug = _Parser(add_help=False)
     # SUPPRESS: a subcommand's --debug sets the flag, its absence leaves the top level's alone
@@ -355,8 +356,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="criteo (the sample), synthetic:LOOKUPS[:SEED[:SCALE]], a trace folder, or a key file "
                             "(.npy, text); default: the sample, else synthetic:460760 (with a note)")
     study.add_argument("--data", default=None, help=_DATA_HELP)
-    study.add_argument("--policies", default="lru,lfu,fifo", help="comma-separated (default lru,lfu,fifo)")
-    study.add_argument("--admissions", default="always,min_frequency", help="comma-separated")
+    study.add_argument("--policies", default="lru,lfu,fifo",
+                       help=f"comma-separated: {', '.join(policy_names())}, or a user policy's import path "
+                            "module:Class (default lru,lfu,fifo)")
+    study.add_argument("--admissions", default="always,min_frequency",
+                       help=f"comma-separated: {', '.join(admission_names())}, or module:Class "
+                            "(default always,min_frequency)")
     study.add_argument("--capacities", default="0.005,0.01,0.02,0.05,0.1,0.2",
                        help="fractions of the distinct keys (0.05) or row counts (4096), comma-separated")
     study.add_argument("--ways", default="32", help="comma-separated set sizes (default 32)")

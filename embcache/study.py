@@ -25,6 +25,7 @@ import numpy as np
 from .belady import belady_curve
 from .cache import Cache
 from .layout import num_sets_for, sets_of
+from .policies import admission_class, policy_class
 from .tiers import Tier
 
 __all__ = ["run_study", "skipped_runs", "skipped_notes", "static_keys", "write_results", "plot_results",
@@ -117,12 +118,18 @@ def static_keys(warmup: np.ndarray, num_sets: int, ways: int) -> np.ndarray:
     return keys[order[rank < ways]]
 
 
+def _never_inserts(policy: str) -> bool:
+    """Whether the policy ``policy`` names (through the registry) never inserts on lookup, as static."""
+    return not policy_class(policy).inserts_on_lookup
+
+
 def skipped_runs(policies: Sequence[str], admissions: Sequence[str]) -> list[tuple[str, str]]:
     """The (policy, admission) pairs ``run_study`` leaves out, because another run gives the same result.
 
-    A static cache never admits, so only its first admission rule is run.
+    A policy that never inserts on lookup (``static``) never admits, so only its first admission rule
+    is run.  Names resolve through ``embcache.policies``' registry (unknown ones raise ``ConfigError``).
     """
-    return [("static", a) for a in admissions[1:] if "static" in policies]
+    return [(p, a) for p in policies if _never_inserts(p) for a in admissions[1:]]
 
 
 def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admissions: Sequence[str] = ("always",),
@@ -135,6 +142,11 @@ def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admission
     ----------
     trace : (n,) int64 array, or an iterable of such chunks (``traces.iter_trace``)
         Keys in lookup order.
+    policies, admissions : names
+        Registered names (``embcache.policies.policy_names()``, ``admission_names()``) or import paths
+        ``module:Class`` (imported first, so a user's policy needs no other import); the result rows
+        name each by its registered name.  Checked before any replay: an unknown one raises
+        ``ConfigError`` listing the registered names.
     capacities : floats in (0, 1] (fractions of the trace's distinct keys) or ints (rows)
         Each is rounded up to whole sets by the cache; ``capacity`` in the results is the real one.
     batch : int
@@ -146,8 +158,8 @@ def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admission
         Row bytes per column (key >> 32) for the byte hit rate; all rows the same size if None
         (then the byte hit rate equals the hit rate).
     static_warmup : float
-        For ``policy="static"``: the cache is preloaded, before the replay, with each set's most
-        frequent keys among the trace's first ``static_warmup`` fraction of lookups
+        For ``policy="static"`` (any policy that never inserts on lookup): the cache is preloaded, before
+        the replay, with each set's most frequent keys among the trace's first ``static_warmup`` fraction of lookups
         (``static_keys``).  The replay still covers the whole trace, warm-up included, so those
         lookups were seen in advance: a static cache planned from a day of traffic, replayed on it.
 
@@ -160,9 +172,11 @@ def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admission
     """
     from tqdm.auto import tqdm
 
+    policies = [policy_class(p).name for p in policies]  # an unknown name fails before the trace is read
+    admissions = [admission_class(a).name for a in admissions]
     chunks = _chunks(trace)
     lookups = sum(c.shape[0] for c in chunks)
-    if "static" in policies and not 0.0 < static_warmup <= 1.0:
+    if any(_never_inserts(p) for p in policies) and not 0.0 < static_warmup <= 1.0:
         raise ValueError(f"static_warmup must be a fraction in (0, 1], got {static_warmup}")
     whole = np.concatenate(chunks) if belady or column_bytes else None
     distinct = int(np.unique(whole if whole is not None else np.concatenate(chunks)).shape[0])
@@ -181,7 +195,7 @@ def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admission
         for policy, admission, cap, w in runs:
             cache = Cache(_capacity(cap, distinct), 1, policy, admission, backend=backend, tier=_EveryKeyTier(1),
                           ways=w)
-            if policy == "static":
+            if _never_inserts(policy):
                 cache.preload(static_keys(_head(chunks, max(1, int(static_warmup * lookups))), cache.num_sets, w))
             hit_bytes = 0.0
             start = time.perf_counter()
@@ -268,7 +282,7 @@ def _figure(rows: list[dict], title: str = "", notes: Sequence[str] = ()):
 
 def skipped_notes(policies: Sequence[str], admissions: Sequence[str]) -> list[str]:
     """One sentence per combination ``run_study`` skipped, for the plot and the command's output."""
-    return [f"{p} + {a} skipped: a static cache never admits, so it equals {p} + {admissions[0]}"
+    return [f"{p} + {a} skipped: a {p} cache never admits, so it equals {p} + {admissions[0]}"
             for p, a in skipped_runs(policies, admissions)]
 
 

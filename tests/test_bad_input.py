@@ -4,7 +4,15 @@ import pytest
 
 import embcache
 from embcache import errors
+from embcache.policies import admission_names, policy_names
 from embcache.tiers import HostStore
+
+
+def unregistered(taken: list[str], name: str) -> str:
+    """``name``, made longer until no registered policy has it (a test may have registered it)."""
+    while name in taken:
+        name += "_"
+    return name
 
 
 DIM = 4
@@ -92,11 +100,14 @@ def test_nan_rows_accepted_by_default():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"capacity": 0}, "capacity"), ({"capacity": -5}, "capacity"), ({"dim": 0}, "dim"),
-    ({"ways": 3}, "power of two"), ({"ways": 0}, "ways"), ({"policy": "mru"}, "eviction policy"),
-    ({"admission": "sometimes"}, "admission policy"), ({"dtype": "int8"}, "dtype"),
+    ({"ways": 3}, "power of two"), ({"ways": 0}, "ways"),
+    ({"policy": lambda: unregistered(policy_names(), "mru")}, "eviction policy"),
+    ({"admission": lambda: unregistered(admission_names(), "sometimes")}, "admission policy"),
+    ({"dtype": "int8"}, "dtype"),
     ({"backend": "tpu"}, "backend"), ({"default": np.zeros(3)}, "default"),
 ])
 def test_bad_configuration(kwargs, match):
+    kwargs = {k: v() if callable(v) else v for k, v in kwargs.items()}  # an unknown name is found at run time
     args = {"capacity": 8, "dim": 2, "backend": "cpu", **kwargs}
     with pytest.raises(errors.ConfigError, match=match) as info:
         embcache.Cache(**args)

@@ -3,14 +3,34 @@ import json
 import threading
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import embcache
 from embcache.layout import mix64, sets_of
+from embcache.policies import admission_class, admission_names, policy_class, policy_names
 from embcache.tiers import HostStore
 
-from .strategies import keys as key_values, rows_for, same_bits
+from .strategies import ADMISSIONS, keys as key_values, rows_for, same_bits
+
+
+def _in_package(cls: type) -> bool:
+    return cls.__module__.split(".")[0] == "embcache"
+
+
+def policy_grid() -> list[str]:
+    """Every eviction policy embcache registers: a new file in embcache/policies joins every grid, both backends."""
+    return [name for name in policy_names() if _in_package(policy_class(name))]
+
+
+def admission_grid() -> dict:
+    """Every admission policy embcache registers, name -> factory (the tests' small settings where they have some)."""
+    return {name: ADMISSIONS.get(name, admission_class(name)) for name in admission_names()
+            if _in_package(admission_class(name))}
+
+
+POLICIES, ADMISSION_GRID = policy_grid(), admission_grid()
 
 TIER_KEYS = np.array(sorted({k for k in range(-40, 41)} | {2**63 - 1 - i for i in range(21)}
                             | {-(2**63) + 2 + i for i in range(19)}), np.int64)
@@ -36,9 +56,9 @@ def test_mix64_matches_shared_vectors(vectors_dir):
         assert sets_of(np.array([v["key"]]), 4096)[0] == v["set_of_4096_sets"]
 
 
+@pytest.mark.parametrize("policy", POLICIES)
 @given(
-    policy=st.sampled_from(["lru", "lfu", "fifo", "static"]),
-    admission=st.sampled_from(["always", "min_frequency", "refuse_below_min", "hit_rate_threshold"]),
+    admission=st.sampled_from(sorted(ADMISSION_GRID)),
     capacity=st.integers(1, 8),
     ways=st.sampled_from([1, 2, 4]),
     trace=st.lists(st.lists(key_values, max_size=40), min_size=1, max_size=12),

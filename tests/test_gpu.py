@@ -13,8 +13,8 @@ from embcache.kernels.gpu import gpu_available
 from embcache.layout import sets_of
 from embcache.tiers import HostStore
 
-from .strategies import ADMISSIONS, host, keys as key_values, rows_for
-from .test_stateful import POLICIES, machine_tests
+from .strategies import host, keys as key_values, rows_for
+from .test_stateful import ADMISSION_GRID, POLICIES, machine_tests
 
 GPU = [pytest.mark.gpu, pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and CuPy")]
 pytestmark = GPU
@@ -39,7 +39,7 @@ def pair(capacity, dim, policy, admission, dtype, ways, tier_keys, pinned=False,
     for backend in ("cpu", "gpu"):
         store = HostStore(dim, dtype, pinned=pinned and backend == "gpu", device_index=device_index)
         store.put_many(tier_keys, rows_for(tier_keys, dim, dtype, seed=0))
-        caches.append(embcache.Cache(capacity, dim, policy, ADMISSIONS[admission](), dtype, backend, store,
+        caches.append(embcache.Cache(capacity, dim, policy, ADMISSION_GRID[admission](), dtype, backend, store,
                                      default=-1.5, ways=ways))
     return caches
 
@@ -91,7 +91,7 @@ OPS = ["lookup", "lookup", "lookup", "query", "insert", "update", "erase", "prel
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("admission", list(ADMISSIONS))
+@pytest.mark.parametrize("admission", list(ADMISSION_GRID))
 @pytest.mark.parametrize("policy", POLICIES)
 @given(data=st.data())
 def test_cpu_and_gpu_agree(policy, admission, dtype, data):
@@ -370,7 +370,7 @@ def test_study_gives_the_same_hit_rates_on_both_backends():
     from embcache.traces import zipf_trace
 
     trace = zipf_trace(40_000, 5000, seed=3)
-    runs = [run_study(trace, ["lru", "lfu", "fifo", "static"], ["always", "min_frequency"], [0.01, 0.1], batch=512,
+    runs = [run_study(trace, POLICIES, ["always", "min_frequency"], [0.01, 0.1], batch=512,
                       backend=b, belady=False, progress=False) for b in ("cpu", "gpu")]
     for cpu, gpu in zip(*runs):
         assert (cpu["hit_rate"], cpu["evictions"], cpu["insertions"]) == (gpu["hit_rate"], gpu["evictions"],

@@ -9,9 +9,9 @@ from embcache.errors import PreloadOverflowError, StaticInsertError
 from embcache.tiers import HostStore
 
 from .reference import ReferenceCache
-from .strategies import ADMISSIONS, host, keys as key_values, rows_for, same_bits
+from .strategies import host, keys as key_values, rows_for, same_bits
+from .test_contract import ADMISSION_GRID, POLICIES
 
-POLICIES = ["lru", "lfu", "fifo", "static"]
 DIM = 3
 
 
@@ -37,7 +37,7 @@ class CacheMachine(RuleBasedStateMachine):
         self.tier = HostStore(DIM, dtype)
         self.tier.put_many(tier_keys, tier_rows)
         policy = embcache.policies.get_policy(self.policy_name)
-        admission = ADMISSIONS[self.admission_name]()
+        admission = ADMISSION_GRID[self.admission_name]()
         self.cache = embcache.Cache(capacity, DIM, policy, admission, dtype, self.backend, self.tier,
                                     default=-1.0, ways=ways)
         self.ref = ReferenceCache(capacity, DIM, policy, admission, dict(zip(tier_keys.tolist(), tier_rows)),
@@ -141,11 +141,14 @@ class CacheMachine(RuleBasedStateMachine):
             self.cache.close()
 
 
-def machine_tests(backend: str, marks=()):
-    """One TestCase per policy x admission, as module-level names for pytest to collect."""
+def machine_tests(backend: str, marks=(), policies=None):
+    """One TestCase per policy x admission, as module-level names for pytest to collect.
+
+    ``policies``: names to run (default: the registry's grid, ``test_contract.POLICIES``).
+    """
     tests = {}
-    for policy in POLICIES:
-        for admission in ADMISSIONS:
+    for policy in POLICIES if policies is None else policies:
+        for admission in ADMISSION_GRID:
             name = f"Test{backend.upper()}_{policy}_{admission}"
             machine = type(name, (CacheMachine,), {"policy_name": policy, "admission_name": admission,
                                                     "backend": backend})

@@ -94,8 +94,21 @@ __all__ = ["TableConfig", "ModelConfig", "Config", "load_config", "parse_config"
            "redis_options"]
 
 FORMAT_VERSION = 1
-_POLICIES = ("lru", "lfu", "fifo", "static")
 _DTYPES = ("float32", "float16")
+
+
+def _check_policies(t: "TableConfig", where: str) -> None:
+    """The table's policy and admission names resolve through embcache's registry (user policies included).
+
+    A name is a registered one (``embcache.policies.policy_names()``) or an import path ``module:Class``.
+    """
+    from embcache import policies
+
+    for field_name, resolve in (("policy", policies.policy_class), ("admission", policies.admission_class)):
+        try:
+            resolve(getattr(t, field_name))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {field_name}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -303,8 +316,7 @@ def _table(d: dict, where: str) -> TableConfig:
         _positive_int(t.rows, "rows", where)
     if t.dtype not in _DTYPES:
         raise ConfigError(f"{where}: dtype must be one of {_DTYPES}, got {t.dtype!r}")
-    if t.policy not in _POLICIES:
-        raise ConfigError(f"{where}: policy must be one of {_POLICIES}, got {t.policy!r}")
+    _check_policies(t, where)
     cap = t.capacity
     if isinstance(cap, bool) or not isinstance(cap, (int, float)) or cap <= 0 or (isinstance(cap, float) and cap > 1):
         raise ConfigError(f"{where}: capacity must be a fraction in (0, 1] or a positive row count, got {cap!r}")

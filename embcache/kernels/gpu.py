@@ -17,7 +17,6 @@ them into pinned host memory), so the host only waits for the stream and reads.
 """
 from __future__ import annotations
 
-import ast
 import contextlib
 import pathlib
 
@@ -26,6 +25,7 @@ import numpy as np
 from .._cuda import compile_source, gpu_available, launch_grid, layout_defines, require_cupy
 from .._dtypes import raw
 from ..layout import EMPTY_KEY
+from . import _rules
 from ._shared import GOLDEN, OUTCOMES
 from .tuning import launch_shape, vector_bytes
 
@@ -39,19 +39,6 @@ STATE_OUTCOMES = 8  # 5 words: the last insert_and_evict's tally of outcome code
 STATE_DISTINCT, STATE_ABSENT = 13, 14  # count_source_misses' two counts
 STATE_HOST = 15  # the device address of _host_state, where probe_gather and insert_and_evict publish
 _STATE_WORDS = 16
-
-
-def _names(text: str) -> set:
-    return {node.id for node in ast.walk(ast.parse(text, mode="eval")) if isinstance(node, ast.Name)}
-
-
-def _c_expression(text: str) -> str:
-    """A checked score expression (policies._base) as C: ``min``/``max`` become the int64 helpers."""
-    tree = ast.parse(text, mode="eval")
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id in ("min", "max"):
-            node.id = "score_" + node.id
-    return ast.unparse(tree)
 
 
 # Occurrences a block of the touch kernel counts per round in shared memory: a 2x table of 8-byte
@@ -140,10 +127,10 @@ class GPUBackend:
         # lookups write rows as raw bits into arrays of the row dtype (bfloat16: its uint16 bits)
         self._out_dtype = self.raw_dtype if self.dtype.name == "bfloat16" else self.dtype
         self._blocks = _multiprocessors(self.device_id) * _BLOCKS_PER_SM
-        self._hits_change_scores = policy.hit_score.strip() != "score"
+        self._hits_change_scores = policy.hit_changes_score
         # a hit score of the clock alone (LRU) is the same for every occurrence: stored, not counted,
         # and by the probe itself, into the slot record it has just read
-        self._probe_touches = self._hits_change_scores and not _names(policy.hit_score) & {"score", "count"}
+        self._probe_touches = policy.hit_is_stateless
         self._policy = policy
         self.digests = None
         self.retune(self.shape)
@@ -165,7 +152,7 @@ class GPUBackend:
             "cache.cu", WAYS=ways, ROW_BYTES=self.row_bytes, VEC=vector_bytes(self.row_bytes),
             SET_BITS=32 if self._set_dtype == np.uint32 else 64, GROUP=group,
             KEYS_PER_GROUP=self._kpg, BLOCK=self._block, TOUCH_CHUNK=_TOUCH_CHUNK, DIGESTS=int(digests),
-            NEW_SCORE_EXPR=f"({_c_expression(policy.new_score)})", HIT_SCORE_EXPR=f"({_c_expression(policy.hit_score)})",
+            NEW_SCORE_EXPR=_rules.c_expression(policy.new_score), HIT_SCORE_EXPR=_rules.c_expression(policy.hit_score),
         )
         self._k = {name: module.get_function(name) for name in (
             "probe_gather", "tick", "touch", "insert_and_evict", "sets_of", "update_rows",

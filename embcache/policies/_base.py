@@ -17,11 +17,25 @@ function, so a policy is defined exactly once.
 ``hit_score`` must compose: applying it with ``count=a`` then ``count=b`` must
 equal applying it once with ``count=a+b`` (true of ``clock``, ``score`` and
 ``sat_add(score, count)``), because a backend may apply it once per occurrence.
+
+A class whose own body sets ``name`` is registered under it (``embcache.policies._registry``): a
+name registered twice is a ``ConfigError`` at the second definition.  Its traits are derived once,
+here, from the checked rules, and are what the backends read (they never parse the rules for them):
+
+* ``hit_changes_score``: the hit rule is not exactly ``score``;
+* ``hit_is_stateless``: a hit changes the score and reads neither ``score`` nor ``count`` (LRU's
+  ``clock``), so every occurrence writes the same value and a backend may store it while probing;
+* ``composes``: the hit rule composes (checked on a grid of scores, clocks and counts in int64
+  arithmetic; a rule that does not is refused at definition, since the backends would disagree).
+
+A class body may declare a trait; a declaration that contradicts the rules is a ``ConfigError``.
 """
 from __future__ import annotations
 
 import ast
 from typing import ClassVar
+
+from ._registry import _register, import_path
 
 __all__ = ["Policy", "Admission", "SCORE_VARIABLES", "SCORE_FUNCTIONS", "check_score_expression"]
 
@@ -58,22 +72,102 @@ def check_score_expression(text: str) -> str:
     return text
 
 
+_MASK, _SIGN = 2**64 - 1, 2**63
+_MAX_SCORE = 2**63 - 1  # layout.MAX_SCORE; policies import nothing of the layout's arrays
+
+
+def _wrap(value: int) -> int:
+    """``value`` as int64 arithmetic leaves it (both backends wrap)."""
+    value &= _MASK
+    return value - 2**64 if value & _SIGN else value
+
+
+def _evaluate(tree: ast.AST, score: int, clock: int, count: int) -> int:
+    """A checked rule's value in int64 arithmetic (``sat_add`` stops at MAX_SCORE)."""
+    if isinstance(tree, ast.Expression):
+        return _evaluate(tree.body, score, clock, count)
+    if isinstance(tree, ast.Constant):
+        return tree.value
+    if isinstance(tree, ast.Name):
+        return {"score": score, "clock": clock, "count": count, "MAX_SCORE": _MAX_SCORE}[tree.id]
+    if isinstance(tree, ast.BinOp):
+        a, b = _evaluate(tree.left, score, clock, count), _evaluate(tree.right, score, clock, count)
+        return _wrap(a + b if isinstance(tree.op, ast.Add) else a - b if isinstance(tree.op, ast.Sub) else a * b)
+    a, b = (_evaluate(arg, score, clock, count) for arg in tree.args)
+    return {"min": min, "max": max}[tree.func.id](a, b) if tree.func.id != "sat_add" else \
+        (_MAX_SCORE if a + b > _MAX_SCORE else _wrap(a + b))
+
+
+# where a rule that does not compose shows it: small and extreme scores, early and late clocks, small counts
+_SCORES = (0, 1, 2, 3, 7, 64, 1000, 2**31, _MAX_SCORE - 5, _MAX_SCORE)
+_CLOCKS = (1, 2, 5, 1000, 2**40)
+_COUNTS = ((1, 1), (1, 2), (2, 1), (2, 3), (3, 5), (7, 1))
+
+
+def _composes(hit_score: str) -> bool:
+    tree = ast.parse(hit_score, mode="eval")
+    return all(_evaluate(tree, _evaluate(tree, s, c, a), c, b) == _evaluate(tree, s, c, a + b)
+               for s in _SCORES for c in _CLOCKS for a, b in _COUNTS)
+
+
+def _canonical(text: str) -> str:
+    return ast.unparse(ast.parse(check_score_expression(text), mode="eval"))
+
+
+def _traits(hit_score: str) -> dict:
+    names = {n.id for n in ast.walk(ast.parse(hit_score, mode="eval")) if isinstance(n, ast.Name)}
+    changes = hit_score != "score"
+    return {"hit_changes_score": changes, "hit_is_stateless": changes and not names & {"score", "count"},
+            "composes": _composes(hit_score)}
+
+
 class Policy:
     """An eviction policy: the lowest score in a full set is evicted.
 
     Subclasses set ``name``, ``new_score`` and ``hit_score`` (see the module
-    docstring); ``inserts_on_lookup = False`` makes lookups never insert.
+    docstring); ``inserts_on_lookup = False`` makes lookups never insert.  The traits
+    ``hit_changes_score``, ``hit_is_stateless`` and ``composes`` are derived from the rules.
     """
 
     name: ClassVar[str]
     new_score: ClassVar[str]
     hit_score: ClassVar[str]
     inserts_on_lookup: ClassVar[bool] = True
+    hit_changes_score: ClassVar[bool]
+    hit_is_stateless: ClassVar[bool]
+    composes: ClassVar[bool]
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        check_score_expression(cls.new_score)
-        check_score_expression(cls.hit_score)
+        from ..errors import ConfigError
+
+        own = cls.__dict__
+        if "name" not in own:  # a base for other policies: registers nothing, is checked when named
+            if {"new_score", "hit_score", "inserts_on_lookup"} & own.keys() and hasattr(cls, "name"):
+                raise ConfigError(f"{cls.__qualname__} changes the rules of {cls.name!r} but keeps its name; "
+                                  "set name = '...' in its class body")
+            return
+        for rule in ("new_score", "hit_score"):
+            if not isinstance(getattr(cls, rule, None), str):
+                raise ConfigError(f"{cls.__qualname__}.{rule} must be a score expression string, e.g. 'clock'")
+        cls._new_rule, cls._hit_rule = _canonical(cls.new_score), _canonical(cls.hit_score)
+        derived = _traits(cls._hit_rule)
+        for trait, value in derived.items():
+            if trait in own and own[trait] is not value:
+                raise ConfigError(f"{cls.__qualname__} declares {trait} = {own[trait]!r}, but its hit_score "
+                                  f"{cls.hit_score!r} gives {value!r}")
+            setattr(cls, trait, value)
+        if not cls.composes:
+            raise ConfigError(f"{cls.__qualname__}.hit_score {cls.hit_score!r} does not compose: applied with "
+                              "count=a and then count=b it differs from one application with count=a+b, so the "
+                              "backends (per occurrence or per batch) would disagree; write it over clock, "
+                              "score and sat_add(score, count)")
+        _register(cls, "eviction policy")
+
+    def rule(self) -> dict:
+        """What this policy does, as ``Cache.save`` records it and ``Cache.load`` checks it."""
+        return {"new_score": self._new_rule, "hit_score": self._hit_rule,
+                "inserts_on_lookup": bool(self.inserts_on_lookup)}
 
     def config(self) -> dict:
         """Constructor arguments, for ``Cache.save``."""
@@ -108,11 +202,30 @@ class Admission:
     refuse_below_min: ClassVar[bool] = False
     sketch: tuple[int, int, int, int] | None = None
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        if "name" in own:  # as Policy: only a class that names itself registers
+            _register(cls, "admission policy")
+        elif {"refuse_below_min", "sketch", "admit_batch"} & own.keys() and hasattr(cls, "name"):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{cls.__qualname__} changes the rule of {cls.name!r} but keeps its name; "
+                              "set name = '...' in its class body")
+
     def admit_batch(self, hits: int, lookups: int) -> bool:
+        """Whether a lookup with ``hits`` of ``lookups`` key occurrences may insert its misses."""
         return True
 
     def config(self) -> dict:
+        """Constructor arguments, for ``Cache.save``."""
         return {}
+
+    def rule(self) -> dict:
+        """The traits the cache acts on, as ``Cache.save`` records them and ``Cache.load`` checks them."""
+        return {"refuse_below_min": bool(self.refuse_below_min),
+                "sketch": None if self.sketch is None else [int(v) for v in self.sketch],
+                "admit_batch": import_path(type(self).admit_batch)}
 
     __repr__ = Policy.__repr__
     __eq__ = Policy.__eq__
