@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -112,9 +114,13 @@ def new_model(graph, **kwargs):
     return model
 
 
-def output_shape(key_shape: tuple, dim: int) -> tuple:
-    """The output's shape: the keys' shape with ``dim`` appended ((batch, keys) -> (batch, keys, dim))."""
-    return tuple(key_shape) + (int(dim),)
+def output_shape(key_shape: Sequence[Any], dim: Any) -> tuple:
+    """The output's shape: the keys' shape with ``dim`` appended ((batch, keys) -> (batch, keys, dim)).
+
+    The sizes are ints, or TensorRT's dimension expressions (the plugin's ``get_output_shapes``
+    passes the keys' and ``expr_builder.constant(dim)``), kept as they are.
+    """
+    return tuple(key_shape) + (int(dim) if isinstance(dim, (int, np.integer)) else dim,)
 
 
 def supports_types(position: int, key_dtype, out_dtype) -> bool:
