@@ -281,7 +281,7 @@ class Cache:
         return check_rows(rows, n, self._dim, self._dtype, self._reject_nan, xp=self._backend.xp)
 
     # ------------------------------------------------------------------ operations
-    def lookup(self, keys, out=None, stream=None):
+    def lookup(self, keys: Any, out: Any = None, stream: Any = None) -> Any:
         """Rows of ``keys``, fetching misses from the tier and admitting them.
 
         Parameters

@@ -31,6 +31,7 @@ def _trt():
 
 
 def tensorrt_available() -> bool:
+    """Whether the ``tensorrt`` package (10.x) imports here."""
     try:
         _trt()
     except MissingDependencyError:
