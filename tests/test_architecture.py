@@ -87,3 +87,16 @@ def test_the_architecture_doc_lists_every_module():
     missing = [str(p.relative_to(ROOT)) for p in files if p.name != "__main__.py"
                and f" {p.name}" not in doc and f"{p.relative_to(ROOT)}" not in doc]
     assert not missing, f"docs/architecture.md does not list {missing}"
+
+
+def test_trt_plugin_reaches_into_no_object_of_embcache():
+    """trt_plugin uses embcache's public API: no ``obj._private`` (``cache._backend.xp`` was one)."""
+    reached = []
+    for name, path in MODULES.items():
+        if not within(name, "trt_plugin"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                reached.append(f"{name}:{node.lineno} {ast.unparse(node)}")
+    assert not reached, reached
