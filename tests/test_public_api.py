@@ -180,8 +180,8 @@ def _hint_gaps(fn: ast.FunctionDef | ast.AsyncFunctionDef, method: bool) -> list
 
 
 def _is_overload(fn) -> bool:
-    return any((isinstance(d, ast.Name) and d.id == "overload") or (isinstance(d, ast.Attribute) and d.attr == "overload")
-               for d in fn.decorator_list)
+    return any((isinstance(d, ast.Name) and d.id == "overload")
+               or (isinstance(d, ast.Attribute) and d.attr == "overload") for d in fn.decorator_list)
 
 
 def _setter(fn) -> bool:
@@ -195,7 +195,8 @@ def problems(path: pathlib.Path) -> set[str]:
     public = [name for name in defined if not name.startswith("_")]
     exported = None
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) else [])
         if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets) and node.value is not None:
             exported = [e.value for e in node.value.elts if isinstance(e, ast.Constant)]
     found = set()

@@ -34,7 +34,8 @@ from .config import Config, TableConfig, load_config, store_name
 from .fields import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
 from .tables import open_table_store, write_table
 
-__all__ = ["Lookup", "Skipped", "SurgeryReport", "find_lookups", "surgery", "check", "CHECK_DOMAIN", "native_config_path"]
+__all__ = ["Lookup", "Skipped", "SurgeryReport", "find_lookups", "surgery", "check", "CHECK_DOMAIN",
+           "native_config_path"]
 
 # onnx.checker refuses unknown ops in the default domain, where TensorRT's parser looks for
 # plugins; the check runs on a copy with the plugin nodes moved here.
