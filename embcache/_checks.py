@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import Any, NoReturn
+
+from ._cuda import vector_bytes
 from ._dtypes import raw
 from .errors import KeyDtypeError, KeyShapeError, NaNRowError, ReservedKeyError, RowDtypeError, RowShapeError
 from .layout import LOCKED_KEY, RESERVED_KEYS
+
+__all__ = ["check_keys", "check_rows", "check_out", "out_dtype", "raise_reserved"]
 
 # raw bits above these (sign bit cleared) are NaN: float32, float16/bfloat16 by exponent width
 _NAN_ABOVE = {"float32": 0x7F800000, "float16": 0x7C00, "bfloat16": 0x7F80}
@@ -31,7 +36,7 @@ def _native(arr: np.ndarray) -> np.ndarray:
     return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
 
 
-def check_keys(keys, name: str = "keys", xp=np, reserved: bool = True):
+def check_keys(keys: Any, name: str = "keys", xp: Any = np, reserved: bool = True) -> Any:
     """``keys`` as a contiguous (n,) int64 array of ``xp``, or raise.
 
     Any integer dtype, in either byte order, is accepted and converted by value.
@@ -70,7 +75,7 @@ def check_keys(keys, name: str = "keys", xp=np, reserved: bool = True):
     return arr
 
 
-def raise_reserved(keys, name: str = "keys"):
+def raise_reserved(keys: Any, name: str = "keys") -> NoReturn:
     """Raise the ReservedKeyError for ``keys``, which hold a reserved key."""
     bad = keys[keys <= LOCKED_KEY][0]
     raise ReservedKeyError(
@@ -79,7 +84,8 @@ def raise_reserved(keys, name: str = "keys"):
     )
 
 
-def check_rows(rows, n: int, dim: int, dtype: np.dtype, reject_nan: bool = False, name: str = "rows", xp=np):
+def check_rows(rows: Any, n: int, dim: int, dtype: np.dtype, reject_nan: bool = False, name: str = "rows",
+               xp: Any = np) -> Any:
     """``rows`` as a contiguous (n, dim) array of ``dtype``, or raise.
 
     Any floating dtype is accepted and cast with NumPy's rounding (on the host).
@@ -114,3 +120,59 @@ def check_rows(rows, n: int, dim: int, dtype: np.dtype, reject_nan: bool = False
             bad = int(xp.flatnonzero(bad_rows.any(axis=1))[0])
             raise NaNRowError(f"{name}[{bad}] contains NaN and this cache was made with reject_nan=True")
     return arr
+
+
+def out_dtype(dtype: np.dtype, xp: Any = np) -> np.dtype:
+    """The dtype of the rows a lookup returns for ``dtype`` rows on ``xp``: the row dtype itself,
+    except bfloat16 on the GPU, which CuPy has not: its uint16 bits."""
+    if xp is not np and dtype.name == "bfloat16":
+        return np.dtype(np.uint16)
+    return np.dtype(dtype)
+
+
+def check_out(out: Any, n: int, dim: int, dtype: np.dtype, xp: Any = np, device: int | None = None,
+              name: str = "out") -> Any:
+    """``out`` if a lookup of ``n`` keys can write its rows straight into it, else raise.
+
+    ``out`` must be an array of ``xp`` (NumPy on the CPU, CuPy on the GPU, on CUDA device
+    ``device``) of shape ``(n, dim)`` and dtype :func:`out_dtype`, C-contiguous and writeable, its
+    first byte aligned as the kernels write rows (the row dtype's size on the CPU; the widest word,
+    up to 16 bytes, that tiles a row on the GPU, as CuPy's and TensorRT's allocations are).
+    Nothing is converted: a buffer that needs converting is refused, so a lookup never writes
+    into a temporary copy that the caller does not see.
+
+    Raises
+    ------
+    RowDtypeError
+        ``out`` is not an array of ``xp`` or has another dtype.
+    RowShapeError
+        Wrong shape, another device, not C-contiguous, read-only or misaligned.
+    """
+    want = out_dtype(dtype, xp)
+    where = "NumPy" if xp is np else "CuPy"
+    if not isinstance(out, xp.ndarray):
+        raise RowDtypeError(f"{name} must be a {where} array (this cache's backend is "
+                            f"{'the CPU' if xp is np else 'the GPU'}), got {type(out).__module__}."
+                            f"{type(out).__name__}; allocate it with {'numpy' if xp is np else 'cupy'}.empty(({n}, "
+                            f"{dim}), {want.name})")
+    if out.dtype != want:
+        raise RowDtypeError(f"{name} must have dtype {want.name} (the rows this cache's lookup returns), got "
+                            f"{out.dtype}; nothing is converted into a caller's buffer")
+    if out.shape != (n, dim):
+        raise RowShapeError(f"{name} must have shape (len(keys), dim) = {(n, dim)}, got {out.shape}")
+    if xp is not np and device is not None and out.device.id != device:
+        raise RowShapeError(f"{name} is on CUDA device {out.device.id} but this cache is on device {device}; "
+                            "allocate it on the cache's device (Cache.device)")
+    if not out.flags.c_contiguous:
+        raise RowShapeError(f"{name} must be C-contiguous (rows one after another); got strides {out.strides}")
+    if xp is np:
+        if not out.flags.writeable:
+            raise RowShapeError(f"{name} is read-only; give a writeable array")
+        if not out.flags.aligned:
+            raise RowShapeError(f"{name} is not aligned to its dtype's {want.itemsize} bytes; give an array "
+                                "numpy allocated")
+    elif n and out.data.ptr % vector_bytes(dim * want.itemsize):
+        raise RowShapeError(f"{name} starts at an address that is not a multiple of "
+                            f"{vector_bytes(dim * want.itemsize)} bytes, as the kernels write rows; give a whole "
+                            "allocation (CuPy's and TensorRT's are 256-byte aligned), not a view into one")
+    return out

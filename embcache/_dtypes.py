@@ -5,11 +5,13 @@ import numpy as np
 
 from .errors import ConfigError, MissingDependencyError
 
+__all__ = ["ROW_DTYPES", "row_dtype", "raw"]
+
 ROW_DTYPES = ("float32", "float16", "bfloat16")
 _RAW = {4: np.uint32, 2: np.uint16}
 
 
-def row_dtype(name) -> np.dtype:
+def row_dtype(name: str | np.dtype | type) -> np.dtype:
     """The NumPy dtype of rows named ``name`` (``"float32"``, ``"float16"`` or ``"bfloat16"``)."""
     text = np.dtype(name).name if not isinstance(name, str) else name
     if text == "bfloat16":

@@ -11,6 +11,8 @@ from types import ModuleType
 
 from .errors import MissingDependencyError
 
+__all__ = ["EXTRA_OF", "clone_root", "install_hint", "require_module"]
+
 #: module -> the extra of setup.cfg that installs it
 EXTRA_OF = {"matplotlib": "study", "redis": "tiers", "rocksdict": "tiers", "onnx": "trt", "onnxruntime": "trt",
             "onnx_graphsurgeon": "trt", "cupy": "cuda"}

@@ -40,7 +40,7 @@ import numpy as np
 
 from . import policies as _policies
 from .policies import _registry
-from ._checks import check_keys, check_rows, raise_reserved
+from ._checks import check_keys, check_out, check_rows, raise_reserved
 from ._dtypes import ROW_DTYPES, row_dtype
 from .errors import (ClosedError, ConfigError, DataFormatError, EmbCacheError, MissingDependencyError,
                      PreloadOverflowError, StaticInsertError, TierError)
@@ -203,6 +203,22 @@ class Cache:
         return self._backend.name
 
     @property
+    def xp(self) -> Any:
+        """The array module of the backend: ``numpy`` on the CPU, ``cupy`` on the GPU.
+
+        ``lookup`` and ``query`` return arrays of it, and ``lookup(out=...)`` takes one.
+        """
+        return self._backend.xp
+
+    @property
+    def device(self) -> int | None:
+        """The CUDA device id the cache's arrays live on (GPU backend), or None (CPU backend).
+
+        Call the cache with that device current, or with arrays on it.
+        """
+        return None if self._backend.xp is np else int(self._backend.device_id)
+
+    @property
     def stats(self) -> Stats:
         """Totals since creation; ``stats.last`` is the most recent operation's counts.
 
@@ -266,13 +282,22 @@ class Cache:
         return check_rows(rows, n, self._dim, self._dtype, self._reject_nan, xp=self._backend.xp)
 
     # ------------------------------------------------------------------ operations
-    def lookup(self, keys, stream=None):
+    def lookup(self, keys: Any, out: Any = None, stream: Any = None) -> Any:
         """Rows of ``keys``, fetching misses from the tier and admitting them.
 
         Parameters
         ----------
         keys : (n,) int64 array (NumPy or CuPy)
             Any length, duplicates allowed, no reserved key.
+        out : (n, dim) array, optional
+            Where the rows go (TensorRT's output, say): an array of :attr:`xp` on
+            :attr:`device`, of the dtype lookup returns (below), C-contiguous,
+            writeable, at an address a whole allocation has.  Every row is written
+            straight into it, with no temporary in between; it is returned.  A
+            buffer that does not fit is a ``RowShapeError`` (shape, device, layout)
+            or ``RowDtypeError`` (array kind, dtype) before anything is done.  If
+            the lookup raises after its checks (a ``TierError``), ``out``'s
+            contents are unspecified; the cache is unchanged, as without ``out``.
         stream : cupy.cuda.Stream or int, optional
             GPU backend: the CUDA stream to run on (a raw ``cudaStream_t`` is
             accepted); default CuPy's current stream.  The hit path waits on this
@@ -283,16 +308,19 @@ class Cache:
 
         Returns
         -------
-        (n, dim) rows: the tier's row of every key (``default`` where absent).  A
-        NumPy array on the CPU backend; a CuPy array on the GPU backend (bfloat16
-        rows as their uint16 bits, as CuPy has no bfloat16).
+        (n, dim) rows: the tier's row of every key (``default`` where absent); ``out``
+        if given.  A NumPy array on the CPU backend; a CuPy array on the GPU backend
+        (bfloat16 rows as their uint16 bits, as CuPy has no bfloat16).
         """
         with self._lock, self._backend.on_stream(stream):
             self._check_open("lookup")
             b = self._backend
             keys = self._keys(keys, reserved=b.name == "cpu")
             n = keys.shape[0]
-            out = b.new_rows(n)
+            if out is None:
+                out = b.new_rows(n)
+            else:  # before any work: a buffer that does not fit changes nothing
+                out = check_out(out, n, self._dim, self._dtype, self.xp, self.device)
             if b.capturing():
                 b.enqueue_lookup(keys, out)
                 return out

@@ -11,11 +11,13 @@ import numpy as np
 from .cache import Cache
 from .tiers import HostStore, RocksStore
 
-__all__ = ["DemoRow", "run_demo"]
+__all__ = ["DemoRow", "run_demo", "load_trace", "format_table"]
 
 
 @dataclass
 class DemoRow:
+    """One line of the demo's table: a policy at a cache size, its hit rate and lookup speed."""
+
     policy: str
     fraction: float
     capacity: int  # the cache's real slots, num_sets * ways (the rows asked for rounded up to whole sets)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from .errors import DataFormatError
 from .layout import LOCKED_KEY, RESERVED_KEYS
 from .tiers import Tier
 
-__all__ = ["import_hugectr", "import_npy", "import_onnx"]
+__all__ = ["import_hugectr", "import_npy", "import_onnx", "write_rows"]
 
 _SCAN_ROWS = 1 << 20  # keys checked per step of the reserved-key scan
 _INT64_MAX = 2**63 - 1
@@ -85,7 +86,50 @@ def _write(store: Tier, chunks: Iterator[tuple[np.ndarray, np.ndarray]], n: int,
     return done
 
 
-def _chunks(keys, rows, chunk_rows: int):
+def write_rows(store: Tier, keys: np.ndarray | None, rows: np.ndarray, chunk_rows: int = 1 << 16,
+               progress: bool = True, desc: str = "writing", on_chunk: Callable[[int], None] | None = None,
+               reject_nan: bool = False) -> int:
+    """Write ``rows`` (n, dim) into ``store`` under ``keys`` (n,), ``chunk_rows`` at a time; returns n.
+
+    ``keys`` None means the row numbers ``0..n-1`` (a table cut out of a graph).  Keys and rows are
+    converted by value as the imports do (any integer key dtype, uint64 as its bits; any floating
+    row dtype, cast to the store's).  Everything is checked before the first write: shapes, dtypes,
+    reserved keys, and with ``reject_nan`` NaN rows, each a ``DataFormatError``.  Each chunk is one
+    ``put_many``; ``on_chunk(rows_done)`` runs after each chunk's write returned, and ``progress``
+    shows a bar labelled ``desc``.  The ``import_*`` functions check their sources and then write
+    through the same chunked writer.
+    """
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or rows.dtype.kind != "f" or rows.shape[1] != store.dim:
+        raise DataFormatError(f"{desc}: rows must be floating point (n, {store.dim}) for this store, got "
+                              f"{rows.dtype} shape {rows.shape}")
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows <= 0:
+        raise DataFormatError(f"{desc}: chunk_rows must be a positive integer, got {chunk_rows!r}")
+    n = rows.shape[0]
+    if keys is None:
+        keys = _RowNumbers(n)
+    else:
+        keys = np.asarray(keys)
+        if keys.ndim != 1 or keys.dtype.kind not in "iu" or keys.shape[0] != n:
+            raise DataFormatError(f"{desc}: keys must be a 1-D integer array of the rows' length {n}, got "
+                                  f"{keys.dtype} shape {keys.shape}")
+        _check_keys(keys, desc)
+    _check_rows(rows, desc, reject_nan)
+    return _write(store, _chunks(keys, rows, int(chunk_rows)), n, desc, progress, on_chunk)
+
+
+class _RowNumbers:
+    """The keys 0..n-1, sliced as an array would be, made a chunk at a time (never n keys at once)."""
+
+    def __init__(self, n: int):
+        self.shape = (n,)
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        start, stop, _ = part.indices(self.shape[0])
+        return np.arange(start, stop, dtype=np.int64)
+
+
+def _chunks(keys: Any, rows: np.ndarray, chunk_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for i in range(0, keys.shape[0], chunk_rows):
         yield keys[i:i + chunk_rows], rows[i:i + chunk_rows]
 

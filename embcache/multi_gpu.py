@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,12 +30,15 @@ from .layout import _S27, _S30, _S31, MIX_M1, MIX_M2
 from .stats import Stats
 from .tiers import Tier
 
+if TYPE_CHECKING:  # the annotations only
+    from .policies import Admission, Policy
+
 __all__ = ["MultiGPUCache", "shard_of"]
 
 MODES = ("replicated", "sharded")
 
 
-def shard_of(keys, shards: int, xp=np):
+def shard_of(keys: Any, shards: int, xp: Any = np) -> Any:
     """The shard of each key: ``(splitmix64(key) >> 32) % shards`` as int64 (NumPy or CuPy arrays)."""
     z = xp.ascontiguousarray(keys, dtype=xp.int64).view(xp.uint64)
     z = (z ^ (z >> _S30)) * MIX_M1  # uint64 arithmetic wraps, as splitmix64 wants
@@ -60,9 +64,10 @@ class MultiGPUCache:
     shared by all of them.
     """
 
-    def __init__(self, capacity: int, dim: int, policy="lru", admission="always", dtype="float32",
-                 devices: Sequence[int] = (0,), mode: str = "replicated", backend: str = "gpu",
-                 tier: Tier | None = None, default=0.0, ways: int = 32):
+    def __init__(self, capacity: int, dim: int, policy: str | Policy = "lru", admission: str | Admission = "always",
+                 dtype: str = "float32", devices: Sequence[int] = (0,), mode: str = "replicated",
+                 backend: str = "gpu", tier: Tier | None = None, default: float | np.ndarray = 0.0,
+                 ways: int = 32):
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
         if backend not in ("gpu", "cpu"):
@@ -113,6 +118,7 @@ class MultiGPUCache:
 
     @property
     def shards(self) -> int:
+        """How many caches: one per entry of ``devices``."""
         return len(self._caches)
 
     @property
@@ -181,8 +187,13 @@ class MultiGPUCache:
 
     # ---- the Cache API ----
 
-    def lookup(self, keys, device: int | None = None):
-        """Rows of ``keys`` (n,) on the caller's device, as ``Cache.lookup``."""
+    def lookup(self, keys: Any, device: int | None = None) -> Any:
+        """Rows of ``keys`` (n,) on the caller's device, as ``Cache.lookup``: (n, dim).
+
+        ``device``: the caller's GPU (default: CuPy's current device).  Replicated: that device's
+        replica serves the lookup (a device with no replica is a ``ConfigError``).  Sharded: every
+        shard looks up its keys at once and the rows come back in the caller's order.
+        """
         if self.mode == "replicated":
             cache = self._replica(device)
             with self._on(cache_device := self.devices[self._caches.index(cache)]):
@@ -190,7 +201,7 @@ class MultiGPUCache:
                                     if self.backend == "gpu" else keys)
         return self._gathered(keys, device, lambda cache, part: (cache.lookup(part),))[0]
 
-    def query(self, keys, device: int | None = None):
+    def query(self, keys: Any, device: int | None = None) -> tuple[Any, Any]:
         """``(rows, found)`` as ``Cache.query``: no tier access, no state change."""
         if self.mode == "replicated":
             cache = self._replica(device)
@@ -255,19 +266,24 @@ class MultiGPUCache:
 
         self._each(run, parts)
 
-    def insert(self, keys, rows) -> None:
+    def insert(self, keys: Any, rows: Any) -> None:
+        """``Cache.insert`` of ``keys`` (n,) and ``rows`` (n, dim): on every replica, or on each key's shard."""
         self._write("insert", keys, rows)
 
-    def update(self, keys, rows) -> None:
+    def update(self, keys: Any, rows: Any) -> None:
+        """``Cache.update``: the tier and the cached copies (every replica, or each key's shard)."""
         self._write("update", keys, rows)
 
-    def erase(self, keys) -> None:
+    def erase(self, keys: Any) -> None:
+        """``Cache.erase`` of ``keys`` (n,): from every replica, or from each key's shard (not the tier)."""
         self._write("erase", keys)
 
-    def preload(self, keys) -> None:
+    def preload(self, keys: Any) -> None:
+        """``Cache.preload`` of ``keys`` (n,): into every replica, or into each key's shard."""
         self._write("preload", keys)
 
     def clear(self) -> None:
+        """``Cache.clear`` on every replica or shard (the tier keeps its rows)."""
         for s, cache in enumerate(self._caches):
             with self._on(self.devices[s]):
                 cache.clear()
@@ -291,6 +307,7 @@ class MultiGPUCache:
         return keys[order], rows[order], scores[order]
 
     def close(self) -> None:
+        """Close every replica or shard, and the tier if this object made it."""
         for s, cache in enumerate(self._caches):
             with self._on(self.devices[s]):
                 cache.close()
@@ -299,10 +316,10 @@ class MultiGPUCache:
         if self._owns_tier:
             self._tier.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "MultiGPUCache":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

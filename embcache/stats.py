@@ -62,6 +62,7 @@ class Stats:
         return self.hits / self.lookups if self.lookups else 0.0
 
     def add(self, batch: "Stats") -> None:
+        """Add ``batch``'s counters to these (occupancy and ``last`` become the batch's)."""
         # spelled out: a loop of getattr/setattr was a tenth of a small lookup's Python time
         # (test_stats_add_sums_every_counter holds it to _COUNTERS)
         self.hits += batch.hits

@@ -18,7 +18,7 @@ import numpy as np
 
 __all__ = ["data_dir", "criteo_files", "iter_criteo", "read_criteo", "zipf_trace", "CRITEO_COLUMNS",
            "ColumnModel", "TraceModel", "fit_trace", "criteo_model", "write_trace", "iter_trace", "iter_npy_keys",
-           "iter_key_file", "describe", "reuse_bins", "reuse_distances"]
+           "iter_key_file", "describe", "reuse_bins", "reuse_distances", "trace_meta"]
 
 CRITEO_COLUMNS = 26
 _CRITEO_FILES = ("train_head10k.txt", "test_head10k.txt")
@@ -117,10 +117,12 @@ class TraceModel:
         return float(sum(c.share * c.ks for c in self.columns))
 
     def to_json(self) -> str:
+        """The columns as JSON (``from_json`` reads it back)."""
         return json.dumps([asdict(c) for c in self.columns])
 
     @classmethod
     def from_json(cls, text: str) -> "TraceModel":
+        """The model ``to_json`` wrote."""
         return cls([ColumnModel(**c) for c in json.loads(text)])
 
     def generate(self, lookups: int, seed: int = 0, chunk: int = 1 << 22, scale: float = 1.0) -> Iterator[np.ndarray]:

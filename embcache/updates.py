@@ -32,6 +32,7 @@ import os
 import re
 import socket
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def _little(rows: np.ndarray) -> bytes:
     return bits.astype(bits.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
-def publish(redis_or_url, stream: str, keys, rows, maxlen: int | None = None) -> bytes:
+def publish(redis_or_url: Any, stream: str, keys: Any, rows: Any, maxlen: int | None = None) -> bytes:
     """Append one update batch; returns the message id.
 
     Parameters
@@ -186,7 +187,7 @@ class UpdateConsumer:
     retries it too.
     """
 
-    def __init__(self, redis_or_url, stream: str, group: str | None = None, consumer: str | None = None,
+    def __init__(self, redis_or_url: Any, stream: str, group: str | None = None, consumer: str | None = None,
                  store: Tier | None = None, caches: Sequence = (), password: str | None = None):
         if store is None and not caches:
             raise DataFormatError("UpdateConsumer needs a store or at least one cache to apply updates to")

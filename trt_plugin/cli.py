@@ -20,6 +20,8 @@ import numpy as np
 from embcache import __version__
 from embcache.errors import ConfigError, EmbCacheError, MissingDependencyError
 
+__all__ = ["main", "demo"]
+
 # what each command imports, checked before it starts work (onnxruntime for the default runner)
 _NEEDS = {"surgery": ("onnx", "onnx_graphsurgeon"), "demo": ("onnx", "onnx_graphsurgeon", "onnxruntime",
                                                              "onnxruntime_extensions"),
@@ -222,6 +224,7 @@ def _demo(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``embcache-trt`` with ``argv`` (default: the process's arguments); returns the exit status."""
     parser = _Parser(prog="embcache-trt", description="embcache lookups inside TensorRT engines")
     parser.add_argument("--version", action="version", version=f"embcache-trt {__version__}")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a failure")

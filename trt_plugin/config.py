@@ -45,8 +45,18 @@ Mapped (change what embcache does):
   default, false, copies nothing);
 * ``persistent_db``: ``type`` (``rocks_db`` or ``disabled``), ``path``;
 * per model: ``model``, ``sparse_files``, ``embedding_table_names``, ``embedding_vecsize_per_table``,
-  ``default_value_for_each_table``, ``deployed_device_list``, ``hit_rate_threshold``, ``gpucacheper``,
-  ``gpucache`` (true only), ``embedding_cache_type`` / ``use_static_table``.
+  ``default_value_for_each_table``, ``gpucacheper``, ``gpucache`` (true only), ``embedding_cache_type`` /
+  ``use_static_table``;
+* ``deployed_device_list`` -> the model's ``devices``: each listed GPU gets its own cache of each
+  table (a replica, all in front of the table's one store), and a lookup is served by the cache of
+  the caller's device (the keys' device, else CuPy's current one); a lookup from a GPU not in the
+  list is a ConfigError naming the field.  (On the CPU backend there is one cache and no device.)
+* ``hit_rate_threshold`` -> when misses are inserted.  HPS inserts a batch's misses after the batch
+  returns when its hit rate is at or above the threshold, and before returning below it.  embcache
+  inserts before returning, which is HPS's behaviour for ``1.0`` (only an all-hit batch reaches 1.0,
+  and it has nothing to insert): ``1.0`` or absent is taken; any other value is refused (a
+  ConfigError naming the field) until the after-return insertion of the "Serving latency" issue
+  exists.
 
 Refused (a ConfigError naming the field, because embcache cannot do what it asks):
 
@@ -56,7 +66,8 @@ Refused (a ConfigError naming the field, because embcache cannot do what it asks
   against the address's host; it cannot send another name);
 * ``volatile_db.user_name`` / ``password`` / ``enable_tls`` / ``tls_*`` set to a non-default value on a
   volatile_db that is not ``redis_cluster`` (there is no server to authenticate with);
-* ``gpucache: false``, ``embedding_cache_type`` other than dynamic/static, contradictions.
+* ``gpucache: false``, ``embedding_cache_type`` other than dynamic/static, contradictions;
+* ``hit_rate_threshold`` other than ``1.0`` (see above), in the native spelling too.
 
 Ignored, with the reason (HPS's own tuning knobs; they change no row embcache returns):
 
@@ -152,7 +163,13 @@ class TableConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A model's tables and where its caches run (``devices``: GPU ordinals; ``backend``: auto/cpu/gpu)."""
+    """A model's tables and where its caches run.
+
+    ``backend``: auto/cpu/gpu.  ``devices``: GPU ordinals (HPS's ``deployed_device_list``), one cache
+    of each table per device, each serving the lookups made on its device.  ``hit_rate_threshold``:
+    None or 1.0 (HPS's field; every miss is inserted before the lookup returns).  ``ignored``: HPS
+    fields read and checked that change nothing here.
+    """
 
     name: str
     tables: tuple[TableConfig, ...]
@@ -432,8 +449,14 @@ def _parse_native(data: dict, where: str) -> list[ModelConfig]:
 
 
 def _threshold(value, where: str) -> float | None:
+    """``hit_rate_threshold``: absent or 1.0 (insert before returning, as embcache does); others refused."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
         raise ConfigError(f"{where}: hit_rate_threshold must be in [0, 1], got {value!r}")
+    if value is not None and value != 1:
+        raise ConfigError(f"{where}: hit_rate_threshold {value!r} is not supported yet: embcache inserts a batch's "
+                          "misses before the lookup returns, which is HPS's behaviour at 1.0 only (inserting after "
+                          "the batch returns, for batches at or above the threshold, is still to come); set it "
+                          "to 1.0 or remove it")
     return None if value is None else float(value)
 
 

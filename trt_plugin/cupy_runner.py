@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class CupyGraphRunner:
         How an EmbCacheLookup node gets its rows (default: the config's GPU cache, ``lookup_rows``).
     """
 
-    def __init__(self, model, lookup: Callable | None = None):
+    def __init__(self, model: Any, lookup: Callable | None = None):
         import cupy as cp
         import onnx
         from onnx import numpy_helper

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def synthetic_inputs(rows: int | None = None, seed: int = 0) -> tuple[dict[str, 
 
 def build_dlrm(table_rows: Sequence[int], dim: int = 16, bottom: Sequence[int] = (64, 32),
                top: Sequence[int] = (64, 32), seed: int = 0, offsets: bool = False,
-               lookup: tuple[str, str] | None = None):
+               lookup: tuple[str, str] | None = None) -> Any:
     """The ONNX model: inputs ``dense`` (B, 13) float32 and ``categorical`` (B, 26) int64 row numbers;
     output ``probability`` (B, 1).
 

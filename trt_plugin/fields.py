@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +65,7 @@ class LookupFields:
 
     @classmethod
     def deserialize(cls, data: bytes) -> LookupFields:
+        """The fields ``serialize`` wrote; unreadable bytes are a ``ConfigError``."""
         try:
             values = json.loads(bytes(data).decode())
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -101,7 +104,7 @@ def locate_config(config: str, model_file: str | os.PathLike | None, node: str =
                       + "; put the config (and its table folders) beside the model, or run embcache-trt surgery again")
 
 
-def new_model(graph, **kwargs):
+def new_model(graph: Any, **kwargs: Any) -> Any:
     """``onnx.helper.make_model(graph)`` with the project's opset (:data:`OPSET`) and IR version
     (:data:`IR_VERSION`), so that every runtime setup.cfg allows loads it."""
     from onnx import helper
@@ -112,12 +115,16 @@ def new_model(graph, **kwargs):
     return model
 
 
-def output_shape(key_shape: tuple, dim: int) -> tuple:
-    """The output's shape: the keys' shape with ``dim`` appended ((batch, keys) -> (batch, keys, dim))."""
-    return tuple(key_shape) + (int(dim),)
+def output_shape(key_shape: Sequence[Any], dim: Any) -> tuple:
+    """The output's shape: the keys' shape with ``dim`` appended ((batch, keys) -> (batch, keys, dim)).
+
+    The sizes are ints, or TensorRT's dimension expressions (the plugin's ``get_output_shapes``
+    passes the keys' and ``expr_builder.constant(dim)``), kept as they are.
+    """
+    return tuple(key_shape) + (int(dim) if isinstance(dim, (int, np.integer)) else dim,)
 
 
-def supports_types(position: int, key_dtype, out_dtype) -> bool:
+def supports_types(position: int, key_dtype: Any, out_dtype: Any) -> bool:
     """TensorRT's supports_format_combination, for linear tensors: position 0 the keys (int32 or
     int64), position 1 the rows (float32 or float16)."""
     if position == 0:

@@ -25,6 +25,7 @@ import itertools
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,7 @@ class SurgeredSession:
     missing, here rather than at the first batch; :meth:`run` raises whatever a lookup raised.
     """
 
-    def __init__(self, model, engine: str = "onnxruntime", backend: str | None = None):
+    def __init__(self, model: Any, engine: str = "onnxruntime", backend: str | None = None):
         import onnx
 
         if engine not in ENGINES:

@@ -15,7 +15,7 @@ import numpy as np
 
 from embcache.errors import MissingDependencyError
 
-from .fields import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION, LookupFields, supports_types
+from .fields import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION, LookupFields, output_shape, supports_types
 from .tables import lookup_into
 
 __all__ = ["register", "tensorrt_available"]
@@ -31,6 +31,7 @@ def _trt():
 
 
 def tensorrt_available() -> bool:
+    """Whether the ``tensorrt`` package (10.x) imports here."""
     try:
         _trt()
     except MissingDependencyError:
@@ -76,10 +77,11 @@ def _classes():
             return [trt.DataType.FLOAT]  # the builder may pick HALF through supports_format_combination
 
         def get_output_shapes(self, inputs, shape_inputs, expr_builder):
-            dims = trt.DimsExprs(len(inputs[0]) + 1)
-            for i in range(len(inputs[0])):
-                dims[i] = inputs[0][i]
-            dims[len(inputs[0])] = expr_builder.constant(self.fields.dim)
+            shape = output_shape([inputs[0][i] for i in range(len(inputs[0]))],
+                                 expr_builder.constant(self.fields.dim))
+            dims = trt.DimsExprs(len(shape))
+            for i, size in enumerate(shape):
+                dims[i] = size
             return [dims]
 
         def supports_format_combination(self, pos, in_out, num_inputs):
@@ -105,15 +107,17 @@ def _classes():
             key_dtype = np.dtype(trt.nptype(input_desc[0].type))
             out_dtype = np.dtype(trt.nptype(output_desc[0].type))
             key_shape = tuple(input_desc[0].dims)
+            shape = output_shape(key_shape, self.fields.dim)
             n = int(np.prod(key_shape))
-            keys = cp.ndarray((n,), key_dtype, cp.cuda.MemoryPointer(
+            # TensorRT's buffers as CuPy arrays on the current device (the context's): lookup_into writes
+            # the rows straight into the output, no copy, when TensorRT chose the table's dtype for it
+            keys = cp.ndarray(key_shape, key_dtype, cp.cuda.MemoryPointer(
                 cp.cuda.UnownedMemory(inputs[0], n * key_dtype.itemsize, self), 0))
-            out = cp.ndarray((n, self.fields.dim), out_dtype, cp.cuda.MemoryPointer(
+            out = cp.ndarray(shape, out_dtype, cp.cuda.MemoryPointer(
                 cp.cuda.UnownedMemory(outputs[0], n * self.fields.dim * out_dtype.itemsize, self), 0))
-            out = out.reshape(key_shape + (self.fields.dim,))
             external = cp.cuda.ExternalStream(stream)
             with external:
-                lookup_into(self.fields, keys.reshape(key_shape), out, stream=external)
+                lookup_into(self.fields, keys, out, stream=external)
             return 0
 
         def attach_to_context(self, context):

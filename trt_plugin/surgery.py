@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,8 @@ from .config import Config, TableConfig, load_config, store_name
 from .fields import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
 from .tables import open_table_store, write_table
 
-__all__ = ["Lookup", "Skipped", "SurgeryReport", "find_lookups", "surgery", "CHECK_DOMAIN", "native_config_path"]
+__all__ = ["Lookup", "Skipped", "SurgeryReport", "find_lookups", "surgery", "check", "CHECK_DOMAIN",
+           "native_config_path"]
 
 # onnx.checker refuses unknown ops in the default domain, where TensorRT's parser looks for
 # plugins; the check runs on a copy with the plugin nodes moved here.
@@ -110,7 +112,7 @@ def _candidates(graph, min_rows: int):
         yield node, data, indices
 
 
-def find_lookups(model, names: list[str] | None = None, min_rows: int = 1) -> list[Lookup]:
+def find_lookups(model: Any, names: list[str] | None = None, min_rows: int = 1) -> list[Lookup]:
     """The embedding lookups of ``model`` (an onnx.ModelProto or a path); ``names`` keeps only the
     Gathers or initializers so named.  Tables with fewer than ``min_rows`` rows are left alone."""
     import onnx
@@ -333,7 +335,7 @@ def _table_config(config: Config, model: str, name: str, values: np.ndarray, cap
                        capacity=capacity, policy=policy, keys_are_rows=True)
 
 
-def check(model) -> None:
+def check(model: Any) -> None:
     """onnx.checker (on a copy with the plugin nodes in ``CHECK_DOMAIN``) and strict shape inference."""
     import onnx
 

@@ -5,19 +5,24 @@ caches are opened on first use and kept for the process, keyed by config file an
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
 import warnings
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 
 from embcache import Cache
-from embcache.errors import ConfigError, EmbCacheError, KeyDtypeError, TierError
+from embcache.errors import ConfigError, EmbCacheError, KeyDtypeError, RowShapeError, TierError
+from embcache.imports import write_rows
+from embcache.kernels.gpu import gpu_available
 from embcache.tiers import HostStore, Tier, TieredStore, open_store
 
-from .config import Config, TableConfig, load_config, store_name
+from .config import Config, ModelConfig, TableConfig, load_config, store_name
+from .fields import LookupFields, output_shape
 
 __all__ = ["open_table_store", "write_table", "table_cache", "lookup_rows", "lookup_into", "close_all",
            "out_of_range", "OutOfRangeWarning"]
@@ -83,75 +88,134 @@ def _open_one(config: Config, table: TableConfig, spec: str, create: bool, model
     return open_store(spec, table.dim, table.dtype, namespace=namespace, create=create)
 
 
-def _row_chunks(values: np.ndarray, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    for start in range(0, values.shape[0], chunk):
-        stop = min(start + chunk, values.shape[0])
-        yield np.arange(start, stop, dtype=np.int64), values[start:stop]
-
-
 def write_table(store: Tier, values: np.ndarray, chunk: int = 1 << 16, progress: bool = True,
                 name: str = "table") -> int:
-    """Write ``values`` (rows, dim) into ``store`` under keys 0..rows-1 (the row numbers); returns rows."""
-    from tqdm.auto import tqdm
+    """Write ``values`` (rows, dim) into ``store`` under keys 0..rows-1 (the row numbers); returns rows.
 
-    with tqdm(total=values.shape[0], unit="row", unit_scale=True, desc=f"exporting {name}",
-              disable=not progress) as bar:
-        for keys, rows in _row_chunks(values, chunk):
-            store.put_many(keys, np.ascontiguousarray(rows))
-            bar.update(keys.shape[0])
-    return int(values.shape[0])
+    :func:`embcache.imports.write_rows` with no keys: chunks of ``chunk`` rows, each one ``put_many``.
+    """
+    return write_rows(store, None, values, chunk_rows=chunk, progress=progress, desc=f"exporting {name}")
+
+
+def _device_of(array: Any) -> int | None:
+    """The CUDA device a CuPy array lives on; None for anything else (NumPy arrays, lists)."""
+    if type(array).__module__.split(".")[0] == "cupy":
+        return int(array.device.id)
+    return None
+
+
+def _current_device() -> int:
+    import cupy
+
+    return int(cupy.cuda.Device().id)
+
+
+def _on(device: int | None) -> AbstractContextManager:
+    """The context in which CuPy works on ``device`` (nothing for the CPU)."""
+    if device is None:
+        return contextlib.nullcontext()
+    import cupy
+
+    return cupy.cuda.Device(device)
+
+
+class _Table:
+    """One (config file, model, table), resolved once: its configs, whether its caches run on the
+    GPU, and its caches by device (None: the CPU's)."""
+
+    def __init__(self, path: str, model: ModelConfig, table: TableConfig, gpu: bool):
+        self.path, self.model, self.table, self.gpu = path, model, table, gpu
+        self.caches: dict[int | None, Cache] = {}
+
+    def device(self, asked: int | None) -> int | None:
+        """The device of the cache that serves a caller on ``asked`` (the current device if None)."""
+        if not self.gpu:
+            return None
+        device = _current_device() if asked is None else int(asked)
+        if device not in self.model.devices:
+            raise ConfigError(
+                f"table {self.table.name!r} of model {self.model.name!r} is deployed on CUDA device(s) "
+                f"{list(self.model.devices)} (the config's 'devices', HPS's 'deployed_device_list') but was "
+                f"looked up from device {device}; add {device} to that list, or run on one of those devices")
+        return device
 
 
 class _Registry:
-    """Process-wide caches, one per (config file, model, table, backend)."""
+    """Process-wide caches: one per (config file, model, table, backend, device), all the caches of one
+    table in front of one store.
 
-    def __init__(self):
+    A caller's (config spelling, table, model, backend) is resolved once, under the lock, and kept: a
+    lookup after the first one costs two dictionary reads (and, on the GPU, reading the current device).
+    """
+
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._configs: dict[str, Config] = {}
-        self._caches: dict[tuple, tuple[Cache, TableConfig]] = {}
+        self._tables: dict[tuple, _Table] = {}  # by the caller's spelling
+        self._resolved: dict[tuple, _Table] = {}  # by (real path, model, table, gpu)
         self._stores: dict[tuple, Tier] = {}
-        self._paths: dict[str, str] = {}
-        self._out_of_range: dict[tuple, int] = {}
+        self._out_of_range: dict[tuple, dict] = {}
 
-    def get(self, config_path: str, table: str, model: str | None, backend: str | None):
-        path = self._paths.get(config_path)
-        if path is None:  # resolved once per spelling: the plugin calls this on every enqueue
-            path = self._paths.setdefault(config_path, os.path.realpath(config_path))
+    def get(self, config_path: str, table: str, model: str | None, backend: str | None,
+            device: int | None = None) -> tuple[Cache, _Table]:
+        """The cache that serves ``table`` for a caller on ``device``, and its resolved table."""
+        entry = self._tables.get((config_path, table, model, backend))
+        if entry is None:
+            entry = self._resolve(config_path, table, model, backend)
+        where = entry.device(device)
+        cache = entry.caches.get(where)
+        if cache is None:
+            cache = self._open(entry, where)
+        return cache, entry
+
+    def _resolve(self, config_path: str, table: str, model: str | None, backend: str | None) -> _Table:
         with self._lock:
+            path = os.path.realpath(config_path)
             config = self._configs.get(path) or load_config(path)
             self._configs[path] = config
             m, t = config.table(table, model)
-            key = (path, m.name, t.name, backend or m.backend)
-            if key not in self._caches:
-                where = (path, m.name, t.name)  # caches of several backends share one store
-                if where not in self._stores:
-                    self._stores[where] = open_table_store(config, t, model=m.name)
-                cache = Cache(t.capacity_rows(), t.dim, t.policy, t.admission, dtype=t.dtype,
-                              backend=backend or m.backend, tier=self._stores[where],
-                              default=t.default_value, ways=t.ways)
-                self._caches[key] = (cache, t)
-            return self._caches[key]
+            kind = backend or m.backend
+            if kind not in ("auto", "cpu", "gpu"):
+                raise ConfigError(f"backend must be 'auto', 'cpu' or 'gpu', got {kind!r}")
+            gpu = kind == "gpu" or (kind == "auto" and gpu_available())
+            key = (path, m.name, t.name, gpu)
+            entry = self._resolved.setdefault(key, _Table(path, m, t, gpu))
+            self._tables[(config_path, table, model, backend)] = entry
+            return entry
 
-    def model_of(self, config_path: str, table: str, model: str | None) -> str:
-        path = self._paths.get(config_path) or os.path.realpath(config_path)
-        return self._configs[path].table(table, model)[0].name
-
-    def count_out_of_range(self, config_path: str, table: TableConfig, model: str, n) -> None:
-        """Add ``n`` out-of-range keys (an int, or a 0-d device array, added without a sync) to the
-        table's count; warn the first time a host count is seen for the table."""
-        where = (self._paths.get(config_path) or os.path.realpath(config_path), model, table.name)
+    def _open(self, entry: _Table, device: int | None) -> Cache:
         with self._lock:
-            counts = self._out_of_range.setdefault(where, {"host": 0, "device": None, "table": table,
+            if device in entry.caches:
+                return entry.caches[device]
+            m, t = entry.model, entry.table
+            where = (entry.path, m.name, t.name)  # the caches of every backend and device share one store
+            if where not in self._stores:
+                self._stores[where] = open_table_store(self._configs[entry.path], t, model=m.name)
+            with _on(device):
+                cache = Cache(t.capacity_rows(), t.dim, t.policy, t.admission, dtype=t.dtype,
+                              backend="gpu" if entry.gpu else "cpu", tier=self._stores[where],
+                              default=t.default_value, ways=t.ways)
+            entry.caches[device] = cache
+            return cache
+
+    def count_out_of_range(self, entry: _Table, n: Any) -> None:
+        """Add ``n`` out-of-range keys (an int, or a 0-d device array, added on its device without a
+        sync) to the table's count; warn the first time a host count is seen for the table."""
+        where = (entry.path, entry.model.name, entry.table.name)
+        with self._lock:
+            counts = self._out_of_range.setdefault(where, {"host": 0, "device": {}, "table": entry.table,
                                                            "warned": False})
             if isinstance(n, int):
                 counts["host"] += n
-            elif counts["device"] is None:
-                counts["device"] = n.astype(np.int64).copy()
             else:
-                counts["device"] += n
+                on = _device_of(n)
+                if on not in counts["device"]:
+                    counts["device"][on] = n.astype(np.int64).copy()
+                else:
+                    counts["device"][on] += n
         self._warn(where)
 
-    def _warn(self, where) -> None:
+    def _warn(self, where: tuple) -> None:
         with self._lock:
             counts = self._out_of_range.get(where)
             if counts is None or counts["warned"] or not counts["host"]:
@@ -164,30 +228,35 @@ class _Registry:
                       OutOfRangeWarning, stacklevel=5)
 
     def out_of_range(self, config_path: str, table: str, model: str | None) -> int:
+        """The table's count of out-of-range keys (the GPUs' counts read now: a sync each)."""
         path = os.path.realpath(config_path)
         total = 0
         for where in [w for w in list(self._out_of_range) if w[0] == path and w[2] == table
                       and model in (None, "", w[1])]:
             with self._lock:
                 counts = self._out_of_range[where]
-                if counts["device"] is not None:  # the GPU's count, read now (a sync)
-                    counts["host"] += int(counts["device"].get())
-                    counts["device"] = None
+                for device, count in counts["device"].items():
+                    with _on(device):
+                        counts["host"] += int(count.get())
+                counts["device"] = {}
                 total += counts["host"]
             self._warn(where)
         return total
 
-    def close(self):
+    def close(self) -> None:
+        """Close every cache and store; the next call reads the config files again."""
         for path, model, table in list(self._out_of_range):
             self.out_of_range(path, table, model)  # the GPU's counts, and their warnings, before they go
         with self._lock:
-            for cache, _ in self._caches.values():
-                cache.close()
+            for entry in self._resolved.values():
+                for device, cache in entry.caches.items():
+                    with _on(device):
+                        cache.close()
             for store in self._stores.values():
                 store.close()
-            self._caches.clear()
+            self._tables.clear()
+            self._resolved.clear()
             self._stores.clear()
-            self._paths.clear()
             self._configs.clear()
             self._out_of_range.clear()
 
@@ -196,13 +265,34 @@ _registry = _Registry()
 
 
 def table_cache(config_path: str | os.PathLike, table: str, model: str | None = None,
-                backend: str | None = None) -> tuple[Cache, TableConfig]:
-    """The process's cache for ``table`` (opened on first use) and the table's config."""
-    return _registry.get(str(config_path), table, model, backend)
+                backend: str | None = None, device: int | None = None) -> tuple[Cache, TableConfig]:
+    """The process's cache for ``table`` (opened on first use) and the table's config.
+
+    Parameters
+    ----------
+    backend : "auto", "cpu" or "gpu", optional
+        Default: the model's ``backend``.
+    device : int, optional
+        GPU backend: the CUDA device of the caller (default: CuPy's current device).  Each device of
+        the model's ``devices`` (HPS's ``deployed_device_list``) gets its own cache (a replica), all
+        in front of the table's one store; a device not in that list is a ``ConfigError``.
+    """
+    cache, entry = _registry.get(str(config_path), table, model, backend, device)
+    return cache, entry.table
 
 
-def lookup_rows(config_path: str | os.PathLike, table: str, keys, model: str | None = None, stream=None,
-                backend: str | None = None):
+def _flat_out(out: Any, shape: tuple, dim: int) -> Any:
+    """``out`` (``shape + (dim,)``) as the (n, dim) view a lookup writes into, never a copy."""
+    if not hasattr(out, "shape") or tuple(out.shape) != output_shape(shape, dim):
+        raise RowShapeError(f"out must have shape keys.shape + (dim,) = {output_shape(shape, dim)}, got "
+                            f"{getattr(out, 'shape', type(out).__name__)}")
+    if not out.flags.c_contiguous:
+        raise RowShapeError(f"out must be C-contiguous (rows one after another); got strides {out.strides}")
+    return out.reshape(-1, dim)
+
+
+def lookup_rows(config_path: str | os.PathLike, table: str, keys: Any, model: str | None = None,
+                stream: Any = None, backend: str | None = None, out: Any = None) -> Any:
     """Rows of ``keys`` (any shape, int32 or int64 row numbers): an array of shape ``keys.shape + (dim,)``.
 
     For tables whose keys are row numbers (``keys_are_rows``, as surgery writes them), negative keys
@@ -210,36 +300,53 @@ def lookup_rows(config_path: str | os.PathLike, table: str, keys, model: str | N
     table's default value where ONNX Runtime's Gather raises: they are counted (:func:`out_of_range`)
     and an :class:`OutOfRangeWarning` says so once per table (on the GPU backend the count stays on
     the device, with no sync in the lookup, until :func:`out_of_range` or :func:`close_all` reads
-    it).  NumPy in, NumPy out on the CPU backend; CuPy on the GPU.
+    it).  NumPy in, NumPy out on the CPU backend; CuPy on the GPU, on the cache of the keys' device
+    (CuPy keys) or of the current device.
+
+    ``out``, if given, receives the rows (``Cache.lookup(out=...)``: an array of shape
+    ``keys.shape + (dim,)`` of the table's dtype, C-contiguous, on the cache's device) and is returned.
     """
-    cache, t = table_cache(config_path, table, model, backend)
-    m = _registry.model_of(str(config_path), table, model)
-    xp = cache._backend.xp
-    keys = xp.asarray(keys)
-    if keys.dtype not in (np.int32, np.int64):
-        raise KeyDtypeError(f"EmbCacheLookup keys must be int32 or int64, got {keys.dtype}")
-    shape = keys.shape
-    flat = keys.reshape(-1).astype(np.int64, copy=False)
-    if t.keys_are_rows:
-        if t.rows is None:
-            raise ConfigError(f"table {table!r}: keys_are_rows needs the table's 'rows' in the config")
-        flat = xp.where(flat < 0, flat + t.rows, flat)
-        outside = (flat < 0) | (flat >= t.rows)
-        if xp is np:
-            n = int(np.count_nonzero(outside))
-            if n:
-                _registry.count_out_of_range(str(config_path), t, m, n)
-        else:  # counted on the device, no sync in the lookup; read (and warned about) by out_of_range()
-            _registry.count_out_of_range(str(config_path), t, m, outside.sum())
-        flat = xp.where(outside, np.int64(t.rows), flat)  # out of range: an absent key, the default row
-    return cache.lookup(flat, stream=stream).reshape(shape + (t.dim,))
+    cache, entry = _registry.get(str(config_path), table, model, backend, _device_of(keys))
+    t = entry.table
+    xp = cache.xp
+    with _on(cache.device):
+        keys = xp.asarray(keys)
+        if keys.dtype not in (np.int32, np.int64):
+            raise KeyDtypeError(f"EmbCacheLookup keys must be int32 or int64, got {keys.dtype}")
+        shape = keys.shape
+        rows = None if out is None else _flat_out(out, shape, t.dim)
+        flat = keys.reshape(-1).astype(np.int64, copy=False)
+        if t.keys_are_rows:
+            if t.rows is None:
+                raise ConfigError(f"table {table!r}: keys_are_rows needs the table's 'rows' in the config")
+            flat = xp.where(flat < 0, flat + t.rows, flat)
+            outside = (flat < 0) | (flat >= t.rows)
+            if xp is np:
+                n = int(np.count_nonzero(outside))
+                if n:
+                    _registry.count_out_of_range(entry, n)
+            else:  # counted on the device, no sync in the lookup; read (and warned about) by out_of_range()
+                _registry.count_out_of_range(entry, outside.sum())
+            flat = xp.where(outside, np.int64(t.rows), flat)  # out of range: an absent key, the default row
+        rows = cache.lookup(flat, out=rows, stream=stream)
+        return rows.reshape(output_shape(shape, t.dim)) if out is None else out
 
 
-def lookup_into(fields, keys, out, stream=None) -> None:
+def lookup_into(fields: LookupFields, keys: Any, out: Any, stream: Any = None) -> None:
     """The plugin's enqueue: rows of device ``keys`` written into the device buffer ``out``
-    (``keys.shape + (dim,)``, float32 or float16) on ``stream``, the GPU backend's cache behind it."""
-    rows = lookup_rows(fields.config, fields.table, keys, model=fields.model or None, stream=stream, backend="gpu")
-    out[...] = rows.astype(out.dtype, copy=False)
+    (``keys.shape + (dim,)``, float32 or float16) on ``stream``, by the GPU cache of the keys' device.
+
+    When ``out`` has the table's dtype (and is C-contiguous, as TensorRT's outputs are), the lookup
+    writes every row straight into it; when TensorRT picked the other precision, the rows are
+    looked up and then cast into ``out`` (one more pass over the rows).
+    """
+    model = fields.model or None
+    cache, _ = table_cache(fields.config, fields.table, model, "gpu", _device_of(keys))
+    if out.dtype == cache.dtype and out.flags.c_contiguous:
+        lookup_rows(fields.config, fields.table, keys, model=model, stream=stream, backend="gpu", out=out)
+    else:
+        rows = lookup_rows(fields.config, fields.table, keys, model=model, stream=stream, backend="gpu")
+        out[...] = rows.astype(out.dtype, copy=False)
 
 
 def out_of_range(config_path: str | os.PathLike, table: str, model: str | None = None) -> int:

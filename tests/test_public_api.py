@@ -1,0 +1,248 @@
+"""The public surface of embcache/ and trt_plugin/: ``__all__`` where there are public names, a docstring
+on every public name, full type hints on every public function and method.
+
+Read from the source (an AST walk), so no optional dependency is imported.  Public means: a
+function or class a module defines at top level whose name has no leading underscore, and, for
+the docstring and hint checks, listed in ``__all__``; inside a public class, every method and
+property whose name has no leading underscore (``__init__``: hints on its parameters; the class
+docstring documents it).  ``self`` and ``cls`` need no hint.
+
+``ALLOWED`` lists what is still missing in modules that other work owns, file by file, so that this
+test passes now and fails for anything new.  It only shrinks: an entry that is no longer missing
+fails the test too, so fix the code and delete the entry.
+"""
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FILES = sorted(p for pkg in ("embcache", "trt_plugin") for p in (ROOT / pkg).rglob("*.py"))
+
+# owned by the other branches of issue 20 (cache.py, kernels/, policies/, tiers/, study.py) or by no one
+# yet (_cuda.py, layout.py, autotune.py): the lead empties this after the merge
+ALLOWED: dict[str, set[str]] = {
+    "embcache/_cuda.py": {
+        "compile_source: hints (return)",
+        "require_cupy: hints (return)",
+    },
+    "embcache/autotune.py": {
+        "distinct_keys: hints (xp, return)",
+        "fill_every_set: hints (backend)",
+        "median_ms: hints (fn)",
+    },
+    "embcache/cache.py": {
+        "Cache.__init__: hints (policy, admission, dtype, default)",
+        "Cache.admission: docstring",
+        "Cache.admission: hints (return)",
+        "Cache.dim: docstring",
+        "Cache.dtype: docstring",
+        "Cache.erase: hints (keys, stream)",
+        "Cache.insert: hints (keys, rows, stream)",
+        "Cache.num_sets: docstring",
+        "Cache.policy: docstring",
+        "Cache.policy: hints (return)",
+        "Cache.preload: hints (keys, stream)",
+        "Cache.query: hints (keys, stream)",
+        "Cache.tier: docstring",
+        "Cache.update: hints (keys, rows, stream)",
+        "Cache.ways: docstring",
+    },
+    "embcache/kernels/cpu.py": {
+        "CPUBackend.__init__: hints (num_sets, ways, dim, dtype, policy, sketch_shape, sketch_seed)",
+        "CPUBackend.absorb_replays: docstring",
+        "CPUBackend.absorb_replays: hints (return)",
+        "CPUBackend.capturing: docstring",
+        "CPUBackend.clear: docstring",
+        "CPUBackend.clear: hints (return)",
+        "CPUBackend.erase: hints (keys, return)",
+        "CPUBackend.export: hints (return)",
+        "CPUBackend.find: hints (keys, return)",
+        "CPUBackend.find_and_gather: hints (keys, out, fill_misses, return)",
+        "CPUBackend.host_arrays: docstring",
+        "CPUBackend.host_arrays: hints (return)",
+        "CPUBackend.insert_and_evict: hints (keys, counts, rows, admit, refuse_below_min)",
+        "CPUBackend.load: hints (keys, scores, values, return)",
+        "CPUBackend.lookup_hits: hints (keys, out, source, return)",
+        "CPUBackend.new_rows: docstring",
+        "CPUBackend.new_rows: hints (n, return)",
+        "CPUBackend.on_stream: docstring",
+        "CPUBackend.on_stream: hints (stream, return)",
+        "CPUBackend.release: hints (return)",
+        "CPUBackend.scatter: docstring",
+        "CPUBackend.scatter: hints (out, where, rows, inverse, return)",
+        "CPUBackend.set_clock: docstring",
+        "CPUBackend.set_default: docstring",
+        "CPUBackend.set_default: hints (default, return)",
+        "CPUBackend.set_occupancy: hints (return)",
+        "CPUBackend.sketch_add: hints (keys, counts, return)",
+        "CPUBackend.tick_and_touch: hints (slots, return)",
+        "CPUBackend.to_device: docstring",
+        "CPUBackend.to_device: hints (array, return)",
+        "CPUBackend.to_host: docstring",
+        "CPUBackend.to_host: hints (array, return)",
+        "CPUBackend.undo_touch: hints (return)",
+        "CPUBackend.unique: hints (keys, return)",
+        "CPUBackend.update: hints (keys, rows, return)",
+        "policy_kernels: hints (return)",
+        "sat_add: hints (a, b, return)",
+        "sketch_column: hints (key, row, seed, width, return)",
+    },
+    "embcache/kernels/gpu.py": {
+        "GPUBackend.__init__: hints (num_sets, ways, dim, dtype, policy, sketch_shape, sketch_seed, shape)",
+        "GPUBackend.clear: docstring",
+        "GPUBackend.clear: hints (return)",
+        "GPUBackend.count_source_misses: hints (keys, slots)",
+        "GPUBackend.enqueue_lookup: hints (keys, out, return)",
+        "GPUBackend.erase: hints (keys, return)",
+        "GPUBackend.export: hints (return)",
+        "GPUBackend.find: hints (keys, return)",
+        "GPUBackend.find_and_gather: hints (keys, out, return)",
+        "GPUBackend.found_in_source: hints (slots, at, return)",
+        "GPUBackend.host_arrays: hints (return)",
+        "GPUBackend.insert_and_evict: hints (keys, counts, rows, admit, refuse_below_min)",
+        "GPUBackend.load: hints (keys, scores, values, return)",
+        "GPUBackend.lookup_hits: hints (keys, out, source, return)",
+        "GPUBackend.new_rows: hints (n, return)",
+        "GPUBackend.on_stream: hints (stream, return)",
+        "GPUBackend.release: hints (return)",
+        "GPUBackend.scatter: hints (out, where, rows, inverse, return)",
+        "GPUBackend.set_clock: docstring",
+        "GPUBackend.set_default: docstring",
+        "GPUBackend.sketch_add: hints (keys, counts, return)",
+        "GPUBackend.tick_and_touch: hints (slots)",
+        "GPUBackend.to_device: hints (array, return)",
+        "GPUBackend.to_host: hints (array)",
+        "GPUBackend.unique: hints (keys, return)",
+        "GPUBackend.update: hints (keys, rows, return)",
+        "compile_module: hints (values, return)",
+        "defines: hints (values)",
+    },
+    "embcache/layout.py": {
+        "mix64: hints (key, return)",
+        "set_of: hints (key, num_sets, return)",
+    },
+    "embcache/policies/_base.py": {
+        "Admission.admit_batch: docstring",
+        "Admission.config: docstring",
+    },
+    "embcache/policies/admission.py": {
+        "HitRateThreshold.admit_batch: docstring",
+        "HitRateThreshold.config: docstring",
+        "MinFrequency.config: docstring",
+    },
+    "embcache/study.py": {
+        "load_trace_source: hints (key_file)",
+        "run_study: hints (trace)",
+    },
+    "embcache/tiers/_base.py": {
+        "Tier.__init__: hints (dtype)",
+        "Tier.delete_many: hints (keys)",
+        "Tier.device_source: hints (return)",
+        "Tier.get_many: hints (keys)",
+        "Tier.put_many: hints (keys, values)",
+        "require: hints (return)",
+    },
+    "embcache/tiers/_codec.py": {
+        "__all__",
+        "decode_keys: docstring",
+        "decode_keys: hints (blobs)",
+        "encode_keys: docstring",
+        "encode_rows: docstring",
+        "meta_blob: hints (extra)",
+    },
+    "embcache/tiers/host.py": {
+        "HostStore.__init__: hints (dtype)",
+        "HostStore.gather_to_device: hints (keys, default_row, return)",
+    },
+    "embcache/tiers/redis_store.py": {
+        "RedisStore.__init__: hints (dtype)",
+    },
+    "embcache/tiers/rocks.py": {
+        "RocksStore.__init__: hints (dtype)",
+    },
+    "embcache/tiers/spec.py": {
+        "open_store: hints (redis_options)",
+    },
+}
+
+
+def _hint_gaps(fn: ast.FunctionDef | ast.AsyncFunctionDef, method: bool) -> list[str]:
+    args = fn.args
+    params = args.posonlyargs + args.args + args.kwonlyargs
+    if method and params and params[0].arg in ("self", "cls"):
+        params = params[1:]
+    params += [a for a in (args.vararg, args.kwarg) if a is not None]
+    gaps = [a.arg for a in params if a.annotation is None]
+    if fn.returns is None and fn.name != "__init__":
+        gaps.append("return")
+    return gaps
+
+
+def _is_overload(fn) -> bool:
+    return any((isinstance(d, ast.Name) and d.id == "overload")
+               or (isinstance(d, ast.Attribute) and d.attr == "overload") for d in fn.decorator_list)
+
+
+def _setter(fn) -> bool:
+    return any(isinstance(d, ast.Attribute) and d.attr in ("setter", "deleter") for d in fn.decorator_list)
+
+
+def problems(path: pathlib.Path) -> set[str]:
+    """What ``path`` lacks: ``"__all__"``, ``"<name>: docstring"``, ``"<name>: hints (<params>)"``."""
+    tree = ast.parse(path.read_text(), str(path))
+    defined = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    public = [name for name in defined if not name.startswith("_")]
+    exported = None
+    for node in tree.body:
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) else [])
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets) and node.value is not None:
+            exported = [e.value for e in node.value.elts if isinstance(e, ast.Constant)]
+    found = set()
+    if exported is None:
+        if public:
+            found.add("__all__")
+        exported = public
+    for name in exported:
+        node = defined.get(name)
+        if node is None:
+            continue  # a constant or a name imported from elsewhere (checked where it is defined)
+        if ast.get_docstring(node) is None:
+            found.add(f"{name}: docstring")
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if not isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) or _is_overload(item):
+                    continue
+                if item.name.startswith("_") and item.name != "__init__":
+                    continue
+                qual = f"{name}.{item.name}"
+                if item.name != "__init__" and not _setter(item) and ast.get_docstring(item) is None:
+                    found.add(f"{qual}: docstring")
+                gaps = _hint_gaps(item, method=True)
+                if gaps:
+                    found.add(f"{qual}: hints ({', '.join(gaps)})")
+        elif not _is_overload(node):
+            gaps = _hint_gaps(node, method=False)
+            if gaps:
+                found.add(f"{name}: hints ({', '.join(gaps)})")
+    return found
+
+
+@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(ROOT)) for p in FILES])
+def test_public_names_have_all_docstrings_and_hints(path):
+    rel = str(path.relative_to(ROOT))
+    got = problems(path)
+    allowed = ALLOWED.get(rel, set())
+    assert not got - allowed, f"{rel}: {sorted(got - allowed)}"
+    assert not allowed - got, f"{rel}: fixed, delete from ALLOWED: {sorted(allowed - got)}"
+
+
+def test_the_allowlist_names_only_existing_files():
+    assert set(ALLOWED) <= {str(p.relative_to(ROOT)) for p in FILES}
+
+
+def test_the_check_sees_what_is_missing(tmp_path):
+    (tmp_path / "m.py").write_text('def f(x, y: int):\n    return x\n\n\nclass C:\n    """C."""\n\n'
+                                   '    def g(self) -> int:\n        return 1\n')
+    assert problems(tmp_path / "m.py") == {"__all__", "f: docstring", "f: hints (x, return)", "C.g: docstring"}
