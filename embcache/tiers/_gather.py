@@ -39,7 +39,8 @@ def gather_source(source: DeviceSource, keys, default_row):
     rows = cupy.empty((n, source.dim), default_row.dtype)
     found = cupy.empty(n, cupy.bool_)
     if n:
-        index = source.index if hasattr(source.index, "data") else np.uint64(source.index)
+        # a device array, or the device address of mapped host memory (passed as a 64-bit pointer)
+        index = np.uint64(source.index) if isinstance(source.index, (int, np.integer)) else source.index
         kernel((launch_grid(n * group, _BLOCK),), (_BLOCK,),
                (index, np.int64(source.mask), np.uint64(source.rows), keys, np.int64(n), rows, found, default_row))
         # the kernel reads the index and rows in place: the tier may change them once this returns

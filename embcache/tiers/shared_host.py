@@ -33,7 +33,8 @@ How long a generation stays readable
     release of ``lock``: calls under one ``with store.lock:`` see one generation, and a
     :meth:`device_source` stays valid, for the GPU too, until ``lock`` is let go.  Meanwhile the
     writer can commit once more (into the other copy); its next commit waits for that reader.
-    Hold ``lock`` for a lookup, not for minutes.
+    Hold ``lock`` for a lookup, not for minutes, and never write through the writer from a thread
+    that holds a reader's ``lock`` (its second commit would wait for that thread).
 
 A killed writer
     ``SIGKILL`` mid-batch leaves ``gen`` at the last commit and that copy untouched: readers keep
