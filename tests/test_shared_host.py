@@ -90,6 +90,15 @@ def test_a_second_writer_is_refused_while_the_first_lives(name):
         assert sorted(second.keys().tolist()) == [3, 4]
 
 
+def test_a_writer_dropped_unclosed_lets_its_lock_go(name):
+    SharedHostStore.create(name, 4, capacity=10, root=ROOT).put_many(np.array([1]), rows([1], 1.0))
+    import gc
+
+    gc.collect()
+    with SharedHostStore(name, 4, writer=True, root=ROOT) as writer:
+        assert writer.keys().tolist() == [1]
+
+
 def test_opening_checks_the_rows_and_capacity_the_table_holds(name):
     SharedHostStore.create(name, 4, "float16", capacity=10, root=ROOT).close()
     with pytest.raises(ConfigError, match="dim=4 float16"):

@@ -319,6 +319,15 @@ class SharedHostStore(Tier):
     def _close(self) -> None:
         self._release_files()
 
+    def __del__(self):
+        # a store dropped unclosed still lets its locks go (a writer's above all: the next writer waits
+        # on nothing else) and its file descriptors
+        try:
+            if self._fds:
+                self._release_files()
+        except Exception:  # at interpreter exit CUDA or os may be gone; the kernel cleans up then
+            pass
+
     # ------------------------------------------------------------------ reading
     def _unpin(self) -> None:
         if self._pinned is not None:
