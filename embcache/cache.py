@@ -248,7 +248,8 @@ class Cache:
         """Rows of unique ``keys`` from the tier, default where absent: (rows, present), where the backend works.
 
         A tier that offers a device source (a pinned HostStore, a SharedHostStore)
-        is gathered from in place, straight into device memory; any other tier is read on the host and its rows copied over once.
+        is gathered from in place, straight into device memory; any other tier is
+        read on the host and its rows copied over once.
         """
         b = self._backend
         if self._reads_sources:

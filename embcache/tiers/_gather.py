@@ -33,8 +33,9 @@ def gather_source(source: DeviceSource, keys, default_row):
     row_bytes = source.row_bytes
     words = row_bytes // vector_bytes(row_bytes)
     group = 1 << (min(32, words).bit_length() - 1)  # lanes per row: a power of two, no idle ones
-    kernel = compile_source(_SOURCE_GATHER_CU, {**layout_defines(), "ROW_BYTES": row_bytes,
-                            "VEC": vector_bytes(row_bytes), "GROUP": group, "BLOCK": _BLOCK}).get_function("source_gather")
+    defines = {**layout_defines(), "ROW_BYTES": row_bytes, "VEC": vector_bytes(row_bytes), "GROUP": group,
+               "BLOCK": _BLOCK}
+    kernel = compile_source(_SOURCE_GATHER_CU, defines).get_function("source_gather")
     n = keys.shape[0]
     rows = cupy.empty((n, source.dim), default_row.dtype)
     found = cupy.empty(n, cupy.bool_)
