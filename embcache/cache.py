@@ -142,10 +142,9 @@ class Cache:
             sketch_seed=0 if sketch is None else sketch[3],
         )
         self._backend.set_default(self._default)
-        # a GPU cache reads a pinned store's rows in place (no host round trip, no staging copy), unless
-        # the store counts reads (least_used overflow): the host reads count them as the CPU backend's do
-        self._zero_copy = (self._backend.name == "gpu" and getattr(tier, "pinned", False)
-                           and not getattr(tier, "reads_count", False))
+        # a GPU cache reads a tier's rows in place (no host round trip, no staging copy) when the tier
+        # offers a device source (tier.device_source(), asked under its lock at each use: a store changes)
+        self._reads_sources = self._backend.name == "gpu"
         self._size = 0
         self._stats = Stats()
         self._lock = threading.RLock()
@@ -265,12 +264,15 @@ class Cache:
     def _fetch(self, keys):
         """Rows of unique ``keys`` from the tier, default where absent: (rows, present), where the backend works.
 
-        A tier that can gather straight into device memory (a pinned HostStore)
-        does so; any other tier is read on the host and its rows copied over once.
+        A tier that offers a device source (a pinned HostStore, a SharedHostStore)
+        is gathered from in place, straight into device memory; any other tier is
+        read on the host and its rows copied over once.
         """
         b = self._backend
-        if self._zero_copy:
-            return self._tier.gather_to_device(keys, b.default)
+        if self._reads_sources:
+            with self._tier.lock:
+                if self._source() is not None:
+                    return self._tier.gather_to_device(keys, b.default)
         rows, present = self._tier.get_many(b.to_host(keys))
         rows[~present] = self._default
         return b.to_device(rows), b.to_device(present)
@@ -324,11 +326,31 @@ class Cache:
             if b.capturing():
                 b.enqueue_lookup(keys, out)
                 return out
-            # a pinned store that is open: the probe copies missed rows from it in the same pass; its lock
-            # is held until the lookup is done, so that no other thread regrows the memory the kernels read
-            zero_copy = self._zero_copy and not self._tier.closed
-            with self._tier.lock if zero_copy else contextlib.nullcontext():
-                return self._lookup(keys, n, out, self._tier.device_rows() if zero_copy else None)
+            # a tier with a device source: the probe copies missed rows from it in the same pass; its lock
+            # is held until the lookup is done, so that no other thread changes the memory the kernels read
+            with contextlib.ExitStack() as held:
+                source = None
+                if self._reads_sources:
+                    held.enter_context(self._tier.lock)
+                    source = self._source()
+                    if source is None:
+                        held.close()  # nothing read in place: the tier's own calls take its lock
+                return self._lookup(keys, n, out, source)
+
+    def _source(self):
+        """The tier's :class:`~embcache._source.DeviceSource` if this cache reads it in place now, else
+        None; call with the tier's ``lock`` held, for as long as the kernels read the source."""
+        if not self._reads_sources or self._tier.closed:
+            return None  # a closed tier: its own calls raise ClosedError, as on the CPU
+        return self._tier.device_source()
+
+    @property
+    def _zero_copy(self) -> bool:
+        """Whether lookups read missed rows from the tier in place (GPU backend, tier with a device source)."""
+        if not self._reads_sources:
+            return False
+        with self._tier.lock:
+            return self._source() is not None
 
     def _lookup(self, keys, n: int, out, source):
         """The uncaptured lookup of ``keys`` into ``out``, missed rows from ``source`` when it is not None."""

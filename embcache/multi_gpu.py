@@ -324,17 +324,22 @@ class MultiGPUCache:
 
 
 class _SharedTier:
-    """The one tier behind every replica or shard, one call at a time (shards run in threads)."""
+    """The one tier behind every replica or shard, one call at a time (shards run in threads).
+
+    Its lock is the tier's own ``lock`` (reentrant), not a second one: a replica's lookup holds
+    ``tier.lock`` while its kernels read the tier's device source, and a shard's write takes the
+    same lock, so the two cannot wait on each other in opposite orders.
+    """
+
+    _CALLS = ("get_many", "put_many", "delete_many", "keys", "gather_to_device", "device_source")
 
     def __init__(self, tier: Tier):
-        import threading
-
         self._inner = tier
-        self._lock = threading.Lock()
+        self._lock = tier.lock
 
     def __getattr__(self, name):
         value = getattr(self._inner, name)
-        if name in ("get_many", "put_many", "delete_many", "gather_to_device", "device_rows"):
+        if name in self._CALLS:
             def locked(*args, **kwargs):
                 with self._lock:
                     return value(*args, **kwargs)

@@ -61,6 +61,23 @@ class Tier:
         the tier must see every read itself.  A tier that offers one declares it here; nobody probes."""
         return None
 
+    def gather_to_device(self, keys, default_row):
+        """GPU reads through :meth:`device_source`: ``(rows, found)`` of device ``keys`` (n,) int64.
+
+        ``rows`` (n, dim) holds the raw bits of each stored row (``default_row``, a device array of
+        raw bits, where absent), copied by the GPU from the tier in place; nothing is staged.  Runs
+        on CuPy's current stream and waits for it, under ``lock``.  ``ConfigError`` if the tier
+        offers no device source.
+        """
+        with self.lock:
+            self._check_open("gather_to_device")
+            source = self.device_source()
+            if source is None:
+                raise ConfigError(f"{self!r} offers no device source to gather from; read it with get_many")
+            from ._gather import gather_source
+
+            return gather_source(source, keys, default_row)
+
     def _check_open(self, op: str):
         if self.closed:
             raise ClosedError(f"{type(self).__name__}.{op}: the store is closed; open a new one")

@@ -6,11 +6,11 @@ import numpy as np
 
 from .._dtypes import raw
 from ..layout import EMPTY_KEY, mix64
+from .._source import DeviceSource
 from ..errors import ConfigError, TierError
 from ._base import Tier
+from ._gather import gather_source
 
-# the GPU's walk of this store's index (gather_to_device): this tier's own kernel, beside it
-_HOST_GATHER_CU = __import__("pathlib").Path(__file__).with_name("host_gather.cu")
 
 __all__ = ["HostStore"]
 
@@ -184,8 +184,8 @@ class HostStore(Tier):
     holds ``lock``, so the Numba kernels, which run without the GIL, never see
     the index while another call changes or regrows it.  The GPU paths hold it
     too: ``gather_to_device`` until its kernel has finished, and
-    ``device_rows`` while it brings the device index up to date; a caller
-    that reads ``device_rows``' addresses holds ``lock`` until its kernels
+    ``device_source`` while it brings the device index up to date; a caller
+    that reads ``device_source``'s addresses holds ``lock`` until its kernels
     have finished (the store may regrow, and free the old memory, as soon as
     the lock is let go).
     """
@@ -244,7 +244,8 @@ class HostStore(Tier):
     @property
     def reads_count(self) -> bool:
         """Whether reads change the store: a ``least_used`` store counts them, so GPU reads in place
-        (``device_rows``, ``gather_to_device``), which do not, would drop other rows than host reads."""
+        (``device_source``, ``gather_to_device``), which do not, would drop other rows than host reads; such a
+        store offers no device source."""
         return self.capacity is not None and self.overflow == "least_used"
 
     def _reserve(self, more):
@@ -318,34 +319,32 @@ class HostStore(Tier):
         """All stored keys (m,) int64, in no particular order."""
         return self._run("keys", lambda: self._table[self._table != EMPTY_KEY].copy())
 
-    def device_rows(self) -> tuple:
-        """Where a GPU kernel reads this pinned store in place, on the current device: ``(keys, mask, rows)``.
+    def device_source(self) -> DeviceSource | None:
+        """Where a GPU kernel reads this store in place, on the current device, or None.
 
-        ``keys``: the hash index (a device array, or with ``device_index=False`` the
-        device address of the mapped host array), ``mask + 1`` int64 slots probed
-        linearly from ``mix64(key) & mask``; ``rows``: the device address of the
-        rows, slot h's row at ``rows + h * dim * itemsize`` bytes.  Valid until the
-        store next changes; this call brings the device index up to date first.
-        With other threads or caches on the store, hold ``lock`` from this call
-        until the kernels that read these addresses have finished.
+        A :class:`embcache._source.DeviceSource` when the store is ``pinned`` and its
+        reads need not be counted (not ``reads_count``: a ``least_used`` store must
+        see every read, which a kernel reading in place would not report); None
+        otherwise.  Its ``index`` is the device copy of the hash index (brought up to
+        date by this call), or with ``device_index=False`` the device address of the
+        mapped host index; ``rows`` the device address of the mapped rows.  Valid
+        while ``lock`` is held: hold it from this call until the kernels that read
+        these addresses have finished (the store may regrow, and free the old
+        memory, as soon as the lock is let go).
         """
+        if not self.pinned or self.reads_count:
+            return None
         with self.lock:  # not _run: a CUDA error stays itself, not a TierError that a cache may answer with defaults
+            self._check_open("device_source")
+            index, mask, rows = self._device_rows()
+            return DeviceSource(index, mask, rows, self.dim, self.dtype, owner=self)
+
+    def device_rows(self) -> tuple:
+        """``(index, mask, rows)`` of :meth:`device_source`, for a pinned store whether or not it counts
+        reads; kept for callers of the tier itself (nothing outside embcache.tiers uses it)."""
+        with self.lock:
             self._check_open("device_rows")
             return self._device_rows()
-
-    def _device_rows(self) -> tuple:
-        if not self.pinned:
-            raise ConfigError("device_rows needs a HostStore made with pinned=True")
-        if self._mapped is None:  # a runtime query: about a microsecond, so once per allocation
-            self._mapped = (self._device_pointer(self._table), self._device_pointer(self._values))
-        if self.device_index:
-            from .._cuda import require_cupy
-
-            device = require_cupy().cuda.Device().id
-            index = self._device_indexes.setdefault(device, _DeviceIndex()).sync(self._table)
-        else:
-            index = self._mapped[0]
-        return index, np.int64(self._table.shape[0] - 1), self._mapped[1]
 
     def gather_to_device(self, keys, default_row):
         """GPU reads of a pinned store: ``(rows, found)`` of device ``keys`` (n,) int64, on the device.
@@ -363,24 +362,9 @@ class HostStore(Tier):
     def _gather_to_device(self, keys, default_row):
         if not self.pinned:
             raise ConfigError("gather_to_device needs a HostStore made with pinned=True")
-        from .._cuda import compile_source, launch_grid, layout_defines, require_cupy, vector_bytes
-
-        cupy = require_cupy()
-        row_bytes = self.dim * self.dtype.itemsize
-        words = row_bytes // vector_bytes(row_bytes)
-        group = 1 << (min(32, words).bit_length() - 1)  # lanes per row: a power of two, no idle ones
-        kernel = compile_source(_HOST_GATHER_CU, {**layout_defines(), "ROW_BYTES": row_bytes,
-                                "VEC": vector_bytes(row_bytes), "GROUP": group, "BLOCK": 256}).get_function("host_gather")
-        n = keys.shape[0]
-        rows = cupy.empty((n, self.dim), default_row.dtype)
-        found = cupy.empty(n, cupy.bool_)
-        if n:
-            index, mask, values = self._device_rows()
-            kernel((launch_grid(n * group, 256),), (256,), (index, mask, values, keys, np.int64(n), rows, found,
-                                                           default_row))
-            # the kernel reads the index and rows in place: another call may change them once this returns
-            cupy.cuda.get_current_stream().synchronize()
-        return rows, found
+        # any pinned store, a counting one too (its gathers are not counted: the caller's choice)
+        index, mask, rows = self._device_rows() if keys.shape[0] else (0, np.int64(0), np.uint64(0))
+        return gather_source(DeviceSource(index, mask, rows, self.dim, self.dtype, owner=self), keys, default_row)
 
     def _index_changed(self, added_keys) -> None:
         """Tell the GPU copies of the index: ``added_keys`` were added, or (None) anything else changed."""

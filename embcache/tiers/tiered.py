@@ -50,6 +50,13 @@ class TieredStore(Tier):
         whichever tier answers it.  Retry the write once the tier is back:
         writes are idempotent.
 
+    Device source: none (``device_source()`` is None), even when the first
+    tier offers one.  A tiered read must see every tier: a GPU kernel reading
+    the first tier in place would serve the default row for keys that only a
+    slower tier holds, promote nothing, and read past the suspect keys above.
+    A GPU cache over a TieredStore reads it on the host; give the cache the
+    pinned HostStore (or SharedHostStore) itself to read it zero-copy.
+
     Thread safety: each call holds this store's ``lock`` for its whole run (a
     read with its promotions, a write through every tier), and each tier's
     own lock while it calls that tier, so a read that promotes a row cannot
@@ -81,6 +88,10 @@ class TieredStore(Tier):
 
     def __repr__(self) -> str:
         return f"TieredStore([{', '.join(map(repr, self.tiers))}])"
+
+    def device_source(self) -> None:
+        """None: a tiered read must see every tier (see the class docstring), never the first one alone."""
+        return None
 
     def _get_many(self, keys):
         rows = np.zeros((keys.shape[0], self.dim), self.dtype)

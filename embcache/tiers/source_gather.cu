@@ -1,7 +1,8 @@
-// Zero-copy reads of a pinned HostStore (host.py, beside this file) from the GPU: the store's hash
-// index and rows live in mapped pinned host memory, so missed rows cross PCIe once, straight into
-// device memory, with no staging copy.  Linear probing exactly as host.py's _probe.
-// host.py prepends layout_defines() and ROW_BYTES, VEC, GROUP, BLOCK.
+// Zero-copy reads of a tier's DeviceSource (embcache/_source.py; a pinned HostStore, a SharedHostStore)
+// from the GPU: the tier's hash index and rows live in mapped host memory (or the index in device
+// memory), so missed rows cross PCIe once, straight into device memory, with no staging copy.  The
+// "splitmix64-linear" layout: linear probing exactly as host.py's _probe.
+// _gather.py prepends layout_defines() and ROW_BYTES, VEC, GROUP, BLOCK.
 #include "layout.cuh"
 
 #if VEC == 16
@@ -18,7 +19,7 @@ typedef unsigned short vec_t;
 
 // rows[i] = the stored row of keys[i] (default_row where absent); found[i] says which.
 // GROUP lanes per key: lane 0 walks the probe chain, then the group copies the row.
-extern "C" __global__ void __launch_bounds__(BLOCK) host_gather(
+extern "C" __global__ void __launch_bounds__(BLOCK) source_gather(
     const volatile i64* table, i64 mask, const char* values, const i64* __restrict__ keys, i64 n,
     char* __restrict__ rows, bool* __restrict__ found, const char* __restrict__ default_row) {
     const int lane = threadIdx.x % GROUP;
