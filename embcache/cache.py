@@ -299,7 +299,7 @@ class Cache:
             # is held until the lookup is done, so that no other thread regrows the memory the kernels read
             zero_copy = self._zero_copy and not self._tier.closed
             with self._tier.lock if zero_copy else contextlib.nullcontext():
-                return self._lookup(keys, n, out, self._tier.device_rows() if zero_copy else None)
+                return self._lookup(keys, n, out, __import__("embcache._source")._source.DeviceSource(*self._tier.device_rows(), self._tier.dim, self._tier.dtype) if zero_copy else None)  # noqa: E501  i20-kernels shim
 
     def _lookup(self, keys, n: int, out, source):
         """The uncaptured lookup of ``keys`` into ``out``, missed rows from ``source`` when it is not None."""
