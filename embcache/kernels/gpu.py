@@ -173,6 +173,26 @@ _NULL = np.uint64(0)  # a null pointer argument
 _ONE_THREAD = ((1,), (1,))  # the launch shape of a kernel that does one thing once (the clock tick)
 
 
+def _source_args(source: DeviceSource, dim: int, dtype: np.dtype) -> tuple:
+    """The kernel arguments ``(index, mask, rows)`` of ``source``, checked against a cache of rows of
+    ``dim`` values of ``dtype``: the kernels know one index layout and copy rows of the cache's size."""
+    if not isinstance(source, DeviceSource):
+        raise ConfigError(f"lookup_hits takes an embcache._source.DeviceSource as source, not "
+                          f"{type(source).__name__}: describe the tier's rows with one (Tier.device_source())")
+    if source.layout != INDEX_SPLITMIX64_LINEAR:
+        raise ConfigError(f"the GPU kernels read a DeviceSource of index layout {INDEX_SPLITMIX64_LINEAR!r} only, "
+                          f"not {source.layout!r}: give the tier that index, or no device source")
+    dtype = np.dtype(dtype)
+    if np.dtype(source.dtype) != dtype or source.row_bytes != dim * dtype.itemsize:
+        raise ConfigError(f"the DeviceSource holds rows of {source.dim} {np.dtype(source.dtype).name} "
+                          f"({source.row_bytes} bytes), the cache rows of {dim} {dtype.name} "
+                          f"({dim * dtype.itemsize} bytes): make the tier with the cache's dim and dtype")
+    index = source.index  # a device array, or the device address of mapped host memory
+    if isinstance(index, (int, np.integer)):
+        index = np.uint64(int(index))
+    return index, np.int64(source.mask), np.uint64(int(source.rows))
+
+
 class GPUBackend:
     """The cache arrays in device memory and the CUDA kernels that work on them.
 
@@ -419,7 +439,7 @@ class GPUBackend:
         says which missed keys it held.  The caller keeps the source valid (holds
         its owner's lock) until this call has returned.
         """
-        source = None if source is None else self._source_args(source)
+        source = None if source is None else _source_args(source, self.dim, self.dtype)
         n = keys.shape[0]
         self._zero_counters(STATE_MISSES, STATE_LISTED - STATE_MISSES + 1)
         # the slots live until this lookup ends, under the Cache's lock: a reused buffer (not while
@@ -442,23 +462,6 @@ class GPUBackend:
         missed = self.xp.empty(misses, self.xp.int64)
         self._k["list_misses"]((launch_grid(n, self._ublock),), self._utility, (slots, _i64(n), missed, self.state))
         return slots, missed, reserved, applied
-
-    def _source_args(self, source: DeviceSource) -> tuple:
-        """The kernel arguments ``(index, mask, rows)`` of ``source``, checked against this cache."""
-        if not isinstance(source, DeviceSource):
-            raise ConfigError(f"lookup_hits takes an embcache._source.DeviceSource as source, not "
-                              f"{type(source).__name__}: describe the tier's rows with one (Tier.device_source())")
-        if source.layout != INDEX_SPLITMIX64_LINEAR:
-            raise ConfigError(f"the GPU kernels read a DeviceSource of index layout {INDEX_SPLITMIX64_LINEAR!r} only, "
-                              f"not {source.layout!r}: give the tier that index, or no device source")
-        if np.dtype(source.dtype) != self.dtype or source.row_bytes != self.row_bytes:
-            raise ConfigError(f"the DeviceSource holds rows of {source.dim} {np.dtype(source.dtype).name} "
-                              f"({source.row_bytes} bytes), the cache rows of {self.dim} {self.dtype.name} "
-                              f"({self.row_bytes} bytes): make the tier with the cache's dim and dtype")
-        index = source.index  # a device array, or the device address of mapped host memory
-        if isinstance(index, (int, np.integer)):
-            index = np.uint64(int(index))
-        return index, np.int64(source.mask), np.uint64(int(source.rows))
 
     @staticmethod
     def found_in_source(slots, at):
