@@ -22,6 +22,13 @@
 // touch) and its row is copied from there, over PCIe, in the same pass as the hits' rows; a key the
 // source lacks stays -1 and gets the default row.
 
+// What probe_gather_source reads of a DeviceSource: its index (mask + 1 keys) and its rows.
+struct source_t {
+    const i64* keys;
+    i64 mask;
+    const char* rows;
+};
+
 // the source row of key, or -1 (linear probing: the DeviceSource layout INDEX_SPLITMIX64_LINEAR)
 __device__ __forceinline__ i64 source_find(const i64* __restrict__ source_keys, i64 mask, i64 key) {
     i64 h = (i64)(mix64((u64)key) & (u64)mask);
@@ -30,13 +37,32 @@ __device__ __forceinline__ i64 source_find(const i64* __restrict__ source_keys, 
     return k == key ? h : -1;
 }
 
+// The end of a probe: every warp adds its counts, and the last block ticks (when it touched) and
+// publishes the state words.
+__device__ __forceinline__ void report_probe(i64* state, unsigned misses, unsigned bad, i64 n,
+                                             int replay, int touch, i64 clock, int warp_lane) {
+    misses = warp_sum(misses);
+    bad = warp_sum(bad);
+    if (warp_lane == 0) {
+        if (misses) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES), (unsigned long long)misses);
+        if (bad) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_RESERVED), (unsigned long long)bad);
+        if (replay && misses)
+            atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_MISSES), (unsigned long long)misses);
+    }
+    if (replay && blockIdx.x == 0 && threadIdx.x == 0)
+        atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_LOOKUPS), (unsigned long long)n);
+    if (last_block(state)) {
+        if (touch) tick_if(state, clock, touch == TOUCH_IF_CLEAN);
+        if (!replay) publish(state);  // a graph replay's counts are absorbed from the device words instead
+    }
+}
+
 template <bool FROM_SOURCE>
 __device__ __forceinline__ void probe_gather_body(
     slot_t* __restrict__ table, const unsigned char* __restrict__ digests, const char* __restrict__ values,
     u64 num_sets, const i64* __restrict__ keys, i64 n, int gather, char* __restrict__ out, i64* __restrict__ slots,
     const char* __restrict__ default_row, int fill_misses, int replay, i64* __restrict__ state, int touch,
-    i64* __restrict__ old_scores, const i64* __restrict__ source_keys, i64 source_mask,
-    const char* __restrict__ source_rows) {
+    i64* __restrict__ old_scores, const source_t source) {
     const int warp_lane = threadIdx.x & 31;
     const int lane = threadIdx.x % GROUP;
     const int group_first_lane = (threadIdx.x & 31) - lane;
@@ -139,7 +165,7 @@ __device__ __forceinline__ void probe_gather_body(
             i64 slot = hits ? base[j] + way : -1;
             if (FROM_SOURCE) {
                 i64 h = -1;
-                if (lane == 0 && !hits && i < n && !reserved(key[j])) h = source_find(source_keys, source_mask, key[j]);
+                if (lane == 0 && !hits && i < n && !reserved(key[j])) h = source_find(source.keys, source.mask, key[j]);
                 h = __shfl_sync(FULL_MASK, h, group_first_lane);
                 if (h >= 0) slot = SOURCE_SLOT(h);
             }
@@ -157,26 +183,13 @@ __device__ __forceinline__ void probe_gather_body(
                 if (gather) {  // three copies, as before the source: probe_gather compiles to the same code
                     if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
                     else if (FROM_SOURCE && slot <= -2)
-                        copy_row(out + i * ROW_BYTES, source_rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
+                        copy_row(out + i * ROW_BYTES, source.rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
                     else if (fill_misses) copy_row(out + i * ROW_BYTES, default_row, lane, GROUP);
                 }
             }
         }
     }
-    misses = warp_sum(misses);
-    bad = warp_sum(bad);
-    if (warp_lane == 0) {
-        if (misses) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES), (unsigned long long)misses);
-        if (bad) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_RESERVED), (unsigned long long)bad);
-        if (replay && misses)
-            atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_MISSES), (unsigned long long)misses);
-    }
-    if (replay && blockIdx.x == 0 && threadIdx.x == 0)
-        atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_LOOKUPS), (unsigned long long)n);
-    if (last_block(state)) {
-        if (touch) tick_if(state, clock, touch == TOUCH_IF_CLEAN);
-        if (!replay) publish(state);  // a graph replay's counts are absorbed from the device words instead
-    }
+    report_probe(state, misses, bad, n, replay, touch, clock, warp_lane);
 }
 
 #define PROBE_GATHER_ARGS                                                                                      \
