@@ -9,6 +9,12 @@ each policy, row size (dims 8, 32, 128 of float32 and float16), launch shape of 
 digests on and off (a "split" shape compiles the same files: it only launches other kernels), and the
 PTX must hold an entry for every kernel the backend takes from that file.  CUDA 13's nvcc has no
 sm_70: the sm_70 entry's shapes are compiled for compute_75, the lowest it has.
+
+    python -m benchmarks.check_kernels --same-code-as 3fe9f1b
+
+compiles the kernels of that commit (its ``embcache/kernels/cuda`` and ``embcache/cuda_shared``) and
+of the working tree to machine code (ptxas, sm_75/80/90, a few configurations with today's defines)
+and compares each kernel's SASS bytes: a change meant to move code only must leave them equal.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import os
 import pathlib
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -117,13 +124,86 @@ def check(full: bool = True, workers: int | None = None) -> list[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _sass(cubin: pathlib.Path) -> dict:
+    """Each kernel's machine code in a cubin: the bytes of its ``.text.<name>`` ELF section."""
+    data = cubin.read_bytes()
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names = data[headers[shstrndx][4]:headers[shstrndx][4] + headers[shstrndx][5]]
+    out = {}
+    for h in headers:
+        name = names[h[0]:names.index(b"\0", h[0])].decode()
+        if name.startswith(".text."):
+            out[name[len(".text."):]] = data[h[4]:h[4] + h[5]]
+    return out
+
+
+def _cubins(cuda_dir: pathlib.Path, shared: pathlib.Path, arch: str, defines: dict, work: pathlib.Path) -> dict:
+    """Kernel name -> SASS bytes of every .cu file in ``cuda_dir`` (its own #defines may repeat ours)."""
+    out = {}
+    for path in sorted(cuda_dir.glob("*.cu")):
+        src = work / path.name
+        src.write_text("".join(f"#define {k} {v}\n" for k, v in defines.items()) + path.read_text())
+        cubin = work / (path.stem + ".cubin")
+        subprocess.run(["nvcc", f"-arch={arch}", "-cubin", "-std=c++17", f"-I{cuda_dir}", f"-I{shared}",
+                        "-o", str(cubin), str(src)], check=True, capture_output=True)
+        out.update(_sass(cubin))
+    return out
+
+
+def same_code(rev: str) -> list[str]:
+    """The kernels whose SASS differs between commit ``rev`` and the working tree (empty: none)."""
+    from embcache.policies import LFU, LRU
+
+    root = pathlib.Path(tempfile.mkdtemp(prefix="embcache-sass-"))
+    repo = BENCH_DIR.parent
+    try:
+        old = root / "old"
+        for folder in ("embcache/kernels/cuda", "embcache/cuda_shared"):
+            files = subprocess.run(["git", "-C", str(repo), "ls-tree", "--name-only", f"{rev}:{folder}"],
+                                   check=True, capture_output=True, text=True).stdout.split()
+            (old / folder).mkdir(parents=True)
+            for name in files:
+                text = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{folder}/{name}"], check=True,
+                                      capture_output=True).stdout
+                (old / folder / name).write_bytes(text)
+        differ = []
+        for (cc, arch), (policy, row_bytes, digests) in itertools.product(
+                {"7.0": "sm_75", "8.0": "sm_80", "9.0": "sm_90"}.items(),
+                [(LRU(), 128, False), (LRU(), 64, True), (LFU(), 512, True), (LFU(), 16, False)]):
+            shape = {**launch_shape(cc, row_bytes), "digests": digests}
+            defines = gpu._kernel_defines(policy, 32, row_bytes, 1000, shape, utility_block(cc))
+            work = root / f"{arch}-{policy.name}-{row_bytes}-{digests}"
+            (work / "old").mkdir(parents=True)
+            (work / "new").mkdir()
+            before = _cubins(old / "embcache/kernels/cuda", old / "embcache/cuda_shared", arch, defines, work / "old")
+            after = _cubins(gpu.CUDA_DIR, SHARED_INCLUDE, arch, defines, work / "new")
+            kernels = {name for names in gpu.FAMILIES.values() for name in names}
+            if not kernels <= set(after) or not kernels <= set(before):
+                differ.append(f"kernels missing from the cubins: {sorted(kernels - (set(after) & set(before)))}")
+            for name in sorted(set(before) | set(after)):
+                if before.get(name) != after.get(name):
+                    differ.append(f"{name} ({arch}, {policy.name}, {row_bytes}-byte rows, digests {digests})")
+        return differ
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a covering subset of the configurations (as the test)")
+    parser.add_argument("--same-code-as", metavar="REV", help="compare each kernel's SASS with commit REV's instead")
     args = parser.parse_args()
     if shutil.which("nvcc") is None:
         sys.exit("nvcc is not on PATH")
     start = time.time()
+    if args.same_code_as:
+        differ = same_code(args.same_code_as)
+        print(*differ, sep="\n")
+        print(f"{'no kernel' if not differ else len(differ)} differs from {args.same_code_as}'s "
+              f"({time.time() - start:.0f} s)")
+        sys.exit(1 if differ else 0)
     n = len(jobs(not args.quick))
     failures = check(not args.quick)
     print(*failures, sep="\n")

@@ -61,7 +61,8 @@ def bound_rows(dim: int, table_bytes: int, batch: int, repeat: int) -> list[dict
     known = [b.find(k) for k in keys]
     out = cupy.empty((batch, row_bytes // 4), cupy.uint32)
     slots, old = cupy.empty(batch, cupy.int64), cupy.empty(batch, cupy.int64)
-    grid, n, score, num_sets = (-(-batch * 4 // block),), np.int64(batch), np.int64(_TOUCHED_SCORE), np.uint64(b.num_sets)
+    grid = (-(-batch * 4 // block),)
+    n, score, num_sets = np.int64(batch), np.int64(_TOUCHED_SCORE), np.uint64(b.num_sets)
 
     def launch(layout: str, by_digests: bool, touch: bool):
         def run(t: int):

@@ -21,9 +21,11 @@ from embcache.kernels import _shared, gpu, tuning
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "embcache"
-CUDA_FILES = sorted(gpu.CUDA_DIR.glob("*.cu")) + sorted(gpu.CUDA_DIR.glob("*.cuh")) + sorted(SHARED_INCLUDE.glob("*.cuh"))
+CUDA_FILES = [*sorted(gpu.CUDA_DIR.glob("*.cu")), *sorted(gpu.CUDA_DIR.glob("*.cuh")),
+              *sorted(SHARED_INCLUDE.glob("*.cuh"))]
 # the Python files that launch kernels of embcache/kernels/cuda or of benchmarks/*.cu
-LAUNCHERS = [PACKAGE / "kernels" / "gpu.py", ROOT / "benchmarks" / "gpu_table.py", ROOT / "benchmarks" / "probe_bound.py"]
+LAUNCHERS = [PACKAGE / "kernels" / "gpu.py", ROOT / "benchmarks" / "gpu_table.py",
+             ROOT / "benchmarks" / "probe_bound.py"]
 GLOBAL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(')
 
 

@@ -518,7 +518,8 @@ class GPUBackend:
         n = where.shape[0]
         if n:
             # one warp a row
-            self._k["scatter_rows"]((launch_grid(n * 32, self._ublock),), self._utility, (out, where, rows, inverse, _i64(n)))
+            self._k["scatter_rows"]((launch_grid(n * 32, self._ublock),), self._utility,
+                                    (out, where, rows, inverse, _i64(n)))
 
     def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min) -> None:
         """As ``CPUBackend.insert_and_evict``, at the device clock.  No host wait; ``tally`` waits."""
