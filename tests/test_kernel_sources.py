@@ -229,8 +229,9 @@ def test_gpu_kernels_compile_per_family_on_first_use_and_once():
     assert not set(b._k) & {"insert_and_evict", "sets_of", "sketch_add", "probe_gather_source"}  # the rest on use
     cache.insert(np.arange(10, dtype=np.int64), np.ones((10, 8), np.float32))
     assert {"insert_and_evict", "sets_of"} <= set(b._k) and "sketch_add" not in b._k
-    again = embcache.Cache(64, 8, "lfu", backend="gpu")._backend
-    assert again._k["probe_gather"] is b._k["probe_gather"]  # memoized per device and configuration
+    other = embcache.Cache(64, 8, "lfu", backend="gpu")
+    assert other._backend._k["probe_gather"] is b._k["probe_gather"]  # memoized per device and configuration
+    other.close()
     cache.close()
 
 
