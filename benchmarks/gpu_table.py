@@ -22,7 +22,8 @@ import numpy as np
 
 import embcache
 from embcache.autotune import distinct_keys, fill_every_set, median_ms
-from embcache.kernels.gpu import launch_grid
+from embcache._cuda import launch_grid
+from embcache.kernels.tuning import utility_block
 from embcache.layout import EMPTY_KEY
 from embcache.policies import HitRateThreshold
 from embcache.tiers import HostStore
@@ -36,6 +37,14 @@ def _ceiling_module():
     return cupy.RawModule(code=(pathlib.Path(__file__).with_name("ceilings.cu")).read_text(), options=("-std=c++17",))
 
 
+def _block() -> int:
+    """Threads per block of the ceiling kernels: the utility block of this GPU's tuning entry."""
+    import cupy
+
+    cc = cupy.cuda.Device().compute_capability
+    return utility_block(f"{cc[:-1]}.{cc[-1]}")
+
+
 def gather_ceiling(table_words, rows: int, row_bytes: int, idx, repeat=20) -> tuple[float, str]:
     """Best ms of the gather kernels copying rows ``idx`` of ``table_words`` (any array or a pointer)."""
     import cupy
@@ -45,11 +54,12 @@ def gather_ceiling(table_words, rows: int, row_bytes: int, idx, repeat=20) -> tu
     mod = _ceiling_module()
     best = (float("inf"), "")
     n = np.int64(idx.shape[0])
+    block = _block()
     for name in ("gather_chunk", "gather_chunk4", "gather_warp"):
         kernel = mod.get_function(name)
         threads = idx.shape[0] * (32 if name == "gather_warp" else chunks)
-        grid = launch_grid(threads, 256) if name != "gather_chunk" else -(-threads // 256)
-        ms = median_ms(lambda: kernel((grid,), (256,), (table_words, idx, out, n, np.int32(chunks))), repeat)
+        grid = launch_grid(threads, block) if name != "gather_chunk" else -(-threads // block)
+        ms = median_ms(lambda: kernel((grid,), (block,), (table_words, idx, out, n, np.int32(chunks))), repeat)
         best = min(best, (ms, name))
     return best
 

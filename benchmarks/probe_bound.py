@@ -23,10 +23,11 @@ import pathlib
 
 import numpy as np
 
+from embcache._cuda import SHARED_INCLUDE, launch_grid
 from embcache.autotune import median_ms
 from embcache.kernels.gpu import CUDA_DIR, defines
 
-from .gpu_table import GIB, cached_sample, filled_cache, gather_ceiling, run_cli
+from .gpu_table import GIB, _block, cached_sample, filled_cache, gather_ceiling, run_cli
 
 _TOUCHED_SCORE = 1 << 40  # any score: the timing does not depend on it
 
@@ -36,7 +37,7 @@ def _module(row_bytes: int):
 
     text = "".join(f"#define {k} {v}\n" for k, v in defines(WAYS=32, ROW_BYTES=row_bytes, VEC=16).items())
     source = pathlib.Path(__file__).with_name("probe_bound.cu").read_text()
-    return cupy.RawModule(code=text + source, options=("-std=c++17", f"-I{CUDA_DIR}"))
+    return cupy.RawModule(code=text + source, options=("-std=c++17", f"-I{CUDA_DIR}", f"-I{SHARED_INCLUDE}"))
 
 
 def bound_rows(dim: int, table_bytes: int, batch: int, repeat: int) -> list[dict]:
@@ -49,22 +50,25 @@ def bound_rows(dim: int, table_bytes: int, batch: int, repeat: int) -> list[dict
     mod = _module(row_bytes)
     kernel = {name: mod.get_function(name) for name in ("probe_apart", "probe_beside", "make_slab")}
     digests = b.digests
+    block = _block()
+    fill = (launch_grid(slots_total, block),), (block,)
     if digests is None:  # the tuning table turned them off for this row size: the probes need them
         digests = cupy.empty(slots_total, cupy.uint8)
-        b._k["make_digests"]((4096,), (256,), (b.table, np.int64(slots_total), digests))
+        b._k["make_digests"](*fill, (b.table, np.int64(slots_total), digests))
     slab = cupy.empty(slots_total * (row_bytes + 16), cupy.uint8)
-    kernel["make_slab"]((4096,), (256,), (b.table, b.values, slab, np.int64(slots_total)))
+    kernel["make_slab"](*fill, (b.table, b.values, slab, np.int64(slots_total)))
     keys = [cached_sample(cache, batch, s) for s in range(4)]
     known = [b.find(k) for k in keys]
     out = cupy.empty((batch, row_bytes // 4), cupy.uint32)
     slots, old = cupy.empty(batch, cupy.int64), cupy.empty(batch, cupy.int64)
-    grid, n, score, num_sets = (-(-batch * 4 // 256),), np.int64(batch), np.int64(_TOUCHED_SCORE), np.uint64(b.num_sets)
+    grid = (-(-batch * 4 // block),)
+    n, score, num_sets = np.int64(batch), np.int64(_TOUCHED_SCORE), np.uint64(b.num_sets)
 
     def launch(layout: str, by_digests: bool, touch: bool):
         def run(t: int):
             given = np.uint64(0) if by_digests else known[t]
             head = (b.table, digests, b.values) if layout == "apart" else (slab, digests)
-            kernel[f"probe_{layout}"](grid, (256,), head + (num_sets, keys[t], n, out, slots, old, score, given,
+            kernel[f"probe_{layout}"](grid, (block,), head + (num_sets, keys[t], n, out, slots, old, score, given,
                                                             np.int32(touch)))
         return run
 

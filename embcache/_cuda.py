@@ -12,8 +12,8 @@ import pathlib
 from .errors import MissingDependencyError
 from .layout import EMPTY_KEY, LOCKED_KEY, MAX_SCORE, MIX_M1, MIX_M2
 
-__all__ = ["require_cupy", "gpu_available", "compile_source", "launch_grid", "vector_bytes", "layout_defines",
-           "SHARED_INCLUDE"]
+__all__ = ["require_cupy", "gpu_available", "compile_source", "launch_grid", "resident_blocks", "vector_bytes",
+           "layout_defines", "SHARED_INCLUDE"]
 
 #: headers every .cu file may include (``layout.cuh``: the key types, splitmix64, the sentinels)
 SHARED_INCLUDE = pathlib.Path(__file__).with_name("cuda_shared")
@@ -81,7 +81,12 @@ def compile_source(path: str | pathlib.Path, defines: dict, include_dirs: tuple 
 def launch_grid(threads: int, block: int) -> int:
     """Blocks for ``threads`` threads of grid-stride kernels: no more than the GPU keeps resident."""
     cupy = require_cupy()
-    return max(1, min(-(-threads // block), _multiprocessors(cupy.cuda.runtime.getDevice()) * _BLOCKS_PER_SM))
+    return max(1, min(-(-threads // block), resident_blocks(cupy.cuda.runtime.getDevice())))
+
+
+def resident_blocks(device_id: int) -> int:
+    """The most blocks a grid-stride kernel launches on device ``device_id``: its multiprocessors times 16."""
+    return _multiprocessors(device_id) * _BLOCKS_PER_SM
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from .kernels.tuning import TABLE_PATH, load_table
+from .kernels.tuning import TABLE_PATH, load_table, utility_block
 
 __all__ = ["autotune", "distinct_keys", "fill_every_set", "median_ms"]
 
@@ -125,10 +125,13 @@ def autotune(table_gib: float = 2.0, batch: int = 1 << 20, repeat: int = 10, wri
             shapes.append({"max_row_bytes": row_bytes if i < len(ROW_BYTES) - 1 else None, **best,
                            "ms_per_million_keys": round(best_ms * 2**20 / batch, 4)})
             report.append((row_bytes, ranked))
+    # the utility kernels' block is not timed here: the entry keeps the one the table gives this GPU
+    target = load_table(write) if write else None
     entry = {"device": name, "measured": f"{datetime.date.today().isoformat()}, embcache autotune "
-             f"(table {table_gib} GiB, {batch} keys a Cache.lookup, all hits, LRU, median of {repeat})", "shapes": shapes}
+             f"(table {table_gib} GiB, {batch} keys a Cache.lookup, all hits, LRU, median of {repeat})",
+             "utility_block": utility_block(cc, target), "shapes": shapes}
     if write:
-        table = load_table(write)
+        table = target
         table["entries"][cc] = entry
         with open(write, "w") as f:
             json.dump(table, f, indent=1)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["EMPTY_KEY", "LOCKED_KEY", "RESERVED_KEYS", "MAX_SCORE", "mix64", "set_of", "num_sets_for"]
+__all__ = ["EMPTY_KEY", "LOCKED_KEY", "RESERVED_KEYS", "MAX_SCORE", "mix64", "mix64_bits", "mix64_array", "set_of",
+           "sets_of", "num_sets_for"]
 
 #: Marks an empty slot.
 EMPTY_KEY = -(2**63)
@@ -32,13 +33,26 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 
 
-@numba.njit(inline="always", nogil=True, cache=True)
-def mix64(key):
-    """splitmix64 finalizer of an int64 key, as uint64."""
-    z = np.uint64(key)
-    z = (z ^ (z >> _S30)) * MIX_M1
+def mix64_bits(z):
+    """splitmix64 finalizer of uint64 ``z``: a NumPy or CuPy uint64 array or scalar, or (compiled
+    as ``mix64``) a Numba uint64.  The one Python form of the hash; CUDA's is ``cuda_shared/layout.cuh``."""
+    z = (z ^ (z >> _S30)) * MIX_M1  # uint64 arithmetic wraps, as splitmix64 wants
     z = (z ^ (z >> _S27)) * MIX_M2
     return z ^ (z >> _S31)
+
+
+_mix64_bits = numba.njit(inline="always", nogil=True, cache=True)(mix64_bits)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def mix64(key):
+    """splitmix64 finalizer of an int64 key, as uint64 (Numba and scalars)."""
+    return _mix64_bits(np.uint64(key))
+
+
+def mix64_array(keys, xp=np):
+    """splitmix64 of every key: ``keys`` (n,) int64, a NumPy or CuPy array (``xp`` its module) -> (n,) uint64."""
+    return mix64_bits(xp.ascontiguousarray(keys, dtype=xp.int64).view(xp.uint64))
 
 
 @numba.njit(inline="always", nogil=True, cache=True)

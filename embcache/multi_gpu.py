@@ -26,7 +26,7 @@ import numpy as np
 
 from .cache import Cache
 from .errors import ConfigError
-from .layout import _S27, _S30, _S31, MIX_M1, MIX_M2
+from .layout import mix64_array
 from .stats import Stats
 from .tiers import Tier
 
@@ -40,10 +40,7 @@ MODES = ("replicated", "sharded")
 
 def shard_of(keys: Any, shards: int, xp: Any = np) -> Any:
     """The shard of each key: ``(splitmix64(key) >> 32) % shards`` as int64 (NumPy or CuPy arrays)."""
-    z = xp.ascontiguousarray(keys, dtype=xp.int64).view(xp.uint64)
-    z = (z ^ (z >> _S30)) * MIX_M1  # uint64 arithmetic wraps, as splitmix64 wants
-    z = (z ^ (z >> _S27)) * MIX_M2
-    z = z ^ (z >> _S31)
+    z = mix64_array(keys, xp)
     return ((z >> np.uint64(32)) % np.uint64(shards)).astype(xp.int64)
 
 

@@ -1,5 +1,13 @@
-"""Constants both backends use: the outcome codes of insert_and_evict and the sketch's hash step."""
+"""Constants that Python and the kernels share, written once here.
+
+Both backends use the outcome codes of ``insert_and_evict`` and the sketch's hash step; the GPU
+backend's ``state`` words and probe touch modes are named here too.  ``cuda_defines()`` turns every
+one of them into the ``#define`` the CUDA files use, so no ``.cu`` file retypes a number that Python has.
+"""
 import numpy as np
+
+__all__ = ["NOT_ADMITTED", "INSERTED", "EVICTED", "REFRESHED", "REFUSED", "OUTCOMES", "GOLDEN", "STATE",
+           "TOUCH", "STATE_WORDS", "cuda_defines"]
 
 # outcome of each key given to insert_and_evict
 NOT_ADMITTED, INSERTED, EVICTED, REFRESHED, REFUSED = 0, 1, 2, 3, 4
@@ -8,3 +16,29 @@ OUTCOMES = {"NOT_ADMITTED": NOT_ADMITTED, "INSERTED": INSERTED, "EVICTED": EVICT
 
 #: Count-min sketch row r hashes ``key + (r + 1) * GOLDEN + seed`` (see ``MinFrequency``).
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+#: Words of ``GPUBackend.state`` (int64 each), the counters the kernels share with the host.
+STATE = {
+    "STATE_CLOCK": 0,  # the batch clock
+    "STATE_MISSES": 1,  # a probe's misses; update/erase: keys that were cached
+    "STATE_RESERVED": 2,  # a probe's reserved keys
+    "STATE_REPLAY_LOOKUPS": 3,  # keys and misses of captured lookups (graph replays), never reset
+    "STATE_REPLAY_MISSES": 4,
+    "STATE_LISTED": 5,  # list_misses' cursor
+    "STATE_DONE": 6,  # blocks of the running reporting kernel that have finished (the last one reports)
+    "STATE_OUTCOMES": 8,  # 5 words: the last insert_and_evict's tally of outcome codes
+    "STATE_PUBLISHED": 13,  # words 0 .. 12 go to the host's pinned copy
+    "STATE_DISTINCT": 13,  # count_source_misses: distinct missed keys
+    "STATE_ABSENT": 14,  # and how many of those the source lacked
+    "STATE_HOST": 15,  # the device address of the host's pinned copy of the state words
+}
+STATE_WORDS = 16
+
+#: probe_gather's ``touch`` argument: none; store the hits' scores and tick if every key hit; store
+#: them and tick (captured lookups)
+TOUCH = {"TOUCH_NONE": 0, "TOUCH_IF_CLEAN": 1, "TOUCH_ALWAYS": 2}
+
+
+def cuda_defines() -> dict:
+    """The ``#define``s of this module's constants, as C literals, for every CUDA file."""
+    return {"GOLDEN": f"{int(GOLDEN)}ULL", **OUTCOMES, **STATE, **TOUCH}

@@ -7,9 +7,14 @@ dtype), and ``state``, a few int64 words the kernels share with the host:
 the batch clock and per-call counters.  The clock lives on the device so that a
 lookup captured in a CUDA graph advances it on every replay.
 
-Kernels are compiled by NVRTC on first use and memoized per device and
-configuration (policy rules, ways, row bytes, launch shape); the constants
-reach CUDA as generated ``#define``s.  Every operation runs on CuPy's current
+The kernels live in one file per operation family (``cuda/probe.cu``: the hit
+path; ``source.cu``: misses served from a :class:`~embcache._source.DeviceSource`;
+``insert.cu``, ``unique.cu``, ``writes.cu``, ``sketch.cu``), each kernel behind a
+memoized factory ``_get_<kernel>_kernel(device_id, config)`` that compiles only its
+family's file, by NVRTC on first use, per device and configuration (policy rules,
+ways, row bytes, launch shape); nothing compiles at import time.  The constants
+reach CUDA as generated ``#define``s (``_shared.cuda_defines``, ``_cuda.layout_defines``),
+and every launch shape comes from the tuning table (``tuning.py``).  Every operation runs on CuPy's current
 stream (``Cache`` enters the caller's ``stream=``), and the hit path reads back
 one small counter block from that stream only: never a device-wide synchronize.  The
 probe and the insertion publish their counters themselves (their last block writes
@@ -18,27 +23,43 @@ them into pinned host memory), so the host only waits for the stream and reads.
 from __future__ import annotations
 
 import contextlib
+import functools
 import pathlib
 
 import numpy as np
 
-from .._cuda import compile_source, gpu_available, launch_grid, layout_defines, require_cupy
+from .._cuda import compile_source, gpu_available, launch_grid, layout_defines, require_cupy, resident_blocks
 from .._dtypes import raw
+from .._source import INDEX_SPLITMIX64_LINEAR, DeviceSource
+from ..errors import ConfigError
 from ..layout import EMPTY_KEY
 from . import _rules
-from ._shared import GOLDEN, OUTCOMES
-from .tuning import launch_shape, vector_bytes
+from ._shared import OUTCOMES, STATE, STATE_WORDS, TOUCH, cuda_defines
+from .tuning import launch_shape, utility_block, vector_bytes
 
 __all__ = ["GPUBackend", "gpu_available", "require_cupy", "compile_module", "defines", "launch_grid"]
 
 CUDA_DIR = pathlib.Path(__file__).with_name("cuda")
-# words of GPUBackend.state; cache.cu has the same STATE_* names
-STATE_CLOCK, STATE_MISSES, STATE_RESERVED, STATE_REPLAY_LOOKUPS, STATE_REPLAY_MISSES, STATE_LISTED = range(6)
-STATE_DONE = 6  # blocks of the running reporting kernel that have finished (the last one reports)
-STATE_OUTCOMES = 8  # 5 words: the last insert_and_evict's tally of outcome codes
-STATE_DISTINCT, STATE_ABSENT = 13, 14  # count_source_misses' two counts
-STATE_HOST = 15  # the device address of _host_state, where probe_gather and insert_and_evict publish
-_STATE_WORDS = 16
+# words of GPUBackend.state (kernels/_shared.py, which gives the kernels the same STATE_* names)
+STATE_CLOCK, STATE_MISSES, STATE_RESERVED = STATE["STATE_CLOCK"], STATE["STATE_MISSES"], STATE["STATE_RESERVED"]
+STATE_REPLAY_LOOKUPS, STATE_REPLAY_MISSES = STATE["STATE_REPLAY_LOOKUPS"], STATE["STATE_REPLAY_MISSES"]
+STATE_LISTED, STATE_OUTCOMES, STATE_HOST = STATE["STATE_LISTED"], STATE["STATE_OUTCOMES"], STATE["STATE_HOST"]
+STATE_DISTINCT, STATE_ABSENT = STATE["STATE_DISTINCT"], STATE["STATE_ABSENT"]  # count_source_misses' counts
+_STATE_WORDS = STATE_WORDS
+_OUTCOME_CODES = len(OUTCOMES)
+
+#: every kernel the backend launches, by the file of its family (``cuda/<file>``)
+FAMILIES = {
+    "probe.cu": ("probe_gather", "gather_slots", "list_misses", "tick", "touch"),
+    "source.cu": ("probe_gather_source", "count_source_misses"),
+    "insert.cu": ("insert_and_evict",),
+    "unique.cu": ("run_starts", "run_scatter", "sets_of"),
+    "writes.cu": ("update_rows", "erase_keys", "scatter_rows", "restore_scores", "make_digests"),
+    "sketch.cu": ("sketch_add", "sketch_estimate"),
+}
+# the hit path's kernels, compiled when the launch shape is set: a lookup captured in a CUDA graph
+# then compiles nothing (the other families compile on their first use)
+_EAGER = "probe.cu"
 
 
 # Occurrences a block of the touch kernel counts per round in shared memory: a 2x table of 8-byte
@@ -51,12 +72,12 @@ def defines(**values) -> dict:
     """The #defines every .cu file needs, plus ``values`` (layout, row size, launch shape)."""
     out = {
         **layout_defines(),
-        "GOLDEN": f"{int(GOLDEN)}ULL",
+        **cuda_defines(),
+        "OUTCOME_CODES": _OUTCOME_CODES,
         "NEW_SCORE_EXPR": "0",
         "HIT_SCORE_EXPR": "score",
         "SET_BITS": 64,
     }
-    out.update(OUTCOMES)
     out.update(values)
     return out
 
@@ -66,16 +87,97 @@ def compile_module(source: str, **values):
     return compile_source(CUDA_DIR / source, defines(**values))
 
 
+def _factory(family: str, name: str):
+    """The memoized factory of kernel ``name`` of ``cuda/<family>``, as cupyx's ``_get_<op>_kernel``."""
+
+    def get(device_id: int, config: tuple):
+        cupy = require_cupy()
+        with cupy.cuda.Device(device_id):  # a module and its functions belong to one device
+            return compile_source(CUDA_DIR / family, dict(config)).get_function(name)
+
+    get.__name__ = get.__qualname__ = f"_get_{name}_kernel"
+    get.__doc__ = (f"``{name}`` of ``cuda/{family}`` for device ``device_id``, compiled with the #defines "
+                   "``config`` (sorted (name, value) pairs) on first use, then memoized.")
+    return functools.lru_cache(maxsize=None)(get)
+
+
+# one factory per kernel; a factory compiles its family's file only
+_get_probe_gather_kernel = _factory("probe.cu", "probe_gather")
+_get_gather_slots_kernel = _factory("probe.cu", "gather_slots")
+_get_list_misses_kernel = _factory("probe.cu", "list_misses")
+_get_tick_kernel = _factory("probe.cu", "tick")
+_get_touch_kernel = _factory("probe.cu", "touch")
+_get_probe_gather_source_kernel = _factory("source.cu", "probe_gather_source")
+_get_count_source_misses_kernel = _factory("source.cu", "count_source_misses")
+_get_insert_and_evict_kernel = _factory("insert.cu", "insert_and_evict")
+_get_run_starts_kernel = _factory("unique.cu", "run_starts")
+_get_run_scatter_kernel = _factory("unique.cu", "run_scatter")
+_get_sets_of_kernel = _factory("unique.cu", "sets_of")
+_get_update_rows_kernel = _factory("writes.cu", "update_rows")
+_get_erase_keys_kernel = _factory("writes.cu", "erase_keys")
+_get_scatter_rows_kernel = _factory("writes.cu", "scatter_rows")
+_get_restore_scores_kernel = _factory("writes.cu", "restore_scores")
+_get_make_digests_kernel = _factory("writes.cu", "make_digests")
+_get_sketch_add_kernel = _factory("sketch.cu", "sketch_add")
+_get_sketch_estimate_kernel = _factory("sketch.cu", "sketch_estimate")
+_FACTORIES = {name: globals()[f"_get_{name}_kernel"] for names in FAMILIES.values() for name in names}
+
+
+def _kernel_defines(policy, ways: int, row_bytes: int, num_sets: int, shape: dict, utility_block: int) -> dict:
+    """Every #define of a backend's kernels: layout, row size, launch ``shape`` and the policy's rules."""
+    digests = bool(shape.get("digests", False))
+    return defines(
+        WAYS=ways, ROW_BYTES=row_bytes, VEC=vector_bytes(row_bytes),
+        SET_BITS=32 if num_sets <= 2**32 else 64, GROUP=min(int(shape["group"]), ways),
+        KEYS_PER_GROUP=int(shape["keys_per_group"]), BLOCK=int(shape["block"]), TOUCH_CHUNK=_TOUCH_CHUNK,
+        DIGESTS=int(digests), UTILITY_BLOCK=utility_block,
+        NEW_SCORE_EXPR=_rules.c_expression(policy.new_score), HIT_SCORE_EXPR=_rules.c_expression(policy.hit_score),
+    )
+
+
+class _Kernels(dict):
+    """A backend's kernels by name, each fetched from its factory on first use (then a plain dict read)."""
+
+    def __init__(self, device_id: int, config: tuple):
+        super().__init__()
+        self._device_id, self._config = device_id, config
+
+    def __missing__(self, name: str):
+        kernel = self[name] = _FACTORIES[name](self._device_id, self._config)
+        return kernel
+
+
 def _i64(x) -> np.int64:
     return np.int64(x)
 
 
 _FLAG = {False: np.int32(0), True: np.int32(1)}  # int flags of kernels, made once
-# probe_gather's touch argument (TOUCH_* in cache.cu): none; store hit scores and tick if every key
+# probe_gather's touch argument (TOUCH_* of _shared.py): none; store hit scores and tick if every key
 # hit; store them and tick (captured lookups)
-_TOUCH_NONE, _TOUCH_IF_CLEAN, _TOUCH_ALWAYS = range(3)
-_TOUCH_FLAG = tuple(np.int32(t) for t in range(3))
+_TOUCH_NONE, _TOUCH_IF_CLEAN, _TOUCH_ALWAYS = TOUCH["TOUCH_NONE"], TOUCH["TOUCH_IF_CLEAN"], TOUCH["TOUCH_ALWAYS"]
+_TOUCH_FLAG = {t: np.int32(t) for t in TOUCH.values()}
 _NULL = np.uint64(0)  # a null pointer argument
+_ONE_THREAD = ((1,), (1,))  # the launch shape of a kernel that does one thing once (the clock tick)
+
+
+def _source_args(source: DeviceSource, dim: int, dtype: np.dtype) -> tuple:
+    """The kernel arguments ``(index, mask, rows)`` of ``source``, checked against a cache of rows of
+    ``dim`` values of ``dtype``: the kernels know one index layout and copy rows of the cache's size."""
+    if not isinstance(source, DeviceSource):
+        raise ConfigError(f"lookup_hits takes an embcache._source.DeviceSource as source, not "
+                          f"{type(source).__name__}: describe the tier's rows with one (Tier.device_source())")
+    if source.layout != INDEX_SPLITMIX64_LINEAR:
+        raise ConfigError(f"the GPU kernels read a DeviceSource of index layout {INDEX_SPLITMIX64_LINEAR!r} only, "
+                          f"not {source.layout!r}: give the tier that index, or no device source")
+    dtype = np.dtype(dtype)
+    if np.dtype(source.dtype) != dtype or source.row_bytes != dim * dtype.itemsize:
+        raise ConfigError(f"the DeviceSource holds rows of {source.dim} {np.dtype(source.dtype).name} "
+                          f"({source.row_bytes} bytes), the cache rows of {dim} {dtype.name} "
+                          f"({dim * dtype.itemsize} bytes): make the tier with the cache's dim and dtype")
+    index = source.index  # a device array, or the device address of mapped host memory
+    if isinstance(index, (int, np.integer)):
+        index = np.uint64(int(index))
+    return index, np.int64(source.mask), np.uint64(int(source.rows))
 
 
 class GPUBackend:
@@ -126,7 +228,9 @@ class GPUBackend:
         self._num_sets_arg = np.uint64(num_sets)
         # lookups write rows as raw bits into arrays of the row dtype (bfloat16: its uint16 bits)
         self._out_dtype = self.raw_dtype if self.dtype.name == "bfloat16" else self.dtype
-        self._blocks = _multiprocessors(self.device_id) * _BLOCKS_PER_SM
+        self._blocks = resident_blocks(self.device_id)
+        self._ublock = utility_block(self.compute_capability)  # threads a block of every other kernel
+        self._utility = (self._ublock,)
         self._hits_change_scores = policy.hit_changes_score
         # a hit score of the clock alone (LRU) is the same for every occurrence: stored, not counted,
         # and by the probe itself, into the slot record it has just read
@@ -148,17 +252,10 @@ class GPUBackend:
         self._split = bool(shape.get("split", False))
         self._chunks = self.row_bytes // vector_bytes(self.row_bytes)
         digests = bool(shape.get("digests", False))
-        module = compile_module(
-            "cache.cu", WAYS=ways, ROW_BYTES=self.row_bytes, VEC=vector_bytes(self.row_bytes),
-            SET_BITS=32 if self._set_dtype == np.uint32 else 64, GROUP=group,
-            KEYS_PER_GROUP=self._kpg, BLOCK=self._block, TOUCH_CHUNK=_TOUCH_CHUNK, DIGESTS=int(digests),
-            NEW_SCORE_EXPR=_rules.c_expression(policy.new_score), HIT_SCORE_EXPR=_rules.c_expression(policy.hit_score),
-        )
-        self._k = {name: module.get_function(name) for name in (
-            "probe_gather", "tick", "touch", "insert_and_evict", "sets_of", "update_rows",
-            "erase_keys", "scatter_rows", "sketch_add", "sketch_estimate", "run_starts", "run_scatter",
-            "list_misses", "make_digests", "restore_scores", "gather_slots", "probe_gather_source",
-            "count_source_misses")}
+        config = _kernel_defines(policy, ways, self.row_bytes, self.num_sets, self.shape, self._ublock)
+        self._k = _Kernels(self.device_id, tuple(sorted(config.items())))
+        for name in FAMILIES[_EAGER]:
+            self._k[name]
         if digests and self.digests is None:
             self.digests = self.xp.empty(self.keys.shape[0], self.xp.uint8)
             self._make_digests()
@@ -169,7 +266,7 @@ class GPUBackend:
     def _make_digests(self) -> None:
         if self.digests is not None:
             n = self.keys.shape[0]
-            self._k["make_digests"]((launch_grid(n, 256),), (256,), (self.table, _i64(n), self.digests))
+            self._k["make_digests"]((launch_grid(n, self._ublock),), self._utility, (self.table, _i64(n), self.digests))
 
     # ------------------------------------------------------------------ arrays in and out
     def on_stream(self, stream):
@@ -225,7 +322,7 @@ class GPUBackend:
 
     def tick(self) -> None:
         """Advance the batch clock by one (on the device)."""
-        self._k["tick"]((1,), (1,), (self.state, np.int32(0)))
+        self._k["tick"](*_ONE_THREAD, (self.state, np.int32(0)))
         self.clock += 1
 
     def set_clock(self, clock: int) -> None:
@@ -279,10 +376,10 @@ class GPUBackend:
             if source is None:
                 self._k["probe_gather"](*grid, args)
             else:
-                self._k["probe_gather_source"](*grid, args + tuple(source))
+                self._k["probe_gather_source"](*grid, args + source)
             if split:
                 words = n * self._chunks
-                self._k["gather_slots"]((-(-words // 256),), (256,), (
+                self._k["gather_slots"]((-(-words // self._ublock),), self._utility, (
                     self.values, slots, count, out, self.default, _FLAG[fill_misses],
                     _NULL if source is None else source[2]))
         return slots, old
@@ -292,9 +389,9 @@ class GPUBackend:
         n = slots.shape[0]
         if self._hits_change_scores and n:  # the touch kernel's last block ticks: one launch fewer
             grid = max(1, min(-(-n // _TOUCH_CHUNK), self._blocks))
-            self._k["touch"]((grid,), (256,), (self.table, slots, _i64(n), self.state, flag))
+            self._k["touch"]((grid,), self._utility, (self.table, slots, _i64(n), self.state, flag))
         else:
-            self._k["tick"]((1,), (1,), (self.state, flag))
+            self._k["tick"](*_ONE_THREAD, (self.state, flag))
 
     def find(self, keys):
         """Slot of every key or -1: keys (n,) int64 -> (n,) int64 (device)."""
@@ -311,7 +408,7 @@ class GPUBackend:
         state = self._published() if keys.shape[0] else self._read_state()
         return slots, int(state[STATE_MISSES]), int(state[STATE_RESERVED])
 
-    def lookup_hits(self, keys, out, source=None):
+    def lookup_hits(self, keys, out, source: DeviceSource | None = None):
         """A lookup's hit path: ``(slots, missed, reserved, applied)``.
 
         Probes ``keys``, gathers the cached rows into ``out`` and lists the missed
@@ -321,15 +418,15 @@ class GPUBackend:
         are fetched, or ``undo_touch`` if the lookup fails before that.  Waits on
         the stream once, for the counters.
 
-        ``source``: rows that the GPU reads in place, ``(keys, mask, rows)``: a
-        device array (or device pointer) of int64 keys in an open-addressing table
-        of ``mask + 1`` slots, linear probing from ``mix64(key) & mask``, and the
-        device address of its rows (slot h's row at ``rows + h * row_bytes``), as
-        a pinned HostStore's ``device_rows`` gives them.  Then the probe also
+        ``source``: a :class:`~embcache._source.DeviceSource`, rows that the GPU
+        reads in place (index layout ``INDEX_SPLITMIX64_LINEAR``, rows of this
+        cache's dtype and dim; a ``ConfigError`` otherwise).  Then the probe also
         copies every missed row from there (the default row where the source
         lacks the key), so ``out`` is complete on return; ``found_in_source``
-        says which missed keys it held.
+        says which missed keys it held.  The caller keeps the source valid (holds
+        its owner's lock) until this call has returned.
         """
+        source = None if source is None else _source_args(source, self.dim, self.dtype)
         n = keys.shape[0]
         self._zero_counters(STATE_MISSES, STATE_LISTED - STATE_MISSES + 1)
         # the slots live until this lookup ends, under the Cache's lock: a reused buffer (not while
@@ -350,7 +447,7 @@ class GPUBackend:
             self._touched = None
             return slots, self._no_misses, reserved, applied
         missed = self.xp.empty(misses, self.xp.int64)
-        self._k["list_misses"]((launch_grid(n, 256),), (256,), (slots, _i64(n), missed, self.state))
+        self._k["list_misses"]((launch_grid(n, self._ublock),), self._utility, (slots, _i64(n), missed, self.state))
         return slots, missed, reserved, applied
 
     @staticmethod
@@ -369,7 +466,7 @@ class GPUBackend:
         size = 1 << max(4, (2 * misses - 1).bit_length())  # a power of two, at least twice the misses
         scratch = self.xp.full(size, EMPTY_KEY, self.xp.int64)
         self._zero_counters(STATE_DISTINCT, 2)
-        self._k["count_source_misses"]((launch_grid(n, 256),), (256,),
+        self._k["count_source_misses"]((launch_grid(n, self._ublock),), self._utility,
                                        (keys, slots, _i64(n), scratch, _i64(size - 1), self.state))
         state = self._read_state()
         return int(state[STATE_DISTINCT]), int(state[STATE_ABSENT])
@@ -400,34 +497,38 @@ class GPUBackend:
             slots, old = self._touched
             self._touched = None
             n = slots.shape[0]
-            self._k["restore_scores"]((launch_grid(n, 256),), (256,), (self.table, slots, old, _i64(n), self.state))
+            self._k["restore_scores"]((launch_grid(n, self._ublock),), self._utility,
+                                      (self.table, slots, old, _i64(n), self.state))
 
     def scatter(self, out, where, rows, inverse):
         """out[where[i]] = rows[inverse[i]]: missed rows into a lookup's output, in one launch."""
         n = where.shape[0]
         if n:
-            self._k["scatter_rows"]((launch_grid(n * 32, 256),), (256,), (out, where, rows, inverse, _i64(n)))
+            # one warp a row
+            self._k["scatter_rows"]((launch_grid(n * 32, self._ublock),), self._utility,
+                                    (out, where, rows, inverse, _i64(n)))
 
     def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min) -> None:
         """As ``CPUBackend.insert_and_evict``, at the device clock.  No host wait; ``tally`` waits."""
         cupy = self.xp
         n = keys.shape[0]
-        self._zero_counters(STATE_OUTCOMES, 5)
+        self._zero_counters(STATE_OUTCOMES, _OUTCOME_CODES)
         self._inserted = bool(n)
         if not n:
             return
         sets = cupy.empty(n, self._set_dtype)
-        self._k["sets_of"]((launch_grid(n, 256),), (256,), (keys, _i64(n), np.uint64(self.num_sets), sets))
+        grid = (launch_grid(n, self._ublock),), self._utility
+        self._k["sets_of"](*grid, (keys, _i64(n), np.uint64(self.num_sets), sets))
         order = cupy.argsort(sets)  # stable, so each set's keys stay ascending
         self._k["insert_and_evict"](
-            (launch_grid(n, 256),), (256,),
+            *grid,
             (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, counts, rows,
              admit, order, _i64(n), self.state, np.int32(bool(refuse_below_min))))
 
     def tally(self) -> np.ndarray:
         """How many keys of the last ``insert_and_evict`` got each outcome code: (5,) host int64 (waits for it)."""
         state = self._published() if self._inserted else self._read_state()  # no kernel: nothing published
-        return state[STATE_OUTCOMES:STATE_OUTCOMES + 5].copy()
+        return state[STATE_OUTCOMES:STATE_OUTCOMES + _OUTCOME_CODES].copy()
 
     def unique(self, keys):
         """As ``CPUBackend.unique``, on the device, with no boolean indexing (CuPy's nonzero scan)."""
@@ -439,7 +540,7 @@ class GPUBackend:
         order = cupy.argsort(keys)  # stable
         ordered = keys[order]
         starts = cupy.empty(n, cupy.int64)
-        grid = (launch_grid(n, 256),), (256,)
+        grid = (launch_grid(n, self._ublock),), self._utility
         self._k["run_starts"](*grid, (ordered, _i64(n), starts))
         rank = cupy.cumsum(starts)
         u = int(rank[-1])
@@ -451,7 +552,7 @@ class GPUBackend:
         self._zero_counters()
         n = int(args[-2])
         if n:
-            self._k[kernel]((launch_grid(n, 256),), (256,), args)
+            self._k[kernel]((launch_grid(n, self._ublock),), self._utility, args)
         return int(self._read_state()[STATE_MISSES])
 
     def update(self, keys, rows):
@@ -476,8 +577,9 @@ class GPUBackend:
         if n:
             depth, width = self.sketch.shape
             common = (self.sketch, np.int32(depth), _i64(width), self._sketch_seed, keys)
-            self._k["sketch_add"]((launch_grid(n, 256),), (256,), common + (counts, _i64(n)))
-            self._k["sketch_estimate"]((launch_grid(n, 256),), (256,), common + (_i64(n), est))
+            grid = (launch_grid(n, self._ublock),), self._utility
+            self._k["sketch_add"](*grid, common + (counts, _i64(n)))
+            self._k["sketch_estimate"](*grid, common + (_i64(n), est))
         return est
 
     def set_occupancy(self) -> np.ndarray:

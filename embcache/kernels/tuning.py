@@ -12,6 +12,9 @@ any larger row):
 * ``split`` (optional, default false): the probe kernel finds the slots only and
   a second kernel copies the rows, one thread per word, as the gather ceiling does.
 
+Each entry also has ``utility_block``: threads per block of every other kernel (the
+grid-stride utility kernels: insertion, unique, writes, sketch, the miss list, the touch).
+
 Entries with ``"measured": null`` are starting points that nobody has timed on
 that architecture; ``embcache autotune`` measures the candidates on the GPU at
 hand and writes its entry.  Digests cost one byte a slot of device memory on
@@ -23,7 +26,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-__all__ = ["TABLE_PATH", "load_table", "launch_shape", "vector_bytes"]
+__all__ = ["TABLE_PATH", "load_table", "launch_shape", "utility_block", "vector_bytes"]
 
 TABLE_PATH = pathlib.Path(__file__).with_name("tuning.json")
 _REQUIRED = ("group", "keys_per_group", "block")
@@ -36,19 +39,34 @@ def load_table(path: str | pathlib.Path | None = None) -> dict:
         return json.load(f)
 
 
+def _entry(compute_capability: str, table: dict | None) -> tuple[str, dict]:
+    """The entry for ``compute_capability``: its own, else the nearest lower architecture's."""
+    entries = (table or _table())["entries"]
+    want = tuple(int(x) for x in compute_capability.split("."))
+    known = sorted((tuple(int(x) for x in cc.split(".")), cc) for cc in entries)
+    lower = [cc for version, cc in known if version <= want] or [known[0][1]]
+    return lower[-1], entries[lower[-1]]
+
+
 def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = None) -> dict:
     """The shape for rows of ``row_bytes`` bytes on a GPU of ``compute_capability`` (e.g. ``"9.0"``).
 
     An architecture missing from the table takes the nearest lower one's entry.
     """
-    entries = (table or _table())["entries"]
-    want = tuple(int(x) for x in compute_capability.split("."))
-    known = sorted((tuple(int(x) for x in cc.split(".")), cc) for cc in entries)
-    lower = [cc for version, cc in known if version <= want] or [known[0][1]]
-    for shape in entries[lower[-1]]["shapes"]:
+    cc, entry = _entry(compute_capability, table)
+    for shape in entry["shapes"]:
         if shape["max_row_bytes"] is None or row_bytes <= shape["max_row_bytes"]:
             return {**{k: shape[k] for k in _REQUIRED}, **{k: bool(shape.get(k, False)) for k in _OPTIONAL}}
-    raise ValueError(f"tuning entry {lower[-1]} has no shape for {row_bytes}-byte rows")
+    raise ValueError(f"tuning entry {cc} has no shape for {row_bytes}-byte rows")
+
+
+def utility_block(compute_capability: str, table: dict | None = None) -> int:
+    """Threads per block of the utility kernels on a GPU of ``compute_capability`` (a multiple of 32)."""
+    cc, entry = _entry(compute_capability, table)
+    block = int(entry["utility_block"])
+    if block <= 0 or block % 32 or block > 1024:
+        raise ValueError(f"tuning entry {cc} has utility_block {block}: give a multiple of 32 up to 1024")
+    return block
 
 
 def vector_bytes(row_bytes: int) -> int:

@@ -1,8 +1,11 @@
-// Shared by every embcache .cu file.  gpu.py prepends #defines for:
-//   EMPTY_KEY, LOCKED_KEY, MAX_SCORE, MIX_M1, MIX_M2, GOLDEN   (layout.py, kernels/_shared.py)
-//   NOT_ADMITTED, INSERTED, EVICTED, REFRESHED, REFUSED        (outcome codes, kernels/_shared.py)
+// Shared by every embcache kernel file (one per operation family: probe.cu, source.cu, insert.cu,
+// unique.cu, writes.cu, sketch.cu).  gpu.py prepends #defines for:
+//   EMPTY_KEY, LOCKED_KEY, MAX_SCORE, MIX_M1, MIX_M2            (layout.py, through _cuda.layout_defines)
+//   GOLDEN, NOT_ADMITTED .. REFUSED, STATE_*, TOUCH_*          (kernels/_shared.py, cuda_defines)
 //   NEW_SCORE_EXPR, HIT_SCORE_EXPR                              (the policy's expressions)
-//   WAYS, ROW_BYTES, VEC, SET_BITS, GROUP, KEYS_PER_GROUP, BLOCK, DIGESTS (layout and launch shape)
+//   WAYS, ROW_BYTES, VEC, SET_BITS, GROUP, KEYS_PER_GROUP, BLOCK, DIGESTS, TOUCH_CHUNK, UTILITY_BLOCK
+//                                                               (layout and launch shapes, tuning.json)
+// No file here defines a number that Python also has.
 #pragma once
 
 #include "layout.cuh"  // i64, u64, mix64 (embcache/cuda_shared, on the include path of every module)
@@ -45,3 +48,78 @@ __device__ __forceinline__ i64 score_max(i64 a, i64 b) { return a > b ? a : b; }
 
 __device__ __forceinline__ i64 new_score(i64 score, i64 clock, i64 count) { return (i64)(NEW_SCORE_EXPR); }
 __device__ __forceinline__ i64 hit_score(i64 score, i64 clock, i64 count) { return (i64)(HIT_SCORE_EXPR); }
+
+#define FULL_MASK 0xffffffffu
+#define CHUNKS (ROW_BYTES / VEC)
+// ways each lane of a probing group reads, and ways each lane of an inserting warp holds
+#define PROBE_WPL (WAYS / GROUP)
+#define WARP_WPL ((WAYS + 31) / 32)
+
+__device__ __forceinline__ void copy_row(char* __restrict__ dst, const char* __restrict__ src, int lane, int lanes) {
+    const vec_t* s = reinterpret_cast<const vec_t*>(src);
+    vec_t* d = reinterpret_cast<vec_t*>(dst);
+#pragma unroll 4
+    for (int c = lane; c < CHUNKS; c += lanes) d[c] = s[c];
+}
+
+__device__ __forceinline__ bool reserved(i64 key) { return key <= LOCKED_KEY; }
+
+// Atomically apply score' = f(score) where f composes (see policies/_base.py).
+template <typename F>
+__device__ __forceinline__ void atomic_apply(i64* p, F f) {
+    unsigned long long* q = reinterpret_cast<unsigned long long*>(p);
+    unsigned long long old = *q;
+    while (true) {
+        unsigned long long next = (unsigned long long)f((i64)old);
+        if (next == old) return;
+        unsigned long long seen = atomicCAS(q, old, next);
+        if (seen == old) return;
+        old = seen;
+    }
+}
+
+__device__ __forceinline__ unsigned warp_sum(unsigned v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+// ---------------------------------------------------------------- reporting to the host
+// Every thread calls this at the end of a kernel that reports to the host: true in thread 0 of the
+// block that finishes last, once every block's counter atomics are visible.  It resets the arrival
+// count for the next launch (graph replays included).
+__device__ __forceinline__ bool last_block(i64* state) {
+    __threadfence();  // this thread's counter atomics before the block's arrival below
+    __syncthreads();
+    bool last = false;
+    if (threadIdx.x == 0) {
+        unsigned long long* done = reinterpret_cast<unsigned long long*>(state + STATE_DONE);
+        if (atomicAdd(done, 1ull) == gridDim.x - 1) {
+            __threadfence();
+            *done = 0;
+            last = true;
+        }
+    }
+    return last;
+}
+
+// The last block copies the state words into the host's pinned copy (its address is in
+// state[STATE_HOST]), so that the host reads them after a stream synchronize: no copy to enqueue.
+__device__ __forceinline__ void publish(const i64* state) {
+    const volatile i64* words = state;  // other blocks' atomics: past this block's L1
+    volatile i64* host = reinterpret_cast<volatile i64*>(words[STATE_HOST]);
+#pragma unroll
+    for (int w = 0; w < STATE_PUBLISHED; ++w) host[w] = words[w];
+    __threadfence_system();
+}
+
+// The kernels that touch hits tick the clock too: every block scores with clock + 1 (the clock it
+// read, ticked), and the last block to finish stores clock + 1 once every other block has read the
+// old value.  With if_clean it ticks only if no block found a miss or a reserved key.
+__device__ __forceinline__ void tick_if(i64* state, i64 clock, int if_clean) {
+    const volatile i64* counters = state;
+    if (!if_clean || !(counters[STATE_MISSES] | counters[STATE_RESERVED])) state[STATE_CLOCK] = clock + 1;
+}
+
+// a slot below -1 is a missed key's row in a DeviceSource (source.cu), -1 a miss everywhere
+#define SOURCE_SLOT(h) (-2 - (h))  // its own inverse

@@ -1,0 +1,176 @@
+// embcache GPU kernels: insertion and eviction.
+//
+// gpu.py prepends generated #defines (see common.cuh); every kernel copies rows as raw bits
+// (VEC-byte words), so results equal the CPU backend's.  Slot s = set * WAYS + way; table[s] holds
+// its key and score (slot_t).  64-bit indices throughout, so tables may exceed 2^31 slots and 4 GiB.
+
+#include "common.cuh"
+
+// ---------------------------------------------------------------- insertion
+// One key's insertion into a set whose keys and scores a warp holds in registers (way = j * 32 +
+// lane), exactly as insert_and_evict_cpu does it: the way it wrote (the row still to be copied
+// there) or -1 (not admitted, refused).  Writes the slot record and digest; counts the outcome.
+__device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned char* __restrict__ digests, i64 base,
+                                          i64 (&kw)[WARP_WPL], i64 (&sw)[WARP_WPL], i64 k, bool admitted, i64 count,
+                                          i64 clock, int refuse_below_min, unsigned long long (&tally)[OUTCOME_CODES]) {
+    const int lane = threadIdx.x & 31;
+    if (!admitted) {
+        ++tally[NOT_ADMITTED];
+        return -1;
+    }
+    int found = -1, empty = -1;
+#pragma unroll
+    for (int j = 0; j < WARP_WPL; ++j) {
+        const unsigned m = __ballot_sync(FULL_MASK, kw[j] == k);
+        if (found < 0 && m) found = j * 32 + __ffs(m) - 1;
+        const unsigned e = __ballot_sync(FULL_MASK, kw[j] == EMPTY_KEY);
+        if (empty < 0 && e) empty = j * 32 + __ffs(e) - 1;
+    }
+    int way;
+    signed char code;
+    i64 score;
+    if (found >= 0) {
+        way = found;
+        code = REFRESHED;
+        score = 0;
+#pragma unroll
+        for (int j = 0; j < WARP_WPL; ++j)
+            if (way == j * 32 + lane) score = hit_score(sw[j], clock, count);
+    } else {
+        score = new_score(0, clock, count);
+        if (empty >= 0) {
+            way = empty;
+            code = INSERTED;
+        } else {
+            // lowest (score, way) of the full set, ties to the lowest way
+            i64 low = MAX_SCORE;
+            int low_way = 1 << 30;
+#pragma unroll
+            for (int j = 0; j < WARP_WPL; ++j) {
+                const int w = j * 32 + lane;
+                if (w < WAYS && (sw[j] < low || (sw[j] == low && w < low_way))) { low = sw[j]; low_way = w; }
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const i64 other = __shfl_xor_sync(FULL_MASK, low, o);
+                const int other_way = __shfl_xor_sync(FULL_MASK, low_way, o);
+                if (other < low || (other == low && other_way < low_way)) { low = other; low_way = other_way; }
+            }
+            if (refuse_below_min && score < low) {
+                ++tally[REFUSED];
+                return -1;
+            }
+            way = low_way;
+            code = EVICTED;
+        }
+    }
+#pragma unroll
+    for (int c = 0; c < OUTCOME_CODES; ++c) tally[c] += c == code;
+#pragma unroll
+    for (int j = 0; j < WARP_WPL; ++j) {
+        if (way == j * 32 + lane) {
+            kw[j] = k;
+            sw[j] = score;
+            table[base + way].key = k;
+            table[base + way].score = score;
+#if DIGESTS
+            digests[base + way] = digest_of(k);
+#endif
+        }
+    }
+    return way;
+}
+
+__device__ __forceinline__ void load_set(const slot_t* __restrict__ table, i64 base, i64 (&kw)[WARP_WPL],
+                                         i64 (&sw)[WARP_WPL]) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int j = 0; j < WARP_WPL; ++j) {
+        const int way = j * 32 + lane;
+        kw[j] = way < WAYS ? table[base + way].key : LOCKED_KEY;  // LOCKED_KEY: never matches, never empty
+        sw[j] = way < WAYS ? table[base + way].score : 0;
+    }
+}
+
+// Keys are unique; order[] lists them sorted by (set, key).  A warp takes 32 sorted positions at a
+// time, and every run of equal sets that starts among them (to its end, past the 32 if need be),
+// applying its keys in order as insert_and_evict_cpu does.  The memory waits overlap: each lane
+// reads its position's key (whose set it computes), admit flag and count at once,
+// the next run's set is read while one is applied, and the rows are copied at the end, one word
+// per lane, after every decision of the 32.  A later key that takes the slot of an earlier one
+// (evicting a key inserted by this batch) cancels the earlier copy, so the last row wins.
+// Only the tally of outcome codes leaves the kernel (state[STATE_OUTCOMES], published to the host):
+// per-key outcomes would be two scattered writes a key that no caller reads.
+extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) insert_and_evict(
+    slot_t* __restrict__ table, unsigned char* __restrict__ digests,
+    char* __restrict__ values, u64 num_sets, const i64* __restrict__ keys, const i64* __restrict__ counts, const char* __restrict__ rows,
+    const bool* __restrict__ admit, const i64* __restrict__ order, i64 n, i64* __restrict__ state,
+    int refuse_below_min) {
+    const int lane = threadIdx.x & 31;
+    const i64 warps = (i64)gridDim.x * (blockDim.x / 32);
+    const i64 clock = state[STATE_CLOCK];
+    // outcomes are warp-uniform, so each warp tallies in registers and adds once at the end
+    unsigned long long tally[OUTCOME_CODES] = {};
+    for (i64 c = ((i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * 32; c < n; c += warps * 32) {
+        const i64 q = c + lane;
+        const bool in = q < n;
+        const i64 my_i = in ? order[q] : 0;
+        const i64 my_key = in ? keys[my_i] : 0;
+        const u64 my_set = in ? set_of(my_key, num_sets) : 0;
+        u64 before = __shfl_up_sync(FULL_MASK, my_set, 1);
+        if (lane == 0 && c > 0) before = set_of(keys[order[c - 1]], num_sets);
+        const bool start = in && ((lane == 0 && c == 0) || before != my_set);
+        const bool my_admit = in && admit[my_i];
+        const i64 my_count = in ? counts[my_i] : 0;
+        i64 dst = -1;  // the slot this lane's position copies its row to at the end
+        unsigned todo = __ballot_sync(FULL_MASK, start);
+        i64 kw[WARP_WPL], sw[WARP_WPL];
+        if (todo) load_set(table, (i64)__shfl_sync(FULL_MASK, my_set, __ffs(todo) - 1) * WAYS, kw, sw);
+        while (todo) {
+            const int r = __ffs(todo) - 1;
+            todo &= todo - 1;
+            const int end = todo ? __ffs(todo) - 1 : 32;  // the next run's start, or the chunk's end
+            const u64 set = __shfl_sync(FULL_MASK, my_set, r);
+            const i64 base = (i64)set * WAYS;
+            i64 next_kw[WARP_WPL], next_sw[WARP_WPL];
+            if (todo) load_set(table, (i64)__shfl_sync(FULL_MASK, my_set, end) * WAYS, next_kw, next_sw);
+            for (int p = r; p < end && c + p < n; ++p) {
+                const int way = insert_one(table, digests, base, kw, sw, __shfl_sync(FULL_MASK, my_key, p),
+                                           __shfl_sync(FULL_MASK, my_admit, p), __shfl_sync(FULL_MASK, my_count, p),
+                                           clock, refuse_below_min, tally);
+                if (way >= 0) {
+                    if (dst == base + way) dst = -1;
+                    if (lane == p) dst = base + way;
+                }
+            }
+            if (!todo) {  // the chunk's last run may go on past it: its owner applies all of it
+                for (i64 q2 = c + 32; q2 < n; ++q2) {
+                    const i64 i = order[q2];
+                    if (set_of(keys[i], num_sets) != set) break;
+                    const int way = insert_one(table, digests, base, kw, sw, keys[i], admit[i], counts[i], clock,
+                                               refuse_below_min, tally);
+                    if (way >= 0) {
+                        if (dst == base + way) dst = -1;
+                        copy_row(values + (base + way) * ROW_BYTES, rows + i * ROW_BYTES, lane, 32);
+                    }
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < WARP_WPL; ++j) { kw[j] = next_kw[j]; sw[j] = next_sw[j]; }
+        }
+        for (int t = lane; t < 32 * CHUNKS; t += 32) {
+            const int p = t / CHUNKS;
+            const i64 d = __shfl_sync(FULL_MASK, dst, p);
+            const i64 i = __shfl_sync(FULL_MASK, my_i, p);
+            if (d >= 0)
+                reinterpret_cast<vec_t*>(values + d * ROW_BYTES)[t - p * CHUNKS] =
+                    reinterpret_cast<const vec_t*>(rows + i * ROW_BYTES)[t - p * CHUNKS];
+        }
+    }
+    if (lane == 0) {
+#pragma unroll
+        for (int c = 0; c < OUTCOME_CODES; ++c)
+            if (tally[c]) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_OUTCOMES + c), tally[c]);
+    }
+    if (last_block(state)) publish(state);
+}

@@ -1,0 +1,201 @@
+// The probe of the hit path, shared by probe.cu (probe_gather) and source.cu (probe_gather_source):
+// one body, two kernels, so that the all-hit path keeps the registers of a probe without the
+// source walk.
+#pragma once
+
+#include "common.cuh"
+
+// GROUP lanes probe one key's set together (PROBE_WPL ways each), KEYS_PER_GROUP keys in flight,
+// then copy the row with VEC-byte words.  slots[i] = slot or -1; rows go to out only if gather.
+// fill_misses: write default_row for misses (query and captured lookups) instead of leaving them.
+// Misses and reserved keys are counted into state[] once per warp.
+// touch (policies whose hit score is the clock's alone, as LRU's: every occurrence of a slot gets
+// the same score, so a plain store applies the rule exactly): store the hit score
+// into each hit's slot right after its key was read, where it hits the same sector in L2; then the
+// last block ticks the clock (TOUCH_IF_CLEAN: only if the batch was all hits).  The old score goes to
+// old_scores[i] (when given) so that a lookup that fails later can put it back (restore_scores).
+//
+// FROM_SOURCE (probe_gather_source): a miss is looked up in a source of rows, an open-addressing
+// table of keys with linear probing from mix64(key) & source_mask (a DeviceSource's index, in
+// device memory or mapped) whose row h sits at source_rows + h * ROW_BYTES (mapped pinned memory).
+// Its slot becomes SOURCE_SLOT(h) (-2 - h, still negative: a miss for every count and for the
+// touch) and its row is copied from there, over PCIe, in the same pass as the hits' rows; a key the
+// source lacks stays -1 and gets the default row.
+
+// What probe_gather_source reads of a DeviceSource: its index (mask + 1 keys) and its rows.
+struct source_t {
+    const i64* keys;
+    i64 mask;
+    const char* rows;
+};
+
+// the source row of key, or -1 (linear probing: the DeviceSource layout INDEX_SPLITMIX64_LINEAR)
+__device__ __forceinline__ i64 source_find(const i64* __restrict__ source_keys, i64 mask, i64 key) {
+    i64 h = (i64)(mix64((u64)key) & (u64)mask);
+    i64 k;
+    while ((k = source_keys[h]) != EMPTY_KEY && k != key) h = (h + 1) & mask;
+    return k == key ? h : -1;
+}
+
+// The end of a probe: every warp adds its counts, and the last block ticks (when it touched) and
+// publishes the state words.
+__device__ __forceinline__ void report_probe(i64* state, unsigned misses, unsigned bad, i64 n,
+                                             int replay, int touch, i64 clock, int warp_lane) {
+    misses = warp_sum(misses);
+    bad = warp_sum(bad);
+    if (warp_lane == 0) {
+        if (misses) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES), (unsigned long long)misses);
+        if (bad) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_RESERVED), (unsigned long long)bad);
+        if (replay && misses)
+            atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_MISSES), (unsigned long long)misses);
+    }
+    if (replay && blockIdx.x == 0 && threadIdx.x == 0)
+        atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_LOOKUPS), (unsigned long long)n);
+    if (last_block(state)) {
+        if (touch) tick_if(state, clock, touch == TOUCH_IF_CLEAN);
+        if (!replay) publish(state);  // a graph replay's counts are absorbed from the device words instead
+    }
+}
+
+template <bool FROM_SOURCE>
+__device__ __forceinline__ void probe_gather_body(
+    slot_t* __restrict__ table, const unsigned char* __restrict__ digests, const char* __restrict__ values,
+    u64 num_sets, const i64* __restrict__ keys, i64 n, int gather, char* __restrict__ out, i64* __restrict__ slots,
+    const char* __restrict__ default_row, int fill_misses, int replay, i64* __restrict__ state, int touch,
+    i64* __restrict__ old_scores, const source_t source) {
+    const int warp_lane = threadIdx.x & 31;
+    const int lane = threadIdx.x % GROUP;
+    const int group_first_lane = (threadIdx.x & 31) - lane;
+    const unsigned group_mask = GROUP == 32 ? FULL_MASK : ((1u << GROUP) - 1u);
+    const i64 stride = (i64)gridDim.x * (BLOCK / GROUP) * KEYS_PER_GROUP;
+    i64 first = ((i64)blockIdx.x * (BLOCK / GROUP) + threadIdx.x / GROUP) * KEYS_PER_GROUP;
+    unsigned misses = 0, bad = 0;
+    const i64 clock = touch ? state[STATE_CLOCK] : 0;
+    const i64 touched = hit_score(0, clock + 1, 1);
+    // the whole warp runs the same iterations (its lane 0 has the lowest index), so full-mask
+    // ballots and shuffles are safe; indices >= n are simply not valid
+    for (; __shfl_sync(FULL_MASK, first, 0) < n; first += stride) {
+        i64 key[KEYS_PER_GROUP], base[KEYS_PER_GROUP];
+        // per key: the way this lane found it in (or -1) and that slot's score as the probe read it
+        int mine[KEYS_PER_GROUP];
+        i64 seen[KEYS_PER_GROUP];
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            const i64 i = first + j;
+            key[j] = i < n ? keys[i] : EMPTY_KEY;
+            base[j] = (i64)set_of(key[j], num_sets) * WAYS;
+            mine[j] = -1;
+            seen[j] = 0;
+        }
+#if DIGESTS
+        // digests first (WAYS bytes a set), then only the records behind matching digests: all loads
+        // of one stage are independent, so KEYS_PER_GROUP keys keep that many requests in flight
+        unsigned tags[KEYS_PER_GROUP][(PROBE_WPL + 3) / 4];
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            const unsigned char* d = digests + base[j] + lane * PROBE_WPL;
+            if (first + j < n) {
+#if PROBE_WPL >= 4
+#pragma unroll
+                for (int q = 0; q < PROBE_WPL / 4; ++q) tags[j][q] = reinterpret_cast<const unsigned*>(d)[q];
+#else
+                tags[j][0] = 0;
+#pragma unroll
+                for (int w = 0; w < PROBE_WPL; ++w) tags[j][0] |= (unsigned)d[w] << (8 * w);
+#endif
+            }
+        }
+        // a lane's ways whose digest matches: nearly always none or one (1/256 a way by chance), so
+        // the first candidate's whole record (key and score, one 16-byte load) is read for every key
+        // at once and any further candidates one by one after
+        unsigned candidates[KEYS_PER_GROUP];
+        slot_t first_record[KEYS_PER_GROUP];
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            const unsigned want = digest_of(key[j]);
+            candidates[j] = 0;
+#pragma unroll
+            for (int w = 0; w < PROBE_WPL; ++w)
+                candidates[j] |= (unsigned)(((tags[j][w / 4] >> (8 * (w % 4))) & 0xffu) == want) << w;
+            if (first + j >= n || reserved(key[j])) candidates[j] = 0;
+            const slot_t* p = table + base[j] + lane * PROBE_WPL;
+            first_record[j].key = EMPTY_KEY;  // EMPTY_KEY never equals a key that is looked up
+            if (candidates[j]) first_record[j] = p[__ffs(candidates[j]) - 1];
+        }
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            const slot_t* p = table + base[j] + lane * PROBE_WPL;
+            if (candidates[j] && first_record[j].key == key[j]) {
+                mine[j] = __ffs(candidates[j]) - 1;
+                seen[j] = first_record[j].score;
+            } else if (candidates[j]) {
+                for (unsigned rest = candidates[j] & (candidates[j] - 1); rest; rest &= rest - 1) {
+                    const int w = __ffs(rest) - 1;
+                    const slot_t r = p[w];
+                    if (r.key == key[j]) { mine[j] = w; seen[j] = r.score; break; }
+                }
+            }
+        }
+#else
+        i64 probe[KEYS_PER_GROUP][PROBE_WPL];
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            if (first + j < n) {
+                const slot_t* p = table + base[j] + lane * PROBE_WPL;
+#pragma unroll
+                for (int w = 0; w < PROBE_WPL; ++w) probe[j][w] = p[w].key;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            if (first + j < n && !reserved(key[j])) {
+#pragma unroll
+                for (int w = 0; w < PROBE_WPL; ++w)
+                    if (probe[j][w] == key[j]) mine[j] = w;
+                if (touch && mine[j] >= 0) seen[j] = table[base[j] + lane * PROBE_WPL + mine[j]].score;
+            }
+        }
+#endif
+#pragma unroll
+        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+            const i64 i = first + j;
+            const unsigned hits = (__ballot_sync(FULL_MASK, mine[j] >= 0) >> group_first_lane) & group_mask;
+            const int hit_lane = hits ? __ffs(hits) - 1 : 0;
+            const int way = __shfl_sync(FULL_MASK, mine[j], group_first_lane + hit_lane) + hit_lane * PROBE_WPL;
+            i64 slot = hits ? base[j] + way : -1;
+            if (FROM_SOURCE) {
+                i64 h = -1;
+                if (lane == 0 && !hits && i < n && !reserved(key[j])) h = source_find(source.keys, source.mask, key[j]);
+                h = __shfl_sync(FULL_MASK, h, group_first_lane);
+                if (h >= 0) slot = SOURCE_SLOT(h);
+            }
+            if (i < n) {
+                if (lane == 0) {
+                    slots[i] = slot;
+                    misses += slot < 0;
+                    bad += reserved(key[j]);
+                }
+                // the lane that found the key holds the score it read: it saves it and stores the new one
+                if (touch && mine[j] >= 0) {
+                    if (old_scores) old_scores[i] = seen[j];
+                    table[slot].score = touched;
+                }
+                if (gather) {  // three copies, as before the source: probe_gather compiles to the same code
+                    if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
+                    else if (FROM_SOURCE && slot <= -2)
+                        copy_row(out + i * ROW_BYTES, source.rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
+                    else if (fill_misses) copy_row(out + i * ROW_BYTES, default_row, lane, GROUP);
+                }
+            }
+        }
+    }
+    report_probe(state, misses, bad, n, replay, touch, clock, warp_lane);
+}
+
+#define PROBE_GATHER_ARGS                                                                                      \
+    slot_t *__restrict__ table, const unsigned char *__restrict__ digests, const char *__restrict__ values,    \
+        u64 num_sets, const i64 *__restrict__ keys, i64 n, int gather, char *__restrict__ out,                 \
+        i64 *__restrict__ slots, const char *__restrict__ default_row, int fill_misses, int replay,            \
+        i64 *__restrict__ state, int touch, i64 *__restrict__ old_scores
+#define PROBE_GATHER_PASS \
+    table, digests, values, num_sets, keys, n, gather, out, slots, default_row, fill_misses, replay, state, touch, old_scores
