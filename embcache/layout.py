@@ -11,6 +11,8 @@ them and the CUDA kernels receive them as generated ``#define``s.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
@@ -33,7 +35,7 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 
 
-def mix64_bits(z):
+def mix64_bits(z: Any) -> Any:
     """splitmix64 finalizer of uint64 ``z``: a NumPy or CuPy uint64 array or scalar, or (compiled
     as ``mix64``) a Numba uint64.  The one Python form of the hash; CUDA's is ``cuda_shared/layout.cuh``."""
     z = (z ^ (z >> _S30)) * MIX_M1  # uint64 arithmetic wraps, as splitmix64 wants
@@ -50,7 +52,7 @@ def mix64(key):
     return _mix64_bits(np.uint64(key))
 
 
-def mix64_array(keys, xp=np):
+def mix64_array(keys: Any, xp: Any = np) -> Any:
     """splitmix64 of every key: ``keys`` (n,) int64, a NumPy or CuPy array (``xp`` its module) -> (n,) uint64."""
     return mix64_bits(xp.ascontiguousarray(keys, dtype=xp.int64).view(xp.uint64))
 

@@ -102,7 +102,6 @@ ALLOWED: dict[str, set[str]] = {
         "GPUBackend.host_arrays: hints (return)",
         "GPUBackend.insert_and_evict: hints (keys, counts, rows, admit, refuse_below_min)",
         "GPUBackend.load: hints (keys, scores, values, return)",
-        "GPUBackend.lookup_hits: hints (keys, out, source, return)",
         "GPUBackend.new_rows: hints (n, return)",
         "GPUBackend.on_stream: hints (stream, return)",
         "GPUBackend.release: hints (return)",
@@ -121,10 +120,6 @@ ALLOWED: dict[str, set[str]] = {
     "embcache/layout.py": {
         "mix64: hints (key, return)",
         "set_of: hints (key, num_sets, return)",
-    },
-    "embcache/policies/_base.py": {
-        "Admission.admit_batch: docstring",
-        "Admission.config: docstring",
     },
     "embcache/policies/admission.py": {
         "HitRateThreshold.admit_batch: docstring",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import pathlib
+from typing import Any
 
 import numpy as np
 
@@ -408,7 +409,7 @@ class GPUBackend:
         state = self._published() if keys.shape[0] else self._read_state()
         return slots, int(state[STATE_MISSES]), int(state[STATE_RESERVED])
 
-    def lookup_hits(self, keys, out, source: DeviceSource | None = None):
+    def lookup_hits(self, keys: Any, out: Any, source: DeviceSource | None = None) -> tuple[Any, Any, int, bool]:
         """A lookup's hit path: ``(slots, missed, reserved, applied)``.
 
         Probes ``keys``, gathers the cached rows into ``out`` and lists the missed

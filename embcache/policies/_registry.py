@@ -120,7 +120,7 @@ def _resolve(value, kind: str):
     return value() if isinstance(value, type) else value
 
 
-def get_policy(value) -> "Policy":  # noqa: F821 (the class is imported lazily: _base imports this module)
+def get_policy(value: "str | type | Policy") -> "Policy":  # noqa: F821 (the class is imported lazily: _base imports this module)
     """The eviction policy that ``value`` means: a name (``"lru"``), ``"module:Class"``, a class or an instance.
 
     Raises ``ConfigError`` for an unknown name (listing the registered ones) or an unregistered class.
@@ -128,6 +128,6 @@ def get_policy(value) -> "Policy":  # noqa: F821 (the class is imported lazily: 
     return _resolve(value, _POLICY)
 
 
-def get_admission(value) -> "Admission":  # noqa: F821
+def get_admission(value: "str | type | Admission") -> "Admission":  # noqa: F821
     """The admission policy that ``value`` means: a name (``"always"``), ``"module:Class"``, a class or an instance."""
     return _resolve(value, _ADMISSION)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import threading
 
+from typing import Any
+
 import numpy as np
 
 from .._dtypes import row_dtype
@@ -61,7 +63,7 @@ class Tier:
         the tier must see every read itself.  A tier that offers one declares it here; nobody probes."""
         return None
 
-    def gather_to_device(self, keys, default_row):
+    def gather_to_device(self, keys: Any, default_row: Any) -> tuple[Any, Any]:
         """GPU reads through :meth:`device_source`: ``(rows, found)`` of device ``keys`` (n,) int64.
 
         ``rows`` (n, dim) holds the raw bits of each stored row (``default_row``, a device array of

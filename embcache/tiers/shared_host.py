@@ -57,6 +57,8 @@ import secrets
 import shutil
 import threading
 
+from typing import Any
+
 import numpy as np
 
 from .._dtypes import raw
@@ -155,7 +157,7 @@ class SharedHostStore(Tier):
     docstring says how reads and commits of different processes are ordered.
     """
 
-    def __init__(self, name: str, dim: int, dtype="float32", *, writer: bool = False, create: bool = False,
+    def __init__(self, name: str, dim: int, dtype: str = "float32", *, writer: bool = False, create: bool = False,
                  capacity: int | None = None, root: str | os.PathLike = DEFAULT_ROOT):
         super().__init__(dim, dtype)
         if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -188,7 +190,7 @@ class SharedHostStore(Tier):
             raise
 
     @classmethod
-    def create(cls, name: str, dim: int, dtype="float32", capacity: int = 1 << 20, *,
+    def create(cls, name: str, dim: int, dtype: str = "float32", capacity: int = 1 << 20, *,
                root: str | os.PathLike = DEFAULT_ROOT) -> SharedHostStore:
         """The table ``name``, made if absent (else opened and checked), opened as its writer."""
         return cls(name, dim, dtype, writer=True, create=True, capacity=capacity, root=root)
@@ -413,13 +415,14 @@ class SharedHostStore(Tier):
             raise ConfigError(f"{self!r}.{op}: a reader is read-only; write through the table's writer "
                               "(SharedHostStore(name, dim, dtype, writer=True) in one process)")
 
-    def put_many(self, keys, values) -> None:
+    def put_many(self, keys: Any, values: Any) -> None:
+        """Store ``values`` (n, dim) under ``keys`` (n,) as one commit: readers see all of it or none (writer only)."""
         self._check_writer("put_many")
         super().put_many(keys, values)
 
-    put_many.__doc__ = Tier.put_many.__doc__ + "  One commit: readers see all of it or none (writer only)."
 
-    def delete_many(self, keys) -> None:
+    def delete_many(self, keys: Any) -> None:
+        """Remove ``keys`` (n,) as one commit (writer only); absent keys are ignored."""
         self._check_writer("delete_many")
         super().delete_many(keys)
 
