@@ -346,6 +346,22 @@ class HostStore(Tier):
             self._check_open("device_rows")
             return self._device_rows()
 
+    def _device_rows(self) -> tuple:
+        """``(index, mask, rows)``: the device index (brought up to date) or the mapped host index's device
+        address, the slot mask, and the mapped rows' device address; call with ``lock`` held."""
+        if not self.pinned:
+            raise ConfigError("device_rows needs a HostStore made with pinned=True")
+        if self._mapped is None:  # a runtime query: about a microsecond, so once per allocation
+            self._mapped = (self._device_pointer(self._table), self._device_pointer(self._values))
+        if self.device_index:
+            from .._cuda import require_cupy
+
+            device = require_cupy().cuda.Device().id
+            index = self._device_indexes.setdefault(device, _DeviceIndex()).sync(self._table)
+        else:
+            index = self._mapped[0]
+        return index, np.int64(self._table.shape[0] - 1), self._mapped[1]
+
     def gather_to_device(self, keys, default_row):
         """GPU reads of a pinned store: ``(rows, found)`` of device ``keys`` (n,) int64, on the device.
 
