@@ -41,3 +41,22 @@ def vectors_dir():
     if not (path / "mix64.json").exists():
         pytest.skip(f"test vectors not found under {path}")
     return path
+
+
+# one Redis server (and one 3-master cluster) per test module that asks for them, on loopback ports of their own
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    from .redis_servers import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory):
+    from .redis_servers import RedisCluster
+
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    yield cluster
+    cluster.stop()

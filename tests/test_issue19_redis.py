@@ -27,17 +27,13 @@ SECRET = "pw-S3cret-7731"  # a string that occurs nowhere else
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield s
-    s.stop()
+def server(redis_server):
+    return redis_server
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = RedisCluster(tmp_path_factory.mktemp("cluster"))
-    yield c
-    c.stop()
+def cluster(redis_cluster):
+    return redis_cluster
 
 
 @pytest.fixture(scope="module")

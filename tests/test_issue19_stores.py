@@ -32,13 +32,6 @@ DIM = 4
 JOIN_S = 60.0  # a worker still running after this is hung (the pre-fix Numba probe loops spun forever)
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis19"))
-    yield server
-    server.stop()
-
-
 def _row(key: int, version: int) -> np.ndarray:
     # a row names its key and version, so a wrong row (another key's) or an old one is seen at once
     return np.array([key, version, -key, key + version], np.float32)

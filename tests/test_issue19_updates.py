@@ -29,13 +29,6 @@ def _stream() -> str:
     return f"s{next(_names)}"
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
-
-
 def _batches(n=10, size=20):
     return [(np.arange(size) + 1000 * b, rows_for(np.arange(size), DIM, "float32", b)) for b in range(n)]
 

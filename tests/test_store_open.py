@@ -5,16 +5,9 @@ import pytest
 from embcache.errors import ConfigError, StoreNotFoundError
 from embcache.tiers import RocksStore, open_store
 
-from .redis_servers import RedisServer, needs_redis
+from .redis_servers import needs_redis
 
 pytest.importorskip("rocksdict", reason="needs rocksdict: pip install 'embcache[tiers]'")
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
 
 
 def test_rocks_missing_path_is_an_error_and_creates_nothing(tmp_path):

@@ -9,25 +9,11 @@ import embcache
 from embcache.errors import ClosedError, ConfigError, TierError
 from embcache.tiers import HostStore, TieredStore
 
-from .redis_servers import RedisCluster, RedisServer, needs_redis
+from .redis_servers import RedisServer, needs_redis
 from .strategies import rows_for
 
 rocksdict = pytest.importorskip("rocksdict", reason="needs rocksdict: pip install 'embcache[tiers]'")
 from embcache.tiers import RedisStore, RocksStore  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_cluster(tmp_path_factory):
-    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
-    yield cluster
-    cluster.stop()
 
 
 def _round_trip(store, dtype="float32"):

@@ -5,15 +5,7 @@
 // _gather.py prepends layout_defines() and ROW_BYTES, VEC, GROUP, BLOCK.
 #include "layout.cuh"
 
-#if VEC == 16
-typedef uint4 vec_t;
-#elif VEC == 8
-typedef uint2 vec_t;
-#elif VEC == 4
-typedef unsigned int vec_t;
-#else
-typedef unsigned short vec_t;
-#endif
+#include "vec.cuh"  // vec_t, the word a row is copied in
 
 #define CHUNKS (ROW_BYTES / VEC)
 

@@ -10,15 +10,7 @@
 
 #include "layout.cuh"  // i64, u64, mix64 (embcache/cuda_shared, on the include path of every module)
 
-#if VEC == 16
-typedef uint4 vec_t;
-#elif VEC == 8
-typedef uint2 vec_t;
-#elif VEC == 4
-typedef unsigned int vec_t;
-#else
-typedef unsigned short vec_t;
-#endif
+#include "vec.cuh"  // vec_t, the word a row is copied in
 
 // One slot of the table: its key and its score side by side, so that the score a hit writes lands in
 // the 32-byte sector the probe has just read (the keys and scores views of gpu.py are strided views).
