@@ -738,3 +738,23 @@ def test_every_hps_field_is_listed_as_mapped_refused_or_ignored():
                           ("_HPS_PERSISTENT", "persistent_db.")):
         for name in getattr(config, group):
             assert f"``{name}``" in doc or f"``{prefix}{name}" in doc, (group, name)
+
+
+def test_an_engine_moved_with_its_config_finds_it_beside_the_engine(tmp_path):
+    """Item 8 for TensorRT engines: the plugin creator is not told which engine it deserializes, so
+    run_engine names it (fields.model_file) and a plugin whose recorded config is gone looks beside it."""
+    from embcache.errors import ConfigError
+    from trt_plugin.fields import current_model_file, locate_config, model_file
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "model.embcache.json").write_text("{}")
+    gone = str(tmp_path / "old-place" / "model.embcache.json")
+    with pytest.raises(ConfigError, match="does not exist"):
+        locate_config(gone, None)
+    assert current_model_file() is None
+    with model_file(moved / "model.engine"):
+        assert locate_config(gone, None) == str(moved / "model.embcache.json")
+    assert current_model_file() is None
+    with pytest.raises(ConfigError):
+        locate_config(gone, None)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .fields import model_file
 from .plugin import _trt, register
 
 __all__ = ["build_engine", "run_engine"]
@@ -55,7 +56,8 @@ def run_engine(engine_path: str | os.PathLike, feeds: dict[str, np.ndarray]) -> 
     trt = _trt()
     register()
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+    with model_file(engine_path):  # plugins whose config moved with the engine find it beside it
+        engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
     context = engine.create_execution_context()
     stream = cp.cuda.Stream(non_blocking=True)
     buffers = {}

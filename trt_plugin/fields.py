@@ -5,8 +5,10 @@ tested where TensorRT is absent.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +19,7 @@ import numpy as np
 from embcache.errors import ConfigError
 
 __all__ = ["OP_TYPE", "PLUGIN_VERSION", "PLUGIN_NAMESPACE", "LookupFields", "output_shape",
-           "supports_types", "KEY_DTYPES", "ROW_DTYPES", "IR_VERSION", "OPSET", "new_model", "locate_config"]
+           "supports_types", "KEY_DTYPES", "ROW_DTYPES", "IR_VERSION", "OPSET", "new_model", "locate_config", "model_file", "current_model_file"]
 
 OP_TYPE = "EmbCacheLookup"
 PLUGIN_VERSION = "1"
@@ -86,9 +88,31 @@ def _plain(value, text: bool):
     return value
 
 
+_LOADING = threading.local()  # the model or engine file this thread is loading (model_file)
+
+
+@contextlib.contextmanager
+def model_file(path: str | os.PathLike):
+    """While this block runs, plugins this thread creates take ``path`` as the file they came from, so a
+    node whose config path is gone finds the config beside it (TensorRT's plugin creator is not told
+    which engine it deserializes; ``run_engine`` wraps deserialization in this)."""
+    before = getattr(_LOADING, "path", None)
+    _LOADING.path = os.fspath(path)
+    try:
+        yield
+    finally:
+        _LOADING.path = before
+
+
+def current_model_file() -> str | None:
+    """The file :func:`model_file` names for this thread, or None outside one."""
+    return getattr(_LOADING, "path", None)
+
+
 def locate_config(config: str, model_file: str | os.PathLike | None, node: str = "") -> str:
     """The config file a node's ``config`` field names: that path if it exists, else the file of the
-    same name beside ``model_file`` (a model moved with its config and table folders).
+    same name beside ``model_file`` (a model moved with its config and table folders); ``None`` takes
+    the file of an enclosing :func:`model_file` block, if any.
 
     Raises
     ------
@@ -96,6 +120,8 @@ def locate_config(config: str, model_file: str | os.PathLike | None, node: str =
     """
     if os.path.isfile(config):
         return config
+    if model_file is None:
+        model_file = current_model_file()
     beside = Path(model_file).resolve().parent / Path(config).name if model_file is not None else None
     if beside is not None and beside.is_file():
         return str(beside)

@@ -11,11 +11,14 @@ The decisions (fields, output shape, supported types) are the plain functions of
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from embcache.errors import MissingDependencyError
 
-from .fields import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION, LookupFields, output_shape, supports_types
+from .fields import (OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION, LookupFields, locate_config, output_shape,
+                     supports_types)
 from .tables import lookup_into
 
 __all__ = ["register", "tensorrt_available"]
@@ -141,7 +144,10 @@ def _classes():
             self.field_names = _fields_collection(trt, None)
 
         def create_plugin(self, name, fc, phase):
-            return EmbCacheLookupPlugin(LookupFields.from_attrs({f.name: f.data for f in fc}), phase)
+            fields = LookupFields.from_attrs({f.name: f.data for f in fc})
+            if phase == trt.TensorRTPhase.RUNTIME:  # an engine moved with its config: look beside it
+                fields = dataclasses.replace(fields, config=locate_config(fields.config, None, name))
+            return EmbCacheLookupPlugin(fields, phase)
 
     return EmbCacheLookupPlugin, EmbCacheLookupCreator
 
