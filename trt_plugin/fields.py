@@ -10,7 +10,7 @@ import json
 import os
 import threading
 from dataclasses import asdict, dataclass
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ _LOADING = threading.local()  # the model or engine file this thread is loading 
 
 
 @contextlib.contextmanager
-def model_file(path: str | os.PathLike):
+def model_file(path: str | os.PathLike) -> Iterator[None]:
     """While this block runs, plugins this thread creates take ``path`` as the file they came from, so a
     node whose config path is gone finds the config beside it (TensorRT's plugin creator is not told
     which engine it deserializes; ``run_engine`` wraps deserialization in this)."""
