@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import functools
 import pathlib
+from typing import TYPE_CHECKING
 
 from .errors import MissingDependencyError
 from .layout import EMPTY_KEY, LOCKED_KEY, MAX_SCORE, MIX_M1, MIX_M2
+
+if TYPE_CHECKING:  # the annotations only
+    from types import ModuleType
+
+    import cupy
 
 __all__ = ["require_cupy", "gpu_available", "compile_source", "launch_grid", "resident_blocks", "vector_bytes",
            "layout_defines", "SHARED_INCLUDE"]
@@ -20,7 +26,7 @@ SHARED_INCLUDE = pathlib.Path(__file__).with_name("cuda_shared")
 _BLOCKS_PER_SM = 16  # grid-stride kernels: enough resident warps to hide memory latency
 
 
-def require_cupy():
+def require_cupy() -> ModuleType:
     """The cupy module, or a MissingDependencyError that names the pip extra."""
     try:
         import cupy
@@ -67,7 +73,7 @@ def _module(device_id: int, path: str, define_items: tuple, include_dirs: tuple)
     return module
 
 
-def compile_source(path: str | pathlib.Path, defines: dict, include_dirs: tuple = ()):
+def compile_source(path: str | pathlib.Path, defines: dict, include_dirs: tuple = ()) -> cupy.RawModule:
     """The CUDA file ``path`` compiled with ``defines`` prepended, for the current device (memoized).
 
     ``SHARED_INCLUDE`` and the file's own folder are always on the include path.

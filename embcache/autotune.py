@@ -5,9 +5,15 @@ import datetime
 import itertools
 import json
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .kernels.tuning import TABLE_PATH, load_table, utility_block
+
+if TYPE_CHECKING:  # the annotations only
+    from .kernels.gpu import GPUBackend
 
 __all__ = ["autotune", "distinct_keys", "fill_every_set", "median_ms"]
 
@@ -23,15 +29,16 @@ ROW_BYTES = (64, 128, 256, 512, 1024)
 _ODD = np.uint64(0x9E3779B97F4A7C15)  # multiplying by an odd number permutes uint64: distinct keys
 
 
-def distinct_keys(start: int, n: int, xp):
-    """Up to n distinct, well-spread int64 keys (``start + i`` times an odd constant), none reserved."""
+def distinct_keys(start: int, n: int, xp: Any) -> Any:
+    """Up to n distinct, well-spread int64 keys (``start + i`` times an odd constant), none reserved: a (<= n,)
+    int64 array of ``xp`` (NumPy or CuPy, the module itself)."""
     from .layout import LOCKED_KEY
 
     k = (xp.arange(start, start + n, dtype=xp.uint64) * _ODD).view(xp.int64)
     return k[k > LOCKED_KEY]
 
 
-def fill_every_set(backend, seed: int = 0, max_passes: int = 3) -> None:
+def fill_every_set(backend: GPUBackend, seed: int = 0, max_passes: int = 3) -> None:
     """Insert distinct keys with random rows straight through a GPUBackend until every set is full.
 
     Stops after ``max_passes`` times the capacity in keys (a set may then still have a free way).
@@ -52,7 +59,7 @@ def fill_every_set(backend, seed: int = 0, max_passes: int = 3) -> None:
         backend.insert_and_evict(keys, cupy.ones(n, cupy.int64), rows, cupy.ones(n, cupy.bool_), False)
 
 
-def median_ms(fn, repeat: int = 20, warmup: int = 3) -> float:
+def median_ms(fn: Callable[[], object], repeat: int = 20, warmup: int = 3) -> float:
     """Median device time of ``fn()`` in ms, between events on the current stream, after ``warmup`` calls."""
     import cupy
 

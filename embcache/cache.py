@@ -34,7 +34,7 @@ import stat
 import struct
 import threading
 import zipfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from .kernels.cpu import CPUBackend
 from .layout import EMPTY_KEY, LOCKED_KEY, num_sets_for, sets_of
 from .stats import Stats, _from_saved
 from .tiers import HostStore, Tier
+
+if TYPE_CHECKING:  # the annotations only
+    from .policies import Admission, Policy
 
 __all__ = ["Cache"]
 
@@ -103,8 +106,9 @@ class Cache:
         and are counted in ``stats.tier_failures``).  Writes always raise.
     """
 
-    def __init__(self, capacity: int, dim: int, policy="lru", admission="always", dtype="float32",
-                 backend: str = "auto", tier: Tier | None = None, default=0.0, ways: int = 32,
+    def __init__(self, capacity: int, dim: int, policy: str | type | Policy = "lru",
+                 admission: str | type | Admission = "always", dtype: str | np.dtype | type = "float32",
+                 backend: str = "auto", tier: Tier | None = None, default: Any = 0.0, ways: int = 32,
                  reject_nan: bool = False, on_tier_error: str = "raise"):
         for name, value in (("capacity", capacity), ("dim", dim), ("ways", ways)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
@@ -158,18 +162,22 @@ class Cache:
 
     @property
     def num_sets(self) -> int:
+        """Number of sets: ``ceil(capacity / ways)`` of the requested capacity."""
         return self._num_sets
 
     @property
     def ways(self) -> int:
+        """Slots per set, a power of two."""
         return self._ways
 
     @property
     def dim(self) -> int:
+        """Values per row."""
         return self._dim
 
     @property
     def dtype(self) -> np.dtype:
+        """Row dtype (float32, float16 or bfloat16)."""
         return self._dtype
 
     @property
@@ -185,15 +193,18 @@ class Cache:
         return self._reject_nan
 
     @property
-    def policy(self):
+    def policy(self) -> Policy:
+        """The eviction policy object (a name given to the constructor, resolved)."""
         return self._policy
 
     @property
-    def admission(self):
+    def admission(self) -> Admission:
+        """The admission policy object (a name given to the constructor, resolved)."""
         return self._admission
 
     @property
     def tier(self) -> Tier:
+        """The store behind the cache: missed rows come from it, writes go to it."""
         return self._tier
 
     @property
@@ -418,7 +429,7 @@ class Cache:
         batch.refusals = ukeys.shape[0] - absent - admitted
         return (ukeys, counts, rows, admit) if admitted else None
 
-    def query(self, keys, stream=None) -> tuple[Any, Any]:
+    def query(self, keys: Any, stream: Any = None) -> tuple[Any, Any]:
         """Read-only probe of the cache alone: ``(rows (n, dim), found (n,) bool)``.
 
         Cached rows where found, the default row elsewhere.  No tier access, no
@@ -433,7 +444,7 @@ class Cache:
             slots, _, _ = b.find_and_gather(keys, out, fill_misses=True)
             return out, slots >= 0
 
-    def insert(self, keys, rows, stream=None) -> None:
+    def insert(self, keys: Any, rows: Any, stream: Any = None) -> None:
         """Write ``rows`` (n, dim) to the tier and place ``keys`` (n,) in the cache, bypassing admission.
 
         A key already cached gets the new row and counts as a hit for its score.
@@ -459,7 +470,7 @@ class Cache:
             self._place(ukeys, counts, urows, xp.ones(ukeys.shape[0], xp.bool_), False, batch)
             self._finish(batch)
 
-    def update(self, keys, rows, stream=None) -> None:
+    def update(self, keys: Any, rows: Any, stream: Any = None) -> None:
         """Write ``rows`` (n, dim) to the tier and refresh those ``keys`` (n,) already cached; admits nothing."""
         with self._lock, self._backend.on_stream(stream):
             self._check_open("update")
@@ -484,7 +495,7 @@ class Cache:
             self._size -= b.erase(ukeys)
             raise
 
-    def erase(self, keys, stream=None) -> None:
+    def erase(self, keys: Any, stream: Any = None) -> None:
         """Remove ``keys`` (n,) from the cache (not from the tier)."""
         with self._lock, self._backend.on_stream(stream):
             self._check_open("erase")
@@ -493,7 +504,7 @@ class Cache:
             self._size -= erased
             self._finish(Stats(erased=erased))
 
-    def preload(self, keys, stream=None) -> None:
+    def preload(self, keys: Any, stream: Any = None) -> None:
         """Fetch ``keys`` (n,) from the tier and place them, bypassing admission, without evicting.
 
         Keys no tier holds are skipped (counted as ``absent``).  If the new keys

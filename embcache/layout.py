@@ -47,7 +47,7 @@ _mix64_bits = numba.njit(inline="always", nogil=True, cache=True)(mix64_bits)
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def mix64(key):
+def mix64(key: int) -> np.uint64:
     """splitmix64 finalizer of an int64 key, as uint64 (Numba and scalars)."""
     return _mix64_bits(np.uint64(key))
 
@@ -58,7 +58,7 @@ def mix64_array(keys: Any, xp: Any = np) -> Any:
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def set_of(key, num_sets):
+def set_of(key: int, num_sets: int) -> np.int64:
     """Set index of ``key`` in a cache of ``num_sets`` sets (int64)."""
     return np.int64(mix64(key) % np.uint64(num_sets))
 

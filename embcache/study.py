@@ -19,6 +19,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,8 @@ def skipped_runs(policies: Sequence[str], admissions: Sequence[str]) -> list[tup
     return [(p, a) for p in policies if _never_inserts(p) for a in admissions[1:]]
 
 
-def run_study(trace, policies: Sequence[str] = ("lru", "lfu", "fifo"), admissions: Sequence[str] = ("always",),
+def run_study(trace: np.ndarray | Iterable[np.ndarray], policies: Sequence[str] = ("lru", "lfu", "fifo"),
+              admissions: Sequence[str] = ("always",),
               capacities: Sequence[float | int] = (0.01, 0.05, 0.20), ways: Sequence[int] = (32,), batch: int = 1024,
               backend: str = "auto", belady: bool = True, column_bytes: dict[int, int] | None = None,
               static_warmup: float = 0.1, progress: bool = True) -> list[dict]:
@@ -360,7 +362,7 @@ def _synthetic(spec: str, root: Path, notify: Callable[[str], None] | None) -> t
 
 
 def load_trace_source(source: str | None, data_root: str | os.PathLike | None = None,
-                      notify: Callable[[str], None] | None = None, **key_file) -> tuple[Iterable[np.ndarray], str]:
+                      notify: Callable[[str], None] | None = None, **key_file: Any) -> tuple[Iterable[np.ndarray], str]:
     """The chunks of a named trace and a one-line description of it.
 
     Parameters

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import pathlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
@@ -25,6 +27,10 @@ from ..layout import EMPTY_KEY, MAX_SCORE, mix64, set_of
 from . import _rules
 from ._shared import EVICTED, GOLDEN, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
 
+if TYPE_CHECKING:  # the annotations only
+    from .._source import DeviceSource
+    from ..policies import Policy
+
 __all__ = ["CPUBackend", "policy_kernels", "kernel_cache_dir", "sat_add", "sketch_column"]
 
 _MAX = np.int64(MAX_SCORE)
@@ -32,7 +38,7 @@ _EMPTY = np.int64(EMPTY_KEY)
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def sat_add(a, b):
+def sat_add(a: np.int64, b: np.int64) -> np.int64:
     """a + b for non-negative scores, stopping at MAX_SCORE instead of wrapping."""
     if b > _MAX - a:
         return _MAX
@@ -40,7 +46,7 @@ def sat_add(a, b):
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def sketch_column(key, row, seed, width):
+def sketch_column(key: np.int64, row: int, seed: np.uint64, width: int) -> np.int64:
     """Column of ``key`` in count-min sketch row ``row`` (see ``MinFrequency``)."""
     h = mix64(np.uint64(key) + np.uint64(row + 1) * GOLDEN + np.uint64(seed))
     return np.int64(h & np.uint64(width - 1))
@@ -206,7 +212,7 @@ def _import_policy_module(text: str):
 
 
 @functools.lru_cache(maxsize=None)
-def policy_kernels(new_score: str, hit_score: str):
+def policy_kernels(new_score: str, hit_score: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """``touch`` and ``insert_and_evict`` for one pair of score rules, compiled once per machine.
 
     The rules are the policy's expression texts (see ``embcache.policies``); ``score`` is 0 in
@@ -246,7 +252,8 @@ class CPUBackend:
 
     name = "cpu"
 
-    def __init__(self, num_sets, ways, dim, dtype, policy, sketch_shape=None, sketch_seed=0):
+    def __init__(self, num_sets: int, ways: int, dim: int, dtype: np.dtype | str, policy: Policy,
+                 sketch_shape: tuple[int, int] | None = None, sketch_seed: int = 0):
         self.ways = ways
         slots = num_sets * ways
         self.keys = np.full(slots, EMPTY_KEY, np.int64)
@@ -265,24 +272,30 @@ class CPUBackend:
     # the same names as GPUBackend's, so Cache is written once for both
     xp = np
 
-    def on_stream(self, stream):
+    def on_stream(self, stream: Any) -> contextlib.AbstractContextManager:
+        """A context that does nothing: streams are a GPU matter (``ConfigError`` unless ``stream`` is None)."""
         if stream is not None:
             raise ConfigError("stream= is for the GPU backend; this cache runs on the CPU")
         return contextlib.nullcontext()
 
     def capturing(self) -> bool:
+        """Always False: there is no CUDA graph capture on the CPU."""
         return False
 
-    def to_device(self, array):
+    def to_device(self, array: Any) -> np.ndarray:
+        """``array`` as a contiguous NumPy array (a copy only when it is not one already)."""
         return np.ascontiguousarray(array)
 
-    def to_host(self, array):
+    def to_host(self, array: np.ndarray) -> np.ndarray:
+        """``array`` itself: host memory is all there is."""
         return array
 
-    def new_rows(self, n):
+    def new_rows(self, n: int) -> np.ndarray:
+        """An uninitialised (n, dim) array of the row dtype, for a lookup's output."""
         return np.empty((n, self.dim), self.dtype)
 
-    def set_default(self, default):
+    def set_default(self, default: np.ndarray) -> None:
+        """Keep ``default``, (dim,) of the row dtype: the row ``find_and_gather(fill_misses=True)`` gives misses."""
         self._default = default
 
     def tick(self) -> None:
@@ -290,16 +303,19 @@ class CPUBackend:
         self.clock += 1
 
     def set_clock(self, clock: int) -> None:
+        """Set the batch clock to ``clock`` (``Cache.load``)."""
         self.clock = int(clock)
 
-    def absorb_replays(self):
+    def absorb_replays(self) -> tuple[int, int]:
+        """``(0, 0)``: no CUDA graph replays on the CPU, so no lookups or misses to report."""
         return 0, 0
 
-    def scatter(self, out, where, rows, inverse):
+    def scatter(self, out: np.ndarray, where: np.ndarray, rows: np.ndarray, inverse: np.ndarray) -> None:
+        """``out[where[i]] = rows[inverse[i]]``: missed rows into a lookup's output (``where``, ``inverse``: int64)."""
         out[where] = rows[inverse]
 
     @staticmethod
-    def unique(keys):
+    def unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(ukeys, inverse, counts, last)`` of keys (n,): ascending unique keys, each key's index into
         them, multiplicities, and the position of each unique key's last occurrence."""
         order = np.argsort(keys, kind="stable")
@@ -312,20 +328,22 @@ class CPUBackend:
         inverse[order] = np.cumsum(starts) - 1
         return ordered[bounds[:-1]], inverse, np.diff(bounds), order[bounds[1:] - 1]
 
-    def host_arrays(self):
+    def host_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(keys (S,) int64, scores (S,) int64, rows (S, dim))``: the arrays themselves, not copies."""
         return self.keys, self.scores, self.values
 
-    def release(self):
+    def release(self) -> None:
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
         self.keys = self.scores = self.values = self.sketch = self._raw_values = None
 
-    def find(self, keys):
+    def find(self, keys: np.ndarray) -> np.ndarray:
         """Slot of every key or -1: keys (n,) int64 -> (n,) int64."""
         slots = np.empty(keys.shape[0], np.int64)
         find_cpu(self.keys, self.ways, keys, slots)
         return slots
 
-    def find_and_gather(self, keys, out, fill_misses=False):
+    def find_and_gather(self, keys: np.ndarray, out: np.ndarray,
+                        fill_misses: bool = False) -> tuple[np.ndarray, int, int]:
         """Slots of ``keys`` (n,) and cached rows copied into ``out`` (n, dim): ``(slots, misses, 0)``.
 
         With ``fill_misses`` the default row goes to the misses.  (The last item
@@ -337,7 +355,8 @@ class CPUBackend:
             out[slots < 0] = self._default
         return slots, keys.shape[0] - int(hits), 0
 
-    def lookup_hits(self, keys, out, source=None):
+    def lookup_hits(self, keys: np.ndarray, out: np.ndarray,
+                    source: DeviceSource | None = None) -> tuple[np.ndarray, np.ndarray, int, bool]:
         """A lookup's hit path: ``(slots, missed, reserved, applied)``, as ``GPUBackend.lookup_hits``.
 
         ``missed`` lists the indices of the missed keys; when there is none, the
@@ -351,16 +370,17 @@ class CPUBackend:
         self.tick_and_touch(slots)
         return slots, slots[:0], 0, True
 
-    def undo_touch(self):
+    def undo_touch(self) -> None:
         """Nothing to undo: a lookup with misses changes no score before ``tick_and_touch``."""
 
-    def tick_and_touch(self, slots):
+    def tick_and_touch(self, slots: np.ndarray) -> None:
         """Advance the clock, then apply the hit rule once per occurrence of ``slots`` (-1 entries skipped)."""
         self.tick()
         if self._touch is not None and slots.shape[0]:
             self._touch(self.scores, slots, np.int64(self.clock))
 
-    def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min) -> None:
+    def insert_and_evict(self, keys: np.ndarray, counts: np.ndarray, rows: np.ndarray, admit: np.ndarray,
+                         refuse_below_min: bool) -> None:
         """Insert unique ascending ``keys`` (u,) with ``rows`` (u, dim) where ``admit`` (u,) bool, at the clock.
 
         ``tally`` then counts the keys of each outcome code.
@@ -377,35 +397,36 @@ class CPUBackend:
         """How many keys of the last ``insert_and_evict`` got each outcome code: (5,) int64."""
         return self._tally
 
-    def update(self, keys, rows):
+    def update(self, keys: np.ndarray, rows: np.ndarray) -> int:
         """Overwrite cached rows of unique ``keys``; returns how many were cached."""
         return int(update_cpu(self.keys, self._raw_values, self.ways, keys, raw(rows)))
 
-    def erase(self, keys):
+    def erase(self, keys: np.ndarray) -> int:
         """Remove unique ``keys``; returns how many were cached."""
         return int(erase_cpu(self.keys, self.scores, self.ways, keys))
 
-    def clear(self):
+    def clear(self) -> None:
+        """Empty every slot and zero every score; the clock and the sketch stay."""
         self.keys.fill(EMPTY_KEY)
         self.scores.fill(0)
 
-    def sketch_add(self, keys, counts):
+    def sketch_add(self, keys: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Count missed ``keys`` (n,) ``counts`` (n,) times; returns their estimates (n,) int64."""
         est = np.empty(keys.shape[0], np.int64)
         sketch_cpu(self.sketch, self._sketch_seed, keys, counts, est)
         return est
 
-    def set_occupancy(self):
+    def set_occupancy(self) -> np.ndarray:
         """Filled ways per set: (num_sets,) int64."""
         return (self.keys.reshape(-1, self.ways) != EMPTY_KEY).sum(axis=1)
 
-    def export(self):
+    def export(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All cached (keys, rows, scores), ascending by key, as host arrays."""
         slots = np.flatnonzero(self.keys != EMPTY_KEY)
         slots = slots[np.argsort(self.keys[slots], kind="stable")]
         return self.keys[slots].copy(), self.values[slots].copy(), self.scores[slots].copy()
 
-    def load(self, keys, scores, values):
+    def load(self, keys: np.ndarray, scores: np.ndarray, values: np.ndarray) -> None:
         """Replace the arrays (from ``Cache.load``); shapes must match this layout."""
         self.keys[:] = keys
         self.scores[:] = scores

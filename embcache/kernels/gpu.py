@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import pathlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,11 @@ from ..layout import EMPTY_KEY
 from . import _rules
 from ._shared import OUTCOMES, STATE, STATE_WORDS, TOUCH, cuda_defines
 from .tuning import launch_shape, utility_block, vector_bytes
+
+if TYPE_CHECKING:  # the annotations only
+    import cupy
+
+    from ..policies import Policy
 
 __all__ = ["GPUBackend", "gpu_available", "require_cupy", "compile_module", "defines", "launch_grid"]
 
@@ -69,7 +74,7 @@ _EAGER = "probe.cu"
 _TOUCH_CHUNK = 1024
 
 
-def defines(**values) -> dict:
+def defines(**values: Any) -> dict:
     """The #defines every .cu file needs, plus ``values`` (layout, row size, launch shape)."""
     out = {
         **layout_defines(),
@@ -83,7 +88,7 @@ def defines(**values) -> dict:
     return out
 
 
-def compile_module(source: str, **values):
+def compile_module(source: str, **values: Any) -> cupy.RawModule:
     """``cuda/<source>`` compiled with ``defines(**values)`` for the current device (memoized)."""
     return compile_source(CUDA_DIR / source, defines(**values))
 
@@ -191,7 +196,8 @@ class GPUBackend:
 
     name = "gpu"
 
-    def __init__(self, num_sets, ways, dim, dtype, policy, sketch_shape=None, sketch_seed=0, shape=None):
+    def __init__(self, num_sets: int, ways: int, dim: int, dtype: np.dtype | str, policy: Policy,
+                 sketch_shape: tuple[int, int] | None = None, sketch_seed: int = 0, shape: dict | None = None):
         cupy = require_cupy()
         self.xp = cupy
         self.device_id = cupy.cuda.Device().id
@@ -270,7 +276,7 @@ class GPUBackend:
             self._k["make_digests"]((launch_grid(n, self._ublock),), self._utility, (self.table, _i64(n), self.digests))
 
     # ------------------------------------------------------------------ arrays in and out
-    def on_stream(self, stream):
+    def on_stream(self, stream: Any) -> contextlib.AbstractContextManager:
         """Context in which CuPy (and so every kernel here) uses ``stream``: a cupy Stream or a raw pointer."""
         cupy = self.xp
         if stream is None:
@@ -284,7 +290,7 @@ class GPUBackend:
         stream = self.xp.cuda.get_current_stream()
         return stream.ptr != 0 and bool(stream.is_capturing())
 
-    def to_device(self, array):
+    def to_device(self, array: Any) -> Any:
         """A host or device array as a contiguous device array (rows come back as their raw bits)."""
         cupy = self.xp
         if isinstance(array, np.ndarray) and array.dtype == self.dtype and array.ndim == 2:
@@ -294,16 +300,17 @@ class GPUBackend:
             out = out.copy()  # the kernels read rows with aligned 16-byte words
         return out
 
-    def to_host(self, array) -> np.ndarray:
+    def to_host(self, array: Any) -> np.ndarray:
         """A device array as a NumPy array (raw row bits become the row dtype)."""
         out = self.xp.asnumpy(array)
         return out.view(self.dtype) if out.dtype == self.raw_dtype and out.ndim == 2 else out
 
-    def new_rows(self, n):
+    def new_rows(self, n: int) -> Any:
         """A lookup's output: float32/float16 rows as such; bfloat16 as uint16 bits (CuPy has no bfloat16)."""
         return self.xp.empty((n, self.dim), self._out_dtype)
 
     def set_default(self, default: np.ndarray) -> None:
+        """Copy ``default`` (dim,), a host row of the row dtype, to the device as raw bits: the misses' row."""
         self.default = self.to_device(raw(np.ascontiguousarray(default)))
 
     # ------------------------------------------------------------------ device state
@@ -327,6 +334,7 @@ class GPUBackend:
         self.clock += 1
 
     def set_clock(self, clock: int) -> None:
+        """Set the batch clock to ``clock``, on the device and on the host (``Cache.load``)."""
         self.state[STATE_CLOCK] = clock
         self.clock = int(clock)
 
@@ -394,11 +402,11 @@ class GPUBackend:
         else:
             self._k["tick"](*_ONE_THREAD, (self.state, flag))
 
-    def find(self, keys):
+    def find(self, keys: Any) -> Any:
         """Slot of every key or -1: keys (n,) int64 -> (n,) int64 (device)."""
         return self._probe(keys, None, False)[0]
 
-    def find_and_gather(self, keys, out, fill_misses: bool = False):
+    def find_and_gather(self, keys: Any, out: Any, fill_misses: bool = False) -> tuple[Any, int, int]:
         """Slots of ``keys`` and their cached rows in ``out``; returns ``(slots, misses, reserved)``.
 
         Waits on the stream once, for the two counters.  With ``fill_misses`` the
@@ -452,11 +460,11 @@ class GPUBackend:
         return slots, missed, reserved, applied
 
     @staticmethod
-    def found_in_source(slots, at):
+    def found_in_source(slots: Any, at: Any) -> Any:
         """Whether the keys at indices ``at`` were found in ``lookup_hits``'s source (device bool array)."""
         return slots[at] != -1  # -1: in neither the cache nor the source; below -1: a source row
 
-    def count_source_misses(self, keys, slots, misses: int) -> tuple[int, int]:
+    def count_source_misses(self, keys: Any, slots: Any, misses: int) -> tuple[int, int]:
         """After ``lookup_hits`` with a source found ``misses`` misses: ``(distinct missed keys, how
         many of those the source lacked)``.
 
@@ -472,7 +480,7 @@ class GPUBackend:
         state = self._read_state()
         return int(state[STATE_DISTINCT]), int(state[STATE_ABSENT])
 
-    def enqueue_lookup(self, keys, out):
+    def enqueue_lookup(self, keys: Any, out: Any) -> None:
         """The all-hit lookup path with no host wait (for CUDA graph capture).
 
         Misses get the default row and are counted on the device only; the clock ticks
@@ -483,7 +491,7 @@ class GPUBackend:
         else:
             self._tick_and_touch(self._probe(keys, out, True, replay=True)[0], if_clean=False)
 
-    def tick_and_touch(self, slots) -> None:
+    def tick_and_touch(self, slots: Any) -> None:
         """Advance the clock, then apply the hit rule once per occurrence of ``slots`` (-1 entries skipped)."""
         if self._touched is not None and self._touched[0] is slots:
             self.tick()  # lookup_hits' probe has already stored the hit score (of the clock ticked now)
@@ -501,7 +509,7 @@ class GPUBackend:
             self._k["restore_scores"]((launch_grid(n, self._ublock),), self._utility,
                                       (self.table, slots, old, _i64(n), self.state))
 
-    def scatter(self, out, where, rows, inverse):
+    def scatter(self, out: Any, where: Any, rows: Any, inverse: Any) -> None:
         """out[where[i]] = rows[inverse[i]]: missed rows into a lookup's output, in one launch."""
         n = where.shape[0]
         if n:
@@ -509,7 +517,7 @@ class GPUBackend:
             self._k["scatter_rows"]((launch_grid(n * 32, self._ublock),), self._utility,
                                     (out, where, rows, inverse, _i64(n)))
 
-    def insert_and_evict(self, keys, counts, rows, admit, refuse_below_min) -> None:
+    def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool) -> None:
         """As ``CPUBackend.insert_and_evict``, at the device clock.  No host wait; ``tally`` waits."""
         cupy = self.xp
         n = keys.shape[0]
@@ -531,7 +539,7 @@ class GPUBackend:
         state = self._published() if self._inserted else self._read_state()  # no kernel: nothing published
         return state[STATE_OUTCOMES:STATE_OUTCOMES + _OUTCOME_CODES].copy()
 
-    def unique(self, keys):
+    def unique(self, keys: Any) -> tuple[Any, Any, Any, Any]:
         """As ``CPUBackend.unique``, on the device, with no boolean indexing (CuPy's nonzero scan)."""
         cupy = self.xp
         n = keys.shape[0]
@@ -556,22 +564,23 @@ class GPUBackend:
             self._k[kernel]((launch_grid(n, self._ublock),), self._utility, args)
         return int(self._read_state()[STATE_MISSES])
 
-    def update(self, keys, rows):
+    def update(self, keys: Any, rows: Any) -> int:
         """Overwrite cached rows of unique ``keys``; returns how many were cached."""
         return self._count_found("update_rows", (self.table, self.values, self._num_sets_arg, keys, rows,
                                                  _i64(keys.shape[0]), self.state))
 
-    def erase(self, keys):
+    def erase(self, keys: Any) -> int:
         """Remove unique ``keys``; returns how many were cached."""
         return self._count_found("erase_keys", (self.table, self._digests_arg, self._num_sets_arg, keys,
                                                 _i64(keys.shape[0]), self.state))
 
-    def clear(self):
+    def clear(self) -> None:
+        """Empty every slot and zero every score (digests, if on, recomputed); the clock and the sketch stay."""
         self.keys.fill(EMPTY_KEY)
         self.scores.fill(0)
         self._make_digests()
 
-    def sketch_add(self, keys, counts):
+    def sketch_add(self, keys: Any, counts: Any) -> Any:
         """Count missed ``keys`` ``counts`` times, then read their estimates (device (n,) int64)."""
         n = keys.shape[0]
         est = self.xp.empty(n, self.xp.int64)
@@ -587,25 +596,25 @@ class GPUBackend:
         """Filled ways per set: (num_sets,) host int64."""
         return (self.keys.reshape(-1, self.ways) != EMPTY_KEY).sum(axis=1).get()
 
-    def host_arrays(self):
+    def host_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(keys, scores, rows) copied to host, rows in the row dtype (for save and export)."""
         return self.keys.get(), self.scores.get(), self.values.get().view(self.dtype)
 
-    def export(self):
+    def export(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All cached (keys, rows, scores), ascending by key, as host arrays."""
         keys, scores, values = self.host_arrays()
         slots = np.flatnonzero(keys != EMPTY_KEY)
         slots = slots[np.argsort(keys[slots], kind="stable")]
         return keys[slots], values[slots], scores[slots]
 
-    def load(self, keys, scores, values):
+    def load(self, keys: np.ndarray, scores: np.ndarray, values: np.ndarray) -> None:
         """Replace the arrays from host arrays (``Cache.load``)."""
         self.keys[...] = self.xp.asarray(np.ascontiguousarray(keys))
         self.scores[...] = self.xp.asarray(np.ascontiguousarray(scores))
         self.values.set(raw(np.ascontiguousarray(values)))
         self._make_digests()
 
-    def release(self):
+    def release(self) -> None:
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
         self.table = self.keys = self.scores = self.values = self.sketch = self.digests = self._scratch = None
         self._touched = None

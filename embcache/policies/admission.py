@@ -53,6 +53,7 @@ class MinFrequency(Admission):
         self.sketch = (self.n, self.width, self.depth, self.seed)
 
     def config(self) -> dict:
+        """Constructor arguments, for ``Cache.save``: ``{"n", "width", "depth", "seed"}``."""
         return {"n": self.n, "width": self.width, "depth": self.depth, "seed": self.seed}
 
 
@@ -73,7 +74,9 @@ class HitRateThreshold(Admission):
         self.t = float(t)
 
     def admit_batch(self, hits: int, lookups: int) -> bool:
+        """True when the batch had key occurrences and its hit rate ``hits / lookups`` is below ``t``."""
         return lookups > 0 and hits < self.t * lookups
 
     def config(self) -> dict:
+        """Constructor arguments, for ``Cache.save``: ``{"t"}``."""
         return {"t": self.t}

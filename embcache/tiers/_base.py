@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import threading
-
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._dtypes import row_dtype
 from ..errors import ClosedError, ConfigError, EmbCacheError, MissingDependencyError, TierError
 
+if TYPE_CHECKING:  # the annotations only
+    from types import ModuleType
+
+    from .._source import DeviceSource
+
 __all__ = ["Tier", "require"]
 
 
-def require(module: str, extra: str = "tiers"):
+def require(module: str, extra: str = "tiers") -> ModuleType:
     """Import an optional dependency, or raise MissingDependencyError naming the pip extra."""
     import importlib
 
@@ -49,7 +53,7 @@ class Tier:
     by these locks.
     """
 
-    def __init__(self, dim: int, dtype="float32"):
+    def __init__(self, dim: int, dtype: str | np.dtype | type = "float32"):
         if int(dim) <= 0:
             raise ConfigError(f"dim must be a positive number of values per row, got {dim}")
         self.dim = int(dim)
@@ -57,7 +61,7 @@ class Tier:
         self.closed = False
         self.lock = threading.RLock()
 
-    def device_source(self):
+    def device_source(self) -> DeviceSource | None:
         """Where a GPU kernel can read this tier in place: a :class:`embcache._source.DeviceSource`, valid
         while ``lock`` is held, or ``None`` (the default) when the GPU cannot read it (RocksDB, Redis) or
         the tier must see every read itself.  A tier that offers one declares it here; nobody probes."""
@@ -84,13 +88,13 @@ class Tier:
         if self.closed:
             raise ClosedError(f"{type(self).__name__}.{op}: the store is closed; open a new one")
 
-    def get_many(self, keys) -> tuple[np.ndarray, np.ndarray]:
+    def get_many(self, keys: Any) -> tuple[np.ndarray, np.ndarray]:
         """Rows of ``keys`` (n,) int64: ``(values (n, dim), found (n,) bool)``; missing rows are zero."""
         from .._checks import check_keys
 
         return self._run("get_many", self._get_many, check_keys(keys))
 
-    def put_many(self, keys, values) -> None:
+    def put_many(self, keys: Any, values: Any) -> None:
         """Store ``values`` (n, dim) under ``keys`` (n,); for a repeated key the last row wins."""
         from .._checks import check_keys, check_rows
 
@@ -98,7 +102,7 @@ class Tier:
         rows = check_rows(values, keys.shape[0], self.dim, self.dtype, name="values")
         self._run("put_many", self._put_many, keys, rows)
 
-    def delete_many(self, keys) -> None:
+    def delete_many(self, keys: Any) -> None:
         """Remove ``keys`` (n,); keys not stored are ignored."""
         from .._checks import check_keys
 

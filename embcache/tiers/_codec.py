@@ -5,25 +5,33 @@ bytes in the row dtype, little-endian, ``dim * itemsize`` bytes.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 
 from .._dtypes import raw
 from ..errors import TierError
 
+__all__ = ["encode_keys", "decode_keys", "encode_rows", "decode_rows", "META_FORMAT", "meta_blob", "check_meta"]
+
 _KEY = np.dtype(">i8")
 
 
 def encode_keys(keys: np.ndarray, prefix: bytes = b"") -> list[bytes]:
+    """One blob per key of ``keys`` (n,) int64: ``prefix`` then the key's 8 bytes big-endian."""
     data = keys.astype(_KEY).tobytes()
     return [prefix + data[i:i + 8] for i in range(0, len(data), 8)]
 
 
-def decode_keys(blobs, prefix: bytes = b"") -> np.ndarray:
+def decode_keys(blobs: Iterable[bytes], prefix: bytes = b"") -> np.ndarray:
+    """The (n,) int64 keys of ``encode_keys`` blobs, each with its ``len(prefix)`` leading bytes dropped."""
     cut = len(prefix)
     return np.frombuffer(b"".join(b[cut:] for b in blobs), _KEY).astype(np.int64)
 
 
 def encode_rows(rows: np.ndarray) -> list[bytes]:
+    """One blob per row of ``rows`` (n, dim): its values' bytes in the row dtype, little-endian."""
     data = np.ascontiguousarray(raw(rows)).astype(raw(rows).dtype.newbyteorder("<")).tobytes()
     step = rows.shape[1] * rows.dtype.itemsize
     return [data[i:i + step] for i in range(0, len(data), step)]
@@ -49,7 +57,7 @@ def decode_rows(blobs: list, dim: int, dtype: np.dtype, where: str) -> tuple[np.
 META_FORMAT = "embcache-rows-v1"
 
 
-def meta_blob(dim: int, dtype: np.dtype, **extra) -> bytes:
+def meta_blob(dim: int, dtype: np.dtype, **extra: Any) -> bytes:
     """The table record: format, dim, dtype, and a store's own ``extra`` fields (``check_meta`` ignores them)."""
     import json
 

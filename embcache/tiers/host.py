@@ -1,6 +1,8 @@
 """HostStore: rows in host memory behind a Numba open-addressing hash index."""
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
@@ -192,7 +194,8 @@ class HostStore(Tier):
 
     OVERFLOW = ("oldest", "least_used", "random", "error")
 
-    def __init__(self, dim: int, dtype="float32", initial_rows: int = 1024, pinned: bool = False,
+    def __init__(self, dim: int, dtype: str | np.dtype | type = "float32", initial_rows: int = 1024,
+                 pinned: bool = False,
                  capacity: int | None = None, overflow: str = "oldest", seed: int = 0, device_index: bool = True):
         super().__init__(dim, dtype)
         if capacity is not None and (int(capacity) <= 0):
@@ -362,7 +365,7 @@ class HostStore(Tier):
             index = self._mapped[0]
         return index, np.int64(self._table.shape[0] - 1), self._mapped[1]
 
-    def gather_to_device(self, keys, default_row):
+    def gather_to_device(self, keys: Any, default_row: Any) -> tuple[Any, Any]:
         """GPU reads of a pinned store: ``(rows, found)`` of device ``keys`` (n,) int64, on the device.
 
         ``rows`` (n, dim) holds the raw bits of each stored row (``default_row``,

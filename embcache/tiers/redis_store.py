@@ -155,7 +155,8 @@ class RedisStore(Tier):
     several threads at once (the client keeps a pool of connections).
     """
 
-    def __init__(self, target: str | Sequence, dim: int, dtype="float32", password: str | None = None,
+    def __init__(self, target: str | Sequence, dim: int, dtype: str | np.dtype | type = "float32",
+                 password: str | None = None,
                  namespace: str = "embcache", batch: int = 10_000, timeout: float = 5.0, *,
                  create: bool = False, username: str | None = None, tls: bool = False,
                  tls_ca_certs: str | Path | None = None, tls_certfile: str | Path | None = None,

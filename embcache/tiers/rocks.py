@@ -40,7 +40,8 @@ class RocksStore(Tier):
     RocksDB's compression.
     """
 
-    def __init__(self, path: str | os.PathLike, dim: int, dtype="float32", sync: bool = True, *,
+    def __init__(self, path: str | os.PathLike, dim: int, dtype: str | np.dtype | type = "float32",
+                 sync: bool = True, *,
                  create: bool = False):
         super().__init__(dim, dtype)
         rocksdict = require("rocksdict")

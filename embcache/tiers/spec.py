@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
@@ -78,7 +79,7 @@ def _parse(spec) -> tuple[str, object]:
 
 
 def open_store(spec: str, dim: int, dtype: str = "float32", password: str | None = None,
-               namespace: str = "embcache", create: bool = False, **redis_options) -> Tier:
+               namespace: str = "embcache", create: bool = False, **redis_options: Any) -> Tier:
     """The store ``spec`` names: a RocksStore for ``rocksdb:PATH`` (or a bare path), a RedisStore for
     ``redis://host:port/db`` (``rediss://`` for TLS, ``unix:///path/redis.sock`` for a local
     socket), a Redis Cluster store for
