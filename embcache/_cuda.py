@@ -65,12 +65,26 @@ def layout_defines() -> dict:
 @functools.lru_cache(maxsize=None)
 def _module(device_id: int, path: str, define_items: tuple, include_dirs: tuple):
     cupy = require_cupy()
-    text = "".join(f"#define {k} {v}\n" for k, v in define_items) + pathlib.Path(path).read_text()
+    # CuPy keys its on-disk kernel cache on the source text, not on the headers it includes: the
+    # headers' digest goes into the text, so an edited (or upgraded) header never serves stale code
+    text = (f"// headers {_headers_digest(include_dirs)}\n"
+            + "".join(f"#define {k} {v}\n" for k, v in define_items) + pathlib.Path(path).read_text())
     options = ("-std=c++17", *(f"-I{d}" for d in include_dirs))
     with cupy.cuda.Device(device_id):
         module = cupy.RawModule(code=text, options=options)
         module.compile()
     return module
+
+
+@functools.lru_cache(maxsize=None)
+def _headers_digest(include_dirs: tuple) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for folder in include_dirs:
+        for header in sorted(pathlib.Path(folder).glob("*.cuh")):
+            digest.update(header.name.encode() + b"\0" + header.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def compile_source(path: str | pathlib.Path, defines: dict, include_dirs: tuple = ()) -> cupy.RawModule:

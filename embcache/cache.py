@@ -147,8 +147,9 @@ class Cache:
         )
         self._backend.set_default(self._default)
         # a GPU cache reads a tier's rows in place (no host round trip, no staging copy) when the tier
-        # offers a device source (tier.device_source(), asked under its lock at each use: a store changes)
-        self._reads_sources = self._backend.name == "gpu"
+        # offers a device source (tier.device_source(), asked under its lock at each use: a store changes);
+        # a tier that declares it never offers one is never locked around a lookup
+        self._reads_sources = self._backend.name == "gpu" and bool(self._tier.offers_device_source)
         self._size = 0
         self._stats = Stats()
         self._lock = threading.RLock()
@@ -343,7 +344,12 @@ class Cache:
                 source = None
                 if self._reads_sources:
                     held.enter_context(self._tier.lock)
-                    source = self._source()
+                    try:
+                        source = self._source()
+                    except TierError:
+                        if self._on_tier_error == "raise":
+                            raise
+                        source = None  # read on the host instead, where a failure gives default rows
                     if source is None:
                         held.close()  # nothing read in place: the tier's own calls take its lock
                 return self._lookup(keys, n, out, source)

@@ -18,9 +18,9 @@ def canonical(text: str) -> str:
 
     The canonical text is what becomes source code, and what keys the kernel caches.
     """
-    from ..policies._base import check_score_expression
+    from ..policies._base import _canonical
 
-    return ast.unparse(ast.parse(check_score_expression(text), mode="eval"))
+    return _canonical(text)
 
 
 # The per-policy kernels, as the text of a module: ``numba_module`` fills in the two rules, writes the

@@ -25,7 +25,7 @@ from .._dtypes import raw
 from ..errors import ConfigError
 from ..layout import EMPTY_KEY, MAX_SCORE, mix64, set_of
 from . import _rules
-from ._shared import EVICTED, GOLDEN, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
+from ._shared import GOLDEN
 
 if TYPE_CHECKING:  # the annotations only
     from .._source import DeviceSource
@@ -260,7 +260,7 @@ class CPUBackend:
         self.scores = np.zeros(slots, np.int64)
         self.values = np.zeros((slots, dim), dtype)
         self._raw_values = raw(self.values)
-        touch, self._insert = policy_kernels(policy.new_score, policy.hit_score)
+        touch, self._insert = policy_kernels(policy.rule()["new_score"], policy.rule()["hit_score"])
         self._touch = touch if policy.hit_changes_score else None  # the policy's trait, not its text
         self.sketch = None if sketch_shape is None else np.zeros(sketch_shape, np.int64)
         self._sketch_seed = np.uint64(sketch_seed)

@@ -137,7 +137,8 @@ def _kernel_defines(policy, ways: int, row_bytes: int, num_sets: int, shape: dic
         SET_BITS=32 if num_sets <= 2**32 else 64, GROUP=min(int(shape["group"]), ways),
         KEYS_PER_GROUP=int(shape["keys_per_group"]), BLOCK=int(shape["block"]), TOUCH_CHUNK=_TOUCH_CHUNK,
         DIGESTS=int(digests), UTILITY_BLOCK=utility_block,
-        NEW_SCORE_EXPR=_rules.c_expression(policy.new_score), HIT_SCORE_EXPR=_rules.c_expression(policy.hit_score),
+        NEW_SCORE_EXPR=_rules.c_expression(policy.rule()["new_score"]),
+        HIT_SCORE_EXPR=_rules.c_expression(policy.rule()["hit_score"]),
     )
 
 

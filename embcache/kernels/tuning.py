@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 import pathlib
 
+from .._cuda import vector_bytes
+
 __all__ = ["TABLE_PATH", "load_table", "launch_shape", "utility_block", "vector_bytes"]
 
 TABLE_PATH = pathlib.Path(__file__).with_name("tuning.json")
@@ -63,15 +65,12 @@ def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = N
 def utility_block(compute_capability: str, table: dict | None = None) -> int:
     """Threads per block of the utility kernels on a GPU of ``compute_capability`` (a multiple of 32)."""
     cc, entry = _entry(compute_capability, table)
-    block = int(entry["utility_block"])
+    block = int(entry.get("utility_block", 256))  # tables written before the key existed used 256
     if block <= 0 or block % 32 or block > 1024:
         raise ValueError(f"tuning entry {cc} has utility_block {block}: give a multiple of 32 up to 1024")
     return block
 
 
-def vector_bytes(row_bytes: int) -> int:
-    """Widest word (16, 8, 4 or 2 bytes) that tiles a row exactly, so any dim has no tail to handle."""
-    return min(16, row_bytes & -row_bytes)
 
 
 _CACHE: dict = {}

@@ -164,6 +164,17 @@ class Policy:
                               "score and sat_add(score, count)")
         _register(cls, "eviction policy")
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # the rules and traits are the class's, checked once at definition; an instance that changed one
+        # would compile other kernels than its traits describe (and save another rule than it runs)
+        if name in ("new_score", "hit_score", "inserts_on_lookup", "hit_changes_score", "hit_is_stateless",
+                    "composes"):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{type(self).__name__}.{name} is a class-level rule: define a subclass with its "
+                              "own name instead of setting it on an instance")
+        super().__setattr__(name, value)
+
     def rule(self) -> dict:
         """What this policy does, as ``Cache.save`` records it and ``Cache.load`` checks it."""
         return {"new_score": self._new_rule, "hit_score": self._hit_rule,

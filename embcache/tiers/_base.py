@@ -61,6 +61,10 @@ class Tier:
         self.closed = False
         self.lock = threading.RLock()
 
+    #: whether ``device_source`` may return one; a GPU cache takes the tier's lock on each lookup to ask
+    #: only when this is true, so tiers that never offer one (RocksDB, Redis, a chain) are not serialized
+    offers_device_source: bool = False
+
     def device_source(self) -> DeviceSource | None:
         """Where a GPU kernel can read this tier in place: a :class:`embcache._source.DeviceSource`, valid
         while ``lock`` is held, or ``None`` (the default) when the GPU cannot read it (RocksDB, Redis) or

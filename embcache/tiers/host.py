@@ -251,6 +251,11 @@ class HostStore(Tier):
         store offers no device source."""
         return self.capacity is not None and self.overflow == "least_used"
 
+    @property
+    def offers_device_source(self) -> bool:
+        """A pinned store whose reads need not be counted offers a device source (fixed at construction)."""
+        return self.pinned and not self.reads_count
+
     def _reserve(self, more):
         if 2 * (self._size + more) <= self._table.shape[0]:
             return

@@ -382,6 +382,8 @@ class SharedHostStore(Tier):
             self._check_open("generation")
             return int(self._header[_W_COPY_GEN + self._copy()])
 
+    offers_device_source = True  # every shared table: its mapping is registered with CUDA on first use
+
     def device_source(self) -> DeviceSource:
         """The committed generation's index and rows where the current GPU reads them in place.
 
