@@ -27,6 +27,21 @@ def rows_for(keys, dim, dtype, seed):
     return rng.standard_normal((len(keys), dim)).astype(dtype)
 
 
+def flawed_batch(batch, flaw: str, at: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(keys (n,) int64, rows (n, dim) float32, at)`` of ``batch``, with a NaN value (``flaw="nan"``) or a
+    reserved key (``"reserved"``) at position ``at % n``; any other flaw is left for the caller to apply."""
+    from embcache.layout import LOCKED_KEY
+
+    keys = np.array(batch, np.int64)
+    rows = rows_for(keys, dim, "float32", seed)
+    at %= keys.shape[0]
+    if flaw == "nan":
+        rows[at, at % dim] = np.nan
+    elif flaw == "reserved":
+        keys[at] = LOCKED_KEY
+    return keys, rows, at
+
+
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 

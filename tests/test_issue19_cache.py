@@ -23,7 +23,7 @@ from embcache.policies import LRU
 from embcache.tiers import HostStore
 
 from .strategies import keys as key_values
-from .strategies import rows_for, same_bits
+from .strategies import flawed_batch, rows_for, same_bits
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 3
@@ -399,21 +399,15 @@ def test_a_rejected_write_leaves_store_and_cache_byte_identical(batch, flaw, op,
         op = "insert"
     else:
         cache.lookup(universe)
-    keys = np.array(batch, np.int64)
-    rows = rows_for(keys, DIM, "float32", seed)
-    at %= keys.shape[0]
-    if flaw == "nan":
-        rows[at, at % DIM] = np.nan
-    elif flaw == "reserved":
-        keys[at] = LOCKED_KEY
-    elif flaw == "uint64 reserved":
+    keys, rows, at = flawed_batch(batch, flaw, at, DIM, seed)
+    if flaw == "uint64 reserved":
         keys = keys.astype(np.uint64)
         keys[at] = np.uint64(2**63)
     elif flaw == "shape":
         rows = rows[:, :-1]
     elif flaw == "dtype":
         rows = rows.astype(np.int32)
-    elif not (~np.isin(keys, universe[:2])).any():
+    elif flaw == "static new key" and not (~np.isin(keys, universe[:2])).any():
         keys[at] = 10**6  # a key the static cache does not hold
     before, stored = _snapshot(cache), _store_bytes(tier, np.append(universe, 10**6))
     with pytest.raises(EmbCacheError):

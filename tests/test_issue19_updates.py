@@ -17,7 +17,7 @@ from embcache.tiers import HostStore, RedisStore, RocksStore
 
 from .redis_servers import RedisServer, needs_redis
 from .strategies import keys as key_values
-from .strategies import rows_for
+from .strategies import flawed_batch, rows_for
 
 pytestmark = needs_redis
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,13 +239,7 @@ def test_a_rejected_update_leaves_every_store_and_cache_byte_identical(redis_ser
         c.lookup(universe)
     stream = _stream()
     consumer = UpdateConsumer(redis_server.url, stream, "g", "c", store=store, caches=[lenient, strict])
-    keys = np.array(batch, np.int64)
-    rows = rows_for(keys, DIM, "float32", seed)
-    at %= keys.shape[0]
-    if flaw == "nan":
-        rows[at, at % DIM] = np.nan
-    elif flaw == "reserved":
-        keys[at] = LOCKED_KEY
+    keys, rows, _ = flawed_batch(batch, flaw, at, DIM, seed)
     fields = {b"keys": keys.astype("<i8").tobytes(), b"rows": rows.astype("<f4").tobytes(), b"dim": str(DIM),
               b"dtype": b"float32"}
     if flaw == "short rows":
