@@ -174,29 +174,65 @@ def insert_rows(dim: int, table_bytes: int, batch: int, repeat: int) -> dict:
     return row
 
 
-def latency_row(dim: int, batch: int, repeat: int) -> dict:
-    """Small batch, all hits: device time of a replayed CUDA graph of the lookup, and wall time from Python."""
+def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, admit: bool = False) -> dict:
+    """A small batch, stream-ordered (a pinned HostStore behind the cache): the GPU time of a replayed
+    CUDA graph of the whole lookup (misses, admission, insertion and eviction included), and the wall
+    time of ``Cache.lookup`` from Python (it returns without waiting).
+
+    ``miss_fraction`` of each batch are keys the cache lacks and the store holds; with ``admit`` they are
+    new keys every time and are admitted (each lookup inserts and evicts), else admission is off above
+    50% hits and every repetition misses the same way.
+    """
     import cupy
 
-    cache = filled_cache(dim, "float32", GIB)
-    keys = cached_sample(cache, batch, 0)
-    for _ in range(10):
-        cache.lookup(keys)
-    walls = []
-    for _ in range(repeat * 10):
-        t = time.perf_counter()
-        cache.lookup(keys)
-        walls.append((time.perf_counter() - t) * 1e6)
+    misses = int(batch * miss_fraction)
+    reps = repeat * 10
+    fresh = misses * (reps + 10 if admit else 4)
+    store = HostStore(dim, "float32", initial_rows=max(fresh, 16), pinned=True)
+    store_keys = distinct_keys(10**15, fresh, np)
+    if fresh:
+        store.put_many(store_keys, np.random.default_rng(0).standard_normal((fresh, dim), np.float32))
+    cache = filled_cache(dim, "float32", GIB, tier=store, admission="always" if admit else HitRateThreshold(0.5))
+    rng = np.random.default_rng(1)
+    batches = []
+    for s in range(reps + 10 if admit else 4):
+        new = store_keys[s * misses:(s + 1) * misses] if admit else rng.choice(store_keys, misses, replace=False)
+        k = cupy.concatenate([cached_sample(cache, batch - misses, s), cupy.asarray(new)])
+        batches.append(k[cupy.asarray(rng.permutation(batch))])
+    out = cupy.empty((batch, dim), cupy.float32)
     stream = cupy.cuda.Stream(non_blocking=True)
+    turn = iter(range(10**9))
     with stream:
+        for _ in range(5):
+            cache.lookup(batches[next(turn) % len(batches)], out=out)
+        walls = []
+        for _ in range(reps):
+            k = batches[next(turn) % len(batches)]
+            t = time.perf_counter()
+            cache.lookup(k, out=out)
+            walls.append((time.perf_counter() - t) * 1e6)
+        stream.synchronize()
+        keys = cupy.empty(batch, cupy.int64)
         stream.begin_capture()
-        cache.lookup(keys)
+        cache.lookup(keys, out=out)
         graph = stream.end_capture()
-    with stream:
-        gpu_us = median_ms(lambda: graph.launch(stream), repeat * 10) * 1e3
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        gpu = []
+        for _ in range(reps):
+            keys[...] = batches[next(turn) % len(batches)]
+            start.record(stream)
+            graph.launch(stream)
+            end.record(stream)
+            end.synchronize()
+            gpu.append(cupy.cuda.get_elapsed_time(start, end) * 1e3)
+    last = cache.stats.last
+    what = ("all hits" if not misses else
+            f"{misses} misses from a pinned HostStore, " + ("admitted (insert + evict)" if admit else "not admitted"))
+    row = {"case": f"lookup {batch} keys, {what}, dim {dim} float32", "gpu_us": float(np.median(gpu)),
+           "wall_us": float(np.median(walls)), "last_misses": last.misses if last else None}
     cache.close()
-    return {"case": f"lookup {batch} keys, all hits, dim {dim} float32", "gpu_us": gpu_us,
-            "wall_us": float(np.median(walls))}
+    store.close()
+    return row
 
 
 def measure(quick: bool = False) -> dict:
@@ -211,7 +247,8 @@ def measure(quick: bool = False) -> dict:
     # fewer ways probe fewer key bytes per lookup (8 B a way): the trade of associativity for speed
     cases += [(hit_rows, d, "float32", table, batch, repeat, 8) for d in (32, 64, 128)]
     cases += [(miss_rows, 128, table, batch, 0.9, repeat),
-              (insert_rows, 32, table, batch, repeat), (latency_row, 128, 1024, repeat)]
+              (insert_rows, 32, table, batch, repeat), (latency_row, 128, 1024, repeat),
+              (latency_row, 128, 1024, repeat, 0.1), (latency_row, 128, 1024, repeat, 0.1, True)]
     rows = []
     for fn, *args in cases:
         try:
@@ -233,7 +270,8 @@ def format_table(result: dict) -> str:
             lines.append(f"{r['case']:<92}FAILED: {r['error']}")
             continue
         if "gpu_us" in r:
-            lines.append(f"{r['case']:<92}GPU {r['gpu_us']:.1f} us (graph replay), wall {r['wall_us']:.1f} us from Python")
+            lines.append(f"{r['case']:<92}GPU {r['gpu_us']:.1f} us (graph replay), wall {r['wall_us']:.1f} us "
+                         "from Python (returns without waiting)")
             continue
         ceiling = f"{r['ceiling_ms']:>12.3f}{r['ratio']:>8.2f}" if "ceiling_ms" in r else ""
         lines.append(f"{r['case']:<92}{r['ms']:>9.3f}{r['g_keys_s']:>10.2f}{ceiling}")

@@ -40,11 +40,11 @@ import numpy as np
 
 from . import policies as _policies
 from .policies import _registry
-from ._checks import check_keys, check_out, check_rows, raise_reserved
+from ._checks import _on_device, check_keys, check_out, check_rows, raise_reserved
 from ._dtypes import ROW_DTYPES, row_dtype
-from .errors import (ClosedError, ConfigError, DataFormatError, EmbCacheError, MissingDependencyError,
+from .errors import (CaptureError, ClosedError, ConfigError, DataFormatError, EmbCacheError, MissingDependencyError,
                      PreloadOverflowError, StaticInsertError, TierError)
-from .kernels._shared import EVICTED, INSERTED, REFUSED
+from .kernels._shared import ADMIT, EVICTED, INSERTED, REFUSED
 from .kernels.cpu import CPUBackend
 from .layout import EMPTY_KEY, LOCKED_KEY, num_sets_for, sets_of
 from .stats import Stats, _from_saved
@@ -109,7 +109,7 @@ class Cache:
     def __init__(self, capacity: int, dim: int, policy: str | type | Policy = "lru",
                  admission: str | type | Admission = "always", dtype: str | np.dtype | type = "float32",
                  backend: str = "auto", tier: Tier | None = None, default: Any = 0.0, ways: int = 32,
-                 reject_nan: bool = False, on_tier_error: str = "raise"):
+                 reject_nan: bool = False, on_tier_error: str = "raise", max_batch: int | None = None):
         for name, value in (("capacity", capacity), ("dim", dim), ("ways", ways)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -149,7 +149,26 @@ class Cache:
         # a GPU cache reads a tier's rows in place (no host round trip, no staging copy) when the tier
         # offers a device source (tier.device_source(), asked under its lock at each use: a store changes);
         # a tier that declares it never offers one is never locked around a lookup
-        self._reads_sources = self._backend.name == "gpu" and bool(self._tier.offers_device_source)
+        self._reads_sources = self._backend.reads_device_sources and bool(self._tier.offers_device_source)
+        # a lookup with a source the GPU reads and an admission the device can decide is enqueued whole
+        # (stream-ordered: Backend.lookup_ordered); else the host path, which waits for the device
+        rule = self._admission.device_rule() if self._policy.inserts_on_lookup else ("never", 0.0)
+        self._ordered_rule = None if rule is None or not (self._reads_sources and self._tier.fences_device_reads) else (
+            ADMIT[f"ADMIT_{rule[0].upper()}"], float(rule[1]), bool(self._admission.refuse_below_min),
+            0 if sketch is None else int(sketch[0]))
+        # HitRateDeferred: a batch at or above this hit rate is placed when the next operation begins
+        self._defer_at = self._admission.defer_at_hit_rate
+        self._pending = None  # such a batch's placement (host path), until then
+        self._device_pending = False  # a stream-ordered lookup may have left one on the device
+        self._inflight = None  # (stream, event) of the last stream-ordered lookup, until a call follows it
+        self._unabsorbed = False  # device counters of stream-ordered lookups not yet in _stats
+        self._captured = False  # a lookup was captured: graph replays may run at any time
+        self._last_ordered = False  # the last operation was a stream-ordered lookup (stats.last is its)
+        if max_batch is not None:
+            if isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch <= 0:
+                raise ConfigError(f"max_batch must be a positive integer, got {max_batch!r}")
+            if self._ordered_rule is not None:
+                self._backend.reserve(int(max_batch), deferred=self._defer_at is not None)
         self._size = 0
         self._stats = Stats()
         self._lock = threading.RLock()
@@ -185,7 +204,7 @@ class Cache:
     def clock(self) -> int:
         """Batch clock: how many ``lookup``, ``insert`` and ``preload`` calls have run (graph replays included)."""
         with self._lock:
-            self._absorb_replays()
+            self._absorb()
             return self._backend.clock
 
     @property
@@ -237,13 +256,15 @@ class Cache:
         hits and misses), not in ``last``.
         """
         with self._lock:
-            self._absorb_replays()
+            self._absorb()
             copy = Stats(**self._stats.as_dict())
             copy.last = self._stats.last
             return copy
 
     def __len__(self) -> int:
-        return self._size
+        with self._lock:
+            self._absorb()
+            return self._size
 
     def __repr__(self) -> str:
         return (f"Cache(capacity={self.capacity}, dim={self._dim}, policy={self._policy!r}, "
@@ -251,17 +272,58 @@ class Cache:
                 f"ways={self._ways}, len={self._size})")
 
     # ------------------------------------------------------------------ helpers
-    def _check_open(self, op: str):
+    def _check_open(self, op: str, absorb: bool = True):
         if self._closed:
             raise ClosedError(f"Cache.{op}: the cache is closed; make a new one or Cache.load a saved one")
+        if self._backend.capturing() and op != "lookup":
+            raise CaptureError(f"Cache.{op} cannot run while its stream captures a CUDA graph: only lookup "
+                               "can be captured; end the capture first")
+        self._follow()
+        if op != "query":  # the one operation that sees the cache without a deferred batch's keys
+            self._flush(device=op != "lookup")  # a stream-ordered lookup places the device's itself
+        if absorb:
+            self._absorb()
 
-    def _absorb_replays(self) -> None:
-        if not self._closed:
-            lookups, misses = self._backend.absorb_replays()
-            self._stats.hits += lookups - misses
-            self._stats.misses += misses
+    def _flush(self, device: bool = True) -> None:
+        """Place what a HitRateDeferred lookup left, before this operation does anything; its counts go
+        to the totals (no operation's ``stats.last``)."""
+        if self._pending is not None:
+            placement, self._pending = self._pending, None
+            extra, last = Stats(), self._stats.last
+            self._place(*placement, False, extra)
+            self._stats.add(extra)
+            self._stats.last, self._stats.occupancy = last, self._size / self.capacity
+        if self._device_pending and device:
+            self._backend.flush_pending()  # enqueued; a no-op on the device if that batch placed its own
+            self._device_pending = self._captured  # replays may leave one at any time
+
+    def _follow(self) -> None:
+        """Order this call's stream after the last stream-ordered lookup's, if it ran on another (no host wait)."""
+        if self._inflight is not None:
+            stream, event = self._inflight
+            if self._backend.current_stream() != stream:
+                self._backend.wait_event(event)
+                self._inflight = None
+
+    def _absorb(self) -> None:
+        """Add the device counters of stream-ordered lookups (graph replays included) to the totals."""
+        if not self._unabsorbed or self._closed:
+            return
+        b = self._backend
+        self._follow()
+        if self._captured:
+            b.synchronize()  # replays may have run on any stream
+        totals, last = b.absorb_ordered()
+        self._unabsorbed = self._captured
+        self._size += int(totals["outcomes"][INSERTED])
+        occupancy = self._size / self.capacity
+        previous = self._stats.last
+        self._stats.add(_ordered_stats(totals, occupancy))
+        # the last operation's counts: a stream-ordered lookup's (the device's last batch) or another's
+        self._stats.last = _ordered_stats(last, occupancy) if last is not None and self._last_ordered else previous
 
     def _finish(self, batch: Stats) -> None:
+        self._last_ordered = False
         batch.occupancy = self._size / self.capacity
         self._stats.add(batch)
 
@@ -296,7 +358,7 @@ class Cache:
         return check_rows(rows, n, self._dim, self._dtype, self._reject_nan, xp=self._backend.xp)
 
     # ------------------------------------------------------------------ operations
-    def lookup(self, keys: Any, out: Any = None, stream: Any = None) -> Any:
+    def lookup(self, keys: Any, out: Any = None, stream: Any = None, index_rows: int | None = None) -> Any:
         """Rows of ``keys``, fetching misses from the tier and admitting them.
 
         Parameters
@@ -314,11 +376,38 @@ class Cache:
             contents are unspecified; the cache is unchanged, as without ``out``.
         stream : cupy.cuda.Stream or int, optional
             GPU backend: the CUDA stream to run on (a raw ``cudaStream_t`` is
-            accepted); default CuPy's current stream.  The hit path waits on this
-            stream once, for two counters, and never synchronizes the device.
-            While the stream captures a CUDA graph, nothing waits: misses get the
-            default row and are not admitted, and replays tick the clock and count
-            hits and misses on the device (see ``stats``).
+            accepted); default CuPy's current stream.
+
+            **Stream-ordered.** With a tier the GPU reads in place (a pinned
+            HostStore, a SharedHostStore) and an admission policy the device can
+            decide (every built-in one), the whole lookup (probe, missed rows from
+            the tier, admission, insertion and eviction, clock and counters) is
+            enqueued on ``stream`` and the call returns without waiting: ``out``
+            is complete once the stream reaches that point.  It allocates and
+            synchronizes nothing (beyond growing its scratch on the first
+            lookups, see ``max_batch``), so it may be captured in a CUDA graph,
+            misses included, and replayed; replays tick the clock and count in
+            ``stats`` on the device.  A reserved key in device ``keys`` cannot be
+            refused without waiting: it gets the default row, is never admitted,
+            and is counted in ``stats.invalid`` (host keys are refused with
+            ``ReservedKeyError`` as on the CPU).  Later calls on another stream,
+            and the tier's writes, wait for the enqueued kernels; a captured
+            graph reads the tier's memory at the addresses of its capture, so
+            give the store its final size (``initial_rows``) before capturing.
+
+            Otherwise (RocksDB, Redis, a chain of tiers, an admission decided in
+            Python) the lookup waits for the device and reads missed rows on the
+            host, and under capture it raises ``CaptureError``.
+
+        index_rows : int, optional
+            The keys are row numbers of a table of ``index_rows`` rows, with ONNX
+            Gather's index rules (a TensorRT/ONNX embedding lookup's): a key
+            ``k < 0`` means ``k + index_rows``, and one still outside
+            ``[0, index_rows)`` is looked up as the key ``index_rows`` (which a
+            table of row numbers does not hold, so it gets the default row and
+            counts as absent) and is counted in ``stats.invalid``.  int32 keys are
+            taken as they are.  On the stream-ordered path one kernel applies the
+            rules, so the plugin's enqueue stays one call with no allocation.
 
         Returns
         -------
@@ -327,19 +416,27 @@ class Cache:
         (bfloat16 rows as their uint16 bits, as CuPy has no bfloat16).
         """
         with self._lock, self._backend.on_stream(stream):
-            self._check_open("lookup")
+            self._check_open("lookup", absorb=False)
             b = self._backend
-            keys = self._keys(keys, reserved=b.name == "cpu")
+            ordered = self._ordered_rule is not None
+            rows_of = 0 if index_rows is None else _index_rows(index_rows)
+            if ordered and _on_device(keys) and getattr(keys, "dtype", None) in _DEVICE_KEY_DTYPES and \
+                    keys.ndim == 1 and keys.flags.c_contiguous:
+                pass  # taken as they are: the lookup's first kernel applies the index rules (and casts int32)
+            else:
+                # device keys of a stream-ordered lookup are checked by its kernels (a reserved key is counted
+                # invalid: refusing it would wait for the device); the host path's probe counts them and raises
+                keys = self._keys(keys, reserved=not rows_of and (
+                    b.checks_reserved_keys or (ordered and not _on_device(keys))))
             n = keys.shape[0]
             if out is None:
                 out = b.new_rows(n)
             else:  # before any work: a buffer that does not fit changes nothing
                 out = check_out(out, n, self._dim, self._dtype, self.xp, self.device)
-            if b.capturing():
-                b.enqueue_lookup(keys, out)
-                return out
+            capturing = b.capturing()
             # a tier with a device source: the probe copies missed rows from it in the same pass; its lock
-            # is held until the lookup is done, so that no other thread changes the memory the kernels read
+            # is held while the kernels are enqueued (or, on the host path, until they are done), and the
+            # tier's writes wait for the kernels of a stream-ordered lookup (Tier._fence)
             with contextlib.ExitStack() as held:
                 source = None
                 if self._reads_sources:
@@ -347,12 +444,54 @@ class Cache:
                     try:
                         source = self._source()
                     except TierError:
-                        if self._on_tier_error == "raise":
+                        if self._on_tier_error == "raise" or capturing:
                             raise
                         source = None  # read on the host instead, where a failure gives default rows
                     if source is None:
                         held.close()  # nothing read in place: the tier's own calls take its lock
-                return self._lookup(keys, n, out, source)
+                if ordered and source is not None:
+                    self._lookup_ordered(keys, n, out, source, capturing, rows_of)
+                    return out
+                if capturing:
+                    raise CaptureError(
+                        f"this lookup cannot be captured in a CUDA graph: its misses need the host ({self._tier!r} "
+                        "offers no source the GPU reads in place" + ("" if self._reads_sources else
+                        ", or the cache runs on the CPU") + (", and the admission policy is decided in Python"
+                        if self._ordered_rule is None and self._reads_sources else "") +
+                        "); serve from a pinned HostStore or a SharedHostStore, or run this lookup uncaptured")
+                self._flush()
+                self._absorb()
+                invalid = 0
+                if rows_of:  # the index rules on the arrays (this path waits for the device anyway)
+                    keys = b.xp.where(keys < 0, keys + rows_of, keys)
+                    outside = (keys < 0) | (keys >= rows_of)
+                    invalid = int(outside.sum())
+                    if invalid:
+                        keys = b.xp.where(outside, np.int64(rows_of), keys)
+                return self._lookup(keys, n, out, source, invalid)
+
+    def _lookup_ordered(self, keys, n: int, out, source, capturing: bool, index_rows: int) -> None:
+        """Enqueue the whole lookup on the current stream (``Backend.lookup_ordered``); wait for nothing."""
+        b = self._backend
+        if b.max_batch < max(n, 1):
+            if capturing:
+                raise CaptureError(f"a captured lookup of {n} keys needs scratch for {n}, and the cache has it for "
+                                   f"{b.max_batch}: make the cache with max_batch={n} (or look up {n} keys once "
+                                   "before capturing)")
+            b.reserve(max(n, 2 * b.max_batch), deferred=self._defer_at is not None)
+        mode, hit_rate, refuse_below_min, threshold = self._ordered_rule
+        b.lookup_ordered(keys, out, source, mode, hit_rate, refuse_below_min, threshold, index_rows,
+                         -1.0 if self._defer_at is None else self._defer_at)  # it places a pending batch first
+        self._device_pending = self._defer_at is not None
+        self._unabsorbed = True
+        self._last_ordered = True
+        if capturing:
+            self._captured = True
+            return
+        # later calls on another stream, and the tier's writes, wait for these kernels (on the device / host)
+        event = b.record_event()
+        self._inflight = (b.current_stream(), event)
+        self._tier._fence(event)
 
     def _source(self):
         """The tier's :class:`~embcache._source.DeviceSource` if this cache reads it in place now, else
@@ -369,15 +508,16 @@ class Cache:
         with self._tier.lock:
             return self._source() is not None
 
-    def _lookup(self, keys, n: int, out, source):
-        """The uncaptured lookup of ``keys`` into ``out``, missed rows from ``source`` when it is not None."""
+    def _lookup(self, keys, n: int, out, source, invalid: int = 0):
+        """The uncaptured lookup of ``keys`` into ``out``, missed rows from ``source`` when it is not None;
+        ``invalid``: how many keys the index rules replaced (``lookup(index_rows=)``)."""
         b = self._backend
         try:
             slots, missed, reserved, applied = b.lookup_hits(keys, out, source)
             if reserved:
                 raise_reserved(keys)
             misses = missed.shape[0]
-            batch = Stats(hits=n - misses, misses=misses)
+            batch = Stats(hits=n - misses, misses=misses, invalid=invalid)
             placement = None
             if misses:
                 admitting = self._policy.inserts_on_lookup and self._admission.admit_batch(batch.hits, n)
@@ -396,7 +536,10 @@ class Cache:
         if not applied:
             b.tick_and_touch(slots)
         if placement is not None:  # with none admitted every outcome is "not admitted": nothing to place
-            self._place(*placement, self._admission.refuse_below_min, batch)
+            if self._defer_at is not None and batch.hits >= self._defer_at * n:
+                self._pending = placement  # HitRateDeferred: placed when the next operation begins
+            else:
+                self._place(*placement, self._admission.refuse_below_min, batch)
         self._finish(batch)
         return out
 
@@ -571,7 +714,7 @@ class Cache:
         """
         with self._lock:
             self._check_open("save")
-            self._absorb_replays()
+            self._absorb()
             b = self._backend
             meta = {
                 "format": _FORMAT, "num_sets": self._num_sets, "ways": self._ways, "dim": self._dim,
@@ -646,6 +789,25 @@ class Cache:
 
 
 # ---------------------------------------------------------------------- saving and loading
+
+_DEVICE_KEY_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
+
+
+def _index_rows(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < value < 2**62:
+        raise ConfigError(f"index_rows must be a positive number of table rows, got {value!r}")
+    return int(value)
+
+
+def _ordered_stats(words: dict, occupancy: float = 0.0) -> Stats:
+    """The Stats of stream-ordered lookups from their device counters (``Backend.absorb_ordered``)."""
+    outcomes = words["outcomes"]
+    inserted, evicted, refused = int(outcomes[INSERTED]), int(outcomes[EVICTED]), int(outcomes[REFUSED])
+    return Stats(hits=words["lookups"] - words["misses"], misses=words["misses"], unique_misses=words["unique"],
+                 absent=words["absent"], insertions=inserted + evicted, evictions=evicted,
+                 refusals=words["unique"] - words["absent"] - words["admitted"] + refused,
+                 invalid=words["invalid"], occupancy=occupancy)
+
 
 def _write_atomically(path: str | os.PathLike, write) -> None:
     """Call ``write(file)`` on a new file beside ``path``, make it durable, and rename it over ``path``."""

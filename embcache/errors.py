@@ -22,6 +22,7 @@ __all__ = [
     "DataFormatError",
     "MissingDependencyError",
     "StoreNotFoundError",
+    "CaptureError",
 ]
 
 
@@ -83,3 +84,9 @@ class MissingDependencyError(EmbCacheError, ImportError):
 
 class StoreNotFoundError(EmbCacheError, FileNotFoundError):
     """A store opened to be read does not exist or holds no table; pass ``create=True`` to make one."""
+
+
+class CaptureError(EmbCacheError, RuntimeError):
+    """An operation was asked for while its CUDA stream captures a graph, and it cannot be captured:
+    a lookup whose misses need the host (a tier the GPU cannot read), scratch that must grow first, or
+    any other operation than ``lookup``."""

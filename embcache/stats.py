@@ -35,6 +35,10 @@ class Stats:
     tier_failures : int
         Distinct missed keys served the default row because a tier failed
         (``on_tier_error="default"``); they are counted in ``absent`` too.
+    invalid : int
+        Key occurrences a stream-ordered GPU lookup could not refuse without
+        waiting (a reserved key in a device batch): served the default row,
+        never admitted, counted in ``misses`` too.  Always 0 on the CPU.
     occupancy : float
         ``len(cache) / capacity`` after the operation.
     """
@@ -48,6 +52,7 @@ class Stats:
     refusals: int = 0
     erased: int = 0
     tier_failures: int = 0
+    invalid: int = 0
     occupancy: float = 0.0
     last: "Stats | None" = field(default=None, repr=False, compare=False)
 
@@ -74,6 +79,7 @@ class Stats:
         self.refusals += batch.refusals
         self.erased += batch.erased
         self.tier_failures += batch.tier_failures
+        self.invalid += batch.invalid
         self.occupancy = batch.occupancy
         self.last = batch
 
@@ -89,6 +95,8 @@ _COUNTERS = tuple(f.name for f in fields(Stats) if f.name not in ("occupancy", "
 def _from_saved(saved, bad: type[Exception]) -> Stats:
     """The Stats that a save file recorded (``Stats.as_dict``), or raise ``bad`` saying what is wrong with it."""
     names = [f.name for f in fields(Stats) if f.name != "last"]
+    if isinstance(saved, dict) and "invalid" not in saved:
+        saved = {**saved, "invalid": 0}  # saved before the counter existed
     if not isinstance(saved, dict) or sorted(saved) != sorted(names):
         got = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
         raise bad(f"the statistics must have the fields {names}, got {got}")

@@ -202,4 +202,5 @@ class ReferenceCache:
     def stats_dict(self, counter):
         names = ("hits", "misses", "unique_misses", "absent", "insertions", "evictions", "refusals", "erased")
         # the model's tier never fails, so no lookup serves default rows for a tier failure
-        return {**{n: counter[n] for n in names}, "tier_failures": 0}
+        # nor sees an invalid key (only a stream-ordered GPU lookup of device keys, or index_rows, counts them)
+        return {**{n: counter[n] for n in names}, "tier_failures": 0, "invalid": 0}

@@ -159,7 +159,7 @@ def test_xp_device_and_refusals_on_the_gpu():
 def test_captured_lookup_writes_into_out():
     import cupy
 
-    plain, cache = twin_caches("gpu", "float32")
+    plain, cache = twin_caches("gpu", "float32", pinned=True)  # a lookup the GPU can capture: a pinned tier
     keys = cupy.asarray([2, 4, 6, 9], cupy.int64)
     cache.lookup(keys)
     plain.lookup(keys)

@@ -198,55 +198,43 @@ class _Registry:
             entry.caches[device] = cache
             return cache
 
-    def count_out_of_range(self, entry: _Table, n: Any) -> None:
-        """Add ``n`` out-of-range keys (an int, or a 0-d device array, added on its device without a
-        sync) to the table's count; warn the first time a host count is seen for the table."""
-        where = (entry.path, entry.model.name, entry.table.name)
-        with self._lock:
-            counts = self._out_of_range.setdefault(where, {"host": 0, "device": {}, "table": entry.table,
-                                                           "warned": False})
-            if isinstance(n, int):
-                counts["host"] += n
-            else:
-                on = _device_of(n)
-                if on not in counts["device"]:
-                    counts["device"][on] = n.astype(np.int64).copy()
-                else:
-                    counts["device"][on] += n
-        self._warn(where)
+    def note_out_of_range(self, entry: _Table, n: int) -> None:
+        """A host lookup of ``entry``'s table replaced ``n`` out-of-range keys: warn the first time."""
+        if n:
+            self._warn((entry.path, entry.model.name, entry.table.name), entry.table, n)
 
-    def _warn(self, where: tuple) -> None:
+    def _warn(self, where: tuple, t: Any, n: int) -> None:
         with self._lock:
-            counts = self._out_of_range.get(where)
-            if counts is None or counts["warned"] or not counts["host"]:
+            if where in self._out_of_range:
                 return
-            counts["warned"] = True
-            n, t = counts["host"], counts["table"]
+            self._out_of_range[where] = {"warned": True}
         warnings.warn(f"EmbCacheLookup table {t.name!r}: {n} key(s) outside rows 0..{t.rows - 1} (or "
                       f"-{t.rows}..-1) got the default row {t.default_value}, where ONNX Runtime's Gather "
                       "raises; trt_plugin.tables.out_of_range() counts them (this warning comes once per table)",
                       OutOfRangeWarning, stacklevel=5)
 
     def out_of_range(self, config_path: str, table: str, model: str | None) -> int:
-        """The table's count of out-of-range keys (the GPUs' counts read now: a sync each)."""
+        """The table's count of out-of-range keys: the ``stats.invalid`` of its caches (a GPU cache's is
+        read from the device now: a wait for its lookups)."""
         path = os.path.realpath(config_path)
         total = 0
-        for where in [w for w in list(self._out_of_range) if w[0] == path and w[2] == table
-                      and model in (None, "", w[1])]:
-            with self._lock:
-                counts = self._out_of_range[where]
-                for device, count in counts["device"].items():
-                    with _on(device):
-                        counts["host"] += int(count.get())
-                counts["device"] = {}
-                total += counts["host"]
-            self._warn(where)
+        with self._lock:
+            entries = [e for e in self._resolved.values() if e.path == path and e.table.name == table
+                       and model in (None, "", e.model.name)]
+        for entry in entries:
+            for device, cache in list(entry.caches.items()):
+                with _on(device):
+                    n = cache.stats.invalid
+                total += n
+                if n:
+                    self._warn((entry.path, entry.model.name, entry.table.name), entry.table, n)
         return total
 
     def close(self) -> None:
         """Close every cache and store; the next call reads the config files again."""
-        for path, model, table in list(self._out_of_range):
-            self.out_of_range(path, table, model)  # the GPU's counts, and their warnings, before they go
+        for entry in list(self._resolved.values()):
+            if entry.table.keys_are_rows:
+                self.out_of_range(entry.path, entry.table.name, entry.model.name)  # warnings before they go
         with self._lock:
             for entry in self._resolved.values():
                 for device, cache in entry.caches.items():
@@ -315,20 +303,15 @@ def lookup_rows(config_path: str | os.PathLike, table: str, keys: Any, model: st
             raise KeyDtypeError(f"EmbCacheLookup keys must be int32 or int64, got {keys.dtype}")
         shape = keys.shape
         rows = None if out is None else _flat_out(out, shape, t.dim)
-        flat = keys.reshape(-1).astype(np.int64, copy=False)
+        flat = keys.reshape(-1)  # int32 as it is: the lookup casts it (on the GPU, in its first kernel)
+        index_rows = None
         if t.keys_are_rows:
             if t.rows is None:
                 raise ConfigError(f"table {table!r}: keys_are_rows needs the table's 'rows' in the config")
-            flat = xp.where(flat < 0, flat + t.rows, flat)
-            outside = (flat < 0) | (flat >= t.rows)
-            if xp is np:
-                n = int(np.count_nonzero(outside))
-                if n:
-                    _registry.count_out_of_range(entry, n)
-            else:  # counted on the device, no sync in the lookup; read (and warned about) by out_of_range()
-                _registry.count_out_of_range(entry, outside.sum())
-            flat = xp.where(outside, np.int64(t.rows), flat)  # out of range: an absent key, the default row
-        rows = cache.lookup(flat, out=rows, stream=stream)
+            index_rows = t.rows  # Gather's rules, applied by the lookup; out-of-range keys are stats.invalid
+        rows = cache.lookup(flat, out=rows, stream=stream, index_rows=index_rows)
+        if xp is np and index_rows:
+            _registry.note_out_of_range(entry, cache.stats.last.invalid)
         return rows.reshape(output_shape(shape, t.dim)) if out is None else out
 
 

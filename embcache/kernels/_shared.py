@@ -7,7 +7,8 @@ one of them into the ``#define`` the CUDA files use, so no ``.cu`` file retypes 
 import numpy as np
 
 __all__ = ["NOT_ADMITTED", "INSERTED", "EVICTED", "REFRESHED", "REFUSED", "OUTCOMES", "GOLDEN", "STATE",
-           "TOUCH", "STATE_WORDS", "cuda_defines"]
+           "TOUCH", "STATE_WORDS", "ORDERED", "ORD_FIELDS", "FIELDS", "ADMIT",
+           "cuda_defines"]
 
 # outcome of each key given to insert_and_evict
 NOT_ADMITTED, INSERTED, EVICTED, REFRESHED, REFUSED = 0, 1, 2, 3, 4
@@ -31,8 +32,30 @@ STATE = {
     "STATE_DISTINCT": 13,  # count_source_misses: distinct missed keys
     "STATE_ABSENT": 14,  # and how many of those the source lacked
     "STATE_HOST": 15,  # the device address of the host's pinned copy of the state words
+    "STATE_PENDING": 64,  # sets a HitRateDeferred batch left to place (cuda/ordered.cu)
 }
-STATE_WORDS = 16
+#: The stream-ordered lookup's counters (cuda/ordered.cu): three blocks of ORD_FIELDS words in ``state``,
+#: this batch's (zeroed when it ends), the totals since the cache was made, and the last batch's.
+ORDERED = {"ORD_BATCH": 16, "ORD_TOTAL": 32, "ORD_LAST": 48}
+ORD_FIELDS = 16
+#: word F_* of each block; the first F_COUNTERS are counters (added to the totals), then the batch's
+#: cursors and flags
+FIELDS = {
+    "F_LOOKUPS": 0,  # key occurrences
+    "F_MISSES": 1,  # occurrences not cached (invalid ones included)
+    "F_UNIQUE": 2,  # distinct missed keys (valid ones)
+    "F_ABSENT": 3,  # distinct missed keys the source lacked
+    "F_ADMITTED": 4,  # distinct missed keys admission let through
+    "F_OUTCOMES": 5,  # 5 words: insert_one's tally, by outcome code
+    "F_INVALID": 10,  # occurrences of reserved keys (default row, never admitted)
+    "F_BATCHES": 11,  # lookups (1 per batch)
+    "F_COUNTERS": 12,
+    "F_SETS": 12,  # sets listed by ordered_group (a cursor)
+    "F_ADMITS": 13,  # whether the batch admits (ordered_distinct's decision)
+}
+#: how a stream-ordered lookup's batch admits: never (Static), always, or while its hit rate is below t
+ADMIT = {"ADMIT_NEVER": 0, "ADMIT_ALWAYS": 1, "ADMIT_BELOW_HIT_RATE": 2}
+STATE_WORDS = 72
 
 #: probe_gather's ``touch`` argument: none; store the hits' scores and tick if every key hit; store
 #: them and tick (captured lookups)
@@ -41,4 +64,4 @@ TOUCH = {"TOUCH_NONE": 0, "TOUCH_IF_CLEAN": 1, "TOUCH_ALWAYS": 2}
 
 def cuda_defines() -> dict:
     """The ``#define``s of this module's constants, as C literals, for every CUDA file."""
-    return {"GOLDEN": f"{int(GOLDEN)}ULL", **OUTCOMES, **STATE, **TOUCH}
+    return {"GOLDEN": f"{int(GOLDEN)}ULL", **OUTCOMES, **STATE, **TOUCH, **ORDERED, "ORD_FIELDS": ORD_FIELDS, **FIELDS, **ADMIT}

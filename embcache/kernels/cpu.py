@@ -25,7 +25,7 @@ from .._dtypes import raw
 from ..errors import ConfigError
 from ..layout import EMPTY_KEY, MAX_SCORE, mix64, set_of
 from . import _rules
-from ._shared import GOLDEN
+from ._shared import GOLDEN, OUTCOMES
 
 if TYPE_CHECKING:  # the annotations only
     from .._source import DeviceSource
@@ -271,6 +271,10 @@ class CPUBackend:
     # ------------------------------------------------------------------ arrays in and out
     # the same names as GPUBackend's, so Cache is written once for both
     xp = np
+    #: missed rows are read on the host (``Tier.get_many``), never from a device source
+    reads_device_sources = False
+    #: reserved keys are refused on the host before any work
+    checks_reserved_keys = True
 
     def on_stream(self, stream: Any) -> contextlib.AbstractContextManager:
         """A context that does nothing: streams are a GPU matter (``ConfigError`` unless ``stream`` is None)."""
@@ -306,9 +310,39 @@ class CPUBackend:
         """Set the batch clock to ``clock`` (``Cache.load``)."""
         self.clock = int(clock)
 
-    def absorb_replays(self) -> tuple[int, int]:
-        """``(0, 0)``: no CUDA graph replays on the CPU, so no lookups or misses to report."""
-        return 0, 0
+    # the members of the GPU backend's stream-ordered lookup, so that Cache asks both the same way
+    def current_stream(self) -> int:
+        """0: there are no CUDA streams on the CPU."""
+        return 0
+
+    def record_event(self) -> None:
+        """None: work on the CPU is done when a call returns."""
+        return None
+
+    def wait_event(self, event: Any) -> None:
+        """Nothing to wait for on the CPU."""
+
+    def synchronize(self) -> None:
+        """Nothing to wait for on the CPU."""
+
+    @property
+    def max_batch(self) -> int:
+        """0: the CPU backend has no stream-ordered lookup (``reads_device_sources`` is False)."""
+        return 0
+
+    def reserve(self, max_batch: int) -> None:
+        """Nothing to reserve: the CPU backend's lookups need no scratch made ahead."""
+
+    def lookup_ordered(self, keys: Any, out: Any, source: Any, admit_mode: int, hit_rate: float,
+                       refuse_below_min: bool, sketch_threshold: int, index_rows: int = 0) -> None:
+        """Refused: a stream-ordered lookup reads a tier's device source, which the CPU backend never does."""
+        raise ConfigError("the CPU backend has no stream-ordered lookup: it reads tiers on the host "
+                          "(reads_device_sources is False)")
+
+    def absorb_ordered(self) -> tuple[dict, None]:
+        """No stream-ordered lookups on the CPU: zero counters, and no last batch."""
+        return {"lookups": 0, "misses": 0, "unique": 0, "absent": 0, "admitted": 0,
+                "outcomes": np.zeros(len(OUTCOMES), np.int64), "invalid": 0, "batches": 0}, None
 
     def scatter(self, out: np.ndarray, where: np.ndarray, rows: np.ndarray, inverse: np.ndarray) -> None:
         """``out[where[i]] = rows[inverse[i]]``: missed rows into a lookup's output (``where``, ``inverse``: int64)."""

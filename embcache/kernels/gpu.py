@@ -35,7 +35,7 @@ from .._source import INDEX_SPLITMIX64_LINEAR, DeviceSource
 from ..errors import ConfigError
 from ..layout import EMPTY_KEY
 from . import _rules
-from ._shared import OUTCOMES, STATE, STATE_WORDS, TOUCH, cuda_defines
+from ._shared import FIELDS, ORDERED, OUTCOMES, STATE, STATE_WORDS, TOUCH, cuda_defines
 from .tuning import launch_shape, utility_block, vector_bytes
 
 if TYPE_CHECKING:  # the annotations only
@@ -48,7 +48,6 @@ __all__ = ["GPUBackend", "gpu_available", "require_cupy", "compile_module", "def
 CUDA_DIR = pathlib.Path(__file__).with_name("cuda")
 # words of GPUBackend.state (kernels/_shared.py, which gives the kernels the same STATE_* names)
 STATE_CLOCK, STATE_MISSES, STATE_RESERVED = STATE["STATE_CLOCK"], STATE["STATE_MISSES"], STATE["STATE_RESERVED"]
-STATE_REPLAY_LOOKUPS, STATE_REPLAY_MISSES = STATE["STATE_REPLAY_LOOKUPS"], STATE["STATE_REPLAY_MISSES"]
 STATE_LISTED, STATE_OUTCOMES, STATE_HOST = STATE["STATE_LISTED"], STATE["STATE_OUTCOMES"], STATE["STATE_HOST"]
 STATE_DISTINCT, STATE_ABSENT = STATE["STATE_DISTINCT"], STATE["STATE_ABSENT"]  # count_source_misses' counts
 _STATE_WORDS = STATE_WORDS
@@ -61,7 +60,9 @@ FAMILIES = {
     "insert.cu": ("insert_and_evict",),
     "unique.cu": ("run_starts", "run_scatter", "sets_of"),
     "writes.cu": ("update_rows", "erase_keys", "scatter_rows", "restore_scores", "make_digests"),
-    "sketch.cu": ("sketch_add", "sketch_estimate"),
+    "sketch.cu": ("sketch_add", "sketch_estimate", "ordered_sketch_add", "ordered_sketch_admit"),
+    "ordered.cu": ("ordered_keys", "ordered_misses", "ordered_distinct", "ordered_group", "ordered_insert", "ordered_finish",
+                   "ordered_flushed"),
 }
 # the hit path's kernels, compiled when the launch shape is set: a lookup captured in a CUDA graph
 # then compiles nothing (the other families compile on their first use)
@@ -126,6 +127,15 @@ _get_restore_scores_kernel = _factory("writes.cu", "restore_scores")
 _get_make_digests_kernel = _factory("writes.cu", "make_digests")
 _get_sketch_add_kernel = _factory("sketch.cu", "sketch_add")
 _get_sketch_estimate_kernel = _factory("sketch.cu", "sketch_estimate")
+_get_ordered_sketch_add_kernel = _factory("sketch.cu", "ordered_sketch_add")
+_get_ordered_sketch_admit_kernel = _factory("sketch.cu", "ordered_sketch_admit")
+_get_ordered_keys_kernel = _factory("ordered.cu", "ordered_keys")
+_get_ordered_misses_kernel = _factory("ordered.cu", "ordered_misses")
+_get_ordered_distinct_kernel = _factory("ordered.cu", "ordered_distinct")
+_get_ordered_group_kernel = _factory("ordered.cu", "ordered_group")
+_get_ordered_insert_kernel = _factory("ordered.cu", "ordered_insert")
+_get_ordered_finish_kernel = _factory("ordered.cu", "ordered_finish")
+_get_ordered_flushed_kernel = _factory("ordered.cu", "ordered_flushed")
 _FACTORIES = {name: globals()[f"_get_{name}_kernel"] for names in FAMILIES.values() for name in names}
 
 
@@ -187,6 +197,17 @@ def _source_args(source: DeviceSource, dim: int, dtype: np.dtype) -> tuple:
     return index, np.int64(source.mask), np.uint64(int(source.rows))
 
 
+_COUNTER_NAMES = ("lookups", "misses", "unique", "absent", "admitted", "outcomes", "invalid", "batches")
+
+
+def _counters(words: np.ndarray) -> dict:
+    """A block of ``_shared.FIELDS`` counter words as a dict (``outcomes``: the 5 outcome words)."""
+    out = {name: int(words[FIELDS[f"F_{name.upper()}"]]) for name in _COUNTER_NAMES if name != "outcomes"}
+    at = FIELDS["F_OUTCOMES"]
+    out["outcomes"] = words[at:at + _OUTCOME_CODES].astype(np.int64)
+    return out
+
+
 class GPUBackend:
     """The cache arrays in device memory and the CUDA kernels that work on them.
 
@@ -196,6 +217,10 @@ class GPUBackend:
     """
 
     name = "gpu"
+    #: the probe reads a tier's DeviceSource in place (``lookup_hits(source=)``, ``lookup_ordered``)
+    reads_device_sources = True
+    #: reserved keys are counted by the probe (the host path raises after it), not checked on the host
+    checks_reserved_keys = False
 
     def __init__(self, num_sets: int, ways: int, dim: int, dtype: np.dtype | str, policy: Policy,
                  sketch_shape: tuple[int, int] | None = None, sketch_seed: int = 0, shape: dict | None = None):
@@ -228,7 +253,9 @@ class GPUBackend:
         self._touched = None  # (slots, old scores) of a lookup whose probe touched its hits, until it ends
         self.default = cupy.zeros(dim, self.raw_dtype)
         self.clock = 0
-        self._replay_seen = (0, 0)
+        self._ordered = None  # the stream-ordered lookup's scratch (reserve)
+        self._event = None  # record_event's
+        self._ordered_seen = np.zeros(FIELDS["F_COUNTERS"], np.int64)
         self.sketch = None if sketch_shape is None else cupy.zeros(sketch_shape, cupy.int64)
         self._sketch_seed = np.uint64(sketch_seed)
         self._set_dtype = cupy.uint32 if num_sets <= 2**32 else cupy.uint64
@@ -339,18 +366,32 @@ class GPUBackend:
         self.state[STATE_CLOCK] = clock
         self.clock = int(clock)
 
-    def absorb_replays(self) -> tuple[int, int]:
-        """Bring the host's clock up to the device's; return (lookups, misses) that graph replays did since last asked."""
-        state = self._read_state()
-        self.clock = int(state[STATE_CLOCK])
-        lookups, misses = int(state[STATE_REPLAY_LOOKUPS]), int(state[STATE_REPLAY_MISSES])
-        seen = self._replay_seen
-        self._replay_seen = (lookups, misses)
-        return lookups - seen[0], misses - seen[1]
+    def current_stream(self) -> int:
+        """The current CUDA stream's handle (CuPy's current stream)."""
+        return self.xp.cuda.get_current_stream().ptr
+
+    def record_event(self) -> Any:
+        """A CUDA event recorded on the current stream now: done once the work enqueued so far is.
+
+        One event object per backend, recorded again each time: waiting for a later
+        recording waits for at least as much (callers order other streams after it).
+        """
+        if self._event is None:
+            self._event = self.xp.cuda.Event(block=False, disable_timing=True)
+        self._event.record(self.xp.cuda.get_current_stream())
+        return self._event
+
+    def wait_event(self, event: Any) -> None:
+        """Make the current stream wait for ``event`` (on the device: the host does not wait)."""
+        self.xp.cuda.get_current_stream().wait_event(event)
+
+    def synchronize(self) -> None:
+        """Wait for all work on the device (graph replays may run on any stream)."""
+        self.xp.cuda.Device(self.device_id).synchronize()
 
     # ------------------------------------------------------------------ operations
     def _probe(self, keys, out, fill_misses: bool, replay: bool = False, scratch: bool = False,
-               touch: int = _TOUCH_NONE, source=None):
+               touch: int = _TOUCH_NONE, source=None, slots=None):
         """Slots of ``keys``, and with ``touch`` the old scores of the hits it touched (else None).
 
         With ``scratch`` both live in a buffer that the next scratch probe reuses (one call's use only).
@@ -360,7 +401,9 @@ class GPUBackend:
         n = keys.shape[0]
         keep_old = touch == _TOUCH_IF_CLEAN
         words = 2 * n if keep_old else n
-        if scratch:
+        if slots is not None:  # the caller's buffer (a stream-ordered lookup's scratch)
+            old = None
+        elif scratch:
             # kernels of the last lookup may still read it, in order on its stream only
             stream = self.xp.cuda.get_current_stream().ptr
             if self._scratch.shape[0] < words or stream != self._scratch_stream:
@@ -481,16 +524,143 @@ class GPUBackend:
         state = self._read_state()
         return int(state[STATE_DISTINCT]), int(state[STATE_ABSENT])
 
-    def enqueue_lookup(self, keys: Any, out: Any) -> None:
-        """The all-hit lookup path with no host wait (for CUDA graph capture).
+    # ------------------------------------------------------------------ the stream-ordered lookup
+    def reserve(self, max_batch: int, deferred: bool = False) -> None:
+        """Make the scratch of a stream-ordered lookup of up to ``max_batch`` keys, and compile its kernels.
 
-        Misses get the default row and are counted on the device only; the clock ticks
-        and hits are touched on the device.
+        About ``170 * max_batch`` bytes of device memory (the tables of distinct misses
+        and of sets are twice the batch, rounded up to a power of two), plus a row a
+        key with ``deferred`` (the rows a deferred insertion keeps).  Call outside a
+        CUDA graph capture: ``lookup_ordered`` under capture never allocates.  A
+        scratch that grows keeps what a deferred insertion still needs.
         """
-        if self._probe_touches and keys.shape[0]:
-            self._probe(keys, out, True, replay=True, touch=_TOUCH_ALWAYS)
+        max_batch = max(1, int(max_batch))
+        if self._ordered is not None and self._ordered["n"] >= max_batch and (
+                not deferred or self._ordered["stash"] is not None):
+            return
+        self.flush_pending()  # a batch left to place reads the old scratch: place it first
+        cupy = self.xp
+        cells = 1 << max(4, (2 * max_batch - 1).bit_length())
+        # zeroed once: every kernel that fills a cell empties it again by the batch's end
+        hash_words = cupy.zeros(5 * cells, cupy.uint64)
+        lists = cupy.zeros(8 * max_batch, cupy.int64)
+        ords = {"n": max_batch, "cells": cells, "mask": np.int64(cells - 1), "hash": hash_words, "lists": lists}
+        for i, name in enumerate(("hkeys", "hcount", "hlast", "gsets", "ghead")):
+            ords[name] = hash_words[i * cells:(i + 1) * cells]
+        for i, name in enumerate(("slots", "ukeys", "ucell", "ucount", "uat", "unext", "gcells", "keys")):
+            ords[name] = lists[i * max_batch:(i + 1) * max_batch]
+        ords["uadmit"] = cupy.zeros(max_batch, cupy.bool_)
+        ords["stash"] = cupy.empty(max_batch * self.row_bytes, cupy.uint8) if deferred else None
+        for names in (FAMILIES["ordered.cu"], FAMILIES["source.cu"], FAMILIES["probe.cu"]):
+            for name in names:
+                self._k[name]  # compiled now: a captured lookup compiles and loads nothing
+        if self.sketch is not None:
+            self._k["ordered_sketch_add"], self._k["ordered_sketch_admit"]
+        self._ordered = ords
+
+    @property
+    def max_batch(self) -> int:
+        """Keys a stream-ordered lookup may take without growing its scratch (0 before the first)."""
+        return 0 if self._ordered is None else self._ordered["n"]
+
+    def lookup_ordered(self, keys: Any, out: Any, source: DeviceSource, admit_mode: int, hit_rate: float,
+                       refuse_below_min: bool, sketch_threshold: int, index_rows: int = 0,
+                       defer_at: float = -1.0) -> None:
+        """The whole lookup of ``keys`` into ``out``, enqueued on the current stream; never waits for the host.
+
+        Probe and gather (missed rows from ``source``), the clock tick and the hits'
+        scores, the distinct missed keys, admission (``admit_mode``, one of
+        ``_shared.ADMIT``, with ``hit_rate`` for ``ADMIT_BELOW_HIT_RATE``; the
+        sketch's ``sketch_threshold`` when the cache has a sketch), insertion and
+        eviction set by set in ascending key order, and the counters
+        (:meth:`absorb_ordered` reads them).  Reserved keys get the default row, are
+        never admitted, and count as misses and as ``invalid``.  The scratch must hold
+        ``len(keys)`` (:meth:`reserve`).  ``keys``: a contiguous (n,) int64 or int32 device
+        array; with ``index_rows`` > 0 they are row numbers of a table of that many
+        rows (Gather's index rules: negative ones wrap, ones outside the table become
+        the key ``index_rows`` and count as invalid), converted into the scratch by
+        one kernel.  ``defer_at`` >= 0 (HitRateDeferred): a batch whose hit rate is at
+        least that is not placed; its rows are kept, and :meth:`flush_pending` (which
+        this call runs first, so that a replayed graph places the last replay's)
+        places them.  Legal inside a CUDA graph capture: it
+        allocates, synchronizes and compiles nothing, and no launch depends on a
+        device value.  The caller keeps ``source`` valid until the kernels have run.
+        """
+        n = keys.shape[0]
+        o = self._ordered
+        source = _source_args(source, self.dim, self.dtype)
+        if defer_at >= 0:
+            self.flush_pending()
+        self._zero_counters()  # the probe's miss and reserved counts: other operations leave theirs there
+        slots = o["slots"][:n]
+        count = _i64(n)
+        if n and (index_rows or keys.dtype != np.int64):
+            raw_keys, keys = keys, o["keys"][:n]
+            self._k["ordered_keys"]((max(1, min(launch_grid(n, self._ublock), self._blocks)),), self._utility, (
+                raw_keys, np.int32(raw_keys.dtype.itemsize), count, _i64(index_rows), keys, self.state))
+        if self._probe_touches and n:
+            self._probe(keys, out, True, replay=True, touch=_TOUCH_ALWAYS, source=source, slots=slots)
         else:
-            self._tick_and_touch(self._probe(keys, out, True, replay=True)[0], if_clean=False)
+            self._probe(keys, out, True, replay=True, source=source, slots=slots)
+            self._tick_and_touch(slots, if_clean=False)
+        if n:
+            grid = (max(1, min(launch_grid(n, self._ublock), self._blocks)),), self._utility
+            state, mask = self.state, o["mask"]
+            self._k["ordered_misses"](*grid, (keys, slots, count, o["hkeys"], o["hcount"], o["hlast"], mask, o["ukeys"],
+                                        o["ucell"], state))
+            sketched = self.sketch is not None
+            self._k["ordered_distinct"](*grid, (slots, count, o["hkeys"], o["hcount"], o["hlast"], o["ucell"], o["ucount"],
+                                          o["uat"], o["uadmit"], state, np.int32(admit_mode), np.float64(hit_rate),
+                                          _FLAG[not sketched]))
+            if sketched:
+                depth, width = self.sketch.shape
+                common = (self.sketch, np.int32(depth), _i64(width), self._sketch_seed, o["ukeys"])
+                self._k["ordered_sketch_add"](*grid, common + (o["ucount"], state))
+                self._k["ordered_sketch_admit"](*grid, common + (o["uadmit"], _i64(sketch_threshold), state))
+            self._k["ordered_group"](*grid, (o["ukeys"], o["uadmit"], self._num_sets_arg, o["gsets"], o["ghead"], mask,
+                                       o["unext"], o["gcells"], state))
+            warps = (max(1, min(launch_grid(n * 32, self._ublock), self._blocks)),), self._utility
+            self._k["ordered_insert"](*warps, (self.table, self._digests_arg, self.values, o["ukeys"], o["ucount"],
+                                         o["uat"], out, o["gsets"], o["ghead"], o["unext"], o["gcells"], state,
+                                         _FLAG[bool(refuse_below_min)], count, np.float64(defer_at), _FLAG[False],
+                                         self._dummy if o["stash"] is None else o["stash"]))
+        self._k["ordered_finish"](*_ONE_THREAD, (self.state, count))
+        if not self.capturing():  # a captured lookup ticks the device clock when replayed
+            self.clock += 1
+
+    def flush_pending(self) -> None:
+        """Place what a deferred batch of ``lookup_ordered`` left (nothing, on the device, if none).
+
+        Its counts go to the totals only.  Enqueued on the current stream; no host wait.
+        """
+        o = self._ordered
+        if o is None or o["stash"] is None:
+            return
+        n = o["n"]
+        warps = (max(1, min(launch_grid(n * 32, self._ublock), self._blocks)),), self._utility
+        self._k["ordered_insert"](*warps, (self.table, self._digests_arg, self.values, o["ukeys"], o["ucount"],
+                                           o["uat"], self._dummy, o["gsets"], o["ghead"], o["unext"], o["gcells"],
+                                           self.state, _FLAG[False], _i64(0), np.float64(-1.0),
+                                           _FLAG[True], o["stash"]))
+        self._k["ordered_flushed"](*_ONE_THREAD, (self.state,))
+
+    def absorb_ordered(self) -> tuple[dict, dict | None]:
+        """The stream-ordered lookups' counters since last asked, and the last one's: ``(totals, last)``.
+
+        Waits for the work enqueued on the current stream (the caller enters the
+        stream the lookups ran on).  Each is a dict of ``_shared.FIELDS`` counter
+        names (``lookups``, ``misses``, ``unique``, ``absent``, ``admitted``,
+        ``outcomes`` (5,), ``invalid``, ``batches``); ``last`` is None when no
+        stream-ordered lookup ran since the last call.  Also brings the host's clock
+        up to the device's (graph replays tick it there).
+        """
+        state = self._read_state().copy()
+        self.clock = int(state[STATE_CLOCK])
+        total = state[ORDERED["ORD_TOTAL"]:ORDERED["ORD_TOTAL"] + FIELDS["F_COUNTERS"]]
+        seen, self._ordered_seen = self._ordered_seen, total.copy()
+        delta = total - seen
+        last = state[ORDERED["ORD_LAST"]:ORDERED["ORD_LAST"] + FIELDS["F_COUNTERS"]]
+        return _counters(delta), (_counters(last) if delta[FIELDS["F_BATCHES"]] else None)
 
     def tick_and_touch(self, slots: Any) -> None:
         """Advance the clock, then apply the hit rule once per occurrence of ``slots`` (-1 entries skipped)."""

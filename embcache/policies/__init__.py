@@ -15,7 +15,7 @@ import pkgutil
 from ._base import Admission, Policy
 from ._registry import (admission_class, admission_names, get_admission, get_policy, policy_class,
                         policy_names)
-from .admission import Always, HitRateThreshold, MinFrequency, RefuseBelowMin
+from .admission import Always, HitRateDeferred, HitRateThreshold, MinFrequency, RefuseBelowMin
 from .fifo import FIFO
 from .lfu import LFU
 from .lru import LRU
@@ -23,7 +23,7 @@ from .static import Static
 
 __all__ = [
     "Policy", "Admission", "LRU", "LFU", "FIFO", "Static",
-    "Always", "MinFrequency", "RefuseBelowMin", "HitRateThreshold",
+    "Always", "MinFrequency", "RefuseBelowMin", "HitRateThreshold", "HitRateDeferred",
     "get_policy", "get_admission", "policy_names", "admission_names", "policy_class", "admission_class",
 ]
 

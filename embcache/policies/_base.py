@@ -212,6 +212,9 @@ class Admission:
     name: ClassVar[str]
     refuse_below_min: ClassVar[bool] = False
     sketch: tuple[int, int, int, int] | None = None
+    #: a hit rate t: a lookup whose hit rate is at least t places its admitted misses only when the
+    #: cache's next operation begins (HPS's deferred insertion); None places them before it returns
+    defer_at_hit_rate: float | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -228,6 +231,19 @@ class Admission:
         """Whether a lookup with ``hits`` of ``lookups`` key occurrences may insert its misses."""
         return True
 
+    def device_rule(self) -> tuple[str, float] | None:
+        """``admit_batch`` as a rule a backend may decide without calling Python, or None.
+
+        ``("always", 0.0)``: every batch admits; ``("below_hit_rate", t)``: a batch
+        admits when it has key occurrences and ``hits < t * lookups`` (in double
+        precision).  A class that overrides ``admit_batch`` and not this returns
+        None: its lookups call ``admit_batch`` on the host, so they wait for the
+        device and cannot be captured in a CUDA graph.
+        """
+        if type(self).admit_batch is Admission.admit_batch:
+            return ("always", 0.0)
+        return None
+
     def config(self) -> dict:
         """Constructor arguments, for ``Cache.save``."""
         return {}
@@ -236,7 +252,8 @@ class Admission:
         """The traits the cache acts on, as ``Cache.save`` records them and ``Cache.load`` checks them."""
         return {"refuse_below_min": bool(self.refuse_below_min),
                 "sketch": None if self.sketch is None else [int(v) for v in self.sketch],
-                "admit_batch": import_path(type(self).admit_batch)}
+                "admit_batch": import_path(type(self).admit_batch),
+                **({} if self.defer_at_hit_rate is None else {"defer_at_hit_rate": float(self.defer_at_hit_rate)})}
 
     __repr__ = Policy.__repr__
     __eq__ = Policy.__eq__

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..errors import ConfigError
 from ._base import Admission
 
-__all__ = ["Always", "MinFrequency", "RefuseBelowMin", "HitRateThreshold"]
+__all__ = ["Always", "MinFrequency", "RefuseBelowMin", "HitRateThreshold", "HitRateDeferred"]
 
 
 class Always(Admission):
@@ -76,6 +76,44 @@ class HitRateThreshold(Admission):
     def admit_batch(self, hits: int, lookups: int) -> bool:
         """True when the batch had key occurrences and its hit rate ``hits / lookups`` is below ``t``."""
         return lookups > 0 and hits < self.t * lookups
+
+    def device_rule(self) -> tuple[str, float]:
+        """``("below_hit_rate", t)``: ``admit_batch``, which a GPU lookup decides on the device."""
+        return ("below_hit_rate", self.t)
+
+    def config(self) -> dict:
+        """Constructor arguments, for ``Cache.save``: ``{"t"}``."""
+        return {"t": self.t}
+
+
+class HitRateDeferred(Admission):
+    """HPS's ``hit_rate_threshold``: every missed key a tier holds is admitted; a batch whose hit rate
+    is at or above ``t`` places them after it has returned, off its critical path.
+
+    A lookup below ``t`` inserts its misses before it returns, as ``Always`` does.  One at or above
+    ``t`` serves them and returns; they are placed when the cache's next operation begins (before that
+    operation does anything; ``query`` and reading ``stats``, ``len`` or ``clock`` are not operations
+    that place them), at the clock of their own batch, and counted in the totals of ``stats`` then (in
+    no operation's ``stats.last``).  So the CPU and GPU backends agree on every result, and after the
+    next operation the cache holds what ``Always`` would.  On the GPU with a tier read in place the
+    decision is made on the device and the rows wait in the cache's own memory, so a lookup captured in
+    a CUDA graph places the previous replay's misses first.  ``HitRateThreshold`` (refuse the misses of
+    a batch at or above ``t``) remains for studies.
+
+    Parameters
+    ----------
+    t : float
+        Hit rate in [0, 1] per key occurrence; ``t = 1`` defers only batches that hit entirely (which
+        have nothing to place), ``t = 0`` defers every non-empty batch.
+    """
+
+    name = "hit_rate_deferred"
+
+    def __init__(self, t: float = 0.9):
+        if not 0.0 <= float(t) <= 1.0:
+            raise ConfigError(f"HitRateDeferred(t={t}): t is a hit rate, between 0 and 1")
+        self.t = float(t)
+        self.defer_at_hit_rate = self.t
 
     def config(self) -> dict:
         """Constructor arguments, for ``Cache.save``: ``{"t"}``."""

@@ -17,6 +17,10 @@ if TYPE_CHECKING:  # the annotations only
 __all__ = ["Tier", "require"]
 
 
+#: the operations of ``_run`` that change what a device source describes
+_WRITES = ("put_many", "delete_many")
+
+
 def require(module: str, extra: str = "tiers") -> ModuleType:
     """Import an optional dependency, or raise MissingDependencyError naming the pip extra."""
     import importlib
@@ -60,10 +64,16 @@ class Tier:
         self.dtype = row_dtype(dtype)
         self.closed = False
         self.lock = threading.RLock()
+        self._fences = []  # CUDA events after kernels that read the device source (Cache's stream-ordered lookups)
 
     #: whether ``device_source`` may return one; a GPU cache takes the tier's lock on each lookup to ask
     #: only when this is true, so tiers that never offer one (RocksDB, Redis, a chain) are not serialized
     offers_device_source: bool = False
+    #: whether the memory of ``device_source`` stays as described after ``lock`` is let go until a write or
+    #: ``close`` of this object (which wait for the kernels :meth:`_fence` names): then a GPU lookup may
+    #: enqueue its kernels and return before they have run (stream-ordered).  A tier whose memory another
+    #: process may change once the lock is let go (SharedHostStore) leaves it False: its lookups wait.
+    fences_device_reads: bool = False
 
     def device_source(self) -> DeviceSource | None:
         """Where a GPU kernel can read this tier in place: a :class:`embcache._source.DeviceSource`, valid
@@ -87,6 +97,18 @@ class Tier:
             from ._gather import gather_source
 
             return gather_source(source, keys, default_row)
+
+    def _fence(self, event: Any) -> None:
+        """Keep ``event``, recorded after kernels that read :meth:`device_source`'s memory and may still run:
+        the tier's writes and ``close`` wait for it before they change or free that memory."""
+        with self.lock:
+            if all(e is not event for e in self._fences):
+                self._fences.append(event)
+
+    def _wait_fences(self) -> None:
+        """Wait (on the host) for the kernels :meth:`_fence` was told of; call with ``lock`` held."""
+        while self._fences:
+            self._fences.pop().synchronize()
 
     def _check_open(self, op: str):
         if self.closed:
@@ -116,6 +138,8 @@ class Tier:
         """``fn(*args)`` under the store's lock, on an open store; failures of the store underneath as TierError."""
         with self.lock:
             self._check_open(op)
+            if op in _WRITES:
+                self._wait_fences()
             try:
                 return fn(*args)
             except EmbCacheError:
@@ -128,6 +152,7 @@ class Tier:
         Closing twice is fine."""
         with self.lock:
             if not self.closed:
+                self._wait_fences()
                 self._close()
                 self.closed = True
 

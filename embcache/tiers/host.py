@@ -135,8 +135,10 @@ class _DeviceIndex:
 
         if not self.stale and not self.added and self.table is not None:
             return self.table
-        if self.stale or self.table is None or self.table.shape != host_table.shape:
+        if self.table is None or self.table.shape != host_table.shape:
             self.table = cupy.asarray(host_table)
+        elif self.stale:  # into the same memory: a captured graph keeps reading the index at its address
+            self.table.set(host_table)
         else:
             slots = np.unique(_slots_of(host_table, np.concatenate(self.added)))
             self.table[cupy.asarray(slots)] = cupy.asarray(host_table[slots])
@@ -250,6 +252,11 @@ class HostStore(Tier):
         (``device_source``, ``gather_to_device``), which do not, would drop other rows than host reads; such a
         store offers no device source."""
         return self.capacity is not None and self.overflow == "least_used"
+
+    @property
+    def fences_device_reads(self) -> bool:
+        """True: this store's writes and ``close`` wait for the GPU kernels still reading it (``Tier._fence``)."""
+        return True
 
     @property
     def offers_device_source(self) -> bool:

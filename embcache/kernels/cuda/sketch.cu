@@ -33,3 +33,43 @@ extern "C" __global__ void sketch_estimate(const i64* __restrict__ sketch, int d
         estimate[i] = best;
     }
 }
+
+// ---------------------------------------------------------------- the stream-ordered lookup's sketch
+// As sketch_add and sketch_estimate for the distinct missed keys of a stream-ordered lookup
+// (ordered.cu), whose count u only the device knows: every distinct missed key is counted, and only
+// when the batch admits (ordered_distinct's decision), as Cache's host path does it.
+extern "C" __global__ void ordered_sketch_add(i64* __restrict__ sketch, int depth, i64 width, u64 seed,
+                                              const i64* __restrict__ ukeys, const i64* __restrict__ ucount,
+                                              const i64* __restrict__ state) {
+    if (!state[ORD_BATCH + F_ADMITS]) return;
+    const i64 u = state[ORD_BATCH + F_UNIQUE];
+    for (i64 j = (i64)blockIdx.x * blockDim.x + threadIdx.x; j < u; j += (i64)gridDim.x * blockDim.x) {
+        const i64 c = ucount[j];
+        for (int r = 0; r < depth; ++r)
+            atomic_apply(sketch + r * width + sketch_column(ukeys[j], r, seed, width),
+                         [c](i64 v) { return sat_add(v, c); });
+    }
+}
+
+// A distinct missed key stays admitted only if its estimate (after the whole batch was counted)
+// reaches threshold; counts the admitted keys.
+extern "C" __global__ void ordered_sketch_admit(const i64* __restrict__ sketch, int depth, i64 width, u64 seed,
+                                                const i64* __restrict__ ukeys, bool* __restrict__ uadmit,
+                                                i64 threshold, i64* __restrict__ state) {
+    const i64 u = state[ORD_BATCH + F_UNIQUE];
+    unsigned admitted = 0;
+    for (i64 j = (i64)blockIdx.x * blockDim.x + threadIdx.x; j < u; j += (i64)gridDim.x * blockDim.x) {
+        if (!uadmit[j]) continue;
+        i64 best = MAX_SCORE;
+        for (int r = 0; r < depth; ++r) {
+            const i64 v = sketch[r * width + sketch_column(ukeys[j], r, seed, width)];
+            best = v < best ? v : best;
+        }
+        const bool ok = best >= threshold;
+        uadmit[j] = ok;
+        admitted += ok;
+    }
+    admitted = warp_sum(admitted);
+    if ((threadIdx.x & 31) == 0 && admitted)
+        atomicAdd(reinterpret_cast<unsigned long long*>(state + ORD_BATCH + F_ADMITTED), (unsigned long long)admitted);
+}

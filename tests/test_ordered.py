@@ -1,0 +1,234 @@
+"""The stream-ordered GPU lookup (issue 21): the whole lookup, misses included, enqueued on the caller's
+stream with no host wait, captured in a CUDA graph and replayed, equal to uncaptured lookups and to the
+CPU backend bit for bit.
+
+Every test here needs a CUDA GPU and CuPy; without them the module skips.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import embcache
+from embcache.errors import CaptureError
+from embcache.kernels.gpu import gpu_available
+from embcache.tiers import HostStore
+
+from .strategies import host, keys as key_values, rows_for
+from .test_stateful import ADMISSION_GRID, POLICIES
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and CuPy")]
+
+
+def caches(capacity, dim, policy, admission, ways, tier_keys, pinned=(False, True, True), max_batch=None,
+           dtype="float32"):
+    """A CPU cache and GPU caches, each before its own HostStore holding the same rows.
+
+    ``pinned`` says, per cache, whether its store is pinned (a GPU cache then looks up stream-ordered).
+    """
+    out = []
+    for i, pin in enumerate(pinned):
+        backend = "cpu" if i == 0 else "gpu"
+        store = HostStore(dim, dtype, pinned=pin, initial_rows=4 * len(tier_keys) + 64)
+        store.put_many(tier_keys, rows_for(tier_keys, dim, dtype, seed=0))
+        out.append(embcache.Cache(capacity, dim, policy, ADMISSION_GRID[admission](), dtype, backend, store,
+                                  default=-1.5, ways=ways, max_batch=max_batch if backend == "gpu" else None))
+    return out
+
+
+def same_state(a, b):
+    k1, r1, s1 = a.export()
+    k2, r2, s2 = b.export()
+    assert k1.tolist() == k2.tolist()
+    assert s1.tolist() == s2.tolist()
+    assert r1.tobytes() == r2.tobytes()
+    assert a.stats.as_dict() == b.stats.as_dict()
+    l1, l2 = a.stats.last, b.stats.last
+    assert (l1 is None) == (l2 is None) and (l1 is None or l1.as_dict() == l2.as_dict())
+    assert a.clock == b.clock and len(a) == len(b)
+
+
+def global_capture(stream):
+    """Begin capturing ``stream`` in cudaStreamCaptureModeGlobal: any synchronizing or allocating call
+    (from any thread) while it captures is an error, so a path that waits for the host fails here."""
+    import cupy
+
+    stream.begin_capture(mode=cupy.cuda.runtime.streamCaptureModeGlobal)
+
+
+@pytest.mark.parametrize("admission", list(ADMISSION_GRID))
+@pytest.mark.parametrize("policy", POLICIES)
+@settings(deadline=None)
+@given(data=st.data())
+def test_captured_replays_equal_uncaptured_lookups_and_the_cpu(policy, admission, data):
+    """One lookup captured in global mode, replayed on new keys (misses, duplicates, absent keys,
+    empty batches): rows, contents, scores, stats and clock equal an uncaptured stream-ordered cache's
+    and the CPU backend's after every replay."""
+    import cupy
+
+    universe = data.draw(st.lists(key_values, min_size=1, max_size=60, unique=True), label="universe")
+    stored = np.array([k for k in universe if data.draw(st.booleans())], np.int64)
+    capacity = data.draw(st.integers(1, 64), label="capacity")
+    ways = data.draw(st.sampled_from([1, 4, 32]), label="ways")
+    dim = data.draw(st.sampled_from([4, 33]), label="dim")
+    n = data.draw(st.integers(0, 40), label="batch length")
+    cpu, plain, captured = caches(capacity, dim, policy, admission, ways, stored, max_batch=max(n, 1))
+    keys = cupy.zeros(n, cupy.int64)
+    out = cupy.empty((n, dim), cupy.float32)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        global_capture(stream)
+        captured.lookup(keys, out=out)
+        graph = stream.end_capture()
+    for step in range(data.draw(st.integers(1, 6), label="replays")):
+        batch = np.array(data.draw(st.lists(st.sampled_from(universe), min_size=n, max_size=n)), np.int64)
+        keys.set(batch, stream=stream)
+        graph.launch(stream)
+        expected = cpu.lookup(batch)
+        got_plain = plain.lookup(cupy.asarray(batch))
+        stream.synchronize()
+        assert out.get().tobytes() == expected.tobytes()
+        assert host(got_plain).tobytes() == expected.tobytes()
+        same_state(cpu, plain)
+        same_state(cpu, captured)
+
+
+@pytest.mark.parametrize("admission", list(ADMISSION_GRID))
+@pytest.mark.parametrize("policy", POLICIES)
+def test_stream_ordered_lookups_equal_the_host_path(policy, admission):
+    """A long Zipf-like trace: a pinned-store GPU cache (stream-ordered) against a GPU cache over an
+    ordinary store (host path) and the CPU backend, batch after batch, in large and tiny batches."""
+    rng = np.random.default_rng(5)
+    stored = np.arange(0, 3000, dtype=np.int64)
+    cpu, host_path, ordered = caches(256, 16, policy, admission, 8, stored, pinned=(False, False, True))
+    for size in (1, 7, 500, 2000, 3):
+        for _ in range(4):
+            batch = np.minimum(rng.zipf(1.3, size), 3500).astype(np.int64)  # a few keys no tier holds
+            expected = cpu.lookup(batch).tobytes()
+            assert host(host_path.lookup(batch)).tobytes() == expected
+            assert host(ordered.lookup(batch)).tobytes() == expected
+        same_state(cpu, host_path)
+        same_state(cpu, ordered)
+
+
+def test_a_lookup_that_needs_the_host_raises_under_capture():
+    """An ordinary (unpinned) store: no source the GPU reads, so the captured lookup would need the host."""
+    import cupy
+
+    _, gpu, _ = caches(64, 4, "lru", "always", 4, np.arange(10, dtype=np.int64), pinned=(False, False, True))
+    keys = cupy.arange(8, dtype=cupy.int64)
+    out = cupy.empty((8, 4), cupy.float32)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        with pytest.raises(CaptureError, match="cannot be captured"):
+            gpu.lookup(keys, out=out)
+        stream.end_capture()
+    assert gpu.clock == 0 and len(gpu) == 0  # nothing ran
+
+
+def test_a_capture_longer_than_the_scratch_raises_and_max_batch_prepares_it():
+    import cupy
+
+    _, _, small = caches(64, 4, "lfu", "always", 4, np.arange(100, dtype=np.int64))
+    small.lookup(cupy.arange(4, dtype=cupy.int64))  # scratch for a few keys
+    keys = cupy.arange(50, dtype=cupy.int64)
+    out = cupy.empty((50, 4), cupy.float32)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        with pytest.raises(CaptureError, match="max_batch=50"):
+            small.lookup(keys, out=out)
+        stream.end_capture()
+    _, _, ready = caches(64, 4, "lfu", "always", 4, np.arange(100, dtype=np.int64), max_batch=50)
+    with stream:
+        global_capture(stream)
+        ready.lookup(keys, out=out)
+        graph = stream.end_capture()
+    graph.launch(stream)
+    stream.synchronize()
+    assert ready.stats.misses == 50 and ready.clock == 1
+
+
+def test_other_operations_refuse_to_run_under_capture():
+    import cupy
+
+    _, _, gpu = caches(64, 4, "lru", "always", 4, np.arange(10, dtype=np.int64))
+    stream = cupy.cuda.Stream(non_blocking=True)
+    keys = cupy.arange(3, dtype=cupy.int64)
+    with stream:
+        stream.begin_capture()
+        with pytest.raises(CaptureError, match="only lookup"):
+            gpu.query(keys)
+        with pytest.raises(CaptureError, match="only lookup"):
+            gpu.insert(keys, cupy.zeros((3, 4), cupy.float32))
+        stream.end_capture()
+
+
+def test_reserved_device_keys_get_the_default_row_and_are_counted_invalid():
+    """A stream-ordered lookup cannot refuse a device batch without waiting: a reserved key is served
+    the default row, never admitted, and counted; host keys are refused as on the CPU."""
+    import cupy
+
+    cpu, _, gpu = caches(64, 4, "lru", "always", 4, np.arange(10, dtype=np.int64))
+    bad = embcache.RESERVED_KEYS[0]
+    rows = host(gpu.lookup(cupy.asarray([1, bad, 2, bad], cupy.int64)))
+    assert (rows[1] == -1.5).all() and (rows[3] == -1.5).all()
+    expected = cpu.lookup(np.array([1, 2], np.int64))
+    assert rows[[0, 2]].tobytes() == expected.tobytes()
+    stats = gpu.stats
+    assert stats.invalid == 2 and stats.misses == 4 and stats.unique_misses == 2 and len(gpu) == 2
+    assert bad not in gpu.export()[0].tolist()
+    with pytest.raises(embcache.errors.ReservedKeyError):
+        gpu.lookup(np.array([3, bad], np.int64))
+
+
+def test_stats_clock_and_len_follow_graph_replays():
+    import cupy
+
+    _, _, gpu = caches(4096, 8, "lfu", "always", 8, np.arange(1000, dtype=np.int64), max_batch=100)
+    keys = cupy.zeros(100, cupy.int64)
+    out = cupy.empty((100, 8), cupy.float32)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        gpu.lookup(keys, out=out)
+        graph = stream.end_capture()
+    for i in range(5):
+        keys.set(np.arange(100 * i, 100 * i + 100, dtype=np.int64), stream=stream)
+        graph.launch(stream)
+    assert gpu.clock == 5  # replays ran on the device: the cache waits for them when asked
+    assert gpu.stats.misses == 500 and gpu.stats.insertions == 500 and len(gpu) == 500
+    for i in range(5):
+        keys.set(np.arange(100 * i, 100 * i + 100, dtype=np.int64), stream=stream)
+        graph.launch(stream)
+    assert gpu.stats.hits == 500 and gpu.clock == 10
+
+
+def test_a_tier_write_waits_for_the_lookups_still_reading_it():
+    """The lookup returns before its kernels run; a write that changes the store waits for them, and
+    the next lookup sees the new row."""
+    import cupy
+
+    _, _, gpu = caches(64, 4, "lru", "always", 4, np.arange(10, dtype=np.int64))
+    stream = cupy.cuda.Stream(non_blocking=True)
+    keys = cupy.arange(10, dtype=cupy.int64)
+    first = gpu.lookup(keys, stream=stream)
+    gpu.update(np.array([20], np.int64), np.full((1, 4), 9.0, np.float32))  # 20 is not cached: tier only
+    gpu.tier.put_many(np.arange(30, 40, dtype=np.int64), np.ones((10, 4), np.float32))
+    stream.synchronize()
+    assert host(first).tobytes() == rows_for(np.arange(10), 4, "float32", seed=0).tobytes()
+    assert (host(gpu.lookup(cupy.asarray([20, 35], cupy.int64), stream=stream)) == [[9.0] * 4, [1.0] * 4]).all()
+
+
+def test_a_call_on_another_stream_follows_the_lookup():
+    """A stream-ordered lookup on one stream, then a query on another: the query sees the keys the
+    lookup inserted (the cache orders the second stream after the first, on the device)."""
+    import cupy
+
+    _, _, gpu = caches(4096, 64, "lru", "always", 32, np.arange(20000, dtype=np.int64))
+    a, b = cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True)
+    keys = cupy.arange(2000, dtype=cupy.int64)
+    gpu.lookup(keys, stream=a)
+    _, found = gpu.query(keys, stream=b)
+    assert int(found.sum()) == len(gpu) == gpu.stats.insertions
