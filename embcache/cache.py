@@ -169,6 +169,8 @@ class Cache:
                 raise ConfigError(f"max_batch must be a positive integer, got {max_batch!r}")
             if self._ordered_rule is not None:
                 self._backend.reserve(int(max_batch), deferred=self._defer_at is not None)
+                with self._tier.lock:  # the source's device copies made now, outside any capture
+                    self._source()
         self._size = 0
         self._stats = Stats()
         self._lock = threading.RLock()

@@ -69,7 +69,7 @@ def test_every_operation_but_query_places_a_deferred_batch_first(where, op):
 
 
 @pytest.mark.parametrize("admission", ["deferred", "always"])
-@settings(deadline=None, max_examples=25)
+@settings(deadline=None, max_examples=max(6, settings().max_examples // 5))
 @given(data=st.data())
 def test_deferred_insertion_agrees_on_every_backend(admission, data):
     """Random lookups and writes: the CPU and both GPU paths give the same rows, contents and stats."""

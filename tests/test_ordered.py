@@ -58,7 +58,7 @@ def global_capture(stream):
 
 @pytest.mark.parametrize("admission", list(ADMISSION_GRID))
 @pytest.mark.parametrize("policy", POLICIES)
-@settings(deadline=None)
+@settings(deadline=None, max_examples=max(6, settings().max_examples // 10))
 @given(data=st.data())
 def test_captured_replays_equal_uncaptured_lookups_and_the_cpu(policy, admission, data):
     """One lookup captured in global mode, replayed on new keys (misses, duplicates, absent keys,

@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from ..layout import EMPTY_KEY
 from . import _rules
 from ._shared import FIELDS, ORDERED, OUTCOMES, STATE, STATE_WORDS, TOUCH, cuda_defines
-from .tuning import launch_shape, utility_block, vector_bytes
+from .tuning import launch_shape, ordered_shape, utility_block, vector_bytes
 
 if TYPE_CHECKING:  # the annotations only
     import cupy
@@ -62,7 +62,7 @@ FAMILIES = {
     "writes.cu": ("update_rows", "erase_keys", "scatter_rows", "restore_scores", "make_digests"),
     "sketch.cu": ("sketch_add", "sketch_estimate", "ordered_sketch_add", "ordered_sketch_admit"),
     "ordered.cu": ("ordered_keys", "ordered_misses", "ordered_distinct", "ordered_group", "ordered_insert", "ordered_finish",
-                   "ordered_flushed"),
+                   "ordered_flushed", "ordered_small"),
 }
 # the hit path's kernels, compiled when the launch shape is set: a lookup captured in a CUDA graph
 # then compiles nothing (the other families compile on their first use)
@@ -136,17 +136,19 @@ _get_ordered_group_kernel = _factory("ordered.cu", "ordered_group")
 _get_ordered_insert_kernel = _factory("ordered.cu", "ordered_insert")
 _get_ordered_finish_kernel = _factory("ordered.cu", "ordered_finish")
 _get_ordered_flushed_kernel = _factory("ordered.cu", "ordered_flushed")
+_get_ordered_small_kernel = _factory("ordered.cu", "ordered_small")
 _FACTORIES = {name: globals()[f"_get_{name}_kernel"] for names in FAMILIES.values() for name in names}
 
 
-def _kernel_defines(policy, ways: int, row_bytes: int, num_sets: int, shape: dict, utility_block: int) -> dict:
+def _kernel_defines(policy, ways: int, row_bytes: int, num_sets: int, shape: dict, utility_block: int,
+                    ordered_block: int = 1024) -> dict:
     """Every #define of a backend's kernels: layout, row size, launch ``shape`` and the policy's rules."""
     digests = bool(shape.get("digests", False))
     return defines(
         WAYS=ways, ROW_BYTES=row_bytes, VEC=vector_bytes(row_bytes),
         SET_BITS=32 if num_sets <= 2**32 else 64, GROUP=min(int(shape["group"]), ways),
         KEYS_PER_GROUP=int(shape["keys_per_group"]), BLOCK=int(shape["block"]), TOUCH_CHUNK=_TOUCH_CHUNK,
-        DIGESTS=int(digests), UTILITY_BLOCK=utility_block,
+        DIGESTS=int(digests), UTILITY_BLOCK=utility_block, ORDERED_BLOCK=ordered_block,
         NEW_SCORE_EXPR=_rules.c_expression(policy.rule()["new_score"]),
         HIT_SCORE_EXPR=_rules.c_expression(policy.rule()["hit_score"]),
     )
@@ -255,6 +257,8 @@ class GPUBackend:
         self.clock = 0
         self._ordered = None  # the stream-ordered lookup's scratch (reserve)
         self._event = None  # record_event's
+        self._source_seen = (None, None)  # the last DeviceSource a stream-ordered lookup read, and its arguments
+        self._counters_dirty = True  # STATE_MISSES / STATE_RESERVED may hold another operation's counts
         self._ordered_seen = np.zeros(FIELDS["F_COUNTERS"], np.int64)
         self.sketch = None if sketch_shape is None else cupy.zeros(sketch_shape, cupy.int64)
         self._sketch_seed = np.uint64(sketch_seed)
@@ -265,6 +269,7 @@ class GPUBackend:
         self._out_dtype = self.raw_dtype if self.dtype.name == "bfloat16" else self.dtype
         self._blocks = resident_blocks(self.device_id)
         self._ublock = utility_block(self.compute_capability)  # threads a block of every other kernel
+        self._oblock, self._small = ordered_shape(self.compute_capability)  # the fused miss path's
         self._utility = (self._ublock,)
         self._hits_change_scores = policy.hit_changes_score
         # a hit score of the clock alone (LRU) is the same for every occurrence: stored, not counted,
@@ -287,7 +292,8 @@ class GPUBackend:
         self._split = bool(shape.get("split", False))
         self._chunks = self.row_bytes // vector_bytes(self.row_bytes)
         digests = bool(shape.get("digests", False))
-        config = _kernel_defines(policy, ways, self.row_bytes, self.num_sets, self.shape, self._ublock)
+        config = _kernel_defines(policy, ways, self.row_bytes, self.num_sets, self.shape, self._ublock,
+                                 self._oblock)
         self._k = _Kernels(self.device_id, tuple(sorted(config.items())))
         for name in FAMILIES[_EAGER]:
             self._k[name]
@@ -352,7 +358,9 @@ class GPUBackend:
         return self._host_state
 
     def _zero_counters(self, first: int = STATE_MISSES, words: int = STATE_RESERVED - STATE_MISSES + 1):
-        # a memset, not a CuPy fill kernel: cheaper to issue, and capturable
+        # a memset, not a CuPy fill kernel: cheaper to issue, and capturable; whoever zeroes them counts
+        # into them next and leaves the counts there (a stream-ordered lookup's kernels zero them after use)
+        self._counters_dirty = True
         self.xp.cuda.runtime.memsetAsync(self.state.data.ptr + 8 * first, 0, 8 * words,
                                          self.xp.cuda.get_current_stream().ptr)
 
@@ -550,7 +558,15 @@ class GPUBackend:
         for i, name in enumerate(("slots", "ukeys", "ucell", "ucount", "uat", "unext", "gcells", "keys")):
             ords[name] = lists[i * max_batch:(i + 1) * max_batch]
         ords["uadmit"] = cupy.zeros(max_batch, cupy.bool_)
+        ords["views"] = {}
         ords["stash"] = cupy.empty(max_batch * self.row_bytes, cupy.uint8) if deferred else None
+        # the scratch's addresses, in the order of ordered.cu's ordered_of: one kernel argument for all
+        ptr = lambda a: a.data.ptr  # noqa: E731
+        ords["words"] = cupy.asarray(np.array([
+            ptr(ords["slots"]), ptr(ords["hkeys"]), ptr(ords["hcount"]), ptr(ords["hlast"]), cells - 1,
+            ptr(ords["ukeys"]), ptr(ords["ucell"]), ptr(ords["ucount"]), ptr(ords["uat"]), ptr(ords["uadmit"]),
+            ptr(ords["gsets"]), ptr(ords["ghead"]), ptr(ords["unext"]), ptr(ords["gcells"]), self.num_sets],
+            np.uint64))
         for names in (FAMILIES["ordered.cu"], FAMILIES["source.cu"], FAMILIES["probe.cu"]):
             for name in names:
                 self._k[name]  # compiled now: a captured lookup compiles and loads nothing
@@ -588,14 +604,25 @@ class GPUBackend:
         """
         n = keys.shape[0]
         o = self._ordered
-        source = _source_args(source, self.dim, self.dtype)
+        if source is not self._source_seen[0]:  # a tier hands out the same object until it changes
+            self._source_seen = (source, _source_args(source, self.dim, self.dtype))
+        source = self._source_seen[1]
         if defer_at >= 0:
             self.flush_pending()
-        self._zero_counters()  # the probe's miss and reserved counts: other operations leave theirs there
-        slots = o["slots"][:n]
-        count = _i64(n)
+        capturing = self.capturing()
+        # the probe's miss and reserved counts, which other operations leave there (a graph may replay
+        # after any of them: a captured lookup always zeroes them)
+        if self._counters_dirty or capturing:
+            self._zero_counters()
+            self._counters_dirty = False
+        views = o["views"]
+        if n not in views:  # CuPy slicing costs microseconds: each batch length's views are made once
+            if len(views) > 64:
+                views.clear()
+            views[n] = (o["slots"][:n], o["keys"][:n], _i64(n))
+        slots, converted, count = views[n]
         if n and (index_rows or keys.dtype != np.int64):
-            raw_keys, keys = keys, o["keys"][:n]
+            raw_keys, keys = keys, converted
             self._k["ordered_keys"]((max(1, min(launch_grid(n, self._ublock), self._blocks)),), self._utility, (
                 raw_keys, np.int32(raw_keys.dtype.itemsize), count, _i64(index_rows), keys, self.state))
         if self._probe_touches and n:
@@ -603,29 +630,34 @@ class GPUBackend:
         else:
             self._probe(keys, out, True, replay=True, source=source, slots=slots)
             self._tick_and_touch(slots, if_clean=False)
+        stash = self._dummy if o["stash"] is None else o["stash"]
+        batch = (o["words"], keys, count, np.int32(admit_mode), np.float64(hit_rate),
+                 _FLAG[bool(refuse_below_min)], np.float64(defer_at))
+        sketch = self.sketch
+        if n and n <= self._small:  # one launch: every phase in one block
+            depth, width = (0, 0) if sketch is None else sketch.shape
+            self._k["ordered_small"]((1,), (self._oblock,), batch + (
+                self.table, self._digests_arg, self.values, out, stash, _NULL if sketch is None else sketch,
+                np.int32(depth), _i64(width), self._sketch_seed, _i64(sketch_threshold), self.state))
+            if not capturing:  # a captured lookup ticks the device clock when replayed
+                self.clock += 1
+            return
         if n:
             grid = (max(1, min(launch_grid(n, self._ublock), self._blocks)),), self._utility
-            state, mask = self.state, o["mask"]
-            self._k["ordered_misses"](*grid, (keys, slots, count, o["hkeys"], o["hcount"], o["hlast"], mask, o["ukeys"],
-                                        o["ucell"], state))
-            sketched = self.sketch is not None
-            self._k["ordered_distinct"](*grid, (slots, count, o["hkeys"], o["hcount"], o["hlast"], o["ucell"], o["ucount"],
-                                          o["uat"], o["uadmit"], state, np.int32(admit_mode), np.float64(hit_rate),
-                                          _FLAG[not sketched]))
-            if sketched:
-                depth, width = self.sketch.shape
-                common = (self.sketch, np.int32(depth), _i64(width), self._sketch_seed, o["ukeys"])
+            state = self.state
+            self._k["ordered_misses"](*grid, batch + (state,))
+            self._k["ordered_distinct"](*grid, batch + (state, _FLAG[sketch is None]))
+            if sketch is not None:
+                depth, width = sketch.shape
+                common = (sketch, np.int32(depth), _i64(width), self._sketch_seed, o["ukeys"])
                 self._k["ordered_sketch_add"](*grid, common + (o["ucount"], state))
                 self._k["ordered_sketch_admit"](*grid, common + (o["uadmit"], _i64(sketch_threshold), state))
-            self._k["ordered_group"](*grid, (o["ukeys"], o["uadmit"], self._num_sets_arg, o["gsets"], o["ghead"], mask,
-                                       o["unext"], o["gcells"], state))
+            self._k["ordered_group"](*grid, batch + (state,))
             warps = (max(1, min(launch_grid(n * 32, self._ublock), self._blocks)),), self._utility
-            self._k["ordered_insert"](*warps, (self.table, self._digests_arg, self.values, o["ukeys"], o["ucount"],
-                                         o["uat"], out, o["gsets"], o["ghead"], o["unext"], o["gcells"], state,
-                                         _FLAG[bool(refuse_below_min)], count, np.float64(defer_at), _FLAG[False],
-                                         self._dummy if o["stash"] is None else o["stash"]))
+            self._k["ordered_insert"](*warps, batch + (self.table, self._digests_arg, self.values, out, stash,
+                                                       _FLAG[False], state))
         self._k["ordered_finish"](*_ONE_THREAD, (self.state, count))
-        if not self.capturing():  # a captured lookup ticks the device clock when replayed
+        if not capturing:  # a captured lookup ticks the device clock when replayed
             self.clock += 1
 
     def flush_pending(self) -> None:
@@ -636,12 +668,10 @@ class GPUBackend:
         o = self._ordered
         if o is None or o["stash"] is None:
             return
-        n = o["n"]
-        warps = (max(1, min(launch_grid(n * 32, self._ublock), self._blocks)),), self._utility
-        self._k["ordered_insert"](*warps, (self.table, self._digests_arg, self.values, o["ukeys"], o["ucount"],
-                                           o["uat"], self._dummy, o["gsets"], o["ghead"], o["unext"], o["gcells"],
-                                           self.state, _FLAG[False], _i64(0), np.float64(-1.0),
-                                           _FLAG[True], o["stash"]))
+        warps = (max(1, min(launch_grid(o["n"] * 32, self._ublock), self._blocks)),), self._utility
+        batch = (o["words"], self._dummy, _i64(0), np.int32(0), np.float64(0.0), _FLAG[False], np.float64(-1.0))
+        self._k["ordered_insert"](*warps, batch + (self.table, self._digests_arg, self.values, self._dummy,
+                                                   o["stash"], _FLAG[True], self.state))
         self._k["ordered_flushed"](*_ONE_THREAD, (self.state,))
 
     def absorb_ordered(self) -> tuple[dict, dict | None]:

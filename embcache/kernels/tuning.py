@@ -28,7 +28,7 @@ import pathlib
 
 from .._cuda import vector_bytes
 
-__all__ = ["TABLE_PATH", "load_table", "launch_shape", "utility_block", "vector_bytes"]
+__all__ = ["TABLE_PATH", "load_table", "launch_shape", "utility_block", "ordered_shape", "vector_bytes"]
 
 TABLE_PATH = pathlib.Path(__file__).with_name("tuning.json")
 _REQUIRED = ("group", "keys_per_group", "block")
@@ -71,6 +71,19 @@ def utility_block(compute_capability: str, table: dict | None = None) -> int:
     return block
 
 
+
+
+def ordered_shape(compute_capability: str, table: dict | None = None) -> tuple[int, int]:
+    """``(block, max_keys)`` of the stream-ordered lookup's fused miss path on a GPU of ``compute_capability``:
+    a batch of up to ``max_keys`` keys runs its miss path in one block of ``block`` threads (one launch,
+    barriers between phases), a longer one as a kernel per phase.  Entries without the keys
+    ``ordered_block`` / ``ordered_small_max`` take 1024 / 8192."""
+    cc, entry = _entry(compute_capability, table)
+    block, most = int(entry.get("ordered_block", 1024)), int(entry.get("ordered_small_max", 8192))
+    if block <= 0 or block % 32 or block > 1024 or most < 0:
+        raise ValueError(f"tuning entry {cc} has ordered_block {block}, ordered_small_max {most}: give a multiple "
+                         "of 32 up to 1024 and a number of keys")
+    return block, most
 
 
 _CACHE: dict = {}

@@ -214,6 +214,7 @@ class HostStore(Tier):
         self._pinned_buffers = ()
         # GPU copies of the index, one per device that gathers: {device id: _DeviceIndex}
         self._device_indexes: dict[int, _DeviceIndex] = {}
+        self._source = None  # (device, the DeviceSource last described), until the store changes
         self._mapped = None  # (index, rows) device addresses of the pinned arrays, until they move
         # a power of two at least twice the rows, so the table starts at load factor <= 1/2
         self._alloc(max(16, 1 << (2 * int(initial_rows) - 1).bit_length()))
@@ -296,6 +297,7 @@ class HostStore(Tier):
         self._size += added
         if added:
             self._index_changed(keys)
+        self._sync_device_indexes()
 
     def _new_keys(self, keys):
         """The distinct ``keys`` not stored yet (probed without counting a use)."""
@@ -329,6 +331,7 @@ class HostStore(Tier):
         self._size -= removed
         if removed:
             self._index_changed(None)  # backward shifts move entries: upload it whole
+        self._sync_device_indexes()
 
     def keys(self) -> np.ndarray:
         """All stored keys (m,) int64, in no particular order."""
@@ -351,8 +354,13 @@ class HostStore(Tier):
             return None
         with self.lock:  # not _run: a CUDA error stays itself, not a TierError that a cache may answer with defaults
             self._check_open("device_source")
-            index, mask, rows = self._device_rows()
-            return DeviceSource(index, mask, rows, self.dim, self.dtype, owner=self)
+            from .._cuda import require_cupy
+
+            device = require_cupy().cuda.Device().id
+            if self._source is None or self._source[0] != device:  # the same object until the store changes
+                index, mask, rows = self._device_rows()
+                self._source = (device, DeviceSource(index, mask, rows, self.dim, self.dtype, owner=self))
+            return self._source[1]
 
     def device_rows(self) -> tuple:
         """``(index, mask, rows)`` of :meth:`device_source`, for a pinned store whether or not it counts
@@ -399,8 +407,22 @@ class HostStore(Tier):
 
     def _index_changed(self, added_keys) -> None:
         """Tell the GPU copies of the index: ``added_keys`` were added, or (None) anything else changed."""
+        self._source = None  # the next device_source() describes the store anew
         for index in self._device_indexes.values():
             index.note(added_keys, self._table.shape[0])
+
+    def _sync_device_indexes(self) -> None:
+        """Bring the GPU copies of the index up to date, at the end of a write rather than at the next read:
+        a lookup captured in a CUDA graph can copy nothing from the host, so the copy it reads must be
+        current already."""
+        if not self._device_indexes:
+            return
+        from .._cuda import require_cupy
+
+        cupy = require_cupy()
+        for device, index in self._device_indexes.items():
+            with cupy.cuda.Device(device):
+                index.sync(self._table)
 
     @staticmethod
     def _device_pointer(array) -> np.uint64:
@@ -410,6 +432,6 @@ class HostStore(Tier):
         return np.uint64(cupy.cuda.runtime.pointerGetAttributes(array.ctypes.data).devicePointer)
 
     def _close(self):
-        self._table = self._values = self._mapped = None
+        self._table = self._values = self._mapped = self._source = None
         self._device_indexes = {}
         self._pinned_buffers = ()
