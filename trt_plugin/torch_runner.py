@@ -53,6 +53,11 @@ def _root_cause(e: BaseException) -> BaseException:
     return e
 
 
+def _replay(graph) -> None:
+    if graph is not None:
+        graph.replay()
+
+
 def _value_dtypes(proto) -> dict[str, int]:
     """ONNX element type of every value the graph declares (inputs, outputs, value_info)."""
     g = proto.graph
@@ -190,7 +195,7 @@ class TorchGraphRunner:
         if captured is None:
             return self.run(feeds)
         captured.copy_inputs(feeds, self._torch)
-        captured.graphs[0].replay()
+        _replay(captured.graphs[0])
         return captured.outputs
 
     def pipelined(self, batches: Iterable[dict]) -> list[list]:
@@ -233,11 +238,11 @@ class TorchGraphRunner:
             with torch.cuda.stream(lookups):
                 lookups.wait_event(p.done)  # batch i-2's dense stage has read these buffers
                 p.captured.copy_inputs(feeds, torch)
-                p.captured.graphs[0].replay()
+                _replay(p.captured.graphs[0])
                 p.looked_up.record(lookups)
             with torch.cuda.stream(dense):
                 dense.wait_event(p.looked_up)
-                p.captured.graphs[1].replay()
+                _replay(p.captured.graphs[1])
                 results.append([t.clone() for t in p.captured.outputs])
                 p.done.record(dense)
         caller.wait_stream(lookups)
@@ -297,6 +302,9 @@ class TorchGraphRunner:
             captured.values.update(inputs)
             try:
                 for nodes in stages:
+                    if not nodes:  # nothing to capture (a model without lookups has no lookup stage)
+                        captured.graphs.append(None)
+                        continue
                     graph = torch.cuda.CUDAGraph()
                     graph.capture_begin(capture_error_mode=self._capture_mode)
                     try:
@@ -360,13 +368,19 @@ class TorchGraphRunner:
                 setattr(obj, name, value)
 
     def _signature(self, feeds: dict) -> tuple:
-        return tuple((name, tuple(feeds[name].shape), str(feeds[name].dtype)) for name in self.input_names)
+        self._check_feeds(feeds)
+        # NumPy's "int64" and torch's "torch.int64" are one signature: the static inputs take either
+        return tuple((name, tuple(feeds[name].shape), str(feeds[name].dtype).removeprefix("torch."))
+                     for name in self.input_names)
 
-    def _values(self, feeds: dict, consts: bool = True) -> dict:
-        torch = self._torch
+    def _check_feeds(self, feeds: dict) -> None:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise ConfigError(f"missing model inputs {missing}; the model takes {self.input_names}")
+
+    def _values(self, feeds: dict, consts: bool = True) -> dict:
+        torch = self._torch
+        self._check_feeds(feeds)
         values = dict(self._consts) if consts else {}
         for name in self.input_names:
             v = feeds[name]
@@ -392,6 +406,8 @@ class TorchGraphRunner:
         if self._cuda:
             import cupy
 
+            if tensor.numel() == 0:  # no memory to view (its pointer may be null); an empty batch still looks up
+                return cupy.empty(tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
             return cupy.asarray(tensor)  # __cuda_array_interface__ (version 2: no stream, nothing waits)
         return tensor.numpy()
 
@@ -403,18 +419,17 @@ class TorchGraphRunner:
         if buffers is None:
             flat = keys.reshape(-1).to(torch.int64).contiguous()
             out = torch.empty((n, fields.dim), dtype=self._out_dtype[id(node)], device=self.device)
-            views = (self._view(flat), self._view(out)) if n else None
+            views = (self._view(flat), self._view(out))
         elif id(node) not in buffers:  # the warm-up: memory of its own, kept for the captures after it
             flat = torch.empty(n, dtype=torch.int64, device=self.device)
             out = torch.empty((n, fields.dim), dtype=self._out_dtype[id(node)], device=self.device)
-            views = (self._view(flat), self._view(out)) if n else None
+            views = (self._view(flat), self._view(out))
             buffers[id(node)] = (flat, out, views)
             flat.copy_(keys.reshape(-1))
         else:
             flat, out, views = buffers[id(node)]
             flat.copy_(keys.reshape(-1))  # int32 keys become int64 on the device
-        if n:
-            self._lookup(fields, views[0], views[1], stream)
+        self._lookup(fields, views[0], views[1], stream)
         return out.view(shape)
 
     def _config_lookup(self, fields: LookupFields, keys: Any, out: Any, stream: int | None) -> None:
