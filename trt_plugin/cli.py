@@ -34,7 +34,8 @@ def _check_extras(args) -> None:
     that works from a clone (embcache is not on PyPI)."""
     needs = _NEEDS[args.command]
     if args.command == "run" and (not args.model.endswith(".onnx") or args.runner in ("reference", "torch")):
-        needs = (("onnx", "torch") if args.runner == "torch" else ("onnx",)) if args.model.endswith(".onnx") else ()
+        needs = ("onnx", "torch") if args.runner == "torch" else ("onnx",)
+        needs = needs if args.model.endswith(".onnx") else ()
     missing = []
     for name in needs:
         try:

@@ -437,7 +437,10 @@ class TorchGraphRunner:
         from .tables import lookup_into, lookup_rows
 
         if self._cuda:
-            lookup_into(fields, keys, out, stream=stream)
+            import cupy
+
+            with cupy.cuda.ExternalStream(stream):  # any CuPy work around the lookup is on its stream too
+                lookup_into(fields, keys, out, stream=stream)
         else:
             out[...] = lookup_rows(fields.config, fields.table, keys, model=fields.model or None, backend="cpu")
 
