@@ -98,8 +98,11 @@ class _TorchServe:
         def nothing(fields, keys, out, stream):
             """The dense floor's lookup: rows zeroed once (the warm-up, before capture), then left alone."""
             if out.data.ptr not in filled:
+                import cupy
+
                 filled.add(out.data.ptr)
-                out.fill(0)
+                with cupy.cuda.ExternalStream(stream):
+                    out.fill(0)
 
         self.dense = {True: TorchGraphRunner(graph, nothing, tf32=True), False: TorchGraphRunner(graph, nothing,
                                                                                                  tf32=False)}
@@ -194,8 +197,8 @@ def _floors(cp, store_values, misses: int, hits: int, cache_rows: int, dim: int)
         zero_copy, k1 = 0.0, "-"
     else:
         ptr = np.uint64(cp.cuda.runtime.pointerGetAttributes(store_values.ctypes.data).devicePointer)
-        zero_copy, k1 = gather_ceiling(
-        ptr, store_values.shape[0], dim * 4, cp.asarray(rng.integers(0, store_values.shape[0], misses)))
+        idx = cp.asarray(rng.integers(0, store_values.shape[0], misses))
+        zero_copy, k1 = gather_ceiling(ptr, store_values.shape[0], dim * 4, idx)
     table = cp.empty((cache_rows, dim), cp.float32)
     gather, k2 = (0.0, "-") if hits == 0 else gather_ceiling(table, cache_rows, dim * 4,
                                                              cp.asarray(rng.integers(0, cache_rows, hits)))
