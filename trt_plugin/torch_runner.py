@@ -44,15 +44,6 @@ def _attrs(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _root_cause(e: BaseException) -> BaseException:
-    """The first exception of a chain: a failed capture raises again when it ends, hiding why it failed."""
-    seen = {id(e)}
-    while e.__context__ is not None and id(e.__context__) not in seen:
-        e = e.__context__
-        seen.add(id(e))
-    return e
-
-
 def _replay(graph) -> None:
     if graph is not None:
         graph.replay()
@@ -305,22 +296,34 @@ class TorchGraphRunner:
                     if not nodes:  # nothing to capture (a model without lookups has no lookup stage)
                         captured.graphs.append(None)
                         continue
-                    graph = torch.cuda.CUDAGraph()
-                    graph.capture_begin(capture_error_mode=self._capture_mode)
-                    try:
-                        self._evaluate(captured.values, nodes, buffers)
-                    finally:
-                        graph.capture_end()
-                    captured.graphs.append(graph)
+                    captured.graphs.append(self._capture_stage(captured.values, nodes, buffers))
             except Exception as e:  # noqa: BLE001 - any failure to capture means eager, said once
-                root = _root_cause(e)
-                self._fallback(f"capturing the forward raised {type(root).__name__}: "
-                               f"{' '.join(str(root).split())}")
+                self._fallback(f"capturing the forward raised {type(e).__name__}: {' '.join(str(e).split())}")
                 captured = None
             else:
                 captured.outputs = [captured.values[name] for name in self.output_names]
         caller.wait_stream(side)
+        for t in outputs:
+            t.record_stream(caller)  # made on the side stream, used and freed on the caller's
         return captured, outputs
+
+    def _capture_stage(self, values: dict, nodes: list, buffers: dict):
+        """One CUDA graph of ``nodes`` on the current (side) stream.  Raises the first failure: a capture
+        that went wrong raises again when it ends, which would hide why."""
+        graph = self._torch.cuda.CUDAGraph()
+        graph.capture_begin(capture_error_mode=self._capture_mode)
+        failure = None
+        try:
+            self._evaluate(values, nodes, buffers)
+        except Exception as e:  # noqa: BLE001 - kept, raised after the capture is ended
+            failure = e
+        try:
+            graph.capture_end()
+        except Exception as e:  # noqa: BLE001 - the first failure is the one to report
+            failure = failure or e
+        if failure is not None:
+            raise failure
+        return graph
 
     def _fallback(self, why: str) -> None:
         warnings.warn(f"TorchGraphRunner runs this batch shape eagerly: {why}", CaptureFallbackWarning,
