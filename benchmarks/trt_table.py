@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import subprocess
 import tempfile
@@ -285,7 +286,7 @@ def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float 
         buf = cp.empty((b * 26, dim), cp.float32)
         lk = [(keys[i] + offsets).reshape(-1) for i in range(2 * iters, 3 * iters)]
         cache.lookup(lk[0], out=buf)
-        us = _wall_us(lambda i: cache.lookup(lk[i + 1], out=buf), iters - 1, serve.sync)
+        us = _wall_us(lambda i, lk=lk, buf=buf: cache.lookup(lk[i + 1], out=buf), iters - 1, serve.sync)
         row["lookup_only_median_us"], row["lookup_only_p99_us"] = _stats(us)
         fresh = [(keys[i] + offsets).reshape(-1) for i in range(4 * iters, 5 * iters)]
         us, how = serve.lookup_graph(b * 26, dim, fresh)
@@ -298,8 +299,8 @@ def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float 
             row[name] = None if runner is None else _stats(serve.latency(runner, feeds[:min(iters, 30)])[0])[0]
         serve.reset()
         row["zero_copy_floor_us"], row["hit_gather_floor_us"], row["floor_kernels"] = _floors(
-            cp, store._values if zero_copy else None, int(round(row["unique_misses_per_batch"])),
-            int(round(row["hits_per_batch"])), cache.capacity, dim)
+            cp, store._values if zero_copy else None, round(row["unique_misses_per_batch"]),
+            round(row["hits_per_batch"]), cache.capacity, dim)
         row["lookup_floor_us"] = row["zero_copy_floor_us"] + row["hit_gather_floor_us"]
         row["lookup_over_floor"] = row["lookup_only_median_us"] / max(row["lookup_floor_us"], 1e-9)
         dense_floor = row["dense_only_median_us"] if row["dense_only_median_us"] is not None \
@@ -437,7 +438,7 @@ def measure(total_gib: float | None = None, progress: bool = True, zero_copy: bo
 
 
 def _us(v) -> str:
-    return "-" if v is None or v != v else f"{v:,.0f}"
+    return "-" if v is None or math.isnan(v) else f"{v:,.0f}"
 
 
 def format_table(result: dict) -> str:
@@ -446,10 +447,9 @@ def format_table(result: dict) -> str:
     lines = [f"DLRM on {result['device']}, {result['date']}, commit {result['commit']}"
              + (" (--quick)" if result.get("quick") else "") + (f"; runner: {rows[0]['runner']}" if rows else ""),
              "",
-             "| batch | e2e median TF32 (p99) | e2e median fp32 (p99) | dense alone TF32 / fp32 | lookup alone "
-             "median (p99), eager / in a CUDA graph | lookup floor: zero-copy misses + hit gather | distinct "
-             "misses | hit rate | QPS "
-             "pipelined / sequential | bar e2e / lookup | HPS A100 | ours / HPS |",
+             ("| batch | e2e median TF32 (p99) | e2e median fp32 (p99) | dense alone TF32 / fp32 | lookup alone "
+              "median (p99), eager / in a CUDA graph | lookup floor: zero-copy misses + hit gather | distinct "
+              "misses | hit rate | QPS pipelined / sequential | bar e2e / lookup | HPS A100 | ours / HPS |"),
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         qps = "-" if r["qps_pipelined"] is None else f"{r['qps_pipelined'] / 1e6:.2f}M"
@@ -467,10 +467,10 @@ def format_table(result: dict) -> str:
             f"{_us(r['hps_a100_us'])} | {ratio} |")
     if rows:
         r = rows[0]
-        lines += ["", f"{r['rows']:,} rows ({r['gib']:.1f} GiB), cache {r['cache_rows']:,} rows ({r['policy']}), "
-                      f"store filled in {r['fill_s']:.1f} s; misses from {r['misses_from']}; capture: "
-                      f"{r['capture']}.  Bars (issue 21): p99 <= 1.5x the median; at 131,072 the lookup "
-                      f"within {LOOKUP_FLOOR_FACTOR}x its floor.  HPS: FP32 TensorRT + HPS on an A100 (published)."]
+        lines += ["", (f"{r['rows']:,} rows ({r['gib']:.1f} GiB), cache {r['cache_rows']:,} rows ({r['policy']}), "
+                       f"store filled in {r['fill_s']:.1f} s; misses from {r['misses_from']}; capture: "
+                       f"{r['capture']}.  Bars (issue 21): p99 <= 1.5x the median; at 131,072 the lookup "
+                       f"within {LOOKUP_FLOOR_FACTOR}x its floor.  HPS: FP32 TensorRT + HPS on an A100 (published).")]
     other = [r for r in result["rows"] if "batch" not in r]
     if other:
         lines += ["", "| plugin path | us | M keys/s | / direct |", "| --- | --- | --- | --- |"]

@@ -7,6 +7,8 @@ contents, statistics), and the pipelined run against the sequential one.
 """
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -138,6 +140,33 @@ def test_an_injected_lookup_gets_int64_keys_and_a_preallocated_out():
     store.close()
 
 
+# batches of (rows, key dtype, seed): keys 0..59 of a 50-row table (duplicates, absent keys), empty batches
+key_batches = st.lists(st.tuples(st.integers(0, 6), st.sampled_from([np.int32, np.int64]), st.integers(0, 2**31 - 1)),
+                       min_size=1, max_size=6)
+
+
+def _feeds(batches):
+    return [{"k": np.random.default_rng(seed).integers(0, 60, (b, 3)).astype(dtype)} for b, dtype, seed in batches]
+
+
+@given(batches=key_batches, policy=st.sampled_from(["lru", "lfu", "fifo"]))
+def test_the_runners_lookups_are_direct_cache_lookups(batches, policy):
+    """On the CPU: every batch's rows and the cache's statistics as direct ``Cache.lookup`` calls give them."""
+    stores = [HostStore(4, "float32") for _ in range(2)]
+    rows = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    for store in stores:
+        store.put_many(np.arange(50, dtype=np.int64), rows)
+    through, direct = (embcache.Cache(16, 4, policy, backend="cpu", tier=store, default=-1.0) for store in stores)
+    runner = TorchGraphRunner(_lookup_model(), device="cpu", lookup=lambda f, k, o, s: through.lookup(k, out=o))
+    for feeds in _feeds(batches):
+        got = host(runner.run(feeds)[0])
+        want = direct.lookup(feeds["k"].reshape(-1).astype(np.int64))
+        assert got.shape == feeds["k"].shape + (4,) and got.tobytes() == want.reshape(got.shape).tobytes()
+    assert through.stats.as_dict() == direct.stats.as_dict() and through.clock == direct.clock
+    for store in stores:
+        store.close()
+
+
 def test_on_the_cpu_capture_falls_back_with_a_warning_and_pipelined_is_sequential():
     caches = [_cache("cpu") for _ in range(2)]
     runners = [TorchGraphRunner(_lookup_model(TensorProto.INT64), device="cpu",
@@ -266,6 +295,32 @@ def test_the_pipelined_run_equals_the_sequential_one():
     want = [[host(t) for t in sequential.run(feeds)] for feeds in batches[:4]]
     assert all(np.array_equal(g[1], w[1]) for g, w in zip(again, want))
     _same_cache(piped_cache, seq_cache)
+    s1.close()
+    s2.close()
+
+
+@pytest.mark.gpu
+@needs_gpu
+@settings(max_examples=15)
+@given(batches=key_batches, policy=st.sampled_from(["lru", "lfu", "fifo"]), pipelined=st.booleans())
+@pytest.mark.filterwarnings("error::trt_plugin.torch_runner.CaptureFallbackWarning")
+def test_captured_and_pipelined_lookups_equal_the_cpu_backend(batches, policy, pipelined):
+    """Replayed (or pipelined) lookups with misses, duplicates, absent keys and empty batches: rows bit for bit,
+    cache contents and statistics as the CPU backend's."""
+    rows = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    caches = []
+    for backend in ("gpu", "cpu"):
+        store = HostStore(4, "float32", pinned=backend == "gpu")
+        store.put_many(np.arange(50, dtype=np.int64), rows)
+        caches.append((embcache.Cache(16, 4, policy, backend=backend, tier=store, default=-1.0), store))
+    (gpu, s1), (cpu, s2) = caches
+    graphed = TorchGraphRunner(_lookup_model(), lookup=lambda f, k, o, s: gpu.lookup(k, out=o, stream=s))
+    reference = TorchGraphRunner(_lookup_model(), device="cpu", lookup=lambda f, k, o, s: cpu.lookup(k, out=o))
+    feeds = _feeds(batches)
+    got = graphed.pipelined(feeds) if pipelined else [[t.clone() for t in graphed.replay(f)] for f in feeds]
+    for g, f in zip(got, feeds):
+        assert host(g[0]).tobytes() == host(reference.run(f)[0]).tobytes()
+    _same_cache(gpu, cpu)
     s1.close()
     s2.close()
 

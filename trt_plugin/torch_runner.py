@@ -27,7 +27,7 @@ from embcache.errors import ConfigError
 
 from .fields import OP_TYPE, LookupFields, locate_config
 
-__all__ = ["TorchGraphRunner", "CaptureFallbackWarning", "SUPPORTED_OPS"]
+__all__ = ["SUPPORTED_OPS", "CaptureFallbackWarning", "TorchGraphRunner"]
 
 #: the ONNX operators the runner evaluates (besides EmbCacheLookup)
 SUPPORTED_OPS = ("MatMul", "Gemm", "Add", "Mul", "Relu", "Sigmoid", "Concat", "Reshape", "Transpose",
@@ -166,7 +166,7 @@ class TorchGraphRunner:
         Returns this batch's outputs, as :meth:`run` would: the warm-up is the batch's one real
         lookup (the capture itself runs nothing).  Where capture fails (a lookup that cannot be
         captured, no CUDA device) a :class:`CaptureFallbackWarning` says why and later
-        :meth:`replay` calls of these shapes run eagerly.
+        :meth:`replay` calls of these shapes run eagerly; so do empty batches, without a warning.
         """
         captured, outputs = self._capture(feeds, (self._nodes,))
         self._graphs[self._signature(feeds)] = captured
@@ -214,10 +214,10 @@ class TorchGraphRunner:
             key = self._signature(feeds)
             sets = self._pipes.setdefault(key, [])
             if self._graphs.get(key, 0) is None:  # this shape could not be captured: in order, eagerly
-                results.append(self._in_order(lambda: [t.clone() for t in self.run(feeds)]))
+                results.append(self._in_order(lambda feeds=feeds: [t.clone() for t in self.run(feeds)]))
                 continue
             if len(sets) < 2:
-                captured, outputs = self._in_order(lambda: self._capture(feeds, self._stages))
+                captured, outputs = self._in_order(lambda feeds=feeds: self._capture(feeds, self._stages))
                 if captured is None:
                     self._graphs[key] = None
                 else:
@@ -274,6 +274,10 @@ class TorchGraphRunner:
         torch = self._torch
         if not self._cuda:
             self._fallback(f"CUDA graphs need a CUDA device; this runner's is {self.device}")
+            return None, [t.clone() for t in self.run(feeds)]
+        if any(0 in tuple(feeds[name].shape) for name in self.input_names):
+            # an empty batch launches no dense kernel, and PyTorch cannot replay an empty graph; it costs
+            # nothing eagerly (its lookup still runs, and ticks the clock)
             return None, [t.clone() for t in self.run(feeds)]
         side, caller = self._side, torch.cuda.current_stream(self.device)
         side.wait_stream(caller)
