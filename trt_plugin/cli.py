@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--inputs", required=True, help=".npz file: one array per model input")
     r.add_argument("--out", help=".npz file for the outputs")
     r.add_argument("--runner", default="onnxruntime", choices=["onnxruntime", "reference", "torch"],
-                   help="torch: the dense layers in PyTorch (the serve extra), on the GPU unless --backend cpu")
+                   help="torch: the dense layers in PyTorch (the serve extra), on the GPU where PyTorch sees "
+                        "one, unless --backend cpu")
     r.add_argument("--backend", choices=["auto", "cpu", "gpu"], help="override the config's backend")
 
     i = sub.add_parser("import", help="import the HugeCTR sparse files an HPS config names into its stores")
