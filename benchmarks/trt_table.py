@@ -1,30 +1,51 @@
-"""trt_plugin on the GPU: DLRM inference latency per batch beside HPS's published figures, and lookups
-per second through the plugin path against direct ``Cache.lookup``.
+"""trt_plugin on the GPU: DLRM inference latency and throughput per batch beside HPS's published figures,
+the issue-21 bars and the floors measured in the same run, and lookups per second through the plugin
+path against direct ``Cache.lookup``.
 
-    python -m benchmarks.trt_table [--total-gib 16] [--out results.json]
+    python -m benchmarks.trt_table [--quick] [--total-gib 16] [--out results.json] [--phases]
 
 DLRM: 26 tables of dim 128 sized like the Criteo sample's columns scaled up to ``total_gib`` of
 float32 rows in all (synthetic rows), held in a pinned host store; a GPU cache of 20% of the rows
 (LFU); keys drawn per table from the per-column Zipf laws fitted to the Criteo sample (so
 Criteo-shaped, but SYNTHETIC).  Each batch runs the DLRM graph (bottom MLP 13-512-256-128, dot
-interaction, top MLP 479-1024-1024-512-256-1) with its one EmbCacheLookup node: the dense layers
-run with CuPy/cuBLAS in fp32 (TensorRT is not installed here), the lookup with embcache, on one
-stream; latency is from the batch's start to the stream's end.  HPS's figures are FP32 TensorRT +
-HPS on an A100; ours come from whatever GPU ran this (the output says which).
+interaction, top MLP 479-1024-1024-512-256-1) with its one EmbCacheLookup node.
+
+Which runner ran is in the output: with PyTorch (the ``serve`` extra) the dense layers run in
+PyTorch and the whole forward, lookup included, is captured once per batch size in a CUDA graph and
+replayed (``trt_plugin.torch_runner``), TF32 allowed as TensorRT's FP32 builds allow it, fp32-strict
+beside it; without PyTorch the CuPy runner runs it eagerly in fp32.  TensorRT is not installed here.
+Latency is wall time from the batch's start (its inputs already on the device, copied into the
+graph's static buffers) to the stream's end; QPS with pipelining runs the lookups of batch i+1
+while batch i's dense layers run (two streams).
+
+Floors, measured in the same run: the dense graph alone (the same runner, captured, with a lookup
+that does nothing), the zero-copy ceiling for the batch's distinct missed rows (random rows of the
+pinned store read by the GPU, the best kernel of benchmarks/ceilings.cu) and the gather ceiling for
+its hits (device-to-device random rows).  HPS's figures are FP32 TensorRT + HPS on an A100; ours
+come from whatever GPU ran this (the output says which).
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import math
 import os
+import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 HPS_A100_US = {32: 380, 1024: 604, 8192: 2432, 131072: 25440}
+#: issue 21's bars on one H200: (end-to-end median, lookup alone) in us; None: "1.3x the floor" instead
+BARS_US = {32: (150, 40), 1024: (250, 80), 8192: (1000, 400), 131072: (14000, None)}
 ITERATIONS = {32: 300, 1024: 200, 8192: 100, 131072: 20}
+QUICK = {"total_gib": 1.0, "batches": (32, 1024, 8192), "iterations": {32: 60, 1024: 60, 8192: 30},
+         "warm": (1 << 15, 8)}
+LOOKUP_FLOOR_FACTOR = 1.3  # the bar at 131,072: lookup alone within 1.3x its floor
 
 
 def _zipf_rows(cp, cdfs, batch: int, iters: int, seed: int):
@@ -36,20 +57,172 @@ def _zipf_rows(cp, cdfs, batch: int, iters: int, seed: int):
     return out
 
 
+def _torch():
+    """torch if it is importable with CUDA, else None (the CuPy runner runs)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+def _wall_us(fn, iters: int, sync) -> np.ndarray:
+    """Wall time of each ``fn(i)`` in us, the device idle before each and waited for after."""
+    out = np.empty(iters)
+    for i in range(iters):
+        sync()
+        t = time.perf_counter()
+        fn(i)
+        sync()
+        out[i] = time.perf_counter() - t
+    return out * 1e6
+
+
+def _stats(us: np.ndarray) -> tuple[float, float]:
+    return float(np.median(us)), float(np.percentile(us, 99))
+
+
+class _TorchServe:
+    """The torch runner's measurements for one batch size: captured replays (TF32 and fp32-strict),
+    the dense graph alone, pipelined throughput."""
+
+    name = "PyTorch, whole forward in a CUDA graph (replayed)"
+
+    def __init__(self, torch, graph, lookup, dim):
+        from trt_plugin.torch_runner import TorchGraphRunner
+
+        self.torch, self.lookup = torch, lookup
+        self.tf32 = TorchGraphRunner(graph, lookup, tf32=True)
+        self.fp32 = TorchGraphRunner(graph, lookup, tf32=False)
+        filled = set()
+
+        def nothing(fields, keys, out, stream):
+            """The dense floor's lookup: rows zeroed once (the warm-up, before capture), then left alone."""
+            if out.data.ptr not in filled:
+                import cupy
+
+                filled.add(out.data.ptr)
+                with cupy.cuda.ExternalStream(stream):
+                    out.fill(0)
+
+        self.dense = {True: TorchGraphRunner(graph, nothing, tf32=True), False: TorchGraphRunner(graph, nothing,
+                                                                                                 tf32=False)}
+
+    def feeds(self, dense, keys):
+        as_tensor = self.torch.as_tensor
+        return [{"dense": as_tensor(dense[i], device="cuda"), "categorical": as_tensor(keys[i], device="cuda")}
+                for i in range(dense.shape[0])]
+
+    def sync(self):
+        self.torch.cuda.synchronize()
+
+    def latency(self, runner, feeds) -> tuple[np.ndarray, str]:
+        """Replay times of feeds[1:] after capturing with feeds[0]; how it ran (a fallback says why)."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            runner.capture(feeds[0])
+        how = "CUDA graph" if runner.captured_signatures else "eager: " + "; ".join(str(w.message) for w in caught)
+        us = _wall_us(lambda i: runner.replay(feeds[i + 1]), len(feeds) - 1, self.sync)
+        return us, how
+
+    def lookup_graph(self, n: int, dim: int, keys) -> tuple[np.ndarray, str]:
+        """Replay times of the lookup alone captured in a CUDA graph (one EmbCacheLookup node)."""
+        from trt_plugin.torch_runner import TorchGraphRunner
+
+        runner = TorchGraphRunner(plugin_path_model("(benchmark)", n, dim), self.lookup)
+        us, how = self.latency(runner, [{"k": self.torch.as_tensor(k, device="cuda")} for k in keys])
+        runner.reset()
+        return us, how
+
+    def qps(self, feeds) -> float:
+        """Queries per second of the pipelined run of feeds[2:] (feeds[:2] capture its two buffer sets)."""
+        self.tf32.pipelined(feeds[:2])
+        self.sync()
+        t = time.perf_counter()
+        self.tf32.pipelined(feeds[2:])
+        self.sync()
+        return (len(feeds) - 2) * feeds[0]["dense"].shape[0] / (time.perf_counter() - t)
+
+    def reset(self):
+        for r in (self.tf32, self.fp32, *self.dense.values()):
+            r.reset()
+        self.torch.cuda.empty_cache()  # the next batch size's graphs (and CuPy's pool) get the memory back
+
+
+class _CupyServe:
+    """The CuPy runner (eager, fp32; CuPy cannot capture cuBLAS): what runs without PyTorch."""
+
+    name = "CuPy, eager (no PyTorch; no CUDA graph)"
+
+    def __init__(self, cp, graph, lookup, dim):
+        from trt_plugin.cupy_runner import CupyGraphRunner
+
+        self.cp = cp
+
+        def nothing(fields, keys, out=None, stream=None):
+            return cp.zeros(keys.shape + (dim,), cp.float32) if out is None else out
+
+        self.fp32 = CupyGraphRunner(graph, lookup)
+        self.tf32 = None
+        self.dense = {False: CupyGraphRunner(graph, nothing), True: None}
+
+    def feeds(self, dense, keys):
+        return [{"dense": dense[i], "categorical": keys[i]} for i in range(dense.shape[0])]
+
+    def sync(self):
+        self.cp.cuda.get_current_stream().synchronize()
+
+    def latency(self, runner, feeds):
+        runner.run(feeds[0])
+        return _wall_us(lambda i: runner.run(feeds[i + 1]), len(feeds) - 1, self.sync), "eager"
+
+    def lookup_graph(self, n, dim, keys):
+        return None, "no CUDA graph without PyTorch"
+
+    def qps(self, feeds):
+        return None
+
+    def reset(self):
+        pass
+
+
+def _floors(cp, store_values, misses: int, hits: int, cache_rows: int, dim: int) -> tuple[float, float, str]:
+    """(zero-copy ceiling of ``misses`` random rows of the pinned store, gather ceiling of ``hits`` random
+    rows of a device table the cache's size, the kernels), in us."""
+    from .gpu_table import gather_ceiling
+
+    rng = np.random.default_rng(11)
+    if store_values is None:  # an ordinary host store: the GPU cannot read it, no zero-copy floor
+        zero_copy, k1 = float("nan"), "none (host store)"
+    elif misses == 0:
+        zero_copy, k1 = 0.0, "-"
+    else:
+        ptr = np.uint64(cp.cuda.runtime.pointerGetAttributes(store_values.ctypes.data).devicePointer)
+        idx = cp.asarray(rng.integers(0, store_values.shape[0], misses))
+        zero_copy, k1 = gather_ceiling(ptr, store_values.shape[0], dim * 4, idx)
+    table = cp.empty((cache_rows, dim), cp.float32)
+    gather, k2 = (0.0, "-") if hits == 0 else gather_ceiling(table, cache_rows, dim * 4,
+                                                             cp.asarray(rng.integers(0, cache_rows, hits)))
+    del table
+    return zero_copy * 1e3, gather * 1e3, f"{k1} (misses), {k2} (hits)"
+
+
 def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float = 0.2, policy: str = "lfu",
                  batches=(32, 1024, 8192, 131072), seed: int = 0, progress: bool = True,
-                 zero_copy: bool = True, phases: bool = False) -> list[dict]:
-    """Latency per batch size.  ``zero_copy``: the GPU reads missed rows straight from the pinned
-    store (else the store is ordinary host memory, read on the CPU and copied over)."""
+                 zero_copy: bool = True, phases: bool = False, iterations: dict | None = None,
+                 warm: tuple[int, int] = (1 << 17, 32)) -> list[dict]:
+    """One row per batch size (see the module's docstring).  ``zero_copy``: the GPU reads missed rows
+    straight from the pinned store (else the store is ordinary host memory, read on the CPU and copied
+    over).  ``warm``: (batch, batches) of lookups that fill the cache first."""
     import cupy as cp
     from tqdm.auto import tqdm
 
     from embcache import Cache
     from embcache.tiers import HostStore
     from embcache.traces import _zipf_cdf, criteo_files, fit_trace, read_criteo
-    from trt_plugin.cupy_runner import CupyGraphRunner
     from trt_plugin.dlrm import build_dlrm
 
+    iterations = iterations or ITERATIONS
     model = fit_trace(read_criteo(criteo_files()))
     columns = sorted(model.columns, key=lambda c: c.column)
     rows_wanted = int(total_gib * 2**30 / (dim * 4))
@@ -68,42 +241,71 @@ def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float 
     graph = build_dlrm(table_rows, dim=dim, bottom=(512, 256), top=(1024, 1024, 512, 256), seed=seed,
                        offsets=True, lookup=("(benchmark)", "embeddings"))
 
-    def lookup(fields, keys):
-        return cache.lookup(keys.reshape(-1)).reshape(keys.shape + (dim,))
+    def lookup(fields, keys, out=None, stream=None):
+        """The benchmark's cache: (keys, out, stream) from the torch runner, (keys) from the CuPy one."""
+        if out is None:
+            return cache.lookup(keys.reshape(-1)).reshape(keys.shape + (dim,))
+        return cache.lookup(keys.reshape(-1), out=out.reshape(-1, dim), stream=stream)
 
-    runner = CupyGraphRunner(graph, lookup)
+    torch = _torch()
+    serve = _TorchServe(torch, graph, lookup, dim) if torch is not None else _CupyServe(cp, graph, lookup, dim)
     cdfs = [cp.asarray(_zipf_cdf(n, c.exponent)) for n, c in zip(table_rows, columns)]
-    stream = cp.cuda.get_current_stream()
-    # warm the cache on 2^22 samples (109M lookups) of the same distribution
-    warm = _zipf_rows(cp, cdfs, 1 << 17, 32, seed + 1) - 1
-    for i in range(warm.shape[0]):
-        runner.run({"dense": cp.random.standard_normal((warm.shape[1], 13), dtype=cp.float32),
-                    "categorical": warm[i]})
-    stream.synchronize()
-    del warm
+    offsets = cp.asarray(np.concatenate([[0], np.cumsum(table_rows)[:-1]]).astype(np.int64))
+    # warm the cache on samples of the same distribution (2^22 samples, 109M lookups, by default)
+    warm_keys = _zipf_rows(cp, cdfs, warm[0], warm[1], seed + 1) - 1
+    for i in range(warm_keys.shape[0]):
+        cache.lookup((warm_keys[i] + offsets).reshape(-1))
+    cp.cuda.get_current_stream().synchronize()
+    del warm_keys
     results = []
     for b in batches:
-        iters = ITERATIONS.get(b, 50)
-        keys = _zipf_rows(cp, cdfs, b, iters, seed + b) - 1
-        dense = cp.random.standard_normal((iters, b, 13), dtype=cp.float32)
+        iters = iterations.get(b, 50)
+        # five sets of batches: TF32, fp32, the lookup alone (eager), QPS, the lookup alone (captured)
+        keys = _zipf_rows(cp, cdfs, b, 5 * iters, seed + b) - 1
+        dense = cp.random.standard_normal((4 * iters, b, 13), dtype=cp.float32)
+        feeds = serve.feeds(dense, keys)
+        row = {"case": f"DLRM batch {b}", "batch": b, "iterations": iters, "runner": serve.name}
         s0 = cache.stats
-        total, lookup_only = [], []
-        for i in range(iters):
-            stream.synchronize()
-            t = time.perf_counter()
-            runner.run({"dense": dense[i], "categorical": keys[i]})
-            stream.synchronize()
-            total.append(time.perf_counter() - t)
+        if serve.tf32 is not None:
+            us, row["capture"] = serve.latency(serve.tf32, feeds[:iters])
+            row["median_us"], row["p99_us"] = _stats(us)
+            row["mean_us"] = float(us.mean())
         s1 = cache.stats
-        offsets = cp.asarray(np.concatenate([[0], np.cumsum(table_rows)[:-1]]).astype(np.int64))
-        for i in range(iters):  # the same keys again, the lookup alone
-            stream.synchronize()
-            t = time.perf_counter()
-            cache.lookup((keys[i] + offsets).reshape(-1))
-            stream.synchronize()
-            lookup_only.append(time.perf_counter() - t)
-        us = np.array(total) * 1e6
-        hits, lookups = s1.hits - s0.hits, s1.lookups - s0.lookups
+        us, how = serve.latency(serve.fp32, feeds[iters:2 * iters])
+        row["fp32_median_us"], row["fp32_p99_us"] = _stats(us)
+        row.setdefault("capture", how)
+        if serve.tf32 is None:  # the CuPy runner: fp32 is all there is
+            row["median_us"], row["p99_us"] = row["fp32_median_us"], row["fp32_p99_us"]
+            row["mean_us"] = float(us.mean())
+            s1 = cache.stats
+        # the hit rate and the misses of the batches timed end to end (their first batch, the warm-up, included)
+        lookups = s1.lookups - s0.lookups
+        row["hit_rate"] = (s1.hits - s0.hits) / lookups
+        row["unique_misses_per_batch"] = (s1.unique_misses - s0.unique_misses) / (lookups / (b * 26))
+        row["hits_per_batch"] = (s1.hits - s0.hits) / (lookups / (b * 26))
+        buf = cp.empty((b * 26, dim), cp.float32)
+        lk = [(keys[i] + offsets).reshape(-1) for i in range(2 * iters, 3 * iters)]
+        cache.lookup(lk[0], out=buf)
+        us = _wall_us(lambda i, lk=lk, buf=buf: cache.lookup(lk[i + 1], out=buf), iters - 1, serve.sync)
+        row["lookup_only_median_us"], row["lookup_only_p99_us"] = _stats(us)
+        fresh = [(keys[i] + offsets).reshape(-1) for i in range(4 * iters, 5 * iters)]
+        us, how = serve.lookup_graph(b * 26, dim, fresh)
+        row["lookup_graph_median_us"], row["lookup_graph_p99_us"] = (None, None) if us is None else _stats(us)
+        row["lookup_graph_capture"] = how
+        row["qps_pipelined"] = serve.qps(feeds[3 * iters:]) if iters >= 4 else None
+        row["qps_sequential"] = b / row["median_us"] * 1e6
+        for tf32, name in ((True, "dense_only_median_us"), (False, "dense_only_fp32_median_us")):
+            runner = serve.dense[tf32]
+            row[name] = None if runner is None else _stats(serve.latency(runner, feeds[:min(iters, 30)])[0])[0]
+        serve.reset()
+        row["zero_copy_floor_us"], row["hit_gather_floor_us"], row["floor_kernels"] = _floors(
+            cp, store._values if zero_copy else None, round(row["unique_misses_per_batch"]),
+            round(row["hits_per_batch"]), cache.capacity, dim)
+        row["lookup_floor_us"] = row["zero_copy_floor_us"] + row["hit_gather_floor_us"]
+        row["lookup_over_floor"] = row["lookup_only_median_us"] / max(row["lookup_floor_us"], 1e-9)
+        dense_floor = row["dense_only_median_us"] if row["dense_only_median_us"] is not None \
+            else row["dense_only_fp32_median_us"]
+        row["e2e_floor_us"] = dense_floor + row["lookup_floor_us"]
         split = {}
         if phases:  # where the lookup's time goes (synchronized phases: shares, not a timing)
             import collections
@@ -114,20 +316,24 @@ def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float 
             t = time.perf_counter()
             with timed_phases(cache, totals):
                 for i in range(min(iters, 3)):
-                    cache.lookup((keys[i] + offsets).reshape(-1))
+                    cache.lookup(lk[i])
             totals["other (Python, small ops)"] = time.perf_counter() - t - sum(totals.values())
             split = {k: v / min(iters, 3) * 1e6 for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
-            print(f"batch {b}: unique misses per batch {(s1.unique_misses - s0.unique_misses) / iters:,.0f}; "
-                  + ", ".join(f"{k} {v:,.0f} us" for k, v in split.items()), flush=True)
-        results.append({"case": f"DLRM batch {b}", "batch": b, "iterations": iters,
-                        "median_us": float(np.median(us)), "mean_us": float(us.mean()),
-                        "p99_us": float(np.percentile(us, 99)), "hit_rate": hits / lookups,
-                        "lookup_only_median_us": float(np.median(lookup_only) * 1e6), "phases_us": split,
-                        "hps_a100_us": HPS_A100_US.get(b), "ratio_to_hps": float(np.median(us)) / HPS_A100_US[b]
-                        if b in HPS_A100_US else None,
-                        "rows": rows, "gib": rows * dim * 4 / 2**30, "cache_rows": cache.capacity,
-                        "fill_s": fill_s, "dense": "CuPy fp32 (no TensorRT)", "policy": policy,
-                        "misses_from": "pinned store, zero-copy" if zero_copy else "host store, CPU gather + copy"})
+            print(f"batch {b}: " + ", ".join(f"{k} {v:,.0f} us" for k, v in split.items()), flush=True)
+        bar_e2e, bar_lookup = BARS_US.get(b, (None, None))
+        row.update({"phases_us": split, "hps_a100_us": HPS_A100_US.get(b),
+                    "ratio_to_hps": row["median_us"] / HPS_A100_US[b] if b in HPS_A100_US else None,
+                    "bar_e2e_us": bar_e2e,
+                    "bar_lookup_us": bar_lookup if bar_lookup is not None or b not in BARS_US
+                    else LOOKUP_FLOOR_FACTOR * row["lookup_floor_us"],
+                    "rows": rows, "gib": rows * dim * 4 / 2**30, "cache_rows": cache.capacity, "fill_s": fill_s,
+                    "policy": policy, "misses_from": "pinned store, zero-copy" if zero_copy
+                    else "host store, CPU gather + copy"})
+        results.append(row)
+        del feeds, keys, dense, lk, fresh, buf
+        if progress:
+            print(f"batch {b}: median {row['median_us']:,.1f} us ({row['capture']}), lookup alone "
+                  f"{row['lookup_only_median_us']:,.1f} us", flush=True)
     cache.close()
     store.close()
     return results
@@ -201,40 +407,98 @@ def plugin_path(n: int = 1 << 16, dim: int = 128, rows: int = 1 << 20, repeats: 
     return out
 
 
-def measure(total_gib: float = 16.0, progress: bool = True, zero_copy: bool = True, phases: bool = False) -> dict:
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def measure(total_gib: float | None = None, progress: bool = True, zero_copy: bool = True, phases: bool = False,
+            quick: bool = False) -> dict:
+    """Every row, with the device, the date, the commit and which runner ran.  ``quick``: 1 GiB of
+    tables, batches 32 / 1,024 / 8,192, fewer iterations (under a minute on an H200)."""
     import cupy as cp
 
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-    return {"device": props["name"].decode(),
-            "rows": plugin_path() + dlrm_latency(total_gib, progress=progress, zero_copy=zero_copy, phases=phases)}
+    if quick:
+        path = plugin_path(n=1 << 15, rows=1 << 17, repeats=20)
+        dlrm = dlrm_latency(QUICK["total_gib"] if total_gib is None else total_gib, batches=QUICK["batches"],
+                            progress=progress, zero_copy=zero_copy, phases=phases, iterations=QUICK["iterations"],
+                            warm=QUICK["warm"])
+    else:
+        path = plugin_path()
+        dlrm = dlrm_latency(16.0 if total_gib is None else total_gib, progress=progress, zero_copy=zero_copy,
+                            phases=phases)
+    torch = _torch()
+    return {"device": props["name"].decode(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"), "commit": _commit(), "quick": quick,
+        "torch": None if torch is None else torch.__version__, "cupy": cp.__version__, "rows": path + dlrm}
+
+
+def _us(v) -> str:
+    return "-" if v is None or math.isnan(v) else f"{v:,.0f}"
+
+
+def format_table(result: dict) -> str:
+    """The DLRM rows as a markdown table: our figures, the floors of the same run, the bars and HPS's."""
+    rows = [r for r in result["rows"] if "batch" in r]
+    lines = [f"DLRM on {result['device']}, {result['date']}, commit {result['commit']}"
+             + (" (--quick)" if result.get("quick") else "") + (f"; runner: {rows[0]['runner']}" if rows else ""),
+             "",
+             ("| batch | e2e median TF32 (p99) | e2e median fp32 (p99) | dense alone TF32 / fp32 | lookup alone "
+              "median (p99), eager / in a CUDA graph | lookup floor: zero-copy misses + hit gather | distinct "
+              "misses | hit rate | QPS pipelined / sequential | bar e2e / lookup | HPS A100 | ours / HPS |"),
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        qps = "-" if r["qps_pipelined"] is None else f"{r['qps_pipelined'] / 1e6:.2f}M"
+        ratio = "-" if r["ratio_to_hps"] is None else f"{r['ratio_to_hps']:.2f}"
+        lines.append(
+            f"| {r['batch']:,} | {_us(r['median_us'])} us ({_us(r['p99_us'])}); floor {_us(r['e2e_floor_us'])} | "
+            f"{_us(r['fp32_median_us'])} us "
+            f"({_us(r['fp32_p99_us'])}) | {_us(r['dense_only_median_us'])} / {_us(r['dense_only_fp32_median_us'])} us"
+            f" | {_us(r['lookup_only_median_us'])} us ({_us(r['lookup_only_p99_us'])}) / "
+            f"{_us(r.get('lookup_graph_median_us'))} us ({_us(r.get('lookup_graph_p99_us'))}) | "
+            f"{_us(r['lookup_floor_us'])}"
+            f" us = {_us(r['zero_copy_floor_us'])} + {_us(r['hit_gather_floor_us'])} (x{r['lookup_over_floor']:.2f})"
+            f" | {r['unique_misses_per_batch']:,.0f} | {r['hit_rate']:.3f} | {qps} / "
+            f"{r['qps_sequential'] / 1e6:.2f}M | <= {_us(r['bar_e2e_us'])} / <= {_us(r['bar_lookup_us'])} us | "
+            f"{_us(r['hps_a100_us'])} | {ratio} |")
+    if rows:
+        r = rows[0]
+        lines += ["", (f"{r['rows']:,} rows ({r['gib']:.1f} GiB), cache {r['cache_rows']:,} rows ({r['policy']}), "
+                       f"store filled in {r['fill_s']:.1f} s; misses from {r['misses_from']}; capture: "
+                       f"{r['capture']}.  Bars (issue 21): p99 <= 1.5x the median; at 131,072 the lookup "
+                       f"within {LOOKUP_FLOOR_FACTOR}x its floor.  HPS: FP32 TensorRT + HPS on an A100 (published).")]
+    other = [r for r in result["rows"] if "batch" not in r]
+    if other:
+        lines += ["", "| plugin path | us | M keys/s | / direct |", "| --- | --- | --- | --- |"]
+        lines += [f"| {r['case']} | {r['us']:,.1f} | {r['m_keys_s']:,.1f} | {r['ratio_to_direct']:.2f} |"
+                  for r in other]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--total-gib", type=float, default=16.0)
+    parser.add_argument("--quick", action="store_true", help="1 GiB of tables, batches up to 8,192, fewer "
+                                                             "iterations (under a minute on an H200)")
+    parser.add_argument("--total-gib", type=float, help="tables' size (default 16; 1 with --quick)")
     parser.add_argument("--host-store", action="store_true",
                         help="misses read on the CPU from ordinary host memory (default: GPU zero-copy reads "
                              "of a pinned store)")
     parser.add_argument("--phases", action="store_true", help="also print where each batch's lookup time goes")
-    parser.add_argument("--out", help="write the results here as JSON")
+    parser.add_argument("--out", help="write the results here as JSON (the markdown table beside it, .md)")
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    result = measure(args.total_gib, zero_copy=not args.host_store, phases=args.phases)
-    print(f"device: {result['device']}")
-    for r in result["rows"]:
-        if "batch" in r:
-            print(f"{r['case']:<22} median {r['median_us']:9.1f} us  mean {r['mean_us']:9.1f}  p99 "
-                  f"{r['p99_us']:9.1f}  hit rate {r['hit_rate']:.3f}  lookup alone {r['lookup_only_median_us']:8.1f} us"
-                  f"  HPS A100 {r['hps_a100_us']} us  ratio {r['ratio_to_hps']:.2f}")
-        else:
-            print(f"{r['case']:<58} {r['us']:9.1f} us  {r['m_keys_s']:8.1f} M keys/s  x{r['ratio_to_direct']:.2f}")
-    rows = [r for r in result["rows"] if "batch" in r]
-    if rows:
-        print(f"{rows[0]['rows']:,} rows ({rows[0]['gib']:.1f} GiB), cache {rows[0]['cache_rows']:,} rows, "
-              f"store filled in {rows[0]['fill_s']:.1f} s; dense: {rows[0]['dense']}; misses from "
-              f"{rows[0]['misses_from']}")
+    result = measure(args.total_gib, progress=not args.no_progress, zero_copy=not args.host_store,
+                     phases=args.phases, quick=args.quick)
+    table = format_table(result)
+    print(table)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
+        Path(args.out).with_suffix(".md").write_text(table + "\n")
     return 0
 
 

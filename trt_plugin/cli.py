@@ -33,8 +33,9 @@ def _check_extras(args) -> None:
     """Every package the command needs is importable, or one error naming them all and the pip line
     that works from a clone (embcache is not on PyPI)."""
     needs = _NEEDS[args.command]
-    if args.command == "run" and (not args.model.endswith(".onnx") or args.runner == "reference"):
-        needs = ("onnx",) if args.model.endswith(".onnx") else ()
+    if args.command == "run" and (not args.model.endswith(".onnx") or args.runner in ("reference", "torch")):
+        needs = ("onnx", "torch") if args.runner == "torch" else ("onnx",)
+        needs = needs if args.model.endswith(".onnx") else ()
     missing = []
     for name in needs:
         try:
@@ -44,7 +45,8 @@ def _check_extras(args) -> None:
     if missing:
         from embcache._extras import install_hint
 
-        raise MissingDependencyError(f"needs {', '.join(missing)}, not installed: {install_hint('trt')}")
+        extra = "serve" if missing == ["torch"] else "trt"
+        raise MissingDependencyError(f"needs {', '.join(missing)}, not installed: {install_hint(extra)}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,7 +95,12 @@ def _load_feeds(path: str) -> dict[str, np.ndarray]:
 
 def _run(args) -> int:
     feeds = _load_feeds(args.inputs)
-    if args.model.endswith(".onnx"):
+    if args.model.endswith(".onnx") and args.runner == "torch":
+        from .torch_runner import TorchGraphRunner
+
+        runner = TorchGraphRunner(args.model, device={"cpu": "cpu", "gpu": "cuda"}.get(args.backend))
+        outputs = {name: value.cpu().numpy() for name, value in zip(runner.output_names, runner.run(feeds))}
+    elif args.model.endswith(".onnx"):
         from .ort import SurgeredSession
 
         session = SurgeredSession(args.model, engine=args.runner, backend=args.backend)
@@ -257,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("model")
     r.add_argument("--inputs", required=True, help=".npz file: one array per model input")
     r.add_argument("--out", help=".npz file for the outputs")
-    r.add_argument("--runner", default="onnxruntime", choices=["onnxruntime", "reference"])
+    r.add_argument("--runner", default="onnxruntime", choices=["onnxruntime", "reference", "torch"],
+                   help="torch: the dense layers in PyTorch (the serve extra), on the GPU where PyTorch sees "
+                        "one, unless --backend cpu")
     r.add_argument("--backend", choices=["auto", "cpu", "gpu"], help="override the config's backend")
 
     i = sub.add_parser("import", help="import the HugeCTR sparse files an HPS config names into its stores")

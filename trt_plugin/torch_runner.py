@@ -1,0 +1,551 @@
+"""Serve a surgered graph where TensorRT is absent: the dense layers in PyTorch, each EmbCacheLookup an
+embcache lookup on the same stream, the whole forward captured once per batch size in a CUDA graph.
+
+PyTorch can capture cuBLAS in a CUDA graph (CuPy cannot), so this is the runner that serves; the
+CuPy runner (:mod:`trt_plugin.cupy_runner`) stays as the eager reference.  It covers the operators of
+dense recommender towers (MatMul, Gemm, Add, Mul, Relu, Sigmoid, Concat, Reshape, Transpose,
+Unsqueeze, Squeeze, Split, Gather, Cast, Flatten); any other is a ``ConfigError`` naming it.
+
+A lookup writes its rows straight into a preallocated torch tensor through zero-copy CuPy views
+(``__cuda_array_interface__``) on the stream torch is using, so it is captured with the dense
+layers.  On the CPU the same graph runs eagerly (NumPy views, the CPU backend), for tests.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from embcache._extras import require_module
+from embcache.errors import ConfigError
+
+from .fields import OP_TYPE, LookupFields, locate_config
+
+__all__ = ["SUPPORTED_OPS", "CaptureFallbackWarning", "TorchGraphRunner"]
+
+#: the ONNX operators the runner evaluates (besides EmbCacheLookup)
+SUPPORTED_OPS = ("MatMul", "Gemm", "Add", "Mul", "Relu", "Sigmoid", "Concat", "Reshape", "Transpose",
+                 "Unsqueeze", "Squeeze", "Split", "Gather", "Cast", "Flatten")
+
+
+class CaptureFallbackWarning(UserWarning):
+    """A forward could not be captured in a CUDA graph and runs eagerly instead (the message says why)."""
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _replay(graph) -> None:
+    if graph is not None:
+        graph.replay()
+
+
+def _value_dtypes(proto) -> dict[str, int]:
+    """ONNX element type of every value the graph declares (inputs, outputs, value_info)."""
+    g = proto.graph
+    return {v.name: v.type.tensor_type.elem_type for v in list(g.input) + list(g.output) + list(g.value_info)
+            if v.type.HasField("tensor_type")}
+
+
+class _Captured:
+    """One captured forward (or its stages): static inputs, every value it computes, its CUDA graphs."""
+
+    def __init__(self, inputs: dict, values: dict, graphs: list, outputs: list):
+        self.inputs, self.values, self.graphs, self.outputs = inputs, values, graphs, outputs
+
+    def copy_inputs(self, feeds: dict, torch) -> None:
+        stream = torch.cuda.current_stream()
+        for name, static in self.inputs.items():
+            value = feeds[name]
+            if isinstance(value, torch.Tensor):
+                if value.is_cuda:
+                    value.record_stream(stream)  # read here: its memory stays the caller's until then
+            else:
+                value = torch.from_numpy(np.ascontiguousarray(value))
+            static.copy_(value, non_blocking=True)
+
+
+class _PipeSet:
+    """One of the two buffer sets of a pipeline: a capture split in a lookup stage and a dense stage."""
+
+    def __init__(self, captured: _Captured, torch):
+        self.captured = captured
+        self.looked_up = torch.cuda.Event()  # the lookup stage of this set's batch has run
+        self.done = torch.cuda.Event()  # its dense stage has run and its outputs are copied out
+
+
+class TorchGraphRunner:
+    """A surgered model evaluated with PyTorch, its lookups by embcache on torch's stream.
+
+    Parameters
+    ----------
+    model : path or onnx.ModelProto
+        A surgered graph (EmbCacheLookup nodes) or any graph of the supported operators.
+    lookup : callable(fields, keys, out, stream) -> None, optional
+        How an EmbCacheLookup node gets its rows: ``fields`` (:class:`~trt_plugin.fields.LookupFields`),
+        ``keys`` (n,) int64 and ``out`` (n, dim) float32 (float16 where the graph declares the
+        lookup's output so) as CuPy arrays on the GPU, NumPy arrays on the CPU, viewing torch's
+        memory; ``stream`` the raw ``cudaStream_t`` to enqueue on (None on the CPU).  It writes
+        every row into ``out``, e.g. ``cache.lookup(keys, out=out, stream=stream)``.  Default: the
+        config's cache, through the plugin's enqueue (:func:`~trt_plugin.tables.lookup_into`) on the
+        GPU and :func:`~trt_plugin.tables.lookup_rows` on the CPU.
+    device : str or torch.device, optional
+        Default ``"cuda"`` where torch sees a GPU, else ``"cpu"`` (eager only: no CUDA graphs).
+    tf32 : bool
+        Let float32 matrix products use TF32 (the default, as TensorRT's FP32 builds do); False is
+        fp32-strict.  The setting holds while this runner runs or captures and is restored after.
+    capture_error_mode : "global", "thread_local" or "relaxed"
+        The capture mode (``cudaStreamCaptureMode``).  "global" (default) makes any synchronizing or
+        allocating CUDA call made during capture an error, so a lookup that waits for the host
+        falls back to eager with a :class:`CaptureFallbackWarning` instead of being captured wrong.
+    """
+
+    def __init__(self, model: Any, lookup: Callable | None = None, device: Any = None, tf32: bool = True,
+                 capture_error_mode: str = "global"):
+        torch = require_module("torch", "TorchGraphRunner runs the dense layers with it", extra="serve")
+        import onnx
+        from onnx import numpy_helper
+
+        self._torch = torch
+        self.device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+        self._cuda = self.device.type == "cuda"
+        self.tf32 = bool(tf32)
+        if capture_error_mode not in ("global", "thread_local", "relaxed"):
+            raise ConfigError(f"capture_error_mode must be 'global', 'thread_local' or 'relaxed', got "
+                              f"{capture_error_mode!r}")
+        self._capture_mode = capture_error_mode
+        proto = onnx.load(str(model)) if isinstance(model, (str, os.PathLike)) else model
+        self._nodes = list(proto.graph.node)
+        for node in self._nodes:
+            if node.op_type != OP_TYPE and node.op_type not in SUPPORTED_OPS:
+                raise ConfigError(f"TorchGraphRunner cannot run ONNX operator {node.op_type} (node {node.name!r}); "
+                                  f"it runs {', '.join(SUPPORTED_OPS)} and {OP_TYPE}")
+        self._host_consts = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+        self._consts = {k: torch.from_numpy(np.array(v)).to(self.device) for k, v in self._host_consts.items()}
+        inits = set(self._host_consts)
+        self.input_names = [i.name for i in proto.graph.input if i.name not in inits]
+        self.output_names = [o.name for o in proto.graph.output]
+        model_file = model if isinstance(model, (str, os.PathLike)) else None
+        types = _value_dtypes(proto)
+        self._fields, self._out_dtype = {}, {}
+        for n in self._nodes:
+            if n.op_type == OP_TYPE:
+                f = LookupFields.from_attrs(_attrs(n))
+                self._fields[id(n)] = f if lookup else replace(f, config=locate_config(f.config, model_file, n.name))
+                fp16 = types.get(n.output[0]) == onnx.TensorProto.FLOAT16
+                self._out_dtype[id(n)] = torch.float16 if fp16 else torch.float32
+        self._gather_index: dict = {}  # (node id, axis length) -> constant indices, negative ones wrapped
+        self._lookup = lookup or self._config_lookup
+        self._stages = self._split_stages()
+        self._graphs: dict = {}  # input signature -> _Captured, or None where capture failed (eager)
+        self._pipes: dict = {}  # input signature -> [_PipeSet, _PipeSet]
+        self._side = torch.cuda.Stream(self.device) if self._cuda else None
+        self._streams = None  # the pipeline's (lookup stream, dense stream), made on first use
+
+    # ------------------------------------------------------------------ running
+    def run(self, feeds: dict) -> list:
+        """Outputs (torch tensors on :attr:`device`) for ``feeds`` (NumPy arrays or tensors), eagerly,
+        queued on torch's current stream."""
+        with self._precision():
+            values = self._values(feeds)
+            self._evaluate(values, self._nodes, None)
+        return [values[name] for name in self.output_names]
+
+    def capture(self, feeds: dict) -> list:
+        """Run ``feeds`` once (the warm-up) and capture the whole forward for their shapes in a CUDA graph.
+
+        Returns this batch's outputs, as :meth:`run` would: the warm-up is the batch's one real
+        lookup (the capture itself runs nothing).  Where capture fails (a lookup that cannot be
+        captured, no CUDA device) a :class:`CaptureFallbackWarning` says why and later
+        :meth:`replay` calls of these shapes run eagerly; so do empty batches, without a warning.
+        """
+        captured, outputs = self._capture(feeds, (self._nodes,))
+        self._graphs[self._signature(feeds)] = captured
+        return outputs
+
+    def replay(self, feeds: dict) -> list:
+        """Outputs for ``feeds``: copied into the static inputs of their shapes' graph, which is replayed
+        on torch's current stream (captured first, by :meth:`capture`, for shapes not seen yet).
+
+        The tensors returned are the graph's static outputs: the next replay of these shapes
+        overwrites them (clone what you keep).
+        """
+        key = self._signature(feeds)
+        if key not in self._graphs:
+            return self.capture(feeds)
+        captured = self._graphs[key]
+        if captured is None:
+            return self.run(feeds)
+        captured.copy_inputs(feeds, self._torch)
+        _replay(captured.graphs[0])
+        return captured.outputs
+
+    def pipelined(self, batches: Iterable[dict]) -> list[list]:
+        """Outputs of every batch, as if run one after another, with the lookups of batch i+1 running on
+        one stream while the dense layers of batch i run on another.
+
+        Two buffer sets per batch shape, each a capture in two stages (the lookups and what feeds
+        them; the rest); events order them: a lookup stage waits for the dense stage two batches
+        back (same buffers), a dense stage for its own lookups.  The lookups run in batch order on
+        one stream, so the cache sees the same sequence as sequential runs.  The first two batches
+        of a shape are its warm-ups (run in order, then captured).  The returned tensors are the
+        caller's, ready on its current stream.
+        """
+        torch = self._torch
+        if not self._cuda:
+            return [[t.clone() for t in self.run(feeds)] for feeds in batches]
+        if self._streams is None:
+            self._streams = (torch.cuda.Stream(self.device), torch.cuda.Stream(self.device))
+        lookups, dense = self._streams
+        caller = torch.cuda.current_stream(self.device)
+        lookups.wait_stream(caller)
+        dense.wait_stream(caller)
+        results, turn = [], {}
+        for feeds in batches:
+            key = self._signature(feeds)
+            sets = self._pipes.setdefault(key, [])
+            if self._graphs.get(key, 0) is None:  # this shape could not be captured: in order, eagerly
+                results.append(self._in_order(lambda feeds=feeds: [t.clone() for t in self.run(feeds)]))
+                continue
+            if len(sets) < 2:
+                captured, outputs = self._in_order(lambda feeds=feeds: self._capture(feeds, self._stages))
+                if captured is None:
+                    self._graphs[key] = None
+                else:
+                    sets.append(_PipeSet(captured, torch))
+                results.append(outputs)
+                continue
+            p = sets[turn.get(key, 0)]
+            turn[key] = 1 - turn.get(key, 0)
+            with torch.cuda.stream(lookups):
+                lookups.wait_event(p.done)  # batch i-2's dense stage has read these buffers
+                p.captured.copy_inputs(feeds, torch)
+                _replay(p.captured.graphs[0])
+                p.looked_up.record(lookups)
+            with torch.cuda.stream(dense):
+                dense.wait_event(p.looked_up)
+                _replay(p.captured.graphs[1])
+                results.append([t.clone() for t in p.captured.outputs])
+                p.done.record(dense)
+        caller.wait_stream(lookups)
+        caller.wait_stream(dense)
+        for outs in results:
+            for t in outs:
+                t.record_stream(caller)  # made on a pipeline stream, used and freed on the caller's
+        return results
+
+    def reset(self) -> None:
+        """Forget every captured graph (their memory is freed once the device is done with it)."""
+        if self._cuda:
+            self._torch.cuda.synchronize(self.device)
+        self._graphs.clear()
+        self._pipes.clear()
+
+    @property
+    def captured_signatures(self) -> list:
+        """The input signatures (name, shape, dtype per input) captured whole; eager-only ones excluded."""
+        return [k for k, v in self._graphs.items() if v is not None]
+
+    # ------------------------------------------------------------------ capture
+    def _in_order(self, fn):
+        """``fn()`` after everything queued on the pipeline's streams, before anything queued later."""
+        torch = self._torch
+        lookups, dense = self._streams
+        caller = torch.cuda.current_stream(self.device)
+        caller.wait_stream(lookups)
+        caller.wait_stream(dense)
+        out = fn()
+        lookups.wait_stream(caller)
+        dense.wait_stream(caller)
+        return out
+
+    def _capture(self, feeds: dict, stages: tuple) -> tuple:
+        """(_Captured or None, this batch's outputs): a warm-up on the side stream, then one CUDA graph
+        per stage (``stages``: node lists in order) captured on it."""
+        torch = self._torch
+        if not self._cuda:
+            self._fallback(f"CUDA graphs need a CUDA device; this runner's is {self.device}")
+            return None, [t.clone() for t in self.run(feeds)]
+        if any(0 in tuple(feeds[name].shape) for name in self.input_names):
+            # an empty batch launches no dense kernel, and PyTorch cannot replay an empty graph; it costs
+            # nothing eagerly (its lookup still runs, and ticks the clock)
+            return None, [t.clone() for t in self.run(feeds)]
+        side, caller = self._side, torch.cuda.current_stream(self.device)
+        side.wait_stream(caller)
+        with self._precision(), torch.cuda.stream(side):
+            inputs = {name: t.clone() for name, t in self._values(feeds, consts=False).items()}
+            captured = _Captured(inputs, {}, [], [])
+            # the warm-up (PyTorch's rule before a capture): cuBLAS, CuPy's kernels and pools are set
+            # up by this eager pass on the capture stream; it is this batch's one real lookup
+            warm = dict(self._consts)
+            warm.update(inputs)
+            buffers: dict = {}
+            self._evaluate(warm, self._nodes, buffers)
+            outputs = [warm[name].clone() for name in self.output_names]
+            del warm
+            torch.cuda.synchronize(self.device)
+            captured.values = dict(self._consts)
+            captured.values.update(inputs)
+            try:
+                for nodes in stages:
+                    if not nodes:  # nothing to capture (a model without lookups has no lookup stage)
+                        captured.graphs.append(None)
+                        continue
+                    captured.graphs.append(self._capture_stage(captured.values, nodes, buffers))
+            except Exception as e:  # noqa: BLE001 - any failure to capture means eager, said once
+                self._fallback(f"capturing the forward raised {type(e).__name__}: {' '.join(str(e).split())}")
+                captured = None
+            else:
+                captured.outputs = [captured.values[name] for name in self.output_names]
+        caller.wait_stream(side)
+        for t in outputs:
+            t.record_stream(caller)  # made on the side stream, used and freed on the caller's
+        return captured, outputs
+
+    def _capture_stage(self, values: dict, nodes: list, buffers: dict):
+        """One CUDA graph of ``nodes`` on the current (side) stream.  Raises the first failure: a capture
+        that went wrong raises again when it ends, which would hide why."""
+        graph = self._torch.cuda.CUDAGraph()
+        graph.capture_begin(capture_error_mode=self._capture_mode)
+        failure = None
+        try:
+            self._evaluate(values, nodes, buffers)
+        except Exception as e:  # noqa: BLE001 - kept, raised after the capture is ended
+            failure = e
+        try:
+            graph.capture_end()
+        except Exception as e:  # noqa: BLE001 - the first failure is the one to report
+            failure = failure or e
+        if failure is not None:
+            raise failure
+        return graph
+
+    def _fallback(self, why: str) -> None:
+        warnings.warn(f"TorchGraphRunner runs this batch shape eagerly: {why}", CaptureFallbackWarning,
+                      stacklevel=4)
+
+    def _split_stages(self) -> tuple:
+        """(the lookups and the nodes their keys come from, every other node), each in graph order."""
+        producer = {o: n for n in self._nodes for o in n.output}
+        feeding, todo = set(), [n for n in self._nodes if n.op_type == OP_TYPE]
+        while todo:
+            n = todo.pop()
+            if id(n) not in feeding:
+                feeding.add(id(n))
+                todo.extend(producer[i] for i in n.input if i in producer)
+        first = [n for n in self._nodes if id(n) in feeding]
+        return first, [n for n in self._nodes if id(n) not in feeding]
+
+    # ------------------------------------------------------------------ evaluation
+    @contextlib.contextmanager
+    def _precision(self) -> Iterator[None]:
+        """TF32 for float32 matrix products (and cuDNN convolutions) on or off while inside, restored after.
+
+        PyTorch >= 2.9 has ``fp32_precision`` and refuses to read the older ``allow_tf32`` flags once
+        the newer ones are set; so the newer ones where they exist, the older ones elsewhere.
+        """
+        backends = self._torch.backends
+        if not self._cuda:
+            yield
+            return
+        if hasattr(backends.cuda.matmul, "fp32_precision"):
+            conv = getattr(backends.cudnn, "conv", None)
+            places = [(backends.cuda.matmul, "fp32_precision")]
+            places += [(conv, "fp32_precision")] if hasattr(conv, "fp32_precision") else []
+            want = "tf32" if self.tf32 else "ieee"
+        else:
+            places = [(backends.cuda.matmul, "allow_tf32"), (backends.cudnn, "allow_tf32")]
+            want = self.tf32
+        before = [getattr(obj, name) for obj, name in places]
+        try:
+            for obj, name in places:
+                setattr(obj, name, want)
+            yield
+        finally:
+            for (obj, name), value in zip(places, before):
+                setattr(obj, name, value)
+
+    def _signature(self, feeds: dict) -> tuple:
+        self._check_feeds(feeds)
+        # NumPy's "int64" and torch's "torch.int64" are one signature: the static inputs take either
+        return tuple((name, tuple(feeds[name].shape), str(feeds[name].dtype).removeprefix("torch."))
+                     for name in self.input_names)
+
+    def _check_feeds(self, feeds: dict) -> None:
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise ConfigError(f"missing model inputs {missing}; the model takes {self.input_names}")
+
+    def _values(self, feeds: dict, consts: bool = True) -> dict:
+        torch = self._torch
+        self._check_feeds(feeds)
+        values = dict(self._consts) if consts else {}
+        for name in self.input_names:
+            v = feeds[name]
+            if not isinstance(v, torch.Tensor):
+                v = torch.from_numpy(np.ascontiguousarray(v))
+            values[name] = v.to(self.device)
+        return values
+
+    def _evaluate(self, values: dict, nodes: list, buffers: dict | None) -> None:
+        """Evaluate ``nodes`` in order into ``values``.  ``buffers`` (node id -> the lookup's key and row
+        tensors and their views), when given, keeps each lookup's memory across calls (capture)."""
+        stream = self._torch.cuda.current_stream(self.device).cuda_stream if self._cuda else None
+        for node in nodes:
+            args = [values[i] if i else None for i in node.input]
+            if node.op_type == OP_TYPE:
+                outs = [self._lookup_node(node, args[0], buffers, stream)]
+            else:
+                outs = getattr(self, f"_op_{node.op_type}")(node, args)
+            values.update(zip(node.output, outs))
+
+    def _view(self, tensor) -> Any:
+        """A zero-copy array of ``tensor``'s memory: CuPy on the GPU, NumPy on the CPU."""
+        if self._cuda:
+            import cupy
+
+            if tensor.numel() == 0:  # no memory to view (its pointer may be null); an empty batch still looks up
+                return cupy.empty(tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
+            return cupy.asarray(tensor)  # __cuda_array_interface__ (version 2: no stream, nothing waits)
+        return tensor.numpy()
+
+    def _lookup_node(self, node, keys, buffers: dict | None, stream: int | None):
+        torch = self._torch
+        fields = self._fields[id(node)]
+        n = keys.numel()
+        shape = tuple(keys.shape) + (fields.dim,)
+        if buffers is None:
+            flat = keys.reshape(-1).to(torch.int64).contiguous()
+            out = torch.empty((n, fields.dim), dtype=self._out_dtype[id(node)], device=self.device)
+            views = (self._view(flat), self._view(out))
+        elif id(node) not in buffers:  # the warm-up: memory of its own, kept for the captures after it
+            flat = torch.empty(n, dtype=torch.int64, device=self.device)
+            out = torch.empty((n, fields.dim), dtype=self._out_dtype[id(node)], device=self.device)
+            views = (self._view(flat), self._view(out))
+            buffers[id(node)] = (flat, out, views)
+            flat.copy_(keys.reshape(-1))
+        else:
+            flat, out, views = buffers[id(node)]
+            flat.copy_(keys.reshape(-1))  # int32 keys become int64 on the device
+        self._lookup(fields, views[0], views[1], stream)
+        return out.view(shape)
+
+    def _config_lookup(self, fields: LookupFields, keys: Any, out: Any, stream: int | None) -> None:
+        """The default lookup: the config's cache (the plugin's enqueue on the GPU)."""
+        from .tables import lookup_into, lookup_rows
+
+        if self._cuda:
+            import cupy
+
+            with cupy.cuda.ExternalStream(stream):  # any CuPy work around the lookup is on its stream too
+                lookup_into(fields, keys, out, stream=stream)
+        else:
+            out[...] = lookup_rows(fields.config, fields.table, keys, model=fields.model or None, backend="cpu")
+
+    def _shape_arg(self, node, i) -> tuple:
+        return tuple(int(v) for v in self._host_consts[node.input[i]].reshape(-1))
+
+    # one method per ONNX operator, named after it
+    def _op_MatMul(self, node, a):
+        return [self._torch.matmul(a[0], a[1])]
+
+    def _op_Gemm(self, node, a):
+        at = _attrs(node)
+        x = a[0].T if at.get("transA") else a[0]
+        w = a[1].T if at.get("transB") else a[1]
+        y = x @ w
+        if at.get("alpha", 1.0) != 1.0:
+            y = y * at["alpha"]
+        if len(a) > 2 and a[2] is not None:
+            y = y + (a[2] if at.get("beta", 1.0) == 1.0 else at["beta"] * a[2])
+        return [y]
+
+    def _op_Add(self, node, a):
+        return [a[0] + a[1]]
+
+    def _op_Mul(self, node, a):
+        return [a[0] * a[1]]
+
+    def _op_Relu(self, node, a):
+        return [self._torch.relu(a[0])]
+
+    def _op_Sigmoid(self, node, a):
+        return [self._torch.sigmoid(a[0])]
+
+    def _op_Concat(self, node, a):
+        return [self._torch.cat(a, dim=_attrs(node)["axis"])]
+
+    def _op_Reshape(self, node, a):
+        shape = [a[0].shape[i] if d == 0 else d for i, d in enumerate(self._shape_arg(node, 1))]
+        return [a[0].reshape(shape)]
+
+    def _op_Flatten(self, node, a):
+        axis = _attrs(node).get("axis", 1) % max(a[0].dim(), 1)
+        return [a[0].reshape(int(np.prod(a[0].shape[:axis])), -1)]
+
+    def _op_Transpose(self, node, a):
+        perm = _attrs(node).get("perm") or list(range(a[0].dim()))[::-1]
+        return [a[0].permute(*perm)]
+
+    def _axes(self, node) -> tuple:
+        """Unsqueeze's and Squeeze's axes: the second input (opset >= 13) or the attribute (older)."""
+        if len(node.input) > 1 and node.input[1]:
+            return self._shape_arg(node, 1)
+        return tuple(_attrs(node).get("axes", ()))
+
+    def _op_Unsqueeze(self, node, a):
+        x, axes = a[0], self._axes(node)
+        rank = x.dim() + len(axes)
+        for axis in sorted(ax % rank for ax in axes):
+            x = x.unsqueeze(axis)
+        return [x]
+
+    def _op_Squeeze(self, node, a):
+        x, axes = a[0], self._axes(node)
+        if not axes:
+            return [x.squeeze()]
+        for axis in sorted((ax % x.dim() for ax in axes), reverse=True):
+            x = x.squeeze(axis)
+        return [x]
+
+    def _op_Split(self, node, a):
+        x, at = a[0], _attrs(node)
+        axis = at.get("axis", 0) % x.dim()
+        if len(node.input) > 1 and node.input[1]:
+            sizes = list(self._shape_arg(node, 1))
+        elif "split" in at:
+            sizes = list(at["split"])
+        else:
+            sizes = math.ceil(x.shape[axis] / len(node.output))
+        return list(self._torch.split(x, sizes, dim=axis))
+
+    def _op_Gather(self, node, a):
+        torch = self._torch
+        x, idx = a[0], a[1]
+        axis = _attrs(node).get("axis", 0) % x.dim()
+        length = x.shape[axis]
+        if node.input[1] in self._host_consts:  # wrapped once (the warm-up), not in every replay
+            idx = self._gather_index.get((id(node), length))
+            if idx is None:
+                host = self._host_consts[node.input[1]].astype(np.int64)
+                idx = torch.from_numpy(np.where(host < 0, host + length, host)).to(self.device)
+                self._gather_index[(id(node), length)] = idx
+        else:
+            idx = torch.where(idx < 0, idx + length, idx)
+        picked = torch.index_select(x, axis, idx.reshape(-1).to(torch.int64))
+        return [picked.reshape(tuple(x.shape[:axis]) + tuple(idx.shape) + tuple(x.shape[axis + 1:]))]
+
+    def _op_Cast(self, node, a):
+        from onnx import helper
+
+        dtype = helper.tensor_dtype_to_np_dtype(_attrs(node)["to"])
+        return [a[0].to(self._torch.from_numpy(np.empty(0, dtype)).dtype)]
