@@ -68,7 +68,8 @@ def filled_cache(dim: int, dtype: str, table_bytes: int, tier=None, admission="a
     """A GPU cache whose row array is ``table_bytes`` bytes, every set full (load factor 1.0)."""
     itemsize = np.dtype(dtype).itemsize if dtype != "bfloat16" else 2
     capacity = table_bytes // (dim * itemsize)
-    cache = embcache.Cache(capacity, dim, "lru", admission, dtype, "gpu", tier or HostStore(dim, dtype), ways=ways)
+    cache = embcache.Cache(capacity, dim, "lru", admission, dtype, "gpu", HostStore(dim, dtype) if tier is None else tier,
+                           ways=ways)
     fill_every_set(cache._backend)
     cache._size = int((cache._backend.keys != EMPTY_KEY).sum())
     return cache
@@ -187,7 +188,8 @@ def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, a
 
     misses = int(batch * miss_fraction)
     reps = repeat * 10
-    fresh = misses * (reps + 10 if admit else 4)
+    batches_made = 2 * reps + 10 if admit else 4  # fresh missed keys for every lookup, timed or not
+    fresh = misses * batches_made
     store = HostStore(dim, "float32", initial_rows=max(fresh, 16), pinned=True)
     store_keys = distinct_keys(10**15, fresh, np)
     if fresh:
@@ -195,7 +197,7 @@ def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, a
     cache = filled_cache(dim, "float32", GIB, tier=store, admission="always" if admit else HitRateThreshold(0.5))
     rng = np.random.default_rng(1)
     batches = []
-    for s in range(reps + 10 if admit else 4):
+    for s in range(batches_made):
         new = store_keys[s * misses:(s + 1) * misses] if admit else rng.choice(store_keys, misses, replace=False)
         k = cupy.concatenate([cached_sample(cache, batch - misses, s), cupy.asarray(new)])
         batches.append(k[cupy.asarray(rng.permutation(batch))])

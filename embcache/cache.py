@@ -303,7 +303,9 @@ class Cache:
         """Order this call's stream after the last stream-ordered lookup's, if it ran on another (no host wait)."""
         if self._inflight is not None:
             stream, event = self._inflight
-            if self._backend.current_stream() != stream:
+            # a capture cannot wait for work enqueued outside it: a graph's replays are ordered by whoever
+            # launches them (capture after the lookups it follows have run, as CUDA graph users do)
+            if self._backend.current_stream() != stream and not self._backend.capturing():
                 self._backend.wait_event(event)
                 self._inflight = None
 
