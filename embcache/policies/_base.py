@@ -154,6 +154,23 @@ class Policy:
     Subclasses set ``name``, ``new_score`` and ``hit_score`` (see the module
     docstring); ``inserts_on_lookup = False`` makes lookups never insert.  The traits
     ``hit_changes_score``, ``hit_is_stateless`` and ``composes`` are derived from the rules.
+
+    The rule language (issue 22's extension included): ``score``, ``clock``, ``count``,
+    ``MAX_SCORE``, non-negative literals, ``+ - *`` (int64 wrap-around), ``min``, ``max``,
+    ``sat_add``, ``a // N`` (floor division by a literal ``N >= 1``) and ``a & N`` (bitwise and with a
+    literal ``N >= 0``); every backend gives every int64 input the value ``_evaluate`` gives it.
+    ``//`` gives coarse clocks (:class:`~embcache.policies.EpochLRU`), ``&`` unpacks fields of a packed
+    score (:class:`~embcache.policies.LRU2`).
+
+    What a per-slot rule cannot express: a change of every slot's score at a moment when the slots
+    are not accessed.  LFU with aging (every count halved at each multiple of ``A`` clocks) is one: two
+    untouched slots with counts 3 and 2 tie at 1 after a halving, so their order changes while neither
+    score is written, which no rule applied at access time can do (and no packing of the epoch into
+    the score helps: the order of two stored scores never changes).  The minimal extension is an
+    ``age_score`` rule with a period ``A``: at the start of every lookup whose clock is a multiple of
+    ``A`` the backend applies it (``score // 2``) to every occupied slot, as one pass over the scores
+    array (O(capacity / A) a batch), before the probe; deterministic and identical on both backends,
+    and ``composes`` still concerns ``hit_score`` alone.  Not built: it needs a backend pass.
     """
 
     name: ClassVar[str]
