@@ -353,8 +353,10 @@ def _parser() -> argparse.ArgumentParser:
     upd.set_defaults(func=_serve_updates)
     study = add_parser("study", help="compare policies on a trace: hit rates beside Belady, CSV/JSON and plots")
     study.add_argument("--trace", default=None,
-                       help="criteo (the sample), synthetic:LOOKUPS[:SEED[:SCALE]], a trace folder, or a key file "
-                            "(.npy, text); default: the sample, else synthetic:460760 (with a note)")
+                       help="criteo (the sample), synthetic:LOOKUPS[:SEED[:SCALE]], "
+                            "drift:LOOKUPS[:KEYS[:INTERVAL[:FRACTION[:EXPONENT[:SEED]]]]] (Zipf, its ranking partly "
+                            "reshuffled every INTERVAL lookups), a trace folder, or a key file (.npy, text); "
+                            "default: the sample, else synthetic:460760 (with a note)")
     study.add_argument("--data", default=None, help=_DATA_HELP)
     study.add_argument("--policies", default="lru,lfu,fifo",
                        help=f"comma-separated: {', '.join(policy_names())}, or a user policy's import path "

@@ -361,6 +361,38 @@ def _synthetic(spec: str, root: Path, notify: Callable[[str], None] | None) -> t
         f"cardinalities x{scale:g}, seed {seed}")
 
 
+_DRIFT_USAGE = ("a drifting trace is drift:LOOKUPS[:KEYS[:INTERVAL[:FRACTION[:EXPONENT[:SEED]]]]], e.g. "
+                "drift:100000000 (KEYS and INTERVAL default to LOOKUPS / 100, FRACTION 0.1, EXPONENT 1.0, SEED 0)")
+
+
+def _drift(spec: str) -> tuple[list[np.ndarray], str]:
+    from . import traces
+    from .errors import ConfigError
+
+    parts = spec.split(":")[1:]
+    try:
+        if not 1 <= len(parts) <= 6:
+            raise ValueError
+        numbers = [float(v) for v in parts]
+        lookups = int(numbers[0])
+        whole = [lookups] + [int(v) for v in numbers[1:3]]
+        if any(w != v for w, v in zip(whole, numbers)):
+            raise ValueError
+        keys = whole[1] if len(whole) > 1 else max(1, lookups // 100)
+        interval = whole[2] if len(whole) > 2 else max(1, lookups // 100)
+        fraction = numbers[3] if len(numbers) > 3 else 0.1
+        exponent = numbers[4] if len(numbers) > 4 else 1.0
+        seed = int(parts[5]) if len(parts) > 5 else 0
+        if lookups < 1 or seed < 0:
+            raise ValueError
+        chunks = list(traces.drifting_zipf_trace(lookups, keys, exponent, interval, fraction, seed))
+    except (ValueError, ConfigError) as exc:
+        detail = f" ({exc})" if isinstance(exc, ConfigError) else ""
+        raise ConfigError(f"{spec!r}: {_DRIFT_USAGE}{detail}") from None
+    return chunks, (f"SYNTHETIC, DRIFTING: {lookups:,} lookups, Zipf({exponent:g}) over {keys:,} keys, "
+                    f"{fraction:g} of the ranking reshuffled every {interval:,} lookups, seed {seed}")
+
+
 def load_trace_source(source: str | None, data_root: str | os.PathLike | None = None,
                       notify: Callable[[str], None] | None = None, **key_file: Any) -> tuple[Iterable[np.ndarray], str]:
     """The chunks of a named trace and a one-line description of it.
@@ -369,7 +401,9 @@ def load_trace_source(source: str | None, data_root: str | os.PathLike | None = 
     ----------
     source : str or None
         ``criteo`` (the sample), ``synthetic:LOOKUPS[:SEED[:SCALE]]`` (per-column Zipf fitted to the
-        sample; ``SCALE`` multiplies every column's cardinality), a trace folder (``embcache trace
+        sample; ``SCALE`` multiplies every column's cardinality),
+        ``drift:LOOKUPS[:KEYS[:INTERVAL[:FRACTION[:EXPONENT[:SEED]]]]]`` (a Zipf law whose ranking is
+        partly reshuffled every INTERVAL lookups: ``traces.drifting_zipf_trace``), a trace folder (``embcache trace
         convert``), a ``.npy`` of integer keys, or a text file of keys (``traces.iter_key_file``, which
         ``key_file`` options go to).  None: the Criteo sample when it is there, else
         ``synthetic:460760`` (as many lookups as the sample), and ``notify`` is told.
@@ -382,7 +416,7 @@ def load_trace_source(source: str | None, data_root: str | os.PathLike | None = 
     Raises
     ------
     ConfigError
-        A source that names nothing, a malformed ``synthetic:`` spec, a missing ``data_root``, or
+        A source that names nothing, a malformed ``synthetic:`` or ``drift:`` spec, a missing ``data_root``, or
         ``criteo`` without the sample.
     """
     from . import traces
@@ -405,6 +439,8 @@ def load_trace_source(source: str | None, data_root: str | os.PathLike | None = 
         return [traces.read_criteo(files)], "Criteo sample (real)"
     if source.startswith("synthetic:"):
         return _synthetic(source, root, notify)
+    if source.startswith("drift:"):
+        return _drift(source)
     path = Path(source)
     if path.is_dir():
         meta = traces.trace_meta(path)
@@ -415,5 +451,6 @@ def load_trace_source(source: str | None, data_root: str | os.PathLike | None = 
                 raise ConfigError(f"{source}: --columns/--sep/--values/--header are for text files, not .npy")
             return traces.iter_npy_keys(path), f"keys of {source}"
         return traces.iter_key_file(path, **key_file), f"keys of {source}"
-    raise ConfigError(f"{source!r} is not 'criteo', 'synthetic:LOOKUPS[:SEED[:SCALE]]', a trace folder or a key "
+    raise ConfigError(f"{source!r} is not 'criteo', 'synthetic:LOOKUPS[:SEED[:SCALE]]', 'drift:LOOKUPS[:...]', "
+                      "a trace folder or a key "
                       "file (.npy, or text with one key a line): no such file or folder")

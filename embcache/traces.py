@@ -16,7 +16,8 @@ from typing import Iterable, Iterator, Sequence
 import numba
 import numpy as np
 
-__all__ = ["data_dir", "criteo_files", "iter_criteo", "read_criteo", "zipf_trace", "CRITEO_COLUMNS",
+__all__ = ["data_dir", "criteo_files", "iter_criteo", "read_criteo", "zipf_trace", "drifting_zipf_trace",
+           "CRITEO_COLUMNS",
            "ColumnModel", "TraceModel", "fit_trace", "criteo_model", "write_trace", "iter_trace", "iter_npy_keys",
            "iter_key_file", "describe", "reuse_bins", "reuse_distances", "trace_meta"]
 
@@ -89,6 +90,90 @@ def zipf_trace(lookups: int, distinct: int, exponent: float = 1.05, seed: int = 
     ranks = rng.choice(distinct, size=lookups, p=p / p.sum())
     ids = rng.permutation(distinct).astype(np.int64)
     return ids[ranks]
+
+
+def drifting_zipf_trace(lookups: int, keys: int, exponent: float = 1.0, interval: int = 1_000_000,
+                        fraction: float = 0.1, seed: int = 0, chunk: int = 1 << 22) -> Iterator[np.ndarray]:
+    """Yield a trace whose popularity drifts: Zipf over ``keys`` keys, its ranking partly reshuffled at intervals.
+
+    Lookup ``t`` draws a rank ``r`` in ``1..keys`` with probability proportional to ``r**-exponent`` and
+    looks up the key that holds rank ``r`` now.  Keys are ``0 .. keys - 1``, first ranked in a random
+    order; before lookup ``interval``, ``2 * interval``, ... the ranks of ``round(fraction * keys)``
+    keys chosen at random (most of them in the long tail) are dealt out again among those keys at
+    random, so a popular key may fall into the tail and a tail key jump to the top.  A cache that
+    trusts old counts (LFU without aging) keeps the fallen keys: this is the trace where it must lose
+    to LRU.
+
+    Parameters
+    ----------
+    lookups : int
+        Length of the trace (key lookups), >= 0.
+    keys : int
+        Distinct keys the law ranges over, >= 1.
+    exponent : float
+        Zipf exponent ``s`` (> 0): 1.0 puts ~7% of lookups on the top key of 10^6.
+    interval : int
+        Lookups between reshuffles, >= 1.
+    fraction : float
+        Share of the ranking reshuffled each time, in [0, 1].
+    seed : int
+        The trace is a function of the arguments and ``seed`` alone (not of ``chunk``).
+    chunk : int
+        Keys per yielded array: memory is ``O(keys + chunk)`` whatever ``lookups`` is
+        (10^8 lookups over 10^6 keys take ~10 s and ~100 MB).
+
+    Yields
+    ------
+    (n,) int64 arrays of keys in lookup order, ``n <= chunk``, ``lookups`` keys in all.
+    """
+    from .errors import ConfigError
+
+    if int(lookups) != lookups or lookups < 0 or int(keys) != keys or keys < 1:
+        raise ConfigError(f"drifting_zipf_trace(lookups={lookups}, keys={keys}): both whole numbers, keys >= 1")
+    if not exponent > 0 or int(interval) != interval or interval < 1 or not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"drifting_zipf_trace(exponent={exponent}, interval={interval}, fraction={fraction}): "
+                          "exponent > 0, interval a whole number >= 1, fraction in [0, 1]")
+    if int(chunk) != chunk or chunk < 1:
+        raise ConfigError(f"drifting_zipf_trace(chunk={chunk}): a whole number of keys >= 1")
+    return _drift_chunks(int(lookups), int(keys), float(exponent), int(interval), float(fraction), int(seed),
+                         int(chunk))
+
+
+def _drift_chunks(lookups, keys, exponent, interval, fraction, seed, chunk):
+    cdf = _zipf_cdf(keys, exponent)
+    guide = np.searchsorted(cdf, np.arange(keys) / keys, side="right").astype(np.int64)
+    shuffles = np.random.default_rng([seed, 0])
+    ranking = shuffles.permutation(keys).astype(np.int64)  # rank - 1 -> key
+    moved = int(round(fraction * keys))
+    draws = np.random.default_rng([seed, 1])  # one stream, consumed in lookup order: chunking changes nothing
+    done = 0
+    while done < lookups:
+        n = min(chunk, lookups - done)
+        out = np.empty(n, np.int64)
+        at = 0
+        while at < n:
+            t = done + at
+            if t and t % interval == 0 and moved:
+                where = shuffles.choice(keys, moved, replace=False)
+                ranking[where] = ranking[shuffles.permutation(where)]
+            m = min(n - at, interval - t % interval)
+            _zipf_keys(cdf, guide, ranking, draws.random(m), out[at:at + m])
+            at += m
+        yield out
+        done += n
+
+
+@numba.njit(cache=True, nogil=True)
+def _zipf_keys(cdf, guide, ranking, uniforms, out):
+    # inverse CDF through a guide table: bucket j of [0, 1) starts its search at the first rank whose
+    # CDF passes j / keys, so a draw costs O(1) steps on average instead of a binary search
+    keys = cdf.shape[0]
+    for i in range(uniforms.shape[0]):
+        u = uniforms[i]
+        r = guide[min(int(u * keys), keys - 1)]
+        while r < keys - 1 and cdf[r] <= u:
+            r += 1
+        out[i] = ranking[r]
 
 
 # ---------------------------------------------------------------- a synthetic model fitted to a real trace

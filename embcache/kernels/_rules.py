@@ -123,9 +123,32 @@ def numba_module(new_score: str, hit_score: str, version: str) -> str:
 
 
 def c_expression(text: str) -> str:
-    """A rule as a parenthesised C expression: ``min``/``max`` become the int64 helpers of common.cuh."""
-    tree = ast.parse(canonical(text), mode="eval")
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id in ("min", "max"):
-            node.id = "score_" + node.id
-    return f"({ast.unparse(tree)})"
+    """A rule as a parenthesised C expression with the value ``policies._base._evaluate`` gives it.
+
+    Every operation is parenthesised (C's precedence is not Python's), literals are ``long long``
+    (``LL``: an unsuffixed literal may be a 32-bit ``int`` in C), ``+ - *`` wrap through ``u64``
+    (signed overflow is undefined in C), ``min``/``max`` become the int64 helpers of common.cuh and
+    ``a // N`` (N a positive literal) becomes the floor quotient: C's ``/`` truncates toward zero, so a
+    negative ``a`` takes ``-1 - (-(a + 1)) / N``, which is exact for the whole int64 range.
+    """
+    return f"({_c(ast.parse(canonical(text), mode='eval').body)})"
+
+
+_C_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}
+_C_FUNCTIONS = {"min": "score_min", "max": "score_max", "sat_add": "sat_add"}
+
+
+def _c(node: ast.AST) -> str:
+    # the node is part of a checked rule: only the forms check_score_expression allows reach here
+    if isinstance(node, ast.Constant):
+        return f"{node.value}LL"
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Call):
+        return f"{_C_FUNCTIONS[node.func.id]}({', '.join(_c(arg) for arg in node.args)})"
+    a, b = _c(node.left), _c(node.right)
+    if isinstance(node.op, ast.FloorDiv):
+        return f"(({a}) >= 0LL ? ({a}) / {b} : -1LL - (-(({a}) + 1LL)) / {b})"
+    if isinstance(node.op, ast.BitAnd):
+        return f"(({a}) & {b})"
+    return f"((i64)((u64)({a}) {_C_OPS[type(node.op)]} (u64)({b})))"

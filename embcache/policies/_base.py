@@ -10,9 +10,19 @@ policy only says
 Both are one expression over ``score`` (the slot's current score), ``clock``
 (the batch clock, >= 1) and ``count`` (how often the key occurs in the batch),
 written in the common subset of Python and C: integer literals, ``+ - *``,
-``min``, ``max`` and ``sat_add`` (addition that stops at ``MAX_SCORE``).  The
-backends compile the same text into a Numba function and a CUDA device
-function, so a policy is defined exactly once.
+``min``, ``max`` and ``sat_add`` (addition that stops at ``MAX_SCORE``), and
+two operators whose right operand must be an integer literal:
+
+* ``a // N`` with ``1 <= N < 2**63``: floor division (rounds toward minus infinity, as Python's ``//``;
+  never overflows), so that a rule can read a coarse clock (``clock // 16``: epoch-LRU);
+* ``a & N`` with ``0 <= N < 2**63``: bitwise and on the two's-complement bits (the result is in
+  ``[0, N]``), so that a rule can unpack a field of a packed score (LRU-2's two clocks).
+
+``+ - *`` wrap around in int64 on every backend.  The backends compile the same text into a Numba
+function and a CUDA device function (``embcache.kernels._rules``: C's ``/`` truncates, so ``//``
+becomes a sign-correct quotient there, and ``+ - *`` go through uint64), so a policy is defined
+exactly once and its value is the same on both for every int64 input; ``_evaluate`` below is that
+value, in Python.
 
 ``hit_score`` must compose: applying it with ``count=a`` then ``count=b`` must
 equal applying it once with ``count=a+b`` (true of ``clock``, ``score`` and
@@ -26,7 +36,8 @@ here, from the checked rules, and are what the backends read (they never parse t
 * ``hit_is_stateless``: a hit changes the score and reads neither ``score`` nor ``count`` (LRU's
   ``clock``), so every occurrence writes the same value and a backend may store it while probing;
 * ``composes``: the hit rule composes (checked on a grid of scores, clocks and counts in int64
-  arithmetic; a rule that does not is refused at definition, since the backends would disagree).
+  arithmetic, negative and extreme scores and the clocks around powers of two included; a rule
+  that does not is refused at definition, since the backends would disagree).
 
 A class body may declare a trait; a declaration that contradicts the rules is a ``ConfigError``.
 """
@@ -42,6 +53,8 @@ __all__ = ["Policy", "Admission", "SCORE_VARIABLES", "SCORE_FUNCTIONS", "check_s
 SCORE_VARIABLES = ("score", "clock", "count", "MAX_SCORE")
 SCORE_FUNCTIONS = ("min", "max", "sat_add")
 _BINOPS = (ast.Add, ast.Sub, ast.Mult)
+# operators whose right operand is an integer literal, with the literals they accept
+_LITERAL_OPS = {ast.FloorDiv: (1, "a positive"), ast.BitAnd: (0, "a non-negative")}
 
 
 def check_score_expression(text: str) -> str:
@@ -53,7 +66,15 @@ def check_score_expression(text: str) -> str:
     except SyntaxError as exc:
         raise ConfigError(f"score expression {text!r} is not valid syntax: {exc.msg}") from None
     for node in ast.walk(tree):
-        ok = isinstance(node, (ast.Expression, ast.Load, ast.BinOp, *_BINOPS))
+        if isinstance(node, ast.BinOp) and type(node.op) in _LITERAL_OPS:
+            low, what = _LITERAL_OPS[type(node.op)]
+            right = node.right
+            if not (isinstance(right, ast.Constant) and type(right.value) is int and low <= right.value < 2**63):
+                raise ConfigError(
+                    f"score expression {text!r}: the right operand of {ast.unparse(node)!r} must be {what} "
+                    f"integer literal below 2**63 (e.g. 'clock // 16', 'score & 2147483647')"
+                )
+        ok = isinstance(node, (ast.Expression, ast.Load, ast.BinOp, *_BINOPS, *_LITERAL_OPS))
         ok |= isinstance(node, ast.Name) and node.id in SCORE_VARIABLES + SCORE_FUNCTIONS
         ok |= isinstance(node, ast.Constant) and type(node.value) is int and 0 <= node.value < 2**63
         ok |= (
@@ -66,8 +87,8 @@ def check_score_expression(text: str) -> str:
         if not ok:
             raise ConfigError(
                 f"score expression {text!r} uses {type(node).__name__} ({ast.unparse(node)!r}); "
-                f"only {', '.join(SCORE_VARIABLES)}, non-negative integer literals, + - * and "
-                f"{', '.join(SCORE_FUNCTIONS)}(a, b) are allowed so that every backend can compile it"
+                f"only {', '.join(SCORE_VARIABLES)}, non-negative integer literals, + - *, // and & by a "
+                f"literal and {', '.join(SCORE_FUNCTIONS)}(a, b) are allowed so that every backend can compile it"
             )
     return text
 
@@ -92,15 +113,21 @@ def _evaluate(tree: ast.AST, score: int, clock: int, count: int) -> int:
         return {"score": score, "clock": clock, "count": count, "MAX_SCORE": _MAX_SCORE}[tree.id]
     if isinstance(tree, ast.BinOp):
         a, b = _evaluate(tree.left, score, clock, count), _evaluate(tree.right, score, clock, count)
-        return _wrap(a + b if isinstance(tree.op, ast.Add) else a - b if isinstance(tree.op, ast.Sub) else a * b)
+        op = type(tree.op)
+        # // and & of an int64 by a checked literal stay in int64: Python's values are the backends'
+        value = (a + b if op is ast.Add else a - b if op is ast.Sub else a * b if op is ast.Mult
+                 else a // b if op is ast.FloorDiv else a & b)
+        return _wrap(value)
     a, b = (_evaluate(arg, score, clock, count) for arg in tree.args)
     return {"min": min, "max": max}[tree.func.id](a, b) if tree.func.id != "sat_add" else \
         (_MAX_SCORE if a + b > _MAX_SCORE else _wrap(a + b))
 
 
-# where a rule that does not compose shows it: small and extreme scores, early and late clocks, small counts
-_SCORES = (0, 1, 2, 3, 7, 64, 1000, 2**31, _MAX_SCORE - 5, _MAX_SCORE)
-_CLOCKS = (1, 2, 5, 1000, 2**40)
+# where a rule that does not compose shows it: small, negative and extreme scores, early and late clocks
+# (around the powers of two where a // or & by a literal changes value), small counts
+_SCORES = (0, 1, 2, 3, 7, 64, 1000, 2**31 - 1, 2**31, 2**32 + 3, 2**62 + 2**31 + 5, _MAX_SCORE - 5, _MAX_SCORE,
+           -1, -1000, -(2**63))
+_CLOCKS = (1, 2, 5, 15, 16, 17, 1000, 2**31 - 1, 2**31, 2**32 + 1, 2**40)
 _COUNTS = ((1, 1), (1, 2), (2, 1), (2, 3), (3, 5), (7, 1))
 
 
@@ -127,6 +154,23 @@ class Policy:
     Subclasses set ``name``, ``new_score`` and ``hit_score`` (see the module
     docstring); ``inserts_on_lookup = False`` makes lookups never insert.  The traits
     ``hit_changes_score``, ``hit_is_stateless`` and ``composes`` are derived from the rules.
+
+    The rule language (issue 22's extension included): ``score``, ``clock``, ``count``,
+    ``MAX_SCORE``, non-negative literals, ``+ - *`` (int64 wrap-around), ``min``, ``max``,
+    ``sat_add``, ``a // N`` (floor division by a literal ``N >= 1``) and ``a & N`` (bitwise and with a
+    literal ``N >= 0``); every backend gives every int64 input the value ``_evaluate`` gives it.
+    ``//`` gives coarse clocks (:class:`~embcache.policies.EpochLRU`), ``&`` unpacks fields of a packed
+    score (:class:`~embcache.policies.LRU2`).
+
+    What a per-slot rule cannot express: a change of every slot's score at a moment when the slots
+    are not accessed.  LFU with aging (every count halved at each multiple of ``A`` clocks) is one: two
+    untouched slots with counts 3 and 2 tie at 1 after a halving, so their order changes while neither
+    score is written, which no rule applied at access time can do (and no packing of the epoch into
+    the score helps: the order of two stored scores never changes).  The minimal extension is an
+    ``age_score`` rule with a period ``A``: at the start of every lookup whose clock is a multiple of
+    ``A`` the backend applies it (``score // 2``) to every occupied slot, as one pass over the scores
+    array (O(capacity / A) a batch), before the probe; deterministic and identical on both backends,
+    and ``composes`` still concerns ``hit_score`` alone.  Not built: it needs a backend pass.
     """
 
     name: ClassVar[str]
