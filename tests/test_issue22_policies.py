@@ -205,9 +205,6 @@ def test_sat_add_agrees_for_the_scores_policies_give(tmp_path):
         assert got == [_evaluate(tree, s, c, n) for s, c, n in inputs], rule
 
 
-@pytest.mark.xfail(strict=True, reason="common.cuh's and cpu.py's sat_add test b > MAX_SCORE - a, which overflows "
-                   "for a < 0 (sat_add(-5, 1) gives MAX_SCORE, the evaluator -4); the fix, for the lead: "
-                   "(b > 0 && a > MAX_SCORE - b) ? MAX_SCORE : a + b")
 def test_sat_add_of_a_negative_score_is_the_evaluators(tmp_path):
     inputs = [(-5, 1, 1), (-(2**63), 1, 1)]
     (got,) = _c_values(["sat_add(score, count)"], inputs, tmp_path)

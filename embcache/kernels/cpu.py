@@ -39,8 +39,9 @@ _EMPTY = np.int64(EMPTY_KEY)
 
 @numba.njit(inline="always", nogil=True, cache=True)
 def sat_add(a: np.int64, b: np.int64) -> np.int64:
-    """a + b for non-negative scores, stopping at MAX_SCORE instead of wrapping."""
-    if b > _MAX - a:
+    """a + b stopping at MAX_SCORE, for any int64 a and b (below it the sum wraps, as the rule evaluator
+    says): the test is on b > 0 so that MAX_SCORE - b cannot overflow for a negative a."""
+    if b > 0 and a > _MAX - b:
         return _MAX
     return a + b
 

@@ -34,7 +34,9 @@ __device__ __forceinline__ u64 set_of(i64 key, u64 num_sets) { return mix64((u64
 __device__ __forceinline__ unsigned char digest_of(i64 key) { return (unsigned char)(mix64((u64)key) >> 56); }
 
 // the score functions a policy expression may call (policies/_base.py)
-__device__ __forceinline__ i64 sat_add(i64 a, i64 b) { return b > MAX_SCORE - a ? MAX_SCORE : a + b; }
+// a + b stopping at MAX_SCORE, for any int64 a and b (below it the sum wraps, as policies/_base.py's
+// evaluator says): the test is on b > 0 so that MAX_SCORE - b cannot overflow for a negative a
+__device__ __forceinline__ i64 sat_add(i64 a, i64 b) { return (b > 0 && a > MAX_SCORE - b) ? MAX_SCORE : (i64)((u64)a + (u64)b); }
 __device__ __forceinline__ i64 score_min(i64 a, i64 b) { return a < b ? a : b; }
 __device__ __forceinline__ i64 score_max(i64 a, i64 b) { return a > b ? a : b; }
 
