@@ -319,12 +319,15 @@ class Cache:
             b.synchronize()  # replays may have run on any stream
         totals, last = b.absorb_ordered()
         self._unabsorbed = self._captured
+        size_before = self._size
         self._size += int(totals["outcomes"][INSERTED])
         occupancy = self._size / self.capacity
         previous = self._stats.last
         self._stats.add(_ordered_stats(totals, occupancy))
-        # the last operation's counts: a stream-ordered lookup's (the device's last batch) or another's
-        self._stats.last = _ordered_stats(last, occupancy) if last is not None and self._last_ordered else previous
+        # the last operation's counts: a stream-ordered lookup's (the device's last batch, its occupancy
+        # when it ended: a deferred insertion may have run since) or another's
+        self._stats.last = previous if last is None or not self._last_ordered else _ordered_stats(
+            last, (size_before + last["inserted_by_then"]) / self.capacity)
 
     def _finish(self, batch: Stats) -> None:
         self._last_ordered = False

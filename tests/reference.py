@@ -50,6 +50,7 @@ class ReferenceCache:
         self.last = Counter()
         sk = admission.sketch
         self.sketch = None if sk is None else [[0] * sk[1] for _ in range(sk[2])]
+        self.pending = []  # HitRateDeferred: (key, count, row) a lookup left to place, in placing order
 
     # -- helpers
     def set_index(self, key):
@@ -65,7 +66,19 @@ class ReferenceCache:
         return sum(slot is not None for s in self.sets for slot in s)
 
     def begin(self):
+        self.flush()
         self.last = Counter()
+
+    def flush(self):
+        """Place what a deferred lookup left, before the next operation (query aside); its counts go to
+        the totals, in no operation's last counts."""
+        if self.pending:
+            pending, self.pending, last = self.pending, [], self.last
+            self.last = Counter()
+            for key, count, row in pending:
+                self.place(key, count, row, False)
+            self.stats.update(self.last)
+            self.last = last
 
     def end(self):
         self.stats.update(self.last)
@@ -118,12 +131,16 @@ class ReferenceCache:
             slot.score = evaluate(self.policy.hit_score, slot.score, self.clock, counts[k])
         batch_ok = self.policy.inserts_on_lookup and self.admission.admit_batch(self.last["hits"], len(keys))
         estimates = self.sketch_batch(missed, counts) if batch_ok and self.sketch is not None else None
+        t = self.admission.defer_at_hit_rate
+        defer = t is not None and self.last["hits"] >= t * len(keys)
         for k in missed:
             admit = batch_ok if estimates is None else estimates[k] >= self.admission.sketch[0]
             if k not in self.tier:
                 self.last["absent"] += 1
             elif not admit:
                 self.last["refusals"] += 1
+            elif defer:  # served now, placed when the next operation begins
+                self.pending.append((k, counts[k], self.tier[k]))
             else:
                 self.place(k, counts[k], self.tier[k], self.admission.refuse_below_min)
         self.end()
@@ -141,6 +158,7 @@ class ReferenceCache:
         return last
 
     def insert(self, keys, rows):
+        self.flush()  # before anything, as the cache does (a deferred batch may fill ways the checks see)
         last = self._last_rows(keys, rows)
         if not self.policy.inserts_on_lookup and any(self.slot_of(k) is None for k in last):
             raise StaticInsertError("static")
@@ -172,6 +190,7 @@ class ReferenceCache:
         self.end()
 
     def preload(self, keys):
+        self.flush()
         counts = Counter(int(k) for k in keys)
         new = [k for k in counts if k in self.tier and self.slot_of(k) is None]
         need = Counter(self.set_index(k) for k in new)
@@ -194,6 +213,7 @@ class ReferenceCache:
         self.end()
 
     def export(self):
+        self.flush()
         slots = sorted((slot for s in self.sets for slot in s if slot is not None), key=lambda s: s.key)
         keys = np.array([s.key for s in slots], np.int64)
         rows = np.array([s.row for s in slots], self.dtype).reshape(len(slots), self.dim)

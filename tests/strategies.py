@@ -2,7 +2,7 @@
 import numpy as np
 from hypothesis import strategies as st
 
-from embcache.policies import Always, HitRateThreshold, MinFrequency, RefuseBelowMin
+from embcache.policies import Always, HitRateDeferred, HitRateThreshold, MinFrequency, RefuseBelowMin
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -18,6 +18,7 @@ ADMISSIONS = {
     "min_frequency": lambda: MinFrequency(n=2, width=16, depth=2, seed=7),
     "refuse_below_min": lambda: RefuseBelowMin(),
     "hit_rate_threshold": lambda: HitRateThreshold(0.5),
+    "hit_rate_deferred": lambda: HitRateDeferred(0.5),  # half the batches with a hit defer: often seen
 }
 
 

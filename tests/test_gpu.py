@@ -4,7 +4,7 @@ Every test here needs a CUDA GPU and CuPy; without them the module skips.
 """
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import embcache
@@ -93,6 +93,7 @@ OPS = ["lookup", "lookup", "lookup", "query", "insert", "update", "erase", "prel
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("admission", list(ADMISSION_GRID))
 @pytest.mark.parametrize("policy", POLICIES)
+@settings(max_examples=max(10, settings().max_examples // 4))  # a grid of every policy x admission x dtype
 @given(data=st.data())
 def test_cpu_and_gpu_agree(policy, admission, dtype, data):
     """Random operation sequences: identical outputs, export, stats and clock after every step.

@@ -150,25 +150,40 @@ PS = {"persistent_db": {"type": "rocks_db", "path": "rocks"},
       "models": [{"model": "m", "embedding_table_names": ["t"], "embedding_vecsize_per_table": [DIM]}]}
 
 
-@pytest.mark.parametrize("threshold", [None, 1, 1.0])
-def test_hit_rate_threshold_one_or_absent_is_todays_behaviour(tmp_path, threshold):
-    data = copy.deepcopy(PS)
-    if threshold is not None:
-        data["models"][0]["hit_rate_threshold"] = threshold
-    model = parse_config(data, tmp_path).models[0]
-    assert model.hit_rate_threshold in (None, 1.0)
-
-
-@pytest.mark.parametrize("threshold", [0.0, 0.5, 0.9, 0.999])
+@pytest.mark.parametrize("threshold", [None, 0.0, 0.5, 0.9, 1, 1.0])
 @pytest.mark.parametrize("spelling", ["hps", "native"])
-def test_other_hit_rate_thresholds_are_refused_naming_the_field(tmp_path, threshold, spelling):
+def test_hit_rate_threshold_is_hps_deferred_insertion(tmp_path, threshold, spelling):
+    """ps.json's hit_rate_threshold becomes the tables' HitRateDeferred admission (issue 21 item 3)."""
+    from embcache.policies import HitRateDeferred
+
     if spelling == "hps":
         data = copy.deepcopy(PS)
-        data["models"][0]["hit_rate_threshold"] = threshold
+        if threshold is not None:
+            data["models"][0]["hit_rate_threshold"] = threshold
     else:
-        data = {"models": [{"name": "m", "hit_rate_threshold": threshold,
-                            "tables": [{"name": "t", "dim": DIM, "store": "rocksdb:t"}]}]}
-    with pytest.raises(ConfigError, match=r"hit_rate_threshold .*not supported yet"):
+        data = {"models": [{"name": "m", "tables": [{"name": "t", "dim": DIM, "store": "rocksdb:t"}]}]}
+        if threshold is not None:
+            data["models"][0]["hit_rate_threshold"] = threshold
+    model = parse_config(data, tmp_path).models[0]
+    admission = model.admission_of(model.tables[0])
+    if threshold is None:
+        assert admission == "always"
+    else:
+        assert admission == HitRateDeferred(float(threshold))
+
+
+def test_a_threshold_beside_another_admission_is_refused(tmp_path):
+    data = {"models": [{"name": "m", "hit_rate_threshold": 0.5,
+                        "tables": [{"name": "t", "dim": DIM, "store": "rocksdb:t", "admission": "min_frequency"}]}]}
+    with pytest.raises(ConfigError, match="hit_rate_threshold 0.5 and table 't'"):
+        parse_config(data, tmp_path)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, True, "0.5"])
+def test_a_threshold_that_is_no_hit_rate_is_refused(tmp_path, value):
+    data = copy.deepcopy(PS)
+    data["models"][0]["hit_rate_threshold"] = value
+    with pytest.raises(ConfigError, match="hit_rate_threshold must be a hit rate"):
         parse_config(data, tmp_path)
 
 

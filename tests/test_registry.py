@@ -217,6 +217,7 @@ def test_the_contract_and_stateful_grids_take_a_policy_file(package_mru):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and CuPy")
+@pytest.mark.timeout(600)  # every admission's differential test and stateful machine, one after another
 def test_a_policy_file_runs_the_gpu_grids(package_mru):
     """The same new file on the GPU: the CPU/GPU differential test and the stateful machine."""
     from . import test_gpu

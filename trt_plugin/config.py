@@ -51,12 +51,11 @@ Mapped (change what embcache does):
   table (a replica, all in front of the table's one store), and a lookup is served by the cache of
   the caller's device (the keys' device, else CuPy's current one); a lookup from a GPU not in the
   list is a ConfigError naming the field.  (On the CPU backend there is one cache and no device.)
-* ``hit_rate_threshold`` -> when misses are inserted.  HPS inserts a batch's misses after the batch
-  returns when its hit rate is at or above the threshold, and before returning below it.  embcache
-  inserts before returning, which is HPS's behaviour for ``1.0`` (only an all-hit batch reaches 1.0,
-  and it has nothing to insert): ``1.0`` or absent is taken; any other value is refused (a
-  ConfigError naming the field) until the after-return insertion of the "Serving latency" issue
-  exists.
+* ``hit_rate_threshold`` -> when misses are inserted, as HPS does it: a batch whose hit rate is at or
+  above the threshold returns first and its misses are placed when the cache's next operation begins;
+  below it they are placed before it returns.  The model's tables get the admission
+  ``embcache.policies.HitRateDeferred(threshold)``; a table that names another admission than
+  ``always`` beside a threshold is a ConfigError (both would say which misses enter).
 
 Refused (a ConfigError naming the field, because embcache cannot do what it asks):
 
@@ -67,7 +66,6 @@ Refused (a ConfigError naming the field, because embcache cannot do what it asks
 * ``volatile_db.user_name`` / ``password`` / ``enable_tls`` / ``tls_*`` set to a non-default value on a
   volatile_db that is not ``redis_cluster`` (there is no server to authenticate with);
 * ``gpucache: false``, ``embedding_cache_type`` other than dynamic/static, contradictions;
-* ``hit_rate_threshold`` other than ``1.0`` (see above), in the native spelling too.
 
 Ignored, with the reason (HPS's own tuning knobs; they change no row embcache returns):
 
@@ -167,8 +165,8 @@ class ModelConfig:
 
     ``backend``: auto/cpu/gpu.  ``devices``: GPU ordinals (HPS's ``deployed_device_list``), one cache
     of each table per device, each serving the lookups made on its device.  ``hit_rate_threshold``:
-    None or 1.0 (HPS's field; every miss is inserted before the lookup returns).  ``ignored``: HPS
-    fields read and checked that change nothing here.
+    HPS's field, None or a hit rate in [0, 1]: the tables' admission becomes ``HitRateDeferred`` of it
+    (:meth:`admission_of`).  ``ignored``: HPS fields read and checked that change nothing here.
     """
 
     name: str
@@ -177,6 +175,21 @@ class ModelConfig:
     devices: tuple[int, ...] = (0,)
     hit_rate_threshold: float | None = None
     ignored: tuple[str, ...] = ()  # HPS fields read and checked that change nothing here
+
+    def __post_init__(self) -> None:
+        if self.hit_rate_threshold is not None:
+            for t in self.tables:
+                if t.admission != "always":
+                    raise ConfigError(f"model {self.name!r}: hit_rate_threshold {self.hit_rate_threshold} and table "
+                                      f"{t.name!r}'s admission {t.admission!r} both say which misses enter; keep one")
+
+    def admission_of(self, table: TableConfig):
+        """The admission a cache of ``table`` gets: its own, or ``HitRateDeferred(hit_rate_threshold)``."""
+        if self.hit_rate_threshold is None:
+            return table.admission
+        from embcache.policies import HitRateDeferred
+
+        return HitRateDeferred(self.hit_rate_threshold)
 
 
 @dataclass(frozen=True)
@@ -449,14 +462,9 @@ def _parse_native(data: dict, where: str) -> list[ModelConfig]:
 
 
 def _threshold(value, where: str) -> float | None:
-    """``hit_rate_threshold``: absent or 1.0 (insert before returning, as embcache does); others refused."""
+    """``hit_rate_threshold``: absent, or a hit rate in [0, 1] (HPS's deferred insertion)."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
-        raise ConfigError(f"{where}: hit_rate_threshold must be in [0, 1], got {value!r}")
-    if value is not None and value != 1:
-        raise ConfigError(f"{where}: hit_rate_threshold {value!r} is not supported yet: embcache inserts a batch's "
-                          "misses before the lookup returns, which is HPS's behaviour at 1.0 only (inserting after "
-                          "the batch returns, for batches at or above the threshold, is still to come); set it "
-                          "to 1.0 or remove it")
+        raise ConfigError(f"{where}: hit_rate_threshold must be a hit rate in [0, 1], got {value!r}")
     return None if value is None else float(value)
 
 

@@ -192,7 +192,7 @@ class _Registry:
             if where not in self._stores:
                 self._stores[where] = open_table_store(self._configs[entry.path], t, model=m.name)
             with _on(device):
-                cache = Cache(t.capacity_rows(), t.dim, t.policy, t.admission, dtype=t.dtype,
+                cache = Cache(t.capacity_rows(), t.dim, t.policy, m.admission_of(t), dtype=t.dtype,
                               backend="gpu" if entry.gpu else "cpu", tier=self._stores[where],
                               default=t.default_value, ways=t.ways)
             entry.caches[device] = cache

@@ -52,6 +52,7 @@ FIELDS = {
     "F_COUNTERS": 12,
     "F_SETS": 12,  # sets listed by ordered_group (a cursor)
     "F_ADMITS": 13,  # whether the batch admits (ordered_distinct's decision)
+    "F_MARK": 14,  # in the last batch's block: the total of INSERTED outcomes when it ended
 }
 #: how a stream-ordered lookup's batch admits: never (Static), always, or while its hit rate is below t
 ADMIT = {"ADMIT_NEVER": 0, "ADMIT_ALWAYS": 1, "ADMIT_BELOW_HIT_RATE": 2}

@@ -268,6 +268,7 @@ class CPUBackend:
         self.dtype = np.dtype(dtype)
         self.dim = dim
         self.clock = 0
+        self._default = np.zeros(dim, self.dtype)  # until set_default
 
     # ------------------------------------------------------------------ arrays in and out
     # the same names as GPUBackend's, so Cache is written once for both
@@ -331,11 +332,37 @@ class CPUBackend:
         """0: the CPU backend has no stream-ordered lookup (``reads_device_sources`` is False)."""
         return 0
 
-    def reserve(self, max_batch: int) -> None:
+    def reserve(self, max_batch: int, deferred: bool = False) -> None:
         """Nothing to reserve: the CPU backend's lookups need no scratch made ahead."""
 
+    def flush_pending(self) -> None:
+        """Nothing pending: a deferred insertion on the CPU is the Cache's (``Cache._flush``)."""
+
+    #: no CUDA device
+    device_id = None
+
+    @property
+    def default(self) -> np.ndarray:
+        """The row misses get (``set_default``'s), (dim,) of the row dtype."""
+        return self._default
+
+    @staticmethod
+    def found_in_source(slots: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """Whether the keys at indices ``at`` were found in a device source: never on the CPU, which reads
+        none, but computed as the GPU backend does (a slot below -1 is a source row)."""
+        return slots[at] != -1
+
+    def count_source_misses(self, keys: np.ndarray, slots: np.ndarray, misses: int) -> tuple[int, int]:
+        """``(distinct missed keys, how many of those are in neither the cache nor a source)``, as the GPU
+        backend counts them after a probe of a source (on the CPU every miss is in neither)."""
+        missed = slots < 0
+        distinct = np.unique(keys[missed])
+        absent = np.unique(keys[missed & (slots == -1)])
+        return int(distinct.shape[0]), int(absent.shape[0])
+
     def lookup_ordered(self, keys: Any, out: Any, source: Any, admit_mode: int, hit_rate: float,
-                       refuse_below_min: bool, sketch_threshold: int, index_rows: int = 0) -> None:
+                       refuse_below_min: bool, sketch_threshold: int, index_rows: int = 0,
+                       defer_at: float = -1.0) -> None:
         """Refused: a stream-ordered lookup reads a tier's device source, which the CPU backend never does."""
         raise ConfigError("the CPU backend has no stream-ordered lookup: it reads tiers on the host "
                           "(reads_device_sources is False)")

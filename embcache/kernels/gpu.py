@@ -407,6 +407,7 @@ class GPUBackend:
         row is copied from there in the same pass.
         """
         n = keys.shape[0]
+        self._counters_dirty = True  # the probe counts its misses and reserved keys into the state words
         keep_old = touch == _TOUCH_IF_CLEAN
         words = 2 * n if keep_old else n
         if slots is not None:  # the caller's buffer (a stream-ordered lookup's scratch)
@@ -639,6 +640,7 @@ class GPUBackend:
             self._k["ordered_small"]((1,), (self._oblock,), batch + (
                 self.table, self._digests_arg, self.values, out, stash, _NULL if sketch is None else sketch,
                 np.int32(depth), _i64(width), self._sketch_seed, _i64(sketch_threshold), self.state))
+            self._counters_dirty = False  # the miss path zeroed them when it ended
             if not capturing:  # a captured lookup ticks the device clock when replayed
                 self.clock += 1
             return
@@ -657,6 +659,7 @@ class GPUBackend:
             self._k["ordered_insert"](*warps, batch + (self.table, self._digests_arg, self.values, out, stash,
                                                        _FLAG[False], state))
         self._k["ordered_finish"](*_ONE_THREAD, (self.state, count))
+        self._counters_dirty = False  # the miss path zeroed them when it ended
         if not capturing:  # a captured lookup ticks the device clock when replayed
             self.clock += 1
 
@@ -681,7 +684,8 @@ class GPUBackend:
         stream the lookups ran on).  Each is a dict of ``_shared.FIELDS`` counter
         names (``lookups``, ``misses``, ``unique``, ``absent``, ``admitted``,
         ``outcomes`` (5,), ``invalid``, ``batches``); ``last`` is None when no
-        stream-ordered lookup ran since the last call.  Also brings the host's clock
+        stream-ordered lookup ran since the last call, and has ``inserted_by_then``: the
+        keys placed (INSERTED outcomes) from the last call up to that batch's end.  Also brings the host's clock
         up to the device's (graph replays tick it there).
         """
         state = self._read_state().copy()
@@ -689,8 +693,15 @@ class GPUBackend:
         total = state[ORDERED["ORD_TOTAL"]:ORDERED["ORD_TOTAL"] + FIELDS["F_COUNTERS"]]
         seen, self._ordered_seen = self._ordered_seen, total.copy()
         delta = total - seen
-        last = state[ORDERED["ORD_LAST"]:ORDERED["ORD_LAST"] + FIELDS["F_COUNTERS"]]
-        return _counters(delta), (_counters(last) if delta[FIELDS["F_BATCHES"]] else None)
+        at = ORDERED["ORD_LAST"]
+        last = state[at:at + FIELDS["F_COUNTERS"]]
+        if not delta[FIELDS["F_BATCHES"]]:
+            return _counters(delta), None
+        last = _counters(last)
+        # keys the stream-ordered paths had placed when that batch ended, counted from the last call
+        inserted = FIELDS["F_OUTCOMES"] + OUTCOMES["INSERTED"]
+        last["inserted_by_then"] = int(state[at + FIELDS["F_MARK"]] - seen[inserted])
+        return _counters(delta), last
 
     def tick_and_touch(self, slots: Any) -> None:
         """Advance the clock, then apply the hit rule once per occurrence of ``slots`` (-1 entries skipped)."""

@@ -253,6 +253,8 @@ __device__ __forceinline__ void finish_phase(i64* state, i64 n) {
         state[ORD_TOTAL + f] += BATCH(f);
         state[ORD_LAST + f] = BATCH(f);
     }
+    // the host derives the batch's occupancy from it (deferred insertions may follow before it asks)
+    state[ORD_LAST + F_MARK] = state[ORD_TOTAL + F_OUTCOMES + INSERTED];
     for (int f = 0; f < ORD_FIELDS; ++f) BATCH(f) = 0;  // the cursors and flags too
     state[STATE_MISSES] = 0;
     state[STATE_RESERVED] = 0;
