@@ -42,6 +42,7 @@ def main() -> int:
             keys = cupy.zeros(48, cupy.int64)
             out = cupy.empty((48, 8), cupy.float32)
             stream = cupy.cuda.Stream(non_blocking=True)
+            cupy.cuda.Device().synchronize()  # the buffers' zeros (legacy stream) before the graph's copies
             with stream:
                 stream.begin_capture()
                 caches[1].lookup(keys, out=out)

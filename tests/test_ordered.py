@@ -15,6 +15,7 @@ from embcache.kernels.gpu import gpu_available
 from embcache.tiers import HostStore
 
 from .strategies import host, keys as key_values, rows_for
+from .test_gpu import assert_same_state
 from .test_stateful import ADMISSION_GRID, POLICIES
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and CuPy")]
@@ -36,16 +37,17 @@ def caches(capacity, dim, policy, admission, ways, tier_keys, pinned=(False, Tru
     return out
 
 
-def same_state(a, b):
-    k1, r1, s1 = a.export()
-    k2, r2, s2 = b.export()
-    assert k1.tolist() == k2.tolist()
-    assert s1.tolist() == s2.tolist()
-    assert r1.tobytes() == r2.tobytes()
-    assert a.stats.as_dict() == b.stats.as_dict()
-    l1, l2 = a.stats.last, b.stats.last
-    assert (l1 is None) == (l2 is None) and (l1 is None or l1.as_dict() == l2.as_dict())
-    assert a.clock == b.clock and len(a) == len(b)
+def refused_under_capture(cache, keys, out, match: str) -> None:
+    """``cache.lookup(keys, out=out)`` under capture raises CaptureError matching ``match``."""
+    import cupy
+
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        cupy.cuda.Device().synchronize()  # the buffers' initialisation, on the legacy stream, done first
+        stream.begin_capture()
+        with pytest.raises(CaptureError, match=match):
+            cache.lookup(keys, out=out)
+        stream.end_capture()
 
 
 def global_capture(stream):
@@ -56,6 +58,9 @@ def global_capture(stream):
     import cupy
 
     gc.collect()  # nothing of an earlier test freed (a pinned buffer: cudaFreeHost) while this one captures
+    # buffers made on the legacy default stream (cupy.zeros' memset) are not ordered before work on a
+    # non-blocking stream: let them be done before the graph and its inputs' copies use them
+    cupy.cuda.Device().synchronize()
     stream.begin_capture(mode=cupy.cuda.runtime.streamCaptureModeGlobal)
 
 
@@ -92,8 +97,8 @@ def test_captured_replays_equal_uncaptured_lookups_and_the_cpu(policy, admission
         stream.synchronize()
         assert out.get().tobytes() == expected.tobytes()
         assert host(got_plain).tobytes() == expected.tobytes()
-        same_state(cpu, plain)
-        same_state(cpu, captured)
+        assert_same_state(cpu, plain)
+        assert_same_state(cpu, captured)
 
 
 @pytest.mark.parametrize("admission", list(ADMISSION_GRID))
@@ -110,8 +115,8 @@ def test_stream_ordered_lookups_equal_the_host_path(policy, admission):
             expected = cpu.lookup(batch).tobytes()
             assert host(host_path.lookup(batch)).tobytes() == expected
             assert host(ordered.lookup(batch)).tobytes() == expected
-        same_state(cpu, host_path)
-        same_state(cpu, ordered)
+        assert_same_state(cpu, host_path)
+        assert_same_state(cpu, ordered)
 
 
 def test_a_lookup_that_needs_the_host_raises_under_capture():
@@ -119,14 +124,7 @@ def test_a_lookup_that_needs_the_host_raises_under_capture():
     import cupy
 
     _, gpu, _ = caches(64, 4, "lru", "always", 4, np.arange(10, dtype=np.int64), pinned=(False, False, True))
-    keys = cupy.arange(8, dtype=cupy.int64)
-    out = cupy.empty((8, 4), cupy.float32)
-    stream = cupy.cuda.Stream(non_blocking=True)
-    with stream:
-        stream.begin_capture()
-        with pytest.raises(CaptureError, match="cannot be captured"):
-            gpu.lookup(keys, out=out)
-        stream.end_capture()
+    refused_under_capture(gpu, cupy.arange(8, dtype=cupy.int64), cupy.empty((8, 4), cupy.float32), "cannot be captured")
     assert gpu.clock == 0 and len(gpu) == 0  # nothing ran
 
 
@@ -137,12 +135,8 @@ def test_a_capture_longer_than_the_scratch_raises_and_max_batch_prepares_it():
     small.lookup(cupy.arange(4, dtype=cupy.int64))  # scratch for a few keys
     keys = cupy.arange(50, dtype=cupy.int64)
     out = cupy.empty((50, 4), cupy.float32)
+    refused_under_capture(small, keys, out, "max_batch=50")
     stream = cupy.cuda.Stream(non_blocking=True)
-    with stream:
-        stream.begin_capture()
-        with pytest.raises(CaptureError, match="max_batch=50"):
-            small.lookup(keys, out=out)
-        stream.end_capture()
     _, _, ready = caches(64, 4, "lfu", "always", 4, np.arange(100, dtype=np.int64), max_batch=50)
     with stream:
         global_capture(stream)
@@ -160,6 +154,7 @@ def test_other_operations_refuse_to_run_under_capture():
     stream = cupy.cuda.Stream(non_blocking=True)
     keys = cupy.arange(3, dtype=cupy.int64)
     with stream:
+        cupy.cuda.Device().synchronize()  # the buffers' initialisation, on the legacy stream, done first
         stream.begin_capture()
         with pytest.raises(CaptureError, match="only lookup"):
             gpu.query(keys)
@@ -194,6 +189,7 @@ def test_stats_clock_and_len_follow_graph_replays():
     out = cupy.empty((100, 8), cupy.float32)
     stream = cupy.cuda.Stream(non_blocking=True)
     with stream:
+        cupy.cuda.Device().synchronize()  # the buffers' initialisation, on the legacy stream, done first
         stream.begin_capture()
         gpu.lookup(keys, out=out)
         graph = stream.end_capture()
