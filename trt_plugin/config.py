@@ -96,6 +96,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from embcache.errors import ConfigError
 
@@ -183,7 +184,7 @@ class ModelConfig:
                     raise ConfigError(f"model {self.name!r}: hit_rate_threshold {self.hit_rate_threshold} and table "
                                       f"{t.name!r}'s admission {t.admission!r} both say which misses enter; keep one")
 
-    def admission_of(self, table: TableConfig):
+    def admission_of(self, table: TableConfig) -> Any:
         """The admission a cache of ``table`` gets: its own, or ``HitRateDeferred(hit_rate_threshold)``."""
         if self.hit_rate_threshold is None:
             return table.admission

@@ -45,49 +45,116 @@ class Backend(Protocol):
         """Keys a stream-ordered lookup may take without growing its scratch."""
 
     # arrays and streams
-    def on_stream(self, stream: Any) -> contextlib.AbstractContextManager: ...
-    def capturing(self) -> bool: ...
-    def current_stream(self) -> int: ...
-    def record_event(self) -> Any: ...
-    def wait_event(self, event: Any) -> None: ...
-    def synchronize(self) -> None: ...
-    def to_device(self, array: Any) -> Any: ...
-    def to_host(self, array: Any) -> np.ndarray: ...
-    def new_rows(self, n: int) -> Any: ...
-    def set_default(self, default: np.ndarray) -> None: ...
+    def on_stream(self, stream: Any) -> contextlib.AbstractContextManager:
+        """A context in which every operation runs on ``stream`` (GPU: a cupy Stream or a raw handle; CPU: None only)."""
+
+    def capturing(self) -> bool:
+        """Whether the current stream is capturing a CUDA graph (always False on the CPU)."""
+
+    def current_stream(self) -> int:
+        """The current CUDA stream's handle (0 on the CPU)."""
+
+    def record_event(self) -> Any:
+        """An event recorded on the current stream now (None on the CPU, where work is done on return)."""
+
+    def wait_event(self, event: Any) -> None:
+        """Make the current stream wait for ``event`` on the device; the host does not wait."""
+
+    def synchronize(self) -> None:
+        """Wait for all work on the device (nothing on the CPU)."""
+
+    def to_device(self, array: Any) -> Any:
+        """``array`` as a contiguous array where the backend works (GPU rows: their raw bits)."""
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """``array`` as a NumPy array (raw row bits become the row dtype)."""
+
+    def new_rows(self, n: int) -> Any:
+        """An uninitialised (n, dim) output of the dtype lookups return."""
+
+    def set_default(self, default: np.ndarray) -> None:
+        """Keep ``default``, (dim,) of the row dtype: the row misses get."""
 
     # the clock
-    def tick(self) -> None: ...
-    def set_clock(self, clock: int) -> None: ...
+    def tick(self) -> None:
+        """Advance the batch clock by one."""
+
+    def set_clock(self, clock: int) -> None:
+        """Set the batch clock to ``clock`` (``Cache.load``)."""
 
     # the stream-ordered lookup
-    def reserve(self, max_batch: int, deferred: bool = False) -> None: ...
+    def reserve(self, max_batch: int, deferred: bool = False) -> None:
+        """Make the stream-ordered lookup's scratch for ``max_batch`` keys (with ``deferred``, rows too)."""
+
     def lookup_ordered(self, keys: Any, out: Any, source: Any, admit_mode: int, hit_rate: float,
                        refuse_below_min: bool, sketch_threshold: int, index_rows: int = 0,
-                       defer_at: float = -1.0) -> None: ...
-    def flush_pending(self) -> None: ...
-    def absorb_ordered(self) -> tuple[dict, dict | None]: ...
+                       defer_at: float = -1.0) -> None:
+        """The whole lookup of ``keys`` into ``out``, enqueued, waiting for nothing (see GPUBackend)."""
+
+    def flush_pending(self) -> None:
+        """Place what a deferred stream-ordered batch left (enqueued; nothing if none)."""
+
+    def absorb_ordered(self) -> tuple[dict, dict | None]:
+        """The stream-ordered lookups' counters since last asked, and the last batch's: ``(totals, last)``."""
 
     # the host lookup
-    def lookup_hits(self, keys: Any, out: Any, source: Any = None) -> tuple[Any, Any, int, bool]: ...
-    def found_in_source(self, slots: Any, at: Any) -> Any: ...
-    def count_source_misses(self, keys: Any, slots: Any, misses: int) -> tuple[int, int]: ...
-    def tick_and_touch(self, slots: Any) -> None: ...
-    def undo_touch(self) -> None: ...
-    def scatter(self, out: Any, where: Any, rows: Any, inverse: Any) -> None: ...
-    def unique(self, keys: Any) -> tuple[Any, Any, Any, Any]: ...
-    def sketch_add(self, keys: Any, counts: Any) -> Any: ...
+    def lookup_hits(self, keys: Any, out: Any, source: Any = None) -> tuple[Any, Any, int, bool]:
+        """The host lookup's hit path: ``(slots, missed, reserved, applied)``."""
+
+    def found_in_source(self, slots: Any, at: Any) -> Any:
+        """Whether the keys at indices ``at`` were found in a device source."""
+
+    def count_source_misses(self, keys: Any, slots: Any, misses: int) -> tuple[int, int]:
+        """``(distinct missed keys, how many of those no source holds)`` after ``lookup_hits``."""
+
+    def tick_and_touch(self, slots: Any) -> None:
+        """Advance the clock, then apply the hit rule once per occurrence of ``slots``."""
+
+    def undo_touch(self) -> None:
+        """Put back the scores the last ``lookup_hits`` changed (a lookup that failed after it)."""
+
+    def scatter(self, out: Any, where: Any, rows: Any, inverse: Any) -> None:
+        """``out[where[i]] = rows[inverse[i]]``: missed rows into a lookup's output."""
+
+    def unique(self, keys: Any) -> tuple[Any, Any, Any, Any]:
+        """``(ukeys, inverse, counts, last)`` of ``keys``: ascending distinct keys and where each occurs."""
+
+    def sketch_add(self, keys: Any, counts: Any) -> Any:
+        """Count ``keys`` ``counts`` times in the sketch, then read their estimates."""
 
     # placement and the other operations
-    def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool) -> None: ...
-    def tally(self) -> np.ndarray: ...
-    def find(self, keys: Any) -> Any: ...
-    def find_and_gather(self, keys: Any, out: Any, fill_misses: bool = False) -> tuple[Any, int, int]: ...
-    def update(self, keys: Any, rows: Any) -> int: ...
-    def erase(self, keys: Any) -> int: ...
-    def clear(self) -> None: ...
-    def set_occupancy(self) -> np.ndarray: ...
-    def host_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
-    def export(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
-    def load(self, keys: np.ndarray, scores: np.ndarray, values: np.ndarray) -> None: ...
-    def release(self) -> None: ...
+    def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool) -> None:
+        """Place distinct ``keys`` set by set in key order, evicting the lowest (score, way)."""
+
+    def tally(self) -> np.ndarray:
+        """How many keys of the last ``insert_and_evict`` got each outcome code, (5,) int64."""
+
+    def find(self, keys: Any) -> Any:
+        """The slot of every key, or -1."""
+
+    def find_and_gather(self, keys: Any, out: Any, fill_misses: bool = False) -> tuple[Any, int, int]:
+        """Slots of ``keys`` and their cached rows in ``out``: ``(slots, misses, reserved)``."""
+
+    def update(self, keys: Any, rows: Any) -> int:
+        """Overwrite the cached rows of distinct ``keys``; how many were cached."""
+
+    def erase(self, keys: Any) -> int:
+        """Remove distinct ``keys``; how many were cached."""
+
+    def clear(self) -> None:
+        """Empty every slot (the clock and the sketch stay)."""
+
+    def set_occupancy(self) -> np.ndarray:
+        """Filled ways per set, (num_sets,) host int64."""
+
+    def host_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(keys, scores, rows)`` copied to the host (save and export)."""
+
+    def export(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All cached ``(keys, rows, scores)``, ascending by key, on the host."""
+
+    def load(self, keys: np.ndarray, scores: np.ndarray, values: np.ndarray) -> None:
+        """Replace the arrays from host arrays (``Cache.load``)."""
+
+    def release(self) -> None:
+        """Drop the arrays (``Cache.close``)."""
