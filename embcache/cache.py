@@ -290,6 +290,9 @@ class Cache:
         """Place what a HitRateDeferred lookup left, before this operation does anything; its counts go
         to the totals (no operation's ``stats.last``)."""
         if self._pending is not None:
+            if self._backend.capturing():
+                raise CaptureError("a deferred batch (HitRateDeferred) waits to be placed, which needs the host: "
+                                   "run one operation outside the capture first")
             placement, self._pending = self._pending, None
             extra, last = Stats(), self._stats.last
             self._place(*placement, False, extra)
@@ -298,6 +301,7 @@ class Cache:
         if self._device_pending and device:
             self._backend.flush_pending()  # enqueued; a no-op on the device if that batch placed its own
             self._device_pending = self._captured  # replays may leave one at any time
+            self._unabsorbed = True  # what it placed is in the device counters, not yet in len or stats
 
     def _follow(self) -> None:
         """Order this call's stream after the last stream-ordered lookup's, if it ran on another (no host wait)."""
@@ -481,6 +485,10 @@ class Cache:
         """Enqueue the whole lookup on the current stream (``Backend.lookup_ordered``); wait for nothing."""
         b = self._backend
         if b.max_batch < max(n, 1):
+            if self._captured:  # a captured graph reads the scratch at its addresses: it must not move
+                raise CaptureError(f"a lookup of {n} keys needs scratch for {n}, but a CUDA graph captured from this "
+                                   f"cache reads the scratch made for {b.max_batch}; make the cache with "
+                                   f"max_batch={n} (or more) before capturing")
             if capturing:
                 raise CaptureError(f"a captured lookup of {n} keys needs scratch for {n}, and the cache has it for "
                                    f"{b.max_batch}: make the cache with max_batch={n} (or look up {n} keys once "
@@ -496,9 +504,16 @@ class Cache:
             self._captured = True
             return
         # later calls on another stream, and the tier's writes, wait for these kernels (on the device / host)
+        self._tier._fence(self._note_inflight())
+
+    def _note_inflight(self):
+        """Record that work is queued on the current stream and not waited for: a later call on another
+        stream waits for it on the device (``_follow``).  Returns the event (None on the CPU)."""
+        b = self._backend
         event = b.record_event()
-        self._inflight = (b.current_stream(), event)
-        self._tier._fence(event)
+        if event is not None:
+            self._inflight = (b.current_stream(), event)
+        return event
 
     def _source(self):
         """The tier's :class:`~embcache._source.DeviceSource` if this cache reads it in place now, else
@@ -694,6 +709,7 @@ class Cache:
         with self._lock:
             self._check_open("clear")
             self._backend.clear()
+            self._note_inflight()  # its fills are queued, not waited for
             batch = Stats(erased=self._size)
             self._size = 0
             self._finish(batch)
@@ -784,6 +800,8 @@ class Cache:
         with self._lock:
             if not self._closed:
                 self._closed = True
+                if self._inflight is not None:  # queued kernels still use the arrays about to be freed
+                    self._inflight[1].synchronize()
                 self._backend.release()
                 if self._owns_tier:
                     self._tier.close()

@@ -62,10 +62,17 @@ def test_every_operation_but_query_places_a_deferred_batch_first(where, op):
     {"insert": lambda: cache.insert(keys, rows), "update": lambda: cache.update(keys, rows),
      "erase": lambda: cache.erase(keys), "preload": lambda: cache.preload(keys), "clear": cache.clear,
      "export": cache.export}[op]()
-    cached = set(cache.export()[0].tolist())
     expected = {"insert": {1, 2, 3, 99}, "update": {1, 2, 3}, "erase": {1, 3}, "preload": {1, 2, 3, 99},
                 "clear": set(), "export": {1, 2, 3}}[op]
-    assert cached == expected
+    # the size and counters follow the placement at once (read before anything else could absorb them)
+    assert len(cache) == len(expected)
+    assert cache.stats.insertions == len(cache) + cache.stats.evictions + cache.stats.erased
+    assert set(cache.export()[0].tolist()) == expected
+    cache.lookup(np.array([1, 150]))  # deferred too: placed by the next operation, counted then
+    assert len(cache) == len(expected)
+    assert set(cache.export()[0].tolist()) == expected | {1, 150}
+    assert len(cache) == len(expected | {1, 150})
+    assert cache.stats.insertions == len(cache) + cache.stats.evictions + cache.stats.erased
 
 
 @pytest.mark.parametrize("admission", ["deferred", "always"])
@@ -93,9 +100,11 @@ def test_deferred_insertion_agrees_on_every_backend(admission, data):
             else:
                 c.erase(batch)
         assert all(o == outs[0] for o in outs)
-        states = [(c.export()[0].tolist(), c.export()[2].tolist(), c.stats.as_dict(), len(c), c.clock)
-                  for c in caches]
-        assert all(s == states[0] for s in states)
+        # counters first (reading them places nothing), then the contents (export places a deferred batch)
+        counters = [(c.stats.as_dict(), len(c), c.clock) for c in caches]
+        assert all(x == counters[0] for x in counters)
+        contents = [(c.export()[0].tolist(), c.export()[2].tolist(), c.stats.as_dict(), len(c)) for c in caches]
+        assert all(x == contents[0] for x in contents)
 
 
 @pytest.mark.parametrize("where", BACKENDS)

@@ -204,20 +204,59 @@ def test_stats_clock_and_len_follow_graph_replays():
     assert gpu.stats.hits == 500 and gpu.clock == 10
 
 
+_SPIN = r"""
+extern "C" __global__ void spin(long long cycles) {
+    const long long start = clock64();
+    while (clock64() - start < cycles) {}
+}
+"""
+
+
+def busy(stream, cycles: int = 200_000_000) -> None:
+    """Keep ``stream`` busy for about 0.1 s (a one-thread spin), so that what is queued after it waits."""
+    import cupy
+
+    with stream:
+        cupy.RawKernel(_SPIN, "spin")((1,), (1,), (np.int64(cycles),))
+
+
 def test_a_tier_write_waits_for_the_lookups_still_reading_it():
-    """The lookup returns before its kernels run; a write that changes the store waits for them, and
-    the next lookup sees the new row."""
+    """The lookup returns before its kernels run (its stream is busy); a write of the very rows it reads
+    waits for them, so the lookup still returns the rows the store held when it was called."""
     import cupy
 
     _, _, gpu = caches(64, 4, "lru", "always", 4, np.arange(10, dtype=np.int64))
     stream = cupy.cuda.Stream(non_blocking=True)
     keys = cupy.arange(10, dtype=cupy.int64)
-    first = gpu.lookup(keys, stream=stream)
-    gpu.update(np.array([20], np.int64), np.full((1, 4), 9.0, np.float32))  # 20 is not cached: tier only
-    gpu.tier.put_many(np.arange(30, 40, dtype=np.int64), np.ones((10, 4), np.float32))
+    out = cupy.empty((10, 4), cupy.float32)
+    gpu.lookup(keys[:1], out=out[:1], stream=stream)  # the scratch and the source, made outside the timing
     stream.synchronize()
-    assert host(first).tobytes() == rows_for(np.arange(10), 4, "float32", seed=0).tobytes()
-    assert (host(gpu.lookup(cupy.asarray([20, 35], cupy.int64), stream=stream)) == [[9.0] * 4, [1.0] * 4]).all()
+    busy(stream)
+    gpu.lookup(keys, out=out, stream=stream)  # queued behind the spin: reads the store in ~0.1 s
+    gpu.tier.put_many(np.arange(10, dtype=np.int64), np.full((10, 4), 9.0, np.float32))  # must wait
+    stream.synchronize()
+    assert host(out).tobytes() == rows_for(np.arange(10), 4, "float32", seed=0).tobytes()
+    assert (host(gpu.lookup(keys, stream=stream)) == 9.0).all()  # and the write took effect after it
+
+
+def test_a_clear_on_one_stream_comes_before_a_lookup_on_another():
+    """clear() leaves its fills queued on its stream; a lookup on another stream waits for them (on the
+    device), so it misses every key, and the cache then holds what the lookup admitted, as on the CPU."""
+    import cupy
+
+    cpu, _, gpu = caches(4096, 8, "lfu", "always", 8, np.arange(5000, dtype=np.int64))
+    a, b = cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True)
+    warm = np.arange(1000, dtype=np.int64)
+    cpu.lookup(warm)
+    gpu.lookup(cupy.asarray(warm), stream=a)
+    with a:
+        busy(a)
+        gpu.clear()
+    cpu.clear()
+    got = gpu.lookup(cupy.asarray(warm[:500]), stream=b)
+    assert host(got).tobytes() == cpu.lookup(warm[:500]).tobytes()
+    assert gpu.stats.last.misses == 500
+    assert_same_state(cpu, gpu)
 
 
 def test_a_call_on_another_stream_follows_the_lookup():

@@ -549,6 +549,8 @@ class GPUBackend:
             return
         self.flush_pending()  # a batch left to place reads the old scratch: place it first
         cupy = self.xp
+        if self._ordered is not None:  # kernels queued on the old scratch finish before it is freed
+            cupy.cuda.get_current_stream().synchronize()
         cells = 1 << max(4, (2 * max_batch - 1).bit_length())
         # zeroed once: every kernel that fills a cell empties it again by the batch's end
         hash_words = cupy.zeros(5 * cells, cupy.uint64)
