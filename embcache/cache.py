@@ -485,10 +485,11 @@ class Cache:
         """Enqueue the whole lookup on the current stream (``Backend.lookup_ordered``); wait for nothing."""
         b = self._backend
         if b.max_batch < max(n, 1):
-            if self._captured:  # a captured graph reads the scratch at its addresses: it must not move
+            if self._captured and self._defer_at is not None:
+                # a deferred batch of a replay waits in the scratch its graph reads: one scratch only
                 raise CaptureError(f"a lookup of {n} keys needs scratch for {n}, but a CUDA graph captured from this "
-                                   f"cache reads the scratch made for {b.max_batch}; make the cache with "
-                                   f"max_batch={n} (or more) before capturing")
+                                   f"HitRateDeferred cache uses the scratch made for {b.max_batch}; make the cache "
+                                   f"with max_batch={n} (or more) before capturing")
             if capturing:
                 raise CaptureError(f"a captured lookup of {n} keys needs scratch for {n}, and the cache has it for "
                                    f"{b.max_batch}: make the cache with max_batch={n} (or look up {n} keys once "

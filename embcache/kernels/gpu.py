@@ -256,6 +256,7 @@ class GPUBackend:
         self.default = cupy.zeros(dim, self.raw_dtype)
         self.clock = 0
         self._ordered = None  # the stream-ordered lookup's scratch (reserve)
+        self._kept = []  # earlier scratch that captured graphs still read
         self._event = None  # record_event's
         self._source_seen = (None, None)  # the last DeviceSource a stream-ordered lookup read, and its arguments
         self._counters_dirty = True  # STATE_MISSES / STATE_RESERVED may hold another operation's counts
@@ -549,8 +550,11 @@ class GPUBackend:
             return
         self.flush_pending()  # a batch left to place reads the old scratch: place it first
         cupy = self.xp
-        if self._ordered is not None:  # kernels queued on the old scratch finish before it is freed
-            cupy.cuda.get_current_stream().synchronize()
+        if self._ordered is not None:
+            if self._ordered["captured"]:  # a captured graph reads it at its addresses: it stays, unused here
+                self._kept.append(self._ordered)
+            else:  # kernels queued on the old scratch finish before it is freed
+                cupy.cuda.get_current_stream().synchronize()
         cells = 1 << max(4, (2 * max_batch - 1).bit_length())
         # zeroed once: every kernel that fills a cell empties it again by the batch's end
         hash_words = cupy.zeros(5 * cells, cupy.uint64)
@@ -562,6 +566,7 @@ class GPUBackend:
             ords[name] = lists[i * max_batch:(i + 1) * max_batch]
         ords["uadmit"] = cupy.zeros(max_batch, cupy.bool_)
         ords["views"] = {}
+        ords["captured"] = False  # set once a captured lookup reads this scratch
         ords["stash"] = cupy.empty(max_batch * self.row_bytes, cupy.uint8) if deferred else None
         # the scratch's addresses, in the order of ordered.cu's ordered_of: one kernel argument for all
         ptr = lambda a: a.data.ptr  # noqa: E731
@@ -613,6 +618,7 @@ class GPUBackend:
         if defer_at >= 0:
             self.flush_pending()
         capturing = self.capturing()
+        o["captured"] |= capturing
         # the probe's miss and reserved counts, which other operations leave there (a graph may replay
         # after any of them: a captured lookup always zeroes them)
         if self._counters_dirty or capturing:
@@ -832,3 +838,4 @@ class GPUBackend:
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
         self.table = self.keys = self.scores = self.values = self.sketch = self.digests = self._scratch = None
         self._touched = None
+        self._ordered, self._kept = None, []
