@@ -601,18 +601,23 @@ class Cache:
         batch.refusals = ukeys.shape[0] - absent - admitted
         return (ukeys, counts, rows, admit) if admitted else None
 
-    def query(self, keys: Any, stream: Any = None) -> tuple[Any, Any]:
+    def query(self, keys: Any, stream: Any = None, out: Any = None) -> tuple[Any, Any]:
         """Read-only probe of the cache alone: ``(rows (n, dim), found (n,) bool)``.
 
         Cached rows where found, the default row elsewhere.  No tier access, no
         clock tick, no score change, no insertion, no stats.  Arrays are NumPy on
-        the CPU backend, CuPy on the GPU backend.
+        the CPU backend, CuPy on the GPU backend.  ``out``: a buffer for the rows,
+        as ``lookup(out=)`` takes one (checked before any work, written in place,
+        returned as the first element).
         """
         with self._lock, self._backend.on_stream(stream):
             self._check_open("query")
             b = self._backend
             keys = self._keys(keys)
-            out = b.new_rows(keys.shape[0])
+            if out is None:
+                out = b.new_rows(keys.shape[0])
+            else:
+                out = check_out(out, keys.shape[0], self._dim, self._dtype, self.xp, self.device)
             slots, _, _ = b.find_and_gather(keys, out, fill_misses=True)
             return out, slots >= 0
 

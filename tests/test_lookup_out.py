@@ -172,3 +172,21 @@ def test_captured_lookup_writes_into_out():
     graph.launch(stream)
     stream.synchronize()
     assert out.get().tobytes() == plain.lookup(keys).get().tobytes()
+
+
+def test_query_into_out_equals_query_and_refuses_a_buffer_that_does_not_fit():
+    """query(out=) writes the same rows as query() into the caller's buffer; a wrong one changes nothing."""
+    plain, cache = twin_caches("cpu", "float32")
+    for c in (plain, cache):
+        c.lookup(np.array([2, 4, 6, 9], np.int64))
+    keys = np.array([4, 5, 6, -20, 9], np.int64)
+    buf = np.full((5, DIM), 7, np.float32)
+    rows, found = cache.query(keys, out=buf)
+    expected, expected_found = plain.query(keys)
+    assert rows is buf and buf.tobytes() == expected.tobytes() and found.tolist() == expected_found.tolist()
+    before = state(cache)
+    with pytest.raises(RowShapeError):
+        cache.query(keys, out=np.empty((4, DIM), np.float32))
+    with pytest.raises(RowDtypeError):
+        cache.query(keys, out=np.empty((5, DIM), np.float64))
+    assert state(cache) == before
