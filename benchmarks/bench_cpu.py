@@ -94,6 +94,30 @@ class InsertIntoFullCache:
         self.cache.insert(self.keys, self.rows)
 
 
+class SmallBatches:
+    """One-call costs that a study at one key a batch, or a CPU server, pays (issue 22's bars, dim 32): a lookup
+    of 1 key that hits (<= 10 us), of 1 key that misses, read from a HostStore and admitted (<= 20 us), and of
+    64 keys that all hit (<= 15 us)."""
+
+    def setup(self):
+        self.store = _store(32, 1 << 20)
+        self.cache = embcache.Cache(1 << 12, 32, "lru", backend="cpu", tier=self.store)
+        self.one = np.array([7], np.int64)
+        self.many = np.arange(64, dtype=np.int64)
+        self.cache.lookup(self.one)
+        self.cache.lookup(self.many)
+        self.fresh = iter(range(1 << 10, 1 << 20))  # keys the cache has not seen: every call misses
+
+    def time_lookup_1_hit(self):
+        self.cache.lookup(self.one)
+
+    def time_lookup_64_hits(self):
+        self.cache.lookup(self.many)
+
+    def time_lookup_1_miss(self):
+        self.cache.lookup(np.array([next(self.fresh)], np.int64))
+
+
 class Ratios:
     """Hit lookups at dim 32, as ratios (x) to cachetools.LRUCache and to a NumPy gather of the same rows."""
 
