@@ -207,22 +207,20 @@ def _floors(cp, store_values, misses: int, hits: int, cache_rows: int, dim: int)
     return zero_copy * 1e3, gather * 1e3, f"{k1} (misses), {k2} (hits)"
 
 
-def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float = 0.2, policy: str = "lfu",
-                 batches=(32, 1024, 8192, 131072), seed: int = 0, progress: bool = True,
-                 zero_copy: bool = True, phases: bool = False, iterations: dict | None = None,
-                 warm: tuple[int, int] = (1 << 17, 32)) -> list[dict]:
-    """One row per batch size (see the module's docstring).  ``zero_copy``: the GPU reads missed rows
-    straight from the pinned store (else the store is ordinary host memory, read on the CPU and copied
-    over).  ``warm``: (batch, batches) of lookups that fill the cache first."""
+def dlrm_cache(total_gib: float = 16.0, dim: int = 128, cache_fraction: float = 0.2, policy: str = "lfu",
+               seed: int = 0, progress: bool = True, zero_copy: bool = True,
+               warm: tuple[int, int] = (1 << 17, 32)) -> dict:
+    """The benchmark's tables and cache: 26 Criteo-shaped tables of ``dim`` float32 rows, ``total_gib`` in
+    all, in a HostStore (pinned with ``zero_copy``), a GPU cache of ``cache_fraction`` of the rows warmed
+    with ``warm`` = (batch, batches) lookups.  A dict: ``cache``, ``store``, ``table_rows``, ``cdfs`` (each
+    table's Zipf CDF on the device), ``offsets`` (each table's first key), ``rows``, ``fill_s``."""
     import cupy as cp
     from tqdm.auto import tqdm
 
     from embcache import Cache
     from embcache.tiers import HostStore
     from embcache.traces import _zipf_cdf, criteo_files, fit_trace, read_criteo
-    from trt_plugin.dlrm import build_dlrm
 
-    iterations = iterations or ITERATIONS
     model = fit_trace(read_criteo(criteo_files()))
     columns = sorted(model.columns, key=lambda c: c.column)
     rows_wanted = int(total_gib * 2**30 / (dim * 4))
@@ -238,6 +236,32 @@ def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float 
         store.put_many(np.arange(at, at + n, dtype=np.int64), values)
     fill_s = time.perf_counter() - start
     cache = Cache(int(cache_fraction * rows), dim, policy, backend="gpu", tier=store)
+    cdfs = [cp.asarray(_zipf_cdf(n, c.exponent)) for n, c in zip(table_rows, columns)]
+    offsets = cp.asarray(np.concatenate([[0], np.cumsum(table_rows)[:-1]]).astype(np.int64))
+    # warm the cache on samples of the same distribution (2^22 samples, 109M lookups, by default)
+    warm_keys = _zipf_rows(cp, cdfs, warm[0], warm[1], seed + 1) - 1
+    for i in range(warm_keys.shape[0]):
+        cache.lookup((warm_keys[i] + offsets).reshape(-1))
+    cp.cuda.get_current_stream().synchronize()
+    return {"cache": cache, "store": store, "table_rows": table_rows, "cdfs": cdfs, "offsets": offsets,
+            "rows": rows, "fill_s": fill_s}
+
+
+def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float = 0.2, policy: str = "lfu",
+                 batches=(32, 1024, 8192, 131072), seed: int = 0, progress: bool = True,
+                 zero_copy: bool = True, phases: bool = False, iterations: dict | None = None,
+                 warm: tuple[int, int] = (1 << 17, 32)) -> list[dict]:
+    """One row per batch size (see the module's docstring).  ``zero_copy``: the GPU reads missed rows
+    straight from the pinned store (else the store is ordinary host memory, read on the CPU and copied
+    over).  ``warm``: (batch, batches) of lookups that fill the cache first."""
+    import cupy as cp
+
+    from trt_plugin.dlrm import build_dlrm
+
+    iterations = iterations or ITERATIONS
+    made = dlrm_cache(total_gib, dim, cache_fraction, policy, seed, progress, zero_copy, warm)
+    cache, store, table_rows, cdfs, offsets = (made[k] for k in ("cache", "store", "table_rows", "cdfs", "offsets"))
+    rows, fill_s = made["rows"], made["fill_s"]
     graph = build_dlrm(table_rows, dim=dim, bottom=(512, 256), top=(1024, 1024, 512, 256), seed=seed,
                        offsets=True, lookup=("(benchmark)", "embeddings"))
 
@@ -249,14 +273,6 @@ def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float 
 
     torch = _torch()
     serve = _TorchServe(torch, graph, lookup, dim) if torch is not None else _CupyServe(cp, graph, lookup, dim)
-    cdfs = [cp.asarray(_zipf_cdf(n, c.exponent)) for n, c in zip(table_rows, columns)]
-    offsets = cp.asarray(np.concatenate([[0], np.cumsum(table_rows)[:-1]]).astype(np.int64))
-    # warm the cache on samples of the same distribution (2^22 samples, 109M lookups, by default)
-    warm_keys = _zipf_rows(cp, cdfs, warm[0], warm[1], seed + 1) - 1
-    for i in range(warm_keys.shape[0]):
-        cache.lookup((warm_keys[i] + offsets).reshape(-1))
-    cp.cuda.get_current_stream().synchronize()
-    del warm_keys
     results = []
     for b in batches:
         iters = iterations.get(b, 50)

@@ -146,9 +146,12 @@ class TorchGraphRunner:
         self._gather_index: dict = {}  # (node id, axis length) -> constant indices, negative ones wrapped
         self._lookup = lookup or self._config_lookup
         self._stages = self._split_stages()
+        self._fused = self._plan_fusions(proto)
         self._graphs: dict = {}  # input signature -> _Captured, or None where capture failed (eager)
         self._pipes: dict = {}  # input signature -> [_PipeSet, _PipeSet]
         self._side = torch.cuda.Stream(self.device) if self._cuda else None
+        # the lookups (and what feeds them) run here, beside the dense layers that do not need their rows
+        self._fork = torch.cuda.Stream(self.device) if self._cuda else None
         self._streams = None  # the pipeline's (lookup stream, dense stream), made on first use
 
     # ------------------------------------------------------------------ running
@@ -397,16 +400,78 @@ class TorchGraphRunner:
         return values
 
     def _evaluate(self, values: dict, nodes: list, buffers: dict | None) -> None:
-        """Evaluate ``nodes`` in order into ``values``.  ``buffers`` (node id -> the lookup's key and row
-        tensors and their views), when given, keeps each lookup's memory across calls (capture)."""
+        """Evaluate ``nodes`` into ``values``.  ``buffers`` (node id -> the lookup's key and row tensors and
+        their views), when given, keeps each lookup's memory across calls (capture).
+
+        On the GPU, when ``nodes`` hold both the lookups and dense layers that do not need their rows
+        (DLRM's bottom MLP), the lookups and what feeds them run on a forked stream, joined before the
+        first node that reads what they made: in a captured graph these are parallel branches.
+        """
+        first, rest = self._stages
+        if not (self._cuda and first and rest and nodes is self._nodes):
+            self._run_nodes(values, nodes, buffers)
+            return
+        torch = self._torch
+        main, fork = torch.cuda.current_stream(self.device), self._fork
+        fork.wait_stream(main)
+        with torch.cuda.stream(fork):
+            self._run_nodes(values, first, buffers)
+        made = {o for n in first for o in n.output}
+        if not torch.cuda.is_current_stream_capturing():  # a capture's values live as long as its graph
+            for name in made:
+                if isinstance(values.get(name), torch.Tensor):
+                    values[name].record_stream(main)  # made on the fork, read and freed on the main stream
+        joined = False
+        for node in rest:
+            if not joined and any(i in made for i in node.input):
+                main.wait_stream(fork)
+                joined = True
+            self._run_nodes(values, (node,), buffers)
+        if not joined:
+            main.wait_stream(fork)
+
+    def _run_nodes(self, values: dict, nodes, buffers: dict | None) -> None:
+        """Evaluate ``nodes`` in order into ``values``, on the current stream."""
         stream = self._torch.cuda.current_stream(self.device).cuda_stream if self._cuda else None
         for node in nodes:
+            if id(node) in self._fused:  # a Relu whose Gemm applied it: the same tensor
+                values[node.output[0]] = values[node.input[0]]
+                continue
             args = [values[i] if i else None for i in node.input]
             if node.op_type == OP_TYPE:
                 outs = [self._lookup_node(node, args[0], buffers, stream)]
             else:
                 outs = getattr(self, f"_op_{node.op_type}")(node, args)
             values.update(zip(node.output, outs))
+
+    def _plan_fusions(self, proto) -> set:
+        """Ids of the Relu nodes whose Gemm applies them (one cuBLAS call with a bias-and-ReLU epilogue,
+        as TensorRT fuses them): the Gemm's output has no other reader and is no graph output."""
+        readers: dict = {}
+        for n in self._nodes:
+            for i in n.input:
+                readers.setdefault(i, []).append(n)
+        outputs = {o.name for o in proto.graph.output}
+        fused, self._gemm_relu = set(), set()
+        # torch's addmm with a bias-and-ReLU epilogue (cuBLASLt), private in torch but there since 1.13
+        self._addmm_relu = getattr(self._torch, "_addmm_activation", None)
+        if self._addmm_relu is None:
+            return fused
+        for n in self._nodes:
+            if n.op_type != "Gemm" or not self._plain_gemm(n) or n.output[0] in outputs:
+                continue
+            after = readers.get(n.output[0], [])
+            if len(after) == 1 and after[0].op_type == "Relu":
+                fused.add(id(after[0]))
+                self._gemm_relu.add(id(n))
+        return fused
+
+    def _plain_gemm(self, node) -> bool:
+        """A Gemm that is ``x @ w + bias``: no transA, alpha = beta = 1, a constant 1-D bias."""
+        at = _attrs(node)
+        bias = node.input[2] if len(node.input) > 2 else ""
+        return (not at.get("transA") and at.get("alpha", 1.0) == 1.0 and at.get("beta", 1.0) == 1.0
+                and bias in self._host_consts and self._host_consts[bias].ndim == 1)
 
     def _view(self, tensor) -> Any:
         """A zero-copy array of ``tensor``'s memory: CuPy on the GPU, NumPy on the CPU."""
@@ -460,6 +525,11 @@ class TorchGraphRunner:
 
     def _op_Gemm(self, node, a):
         at = _attrs(node)
+        if self._plain_gemm(node):  # one call: the bias (and a fused Relu) in the product's epilogue
+            w = a[1].T if at.get("transB") else a[1]
+            if id(node) in self._gemm_relu:
+                return [self._addmm_relu(a[2], a[0], w, use_gelu=False)]
+            return [self._torch.addmm(a[2], a[0], w)]
         x = a[0].T if at.get("transA") else a[0]
         w = a[1].T if at.get("transB") else a[1]
         y = x @ w

@@ -7,7 +7,7 @@ one of them into the ``#define`` the CUDA files use, so no ``.cu`` file retypes 
 import numpy as np
 
 __all__ = ["NOT_ADMITTED", "INSERTED", "EVICTED", "REFRESHED", "REFUSED", "OUTCOMES", "GOLDEN", "STATE",
-           "TOUCH", "STATE_WORDS", "ORDERED", "ORD_FIELDS", "FIELDS", "ADMIT",
+           "TOUCH", "TICK", "STATE_WORDS", "ORDERED", "ORD_FIELDS", "FIELDS", "ADMIT",
            "cuda_defines"]
 
 # outcome of each key given to insert_and_evict
@@ -61,8 +61,11 @@ STATE_WORDS = 72
 #: probe_gather's ``touch`` argument: none; store the hits' scores and tick if every key hit; store
 #: them and tick (captured lookups)
 TOUCH = {"TOUCH_NONE": 0, "TOUCH_IF_CLEAN": 1, "TOUCH_ALWAYS": 2}
+#: ordered_small's ``touch`` argument, what the probe left undone: nothing (it scored the hits and
+#: ticked), the tick alone (hits keep their scores), the hits' scores and the tick
+TICK = {"TICK_NONE": 0, "TICK_ONLY": 1, "TICK_TOUCH": 2}
 
 
 def cuda_defines() -> dict:
     """The ``#define``s of this module's constants, as C literals, for every CUDA file."""
-    return {"GOLDEN": f"{int(GOLDEN)}ULL", **OUTCOMES, **STATE, **TOUCH, **ORDERED, "ORD_FIELDS": ORD_FIELDS, **FIELDS, **ADMIT}
+    return {"GOLDEN": f"{int(GOLDEN)}ULL", **OUTCOMES, **STATE, **TOUCH, **TICK, **ORDERED, "ORD_FIELDS": ORD_FIELDS, **FIELDS, **ADMIT}

@@ -35,7 +35,7 @@ from .._source import INDEX_SPLITMIX64_LINEAR, DeviceSource
 from ..errors import ConfigError
 from ..layout import EMPTY_KEY
 from . import _rules
-from ._shared import FIELDS, ORDERED, OUTCOMES, STATE, STATE_WORDS, TOUCH, cuda_defines
+from ._shared import FIELDS, ORDERED, OUTCOMES, STATE, STATE_WORDS, TICK, TOUCH, cuda_defines
 from .tuning import launch_shape, ordered_shape, utility_block, vector_bytes
 
 if TYPE_CHECKING:  # the annotations only
@@ -175,6 +175,8 @@ _FLAG = {False: np.int32(0), True: np.int32(1)}  # int flags of kernels, made on
 # hit; store them and tick (captured lookups)
 _TOUCH_NONE, _TOUCH_IF_CLEAN, _TOUCH_ALWAYS = TOUCH["TOUCH_NONE"], TOUCH["TOUCH_IF_CLEAN"], TOUCH["TOUCH_ALWAYS"]
 _TOUCH_FLAG = {t: np.int32(t) for t in TOUCH.values()}
+# ordered_small's touch argument (TICK_* of _shared.py), as kernel arguments
+_TICK_NONE, _TICK_ONLY, _TICK_TOUCH = (np.int32(TICK[k]) for k in ("TICK_NONE", "TICK_ONLY", "TICK_TOUCH"))
 _NULL = np.uint64(0)  # a null pointer argument
 _ONE_THREAD = ((1,), (1,))  # the launch shape of a kernel that does one thing once (the clock tick)
 
@@ -452,7 +454,7 @@ class GPUBackend:
         n = slots.shape[0]
         if self._hits_change_scores and n:  # the touch kernel's last block ticks: one launch fewer
             grid = max(1, min(-(-n // _TOUCH_CHUNK), self._blocks))
-            self._k["touch"]((grid,), self._utility, (self.table, slots, _i64(n), self.state, flag))
+            self._k["touch"]((grid,), (self._oblock,), (self.table, slots, _i64(n), self.state, flag))
         else:
             self._k["tick"](*_ONE_THREAD, (self.state, flag))
 
@@ -634,20 +636,25 @@ class GPUBackend:
             raw_keys, keys = keys, converted
             self._k["ordered_keys"]((max(1, min(launch_grid(n, self._ublock), self._blocks)),), self._utility, (
                 raw_keys, np.int32(raw_keys.dtype.itemsize), count, _i64(index_rows), keys, self.state))
+        small = 0 < n <= self._small  # one launch after the probe: every phase in one block
+        tick = _TICK_NONE
         if self._probe_touches and n:
             self._probe(keys, out, True, replay=True, touch=_TOUCH_ALWAYS, source=source, slots=slots)
         else:
             self._probe(keys, out, True, replay=True, source=source, slots=slots)
-            self._tick_and_touch(slots, if_clean=False)
+            if small:  # the small batch's kernel scores the hits and ticks first
+                tick = _TICK_TOUCH if self._hits_change_scores else _TICK_ONLY
+            else:
+                self._tick_and_touch(slots, if_clean=False)
         stash = self._dummy if o["stash"] is None else o["stash"]
         batch = (o["words"], keys, count, np.int32(admit_mode), np.float64(hit_rate),
                  _FLAG[bool(refuse_below_min)], np.float64(defer_at))
         sketch = self.sketch
-        if n and n <= self._small:  # one launch: every phase in one block
+        if small:
             depth, width = (0, 0) if sketch is None else sketch.shape
             self._k["ordered_small"]((1,), (self._oblock,), batch + (
                 self.table, self._digests_arg, self.values, out, stash, _NULL if sketch is None else sketch,
-                np.int32(depth), _i64(width), self._sketch_seed, _i64(sketch_threshold), self.state))
+                np.int32(depth), _i64(width), self._sketch_seed, _i64(sketch_threshold), tick, self.state))
             self._counters_dirty = False  # the miss path zeroed them when it ended
             if not capturing:  # a captured lookup ticks the device clock when replayed
                 self.clock += 1

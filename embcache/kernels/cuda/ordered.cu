@@ -24,6 +24,7 @@
 
 #include "insert_one.cuh"  // insert.cu's per-key step: both paths place keys by the same code
 #include "sketch.cuh"
+#include "touch.cuh"  // the hits' scores, fused into a small batch
 
 #define BATCH(f) state[ORD_BATCH + (f)]
 
@@ -316,13 +317,23 @@ extern "C" __global__ void ordered_flushed(i64* __restrict__ state) {
 }
 
 // Every phase of a small batch in one block of ORDERED_BLOCK threads, a barrier between phases (the
-// phases' global atomics and writes are visible to the whole block after __syncthreads).
+// phases' global atomics and writes are visible to the whole block after __syncthreads).  touch says
+// what the probe left undone: TICK_NONE (it scored the hits and ticked), TICK_ONLY (hits keep their
+// scores), TICK_TOUCH (the hits' scores, touch.cuh, then the tick): one launch fewer either way.
 extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
     ORDERED_ARGS, slot_t* __restrict__ table, unsigned char* __restrict__ digests, char* __restrict__ values,
     const char* __restrict__ out, char* __restrict__ stash, i64* __restrict__ sketch, int depth, i64 width, u64 seed,
-    i64 threshold, i64* __restrict__ state) {
+    i64 threshold, int touch, i64* __restrict__ state) {
+    __shared__ touch_shared_t sh;
     const ordered_t a = ORDERED_PASS;
     const i64 tid = threadIdx.x, stride = blockDim.x;
+    if (touch != TICK_NONE) {
+        const i64 clock = state[STATE_CLOCK];
+        if (touch == TICK_TOUCH) touch_chunks(table, a.slots, a.n, clock + 1, 0, 1, sh);
+        __syncthreads();  // every thread has read the clock before it ticks
+        if (tid == 0) state[STATE_CLOCK] = clock + 1;
+        __syncthreads();
+    }
     misses_phase(a, state, tid, stride);
     __syncthreads();
     distinct_phase(a, state, tid, stride, sketch == nullptr);

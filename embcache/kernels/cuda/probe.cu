@@ -5,6 +5,7 @@
 // its key and score (slot_t).  64-bit indices throughout, so tables may exceed 2^31 slots and 4 GiB.
 
 #include "probe_body.cuh"
+#include "touch.cuh"
 
 // two kernels, so that the all-hit path keeps the registers of a probe without the source walk
 extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(PROBE_GATHER_ARGS) {
@@ -62,45 +63,12 @@ extern "C" __global__ void tick(i64* state, int if_clean) {
     if (!skip(state, if_clean)) state[STATE_CLOCK] += 1;
 }
 
-// Apply the hit rule for every occurrence of every slot.  The rule composes (count a then b equals
-// a + b), so a block first counts each slot's occurrences in a chunk of TOUCH_CHUNK in a shared hash
-// table, then applies the rule once per distinct slot with that count.  Skewed batches touch a few
-// hot slots thousands of times; without this those atomics serialize on one address.
-#define TOUCH_TABLE (2 * TOUCH_CHUNK)  // load factor <= 1/2: a probe chain always ends
-extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) touch(slot_t* __restrict__ table, const i64* __restrict__ slots,
+// Apply the hit rule for every occurrence of every slot (touch.cuh), then tick: blocks of ORDERED_BLOCK.
+extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) touch(slot_t* __restrict__ table, const i64* __restrict__ slots,
                                                       i64 n, i64* __restrict__ state, int if_clean) {
-    __shared__ unsigned long long table_slot[TOUCH_TABLE];
-    __shared__ unsigned table_count[TOUCH_TABLE];
+    __shared__ touch_shared_t sh;
     if (skip(state, if_clean)) return;
-    const i64 old_clock = state[STATE_CLOCK], clock = old_clock + 1;
-    const unsigned long long empty = ~0ull;  // no slot is -1 once negative slots (misses) are skipped
-    for (i64 base = (i64)blockIdx.x * TOUCH_CHUNK; base < n; base += (i64)gridDim.x * TOUCH_CHUNK) {
-        for (int t = threadIdx.x; t < TOUCH_TABLE; t += blockDim.x) {
-            table_slot[t] = empty;
-            table_count[t] = 0;
-        }
-        __syncthreads();
-        for (int j = threadIdx.x; j < TOUCH_CHUNK && base + j < n; j += blockDim.x) {
-            const i64 s = slots[base + j];
-            if (s < 0) continue;
-            unsigned h = (unsigned)mix64((u64)s) & (TOUCH_TABLE - 1);
-            while (true) {
-                const unsigned long long seen = atomicCAS(&table_slot[h], empty, (unsigned long long)s);
-                if (seen == empty || seen == (unsigned long long)s) break;
-                h = (h + 1) & (TOUCH_TABLE - 1);
-            }
-            atomicAdd(&table_count[h], 1u);
-        }
-        __syncthreads();
-        for (int t = threadIdx.x; t < TOUCH_TABLE; t += blockDim.x) {
-            if (table_slot[t] != empty) {
-                const i64 count = table_count[t];
-                atomic_apply(&table[table_slot[t]].score, [clock, count](i64 score) {
-                    return hit_score(score, clock, count);
-                });
-            }
-        }
-        __syncthreads();
-    }
+    const i64 old_clock = state[STATE_CLOCK];
+    touch_chunks(table, slots, n, old_clock + 1, blockIdx.x, gridDim.x, sh);
     if (last_block(state)) tick_if(state, old_clock, 0);
 }

@@ -1,0 +1,82 @@
+"""How fast the GPU reads random rows of host memory in place, by how that memory was made (a diagnostic).
+
+    python -m benchmarks.zero_copy_pages [--gib 1] [--rows 4000,30000,300000]
+
+A pinned HostStore's misses are read by the GPU over PCIe, row by row, at random places of the
+store.  This compares, for the same random rows of 512 bytes, memory made with ``cudaHostAlloc``
+(what HostStore uses: ``cupy.cuda.PinnedMemory``) and anonymous memory asked for as transparent huge
+pages (``madvise(MADV_HUGEPAGE)``), touched, then registered with ``cudaHostRegister``: if the
+GPU's translation of host pages limits random reads, fewer, larger pages read faster.  Also the
+same rows read in ascending order (sorted indices), and one contiguous block (the PCIe ceiling).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import mmap
+
+import numpy as np
+
+from .gpu_table import gather_ceiling
+
+ROW_BYTES = 512
+_MADV_HUGEPAGE = 14
+
+
+def _huge_registered(nbytes: int):
+    """(numpy view, keep-alive) of ``nbytes`` of anonymous memory advised as huge pages, registered."""
+    import cupy
+
+    m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    view = np.frombuffer(m, np.uint8)
+    addr = view.ctypes.data
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    advised = libc.madvise(ctypes.c_void_p(addr), ctypes.c_size_t(nbytes), _MADV_HUGEPAGE) == 0
+    view[::4096] = 1  # touch every page (the kernel backs them with huge pages where it can)
+    cupy.cuda.runtime.hostRegister(addr, nbytes, 2)  # cudaHostRegisterMapped
+    return view, m, advised
+
+
+def _anon_huge_kb() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("AnonHugePages:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def main() -> None:
+    import cupy
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gib", type=float, default=1.0)
+    parser.add_argument("--rows", default="4000,30000,300000")
+    args = parser.parse_args()
+    nbytes = int(args.gib * 2**30) // ROW_BYTES * ROW_BYTES
+    total_rows = nbytes // ROW_BYTES
+    before = _anon_huge_kb()
+    pinned = cupy.cuda.PinnedMemory(nbytes, cupy.cuda.runtime.hostAllocMapped)
+    pinned_view = np.frombuffer(cupy.cuda.PinnedMemoryPointer(pinned, 0), np.uint8, nbytes)
+    pinned_view[::4096] = 1
+    huge, keep, advised = _huge_registered(nbytes)
+    print(f"{args.gib} GiB each; madvise(MADV_HUGEPAGE) {'accepted' if advised else 'refused'}; AnonHugePages "
+          f"{before:,} kB before, {_anon_huge_kb():,} kB after touching the advised memory", flush=True)
+    rng = np.random.default_rng(0)
+    for label, view in (("cudaHostAlloc (HostStore today)", pinned_view), ("huge pages + cudaHostRegister", huge)):
+        ptr = np.uint64(cupy.cuda.runtime.pointerGetAttributes(view.ctypes.data).devicePointer)
+        for n in (int(x) for x in args.rows.split(",")):
+            idx = rng.integers(0, total_rows, n)
+            for order, rows in (("random", idx), ("sorted", np.sort(idx)), ("contiguous", np.arange(n))):
+                ms, kernel = gather_ceiling(ptr, total_rows, ROW_BYTES, cupy.asarray(rows))
+                print(f"{label:<34} {n:>8,} rows {order:<10} {ms * 1e3:9.1f} us  {n / ms / 1e3:7.1f} M rows/s  "
+                      f"{n * ROW_BYTES / ms / 1e6:6.1f} GB/s  ({kernel})", flush=True)
+    cupy.cuda.runtime.hostUnregister(huge.ctypes.data)
+    del huge
+    keep.close()
+
+
+if __name__ == "__main__":
+    main()
