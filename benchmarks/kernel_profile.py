@@ -127,12 +127,45 @@ def _python_profile(cache, cdfs, offsets, b: int, calls: int = 300) -> None:
     stream.synchronize()
 
 
+def _shapes(cache, cdfs, offsets, b: int, reps: int = 20) -> None:
+    """GPU time of the eager lookup of batch ``b`` under other launch shapes of the probe (a search for
+    the source probe's shape: the tuning table's was timed on all-hit lookups)."""
+    import cupy as cp
+
+    keys = _zipf_rows(cp, cdfs, b, reps + 1, 11) - 1
+    batches = [(keys[i] + offsets).reshape(-1) for i in range(reps + 1)]
+    out = cp.empty((batches[0].shape[0], cache.dim), cp.float32)
+    stream = cp.cuda.Stream(non_blocking=True)
+    backend = cache._backend  # a diagnostic: it retunes the backend in place
+    original = dict(backend.shape)
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    for split in (False, True):
+        for group in (4, 8, 16, 32):
+            for kpg in (1, 2, 4):
+                if group * kpg > 64:
+                    continue
+                shape = {**original, "group": group, "keys_per_group": kpg, "split": split}
+                backend.retune(shape)
+                cache.lookup(batches[0], out=out, stream=stream)  # compiles
+                times = []
+                for k in batches[1:]:
+                    start.record(stream)
+                    cache.lookup(k, out=out, stream=stream)
+                    end.record(stream)
+                    end.synchronize()
+                    times.append(cp.cuda.get_elapsed_time(start, end) * 1e3)
+                print(f"  batch {b}, group {group:>2}, keys/group {kpg}, split {split!s:<5}: eager lookup "
+                      f"{np.median(times):7.1f} us (events, median of {reps})", flush=True)
+    backend.retune(original)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gib", type=float, default=QUICK["total_gib"])
     parser.add_argument("--batches", default="32,1024,8192")
     parser.add_argument("--policy", default="lfu")
     parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--shapes", default="", help="batch sizes at which to time other probe launch shapes")
     parser.add_argument("--cprofile", action="store_true", help="also where an eager lookup's Python time goes")
     args = parser.parse_args()
     try:
@@ -147,6 +180,9 @@ def main() -> None:
         _one_batch(torch, cache, cdfs, offsets, b, args.reps)
     if args.cprofile:
         _python_profile(cache, cdfs, offsets, int(args.batches.split(",")[0]))
+    if args.shapes:
+        for b in (int(x) for x in args.shapes.split(",")):
+            _shapes(cache, cdfs, offsets, b)
     cache.close()
     made["store"].close()
 

@@ -371,7 +371,17 @@ def plugin_path_model(config: str, n: int, dim: int, table: str = "t", model: st
 
 def plugin_path(n: int = 1 << 16, dim: int = 128, rows: int = 1 << 20, repeats: int = 50) -> list[dict]:
     """Lookups per second, all hits, through the plugin's enqueue body (``lookup_into``, the config's
-    cache) and through the ONNX Runtime op, against ``Cache.lookup`` on the same cache."""
+    cache, into a caller's buffer as TensorRT's output is) against ``Cache.lookup(keys, out=...)`` on
+    the same cache, for a table in pinned host memory (the stream-ordered lookup: no host wait) and
+    one in RocksDB (the host path), and through the ONNX Runtime op for the RocksDB table."""
+    values = np.random.default_rng(0).standard_normal((rows, dim)).astype(np.float32)
+    out = []
+    for spec, where in (("memory:pinned", "pinned memory, stream-ordered"), ("rocksdb:t", "RocksDB, host path")):
+        out += _plugin_path_one(spec, where, values, n, repeats)
+    return out
+
+
+def _plugin_path_one(spec: str, where: str, values: np.ndarray, n: int, repeats: int) -> list[dict]:
     import cupy as cp
 
     from trt_plugin.config import Config, ModelConfig, TableConfig
@@ -379,15 +389,20 @@ def plugin_path(n: int = 1 << 16, dim: int = 128, rows: int = 1 << 20, repeats: 
     from trt_plugin.ort import SurgeredSession
     from trt_plugin.tables import close_all, lookup_into, open_table_store, table_cache, write_table
 
+    rows, dim = values.shape
     out = []
     with tempfile.TemporaryDirectory() as tmp:
-        t = TableConfig("t", dim, ("rocksdb:t",), rows=rows, capacity=rows, keys_are_rows=True)
+        t = TableConfig("t", dim, (spec,), rows=rows, capacity=rows, keys_are_rows=True)
         config = Config((ModelConfig("m", (t,), backend="gpu"),), base=Path(tmp))
         path = config.save(os.path.join(tmp, "c.json"))
-        store = open_table_store(config, t, create=True)
-        write_table(store, np.random.default_rng(0).standard_normal((rows, dim)).astype(np.float32), progress=False)
-        store.close()
+        rocks = spec.startswith("rocksdb:")
+        if rocks:
+            store = open_table_store(config, t, create=True)
+            write_table(store, values, progress=False)
+            store.close()
         cache, _ = table_cache(path, "t", backend="gpu")
+        if not rocks:  # this process's memory: filled through the cache's tier
+            write_table(cache.tier, values, progress=False)
         fields = LookupFields(str(path), "t", dim, "m")
         keys = cp.random.randint(0, rows, n, dtype=cp.int64)
         for _ in range(50):  # until every key is cached (LFU admits a key once it has missed enough)
@@ -395,9 +410,7 @@ def plugin_path(n: int = 1 << 16, dim: int = 128, rows: int = 1 << 20, repeats: 
             cache.lookup(keys)
             if cache.stats.misses == before:
                 break
-        buf = cp.empty((n, dim), cp.float32)
-        session = SurgeredSession(plugin_path_model(str(path), n, dim), backend="gpu")
-        host_keys = keys.get()
+        buf, direct_buf = cp.empty((n, dim), cp.float32), cp.empty((n, dim), cp.float32)
         stream = cp.cuda.get_current_stream()
 
         def timed(fn):
@@ -410,14 +423,17 @@ def plugin_path(n: int = 1 << 16, dim: int = 128, rows: int = 1 << 20, repeats: 
             return (time.perf_counter() - t0) / repeats
 
         misses = cache.stats.misses
-        direct = timed(lambda: cache.lookup(keys))
-        plugin = timed(lambda: lookup_into(fields, keys, buf))
-        ort = timed(lambda: session.run({"k": host_keys}))
+        cases = [("direct Cache.lookup(out=)", timed(lambda: cache.lookup(keys, out=direct_buf))),
+                 ("plugin path (lookup_into)", timed(lambda: lookup_into(fields, keys, buf)))]
+        if rocks:
+            session = SurgeredSession(plugin_path_model(str(path), n, dim), backend="gpu")
+            host_keys = keys.get()
+            cases.append(("ONNX Runtime op (rows to host)", timed(lambda: session.run({"k": host_keys}))))
         if cache.stats.misses != misses:
             raise RuntimeError("the plugin-path benchmark missed: its figures would not be all-hit ones")
-        for case, seconds in (("direct Cache.lookup", direct), ("plugin path (lookup_into)", plugin),
-                              ("ONNX Runtime op (rows to host)", ort)):
-            out.append({"case": f"{case}, {n} keys dim {dim} all hits", "us": seconds * 1e6,
+        direct = cases[0][1]
+        for case, seconds in cases:
+            out.append({"case": f"{case}, {where}, {n} keys dim {dim} all hits", "us": seconds * 1e6,
                         "m_keys_s": n / seconds / 1e6, "ratio_to_direct": direct / seconds})
         close_all()
     return out

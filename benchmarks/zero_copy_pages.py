@@ -48,34 +48,43 @@ def _anon_huge_kb() -> int:
     return -1
 
 
-def main() -> None:
+def _measure(gib: float, rows_list: list[int], huge_too: bool) -> None:
     import cupy
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gib", type=float, default=1.0)
-    parser.add_argument("--rows", default="4000,30000,300000")
-    args = parser.parse_args()
-    nbytes = int(args.gib * 2**30) // ROW_BYTES * ROW_BYTES
+    nbytes = int(gib * 2**30) // ROW_BYTES * ROW_BYTES
     total_rows = nbytes // ROW_BYTES
     before = _anon_huge_kb()
     pinned = cupy.cuda.PinnedMemory(nbytes, cupy.cuda.runtime.hostAllocMapped)
     pinned_view = np.frombuffer(cupy.cuda.PinnedMemoryPointer(pinned, 0), np.uint8, nbytes)
     pinned_view[::4096] = 1
-    huge, keep, advised = _huge_registered(nbytes)
-    print(f"{args.gib} GiB each; madvise(MADV_HUGEPAGE) {'accepted' if advised else 'refused'}; AnonHugePages "
-          f"{before:,} kB before, {_anon_huge_kb():,} kB after touching the advised memory", flush=True)
+    kinds = [("cudaHostAlloc (HostStore today)", pinned_view)]
+    if huge_too:
+        huge, _mapping, advised = _huge_registered(nbytes)  # the mapping stays open while huge is read
+        kinds.append(("huge pages + cudaHostRegister", huge))
+        print(f"{gib} GiB each; madvise(MADV_HUGEPAGE) {'accepted' if advised else 'refused'}; AnonHugePages "
+              f"{before:,} kB before, {_anon_huge_kb():,} kB after touching the advised memory", flush=True)
     rng = np.random.default_rng(0)
-    for label, view in (("cudaHostAlloc (HostStore today)", pinned_view), ("huge pages + cudaHostRegister", huge)):
+    for label, view in kinds:
         ptr = np.uint64(cupy.cuda.runtime.pointerGetAttributes(view.ctypes.data).devicePointer)
-        for n in (int(x) for x in args.rows.split(",")):
+        for n in rows_list:
             idx = rng.integers(0, total_rows, n)
             for order, rows in (("random", idx), ("sorted", np.sort(idx)), ("contiguous", np.arange(n))):
                 ms, kernel = gather_ceiling(ptr, total_rows, ROW_BYTES, cupy.asarray(rows))
-                print(f"{label:<34} {n:>8,} rows {order:<10} {ms * 1e3:9.1f} us  {n / ms / 1e3:7.1f} M rows/s  "
-                      f"{n * ROW_BYTES / ms / 1e6:6.1f} GB/s  ({kernel})", flush=True)
-    cupy.cuda.runtime.hostUnregister(huge.ctypes.data)
-    del huge
-    keep.close()
+                print(f"{gib:5.1f} GiB {label:<34} {n:>8,} rows {order:<10} {ms * 1e3:9.1f} us  "
+                      f"{n / ms / 1e3:7.1f} M rows/s  {n * ROW_BYTES / ms / 1e6:6.1f} GB/s  ({kernel})", flush=True)
+    if huge_too:
+        cupy.cuda.runtime.hostUnregister(huge.ctypes.data)
+    del pinned_view, pinned
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gib", default="1", help="sizes of memory to read from, GiB, comma-separated")
+    parser.add_argument("--rows", default="4000,30000,300000")
+    parser.add_argument("--huge", action="store_true", help="also huge pages + cudaHostRegister")
+    args = parser.parse_args()
+    for gib in (float(x) for x in args.gib.split(",")):
+        _measure(gib, [int(x) for x in args.rows.split(",")], args.huge)
 
 
 if __name__ == "__main__":

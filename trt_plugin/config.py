@@ -104,6 +104,8 @@ __all__ = ["TableConfig", "ModelConfig", "Config", "load_config", "parse_config"
            "redis_options"]
 
 FORMAT_VERSION = 1
+#: store specs of rows in this process's memory (a HostStore; pinned: the GPU reads it in place)
+MEMORY_STORES = ("memory", "memory:pinned")
 _DTYPES = ("float32", "float16")
 
 
@@ -126,8 +128,9 @@ class TableConfig:
     """One embedding table.
 
     ``store`` names where the rows live (``rocksdb:PATH``, ``redis://...``, ``redis-cluster://h:p,...``,
-    or ``memory``); several stores are tiers, fastest first.  ``capacity`` is the GPU cache size: a
-    fraction of ``rows`` (a float <= 1) or a row count.  ``source`` is a HugeCTR sparse-model folder
+    ``memory``, or ``memory:pinned``: pinned host memory the GPU reads in place, so that a lookup with
+    misses never waits for the host and can run inside a CUDA graph); several stores are tiers,
+    fastest first.  ``capacity`` is the GPU cache size: a fraction of ``rows`` (a float <= 1) or a row count.  ``source`` is a HugeCTR sparse-model folder
     to import from (HPS's ``sparse_files``), if any.  ``keys_are_rows`` marks tables whose keys are
     row numbers, as a Gather's indices are: negative ones count from the end, others outside the
     table get the default value (and are counted: :func:`trt_plugin.tables.out_of_range`).
@@ -212,7 +215,7 @@ class Config:
 
     def resolve(self, path: str) -> str:
         """``path`` made absolute against the config's folder (store specs keep their scheme)."""
-        if path == "memory" or path.startswith(("redis://", "rediss://", "redis-cluster://")):
+        if path in MEMORY_STORES or path.startswith(("redis://", "rediss://", "redis-cluster://")):
             return path
         scheme = "rocksdb:" if path.startswith("rocksdb:") else ""
         bare = path[len(scheme):]
@@ -242,7 +245,7 @@ class Config:
         if base is None or Path(base).resolve() == self.base:
             return spec
         resolved = self.resolve(spec)
-        if resolved == spec and (spec == "memory" or "://" in spec or os.path.isabs(spec.removeprefix("rocksdb:"))):
+        if resolved == spec and (spec in MEMORY_STORES or "://" in spec or os.path.isabs(spec.removeprefix("rocksdb:"))):
             return spec  # absolute paths and servers stay as written
         scheme = "rocksdb:" if resolved.startswith("rocksdb:") else ""
         return scheme + os.path.relpath(resolved[len(scheme):], Path(base).resolve())

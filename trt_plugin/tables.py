@@ -21,7 +21,7 @@ from embcache.imports import write_rows
 from embcache.kernels.gpu import gpu_available
 from embcache.tiers import HostStore, Tier, TieredStore, open_store
 
-from .config import Config, ModelConfig, TableConfig, load_config, store_name
+from .config import MEMORY_STORES, Config, ModelConfig, TableConfig, load_config, store_name
 from .fields import LookupFields, output_shape
 
 __all__ = ["open_table_store", "write_table", "table_cache", "lookup_rows", "lookup_into", "close_all",
@@ -81,8 +81,8 @@ def _open_one(config: Config, table: TableConfig, spec: str, create: bool, model
     spec, _, namespace = config.resolve(spec).partition("#")  # redis "#namespace" suffix
     if not namespace:
         namespace = "embcache." + (store_name(model, table.name) if model else table.name)
-    if spec == "memory":
-        return HostStore(table.dim, table.dtype)
+    if spec in MEMORY_STORES:
+        return HostStore(table.dim, table.dtype, pinned=spec == "memory:pinned")
     if table.redis and spec.startswith(("redis://", "rediss://", "redis-cluster://")):
         return _open_redis(spec, table, namespace, create)
     return open_store(spec, table.dim, table.dtype, namespace=namespace, create=create)
@@ -295,6 +295,11 @@ def lookup_rows(config_path: str | os.PathLike, table: str, keys: Any, model: st
     ``keys.shape + (dim,)`` of the table's dtype, C-contiguous, on the cache's device) and is returned.
     """
     cache, entry = _registry.get(str(config_path), table, model, backend, _device_of(keys))
+    return _lookup(cache, entry, keys, stream, out)
+
+
+def _lookup(cache: Cache, entry: Any, keys: Any, stream: Any, out: Any) -> Any:
+    """:func:`lookup_rows` on the cache and table the registry resolved."""
     t = entry.table
     xp = cache.xp
     with _on(cache.device):
@@ -307,7 +312,7 @@ def lookup_rows(config_path: str | os.PathLike, table: str, keys: Any, model: st
         index_rows = None
         if t.keys_are_rows:
             if t.rows is None:
-                raise ConfigError(f"table {table!r}: keys_are_rows needs the table's 'rows' in the config")
+                raise ConfigError(f"table {t.name!r}: keys_are_rows needs the table's 'rows' in the config")
             index_rows = t.rows  # Gather's rules, applied by the lookup; out-of-range keys are stats.invalid
         rows = cache.lookup(flat, out=rows, stream=stream, index_rows=index_rows)
         if xp is np and index_rows:
@@ -323,13 +328,11 @@ def lookup_into(fields: LookupFields, keys: Any, out: Any, stream: Any = None) -
     writes every row straight into it; when TensorRT picked the other precision, the rows are
     looked up and then cast into ``out`` (one more pass over the rows).
     """
-    model = fields.model or None
-    cache, _ = table_cache(fields.config, fields.table, model, "gpu", _device_of(keys))
+    cache, entry = _registry.get(fields.config, fields.table, fields.model or None, "gpu", _device_of(keys))
     if out.dtype == cache.dtype and out.flags.c_contiguous:
-        lookup_rows(fields.config, fields.table, keys, model=model, stream=stream, backend="gpu", out=out)
+        _lookup(cache, entry, keys, stream, out)
     else:
-        rows = lookup_rows(fields.config, fields.table, keys, model=model, stream=stream, backend="gpu")
-        out[...] = rows.astype(out.dtype, copy=False)
+        out[...] = _lookup(cache, entry, keys, stream, None).astype(out.dtype, copy=False)
 
 
 def out_of_range(config_path: str | os.PathLike, table: str, model: str | None = None) -> int:

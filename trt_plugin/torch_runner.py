@@ -434,8 +434,8 @@ class TorchGraphRunner:
         """Evaluate ``nodes`` in order into ``values``, on the current stream."""
         stream = self._torch.cuda.current_stream(self.device).cuda_stream if self._cuda else None
         for node in nodes:
-            if id(node) in self._fused:  # a Relu whose Gemm applied it: the same tensor
-                values[node.output[0]] = values[node.input[0]]
+            if id(node) in self._fused:  # an Add or Relu that its MatMul or Gemm applied: the same tensor
+                values[node.output[0]] = values[self._fused[id(node)]]
                 continue
             args = [values[i] if i else None for i in node.input]
             if node.op_type == OP_TYPE:
@@ -444,27 +444,54 @@ class TorchGraphRunner:
                 outs = getattr(self, f"_op_{node.op_type}")(node, args)
             values.update(zip(node.output, outs))
 
-    def _plan_fusions(self, proto) -> set:
-        """Ids of the Relu nodes whose Gemm applies them (one cuBLAS call with a bias-and-ReLU epilogue,
-        as TensorRT fuses them): the Gemm's output has no other reader and is no graph output."""
+    def _plan_fusions(self, proto) -> dict:
+        """Nodes that another node's one call already computes, as TensorRT fuses them: {node id: the value
+        it equals}.  A Gemm (``x @ w + bias``) or a MatMul by a constant matrix followed by an Add of a
+        constant bias becomes one ``addmm`` (the bias in cuBLAS's epilogue), and a Relu after it joins
+        the epilogue too; each fused value has no other reader and is no graph output."""
         readers: dict = {}
         for n in self._nodes:
             for i in n.input:
                 readers.setdefault(i, []).append(n)
         outputs = {o.name for o in proto.graph.output}
-        fused, self._gemm_relu = set(), set()
         # torch's addmm with a bias-and-ReLU epilogue (cuBLASLt), private in torch but there since 1.13
         self._addmm_relu = getattr(self._torch, "_addmm_activation", None)
-        if self._addmm_relu is None:
-            return fused
+        self._linear: dict = {}  # MatMul/Gemm node id -> (bias value name, whether it applies the Relu)
+        alias: dict = {}
+
+        def only_reader(value):
+            after = readers.get(value, [])
+            return after[0] if len(after) == 1 and value not in outputs else None
+
         for n in self._nodes:
-            if n.op_type != "Gemm" or not self._plain_gemm(n) or n.output[0] in outputs:
+            bias, last = None, n
+            if n.op_type == "Gemm" and self._plain_gemm(n):
+                bias = n.input[2]
+            elif n.op_type == "MatMul" and self._host_consts.get(n.input[1], np.empty(0)).ndim == 2:
+                add = only_reader(n.output[0])
+                if add is not None and add.op_type == "Add":
+                    other = add.input[1] if add.input[0] == n.output[0] else add.input[0]
+                    b = self._host_consts.get(other)
+                    if b is not None and b.ndim == 1 and b.shape[0] == self._host_consts[n.input[1]].shape[1]:
+                        bias, last = other, add
+                        alias[id(add)] = n.output[0]
+            if bias is None:
                 continue
-            after = readers.get(n.output[0], [])
-            if len(after) == 1 and after[0].op_type == "Relu":
-                fused.add(id(after[0]))
-                self._gemm_relu.add(id(n))
-        return fused
+            relu = only_reader(last.output[0])
+            fuse_relu = relu is not None and relu.op_type == "Relu" and self._addmm_relu is not None
+            if fuse_relu:
+                alias[id(relu)] = last.output[0]
+            self._linear[id(n)] = (bias, fuse_relu)
+        return alias
+
+    def _linear_op(self, node, x, w):
+        """``x @ w + bias`` (then ReLU where fused) for a node of :attr:`_linear`, in one call for 2-D ``x``."""
+        bias_name, relu = self._linear[id(node)]
+        bias = self._consts[bias_name]
+        if x.dim() == 2:
+            return self._addmm_relu(bias, x, w, use_gelu=False) if relu else self._torch.addmm(bias, x, w)
+        y = self._torch.matmul(x, w) + bias
+        return self._torch.relu(y) if relu else y
 
     def _plain_gemm(self, node) -> bool:
         """A Gemm that is ``x @ w + bias``: no transA, alpha = beta = 1, a constant 1-D bias."""
@@ -521,15 +548,14 @@ class TorchGraphRunner:
 
     # one method per ONNX operator, named after it
     def _op_MatMul(self, node, a):
+        if id(node) in self._linear:
+            return [self._linear_op(node, a[0], a[1])]
         return [self._torch.matmul(a[0], a[1])]
 
     def _op_Gemm(self, node, a):
         at = _attrs(node)
-        if self._plain_gemm(node):  # one call: the bias (and a fused Relu) in the product's epilogue
-            w = a[1].T if at.get("transB") else a[1]
-            if id(node) in self._gemm_relu:
-                return [self._addmm_relu(a[2], a[0], w, use_gelu=False)]
-            return [self._torch.addmm(a[2], a[0], w)]
+        if id(node) in self._linear:  # one call: the bias (and a fused Relu) in the product's epilogue
+            return [self._linear_op(node, a[0], a[1].T if at.get("transB") else a[1])]
         x = a[0].T if at.get("transA") else a[0]
         w = a[1].T if at.get("transB") else a[1]
         y = x @ w

@@ -272,6 +272,7 @@ class GPUBackend:
         self._out_dtype = self.raw_dtype if self.dtype.name == "bfloat16" else self.dtype
         self._blocks = resident_blocks(self.device_id)
         self._ublock = utility_block(self.compute_capability)  # threads a block of every other kernel
+        self._external: dict = {}  # raw stream handle -> its CuPy wrapper (on_stream)
         self._oblock, self._small = ordered_shape(self.compute_capability)  # the fused miss path's
         self._utility = (self._ublock,)
         self._hits_change_scores = policy.hit_changes_score
@@ -319,7 +320,13 @@ class GPUBackend:
         if stream is None:
             return contextlib.nullcontext()
         if isinstance(stream, int):
-            stream = cupy.cuda.ExternalStream(stream)
+            # one wrapper per raw stream: making one costs microseconds (and a deprecation warning) a call
+            wrapped = self._external.get(stream)
+            if wrapped is None:
+                if len(self._external) > 64:
+                    self._external.clear()
+                wrapped = self._external[stream] = cupy.cuda.ExternalStream(stream)
+            stream = wrapped
         return stream
 
     def capturing(self) -> bool:
