@@ -20,8 +20,8 @@ while batch i's dense layers run (two streams).
 
 Floors, measured in the same run: the dense graph alone (the same runner, captured, with a lookup
 that does nothing), the zero-copy ceiling for the batch's distinct missed rows (random rows of the
-pinned store read by the GPU, the best kernel of benchmarks/ceilings.cu) and the gather ceiling for
-its hits (device-to-device random rows).  HPS's figures are FP32 TensorRT + HPS on an A100; ours
+pinned store read by the GPU, the best kernel of benchmarks/ceilings.cu, fresh rows at each
+repetition as a batch's misses are) and the gather ceiling for its hits (device-to-device random rows).  HPS's figures are FP32 TensorRT + HPS on an A100; ours
 come from whatever GPU ran this (the output says which).
 """
 from __future__ import annotations
@@ -198,11 +198,13 @@ def _floors(cp, store_values, misses: int, hits: int, cache_rows: int, dim: int)
         zero_copy, k1 = 0.0, "-"
     else:
         ptr = np.uint64(cp.cuda.runtime.pointerGetAttributes(store_values.ctypes.data).devicePointer)
-        idx = cp.asarray(rng.integers(0, store_values.shape[0], misses))
-        zero_copy, k1 = gather_ceiling(ptr, store_values.shape[0], dim * 4, idx)
+        # fresh rows at each repetition, as each batch's misses are: rows read again find their address
+        # translations warm and read faster than a batch's new misses can (benchmarks.zero_copy_pages)
+        fresh = [cp.asarray(rng.integers(0, store_values.shape[0], misses)) for _ in range(24)]
+        zero_copy, k1 = gather_ceiling(ptr, store_values.shape[0], dim * 4, fresh)
     table = cp.empty((cache_rows, dim), cp.float32)
-    gather, k2 = (0.0, "-") if hits == 0 else gather_ceiling(table, cache_rows, dim * 4,
-                                                             cp.asarray(rng.integers(0, cache_rows, hits)))
+    gather, k2 = (0.0, "-") if hits == 0 else gather_ceiling(
+        table, cache_rows, dim * 4, [cp.asarray(rng.integers(0, cache_rows, hits)) for _ in range(24)])
     del table
     return zero_copy * 1e3, gather * 1e3, f"{k1} (misses), {k2} (hits)"
 

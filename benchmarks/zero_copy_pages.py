@@ -7,7 +7,8 @@ store.  This compares, for the same random rows of 512 bytes, memory made with `
 (what HostStore uses: ``cupy.cuda.PinnedMemory``) and anonymous memory asked for as transparent huge
 pages (``madvise(MADV_HUGEPAGE)``), touched, then registered with ``cudaHostRegister``: if the
 GPU's translation of host pages limits random reads, fewer, larger pages read faster.  Also the
-same rows read in ascending order (sorted indices), and one contiguous block (the PCIe ceiling).
+same rows read in ascending order (sorted indices), one contiguous block (the PCIe ceiling), and fresh
+random rows at every repetition ("fresh": what a cache's misses are; the others read the same rows again).
 """
 from __future__ import annotations
 
@@ -68,8 +69,11 @@ def _measure(gib: float, rows_list: list[int], huge_too: bool) -> None:
         ptr = np.uint64(cupy.cuda.runtime.pointerGetAttributes(view.ctypes.data).devicePointer)
         for n in rows_list:
             idx = rng.integers(0, total_rows, n)
-            for order, rows in (("random", idx), ("sorted", np.sort(idx)), ("contiguous", np.arange(n))):
-                ms, kernel = gather_ceiling(ptr, total_rows, ROW_BYTES, cupy.asarray(rows))
+            # fresh random rows at every repetition, as a cache's misses are (read again, they read faster)
+            fresh = [cupy.asarray(rng.integers(0, total_rows, n)) for _ in range(24)]
+            for order, rows in (("random", cupy.asarray(idx)), ("sorted", cupy.asarray(np.sort(idx))),
+                                ("contiguous", cupy.arange(n)), ("fresh", fresh)):
+                ms, kernel = gather_ceiling(ptr, total_rows, ROW_BYTES, rows)
                 print(f"{gib:5.1f} GiB {label:<34} {n:>8,} rows {order:<10} {ms * 1e3:9.1f} us  "
                       f"{n / ms / 1e3:7.1f} M rows/s  {n * ROW_BYTES / ms / 1e6:6.1f} GB/s  ({kernel})", flush=True)
     if huge_too:
