@@ -450,21 +450,22 @@ def _commit() -> str:
 
 
 def measure(total_gib: float | None = None, progress: bool = True, zero_copy: bool = True, phases: bool = False,
-            quick: bool = False) -> dict:
+            quick: bool = False, batches: tuple | None = None, plugin: bool = True) -> dict:
     """Every row, with the device, the date, the commit and which runner ran.  ``quick``: 1 GiB of
-    tables, batches 32 / 1,024 / 8,192, fewer iterations (under a minute on an H200)."""
+    tables, batches 32 / 1,024 / 8,192, fewer iterations (under a minute on an H200).  ``batches``: these
+    batch sizes only; ``plugin``: False leaves out the plugin-path rows."""
     import cupy as cp
 
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
     if quick:
-        path = plugin_path(n=1 << 15, rows=1 << 17, repeats=20)
-        dlrm = dlrm_latency(QUICK["total_gib"] if total_gib is None else total_gib, batches=QUICK["batches"],
-                            progress=progress, zero_copy=zero_copy, phases=phases, iterations=QUICK["iterations"],
-                            warm=QUICK["warm"])
+        path = plugin_path(n=1 << 15, rows=1 << 17, repeats=20) if plugin else []
+        dlrm = dlrm_latency(QUICK["total_gib"] if total_gib is None else total_gib,
+                            batches=batches or QUICK["batches"], progress=progress, zero_copy=zero_copy,
+                            phases=phases, iterations=QUICK["iterations"], warm=QUICK["warm"])
     else:
-        path = plugin_path()
-        dlrm = dlrm_latency(16.0 if total_gib is None else total_gib, progress=progress, zero_copy=zero_copy,
-                            phases=phases)
+        path = plugin_path() if plugin else []
+        dlrm = dlrm_latency(16.0 if total_gib is None else total_gib, batches=batches or tuple(HPS_A100_US),
+                            progress=progress, zero_copy=zero_copy, phases=phases)
     torch = _torch()
     return {"device": props["name"].decode(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"), "commit": _commit(), "quick": quick,
@@ -522,11 +523,15 @@ def main(argv=None) -> int:
                         help="misses read on the CPU from ordinary host memory (default: GPU zero-copy reads "
                              "of a pinned store)")
     parser.add_argument("--phases", action="store_true", help="also print where each batch's lookup time goes")
+    parser.add_argument("--batches", help="batch sizes, comma-separated (default: 32,1024,8192,131072; "
+                                          "with --quick up to 8192)")
+    parser.add_argument("--no-plugin-path", action="store_true", help="leave out the plugin-path rows")
     parser.add_argument("--out", help="write the results here as JSON (the markdown table beside it, .md)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    batches = tuple(int(b) for b in args.batches.split(",")) if args.batches else None
     result = measure(args.total_gib, progress=not args.no_progress, zero_copy=not args.host_store,
-                     phases=args.phases, quick=args.quick)
+                     phases=args.phases, quick=args.quick, batches=batches, plugin=not args.no_plugin_path)
     table = format_table(result)
     print(table)
     if args.out:
