@@ -269,9 +269,16 @@ class Cache:
             return self._size
 
     def __repr__(self) -> str:
+        # the length after every queued lookup (a wait for the device), except where waiting is not allowed
+        if self._closed:
+            size = "closed"
+        elif self._backend.capturing():
+            size = f"{self._size} before the lookups queued"
+        else:
+            size = len(self)
         return (f"Cache(capacity={self.capacity}, dim={self._dim}, policy={self._policy!r}, "
                 f"admission={self._admission!r}, dtype={self._dtype.name!r}, backend={self.backend!r}, "
-                f"ways={self._ways}, len={self._size})")
+                f"ways={self._ways}, len={size})")
 
     # ------------------------------------------------------------------ helpers
     def _check_open(self, op: str, absorb: bool = True):
