@@ -52,6 +52,7 @@ def test_a_pinned_memory_table_is_looked_up_in_a_cuda_graph_through_the_plugin(t
     keys = cupy.zeros(n, cupy.int32)  # int32 row numbers, as TensorRT gives a Gather's indices
     out = cupy.empty((n, DIM), cupy.float32)
     stream = cupy.cuda.Stream(non_blocking=True)
+    cupy.cuda.Device().synchronize()  # keys and out, made on the legacy stream, before stream reads them
     lookup_into(fields, keys, out, stream=stream)  # the scratch, made outside the capture
     stream.synchronize()
     cupy.cuda.Device().synchronize()

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from embcache import layout
 from embcache._cuda import SHARED_INCLUDE, gpu_available
-from embcache._source import INDEX_SPLITMIX64_LINEAR, DeviceSource
+from embcache._source import INDEX_SPLITMIX64_LINEAR, INDEX_SPLITMIX64_LINEAR_ROWS, DeviceSource
 from embcache.errors import ConfigError
 from embcache.kernels import _shared, gpu, tuning
 
@@ -186,16 +186,20 @@ def test_multi_gpu_uses_layouts_public_hash():
 
 # ---------------------------------------------------------------- a DeviceSource, checked in Python
 def test_a_device_source_becomes_the_kernel_arguments():
-    index, mask, rows = gpu._source_args(DeviceSource(1 << 40, 1023, 1 << 41, 8, np.float16), 8, np.float16)
-    assert (index, mask, rows) == (1 << 40, 1023, 1 << 41)
+    index, mask, rows, words = gpu._source_args(DeviceSource(1 << 40, 1023, 1 << 41, 8, np.float16), 8, np.float16)
+    assert (index, mask, rows, words) == (1 << 40, 1023, 1 << 41, 1)
     assert (index.dtype, mask.dtype, rows.dtype) == (np.uint64, np.int64, np.uint64)  # 8-byte kernel arguments
+    assert words.dtype == np.int32
+    dense = DeviceSource(1 << 40, 1023, 1 << 41, 8, np.float16, layout=INDEX_SPLITMIX64_LINEAR_ROWS)
+    assert gpu._source_args(dense, 8, np.float16)[3] == 2  # (key, row) pairs: two words a slot
     array = np.zeros(16, np.int64)  # a device array is passed as it is
     assert gpu._source_args(DeviceSource(array, 15, 1 << 41, 8, np.float32), 8, np.float32)[0] is array
 
 
 @pytest.mark.parametrize("source, match", [
     ((1, 15, 2), "DeviceSource as source, not tuple"),
-    (DeviceSource(1, 15, 2, 8, np.float32, layout="cuckoo"), "index layout 'splitmix64-linear' only, not 'cuckoo'"),
+    (DeviceSource(1, 15, 2, 8, np.float32, layout="cuckoo"),
+     "index layouts 'splitmix64-linear', 'splitmix64-linear-rows' only, not 'cuckoo'"),
     (DeviceSource(1, 15, 2, 8, np.float16), "rows of 8 float16 .16 bytes., the cache rows of 8 float32 .32 bytes."),
     (DeviceSource(1, 15, 2, 16, np.float32), "rows of 16 float32"),
 ])

@@ -248,13 +248,16 @@ def test_a_clear_on_one_stream_comes_before_a_lookup_on_another():
     cpu, _, gpu = caches(4096, 8, "lfu", "always", 8, np.arange(5000, dtype=np.int64))
     a, b = cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True)
     warm = np.arange(1000, dtype=np.int64)
+    # made on the legacy stream, which CUDA does not order with a and b: done before they read them
+    warm_keys, later_keys = cupy.asarray(warm), cupy.asarray(warm[:500])
+    cupy.cuda.Device().synchronize()
     cpu.lookup(warm)
-    gpu.lookup(cupy.asarray(warm), stream=a)
+    gpu.lookup(warm_keys, stream=a)
     with a:
         busy(a)
         gpu.clear()
     cpu.clear()
-    got = gpu.lookup(cupy.asarray(warm[:500]), stream=b)
+    got = gpu.lookup(later_keys, stream=b)
     b.synchronize()  # the rows are b's: CuPy's .get() copies on the legacy stream, unordered with b
     assert host(got).tobytes() == cpu.lookup(warm[:500]).tobytes()
     assert gpu.stats.last.misses == 500

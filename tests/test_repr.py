@@ -26,5 +26,7 @@ def test_repr_counts_the_keys_a_stream_ordered_lookup_inserted():
     store.put_many(np.arange(100, dtype=np.int64), np.ones((100, 4), np.float32))
     cache = embcache.Cache(256, 4, "lfu", backend="gpu", tier=store)
     stream = cupy.cuda.Stream(non_blocking=True)
-    cache.lookup(cupy.arange(50, dtype=cupy.int64), stream=stream)  # returns before its kernels have run
+    with stream:  # the keys made on the lookup's stream: ordered before it
+        keys = cupy.arange(50, dtype=cupy.int64)
+    cache.lookup(keys, stream=stream)  # returns before its kernels have run
     assert "len=50)" in repr(cache)

@@ -31,7 +31,7 @@ import numpy as np
 
 from .._cuda import compile_source, gpu_available, launch_grid, layout_defines, require_cupy, resident_blocks
 from .._dtypes import raw
-from .._source import INDEX_SPLITMIX64_LINEAR, DeviceSource
+from .._source import INDEX_LAYOUTS, DeviceSource
 from ..errors import ConfigError
 from ..layout import EMPTY_KEY
 from . import _rules
@@ -182,14 +182,15 @@ _ONE_THREAD = ((1,), (1,))  # the launch shape of a kernel that does one thing o
 
 
 def _source_args(source: DeviceSource, dim: int, dtype: np.dtype) -> tuple:
-    """The kernel arguments ``(index, mask, rows)`` of ``source``, checked against a cache of rows of
-    ``dim`` values of ``dtype``: the kernels know one index layout and copy rows of the cache's size."""
+    """The kernel arguments ``(index, mask, rows, words a slot)`` of ``source``, checked against a cache of
+    rows of ``dim`` values of ``dtype``: the kernels know the index layouts of ``INDEX_LAYOUTS`` and copy
+    rows of the cache's size."""
     if not isinstance(source, DeviceSource):
         raise ConfigError(f"lookup_hits takes an embcache._source.DeviceSource as source, not "
                           f"{type(source).__name__}: describe the tier's rows with one (Tier.device_source())")
-    if source.layout != INDEX_SPLITMIX64_LINEAR:
-        raise ConfigError(f"the GPU kernels read a DeviceSource of index layout {INDEX_SPLITMIX64_LINEAR!r} only, "
-                          f"not {source.layout!r}: give the tier that index, or no device source")
+    if source.layout not in INDEX_LAYOUTS:
+        raise ConfigError(f"the GPU kernels read a DeviceSource of the index layouts {', '.join(map(repr, INDEX_LAYOUTS))}"
+                          f" only, not {source.layout!r}: give the tier one of those, or no device source")
     dtype = np.dtype(dtype)
     if np.dtype(source.dtype) != dtype or source.row_bytes != dim * dtype.itemsize:
         raise ConfigError(f"the DeviceSource holds rows of {source.dim} {np.dtype(source.dtype).name} "
@@ -198,7 +199,7 @@ def _source_args(source: DeviceSource, dim: int, dtype: np.dtype) -> tuple:
     index = source.index  # a device array, or the device address of mapped host memory
     if isinstance(index, (int, np.integer)):
         index = np.uint64(int(index))
-    return index, np.int64(source.mask), np.uint64(int(source.rows))
+    return index, np.int64(source.mask), np.uint64(int(source.rows)), np.int32(INDEX_LAYOUTS[source.layout])
 
 
 _COUNTER_NAMES = ("lookups", "misses", "unique", "absent", "admitted", "outcomes", "invalid", "batches")
@@ -491,7 +492,7 @@ class GPUBackend:
         the stream once, for the counters.
 
         ``source``: a :class:`~embcache._source.DeviceSource`, rows that the GPU
-        reads in place (index layout ``INDEX_SPLITMIX64_LINEAR``, rows of this
+        reads in place (an index layout of ``INDEX_LAYOUTS``, rows of this
         cache's dtype and dim; a ``ConfigError`` otherwise).  Then the probe also
         copies every missed row from there (the default row where the source
         lacks the key), so ``out`` is complete on return; ``found_in_source``

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._source import INDEX_SPLITMIX64_LINEAR, DeviceSource
+from .._source import INDEX_LAYOUTS, DeviceSource
 from ..errors import ConfigError
 
 __all__: list[str] = []
@@ -24,9 +24,9 @@ def gather_source(source: DeviceSource, keys, default_row):
     ``default_row`` (dim,) raw bits fills absent keys.  Runs on CuPy's current stream and waits for
     it, so the caller may let the tier's lock go (and the tier change) as soon as this returns.
     """
-    if source.layout != INDEX_SPLITMIX64_LINEAR:
+    if source.layout not in INDEX_LAYOUTS:
         raise ConfigError(f"the source's index layout {source.layout!r} is not one this gather reads "
-                          f"({INDEX_SPLITMIX64_LINEAR!r})")
+                          f"({', '.join(map(repr, INDEX_LAYOUTS))})")
     from .._cuda import compile_source, launch_grid, layout_defines, require_cupy, vector_bytes
 
     cupy = require_cupy()
@@ -43,7 +43,8 @@ def gather_source(source: DeviceSource, keys, default_row):
         # a device array, or the device address of mapped host memory (passed as a 64-bit pointer)
         index = np.uint64(source.index) if isinstance(source.index, (int, np.integer)) else source.index
         kernel((launch_grid(n * group, _BLOCK),), (_BLOCK,),
-               (index, np.int64(source.mask), np.uint64(source.rows), keys, np.int64(n), rows, found, default_row))
+               (index, np.int64(source.mask), np.uint64(source.rows), keys, np.int64(n), rows, found, default_row,
+                np.int32(INDEX_LAYOUTS[source.layout])))
         # the kernel reads the index and rows in place: the tier may change them once this returns
         cupy.cuda.get_current_stream().synchronize()
     return rows, found

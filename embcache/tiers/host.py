@@ -8,7 +8,7 @@ import numpy as np
 
 from .._dtypes import raw
 from ..layout import EMPTY_KEY, mix64
-from .._source import DeviceSource
+from .._source import INDEX_SPLITMIX64_LINEAR_ROWS, DeviceSource
 from ..errors import ConfigError, TierError
 from ._base import Tier
 from ._gather import gather_source
@@ -91,23 +91,105 @@ def _delete_many(table, values, aux, keys):
     return removed
 
 
+# HostStore's own layout: an index of (key, row) pairs, the rows stored densely (row r of the row
+# array), so that they span their own size, not the index's (a slot per row at load factor <= 1/2).
+# The GPU reads rows in place over PCIe, and a fresh row costs a translation of its address: rows
+# over twice the memory read slower (docs/serving.md).  slot_of[r] is row r's index slot.  The
+# functions above keep rows at their slot (SharedHostStore's segment layout).
+@numba.njit(inline="always", nogil=True, cache=True)
+def _find(pairs, key, mask):
+    h = _home(key, mask)
+    while pairs[h, 0] != _EMPTY and pairs[h, 0] != key:
+        h = (h + 1) & mask
+    return h
+
+
 @numba.njit(nogil=True, cache=True)
-def _slots_of(table, keys):
-    mask = table.shape[0] - 1
+def _get_rows(pairs, values, aux, keys, out, found):
+    mask = pairs.shape[0] - 1
+    for i in range(keys.shape[0]):
+        h = _find(pairs, keys[i], mask)
+        if pairs[h, 0] == keys[i]:
+            out[i, :] = values[pairs[h, 1]]
+            found[i] = True
+            if aux.shape[0]:
+                aux[h, 1] += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _put_rows(pairs, values, slot_of, aux, keys, rows, stamp, size):
+    mask = pairs.shape[0] - 1
+    added = 0
+    for i in range(keys.shape[0]):
+        h = _find(pairs, keys[i], mask)
+        if pairs[h, 0] == _EMPTY:
+            r = size + added
+            pairs[h, 0] = keys[i]
+            pairs[h, 1] = r
+            slot_of[r] = h
+            added += 1
+            if aux.shape[0]:
+                aux[h, 1] = 0
+        values[pairs[h, 1], :] = rows[i]
+        if aux.shape[0]:
+            aux[h, 0] = stamp
+    return added
+
+
+@numba.njit(nogil=True, cache=True)
+def _delete_rows(pairs, values, slot_of, aux, keys, size):
+    # the last row moves into the freed one (rows stay dense); then backward-shift deletion in the index
+    mask = pairs.shape[0] - 1
+    removed = 0
+    for n in range(keys.shape[0]):
+        i = _find(pairs, keys[n], mask)
+        if pairs[i, 0] != keys[n]:
+            continue
+        removed += 1
+        r, last = pairs[i, 1], size - removed
+        if r != last:
+            values[r, :] = values[last]
+            moved = slot_of[last]
+            pairs[moved, 1] = r
+            slot_of[r] = moved
+        j = i
+        while True:
+            j = (j + 1) & mask
+            if pairs[j, 0] == _EMPTY:
+                break
+            k = _home(pairs[j, 0], mask)
+            # the entry at j may move to i only if its home is not cyclically in (i, j]
+            if (i <= j and i < k <= j) or (i > j and (k > i or k <= j)):
+                continue
+            pairs[i, 0] = pairs[j, 0]
+            pairs[i, 1] = pairs[j, 1]
+            slot_of[pairs[i, 1]] = i
+            if aux.shape[0]:
+                aux[i, :] = aux[j]
+            i = j
+        pairs[i, 0] = _EMPTY
+    return removed
+
+
+@numba.njit(nogil=True, cache=True)
+def _slots_of(pairs, keys):
+    mask = pairs.shape[0] - 1
     out = np.empty(keys.shape[0], np.int64)
     for i in range(keys.shape[0]):
-        out[i] = _probe(table, keys[i], mask)
+        out[i] = _find(pairs, keys[i], mask)
     return out
 
 
 @numba.njit(nogil=True, cache=True)
-def _rehash(old_table, old_values, old_aux, table, values, aux):
-    mask = table.shape[0] - 1
-    for i in range(old_table.shape[0]):
-        if old_table[i] != _EMPTY:
-            h = _probe(table, old_table[i], mask)
-            table[h] = old_table[i]
-            values[h, :] = old_values[i]
+def _rehash(old_pairs, old_aux, pairs, slot_of, aux):
+    # the rows do not move: only the index is rebuilt
+    mask = pairs.shape[0] - 1
+    for i in range(old_pairs.shape[0]):
+        if old_pairs[i, 0] != _EMPTY:
+            h = _find(pairs, old_pairs[i, 0], mask)
+            pairs[h, 0] = old_pairs[i, 0]
+            pairs[h, 1] = old_pairs[i, 1]
+            slot_of[old_pairs[i, 1]] = h
             if aux.shape[0]:
                 aux[h, :] = old_aux[i]
 
@@ -164,8 +246,8 @@ class HostStore(Tier):
         address space (needs CuPy), so that a GPU cache reads missed rows
         straight from here over PCIe (zero-copy), with no staging copy.
     device_index : bool
-        With ``pinned``: also keep a copy of the hash index (8 bytes a slot, about
-        16 bytes a row) in GPU memory, so that the GPU finds missed keys without
+        With ``pinned``: also keep a copy of the hash index ((key, row) pairs, 16 bytes
+        a slot, 32 to 64 bytes a row) in GPU memory, so that the GPU finds missed keys without
         a PCIe round trip per probe; only the rows cross PCIe.  Writes that add
         keys update it incrementally, deletions and growth upload it whole.
     capacity : int, optional
@@ -180,8 +262,9 @@ class HostStore(Tier):
     seed : int
         Seed of the ``"random"`` overflow policy.
 
-    Memory is about ``2 * rows * (8 + dim * itemsize)`` bytes, plus 32 bytes a
-    row with a capacity.  Overflow scans the index: fine for a host cache tier,
+    Memory is about ``rows * (40 + dim * itemsize)`` bytes (rows stored densely, an
+    index of (key, row) pairs at load factor 1/4 to 1/2), plus 32 bytes a row with a
+    capacity.  Overflow scans the index: fine for a host cache tier,
     not meant for per-key calls on huge stores.
 
     Safe to share between threads and caches (see :class:`Tier`): every call
@@ -220,21 +303,24 @@ class HostStore(Tier):
         self._alloc(max(16, 1 << (2 * int(initial_rows) - 1).bit_length()))
 
     def _alloc(self, slots):
+        """An empty index of ``slots`` (key, row) pairs and room for ``slots // 2`` rows (load <= 1/2)."""
         self._index_changed(None)
         self._mapped = None
         self._aux = np.zeros((slots if self.capacity is not None else 0, 2), np.int64)
+        rows = slots // 2
+        self._slot_of = np.zeros(rows, np.int64)  # row r's slot in the index
         if not self.pinned:
-            self._table = np.full(slots, EMPTY_KEY, np.int64)
-            self._values = np.zeros((slots, self.dim), self.dtype)
+            self._table = np.full((slots, 2), EMPTY_KEY, np.int64)
+            self._values = np.zeros((rows, self.dim), self.dtype)
             return
         from .._cuda import require_cupy
 
         cupy = require_cupy()
         buffers = tuple(cupy.cuda.PinnedMemory(max(1, nbytes), cupy.cuda.runtime.hostAllocMapped)
-                        for nbytes in (slots * 8, slots * self.dim * self.dtype.itemsize))
+                        for nbytes in (slots * 16, rows * self.dim * self.dtype.itemsize))
         views = [cupy.cuda.PinnedMemoryPointer(b, 0) for b in buffers]  # these expose the buffer protocol
-        self._table = np.frombuffer(views[0], np.int64, slots)
-        self._values = np.frombuffer(views[1], self.dtype, slots * self.dim).reshape(slots, self.dim)
+        self._table = np.frombuffer(views[0], np.int64, 2 * slots).reshape(slots, 2)
+        self._values = np.frombuffer(views[1], self.dtype, rows * self.dim).reshape(rows, self.dim)
         self._table.fill(EMPTY_KEY)
         self._values.fill(0)
         self._pinned_buffers = buffers  # the arrays above only borrow this memory
@@ -272,12 +358,13 @@ class HostStore(Tier):
             slots *= 2
         old_table, old_values, old_aux = self._table, self._values, self._aux
         self._alloc(slots)
-        _rehash(old_table, raw(old_values), old_aux, self._table, raw(self._values), self._aux)
+        _rehash(old_table, old_aux, self._table, self._slot_of, self._aux)
+        self._values[:self._size] = old_values[:self._size]  # rows keep their numbers
 
     def _get_many(self, keys):
         out = np.zeros((keys.shape[0], self.dim), self.dtype)
         found = np.zeros(keys.shape[0], np.bool_)
-        _get_many(self._table, raw(self._values), self._aux, keys, raw(out), found)
+        _get_rows(self._table, raw(self._values), self._aux, keys, raw(out), found)
         return out, found
 
     def _put_many(self, keys, values):
@@ -293,7 +380,8 @@ class HostStore(Tier):
             self._make_room(keys)
         self._reserve(keys.shape[0])
         self._stamp += 1
-        added = int(_put_many(self._table, raw(self._values), self._aux, keys, raw(values), self._stamp))
+        added = int(_put_rows(self._table, raw(self._values), self._slot_of, self._aux, keys, raw(values),
+                              self._stamp, self._size))
         self._size += added
         if added:
             self._index_changed(keys)
@@ -304,7 +392,7 @@ class HostStore(Tier):
         new = np.unique(keys)
         if self._size:
             found = np.zeros(new.shape[0], np.bool_)
-            _get_many(self._table, raw(self._values), self._aux[:0], new,
+            _get_rows(self._table, raw(self._values), self._aux[:0], new,
                       np.zeros((new.shape[0], self.dim), raw(self._values).dtype), found)
             new = new[~found]
         return new
@@ -315,8 +403,8 @@ class HostStore(Tier):
         over = self._size + new.shape[0] - self.capacity
         if over <= 0:
             return
-        slots = np.flatnonzero(self._table != EMPTY_KEY)
-        slots = slots[~np.isin(self._table[slots], keys)]
+        slots = np.flatnonzero(self._table[:, 0] != EMPTY_KEY)
+        slots = slots[~np.isin(self._table[slots, 0], keys)]
         over = min(over, slots.shape[0])
         if self.overflow == "random":
             victims = self._rng.choice(slots, over, replace=False)
@@ -324,10 +412,10 @@ class HostStore(Tier):
             stamp, uses = self._aux[slots, 0], self._aux[slots, 1]
             order = np.lexsort((stamp, uses)) if self.overflow == "least_used" else np.argsort(stamp, kind="stable")
             victims = slots[order[:over]]
-        self._delete_many(self._table[victims].copy())
+        self._delete_many(self._table[victims, 0].copy())
 
     def _delete_many(self, keys):
-        removed = int(_delete_many(self._table, raw(self._values), self._aux, keys))
+        removed = int(_delete_rows(self._table, raw(self._values), self._slot_of, self._aux, keys, self._size))
         self._size -= removed
         if removed:
             self._index_changed(None)  # backward shifts move entries: upload it whole
@@ -335,7 +423,7 @@ class HostStore(Tier):
 
     def keys(self) -> np.ndarray:
         """All stored keys (m,) int64, in no particular order."""
-        return self._run("keys", lambda: self._table[self._table != EMPTY_KEY].copy())
+        return self._run("keys", lambda: self._table[self._table[:, 0] != EMPTY_KEY, 0].copy())
 
     def device_source(self) -> DeviceSource | None:
         """Where a GPU kernel reads this store in place, on the current device, or None.
@@ -359,7 +447,8 @@ class HostStore(Tier):
             device = require_cupy().cuda.Device().id
             if self._source is None or self._source[0] != device:  # the same object until the store changes
                 index, mask, rows = self._device_rows()
-                self._source = (device, DeviceSource(index, mask, rows, self.dim, self.dtype, owner=self))
+                self._source = (device, DeviceSource(index, mask, rows, self.dim, self.dtype,
+                                                     layout=INDEX_SPLITMIX64_LINEAR_ROWS, owner=self))
             return self._source[1]
 
     def device_rows(self) -> tuple:
@@ -403,7 +492,8 @@ class HostStore(Tier):
             raise ConfigError("gather_to_device needs a HostStore made with pinned=True")
         # any pinned store, a counting one too (its gathers are not counted: the caller's choice)
         index, mask, rows = self._device_rows() if keys.shape[0] else (0, np.int64(0), np.uint64(0))
-        return gather_source(DeviceSource(index, mask, rows, self.dim, self.dtype, owner=self), keys, default_row)
+        return gather_source(DeviceSource(index, mask, rows, self.dim, self.dtype,
+                                          layout=INDEX_SPLITMIX64_LINEAR_ROWS, owner=self), keys, default_row)
 
     def _index_changed(self, added_keys) -> None:
         """Tell the GPU copies of the index: ``added_keys`` were added, or (None) anything else changed."""
@@ -432,6 +522,6 @@ class HostStore(Tier):
         return np.uint64(cupy.cuda.runtime.pointerGetAttributes(array.ctypes.data).devicePointer)
 
     def _close(self):
-        self._table = self._values = self._mapped = self._source = None
+        self._table = self._values = self._slot_of = self._mapped = self._source = None
         self._device_indexes = {}
         self._pinned_buffers = ()

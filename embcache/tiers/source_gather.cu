@@ -1,7 +1,7 @@
 // Zero-copy reads of a tier's DeviceSource (embcache/_source.py; a pinned HostStore, a SharedHostStore)
 // from the GPU: the tier's hash index and rows live in mapped host memory (or the index in device
 // memory), so missed rows cross PCIe once, straight into device memory, with no staging copy.  The
-// "splitmix64-linear" layout: linear probing exactly as host.py's _probe.
+// "splitmix64-linear" layouts: linear probing exactly as host.py's _probe and _find.
 // _gather.py prepends layout_defines() and ROW_BYTES, VEC, GROUP, BLOCK.
 #include "layout.cuh"
 
@@ -11,9 +11,11 @@
 
 // rows[i] = the stored row of keys[i] (default_row where absent); found[i] says which.
 // GROUP lanes per key: lane 0 walks the probe chain, then the group copies the row.
+// words: the int64 words an index slot takes, 1 (a key: slot h's row is row h) or 2 ((key, row) pairs:
+// the "splitmix64-linear-rows" layout, rows stored densely).
 extern "C" __global__ void __launch_bounds__(BLOCK) source_gather(
     const volatile i64* table, i64 mask, const char* values, const i64* __restrict__ keys, i64 n,
-    char* __restrict__ rows, bool* __restrict__ found, const char* __restrict__ default_row) {
+    char* __restrict__ rows, bool* __restrict__ found, const char* __restrict__ default_row, int words) {
     const int lane = threadIdx.x % GROUP;
     const int group_first_lane = (threadIdx.x & 31) - lane;
     // a group's lanes always run the same iterations; other groups of the warp may have left
@@ -25,8 +27,8 @@ extern "C" __global__ void __launch_bounds__(BLOCK) source_gather(
         if (lane == 0) {
             h = (i64)(mix64((u64)key) & (u64)mask);
             i64 k;
-            while ((k = table[h]) != EMPTY_KEY && k != key) h = (h + 1) & mask;
-            if (k != key) h = -1;
+            while ((k = table[h * words]) != EMPTY_KEY && k != key) h = (h + 1) & mask;
+            h = k != key ? -1 : words == 2 ? table[2 * h + 1] : h;
         }
         h = __shfl_sync(group_mask, h, group_first_lane);
         const vec_t* src = reinterpret_cast<const vec_t*>(h >= 0 ? values + h * ROW_BYTES : default_row);

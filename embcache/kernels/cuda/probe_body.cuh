@@ -27,11 +27,19 @@ struct source_t {
     const i64* keys;
     i64 mask;
     const char* rows;
+    int words;  // int64 words an index slot takes: 1 (a key; slot h's row is h) or 2 (key, row)
 };
 
-// the source row of key, or -1 (linear probing: the DeviceSource layout INDEX_SPLITMIX64_LINEAR)
-__device__ __forceinline__ i64 source_find(const i64* __restrict__ source_keys, i64 mask, i64 key) {
+// the source row of key, or -1 (linear probing: the DeviceSource layouts INDEX_SPLITMIX64_LINEAR, one
+// word a slot, and INDEX_SPLITMIX64_LINEAR_ROWS, (key, row) pairs: one 16-byte load finds both)
+__device__ __forceinline__ i64 source_find(const i64* __restrict__ source_keys, i64 mask, i64 key, int words) {
     i64 h = (i64)(mix64((u64)key) & (u64)mask);
+    if (words == 2) {
+        const longlong2* pairs = reinterpret_cast<const longlong2*>(source_keys);
+        longlong2 p;
+        while ((p = pairs[h]).x != EMPTY_KEY && p.x != key) h = (h + 1) & mask;
+        return p.x == key ? (i64)p.y : -1;
+    }
     i64 k;
     while ((k = source_keys[h]) != EMPTY_KEY && k != key) h = (h + 1) & mask;
     return k == key ? h : -1;
@@ -165,7 +173,7 @@ __device__ __forceinline__ void probe_gather_body(
             i64 slot = hits ? base[j] + way : -1;
             if (FROM_SOURCE) {
                 i64 h = -1;
-                if (lane == 0 && !hits && i < n && !reserved(key[j])) h = source_find(source.keys, source.mask, key[j]);
+                if (lane == 0 && !hits && i < n && !reserved(key[j])) h = source_find(source.keys, source.mask, key[j], source.words);
                 h = __shfl_sync(FULL_MASK, h, group_first_lane);
                 if (h >= 0) slot = SOURCE_SLOT(h);
             }

@@ -8,8 +8,9 @@
 
 // probe_gather with the source walk (probe_body.cuh)
 extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather_source(
-    PROBE_GATHER_ARGS, const i64* __restrict__ source_keys, i64 source_mask, const char* __restrict__ source_rows) {
-    probe_gather_body<true>(PROBE_GATHER_PASS, source_t{source_keys, source_mask, source_rows});
+    PROBE_GATHER_ARGS, const i64* __restrict__ source_keys, i64 source_mask, const char* __restrict__ source_rows,
+    int source_words) {
+    probe_gather_body<true>(PROBE_GATHER_PASS, source_t{source_keys, source_mask, source_rows, source_words});
 }
 
 // A lookup whose misses probe_gather_source has already served, and which admits nothing, needs
