@@ -535,10 +535,11 @@ class Cache:
         """The uncaptured lookup of ``keys`` into ``out``, missed rows from ``source`` when it is not None;
         ``invalid``: how many keys the index rules replaced (``lookup(index_rows=)``)."""
         b = self._backend
+        plan = b.plan_lookup(keys, out, source)  # the hits probed and gathered, nothing final yet
         try:
-            slots, missed, reserved, applied = b.lookup_hits(keys, out, source)
-            if reserved:
+            if plan.reserved:
                 raise_reserved(keys)
+            slots, missed = plan.slots, plan.missed
             misses = missed.shape[0]
             batch = Stats(hits=n - misses, misses=misses, invalid=invalid)
             placement = None
@@ -551,13 +552,10 @@ class Cache:
                 else:
                     placement = self._misses(keys, missed, slots, out, source, admitting, batch)
         except BaseException:
-            b.undo_touch()  # a backend whose probe stored the hits' scores puts them back
+            plan.rollback()  # the cache as before the plan: whatever its probe changed is put back
             raise
-        # everything that can fail has run; from here on the cache changes (an all-hit batch has
-        # already ticked and touched in lookup_hits, where nothing could fail after the probe, and
-        # scores a probe stored early were put back above if anything failed)
-        if not applied:
-            b.tick_and_touch(slots)
+        # everything that can fail has run; from here on the cache changes
+        plan.commit()
         if placement is not None:  # with none admitted every outcome is "not admitted": nothing to place
             if self._defer_at is not None and batch.hits >= self._defer_at * n:
                 self._pending = placement  # HitRateDeferred: placed when the next operation begins

@@ -22,7 +22,7 @@ import numba
 import numpy as np
 
 from .._dtypes import raw
-from ..errors import ConfigError
+from ..errors import ConfigError, EmbCacheError
 from ..layout import EMPTY_KEY, MAX_SCORE, mix64, set_of
 from . import _rules
 from ._shared import GOLDEN, OUTCOMES
@@ -83,6 +83,24 @@ def find_and_gather_cpu(table_keys, values, ways, keys, out, slots):
             for d in range(dim):
                 out[i, d] = values[slot, d]
     return hits
+
+
+@numba.njit(nogil=True, cache=True)
+def probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed):
+    """find_and_gather_cpu that also lists the misses: missed[:m] = the indices of the m missed keys, in
+    order; returns m.  The host lookup's probe in one pass (``CPUBackend.plan_lookup``)."""
+    dim = values.shape[1]
+    m = 0
+    for i in range(keys.shape[0]):
+        slot = probe(table_keys, ways, keys[i])
+        slots[i] = slot
+        if slot >= 0:
+            for d in range(dim):
+                out[i, d] = values[slot, d]
+        else:
+            missed[m] = i
+            m += 1
+    return m
 
 
 @numba.njit(nogil=True, cache=True)
@@ -260,6 +278,31 @@ def _unique(keys):
     return ukeys, inverse, counts, last
 
 
+class _LookupPlan:
+    """``CPUBackend.plan_lookup``'s plan (``Backend.LookupPlan``): the probe changed nothing, so the
+    commit does all of the hits' work and a rollback has nothing to put back."""
+
+    __slots__ = ("slots", "missed", "reserved", "_backend")
+
+    def __init__(self, backend: CPUBackend, slots: np.ndarray, missed: np.ndarray):
+        self.slots, self.missed, self.reserved, self._backend = slots, missed, 0, backend
+
+    def _end(self, how: str) -> CPUBackend:
+        backend, self._backend = self._backend, None
+        if backend is None:
+            raise EmbCacheError(f"LookupPlan.{how}: this plan has already been committed or rolled back; "
+                                "make a new one with plan_lookup")
+        return backend
+
+    def commit(self) -> None:
+        """Advance the clock, then apply the hit rule once per occurrence of every hit's slot."""
+        self._end("commit")._tick_and_touch(self.slots)
+
+    def rollback(self) -> None:
+        """Nothing to put back: the probe changed nothing."""
+        self._end("rollback")
+
+
 class CPUBackend:
     """The cache arrays in host memory and the Numba kernels that work on them.
 
@@ -435,27 +478,24 @@ class CPUBackend:
             out[slots < 0] = self._default
         return slots, keys.shape[0] - int(hits), 0
 
-    def lookup_hits(self, keys: np.ndarray, out: np.ndarray,
-                    source: DeviceSource | None = None) -> tuple[np.ndarray, np.ndarray, int, bool]:
-        """A lookup's hit path: ``(slots, missed, reserved, applied)``, as ``GPUBackend.lookup_hits``.
+    def plan_lookup(self, keys: np.ndarray, out: np.ndarray, source: DeviceSource | None = None) -> _LookupPlan:
+        """Probe ``keys`` (n,) int64 and copy the hits' rows into ``out`` (n, dim), in one pass: the host
+        lookup's plan (``Backend.plan_lookup``).
 
-        ``missed`` lists the indices of the missed keys; when there is none, the
-        clock tick and the hits' score updates are done (``applied``).  Reserved
-        keys were refused by ``check_keys`` already, so ``reserved`` is 0.
-        ``source`` is always None here: rows read in place are a GPU matter.
+        Nothing changes until the plan is committed: ``commit`` ticks the clock and
+        applies the hit rule, ``rollback`` has nothing to put back.  Reserved keys
+        were refused by ``check_keys`` already, so ``reserved`` is 0.  ``source`` is
+        always None here: rows read in place are a GPU matter.
         """
-        slots, misses, _ = self.find_and_gather(keys, out)
-        if misses:
-            return slots, np.flatnonzero(slots < 0), 0, False
-        self.tick_and_touch(slots)
-        return slots, slots[:0], 0, True
+        n = keys.shape[0]
+        slots = np.empty(n, np.int64)
+        missed = np.empty(n, np.int64)
+        m = probe_hits_cpu(self.keys, self._raw_values, self.ways, keys, raw(out), slots, missed)
+        return _LookupPlan(self, slots, missed[:m])
 
-    def undo_touch(self) -> None:
-        """Nothing to undo: a lookup with misses changes no score before ``tick_and_touch``."""
-
-    def tick_and_touch(self, slots: np.ndarray) -> None:
+    def _tick_and_touch(self, slots: np.ndarray) -> None:
         """Advance the clock, then apply the hit rule once per occurrence of ``slots`` (-1 entries skipped)."""
-        self.tick()
+        self.clock += 1
         if self._touch is not None and slots.shape[0]:
             self._touch(self.scores, slots, np.int64(self.clock))
 
