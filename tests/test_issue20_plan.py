@@ -216,3 +216,26 @@ def test_benchmarks_reach_embcaches_internals_only_through_one_module():
     wrong = [read for p in modules for read in private_reads(p)]
     assert wrong == [], f"read embcache's private members through benchmarks/_internals.py: {wrong}"
     assert private_reads(BENCHMARKS / "_internals.py")  # the one place that does
+
+
+# ---------------------------------------------------------------------- launch shapes of the tiers' kernel
+
+def test_the_tuning_table_is_read_on_neutral_ground_and_the_tiers_gather_takes_its_block():
+    from embcache import _tuning
+    from embcache.kernels import tuning
+
+    from .test_architecture import imports_of
+
+    wrong = {m for m in imports_of("embcache._tuning") if m.split(".")[:2] in
+             (["embcache", "kernels"], ["embcache", "tiers"], ["embcache", "policies"], ["embcache", "cache"])}
+    assert wrong == set(), "embcache._tuning is neutral ground: it imports none of kernels, tiers, policies, cache"
+    assert tuning.load_table is _tuning.load_table and tuning.utility_block is _tuning.utility_block
+    assert tuning.TABLE_PATH == _tuning.TABLE_PATH and _tuning.TABLE_PATH.exists()
+    table = {"entries": {"8.0": {"utility_block": 128, "shapes": []}, "9.0": {"utility_block": 512, "shapes": []}}}
+    assert [_tuning.utility_block(cc, table) for cc in ("8.6", "9.0", "12.0")] == [128, 512, 512]
+    tree = ast.parse((PACKAGE / "tiers" / "_gather.py").read_text())
+    literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and type(n.value) is int
+                and n.value >= 64]
+    assert literals == [], f"tiers/_gather.py has launch-shape literals {literals}: take them from the table"
+    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    assert "device_utility_block" in called
