@@ -104,6 +104,22 @@ def probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed):
 
 
 @numba.njit(nogil=True, cache=True)
+def scatter_cpu(out, where, rows, inverse):
+    """out[where[i]] = rows[inverse[i]]: a lookup's missed rows into its output (raw row bits)."""
+    for i in range(where.shape[0]):
+        out[where[i], :] = rows[inverse[i]]
+
+
+@numba.njit(nogil=True, cache=True)
+def _tally(outcome, codes):
+    """How many entries of ``outcome`` hold each code in ``range(codes)``: (codes,) int64."""
+    counts = np.zeros(codes, np.int64)
+    for i in range(outcome.shape[0]):
+        counts[outcome[i]] += 1
+    return counts
+
+
+@numba.njit(nogil=True, cache=True)
 def erase_cpu(table_keys, scores, ways, keys):
     """Free the slots of ``keys`` (unique); returns how many were cached."""
     erased = 0
@@ -443,7 +459,7 @@ class CPUBackend:
 
     def scatter(self, out: np.ndarray, where: np.ndarray, rows: np.ndarray, inverse: np.ndarray) -> None:
         """``out[where[i]] = rows[inverse[i]]``: missed rows into a lookup's output (``where``, ``inverse``: int64)."""
-        out[where] = rows[inverse]
+        scatter_cpu(raw(out), where, raw(rows), inverse)
 
     @staticmethod
     def unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -511,7 +527,7 @@ class CPUBackend:
         if n:
             self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
                          admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted)
-        self._tally = np.bincount(outcome, minlength=5)
+        self._tally = _tally(outcome, len(OUTCOMES))
 
     def tally(self) -> np.ndarray:
         """How many keys of the last ``insert_and_evict`` got each outcome code: (5,) int64."""
