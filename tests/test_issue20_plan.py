@@ -239,3 +239,31 @@ def test_the_tuning_table_is_read_on_neutral_ground_and_the_tiers_gather_takes_i
     assert literals == [], f"tiers/_gather.py has launch-shape literals {literals}: take them from the table"
     called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
     assert "device_utility_block" in called
+
+
+# ---------------------------------------------------------------------- the CPU probe at every way count
+
+@pytest.mark.parametrize("ways", [1, 2, 32, 64, 128])
+@settings(max_examples=20)
+@given(trace=st.lists(st.lists(st.integers(0, 400), max_size=40), min_size=1, max_size=12))
+def test_the_cpu_probe_finds_what_the_reference_finds_at_any_way_count(ways, trace):
+    """The probe compares a set's keys as one mask (32 ways: unrolled; up to 64: a loop; beyond: a scan)."""
+    from .reference import ReferenceCache
+
+    stored = np.arange(0, 400, 3, dtype=np.int64)
+    rows = rows_for(stored, DIM, "float32", seed=4)
+    tier = HostStore(DIM)
+    tier.put_many(stored, rows)
+    policy = embcache.policies.get_policy("lru")
+    cache = embcache.Cache(3 * ways, DIM, policy, "always", "float32", "cpu", tier, default=-1.0, ways=ways)
+    ref = ReferenceCache(3 * ways, DIM, policy, embcache.policies.get_admission("always"),
+                         dict(zip(stored.tolist(), rows)), -1.0, ways, "float32")
+    for batch in trace:
+        got = cache.lookup(np.array(batch, np.int64))
+        assert got.tobytes() == np.asarray(ref.lookup(batch), np.float32).tobytes()
+        found = cache.query(np.arange(400))[1]
+        assert found.tolist() == ref.query(list(range(400)))[1].tolist()
+    keys, _, scores = cache.export()
+    ref_keys, _, ref_scores = ref.export()
+    assert keys.tolist() == list(ref_keys) and scores.tolist() == list(ref_scores)
+    cache.close()
