@@ -21,7 +21,7 @@ __all__ = ["check_keys", "check_rows", "check_out", "out_dtype", "raise_reserved
 _NAN_ABOVE = {"float32": 0x7F800000, "float16": 0x7C00, "bfloat16": 0x7F80}
 
 
-_INT64 = np.dtype(np.int64)  # the native one: a big-endian int64 is another dtype object
+_INT64 = np.dtype(np.int64)  # native: a big-endian int64 compares unequal
 _LOCKED = np.int64(LOCKED_KEY)
 
 
@@ -61,7 +61,7 @@ def check_keys(keys: Any, name: str = "keys", xp: Any = np, reserved: bool = Tru
     ``reserved=False`` leaves the reserved-key check to the caller (the GPU hit
     path counts them in its kernel instead of waiting for a separate reduction).
     """
-    if type(keys) is np.ndarray and keys.dtype is _INT64 and keys.ndim == 1 and keys.flags.c_contiguous:
+    if type(keys) is np.ndarray and keys.dtype == _INT64 and keys.ndim == 1 and keys.flags.c_contiguous:
         # already what is asked for (a server's batches are): the reserved-key check alone, compiled
         if xp is np:
             if reserved and keys.shape[0] and _any_reserved(keys):

@@ -503,12 +503,18 @@ class CPUBackend:
 
     def scatter(self, out: np.ndarray, where: np.ndarray, rows: np.ndarray, inverse: np.ndarray) -> None:
         """``out[where[i]] = rows[inverse[i]]``: missed rows into a lookup's output (``where``, ``inverse``: int64)."""
-        scatter_cpu(raw(out), where, raw(rows), inverse)
+        if where.shape[0] == 1:  # one missed key (a one-key lookup): a row copy costs less than the call
+            out[where[0]] = rows[inverse[0]]
+        else:
+            scatter_cpu(raw(out), where, raw(rows), inverse)
 
     @staticmethod
     def unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(ukeys, inverse, counts, last)`` of keys (n,): ascending unique keys, each key's index into
         them, multiplicities, and the position of each unique key's last occurrence."""
+        if keys.shape[0] == 1:  # one key (a one-key lookup's miss): nothing to sort, four new arrays
+            return (np.array(keys, np.int64), np.zeros(1, np.int64), np.ones(1, np.int64),
+                    np.zeros(1, np.int64))
         return _unique(np.ascontiguousarray(keys, dtype=np.int64))
 
     def host_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
