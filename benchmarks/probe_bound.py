@@ -27,7 +27,7 @@ from embcache._cuda import SHARED_INCLUDE, launch_grid
 from embcache.autotune import median_ms
 from embcache.kernels.gpu import CUDA_DIR, defines
 
-from ._internals import backend, kernel
+from ._internals import backend, kernel as backend_kernel
 from .gpu_table import GIB, _block, cached_sample, filled_cache, gather_ceiling, run_cli
 
 _TOUCHED_SCORE = 1 << 40  # any score: the timing does not depend on it
@@ -55,7 +55,7 @@ def bound_rows(dim: int, table_bytes: int, batch: int, repeat: int) -> list[dict
     fill = (launch_grid(slots_total, block),), (block,)
     if digests is None:  # the tuning table turned them off for this row size: the probes need them
         digests = cupy.empty(slots_total, cupy.uint8)
-        kernel(cache, "make_digests")(*fill, (b.table, np.int64(slots_total), digests))
+        backend_kernel(cache, "make_digests")(*fill, (b.table, np.int64(slots_total), digests))
     slab = cupy.empty(slots_total * (row_bytes + 16), cupy.uint8)
     kernel["make_slab"](*fill, (b.table, b.values, slab, np.int64(slots_total)))
     keys = [cached_sample(cache, batch, s) for s in range(4)]

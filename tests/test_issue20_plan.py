@@ -267,3 +267,19 @@ def test_the_cpu_probe_finds_what_the_reference_finds_at_any_way_count(ways, tra
     ref_keys, _, ref_scores = ref.export()
     assert keys.tolist() == list(ref_keys) and scores.tolist() == list(ref_scores)
     cache.close()
+
+
+def test_the_benchmarks_phase_timers_see_the_plan_and_leave_nothing_patched():
+    """benchmarks/_internals.timed_phases on a CPU cache (the GPU one differs only in its synchronize)."""
+    import collections
+
+    from benchmarks import _internals
+
+    cache, _ = make("lru", flaky=False)
+    totals = collections.defaultdict(float)
+    with _internals.timed_phases(cache, totals, lambda: None):
+        cache.lookup(np.arange(10))
+    assert {"backend.plan_lookup", "plan.commit", "tier fetch (Cache._fetch)", "backend.insert_and_evict"} <= set(totals)
+    assert "plan_lookup" not in vars(cache._backend) and "_fetch" not in vars(cache)
+    assert cpu._LookupPlan.commit is vars(cpu._LookupPlan)["commit"] and cpu._LookupPlan.commit.__name__ == "commit"
+    cache.close()
