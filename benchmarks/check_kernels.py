@@ -4,7 +4,7 @@
 
 The GPU backend compiles its kernels with NVRTC on the device at hand; this machine check needs
 no GPU, only nvcc: each family file of ``embcache/kernels/cuda`` (and the benchmarks' own .cu files)
-is compiled to PTX for several architectures with the defines ``gpu._kernel_defines`` makes for
+is compiled to PTX for several architectures with the defines the backend makes (``gpu._kernel_defines``) for
 each policy, row size (dims 8, 32, 128 of float32 and float16), launch shape of the tuning table and
 digests on and off (a "split" shape compiles the same files: it only launches other kernels), and the
 PTX must hold an entry for every kernel the backend takes from that file.  CUDA 13's nvcc has no
@@ -37,6 +37,8 @@ from embcache._cuda import SHARED_INCLUDE
 from embcache.kernels import gpu
 from embcache.kernels.tuning import launch_shape, utility_block
 
+from ._internals import kernel_defines
+
 BENCH_DIR = pathlib.Path(__file__).parent
 #: tuning entry -> the virtual architecture its shapes compile for (nvcc 13 has no compute_70)
 ARCHS = {"7.0": "compute_75", "8.0": "compute_80", "9.0": "compute_90"}
@@ -66,7 +68,7 @@ def configs(full: bool = True) -> list[tuple[str, str, dict]]:
             row_bytes = dim * np.dtype(dtype).itemsize
             shape = {**launch_shape(cc, row_bytes), "digests": digests}
             num_sets = 1000 if digests else 2**33  # 32- and 64-bit set indices
-            defines = gpu._kernel_defines(policy, 32, row_bytes, num_sets, shape, utility_block(cc))
+            defines = kernel_defines(policy, 32, row_bytes, num_sets, shape, utility_block(cc))
             out.append((arch, f"{policy.name} dim {dim} {dtype} digests {digests} (sm_{cc})", defines))
     return out
 
@@ -173,7 +175,7 @@ def same_code(rev: str) -> list[str]:
                 {"7.0": "sm_75", "8.0": "sm_80", "9.0": "sm_90"}.items(),
                 [(LRU(), 128, False), (LRU(), 64, True), (LFU(), 512, True), (LFU(), 16, False)]):
             shape = {**launch_shape(cc, row_bytes), "digests": digests}
-            defines = gpu._kernel_defines(policy, 32, row_bytes, 1000, shape, utility_block(cc))
+            defines = kernel_defines(policy, 32, row_bytes, 1000, shape, utility_block(cc))
             work = root / f"{arch}-{policy.name}-{row_bytes}-{digests}"
             (work / "old").mkdir(parents=True)
             (work / "new").mkdir()

@@ -21,12 +21,14 @@ import time
 import numpy as np
 
 import embcache
-from embcache.autotune import distinct_keys, fill_every_set, median_ms
 from embcache._cuda import launch_grid
+from embcache.autotune import distinct_keys, median_ms
 from embcache.kernels.tuning import utility_block
 from embcache.layout import EMPTY_KEY
 from embcache.policies import HitRateThreshold
 from embcache.tiers import HostStore
+
+from ._internals import backend, fill_every_set, host_rows
 
 GIB = 2**30
 
@@ -81,8 +83,7 @@ def filled_cache(dim: int, dtype: str, table_bytes: int, tier=None, admission="a
     capacity = table_bytes // (dim * itemsize)
     cache = embcache.Cache(capacity, dim, "lru", admission, dtype, "gpu", HostStore(dim, dtype) if tier is None else tier,
                            ways=ways)
-    fill_every_set(cache._backend)
-    cache._size = int((cache._backend.keys != EMPTY_KEY).sum())
+    fill_every_set(cache)
     return cache
 
 
@@ -90,7 +91,7 @@ def cached_sample(cache, n: int, seed: int):
     """n keys drawn at random from the cache's slots, so that every lookup hits."""
     import cupy
 
-    b = cache._backend
+    b = backend(cache)
     slots = cupy.random.default_rng(seed).integers(0, b.keys.shape[0], 2 * n)
     keys = b.keys[slots]
     return keys[keys != EMPTY_KEY][:n]
@@ -98,7 +99,7 @@ def cached_sample(cache, n: int, seed: int):
 
 def hit_rows(dim: int, dtype: str, table_bytes: int, batch: int, repeat: int, ways: int = 32) -> dict:
     cache = filled_cache(dim, dtype, table_bytes, ways=ways)
-    b = cache._backend
+    b = backend(cache)
     keys = [cached_sample(cache, batch, s) for s in range(4)]
     idx = [b.find(k) for k in keys]
     ceiling_ms, kernel = gather_ceiling(b.values, b.values.shape[0], b.row_bytes, idx[0], repeat)
@@ -148,9 +149,9 @@ def miss_rows(dim: int, table_bytes: int, batch: int, hit_rate: float, repeat: i
     all_hit = [cached_sample(cache, batch, 10 + s) for s in range(4)]
     hit_ms = median_ms(lambda: cache.lookup(all_hit[next(turn) % 4]), repeat)
     # ceiling: the same number of random rows gathered from pinned host memory by the GPU
-    idx = cupy.asarray(rng.integers(0, store._values.shape[0], misses))
-    ptr = np.uint64(cupy.cuda.runtime.pointerGetAttributes(store._values.ctypes.data).devicePointer)
-    ceiling_ms, kernel = gather_ceiling(ptr, store._values.shape[0], dim * 4, idx, repeat)
+    idx = cupy.asarray(rng.integers(0, host_rows(store).shape[0], misses))
+    ptr = np.uint64(cupy.cuda.runtime.pointerGetAttributes(host_rows(store).ctypes.data).devicePointer)
+    ceiling_ms, kernel = gather_ceiling(ptr, host_rows(store).shape[0], dim * 4, idx, repeat)
     row = {"case": f"lookup {hit_rate:.0%} hits, {batch:,} keys, dim {dim} float32, misses from pinned HostStore",
            "ms": ms, "g_keys_s": batch / ms / 1e6, "missed_rows_m_s": misses / ms / 1e3,
            "miss_ms_over_all_hit": ms - hit_ms, "ceiling": f"zero-copy {kernel} gather from pinned host",
@@ -166,7 +167,7 @@ def insert_rows(dim: int, table_bytes: int, batch: int, repeat: int) -> dict:
     import cupy
 
     cache = filled_cache(dim, "float32", table_bytes)
-    b = cache._backend
+    b = backend(cache)
     rows = cupy.random.random((batch, dim), dtype=cupy.float32).view(cupy.uint32)
     ones, admit = cupy.ones(batch, cupy.int64), cupy.ones(batch, cupy.bool_)
     fresh = iter(range(10**9))

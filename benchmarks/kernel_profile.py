@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from . import _internals
 from .trt_table import QUICK, _zipf_rows, dlrm_cache
 
 
@@ -136,7 +137,7 @@ def _shapes(cache, cdfs, offsets, b: int, reps: int = 20) -> None:
     batches = [(keys[i] + offsets).reshape(-1) for i in range(reps + 1)]
     out = cp.empty((batches[0].shape[0], cache.dim), cp.float32)
     stream = cp.cuda.Stream(non_blocking=True)
-    backend = cache._backend  # a diagnostic: it retunes the backend in place
+    backend = _internals.backend(cache)  # a diagnostic: it retunes the backend in place
     original = dict(backend.shape)
     start, end = cp.cuda.Event(), cp.cuda.Event()
     for split in (False, True):

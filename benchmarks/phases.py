@@ -2,7 +2,7 @@
 
     python -m benchmarks.phases [--hit-rate 0.9] [--dim 128] [--gib 1] [--repeat 10]
 
-Wraps the backend's methods and the tier fetch in timers that
+Wraps the backend's methods, the host lookup's plan and the tier fetch in timers that
 synchronize the device before and after each call, then runs lookups of
 ``benchmarks.gpu_table.miss_setup``.  Synchronizing serializes the work, so the
 phases add up to more than an unwrapped lookup takes; read them as shares.
@@ -11,41 +11,18 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import time
 
+from . import _internals
 from .gpu_table import GIB, miss_setup
 
 
-@contextlib.contextmanager
 def timed_phases(cache, totals: dict):
-    """Within the block, every backend method call and tier fetch adds its seconds to ``totals``."""
+    """Within the block, every backend phase and tier fetch adds its seconds to ``totals`` (the device
+    synchronized before and after each)."""
     import cupy
 
-    def wrap(owner, name, label):
-        inner = getattr(owner, name)
-
-        def timed(*args, **kwargs):
-            cupy.cuda.Device().synchronize()
-            t = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                cupy.cuda.Device().synchronize()
-                totals[label] += time.perf_counter() - t
-
-        setattr(owner, name, timed)
-        return owner, name, inner
-
-    b = cache._backend
-    patched = [wrap(b, n, f"backend.{n}") for n in ("lookup_hits", "scatter", "tick_and_touch", "insert_and_evict",
-                                                   "unique", "sketch_add")]
-    patched.append(wrap(cache, "_fetch", "tier fetch (Cache._fetch)"))
-    try:
-        yield
-    finally:
-        for owner, name, inner in patched:
-            delattr(owner, name)  # the instance attribute shadowed the class method
+    return _internals.timed_phases(cache, totals, cupy.cuda.Device().synchronize)
 
 
 def main() -> None:

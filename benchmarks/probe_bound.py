@@ -27,6 +27,8 @@ from embcache._cuda import SHARED_INCLUDE, launch_grid
 from embcache.autotune import median_ms
 from embcache.kernels.gpu import CUDA_DIR, defines
 
+from ._internals import backend
+from ._internals import kernel as backend_kernel
 from .gpu_table import GIB, _block, cached_sample, filled_cache, gather_ceiling, run_cli
 
 _TOUCHED_SCORE = 1 << 40  # any score: the timing does not depend on it
@@ -45,7 +47,7 @@ def bound_rows(dim: int, table_bytes: int, batch: int, repeat: int) -> list[dict
     import cupy
 
     cache = filled_cache(dim, "float32", table_bytes)
-    b = cache._backend
+    b = backend(cache)
     row_bytes, slots_total = b.row_bytes, b.keys.shape[0]
     mod = _module(row_bytes)
     kernel = {name: mod.get_function(name) for name in ("probe_apart", "probe_beside", "make_slab")}
@@ -54,7 +56,7 @@ def bound_rows(dim: int, table_bytes: int, batch: int, repeat: int) -> list[dict
     fill = (launch_grid(slots_total, block),), (block,)
     if digests is None:  # the tuning table turned them off for this row size: the probes need them
         digests = cupy.empty(slots_total, cupy.uint8)
-        b._k["make_digests"](*fill, (b.table, np.int64(slots_total), digests))
+        backend_kernel(cache, "make_digests")(*fill, (b.table, np.int64(slots_total), digests))
     slab = cupy.empty(slots_total * (row_bytes + 16), cupy.uint8)
     kernel["make_slab"](*fill, (b.table, b.values, slab, np.int64(slots_total)))
     keys = [cached_sample(cache, batch, s) for s in range(4)]

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _internals
+
 HPS_A100_US = {32: 380, 1024: 604, 8192: 2432, 131072: 25440}
 #: issue 21's bars on one H200: (end-to-end median, lookup alone) in us; None: "1.3x the floor" instead
 BARS_US = {32: (150, 40), 1024: (250, 80), 8192: (1000, 400), 131072: (14000, None)}
@@ -317,7 +319,7 @@ def dlrm_latency(total_gib: float = 16.0, dim: int = 128, cache_fraction: float 
             row[name] = None if runner is None else _stats(serve.latency(runner, feeds[:min(iters, 30)])[0])[0]
         serve.reset()
         row["zero_copy_floor_us"], row["hit_gather_floor_us"], row["floor_kernels"] = _floors(
-            cp, store._values if zero_copy else None, round(row["unique_misses_per_batch"]),
+            cp, _internals.host_rows(store) if zero_copy else None, round(row["unique_misses_per_batch"]),
             round(row["hits_per_batch"]), cache.capacity, dim)
         row["lookup_floor_us"] = row["zero_copy_floor_us"] + row["hit_gather_floor_us"]
         row["lookup_over_floor"] = row["lookup_only_median_us"] / max(row["lookup_floor_us"], 1e-9)

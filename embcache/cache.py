@@ -354,7 +354,9 @@ class Cache:
         self._size += int(n[INSERTED])
 
     def _fetch(self, keys):
-        """Rows of unique ``keys`` from the tier, default where absent: (rows, present), where the backend works.
+        """Rows of unique ``keys`` from the tier, default where absent: ``(rows, present, absent)``, the
+        arrays where the backend works; ``absent`` counts the keys no tier holds (an int read on the
+        host, or None when only the device knows it).
 
         A tier that offers a device source (a pinned HostStore, a SharedHostStore)
         is gathered from in place, straight into device memory; any other tier is
@@ -364,10 +366,12 @@ class Cache:
         if self._reads_sources:
             with self._tier.lock:
                 if self._source() is not None:
-                    return self._tier.gather_to_device(keys, b.default)
+                    return (*self._tier.gather_to_device(keys, b.default), None)
         rows, present = self._tier.get_many(b.to_host(keys))
-        rows[~present] = self._default
-        return b.to_device(rows), b.to_device(present)
+        absent = present.shape[0] - int(np.count_nonzero(present))
+        if absent:
+            rows[~present] = self._default
+        return b.to_device(rows), b.to_device(present), absent
 
     def _keys(self, keys, reserved: bool = True):
         return check_keys(keys, xp=self._backend.xp, reserved=reserved)
@@ -452,6 +456,10 @@ class Cache:
             else:  # before any work: a buffer that does not fit changes nothing
                 out = check_out(out, n, self._dim, self._dtype, self.xp, self.device)
             capturing = b.capturing()
+            if not self._reads_sources and not capturing:  # nothing read in place: no tier lock to hold
+                self._flush()
+                self._absorb()
+                return self._lookup(*self._index_rules(keys, rows_of), n, out, None)
             # a tier with a device source: the probe copies missed rows from it in the same pass; its lock
             # is held while the kernels are enqueued (or, on the host path, until they are done), and the
             # tier's writes wait for the kernels of a stream-ordered lookup (Tier._fence)
@@ -479,14 +487,20 @@ class Cache:
                         "); serve from a pinned HostStore or a SharedHostStore, or run this lookup uncaptured")
                 self._flush()
                 self._absorb()
-                invalid = 0
-                if rows_of:  # the index rules on the arrays (this path waits for the device anyway)
-                    keys = b.xp.where(keys < 0, keys + rows_of, keys)
-                    outside = (keys < 0) | (keys >= rows_of)
-                    invalid = int(outside.sum())
-                    if invalid:
-                        keys = b.xp.where(outside, np.int64(rows_of), keys)
-                return self._lookup(keys, n, out, source, invalid)
+                return self._lookup(*self._index_rules(keys, rows_of), n, out, source)
+
+    def _index_rules(self, keys, index_rows: int):
+        """``(keys, invalid)``: ``lookup(index_rows=)``'s rules applied to checked keys on the host path
+        (which waits for the device anyway), and how many keys they replaced."""
+        if not index_rows:
+            return keys, 0
+        xp = self._backend.xp
+        keys = xp.where(keys < 0, keys + index_rows, keys)
+        outside = (keys < 0) | (keys >= index_rows)
+        invalid = int(outside.sum())
+        if invalid:
+            keys = xp.where(outside, np.int64(index_rows), keys)
+        return keys, invalid
 
     def _lookup_ordered(self, keys, n: int, out, source, capturing: bool, index_rows: int) -> None:
         """Enqueue the whole lookup on the current stream (``Backend.lookup_ordered``); wait for nothing."""
@@ -538,14 +552,15 @@ class Cache:
         with self._tier.lock:
             return self._source() is not None
 
-    def _lookup(self, keys, n: int, out, source, invalid: int = 0):
+    def _lookup(self, keys, invalid: int, n: int, out, source):
         """The uncaptured lookup of ``keys`` into ``out``, missed rows from ``source`` when it is not None;
         ``invalid``: how many keys the index rules replaced (``lookup(index_rows=)``)."""
         b = self._backend
+        plan = b.plan_lookup(keys, out, source)  # the hits probed and gathered, nothing final yet
         try:
-            slots, missed, reserved, applied = b.lookup_hits(keys, out, source)
-            if reserved:
+            if plan.reserved:
                 raise_reserved(keys)
+            slots, missed = plan.slots, plan.missed
             misses = missed.shape[0]
             batch = Stats(hits=n - misses, misses=misses, invalid=invalid)
             placement = None
@@ -558,13 +573,10 @@ class Cache:
                 else:
                     placement = self._misses(keys, missed, slots, out, source, admitting, batch)
         except BaseException:
-            b.undo_touch()  # a backend whose probe stored the hits' scores puts them back
+            plan.rollback()  # the cache as before the plan: whatever its probe changed is put back
             raise
-        # everything that can fail has run; from here on the cache changes (an all-hit batch has
-        # already ticked and touched in lookup_hits, where nothing could fail after the probe, and
-        # scores a probe stored early were put back above if anything failed)
-        if not applied:
-            b.tick_and_touch(slots)
+        # everything that can fail has run; from here on the cache changes
+        plan.commit()
         if placement is not None:  # with none admitted every outcome is "not admitted": nothing to place
             if self._defer_at is not None and batch.hits >= self._defer_at * n:
                 self._pending = placement  # HitRateDeferred: placed when the next operation begins
@@ -580,32 +592,41 @@ class Cache:
         """
         b, xp = self._backend, self._backend.xp
         ukeys, inverse, counts, last = b.unique(keys[missed])
+        distinct = ukeys.shape[0]
         if source is not None:  # every missed row is in out already
             at = missed[last]  # where each distinct missed key occurs (its last occurrence)
-            rows, present = None, b.found_in_source(slots, at)
+            rows, present, absent = None, b.found_in_source(slots, at), None
         else:
             try:
-                rows, present = self._fetch(ukeys)
+                rows, present, absent = self._fetch(ukeys)
             except TierError:
                 if self._on_tier_error == "raise":
                     raise
-                rows = b.to_device(np.broadcast_to(self._default, (ukeys.shape[0], self._dim)))
-                present = xp.zeros(ukeys.shape[0], xp.bool_)
-                batch.tier_failures = ukeys.shape[0]
+                rows = b.to_device(np.broadcast_to(self._default, (distinct, self._dim)))
+                present, absent = xp.zeros(distinct, xp.bool_), distinct
+                batch.tier_failures = distinct
             b.scatter(out, missed, rows, inverse.ravel())
-        batch.unique_misses = ukeys.shape[0]
+        batch.unique_misses = distinct
+        admit, admitted = None, 0  # no device work for a batch that admits nothing
         if not admitting:
-            admit, admitted = None, 0  # no device work for a batch that admits nothing
-            absent = ukeys.shape[0] - int(present.sum())
+            if absent is None:
+                absent = distinct - int(present.sum())
         else:
             if rows is None:
                 rows = out[at]
-            admit = present.copy()
             if b.sketch is not None:
-                admit &= b.sketch_add(ukeys, counts) >= self._admission.sketch[0]
-            absent, admitted = (int(x) for x in xp.stack([(~present).sum(), admit.sum()]).tolist())
+                admit = present & (b.sketch_add(ukeys, counts) >= self._admission.sketch[0])
+                if absent is None:  # the two counts in one read from the device
+                    absent, admitted = (int(x) for x in xp.stack([(~present).sum(), admit.sum()]).tolist())
+                else:
+                    admitted = int(admit.sum())
+            else:
+                admit = present  # the placement only reads it
+                if absent is None:
+                    absent = distinct - int(present.sum())
+                admitted = distinct - absent
         batch.absent = absent
-        batch.refusals = ukeys.shape[0] - absent - admitted
+        batch.refusals = distinct - absent - admitted
         return (ukeys, counts, rows, admit) if admitted else None
 
     def query(self, keys: Any, stream: Any = None, out: Any = None) -> tuple[Any, Any]:
@@ -699,7 +720,7 @@ class Cache:
             self._check_open("preload")
             b = self._backend
             ukeys, _, counts, _ = b.unique(self._keys(keys))
-            rows, present = self._fetch(ukeys)
+            rows, present, _ = self._fetch(ukeys)
             new = present & (b.find(ukeys) < 0)
             if bool(new.any()):
                 free = self._ways - b.set_occupancy()

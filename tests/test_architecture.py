@@ -61,7 +61,7 @@ RULES = [
      "kernels read a DeviceSource, never a store's internals"),
     ("embcache", ("trt_plugin",), "embcache knows nothing of the TensorRT plugin built on it"),
 ]
-NEUTRAL = ("embcache._cuda", "embcache._source", "embcache.layout", "embcache.errors")
+NEUTRAL = ("embcache._cuda", "embcache._source", "embcache._tuning", "embcache.layout", "embcache.errors")
 for neutral in NEUTRAL:
     RULES.append((neutral, ("embcache.kernels", "embcache.tiers", "embcache.policies", "embcache.cache"),
                   "neutral ground: everything may import it, so it imports none of them"))

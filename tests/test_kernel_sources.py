@@ -241,7 +241,7 @@ def test_gpu_kernels_compile_per_family_on_first_use_and_once():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and CuPy")
-def test_gpu_lookup_hits_refuses_what_is_not_a_readable_device_source():
+def test_gpu_plan_lookup_refuses_what_is_not_a_readable_device_source():
     import cupy
 
     import embcache
@@ -250,7 +250,7 @@ def test_gpu_lookup_hits_refuses_what_is_not_a_readable_device_source():
     b = cache._backend
     keys = cupy.arange(4, dtype=cupy.int64)
     with pytest.raises(ConfigError, match="DeviceSource"):
-        b.lookup_hits(keys, b.new_rows(4), (0, 15, 0))
+        b.plan_lookup(keys, b.new_rows(4), (0, 15, 0))
     with pytest.raises(ConfigError, match="float16"):
-        b.lookup_hits(keys, b.new_rows(4), DeviceSource(0, 15, 0, 8, np.float16))
+        b.plan_lookup(keys, b.new_rows(4), DeviceSource(0, 15, 0, 8, np.float16))
     cache.close()

@@ -10,9 +10,14 @@ Two lookup paths:
 * the **stream-ordered** one, ``lookup_ordered``: the whole lookup as one call that waits for
   nothing (GPU with a tier the GPU reads in place: ``reads_device_sources``), its counters read later
   by ``absorb_ordered``; what fails is refused before it (argument checks), so it has nothing to undo;
-* the **host** one, for tiers read on the host: ``lookup_hits`` probes and gathers, the Cache fetches
-  the misses from the tier, and the lookup then either ends (``tick_and_touch``, ``insert_and_evict``)
-  or is rolled back (``undo_touch``) if the tier failed.
+* the **host** one, for tiers read on the host: ``plan_lookup`` probes and gathers and returns a
+  :class:`LookupPlan`; the Cache fetches the misses from the tier, then commits the plan (the
+  clock tick and the hits' scores) and places the admitted keys (``insert_and_evict``), or, if
+  anything failed (a tier read, a reserved key), rolls it back: the cache is then as before.
+  The plan is one object that knows what its probe changed; ``Cache`` keeps no backend state to undo.
+
+A stream-ordered lookup is the degenerate plan: nothing in it can fail after its checks, so it is
+committed as it is enqueued.
 """
 from __future__ import annotations
 
@@ -21,7 +26,30 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "LookupPlan"]
+
+
+@runtime_checkable
+class LookupPlan(Protocol):
+    """A host lookup's hits, probed and gathered, its changes to the cache not yet final (``plan_lookup``).
+
+    Exactly one of ``commit`` or ``rollback`` ends a plan; a second end raises ``EmbCacheError``.
+    Until then the caller holds the cache's lock and starts no other operation on the backend.
+    """
+
+    slots: Any  #: (n,) int64: the slot of every key, -1 for a miss (below -1: a row found in the source)
+    missed: Any  #: (m,) int64: the indices of the missed keys (reserved ones included), in no given order
+    reserved: int  #: how many keys were reserved sentinels (the backend counted them, did not refuse them)
+
+    def commit(self) -> None:
+        """The lookup goes ahead: advance the clock and apply the hit rule to every hit (what is left of it)."""
+
+    def rollback(self) -> None:
+        """The lookup failed: put back whatever the probe changed, so the cache is as before the plan.
+
+        A plan that found every key (no miss, no reserved key) has nothing that can fail after it, and
+        the GPU applies it in its probe without waiting for the host: its rollback commits it instead.
+        """
 
 
 @runtime_checkable
@@ -98,20 +126,15 @@ class Backend(Protocol):
         """The stream-ordered lookups' counters since last asked, and the last batch's: ``(totals, last)``."""
 
     # the host lookup
-    def lookup_hits(self, keys: Any, out: Any, source: Any = None) -> tuple[Any, Any, int, bool]:
-        """The host lookup's hit path: ``(slots, missed, reserved, applied)``."""
+    def plan_lookup(self, keys: Any, out: Any, source: Any = None) -> LookupPlan:
+        """Probe ``keys`` (n,), gather the hits' rows into ``out`` (n, dim) (and, from a device ``source``,
+        the misses'): the host lookup's :class:`LookupPlan`, to commit or roll back."""
 
     def found_in_source(self, slots: Any, at: Any) -> Any:
         """Whether the keys at indices ``at`` were found in a device source."""
 
     def count_source_misses(self, keys: Any, slots: Any, misses: int) -> tuple[int, int]:
-        """``(distinct missed keys, how many of those no source holds)`` after ``lookup_hits``."""
-
-    def tick_and_touch(self, slots: Any) -> None:
-        """Advance the clock, then apply the hit rule once per occurrence of ``slots``."""
-
-    def undo_touch(self) -> None:
-        """Put back the scores the last ``lookup_hits`` changed (a lookup that failed after it)."""
+        """``(distinct missed keys, how many of those no source holds)`` after ``plan_lookup``."""
 
     def scatter(self, out: Any, where: Any, rows: Any, inverse: Any) -> None:
         """``out[where[i]] = rows[inverse[i]]``: missed rows into a lookup's output."""

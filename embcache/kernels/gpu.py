@@ -32,7 +32,7 @@ import numpy as np
 from .._cuda import compile_source, gpu_available, launch_grid, layout_defines, require_cupy, resident_blocks
 from .._dtypes import raw
 from .._source import INDEX_LAYOUTS, DeviceSource
-from ..errors import ConfigError
+from ..errors import ConfigError, EmbCacheError
 from ..layout import EMPTY_KEY
 from . import _rules
 from ._shared import FIELDS, ORDERED, OUTCOMES, STATE, STATE_WORDS, TICK, TOUCH, cuda_defines
@@ -186,7 +186,7 @@ def _source_args(source: DeviceSource, dim: int, dtype: np.dtype) -> tuple:
     rows of ``dim`` values of ``dtype``: the kernels know the index layouts of ``INDEX_LAYOUTS`` and copy
     rows of the cache's size."""
     if not isinstance(source, DeviceSource):
-        raise ConfigError(f"lookup_hits takes an embcache._source.DeviceSource as source, not "
+        raise ConfigError(f"plan_lookup takes an embcache._source.DeviceSource as source, not "
                           f"{type(source).__name__}: describe the tier's rows with one (Tier.device_source())")
     if source.layout not in INDEX_LAYOUTS:
         raise ConfigError(f"the GPU kernels read a DeviceSource of the index layouts {', '.join(map(repr, INDEX_LAYOUTS))}"
@@ -213,6 +213,45 @@ def _counters(words: np.ndarray) -> dict:
     return out
 
 
+class _LookupPlan:
+    """``GPUBackend.plan_lookup``'s plan (``Backend.LookupPlan``).  It knows what the probe did: whether
+    it already applied the lookup on the device (every key hit), and the old scores of the hits an LRU
+    probe touched, which a rollback puts back."""
+
+    __slots__ = ("slots", "missed", "reserved", "_backend", "_old", "_applied")
+
+    def __init__(self, backend: GPUBackend, slots: Any, old: Any):
+        self.slots, self.missed, self.reserved = slots, backend._no_misses, 0
+        self._backend, self._old, self._applied = backend, old, False
+
+    def _end(self, how: str) -> GPUBackend:
+        backend, self._backend = self._backend, None
+        if backend is None:
+            raise EmbCacheError(f"LookupPlan.{how}: this plan has already been committed or rolled back; "
+                                "make a new one with plan_lookup")
+        return backend
+
+    def commit(self) -> None:
+        """Advance the clock and apply the hit rule, as far as the probe has not done so already."""
+        b = self._end("commit")
+        if self._applied:  # the device clock ticked and the hits' scores are stored: the host's clock follows
+            b.clock += 1
+        elif self._old is not None:  # the probe stored the hits' scores (of the clock ticked now)
+            b.tick()
+        else:
+            b._tick_and_touch(self.slots, if_clean=False)
+            b.clock += 1
+
+    def rollback(self) -> None:
+        """Put back the scores the probe stored.  A plan the probe applied whole (every key hit; nothing
+        can fail after it) has ticked the device clock: it is committed instead, as it cannot be undone."""
+        b = self._end("rollback")
+        if self._applied:
+            b.clock += 1  # the host's clock follows the device's, as a commit would
+        elif self._old is not None:
+            b._restore_scores(self.slots, self._old)
+
+
 class GPUBackend:
     """The cache arrays in device memory and the CUDA kernels that work on them.
 
@@ -222,7 +261,7 @@ class GPUBackend:
     """
 
     name = "gpu"
-    #: the probe reads a tier's DeviceSource in place (``lookup_hits(source=)``, ``lookup_ordered``)
+    #: the probe reads a tier's DeviceSource in place (``plan_lookup(source=)``, ``lookup_ordered``)
     reads_device_sources = True
     #: reserved keys are counted by the probe (the host path raises after it), not checked on the host
     checks_reserved_keys = False
@@ -255,7 +294,6 @@ class GPUBackend:
         self._dummy = cupy.zeros(16, cupy.uint8)
         self._scratch, self._scratch_stream = cupy.empty(0, cupy.int64), None
         self._inserted = False  # whether the last insert_and_evict launched (and so published)
-        self._touched = None  # (slots, old scores) of a lookup whose probe touched its hits, until it ends
         self.default = cupy.zeros(dim, self.raw_dtype)
         self.clock = 0
         self._ordered = None  # the stream-ordered lookup's scratch (reserve)
@@ -414,7 +452,7 @@ class GPUBackend:
         """Slots of ``keys``, and with ``touch`` the old scores of the hits it touched (else None).
 
         With ``scratch`` both live in a buffer that the next scratch probe reuses (one call's use only).
-        With a ``source`` (see ``lookup_hits``) a missed key found there gets a slot below -1, and its
+        With a ``source`` (see ``plan_lookup``) a missed key found there gets a slot below -1, and its
         row is copied from there in the same pass.
         """
         n = keys.shape[0]
@@ -481,15 +519,17 @@ class GPUBackend:
         state = self._published() if keys.shape[0] else self._read_state()
         return slots, int(state[STATE_MISSES]), int(state[STATE_RESERVED])
 
-    def lookup_hits(self, keys: Any, out: Any, source: DeviceSource | None = None) -> tuple[Any, Any, int, bool]:
-        """A lookup's hit path: ``(slots, missed, reserved, applied)``.
+    def plan_lookup(self, keys: Any, out: Any, source: DeviceSource | None = None) -> _LookupPlan:
+        """The host lookup's plan (``Backend.plan_lookup``): probes ``keys``, gathers the cached rows into
+        ``out`` and lists the missed indices (in no particular order).  Waits on the stream once, for
+        the counters.
 
-        Probes ``keys``, gathers the cached rows into ``out`` and lists the missed
-        indices (in no particular order).  When every key hit, the clock tick and
-        the hits' score updates are already done (``applied``); otherwise the
-        clock has not ticked, the caller calls ``tick_and_touch`` once the misses
-        are fetched, or ``undo_touch`` if the lookup fails before that.  Waits on
-        the stream once, for the counters.
+        When every key hit, the probe (LRU: it stores each hit's score into the record it has just
+        read) or the touch kernel right after it has already ticked the device clock and applied the
+        hit rule, without waiting for the host; the plan's ``commit`` then only brings the host's clock
+        along.  Otherwise the device clock has not ticked; an LRU probe has stored the hits' scores
+        and kept the old ones, which ``rollback`` puts back, and ``commit`` ticks the clock (other
+        rules: ``commit`` applies the hit rule, ``rollback`` has nothing to put back).
 
         ``source``: a :class:`~embcache._source.DeviceSource`, rows that the GPU
         reads in place (an index layout of ``INDEX_LAYOUTS``, rows of this
@@ -505,31 +545,37 @@ class GPUBackend:
         # the slots live until this lookup ends, under the Cache's lock: a reused buffer (not while
         # capturing, where the graph would keep a buffer that a later lookup may replace)
         fill = source is not None  # the source's absent keys get the default row here
+        old = None
         if self._probe_touches and n:  # an empty batch has no probe to tick the clock: tick kernel
             slots, old = self._probe(keys, out, fill, scratch=True, touch=_TOUCH_IF_CLEAN, source=source)
-            self._touched = (slots, old)
         else:
             slots, _ = self._probe(keys, out, fill, scratch=True, source=source)
             self._tick_and_touch(slots, if_clean=True)
-        # the probe published its counters; a launch after it (the touch kernel) is waited for too
-        state = self._published() if n else self._read_state()
-        misses, reserved = int(state[STATE_MISSES]), int(state[STATE_RESERVED])
-        applied = not misses and not reserved
-        if applied:
-            self.clock += 1
-            self._touched = None
-            return slots, self._no_misses, reserved, applied
-        missed = self.xp.empty(misses, self.xp.int64)
-        self._k["list_misses"]((launch_grid(n, self._ublock),), self._utility, (slots, _i64(n), missed, self.state))
-        return slots, missed, reserved, applied
+        plan = _LookupPlan(self, slots, old)
+        try:
+            # the probe published its counters; a launch after it (the touch kernel) is waited for too
+            state = self._published() if n else self._read_state()
+            misses, reserved = int(state[STATE_MISSES]), int(state[STATE_RESERVED])
+            plan.reserved = reserved
+            if not misses and not reserved:
+                plan._applied = True
+                return plan
+            missed = self.xp.empty(misses, self.xp.int64)
+            self._k["list_misses"]((launch_grid(n, self._ublock),), self._utility,
+                                   (slots, _i64(n), missed, self.state))
+            plan.missed = missed
+        except BaseException:
+            plan.rollback()  # a failed wait (a CUDA error, an interrupt): the stored scores go back
+            raise
+        return plan
 
     @staticmethod
     def found_in_source(slots: Any, at: Any) -> Any:
-        """Whether the keys at indices ``at`` were found in ``lookup_hits``'s source (device bool array)."""
+        """Whether the keys at indices ``at`` were found in ``plan_lookup``'s source (device bool array)."""
         return slots[at] != -1  # -1: in neither the cache nor the source; below -1: a source row
 
     def count_source_misses(self, keys: Any, slots: Any, misses: int) -> tuple[int, int]:
-        """After ``lookup_hits`` with a source found ``misses`` misses: ``(distinct missed keys, how
+        """After ``plan_lookup`` with a source found ``misses`` misses: ``(distinct missed keys, how
         many of those the source lacked)``.
 
         One hash-set pass over the misses, no sort: for a lookup that admits
@@ -726,23 +772,11 @@ class GPUBackend:
         last["inserted_by_then"] = int(state[at + FIELDS["F_MARK"]] - seen[inserted])
         return _counters(delta), last
 
-    def tick_and_touch(self, slots: Any) -> None:
-        """Advance the clock, then apply the hit rule once per occurrence of ``slots`` (-1 entries skipped)."""
-        if self._touched is not None and self._touched[0] is slots:
-            self.tick()  # lookup_hits' probe has already stored the hit score (of the clock ticked now)
-            self._touched = None
-            return
-        self._tick_and_touch(slots, if_clean=False)
-        self.clock += 1
-
-    def undo_touch(self) -> None:
-        """Put back the scores that the last ``lookup_hits`` changed, when that lookup fails before its end."""
-        if self._touched is not None:
-            slots, old = self._touched
-            self._touched = None
-            n = slots.shape[0]
-            self._k["restore_scores"]((launch_grid(n, self._ublock),), self._utility,
-                                      (self.table, slots, old, _i64(n), self.state))
+    def _restore_scores(self, slots: Any, old: Any) -> None:
+        """Put back the scores ``old`` (n,) of the slots ``slots`` (n,) (a probe's touch; -1 slots skipped)."""
+        n = slots.shape[0]
+        self._k["restore_scores"]((launch_grid(n, self._ublock),), self._utility,
+                                  (self.table, slots, old, _i64(n), self.state))
 
     def scatter(self, out: Any, where: Any, rows: Any, inverse: Any) -> None:
         """out[where[i]] = rows[inverse[i]]: missed rows into a lookup's output, in one launch."""
@@ -852,5 +886,4 @@ class GPUBackend:
     def release(self) -> None:
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
         self.table = self.keys = self.scores = self.values = self.sketch = self.digests = self._scratch = None
-        self._touched = None
         self._ordered, self._kept = None, []

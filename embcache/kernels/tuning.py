@@ -23,31 +23,13 @@ over DESIGN.md section 5's budget, which is why the table says where.
 """
 from __future__ import annotations
 
-import json
-import pathlib
-
 from .._cuda import vector_bytes
+from .._tuning import TABLE_PATH, _entry, load_table, utility_block  # the reading of the table: neutral ground
 
 __all__ = ["TABLE_PATH", "load_table", "launch_shape", "utility_block", "ordered_shape", "vector_bytes"]
 
-TABLE_PATH = pathlib.Path(__file__).with_name("tuning.json")
 _REQUIRED = ("group", "keys_per_group", "block")
 _OPTIONAL = ("digests", "split")  # flags, false where the table leaves them out
-
-
-def load_table(path: str | pathlib.Path | None = None) -> dict:
-    """The tuning table: ``{"entries": {"9.0": {"shapes": [...], ...}, ...}}``."""
-    with open(path or TABLE_PATH) as f:
-        return json.load(f)
-
-
-def _entry(compute_capability: str, table: dict | None) -> tuple[str, dict]:
-    """The entry for ``compute_capability``: its own, else the nearest lower architecture's."""
-    entries = (table or _table())["entries"]
-    want = tuple(int(x) for x in compute_capability.split("."))
-    known = sorted((tuple(int(x) for x in cc.split(".")), cc) for cc in entries)
-    lower = [cc for version, cc in known if version <= want] or [known[0][1]]
-    return lower[-1], entries[lower[-1]]
 
 
 def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = None) -> dict:
@@ -62,17 +44,6 @@ def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = N
     raise ValueError(f"tuning entry {cc} has no shape for {row_bytes}-byte rows")
 
 
-def utility_block(compute_capability: str, table: dict | None = None) -> int:
-    """Threads per block of the utility kernels on a GPU of ``compute_capability`` (a multiple of 32)."""
-    cc, entry = _entry(compute_capability, table)
-    block = int(entry.get("utility_block", 256))  # tables written before the key existed used 256
-    if block <= 0 or block % 32 or block > 1024:
-        raise ValueError(f"tuning entry {cc} has utility_block {block}: give a multiple of 32 up to 1024")
-    return block
-
-
-
-
 def ordered_shape(compute_capability: str, table: dict | None = None) -> tuple[int, int]:
     """``(block, max_keys)`` of the stream-ordered lookup's fused miss path on a GPU of ``compute_capability``:
     a batch of up to ``max_keys`` keys runs its miss path in one block of ``block`` threads (one launch,
@@ -84,12 +55,3 @@ def ordered_shape(compute_capability: str, table: dict | None = None) -> tuple[i
         raise ValueError(f"tuning entry {cc} has ordered_block {block}, ordered_small_max {most}: give a multiple "
                          "of 32 up to 1024 and a number of keys")
     return block, most
-
-
-_CACHE: dict = {}
-
-
-def _table() -> dict:
-    if "table" not in _CACHE:
-        _CACHE["table"] = load_table()
-    return _CACHE["table"]

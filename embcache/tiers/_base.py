@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._checks import check_keys, check_rows
 from .._dtypes import row_dtype
 from ..errors import ClosedError, ConfigError, EmbCacheError, MissingDependencyError, TierError
 
@@ -116,22 +117,16 @@ class Tier:
 
     def get_many(self, keys: Any) -> tuple[np.ndarray, np.ndarray]:
         """Rows of ``keys`` (n,) int64: ``(values (n, dim), found (n,) bool)``; missing rows are zero."""
-        from .._checks import check_keys
-
         return self._run("get_many", self._get_many, check_keys(keys))
 
     def put_many(self, keys: Any, values: Any) -> None:
         """Store ``values`` (n, dim) under ``keys`` (n,); for a repeated key the last row wins."""
-        from .._checks import check_keys, check_rows
-
         keys = check_keys(keys)
         rows = check_rows(values, keys.shape[0], self.dim, self.dtype, name="values")
         self._run("put_many", self._put_many, keys, rows)
 
     def delete_many(self, keys: Any) -> None:
         """Remove ``keys`` (n,); keys not stored are ignored."""
-        from .._checks import check_keys
-
         self._run("delete_many", self._delete_many, check_keys(keys))
 
     def _run(self, op: str, fn, *args):
