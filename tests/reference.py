@@ -80,6 +80,16 @@ class ReferenceCache:
             self.stats.update(self.last)
             self.last = last
 
+    def tick(self):
+        """The clock's step; at a multiple of the policy's age_period every cached score is aged (issue 22)."""
+        self.clock += 1
+        period = self.policy.age_period
+        if period and self.clock % period == 0:
+            for s in self.sets:
+                for slot in s:
+                    if slot is not None:
+                        slot.score = evaluate(self.policy.age_score, slot.score, self.clock, 0)
+
     def end(self):
         self.stats.update(self.last)
 
@@ -118,7 +128,7 @@ class ReferenceCache:
     def lookup(self, keys):
         keys = [int(k) for k in keys]
         self.begin()
-        self.clock += 1
+        self.tick()
         out = np.array([self.tier.get(k, self.default) for k in keys], self.dtype).reshape(len(keys), self.dim)
         counts = Counter(keys)
         hit_keys = sorted(k for k in counts if self.slot_of(k) is not None)
@@ -164,7 +174,7 @@ class ReferenceCache:
             raise StaticInsertError("static")
         self.begin()
         self.tier.update(last)
-        self.clock += 1
+        self.tick()
         counts = Counter(int(k) for k in keys)
         for k in sorted(last):
             self.place(k, counts[k], last[k], False)
@@ -198,7 +208,7 @@ class ReferenceCache:
             if n > sum(slot is None for slot in self.sets[s]):
                 raise PreloadOverflowError("overflow")
         self.begin()
-        self.clock += 1
+        self.tick()
         for k in sorted(counts):
             if k in self.tier:
                 self.place(k, counts[k], self.tier[k], False)
