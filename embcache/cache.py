@@ -338,8 +338,8 @@ class Cache:
         batch.occupancy = self._size / self.capacity
         self._stats.add(batch)
 
-    def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats) -> None:
-        self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min)
+    def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats, compares_victim: bool = False) -> None:
+        self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min, compares_victim)
         n = self._backend.tally()
         batch.insertions += int(n[INSERTED] + n[EVICTED])
         batch.evictions += int(n[EVICTED])
@@ -558,13 +558,27 @@ class Cache:
         # scores a probe stored early were put back above if anything failed)
         if not applied:
             b.tick_and_touch(slots)
+        if self._admission.compares_victim:
+            self._count_hits(keys, slots)
         if placement is not None:  # with none admitted every outcome is "not admitted": nothing to place
             if self._defer_at is not None and batch.hits >= self._defer_at * n:
                 self._pending = placement  # HitRateDeferred: placed when the next operation begins
             else:
-                self._place(*placement, self._admission.refuse_below_min, batch)
+                self._place(*placement, self._admission.refuse_below_min, batch, self._admission.compares_victim)
         self._finish(batch)
         return out
+
+    def _count_hits(self, keys, slots) -> None:
+        """A ``compares_victim`` admission's sketch (TinyLFU), after the batch's misses were counted: its hit
+        keys counted too, then every counter halved if the clock is a multiple of ``sketch_period``."""
+        b = self._backend
+        hit = keys[slots >= 0]
+        if hit.shape[0]:
+            ukeys, _, counts, _ = b.unique(hit)
+            b.sketch_add(ukeys, counts)
+        period = self._admission.sketch_period
+        if period and b.clock % period == 0:
+            b.xp.right_shift(b.sketch, 1, out=b.sketch)
 
     def _misses(self, keys, missed, slots, out, source, admitting: bool, batch: Stats):
         """A lookup's distinct missed keys: their rows into ``out`` (unless the probe read them from

@@ -93,7 +93,7 @@ class ReferenceCache:
     def end(self):
         self.stats.update(self.last)
 
-    def place(self, key, count, row, refuse_below_min):
+    def place(self, key, count, row, refuse_below_min, compares_victim=False):
         ways = self.sets[self.set_index(key)]
         slot = self.slot_of(key)
         if slot is not None:
@@ -109,6 +109,9 @@ class ReferenceCache:
             if refuse_below_min and new < ways[w].score:
                 self.last["refusals"] += 1
                 return
+            if compares_victim and not self.estimate(key) > self.estimate(ways[w].key):  # TinyLFU: ties refuse
+                self.last["refusals"] += 1
+                return
             self.last["evictions"] += 1
         ways[w] = Slot(key, new, row)
         self.last["insertions"] += 1
@@ -116,6 +119,19 @@ class ReferenceCache:
     def sketch_columns(self, key):
         _, width, depth, seed = self.admission.sketch
         return [(r, mix64((key & MASK) + (r + 1) * GOLDEN + seed) & (width - 1)) for r in range(depth)]
+
+    def estimate(self, key):
+        return min(self.sketch[r][c] for r, c in self.sketch_columns(key))
+
+    def count_hits(self, hit_keys, counts):
+        """TinyLFU (compares_victim): after the misses, the hit keys are counted; then, at a multiple of
+        sketch_period, every counter is halved."""
+        for k in hit_keys:
+            for r, c in self.sketch_columns(k):
+                self.sketch[r][c] = min(self.sketch[r][c] + counts[k], MAX_SCORE)
+        period = self.admission.sketch_period
+        if period and self.clock % period == 0:
+            self.sketch = [[v >> 1 for v in row] for row in self.sketch]
 
     def sketch_batch(self, keys, counts):
         """Every missed key's count goes in first; then each key's estimate is read."""
@@ -141,6 +157,8 @@ class ReferenceCache:
             slot.score = evaluate(self.policy.hit_score, slot.score, self.clock, counts[k])
         batch_ok = self.policy.inserts_on_lookup and self.admission.admit_batch(self.last["hits"], len(keys))
         estimates = self.sketch_batch(missed, counts) if batch_ok and self.sketch is not None else None
+        if self.admission.compares_victim:
+            self.count_hits(hit_keys, counts)
         t = self.admission.defer_at_hit_rate
         defer = t is not None and self.last["hits"] >= t * len(keys)
         for k in missed:
@@ -152,7 +170,8 @@ class ReferenceCache:
             elif defer:  # served now, placed when the next operation begins
                 self.pending.append((k, counts[k], self.tier[k]))
             else:
-                self.place(k, counts[k], self.tier[k], self.admission.refuse_below_min)
+                self.place(k, counts[k], self.tier[k], self.admission.refuse_below_min,
+                           self.admission.compares_victim)
         self.end()
         return out
 

@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from embcache.kernels._shared import EVICTED, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
-from embcache.kernels.cpu import sat_add
+from embcache.kernels.cpu import sat_add, sketch_estimate
 from embcache.layout import EMPTY_KEY, MAX_SCORE, set_of
 
 MAX_SCORE = np.int64(MAX_SCORE)
@@ -83,7 +83,7 @@ def age_cpu(table_keys, scores, clock):
 
 @numba.njit(nogil=True, cache=True)
 def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, admit, clock,
-                         refuse_below_min, outcome, evicted):
+                         refuse_below_min, outcome, evicted, victim_sketch, sketch_seed):
     # keys are unique and ascending; sets are independent, so one pass in key
     # order applies each set's keys in ascending key order as the contract says
     num_sets = table_keys.shape[0] // ways
@@ -120,6 +120,11 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
             outcome[i] = INSERTED
         else:
             if refuse_below_min and new < scores[base + low]:
+                outcome[i] = REFUSED
+                continue
+            # TinyLFU (victim_sketch has rows): the key must be more frequent than its victim
+            if victim_sketch.shape[0] and not (sketch_estimate(victim_sketch, sketch_seed, k) >
+                                               sketch_estimate(victim_sketch, sketch_seed, table_keys[base + low])):
                 outcome[i] = REFUSED
                 continue
             w = low

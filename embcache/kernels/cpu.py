@@ -31,10 +31,12 @@ if TYPE_CHECKING:  # the annotations only
     from .._source import DeviceSource
     from ..policies import Policy
 
-__all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sat_add", "sketch_column"]
+__all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sat_add", "sketch_column",
+           "sketch_estimate"]
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
+_NO_SKETCH = np.zeros((0, 1), np.int64)  # insert_and_evict_cpu's victim_sketch when there is no comparison
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -51,6 +53,16 @@ def sketch_column(key: np.int64, row: int, seed: np.uint64, width: int) -> np.in
     """Column of ``key`` in count-min sketch row ``row`` (see ``MinFrequency``)."""
     h = mix64(np.uint64(key) + np.uint64(row + 1) * GOLDEN + np.uint64(seed))
     return np.int64(h & np.uint64(width - 1))
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def sketch_estimate(sketch, seed, key):
+    """The count-min estimate of ``key``: the minimum of its counters over the rows of ``sketch`` (depth, width)."""
+    depth, width = sketch.shape
+    best = _MAX
+    for r in range(depth):
+        best = min(best, sketch[r, sketch_column(key, r, seed, width)])
+    return best
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -123,10 +135,7 @@ def sketch_cpu(sketch, seed, keys, counts, estimate):
             c = sketch_column(keys[i], r, seed, width)
             sketch[r, c] = sat_add(sketch[r, c], counts[i])
     for i in range(keys.shape[0]):
-        best = _MAX
-        for r in range(depth):
-            best = min(best, sketch[r, sketch_column(keys[i], r, seed, width)])
-        estimate[i] = best
+        estimate[i] = sketch_estimate(sketch, seed, keys[i])
 
 
 def kernel_cache_dir() -> pathlib.Path | None:
@@ -482,17 +491,19 @@ class CPUBackend:
             self.score_writes += int(self._touch(self.scores, slots, np.int64(self.clock)))
 
     def insert_and_evict(self, keys: np.ndarray, counts: np.ndarray, rows: np.ndarray, admit: np.ndarray,
-                         refuse_below_min: bool) -> None:
+                         refuse_below_min: bool, compares_victim: bool = False) -> None:
         """Insert unique ascending ``keys`` (u,) with ``rows`` (u, dim) where ``admit`` (u,) bool, at the clock.
 
-        ``tally`` then counts the keys of each outcome code.
+        ``compares_victim`` (TinyLFU): a key enters a full set only if its sketch estimate is greater than
+        its victim's.  ``tally`` then counts the keys of each outcome code.
         """
         n = keys.shape[0]
         outcome = np.empty(n, np.int8)
         evicted = np.empty(n, np.int64)
         if n:
             self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
-                         admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted)
+                         admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted,
+                         self.sketch if compares_victim else _NO_SKETCH, self._sketch_seed)
         self._tally = np.bincount(outcome, minlength=5)
 
     def tally(self) -> np.ndarray:

@@ -264,13 +264,18 @@ class Policy:
 class Admission:
     """An admission policy: which missed keys of a lookup enter the cache.
 
-    Three hooks, all optional, none of which touches arrays:
+    Hooks, all optional, none of which touches arrays:
 
     * ``admit_batch(hits, lookups)``: whether this batch's misses may enter at all;
     * ``sketch``: ``(threshold, width, depth, seed)`` of a count-min sketch of
       missed keys; a key enters once its estimated miss count reaches ``threshold``;
     * ``refuse_below_min``: refuse a key whose new score is below the lowest
-      score of its full set instead of evicting.
+      score of its full set instead of evicting;
+    * ``compares_victim`` (issue 22, :class:`~embcache.policies.TinyLFU`): the sketch also counts
+      every lookup's hit keys (after its misses), is halved (``>> 1``) by every lookup whose clock is a
+      multiple of ``sketch_period`` (0: never), and a missed key enters a full set only if its
+      estimate is greater than the estimate of the key it would evict (the lowest ``(score, way)``),
+      both read at placement; a tie refuses it.  Needs a ``sketch``; decided on the host path.
 
     Writes (``insert``, ``preload``) bypass admission.
     """
@@ -281,13 +286,16 @@ class Admission:
     #: a hit rate t: a lookup whose hit rate is at least t places its admitted misses only when the
     #: cache's next operation begins (HPS's deferred insertion); None places them before it returns
     defer_at_hit_rate: float | None = None
+    compares_victim: ClassVar[bool] = False
+    #: clocks between two halvings of the sketch of a ``compares_victim`` admission (0: never)
+    sketch_period: int = 0
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         own = cls.__dict__
         if "name" in own:  # as Policy: only a class that names itself registers
             _register(cls, "admission policy")
-        elif {"refuse_below_min", "sketch", "admit_batch"} & own.keys() and hasattr(cls, "name"):
+        elif {"refuse_below_min", "sketch", "admit_batch", "compares_victim"} & own.keys() and hasattr(cls, "name"):
             from ..errors import ConfigError
 
             raise ConfigError(f"{cls.__qualname__} changes the rule of {cls.name!r} but keeps its name; "
@@ -319,7 +327,9 @@ class Admission:
         return {"refuse_below_min": bool(self.refuse_below_min),
                 "sketch": None if self.sketch is None else [int(v) for v in self.sketch],
                 "admit_batch": import_path(type(self).admit_batch),
-                **({} if self.defer_at_hit_rate is None else {"defer_at_hit_rate": float(self.defer_at_hit_rate)})}
+                **({} if self.defer_at_hit_rate is None else {"defer_at_hit_rate": float(self.defer_at_hit_rate)}),
+                **({"compares_victim": True, "sketch_period": int(self.sketch_period)} if self.compares_victim
+                   else {})}
 
     __repr__ = Policy.__repr__
     __eq__ = Policy.__eq__
