@@ -43,7 +43,7 @@ class _Aged(CacheMachine):
 
 
 def _machine(policy, admission, backend="cpu"):
-    machine = type(f"Aged_{policy.name}_{admission}_{backend}", (_Aged,),
+    machine = type(f"Aged_{policy.name}_{policy.age_period}_{admission}_{backend}", (_Aged,),
                    {"policy_name": policy, "admission_name": admission, "backend": backend})
     return machine.TestCase
 
@@ -53,11 +53,14 @@ TestAged3MinFrequency = _machine(LFUAgedEvery3, "min_frequency")
 TestAged3RefuseBelowMin = _machine(LFUAgedEvery3, "refuse_below_min")
 TestAged3Deferred = _machine(LFUAgedEvery3, "hit_rate_deferred")
 TestLRUAged2Always = _machine(LRUAgedEvery2, "always")
+TestLFUAged3Always = _machine(LFUAged(period=3), "always")
+TestLFUAged2TinyLFU = _machine(LFUAged(period=2), "tinylfu")
 
 GPU = [pytest.mark.gpu, pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and CuPy")]
 TestGPUAged3Always = GPU[1](GPU[0](_machine(LFUAgedEvery3, "always", "gpu")))
 TestGPUAged3MinFrequency = GPU[1](GPU[0](_machine(LFUAgedEvery3, "min_frequency", "gpu")))
 TestGPULRUAged2Always = GPU[1](GPU[0](_machine(LRUAgedEvery2, "always", "gpu")))
+TestGPULFUAged3Always = GPU[1](GPU[0](_machine(LFUAged(period=3), "always", "gpu")))
 
 
 def _cache(policy, capacity=2, ways=2, backend="cpu", keys=range(100)):
@@ -71,13 +74,28 @@ def _scores(cache) -> dict:
     return dict(zip(keys.tolist(), scores.tolist()))
 
 
-def test_the_registered_policy_is_lfu_halved_every_4096_clocks():
+def test_the_registered_policy_is_lfu_with_lru_ties_halved_every_65536_clocks():
     p = get_policy("lfu_aged")
-    assert isinstance(p, LFUAged) and p.ages and p.age_period == 4096
-    assert p.rule() == {"new_score": "count", "hit_score": "sat_add(score, count)", "inserts_on_lookup": True,
-                        "age_score": "score // 2", "age_period": 4096}
+    assert isinstance(p, LFUAged) and p.ages and p.age_period == 65536 and p.config() == {"period": 65536}
+    rule = p.rule()
+    assert rule["age_period"] == 65536 and rule["age_score"] == "score // 8589934592 * 4294967296 + (score & 4294967295)"
+    assert LFUAged(7).rule()["age_period"] == 7 and LFUAged(7) != LFUAged()
     assert "age_score" not in get_policy("lfu").rule()  # a policy that never ages records what it did before
     assert not get_policy("lfu").ages and get_policy("lfu").age_period == 0
+    with pytest.raises(ConfigError, match="period"):
+        LFUAged(0)
+
+
+def test_lfu_aged_packs_the_count_and_the_last_clock():
+    cache = _cache(LFUAged(period=3), capacity=4, ways=4)
+    cache.lookup([1, 1, 2])  # clock 1
+    cache.lookup([2])  # clock 2
+    assert _scores(cache) == {1: 2 * 2**32 + 1, 2: 2 * 2**32 + 2}  # equal counts: 1 is the less recent
+    cache.lookup([3])  # clock 3: counts halved (1, 1), clocks kept; 3 enters with count 1
+    assert _scores(cache) == {1: 2**32 + 1, 2: 2**32 + 2, 3: 2**32 + 3}
+    for c in (4, 5):
+        cache.lookup([4 + c])  # clock 4: key 8 fills the last way; clock 5: key 9 evicts the least recent of count 1
+    assert set(_scores(cache)) == {2, 3, 8, 9}
 
 
 def test_counts_halve_at_the_tick_to_each_multiple_before_the_hits_rule():
@@ -136,13 +154,18 @@ def test_a_lookup_that_fails_before_its_tick_ages_nothing():
     assert _scores(cache) == {5: 3}
 
 
-def test_save_and_load_keep_the_aging_rule(tmp_path):
-    cache = _cache("lfu_aged", capacity=8, ways=4)
+def test_save_and_load_keep_the_aging_rule_and_period(tmp_path):
+    cache = _cache(LFUAged(period=4), capacity=8, ways=4)
     for i in range(10):
         cache.lookup([i % 3, i % 5])
     cache.save(tmp_path / "c.npz")
     loaded = embcache.Cache.load(tmp_path / "c.npz", tier=cache.tier, backend="cpu")
-    assert loaded.policy == cache.policy and loaded.policy.rule()["age_period"] == 4096
+    assert loaded.policy == cache.policy and loaded.policy.rule()["age_period"] == 4
+    for a, b in zip(cache.export(), loaded.export()):
+        assert same_bits(a, b)
+    for i in range(9):  # both go on aging alike
+        cache.lookup([i % 7])
+        loaded.lookup([i % 7])
     for a, b in zip(cache.export(), loaded.export()):
         assert same_bits(a, b)
 
@@ -195,7 +218,7 @@ def test_reference_model_ages_as_the_cache():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and CuPy")
-@pytest.mark.parametrize("policy", [LFUAgedEvery3, LRUAgedEvery2])
+@pytest.mark.parametrize("policy", [LFUAgedEvery3, LRUAgedEvery2, LFUAged(period=5)])
 def test_gpu_ages_as_the_cpu_on_both_lookup_paths(policy):
     """The host path (unpinned store) and the stream-ordered path (pinned), across many multiples,
     inserts and preloads included."""

@@ -313,7 +313,7 @@ class CPUBackend:
         touch, self._insert = policy_kernels(rule["new_score"], rule["hit_score"], rule.get("age_score", "score"))
         self._touch = touch if policy.hit_changes_score else None  # the policy's trait, not its text
         # the policy's aging pass (Policy.age_period): at every tick to a multiple of the period
-        self._age_period = int(policy.age_period)
+        self._age_period = int(policy.age_period) if policy.ages else 0
         self._age = age_kernel(rule["new_score"], rule["hit_score"], rule["age_score"]) if self._age_period else None
         #: scores the hit path has stored since the backend was made (one per hit occurrence whose rule
         #: changed its score); a measure for studies, counted on the CPU backend only

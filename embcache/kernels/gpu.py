@@ -280,7 +280,7 @@ class GPUBackend:
         # and by the probe itself, into the slot record it has just read
         # (not with aging, whose pass must run between the tick and the hits' rule: the touch kernel's way)
         self._probe_touches = policy.hit_is_stateless and not policy.ages
-        self._age_period = _i64(policy.age_period)  # 0: the policy never ages
+        self._age_period = _i64(policy.age_period if policy.ages else 0)  # 0: the policy never ages
         #: the CPU backend's measure of hit-path score stores; the GPU backend does not count them
         self.score_writes = None
         self._policy = policy

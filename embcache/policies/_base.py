@@ -174,7 +174,10 @@ class Policy:
     A lookup that fails before it ticks (a tier error) ages nothing.  Deterministic and identical on
     both backends (the GPU runs the pass as a kernel that reads the device clock, so a captured lookup
     ages when its replay reaches a multiple).  The trait ``ages`` is ``age_period > 0``; ``rule()``
-    records both fields for a policy that ages.  ``composes`` concerns ``hit_score`` alone.
+    records both fields for a policy that ages.  ``composes`` concerns ``hit_score`` alone.  The period
+    is a kernel argument, not compiled in: a class that ages may take it as a constructor argument and
+    set it on the instance (``LFUAged(period=...)``, recorded by ``config()``); ``age_score`` and
+    ``ages`` stay the class's.
     """
 
     name: ClassVar[str]
