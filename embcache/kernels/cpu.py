@@ -56,7 +56,7 @@ def sketch_column(key: np.int64, row: int, seed: np.uint64, width: int) -> np.in
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def sketch_estimate(sketch, seed, key):
+def sketch_estimate(sketch: np.ndarray, seed: np.uint64, key: np.int64) -> np.int64:
     """The count-min estimate of ``key``: the minimum of its counters over the rows of ``sketch`` (depth, width)."""
     depth, width = sketch.shape
     best = _MAX
