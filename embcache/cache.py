@@ -570,13 +570,14 @@ class Cache:
 
     def _count_hits(self, keys, slots) -> None:
         """A ``compares_victim`` admission's sketch (TinyLFU), after the batch's misses were counted: its hit
-        keys counted too, then every counter halved if the clock is a multiple of ``sketch_period``."""
+        keys counted too, then every counter halved if the clock is a multiple of ``sketch_sample`` times the
+        capacity."""
         b = self._backend
         hit = keys[slots >= 0]
         if hit.shape[0]:
             ukeys, _, counts, _ = b.unique(hit)
             b.sketch_add(ukeys, counts)
-        period = self._admission.sketch_period
+        period = self._admission.sketch_sample * self.capacity
         if period and b.clock % period == 0:
             b.xp.right_shift(b.sketch, 1, out=b.sketch)
 

@@ -125,11 +125,11 @@ class ReferenceCache:
 
     def count_hits(self, hit_keys, counts):
         """TinyLFU (compares_victim): after the misses, the hit keys are counted; then, at a multiple of
-        sketch_period, every counter is halved."""
+        sketch_sample * capacity clocks, every counter is halved."""
         for k in hit_keys:
             for r, c in self.sketch_columns(k):
                 self.sketch[r][c] = min(self.sketch[r][c] + counts[k], MAX_SCORE)
-        period = self.admission.sketch_period
+        period = self.admission.sketch_sample * self.capacity
         if period and self.clock % period == 0:
             self.sketch = [[v >> 1 for v in row] for row in self.sketch]
 

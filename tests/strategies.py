@@ -19,7 +19,7 @@ ADMISSIONS = {
     "refuse_below_min": lambda: RefuseBelowMin(),
     "hit_rate_threshold": lambda: HitRateThreshold(0.5),
     "hit_rate_deferred": lambda: HitRateDeferred(0.5),  # half the batches with a hit defer: often seen
-    "tinylfu": lambda: TinyLFU(width=16, depth=2, seed=7, period=3),  # collisions and halvings: often seen
+    "tinylfu": lambda: TinyLFU(width=16, depth=2, seed=7, sample=1),  # collisions and halvings: often seen
 }
 
 

@@ -31,10 +31,10 @@ def _collision_free(keys, width, depth, seed) -> bool:
                for r in range(depth))
 
 
-def _exact(period=0):
+def _exact(sample=0):
     """A sketch in which keys 0 .. 99 never share a counter in some row."""
     seed = next(s for s in range(100) if _collision_free(range(100), 1 << 16, 2, s))
-    return TinyLFU(width=1 << 16, depth=2, seed=seed, period=period)
+    return TinyLFU(width=1 << 16, depth=2, seed=seed, sample=sample)
 
 
 def test_a_missed_key_enters_a_full_set_only_if_more_frequent_than_the_victim():
@@ -57,8 +57,8 @@ def test_hits_count_in_the_sketch():
     assert _cached(cache) == {1, 3}
 
 
-def test_the_sketch_halves_at_multiples_of_its_period():
-    cache = _cache(_exact(period=4))
+def test_the_sketch_halves_at_multiples_of_its_sample_times_the_capacity():
+    cache = _cache(_exact(sample=2))  # 2 slots: halved every 4 clocks
     for k in (1, 1, 2):
         cache.lookup([k])
     cache.lookup([9])  # clock 4: counted, then every counter halved: 1: 2 -> 1, 2: 1 -> 0, 9: 1 -> 0
@@ -86,13 +86,13 @@ def test_the_victim_is_the_eviction_policys():
 
 
 def test_settings_are_checked_and_saved(tmp_path):
-    for bad in ({"width": 3}, {"depth": 0}, {"period": -1}):
+    for bad in ({"width": 3}, {"depth": 0}, {"sample": -1}):
         with pytest.raises(ConfigError):
             TinyLFU(**bad)
     a = get_admission("tinylfu")
     assert a.compares_victim and a.device_rule() is None and a.rule()["compares_victim"] is True
     assert "compares_victim" not in get_admission("min_frequency").rule()
-    cache = _cache(TinyLFU(width=64, depth=2, seed=1, period=5), capacity=8, ways=4)
+    cache = _cache(TinyLFU(width=64, depth=2, seed=1, sample=1), capacity=8, ways=4)
     for i in range(20):
         cache.lookup([i % 7, i % 11])
     cache.save(tmp_path / "c.npz")

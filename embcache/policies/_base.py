@@ -276,7 +276,8 @@ class Admission:
       score of its full set instead of evicting;
     * ``compares_victim`` (issue 22, :class:`~embcache.policies.TinyLFU`): the sketch also counts
       every lookup's hit keys (after its misses), is halved (``>> 1``) by every lookup whose clock is a
-      multiple of ``sketch_period`` (0: never), and a missed key enters a full set only if its
+      multiple of ``sketch_sample`` times the cache's capacity (0: never; Caffeine halves after ten
+      times its capacity in accesses), and a missed key enters a full set only if its
       estimate is greater than the estimate of the key it would evict (the lowest ``(score, way)``),
       both read at placement; a tie refuses it.  Needs a ``sketch``; decided on the host path.
 
@@ -290,8 +291,8 @@ class Admission:
     #: cache's next operation begins (HPS's deferred insertion); None places them before it returns
     defer_at_hit_rate: float | None = None
     compares_victim: ClassVar[bool] = False
-    #: clocks between two halvings of the sketch of a ``compares_victim`` admission (0: never)
-    sketch_period: int = 0
+    #: clocks per cache slot between two halvings of the sketch of a ``compares_victim`` admission (0: never)
+    sketch_sample: int = 0
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -331,7 +332,7 @@ class Admission:
                 "sketch": None if self.sketch is None else [int(v) for v in self.sketch],
                 "admit_batch": import_path(type(self).admit_batch),
                 **({} if self.defer_at_hit_rate is None else {"defer_at_hit_rate": float(self.defer_at_hit_rate)}),
-                **({"compares_victim": True, "sketch_period": int(self.sketch_period)} if self.compares_victim
+                **({"compares_victim": True, "sketch_sample": int(self.sketch_sample)} if self.compares_victim
                    else {})}
 
     __repr__ = Policy.__repr__

@@ -12,8 +12,9 @@ class TinyLFU(Admission):
 
     A count-min sketch counts every key occurrence of every lookup, hits and misses.  Each lookup, in
     this order: adds its missed keys and then its hit keys to the sketch (multiplicity included);
-    if its clock is a multiple of ``period``, halves every counter (``>> 1``: the sketch ages, as
-    TinyLFU's reset does; ``insert`` and ``preload`` neither count nor age it); then places its missed
+    if its clock is a multiple of ``sample * capacity`` (the cache's slots), halves every counter
+    (``>> 1``: the sketch ages, as TinyLFU's reset does; ``insert`` and ``preload`` neither count nor
+    age it); then places its missed
     keys set by set in ascending key order, as every admission does: a key takes an empty way if its
     set has one, else the victim the eviction policy names (the lowest ``(score, way)``) is evicted
     only if ``estimate(key) > estimate(victim)``, both read from the sketch as it is then; a tie keeps
@@ -32,26 +33,28 @@ class TinyLFU(Admission):
         Independent hash rows (as ``MinFrequency``'s); the estimate is the minimum over them.
     seed : int
         Seeds the row hashes ``mix64(key + (row + 1) * 0x9E3779B97F4A7C15 + seed) % width``.
-    period : int
-        Clocks between two halvings of the sketch (0: never).  Caffeine resets after ten times its
-        capacity in accesses; at one key a batch that is ``period = 10 * capacity``.
+    sample : int
+        Clocks per cache slot between two halvings of the sketch (0: never): the sketch is halved every
+        ``sample * capacity`` clocks.  Caffeine halves after ten times its capacity in accesses (at one
+        key a batch, ``sample = 10``); 40, the default, is the best of 10, 20, 40 and 80 on the Criteo
+        sample at one key a batch.
     """
 
     name = "tinylfu"
     #: the victim comparison at placement (Cache passes it to the backend's insert_and_evict)
     compares_victim = True
 
-    def __init__(self, width: int = 1 << 16, depth: int = 4, seed: int = 0, period: int = 1 << 17):
+    def __init__(self, width: int = 1 << 16, depth: int = 4, seed: int = 0, sample: int = 40):
         if int(width) < 1 or int(width) & (int(width) - 1):
             raise ConfigError(f"TinyLFU(width={width}): width must be a power of two, e.g. {1 << 16}")
         if not 1 <= int(depth) <= 16:
             raise ConfigError(f"TinyLFU(depth={depth}): depth must be between 1 and 16")
-        if isinstance(period, bool) or int(period) < 0:
-            raise ConfigError(f"TinyLFU(period={period}): clocks between two halvings of the sketch, >= 0 "
-                              "(0 never halves)")
+        if isinstance(sample, bool) or int(sample) < 0:
+            raise ConfigError(f"TinyLFU(sample={sample}): clocks per cache slot between two halvings of the "
+                              "sketch, >= 0 (0 never halves)")
         self.width, self.depth, self.seed = int(width), int(depth), int(seed) & (2**64 - 1)
-        self.period = int(period)
-        self.sketch_period = self.period
+        self.sample = int(sample)
+        self.sketch_sample = self.sample
         # threshold 1: every counted miss passes the threshold; the victim comparison decides
         self.sketch = (1, self.width, self.depth, self.seed)
 
@@ -60,5 +63,5 @@ class TinyLFU(Admission):
         return None
 
     def config(self) -> dict:
-        """Constructor arguments, for ``Cache.save``: ``{"width", "depth", "seed", "period"}``."""
-        return {"width": self.width, "depth": self.depth, "seed": self.seed, "period": self.period}
+        """Constructor arguments, for ``Cache.save``: ``{"width", "depth", "seed", "sample"}``."""
+        return {"width": self.width, "depth": self.depth, "seed": self.seed, "sample": self.sample}
