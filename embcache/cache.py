@@ -570,16 +570,18 @@ class Cache:
 
     def _count_hits(self, keys, slots) -> None:
         """A ``compares_victim`` admission's sketch (TinyLFU), after the batch's misses were counted: its hit
-        keys counted too, then every counter halved if the clock is a multiple of ``sketch_sample`` times the
-        capacity."""
+        keys counted too, then every counter halved once for each multiple of ``sketch_sample * capacity``
+        that the batch's key occurrences take the total of looked-up occurrences past (batch size does not matter)."""
         b = self._backend
         hit = keys[slots >= 0]
         if hit.shape[0]:
             ukeys, _, counts, _ = b.unique(hit)
             b.sketch_add(ukeys, counts)
         period = self._admission.sketch_sample * self.capacity
-        if period and b.clock % period == 0:
-            b.xp.right_shift(b.sketch, 1, out=b.sketch)
+        before = self._stats.lookups  # this batch's are added when it ends
+        halvings = (before + keys.shape[0]) // period - before // period if period else 0
+        if halvings:
+            b.xp.right_shift(b.sketch, min(halvings, 63), out=b.sketch)
 
     def _misses(self, keys, missed, slots, out, source, admitting: bool, batch: Stats):
         """A lookup's distinct missed keys: their rows into ``out`` (unless the probe read them from

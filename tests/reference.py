@@ -123,15 +123,18 @@ class ReferenceCache:
     def estimate(self, key):
         return min(self.sketch[r][c] for r, c in self.sketch_columns(key))
 
-    def count_hits(self, hit_keys, counts):
-        """TinyLFU (compares_victim): after the misses, the hit keys are counted; then, at a multiple of
-        sketch_sample * capacity clocks, every counter is halved."""
+    def count_hits(self, hit_keys, counts, n):
+        """TinyLFU (compares_victim): after the misses, the hit keys are counted; then every counter is
+        halved once for each multiple of sketch_sample * capacity that the batch's n key occurrences take
+        the total of looked-up occurrences past."""
         for k in hit_keys:
             for r, c in self.sketch_columns(k):
                 self.sketch[r][c] = min(self.sketch[r][c] + counts[k], MAX_SCORE)
         period = self.admission.sketch_sample * self.capacity
-        if period and self.clock % period == 0:
-            self.sketch = [[v >> 1 for v in row] for row in self.sketch]
+        before = self.stats["hits"] + self.stats["misses"]
+        halvings = (before + n) // period - before // period if period else 0
+        if halvings:
+            self.sketch = [[v >> min(halvings, 63) for v in row] for row in self.sketch]
 
     def sketch_batch(self, keys, counts):
         """Every missed key's count goes in first; then each key's estimate is read."""
@@ -158,7 +161,7 @@ class ReferenceCache:
         batch_ok = self.policy.inserts_on_lookup and self.admission.admit_batch(self.last["hits"], len(keys))
         estimates = self.sketch_batch(missed, counts) if batch_ok and self.sketch is not None else None
         if self.admission.compares_victim:
-            self.count_hits(hit_keys, counts)
+            self.count_hits(hit_keys, counts, len(keys))
         t = self.admission.defer_at_hit_rate
         defer = t is not None and self.last["hits"] >= t * len(keys)
         for k in missed:

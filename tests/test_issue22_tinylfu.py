@@ -58,13 +58,22 @@ def test_hits_count_in_the_sketch():
 
 
 def test_the_sketch_halves_at_multiples_of_its_sample_times_the_capacity():
-    cache = _cache(_exact(sample=2))  # 2 slots: halved every 4 clocks
+    cache = _cache(_exact(sample=2))  # 2 slots: halved every 4 looked-up occurrences
     for k in (1, 1, 2):
         cache.lookup([k])
-    cache.lookup([9])  # clock 4: counted, then every counter halved: 1: 2 -> 1, 2: 1 -> 0, 9: 1 -> 0
+    cache.lookup([9])  # the 4th occurrence: counted, then every counter halved: 1: 2 -> 1, 2: 1 -> 0, 9: 1 -> 0
     sketch = cache._backend.sketch
     assert sorted(set(sketch.ravel().tolist())) == [0, 1] and int(sketch.sum()) == 2  # one row's counter each
     assert _cached(cache) == {1, 2}  # 9 (0 after the halving) does not beat its victim 1 (1)
+
+
+def test_a_batch_that_passes_several_multiples_halves_as_often():
+    """The rate is per looked-up occurrence, whatever the batch size."""
+    cache = _cache(_exact(sample=1))  # 2 slots: halved every 2 occurrences
+    cache.lookup([1] * 8)  # 0 -> 8 occurrences: 4 multiples passed, 8 >> 4
+    assert int(cache._backend.sketch.max()) == 0
+    cache.lookup([1] * 3)  # 8 -> 11: one multiple (10), 3 >> 1
+    assert int(cache._backend.sketch.max()) == 1
 
 
 def test_insert_and_preload_bypass_the_comparison():

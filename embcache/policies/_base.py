@@ -275,9 +275,10 @@ class Admission:
     * ``refuse_below_min``: refuse a key whose new score is below the lowest
       score of its full set instead of evicting;
     * ``compares_victim`` (issue 22, :class:`~embcache.policies.TinyLFU`): the sketch also counts
-      every lookup's hit keys (after its misses), is halved (``>> 1``) by every lookup whose clock is a
-      multiple of ``sketch_sample`` times the cache's capacity (0: never; Caffeine halves after ten
-      times its capacity in accesses), and a missed key enters a full set only if its
+      every lookup's hit keys (after its misses), is halved (``>> 1``) each time the key occurrences
+      looked up since the cache was made (``stats.lookups``) pass a multiple of ``sketch_sample`` times
+      the cache's capacity (0: never; Caffeine halves after ten times its capacity in accesses), and a
+      missed key enters a full set only if its
       estimate is greater than the estimate of the key it would evict (the lowest ``(score, way)``),
       both read at placement; a tie refuses it.  Needs a ``sketch``; decided on the host path.
 
@@ -291,7 +292,7 @@ class Admission:
     #: cache's next operation begins (HPS's deferred insertion); None places them before it returns
     defer_at_hit_rate: float | None = None
     compares_victim: ClassVar[bool] = False
-    #: clocks per cache slot between two halvings of the sketch of a ``compares_victim`` admission (0: never)
+    #: looked-up key occurrences per cache slot between two halvings of a ``compares_victim`` sketch (0: never)
     sketch_sample: int = 0
 
     def __init_subclass__(cls, **kwargs):

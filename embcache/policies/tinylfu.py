@@ -12,9 +12,10 @@ class TinyLFU(Admission):
 
     A count-min sketch counts every key occurrence of every lookup, hits and misses.  Each lookup, in
     this order: adds its missed keys and then its hit keys to the sketch (multiplicity included);
-    if its clock is a multiple of ``sample * capacity`` (the cache's slots), halves every counter
-    (``>> 1``: the sketch ages, as TinyLFU's reset does; ``insert`` and ``preload`` neither count nor
-    age it); then places its missed
+    halves every counter (``>> 1``: the sketch ages, as TinyLFU's reset does) once for each multiple of
+    ``sample * capacity`` (the cache's slots) that its key occurrences take the total looked up since
+    the cache was made (``stats.lookups``) past, so the rate is the same at any batch size (``insert``
+    and ``preload`` neither count nor age it); then places its missed
     keys set by set in ascending key order, as every admission does: a key takes an empty way if its
     set has one, else the victim the eviction policy names (the lowest ``(score, way)``) is evicted
     only if ``estimate(key) > estimate(victim)``, both read from the sketch as it is then; a tie keeps
@@ -34,10 +35,9 @@ class TinyLFU(Admission):
     seed : int
         Seeds the row hashes ``mix64(key + (row + 1) * 0x9E3779B97F4A7C15 + seed) % width``.
     sample : int
-        Clocks per cache slot between two halvings of the sketch (0: never): the sketch is halved every
-        ``sample * capacity`` clocks.  Caffeine halves after ten times its capacity in accesses (at one
-        key a batch, ``sample = 10``); 40, the default, is the best of 10, 20, 40 and 80 on the Criteo
-        sample at one key a batch.
+        Looked-up key occurrences per cache slot between two halvings of the sketch (0: never): the
+        sketch is halved every ``sample * capacity`` occurrences.  Caffeine halves after ten times its
+        capacity in accesses (``sample = 10``); 40, the default, did best on the Criteo sample.
     """
 
     name = "tinylfu"
@@ -50,8 +50,8 @@ class TinyLFU(Admission):
         if not 1 <= int(depth) <= 16:
             raise ConfigError(f"TinyLFU(depth={depth}): depth must be between 1 and 16")
         if isinstance(sample, bool) or int(sample) < 0:
-            raise ConfigError(f"TinyLFU(sample={sample}): clocks per cache slot between two halvings of the "
-                              "sketch, >= 0 (0 never halves)")
+            raise ConfigError(f"TinyLFU(sample={sample}): looked-up key occurrences per cache slot between two "
+                              "halvings of the sketch, >= 0 (0 never halves)")
         self.width, self.depth, self.seed = int(width), int(depth), int(seed) & (2**64 - 1)
         self.sample = int(sample)
         self.sketch_sample = self.sample
