@@ -135,3 +135,19 @@ def test_gpu_compares_victims_as_the_cpu(policy, pinned):
         assert_same_state(cpu, gpu)
         assert (host(gpu._backend.sketch) == cpu._backend.sketch).all()
     assert cpu.stats.refusals > 0 and cpu.stats.evictions > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and CuPy")
+def test_a_tinylfu_lookup_cannot_be_captured():
+    """Its victim comparison is decided on the host path: under capture that is a CaptureError, never
+    a silent change of rule."""
+    import cupy
+
+    from embcache.errors import CaptureError
+
+    from .test_ordered import caches, refused_under_capture
+
+    _, _, gpu = caches(64, 4, "lru", "tinylfu", 4, np.arange(10, dtype=np.int64))
+    refused_under_capture(gpu, cupy.arange(8, dtype=cupy.int64), cupy.empty((8, 4), cupy.float32), "cannot be captured")
+    assert CaptureError and gpu.clock == 0
