@@ -272,3 +272,25 @@ def test_a_captured_lookup_ages_on_the_replays_that_reach_a_multiple():
         stream.synchronize()
         assert out.get().tobytes() == expected.tobytes()
         assert_same_state(cpu, captured)
+
+
+def test_aging_fixes_lfu_on_a_drifting_trace():
+    """tests/test_issue22_traces.py's drifting trace, where LFU loses to LRU by more than 10 points: halved
+    every 64 clocks (1,024 lookups at batches of 16, about the interval between reshuffles), lfu_aged
+    beats LRU; with the default period (no halving in 6,250 clocks) it loses as LFU does."""
+    from embcache.study import _EveryKeyTier
+    from embcache.traces import drifting_zipf_trace
+
+    trace = np.concatenate(list(drifting_zipf_trace(lookups=100_000, keys=1000, exponent=1.0, interval=1000,
+                                                    fraction=0.1, seed=0)))
+
+    def hit_rate(policy, capacity):
+        cache = embcache.Cache(capacity, 1, policy, backend="cpu", tier=_EveryKeyTier(1), ways=32)
+        for i in range(0, trace.shape[0], 16):
+            cache.lookup(trace[i:i + 16])
+        return cache.stats.hit_rate
+
+    for capacity in (50, 200):
+        lru = hit_rate("lru", capacity)
+        assert hit_rate(LFUAged(period=64), capacity) > lru + 0.02
+        assert hit_rate("lfu_aged", capacity) < lru - 0.1
