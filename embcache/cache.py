@@ -345,8 +345,8 @@ class Cache:
         batch.occupancy = self._size / self.capacity
         self._stats.add(batch)
 
-    def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats) -> None:
-        self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min)
+    def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats, compares_victim: bool = False) -> None:
+        self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min, compares_victim)
         n = self._backend.tally()
         batch.insertions += int(n[INSERTED] + n[EVICTED])
         batch.evictions += int(n[EVICTED])
@@ -577,13 +577,30 @@ class Cache:
             raise
         # everything that can fail has run; from here on the cache changes
         plan.commit()
+        if self._admission.compares_victim:
+            self._count_hits(keys, plan.slots)
         if placement is not None:  # with none admitted every outcome is "not admitted": nothing to place
             if self._defer_at is not None and batch.hits >= self._defer_at * n:
                 self._pending = placement  # HitRateDeferred: placed when the next operation begins
             else:
-                self._place(*placement, self._admission.refuse_below_min, batch)
+                self._place(*placement, self._admission.refuse_below_min, batch, self._admission.compares_victim)
         self._finish(batch)
         return out
+
+    def _count_hits(self, keys, slots) -> None:
+        """A ``compares_victim`` admission's sketch (TinyLFU), after the batch's misses were counted: its hit
+        keys counted too, then every counter halved once for each multiple of ``sketch_sample * capacity``
+        that the batch's key occurrences take the total of looked-up occurrences past (batch size does not matter)."""
+        b = self._backend
+        hit = keys[slots >= 0]
+        if hit.shape[0]:
+            ukeys, _, counts, _ = b.unique(hit)
+            b.sketch_add(ukeys, counts)
+        period = self._admission.sketch_sample * self.capacity
+        before = self._stats.lookups  # this batch's are added when it ends
+        halvings = (before + keys.shape[0]) // period - before // period if period else 0
+        if halvings:
+            b.xp.right_shift(b.sketch, min(halvings, 63), out=b.sketch)
 
     def _misses(self, keys, missed, slots, out, source, admitting: bool, batch: Stats):
         """A lookup's distinct missed keys: their rows into ``out`` (unless the probe read them from

@@ -199,11 +199,14 @@ def _study(args) -> int:
     notes = skipped_notes(policies, admissions)
     csv_path, _ = write_results(rows, out, args.name)
     pictures = [] if args.no_plot else plot_results(rows, out, args.name, title=source, notes=notes)
-    print(f"{'policy':<14}{'admission':<16}{'ways':>6}{'asked':>10}{'capacity':>10}{'hit rate':>10}{'lookups/s':>14}")
+    print(f"{'policy':<14}{'admission':<16}{'ways':>6}{'asked':>10}{'capacity':>10}{'hit rate':>10}{'lookups/s':>14}"
+          f"{'hit writes':>12}")
     for r in rows:
         print(f"{r['policy']:<14}{str(r['admission'])[:15]:<16}{r['ways']:>6}{r['capacity_asked']:>10,}"
-              f"{r['capacity']:>10,}{r['hit_rate']:>10.3f}{r['lookups_per_s']:>14,.0f}")
+              f"{r['capacity']:>10,}{r['hit_rate']:>10.3f}{r['lookups_per_s']:>14,.0f}{r['hit_writes']:>12.3f}")
     print("capacity: the cache's slots, num_sets * ways (the rows asked for, rounded up to whole sets)")
+    print("hit writes: the share of hits that stored a score (a hit that leaves its score as it was stores "
+          "nothing; counted on the CPU backend, nan elsewhere)")
     for note in notes:
         print(note)
     print(f"wrote {csv_path} (+ .json){''.join(', ' + str(p) for p in pictures)}")

@@ -33,7 +33,7 @@ __all__ = ["run_study", "skipped_runs", "skipped_notes", "static_keys", "write_r
            "load_trace_source", "FIELDS"]
 
 FIELDS = ["policy", "admission", "ways", "capacity", "capacity_fraction", "batch", "backend", "lookups",
-          "hit_rate", "byte_hit_rate", "evictions", "insertions", "lookups_per_s", "capacity_asked"]
+          "hit_rate", "byte_hit_rate", "evictions", "insertions", "lookups_per_s", "capacity_asked", "hit_writes"]
 
 
 class _EveryKeyTier(Tier):
@@ -101,8 +101,16 @@ def _belady_rows(whole: np.ndarray, capacities: list[int], ways: Sequence[int], 
                          "capacity_fraction": capacity / distinct, "batch": 1, "backend": "cpu",
                          "lookups": lookups, "hit_rate": h / lookups,
                          "byte_hit_rate": float("nan") if weights is not None else h / lookups,
-                         "evictions": -1, "insertions": -1, "lookups_per_s": lookups * len(slots) / seconds})
+                         "evictions": -1, "insertions": -1, "lookups_per_s": lookups * len(slots) / seconds,
+                         "hit_writes": float("nan")})
     return rows
+
+
+def _hit_writes(cache: Cache) -> float:
+    """The share of ``cache``'s hits whose score the hit path stored (NaN where the backend does not count)."""
+    writes = cache._backend.score_writes  # the CPU backend's measure (kernels.cpu.CPUBackend.score_writes)
+    hits = cache.stats.hits
+    return float("nan") if writes is None else (writes / hits if hits else 0.0)
 
 
 def static_keys(warmup: np.ndarray, num_sets: int, ways: int) -> np.ndarray:
@@ -168,7 +176,9 @@ def run_study(trace: np.ndarray | Iterable[np.ndarray], policies: Sequence[str] 
     Returns
     -------
     list of dict with the keys of ``FIELDS``: hit rate per key occurrence, byte hit rate, evictions,
-    insertions and lookups per second (wall time of the replay).  ``capacity`` is the cache's real
+    insertions, lookups per second (wall time of the replay) and ``hit_writes``, the share of hits that
+    stored a score (a hit whose rule leaves its score as it was stores nothing; counted by the CPU
+    backend, one per hit occurrence that changed its score; NaN on the GPU backend and for Belady).  ``capacity`` is the cache's real
     size (``num_sets * ways``), ``capacity_asked`` the rows asked for.  Pairs that
     :func:`skipped_runs` names have no rows.
     """
@@ -217,7 +227,8 @@ def run_study(trace: np.ndarray | Iterable[np.ndarray], policies: Sequence[str] 
                          "capacity_fraction": cache.capacity / distinct, "batch": batch, "backend": cache.backend,
                          "lookups": lookups, "hit_rate": s.hit_rate,
                          "byte_hit_rate": hit_bytes / weights.sum() if weights is not None else s.hit_rate,
-                         "evictions": s.evictions, "insertions": s.insertions, "lookups_per_s": lookups / seconds})
+                         "evictions": s.evictions, "insertions": s.insertions, "lookups_per_s": lookups / seconds,
+                         "hit_writes": _hit_writes(cache)})
             cache.close()
     if belady:
         rows += _belady_rows(whole, [_capacity(c, distinct) for c in capacities], ways, distinct, weights)

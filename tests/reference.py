@@ -80,10 +80,20 @@ class ReferenceCache:
             self.stats.update(self.last)
             self.last = last
 
+    def tick(self):
+        """The clock's step; at a multiple of the policy's age_period every cached score is aged (issue 22)."""
+        self.clock += 1
+        period = self.policy.age_period
+        if period and self.clock % period == 0:
+            for s in self.sets:
+                for slot in s:
+                    if slot is not None:
+                        slot.score = evaluate(self.policy.age_score, slot.score, self.clock, 0)
+
     def end(self):
         self.stats.update(self.last)
 
-    def place(self, key, count, row, refuse_below_min):
+    def place(self, key, count, row, refuse_below_min, compares_victim=False):
         ways = self.sets[self.set_index(key)]
         slot = self.slot_of(key)
         if slot is not None:
@@ -99,6 +109,9 @@ class ReferenceCache:
             if refuse_below_min and new < ways[w].score:
                 self.last["refusals"] += 1
                 return
+            if compares_victim and not self.estimate(key) > self.estimate(ways[w].key):  # TinyLFU: ties refuse
+                self.last["refusals"] += 1
+                return
             self.last["evictions"] += 1
         ways[w] = Slot(key, new, row)
         self.last["insertions"] += 1
@@ -106,6 +119,22 @@ class ReferenceCache:
     def sketch_columns(self, key):
         _, width, depth, seed = self.admission.sketch
         return [(r, mix64((key & MASK) + (r + 1) * GOLDEN + seed) & (width - 1)) for r in range(depth)]
+
+    def estimate(self, key):
+        return min(self.sketch[r][c] for r, c in self.sketch_columns(key))
+
+    def count_hits(self, hit_keys, counts, n):
+        """TinyLFU (compares_victim): after the misses, the hit keys are counted; then every counter is
+        halved once for each multiple of sketch_sample * capacity that the batch's n key occurrences take
+        the total of looked-up occurrences past."""
+        for k in hit_keys:
+            for r, c in self.sketch_columns(k):
+                self.sketch[r][c] = min(self.sketch[r][c] + counts[k], MAX_SCORE)
+        period = self.admission.sketch_sample * self.capacity
+        before = self.stats["hits"] + self.stats["misses"]
+        halvings = (before + n) // period - before // period if period else 0
+        if halvings:
+            self.sketch = [[v >> min(halvings, 63) for v in row] for row in self.sketch]
 
     def sketch_batch(self, keys, counts):
         """Every missed key's count goes in first; then each key's estimate is read."""
@@ -118,7 +147,7 @@ class ReferenceCache:
     def lookup(self, keys):
         keys = [int(k) for k in keys]
         self.begin()
-        self.clock += 1
+        self.tick()
         out = np.array([self.tier.get(k, self.default) for k in keys], self.dtype).reshape(len(keys), self.dim)
         counts = Counter(keys)
         hit_keys = sorted(k for k in counts if self.slot_of(k) is not None)
@@ -131,6 +160,8 @@ class ReferenceCache:
             slot.score = evaluate(self.policy.hit_score, slot.score, self.clock, counts[k])
         batch_ok = self.policy.inserts_on_lookup and self.admission.admit_batch(self.last["hits"], len(keys))
         estimates = self.sketch_batch(missed, counts) if batch_ok and self.sketch is not None else None
+        if self.admission.compares_victim:
+            self.count_hits(hit_keys, counts, len(keys))
         t = self.admission.defer_at_hit_rate
         defer = t is not None and self.last["hits"] >= t * len(keys)
         for k in missed:
@@ -142,7 +173,8 @@ class ReferenceCache:
             elif defer:  # served now, placed when the next operation begins
                 self.pending.append((k, counts[k], self.tier[k]))
             else:
-                self.place(k, counts[k], self.tier[k], self.admission.refuse_below_min)
+                self.place(k, counts[k], self.tier[k], self.admission.refuse_below_min,
+                           self.admission.compares_victim)
         self.end()
         return out
 
@@ -164,7 +196,7 @@ class ReferenceCache:
             raise StaticInsertError("static")
         self.begin()
         self.tier.update(last)
-        self.clock += 1
+        self.tick()
         counts = Counter(int(k) for k in keys)
         for k in sorted(last):
             self.place(k, counts[k], last[k], False)
@@ -198,7 +230,7 @@ class ReferenceCache:
             if n > sum(slot is None for slot in self.sets[s]):
                 raise PreloadOverflowError("overflow")
         self.begin()
-        self.clock += 1
+        self.tick()
         for k in sorted(counts):
             if k in self.tier:
                 self.place(k, counts[k], self.tier[k], False)

@@ -2,7 +2,7 @@
 import numpy as np
 from hypothesis import strategies as st
 
-from embcache.policies import Always, HitRateDeferred, HitRateThreshold, MinFrequency, RefuseBelowMin
+from embcache.policies import Always, HitRateDeferred, HitRateThreshold, MinFrequency, RefuseBelowMin, TinyLFU
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -19,6 +19,7 @@ ADMISSIONS = {
     "refuse_below_min": lambda: RefuseBelowMin(),
     "hit_rate_threshold": lambda: HitRateThreshold(0.5),
     "hit_rate_deferred": lambda: HitRateDeferred(0.5),  # half the batches with a hit defer: often seen
+    "tinylfu": lambda: TinyLFU(width=16, depth=2, seed=7, sample=1),  # collisions and halvings: often seen
 }
 
 

@@ -146,8 +146,10 @@ class Backend(Protocol):
         """Count ``keys`` ``counts`` times in the sketch, then read their estimates."""
 
     # placement and the other operations
-    def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool) -> None:
-        """Place distinct ``keys`` set by set in key order, evicting the lowest (score, way)."""
+    def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool,
+                         compares_victim: bool = False) -> None:
+        """Place distinct ``keys`` set by set in key order, evicting the lowest (score, way) (``compares_victim``:
+        only for a key whose sketch estimate beats the victim's)."""
 
     def tally(self) -> np.ndarray:
         """How many keys of the last ``insert_and_evict`` got each outcome code, (5,) int64."""

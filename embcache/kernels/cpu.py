@@ -31,10 +31,12 @@ if TYPE_CHECKING:  # the annotations only
     from .._source import DeviceSource
     from ..policies import Policy
 
-__all__ = ["CPUBackend", "policy_kernels", "kernel_cache_dir", "sat_add", "sketch_column"]
+__all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sat_add", "sketch_column",
+           "sketch_estimate"]
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
+_NO_SKETCH = np.zeros((0, 1), np.int64)  # insert_and_evict_cpu's victim_sketch when there is no comparison
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -78,6 +80,16 @@ def _probe_set(table_keys, ways, num_sets, key):
     if hit == 0:
         return -1
     return base + _DE_BRUIJN_INDEX[np.int64(((hit & (~hit + _ONE)) * _DE_BRUIJN) >> _SHIFT)]
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def sketch_estimate(sketch: np.ndarray, seed: np.uint64, key: np.int64) -> np.int64:
+    """The count-min estimate of ``key``: the minimum of its counters over the rows of ``sketch`` (depth, width)."""
+    depth, width = sketch.shape
+    best = _MAX
+    for r in range(depth):
+        best = min(best, sketch[r, sketch_column(key, r, seed, width)])
+    return best
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -201,10 +213,7 @@ def sketch_cpu(sketch, seed, keys, counts, estimate):
             c = sketch_column(keys[i], r, seed, width)
             sketch[r, c] = sat_add(sketch[r, c], counts[i])
     for i in range(keys.shape[0]):
-        best = _MAX
-        for r in range(depth):
-            best = min(best, sketch[r, sketch_column(keys[i], r, seed, width)])
-        estimate[i] = best
+        estimate[i] = sketch_estimate(sketch, seed, keys[i])
 
 
 def kernel_cache_dir() -> pathlib.Path | None:
@@ -241,10 +250,10 @@ def kernel_cache_dir() -> pathlib.Path | None:
     return None
 
 
-def _policy_module_text(new_score: str, hit_score: str) -> str:
+def _policy_module_text(new_score: str, hit_score: str, age_score: str = "score") -> str:
     from .. import __version__
 
-    return _rules.numba_module(new_score, hit_score, __version__)
+    return _rules.numba_module(new_score, hit_score, __version__, age_score)
 
 
 def _source_digest() -> str:
@@ -291,17 +300,9 @@ def _import_policy_module(text: str):
 
 
 @functools.lru_cache(maxsize=None)
-def policy_kernels(new_score: str, hit_score: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """``touch`` and ``insert_and_evict`` for one pair of score rules, compiled once per machine.
-
-    The rules are the policy's expression texts (see ``embcache.policies``); ``score`` is 0 in
-    ``new_score``.  ``embcache.kernels._rules`` writes them into a module under :func:`kernel_cache_dir`
-    whose kernels are ``cache=True``, so Numba keeps their machine code on disk and later processes load
-    it instead of compiling (set ``NUMBA_CACHE_DIR`` or ``EMBCACHE_KERNEL_CACHE`` to move it).  Whether
-    ``touch`` is needed is the policy's trait ``hit_changes_score``, which the backend reads.
-    """
+def _policy_module(new_score: str, hit_score: str, age_score: str):
     # the texts become source code: _rules checks them again (callers may bypass Policy)
-    text = _policy_module_text(new_score, hit_score)
+    text = _policy_module_text(new_score, hit_score, age_score)
     module = _import_policy_module(text)
     if module is None:  # no writable cache folder: compile in memory, as every process did before
         import types
@@ -309,7 +310,28 @@ def policy_kernels(new_score: str, hit_score: str) -> tuple[Callable[..., Any], 
         module = types.ModuleType("_embcache_policy_in_memory")
         # checked rules only; cache=True needs a source file, which there is none of here
         exec(compile(text.replace(", cache=True)", ")"), "<embcache policy kernels>", "exec"), module.__dict__)
+    return module
+
+
+def policy_kernels(new_score: str, hit_score: str,
+                   age_score: str = "score") -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``touch`` and ``insert_and_evict`` for one policy's score rules, compiled once per machine.
+
+    The rules are the policy's expression texts (see ``embcache.policies``); ``score`` is 0 in
+    ``new_score``.  ``embcache.kernels._rules`` writes them into a module under :func:`kernel_cache_dir`
+    whose kernels are ``cache=True``, so Numba keeps their machine code on disk and later processes load
+    it instead of compiling (set ``NUMBA_CACHE_DIR`` or ``EMBCACHE_KERNEL_CACHE`` to move it).  Whether
+    ``touch`` is needed is the policy's trait ``hit_changes_score``, which the backend reads.  ``touch``
+    returns how many scores it stored (a hit whose rule leaves the score as it was stores nothing).
+    """
+    module = _policy_module(new_score, hit_score, age_score)
     return module.touch_cpu, module.insert_and_evict_cpu
+
+
+def age_kernel(new_score: str, hit_score: str, age_score: str) -> Callable[..., Any]:
+    """The aging pass of a policy with an ``age_period``: ``age(table_keys, scores, clock)`` applies
+    ``age_score`` to every occupied slot's score (from the module :func:`policy_kernels` uses)."""
+    return _policy_module(new_score, hit_score, age_score).age_cpu
 
 
 @numba.njit(nogil=True, cache=True)
@@ -390,8 +412,15 @@ class CPUBackend:
         self.scores = np.zeros(slots, np.int64)
         self.values = np.zeros((slots, dim), dtype)
         self._raw_values = raw(self.values)
-        touch, self._insert = policy_kernels(policy.rule()["new_score"], policy.rule()["hit_score"])
+        rule = policy.rule()
+        touch, self._insert = policy_kernels(rule["new_score"], rule["hit_score"], rule.get("age_score", "score"))
         self._touch = touch if policy.hit_changes_score else None  # the policy's trait, not its text
+        # the policy's aging pass (Policy.age_period): at every tick to a multiple of the period
+        self._age_period = int(policy.age_period) if policy.ages else 0
+        self._age = age_kernel(rule["new_score"], rule["hit_score"], rule["age_score"]) if self._age_period else None
+        #: scores the hit path has stored since the backend was made (one per hit occurrence whose rule
+        #: changed its score); a measure for studies, counted on the CPU backend only
+        self.score_writes = 0
         self.sketch = None if sketch_shape is None else np.zeros(sketch_shape, np.int64)
         self._sketch_seed = np.uint64(sketch_seed)
         self.dtype = np.dtype(dtype)
@@ -434,8 +463,10 @@ class CPUBackend:
         self._default = default
 
     def tick(self) -> None:
-        """Advance the batch clock by one."""
+        """Advance the batch clock by one; at a multiple of the policy's ``age_period``, then age every score."""
         self.clock += 1
+        if self._age_period and self.clock % self._age_period == 0:
+            self._age(self.keys, self.scores, np.int64(self.clock))
 
     def set_clock(self, clock: int) -> None:
         """Set the batch clock to ``clock`` (``Cache.load``)."""
@@ -560,23 +591,26 @@ class CPUBackend:
         return _LookupPlan(self, slots, missed[:m])
 
     def _tick_and_touch(self, slots: np.ndarray) -> None:
-        """Advance the clock, then apply the hit rule once per occurrence of ``slots`` (-1 entries skipped)."""
-        self.clock += 1
+        """Advance the clock (aging at a multiple of ``age_period``), then apply the hit rule once per
+        occurrence of ``slots`` (-1 entries skipped)."""
+        self.tick()
         if self._touch is not None and slots.shape[0]:
-            self._touch(self.scores, slots, np.int64(self.clock))
+            self.score_writes += int(self._touch(self.scores, slots, np.int64(self.clock)))
 
     def insert_and_evict(self, keys: np.ndarray, counts: np.ndarray, rows: np.ndarray, admit: np.ndarray,
-                         refuse_below_min: bool) -> None:
+                         refuse_below_min: bool, compares_victim: bool = False) -> None:
         """Insert unique ascending ``keys`` (u,) with ``rows`` (u, dim) where ``admit`` (u,) bool, at the clock.
 
-        ``tally`` then counts the keys of each outcome code.
+        ``compares_victim`` (TinyLFU): a key enters a full set only if its sketch estimate is greater than
+        its victim's.  ``tally`` then counts the keys of each outcome code.
         """
         n = keys.shape[0]
         outcome = np.empty(n, np.int8)
         evicted = np.empty(n, np.int64)
         if n:
             self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
-                         admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted)
+                         admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted,
+                         self.sketch if compares_victim else _NO_SKETCH, self._sketch_seed)
         self._tally = _tally(outcome, len(OUTCOMES))
 
     def tally(self) -> np.ndarray:

@@ -55,7 +55,7 @@ _OUTCOME_CODES = len(OUTCOMES)
 
 #: every kernel the backend launches, by the file of its family (``cuda/<file>``)
 FAMILIES = {
-    "probe.cu": ("probe_gather", "gather_slots", "list_misses", "tick", "touch"),
+    "probe.cu": ("probe_gather", "gather_slots", "list_misses", "tick", "touch", "age_scores"),
     "source.cu": ("probe_gather_source", "count_source_misses"),
     "insert.cu": ("insert_and_evict",),
     "unique.cu": ("run_starts", "run_scatter", "sets_of"),
@@ -83,6 +83,7 @@ def defines(**values: Any) -> dict:
         "OUTCOME_CODES": _OUTCOME_CODES,
         "NEW_SCORE_EXPR": "0",
         "HIT_SCORE_EXPR": "score",
+        "AGE_SCORE_EXPR": "score",
         "SET_BITS": 64,
     }
     out.update(values)
@@ -114,6 +115,7 @@ _get_gather_slots_kernel = _factory("probe.cu", "gather_slots")
 _get_list_misses_kernel = _factory("probe.cu", "list_misses")
 _get_tick_kernel = _factory("probe.cu", "tick")
 _get_touch_kernel = _factory("probe.cu", "touch")
+_get_age_scores_kernel = _factory("probe.cu", "age_scores")
 _get_probe_gather_source_kernel = _factory("source.cu", "probe_gather_source")
 _get_count_source_misses_kernel = _factory("source.cu", "count_source_misses")
 _get_insert_and_evict_kernel = _factory("insert.cu", "insert_and_evict")
@@ -151,6 +153,7 @@ def _kernel_defines(policy, ways: int, row_bytes: int, num_sets: int, shape: dic
         DIGESTS=int(digests), UTILITY_BLOCK=utility_block, ORDERED_BLOCK=ordered_block,
         NEW_SCORE_EXPR=_rules.c_expression(policy.rule()["new_score"]),
         HIT_SCORE_EXPR=_rules.c_expression(policy.rule()["hit_score"]),
+        AGE_SCORE_EXPR=_rules.c_expression(policy.rule().get("age_score", "score")),
     )
 
 
@@ -317,7 +320,11 @@ class GPUBackend:
         self._hits_change_scores = policy.hit_changes_score
         # a hit score of the clock alone (LRU) is the same for every occurrence: stored, not counted,
         # and by the probe itself, into the slot record it has just read
-        self._probe_touches = policy.hit_is_stateless
+        # (not with aging, whose pass must run between the tick and the hits' rule: the touch kernel's way)
+        self._probe_touches = policy.hit_is_stateless and not policy.ages
+        self._age_period = _i64(policy.age_period if policy.ages else 0)  # 0: the policy never ages
+        #: the CPU backend's measure of hit-path score stores; the GPU backend does not count them
+        self.score_writes = None
         self._policy = policy
         self.digests = None
         self.retune(self.shape)
@@ -413,8 +420,17 @@ class GPUBackend:
         self.xp.cuda.runtime.memsetAsync(self.state.data.ptr + 8 * first, 0, 8 * words,
                                          self.xp.cuda.get_current_stream().ptr)
 
+    def _age(self, flag) -> None:
+        """The policy's aging pass (``age_scores``), enqueued before the tick that may reach a multiple of
+        its period (``flag``: only if the probe before found no miss and no reserved key)."""
+        if self._age_period:
+            n = self.keys.shape[0]
+            grid = max(1, min(launch_grid(n, self._ublock), self._blocks))
+            self._k["age_scores"]((grid,), self._utility, (self.table, _i64(n), self._age_period, self.state, flag))
+
     def tick(self) -> None:
-        """Advance the batch clock by one (on the device)."""
+        """Advance the batch clock by one (on the device), aging the scores first at a multiple of the period."""
+        self._age(_FLAG[False])
         self._k["tick"](*_ONE_THREAD, (self.state, np.int32(0)))
         self.clock += 1
 
@@ -498,6 +514,7 @@ class GPUBackend:
     def _tick_and_touch(self, slots, if_clean: bool) -> None:
         flag = _FLAG[if_clean]
         n = slots.shape[0]
+        self._age(flag)
         if self._hits_change_scores and n:  # the touch kernel's last block ticks: one launch fewer
             grid = max(1, min(-(-n // _TOUCH_CHUNK), self._blocks))
             self._k["touch"]((grid,), (self._oblock,), (self.table, slots, _i64(n), self.state, flag))
@@ -696,7 +713,8 @@ class GPUBackend:
             self._probe(keys, out, True, replay=True, touch=_TOUCH_ALWAYS, source=source, slots=slots)
         else:
             self._probe(keys, out, True, replay=True, source=source, slots=slots)
-            if small:  # the small batch's kernel scores the hits and ticks first
+            if small:  # the small batch's kernel scores the hits and ticks first: the aging pass before it
+                self._age(_FLAG[False])
                 tick = _TICK_TOUCH if self._hits_change_scores else _TICK_ONLY
             else:
                 self._tick_and_touch(slots, if_clean=False)
@@ -786,7 +804,8 @@ class GPUBackend:
             self._k["scatter_rows"]((launch_grid(n * 32, self._ublock),), self._utility,
                                     (out, where, rows, inverse, _i64(n)))
 
-    def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool) -> None:
+    def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool,
+                         compares_victim: bool = False) -> None:
         """As ``CPUBackend.insert_and_evict``, at the device clock.  No host wait; ``tally`` waits."""
         cupy = self.xp
         n = keys.shape[0]
@@ -801,7 +820,14 @@ class GPUBackend:
         self._k["insert_and_evict"](
             *grid,
             (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, counts, rows,
-             admit, order, _i64(n), self.state, np.int32(bool(refuse_below_min))))
+             admit, order, _i64(n), self.state, np.int32(bool(refuse_below_min)), *self._victim_args(compares_victim)))
+
+    def _victim_args(self, compares_victim: bool) -> tuple:
+        """insert_and_evict's sketch arguments: the sketch TinyLFU compares keys with their victims by, or none."""
+        if not compares_victim:
+            return _NULL, np.int32(0), _i64(0), np.uint64(0)
+        depth, width = self.sketch.shape
+        return self.sketch, np.int32(depth), _i64(width), self._sketch_seed
 
     def tally(self) -> np.ndarray:
         """How many keys of the last ``insert_and_evict`` got each outcome code: (5,) host int64 (waits for it)."""

@@ -19,13 +19,15 @@ from .admission import Always, HitRateDeferred, HitRateThreshold, MinFrequency, 
 from .epoch_lru import EpochLRU
 from .fifo import FIFO
 from .lfu import LFU
+from .lfu_aged import LFUAged
 from .lru import LRU
 from .lru2 import LRU2
 from .static import Static
+from .tinylfu import TinyLFU
 
 __all__ = [
-    "Policy", "Admission", "LRU", "LFU", "FIFO", "Static", "EpochLRU", "LRU2",
-    "Always", "MinFrequency", "RefuseBelowMin", "HitRateThreshold", "HitRateDeferred",
+    "Policy", "Admission", "LRU", "LFU", "FIFO", "Static", "EpochLRU", "LRU2", "LFUAged",
+    "Always", "MinFrequency", "RefuseBelowMin", "HitRateThreshold", "HitRateDeferred", "TinyLFU",
     "get_policy", "get_admission", "policy_names", "admission_names", "policy_class", "admission_class",
 ]
 

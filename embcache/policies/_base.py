@@ -162,21 +162,33 @@ class Policy:
     ``//`` gives coarse clocks (:class:`~embcache.policies.EpochLRU`), ``&`` unpacks fields of a packed
     score (:class:`~embcache.policies.LRU2`).
 
-    What a per-slot rule cannot express: a change of every slot's score at a moment when the slots
-    are not accessed.  LFU with aging (every count halved at each multiple of ``A`` clocks) is one: two
-    untouched slots with counts 3 and 2 tie at 1 after a halving, so their order changes while neither
-    score is written, which no rule applied at access time can do (and no packing of the epoch into
-    the score helps: the order of two stored scores never changes).  The minimal extension is an
-    ``age_score`` rule with a period ``A``: at the start of every lookup whose clock is a multiple of
-    ``A`` the backend applies it (``score // 2``) to every occupied slot, as one pass over the scores
-    array (O(capacity / A) a batch), before the probe; deterministic and identical on both backends,
-    and ``composes`` still concerns ``hit_score`` alone.  Not built: it needs a backend pass.
+    **Aging** (issue 22): what a per-slot rule cannot express is a change of every slot's score at a
+    moment when the slots are not accessed.  LFU with aging (every count halved at each multiple of
+    ``A`` clocks) is one: two untouched slots with counts 3 and 2 tie at 1 after a halving, which no
+    rule applied at access time can do.  So a policy may declare ``age_period = A`` (a positive int;
+    0, the default, never ages) and ``age_score``, a rule over ``score`` and ``clock`` in the same
+    language (``count`` reads 0; default ``"score // 2"`` once a period is set).  Whenever the clock
+    advances to a multiple of ``A`` (the tick of a ``lookup``, ``insert`` or ``preload``), the backend
+    applies ``age_score`` to the score of every occupied slot before that operation changes any score:
+    before the hits' rule, before insertion, as one pass over the scores (O(capacity / A) a batch).
+    A lookup that fails before it ticks (a tier error) ages nothing.  Deterministic and identical on
+    both backends (the GPU runs the pass as a kernel that reads the device clock, so a captured lookup
+    ages when its replay reaches a multiple).  The trait ``ages`` is ``age_period > 0``; ``rule()``
+    records both fields for a policy that ages.  ``composes`` concerns ``hit_score`` alone.  The period
+    is a kernel argument, not compiled in: a class that ages may take it as a constructor argument and
+    set it on the instance (``LFUAged(period=...)``, recorded by ``config()``); ``age_score`` and
+    ``ages`` stay the class's.
     """
 
     name: ClassVar[str]
     new_score: ClassVar[str]
     hit_score: ClassVar[str]
     inserts_on_lookup: ClassVar[bool] = True
+    #: clocks between two aging passes (0: never); see "Aging" above
+    age_period: ClassVar[int] = 0
+    #: the aging pass's rule over ``score`` and ``clock``, applied to every occupied slot
+    age_score: ClassVar[str] = "score // 2"
+    ages: ClassVar[bool] = False
     hit_changes_score: ClassVar[bool]
     hit_is_stateless: ClassVar[bool]
     composes: ClassVar[bool]
@@ -187,7 +199,8 @@ class Policy:
 
         own = cls.__dict__
         if "name" not in own:  # a base for other policies: registers nothing, is checked when named
-            if {"new_score", "hit_score", "inserts_on_lookup"} & own.keys() and hasattr(cls, "name"):
+            if {"new_score", "hit_score", "inserts_on_lookup", "age_period", "age_score"} & own.keys() and \
+                    hasattr(cls, "name"):
                 raise ConfigError(f"{cls.__qualname__} changes the rules of {cls.name!r} but keeps its name; "
                                   "set name = '...' in its class body")
             return
@@ -195,6 +208,17 @@ class Policy:
             if not isinstance(getattr(cls, rule, None), str):
                 raise ConfigError(f"{cls.__qualname__}.{rule} must be a score expression string, e.g. 'clock'")
         cls._new_rule, cls._hit_rule = _canonical(cls.new_score), _canonical(cls.hit_score)
+        period = cls.age_period
+        if isinstance(period, bool) or not isinstance(period, int) or not 0 <= period < 2**63:
+            raise ConfigError(f"{cls.__qualname__}.age_period = {period!r}: clocks between two aging passes, an int "
+                              ">= 0 (0 never ages)")
+        if not isinstance(cls.age_score, str):
+            raise ConfigError(f"{cls.__qualname__}.age_score must be a score expression string, e.g. 'score // 2'")
+        cls._age_rule = _canonical(cls.age_score)
+        if "count" in {n.id for n in ast.walk(ast.parse(cls._age_rule, mode="eval")) if isinstance(n, ast.Name)}:
+            raise ConfigError(f"{cls.__qualname__}.age_score {cls.age_score!r} reads count, which an aging pass "
+                              "does not have; write it over score and clock")
+        cls.ages = period > 0
         derived = _traits(cls._hit_rule)
         for trait, value in derived.items():
             if trait in own and own[trait] is not value:
@@ -212,7 +236,7 @@ class Policy:
         # the rules and traits are the class's, checked once at definition; an instance that changed one
         # would compile other kernels than its traits describe (and save another rule than it runs)
         if name in ("new_score", "hit_score", "inserts_on_lookup", "hit_changes_score", "hit_is_stateless",
-                    "composes"):
+                    "composes", "age_period", "age_score", "ages"):
             from ..errors import ConfigError
 
             raise ConfigError(f"{type(self).__name__}.{name} is a class-level rule: define a subclass with its "
@@ -222,7 +246,8 @@ class Policy:
     def rule(self) -> dict:
         """What this policy does, as ``Cache.save`` records it and ``Cache.load`` checks it."""
         return {"new_score": self._new_rule, "hit_score": self._hit_rule,
-                "inserts_on_lookup": bool(self.inserts_on_lookup)}
+                "inserts_on_lookup": bool(self.inserts_on_lookup),
+                **({"age_score": self._age_rule, "age_period": int(self.age_period)} if self.ages else {})}
 
     def config(self) -> dict:
         """Constructor arguments, for ``Cache.save``."""
@@ -242,13 +267,20 @@ class Policy:
 class Admission:
     """An admission policy: which missed keys of a lookup enter the cache.
 
-    Three hooks, all optional, none of which touches arrays:
+    Hooks, all optional, none of which touches arrays:
 
     * ``admit_batch(hits, lookups)``: whether this batch's misses may enter at all;
     * ``sketch``: ``(threshold, width, depth, seed)`` of a count-min sketch of
       missed keys; a key enters once its estimated miss count reaches ``threshold``;
     * ``refuse_below_min``: refuse a key whose new score is below the lowest
-      score of its full set instead of evicting.
+      score of its full set instead of evicting;
+    * ``compares_victim`` (issue 22, :class:`~embcache.policies.TinyLFU`): the sketch also counts
+      every lookup's hit keys (after its misses), is halved (``>> 1``) each time the key occurrences
+      looked up since the cache was made (``stats.lookups``) pass a multiple of ``sketch_sample`` times
+      the cache's capacity (0: never; Caffeine halves after ten times its capacity in accesses), and a
+      missed key enters a full set only if its
+      estimate is greater than the estimate of the key it would evict (the lowest ``(score, way)``),
+      both read at placement; a tie refuses it.  Needs a ``sketch``; decided on the host path.
 
     Writes (``insert``, ``preload``) bypass admission.
     """
@@ -259,13 +291,16 @@ class Admission:
     #: a hit rate t: a lookup whose hit rate is at least t places its admitted misses only when the
     #: cache's next operation begins (HPS's deferred insertion); None places them before it returns
     defer_at_hit_rate: float | None = None
+    compares_victim: ClassVar[bool] = False
+    #: looked-up key occurrences per cache slot between two halvings of a ``compares_victim`` sketch (0: never)
+    sketch_sample: int = 0
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         own = cls.__dict__
         if "name" in own:  # as Policy: only a class that names itself registers
             _register(cls, "admission policy")
-        elif {"refuse_below_min", "sketch", "admit_batch"} & own.keys() and hasattr(cls, "name"):
+        elif {"refuse_below_min", "sketch", "admit_batch", "compares_victim"} & own.keys() and hasattr(cls, "name"):
             from ..errors import ConfigError
 
             raise ConfigError(f"{cls.__qualname__} changes the rule of {cls.name!r} but keeps its name; "
@@ -297,7 +332,9 @@ class Admission:
         return {"refuse_below_min": bool(self.refuse_below_min),
                 "sketch": None if self.sketch is None else [int(v) for v in self.sketch],
                 "admit_batch": import_path(type(self).admit_batch),
-                **({} if self.defer_at_hit_rate is None else {"defer_at_hit_rate": float(self.defer_at_hit_rate)})}
+                **({} if self.defer_at_hit_rate is None else {"defer_at_hit_rate": float(self.defer_at_hit_rate)}),
+                **({"compares_victim": True, "sketch_sample": int(self.sketch_sample)} if self.compares_victim
+                   else {})}
 
     __repr__ = Policy.__repr__
     __eq__ = Policy.__eq__

@@ -2,7 +2,7 @@
 // unique.cu, writes.cu, sketch.cu).  gpu.py prepends #defines for:
 //   EMPTY_KEY, LOCKED_KEY, MAX_SCORE, MIX_M1, MIX_M2            (layout.py, through _cuda.layout_defines)
 //   GOLDEN, NOT_ADMITTED .. REFUSED, STATE_*, TOUCH_*          (kernels/_shared.py, cuda_defines)
-//   NEW_SCORE_EXPR, HIT_SCORE_EXPR                              (the policy's expressions)
+//   NEW_SCORE_EXPR, HIT_SCORE_EXPR, AGE_SCORE_EXPR              (the policy's expressions)
 //   WAYS, ROW_BYTES, VEC, SET_BITS, GROUP, KEYS_PER_GROUP, BLOCK, DIGESTS, TOUCH_CHUNK, UTILITY_BLOCK
 //                                                               (layout and launch shapes, tuning.json)
 // No file here defines a number that Python also has.
@@ -42,6 +42,12 @@ __device__ __forceinline__ i64 score_max(i64 a, i64 b) { return a > b ? a : b; }
 
 __device__ __forceinline__ i64 new_score(i64 score, i64 clock, i64 count) { return (i64)(NEW_SCORE_EXPR); }
 __device__ __forceinline__ i64 hit_score(i64 score, i64 clock, i64 count) { return (i64)(HIT_SCORE_EXPR); }
+// a policy's aging pass (Policy.age_score over score and clock; count reads 0), see probe.cu's age_scores
+__device__ __forceinline__ i64 age_score(i64 score, i64 clock) {
+    const i64 count = 0;
+    (void)count;
+    return (i64)(AGE_SCORE_EXPR);
+}
 
 #define FULL_MASK 0xffffffffu
 #define CHUNKS (ROW_BYTES / VEC)

@@ -4,14 +4,18 @@
 #pragma once
 
 #include "common.cuh"
+#include "sketch.cuh"  // the victim comparison of TinyLFU
 
 // ---------------------------------------------------------------- insertion
 // One key's insertion into a set whose keys and scores a warp holds in registers (way = j * 32 +
 // lane), exactly as insert_and_evict_cpu does it: the way it wrote (the row still to be copied
 // there) or -1 (not admitted, refused).  Writes the slot record and digest; counts the outcome.
+// With victim.counts (TinyLFU), a key enters a full set only if its sketch estimate is greater than
+// the victim's (a tie refuses), as insert_and_evict_cpu's victim_sketch.
 __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned char* __restrict__ digests, i64 base,
                                           i64 (&kw)[WARP_WPL], i64 (&sw)[WARP_WPL], i64 k, bool admitted, i64 count,
-                                          i64 clock, int refuse_below_min, unsigned long long (&tally)[OUTCOME_CODES]) {
+                                          i64 clock, int refuse_below_min, unsigned long long (&tally)[OUTCOME_CODES],
+                                          const victim_sketch_t victim = victim_sketch_t{nullptr, 0, 0, 0}) {
     const int lane = threadIdx.x & 31;
     if (!admitted) {
         ++tally[NOT_ADMITTED];
@@ -58,6 +62,18 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
             if (refuse_below_min && score < low) {
                 ++tally[REFUSED];
                 return -1;
+            }
+            if (victim.counts != nullptr) {  // warp-uniform: every lane holds low_way and reads the same counters
+                i64 victim_key = 0;
+#pragma unroll
+                for (int j = 0; j < WARP_WPL; ++j)
+                    if (low_way == j * 32 + lane) victim_key = kw[j];
+                victim_key = __shfl_sync(FULL_MASK, victim_key, low_way & 31);
+                if (!(sketch_estimate_of(victim.counts, victim.depth, victim.width, victim.seed, k) >
+                      sketch_estimate_of(victim.counts, victim.depth, victim.width, victim.seed, victim_key))) {
+                    ++tally[REFUSED];
+                    return -1;
+                }
             }
             way = low_way;
             code = EVICTED;

@@ -63,6 +63,20 @@ extern "C" __global__ void tick(i64* state, int if_clean) {
     if (!skip(state, if_clean)) state[STATE_CLOCK] += 1;
 }
 
+// The aging pass of a policy with an age_period (policies/_base.py): when this operation's tick takes
+// the clock to a multiple of period, age_score on every occupied slot's score, before the hits' rule
+// and the insertion (the touch or tick kernel after it on the stream ticks the clock).  It reads the
+// device clock, so a lookup captured in a CUDA graph ages on the replays that reach a multiple.
+extern "C" __global__ void age_scores(slot_t* __restrict__ table, i64 slots, i64 period, const i64* __restrict__ state,
+                                      int if_clean) {
+    if (skip(state, if_clean)) return;
+    const i64 clock = state[STATE_CLOCK] + 1;
+    if (clock % period != 0) return;
+    for (i64 s = (i64)blockIdx.x * blockDim.x + threadIdx.x; s < slots; s += (i64)gridDim.x * blockDim.x) {
+        if (table[s].key != EMPTY_KEY) table[s].score = age_score(table[s].score, clock);
+    }
+}
+
 // Apply the hit rule for every occurrence of every slot (touch.cuh), then tick: blocks of ORDERED_BLOCK.
 extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) touch(slot_t* __restrict__ table, const i64* __restrict__ slots,
                                                       i64 n, i64* __restrict__ state, int if_clean) {

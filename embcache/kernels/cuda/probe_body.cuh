@@ -186,7 +186,7 @@ __device__ __forceinline__ void probe_gather_body(
                 // the lane that found the key holds the score it read: it saves it and stores the new one
                 if (touch && mine[j] >= 0) {
                     if (old_scores) old_scores[i] = seen[j];
-                    table[slot].score = touched;
+                    if (seen[j] != touched) table[slot].score = touched;  // an unchanged score: no store
                 }
                 if (gather) {  // three copies, as before the source: probe_gather compiles to the same code
                     if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);

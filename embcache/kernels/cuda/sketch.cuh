@@ -9,6 +9,24 @@ __device__ __forceinline__ i64 sketch_column(i64 key, int row, u64 seed, i64 wid
     return (i64)(mix64((u64)key + (u64)(row + 1) * GOLDEN + seed) & (u64)(width - 1));
 }
 
+// the count-min estimate of key: the minimum of its counters over the depth rows of width counters
+__device__ __forceinline__ i64 sketch_estimate_of(const i64* __restrict__ sketch, int depth, i64 width, u64 seed, i64 key) {
+    i64 best = MAX_SCORE;
+    for (int r = 0; r < depth; ++r) {
+        const i64 v = sketch[r * width + sketch_column(key, r, seed, width)];
+        best = v < best ? v : best;
+    }
+    return best;
+}
+
+// A sketch that insert_one compares a key with its victim by (TinyLFU): counts == nullptr compares nothing.
+struct victim_sketch_t {
+    const i64* counts;
+    int depth;
+    i64 width;
+    u64 seed;
+};
+
 // As sketch_add and sketch_estimate for the distinct missed keys of a stream-ordered lookup
 // (ordered.cu), whose count u only the device knows: every distinct missed key is counted, and only
 // when the batch admits (ordered_distinct's decision), as Cache's host path does it.  Thread tid of
