@@ -51,6 +51,7 @@ class ReferenceCache:
         sk = admission.sketch
         self.sketch = None if sk is None else [[0] * sk[1] for _ in range(sk[2])]
         self.pending = []  # HitRateDeferred: (key, count, row) a lookup left to place, in placing order
+        self.hands = {}  # victim = "hand": set -> the (position, way) its hand rests at (absent: none)
 
     # -- helpers
     def set_index(self, key):
@@ -99,9 +100,31 @@ class ReferenceCache:
             if refuse_below_min and new < ways[w].score:
                 self.last["refusals"] += 1
                 return
+            if getattr(self.policy, "victim", "lowest") == "hand":
+                w = self.walk_hand(self.set_index(key))
             self.last["evictions"] += 1
         ways[w] = Slot(key, new, row)
         self.last["insertions"] += 1
+
+    def walk_hand(self, s):
+        """The victim = "hand" walk, step by step (policies/_base.py): from the first slot after the hand in
+        (position, way) order (position: the score without its visited bit), round and round, clearing
+        visited bits, to the first unvisited slot; the hand rests there (none if no slot is after it)."""
+        ways = self.sets[s]
+        order = sorted(range(self.ways), key=lambda w: (ways[w].score - (ways[w].score & 1), w))
+        pos = {w: (ways[w].score - (ways[w].score & 1), w) for w in order}
+        hand = self.hands.get(s)
+        start = next((i for i, w in enumerate(order) if hand is None or pos[w] > hand), 0)
+        i = start
+        while ways[order[i]].score & 1:
+            ways[order[i]].score -= 1
+            i = (i + 1) % self.ways
+        victim = order[i]
+        if i == self.ways - 1:
+            self.hands.pop(s, None)
+        else:
+            self.hands[s] = pos[victim]
+        return victim
 
     def sketch_columns(self, key):
         _, width, depth, seed = self.admission.sketch
@@ -210,6 +233,7 @@ class ReferenceCache:
         self.begin()
         self.last["erased"] = len(self)
         self.sets = [[None] * self.ways for _ in range(self.num_sets)]
+        self.hands = {}
         self.end()
 
     def export(self):

@@ -35,11 +35,12 @@ import numba
 import numpy as np
 
 from embcache.kernels._shared import EVICTED, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
-from embcache.kernels.cpu import sat_add
+from embcache.kernels.cpu import hand_victim, sat_add
 from embcache.layout import EMPTY_KEY, MAX_SCORE, set_of
 
 MAX_SCORE = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
+HAND = {hand}  # the policy's victim is "hand" (a per-set hand walks the set), else the lowest score
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -63,7 +64,7 @@ def touch_cpu(scores, slots, clock):
 
 @numba.njit(nogil=True, cache=True)
 def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, admit, clock,
-                         refuse_below_min, outcome, evicted):
+                         refuse_below_min, outcome, evicted, hands):
     # keys are unique and ascending; sets are independent, so one pass in key
     # order applies each set's keys in ascending key order as the contract says
     num_sets = table_keys.shape[0] // ways
@@ -74,7 +75,8 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
             outcome[i] = NOT_ADMITTED
             continue
         k = keys[i]
-        base = set_of(k, num_sets) * ways
+        set_index = set_of(k, num_sets)
+        base = set_index * ways
         found = -1
         empty = -1
         low = -1
@@ -102,7 +104,7 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
             if refuse_below_min and new < scores[base + low]:
                 outcome[i] = REFUSED
                 continue
-            w = low
+            w = hand_victim(scores, hands, set_index, base, ways) if HAND else low
             evicted[i] = table_keys[base + w]
             outcome[i] = EVICTED
         table_keys[base + w] = k
@@ -113,13 +115,17 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
 
 
 
-def numba_module(new_score: str, hit_score: str, version: str) -> str:
+def numba_module(new_score: str, hit_score: str, version: str, victim: str = "lowest") -> str:
     """The text of the Numba module for one pair of rules (``touch_cpu`` and ``insert_and_evict_cpu``).
 
     The rules are checked and written canonically here; ``version`` is embcache's, written into the
-    docstring so that a file says which release made it.
+    docstring so that a file says which release made it; ``victim`` is the policy's (``"lowest"`` or
+    ``"hand"``: ``insert_and_evict_cpu`` then walks the set's hand, ``cpu.hand_victim``).
     """
-    return _POLICY_MODULE.format(new_score=canonical(new_score), hit_score=canonical(hit_score), version=version)
+    if victim not in ("lowest", "hand"):
+        raise ValueError(f"victim {victim!r} is not 'lowest' or 'hand'")
+    return _POLICY_MODULE.format(new_score=canonical(new_score), hit_score=canonical(hit_score), version=version,
+                                 hand=victim == "hand")
 
 
 def c_expression(text: str) -> str:

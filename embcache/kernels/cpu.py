@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # the annotations only
     from .._source import DeviceSource
     from ..policies import Policy
 
-__all__ = ["CPUBackend", "policy_kernels", "kernel_cache_dir", "sat_add", "sketch_column"]
+__all__ = ["CPUBackend", "policy_kernels", "kernel_cache_dir", "sat_add", "sketch_column", "hand_victim",
+           "new_hands"]
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
@@ -44,6 +45,56 @@ def sat_add(a: np.int64, b: np.int64) -> np.int64:
     if b > 0 and a > _MAX - b:
         return _MAX
     return a + b
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _walks_first(after_a, pos_a, way_a, after_b, pos_b, way_b):
+    """Whether a hand's walk reaches slot a before slot b: the slots after the hand come first, then
+    the rest, each part in (position, way) order."""
+    if after_a != after_b:
+        return after_a
+    if pos_a != pos_b:
+        return pos_a < pos_b
+    return way_a < way_b
+
+
+@numba.njit(nogil=True, cache=True)
+def hand_victim(scores, hands, set_index, base, ways):
+    """The way a missed key takes in the full set at slot ``base`` under ``victim = "hand"`` (see
+    ``embcache.policies._base``): the walk's visited bits cleared in ``scores``, ``hands[set_index]``
+    (``[position, way]``, way -1 for none) moved to the victim.
+
+    The walk is not stepped: its stop is the first unvisited slot in walk order (after the hand, then
+    from the first), or the first slot in that order when every slot is visited (the walk then clears
+    every bit and comes round to it); the bits it clears are those of the visited slots before its stop,
+    or all of them.  ``cuda/insert_one.cuh`` computes the same with warp reductions.
+    """
+    hand_pos, hand_way = hands[set_index, 0], hands[set_index, 1]
+    stop, stop_after, stop_pos = -1, False, np.int64(0)  # the first unvisited slot in walk order
+    first, first_after, first_pos = -1, False, np.int64(0)  # the first slot in walk order
+    for w in range(ways):
+        s = scores[base + w]
+        pos = s - (s & 1)
+        after = hand_way < 0 or pos > hand_pos or (pos == hand_pos and w > hand_way)
+        if first < 0 or _walks_first(after, pos, w, first_after, first_pos, first):
+            first, first_after, first_pos = w, after, pos
+        if (s & 1) == 0 and (stop < 0 or _walks_first(after, pos, w, stop_after, stop_pos, stop)):
+            stop, stop_after, stop_pos = w, after, pos
+    full_turn = stop < 0
+    if full_turn:
+        stop, stop_after, stop_pos = first, first_after, first_pos
+    last = True  # no slot is after the victim in (position, way) order: the hand becomes none
+    for w in range(ways):
+        s = scores[base + w]
+        pos = s - (s & 1)
+        if pos > stop_pos or (pos == stop_pos and w > stop):
+            last = False
+        after = hand_way < 0 or pos > hand_pos or (pos == hand_pos and w > hand_way)
+        if s & 1 and (full_turn or _walks_first(after, pos, w, stop_after, stop_pos, stop)):
+            scores[base + w] = s - 1
+    hands[set_index, 0] = 0 if last else stop_pos
+    hands[set_index, 1] = -1 if last else stop
+    return stop
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -163,10 +214,17 @@ def kernel_cache_dir() -> pathlib.Path | None:
     return None
 
 
-def _policy_module_text(new_score: str, hit_score: str) -> str:
+def _policy_module_text(new_score: str, hit_score: str, victim: str = "lowest") -> str:
     from .. import __version__
 
-    return _rules.numba_module(new_score, hit_score, __version__)
+    return _rules.numba_module(new_score, hit_score, __version__, victim)
+
+
+def new_hands(num_sets: int, xp: Any = np) -> Any:
+    """Every set's hand, none: ``(num_sets, 2)`` int64 ``[position, way]`` with way -1 (``victim = "hand"``)."""
+    hands = xp.zeros((num_sets, 2), xp.int64)
+    hands[:, 1] = -1
+    return hands
 
 
 def _source_digest() -> str:
@@ -213,17 +271,19 @@ def _import_policy_module(text: str):
 
 
 @functools.lru_cache(maxsize=None)
-def policy_kernels(new_score: str, hit_score: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+def policy_kernels(new_score: str, hit_score: str,
+                   victim: str = "lowest") -> tuple[Callable[..., Any], Callable[..., Any]]:
     """``touch`` and ``insert_and_evict`` for one pair of score rules, compiled once per machine.
 
     The rules are the policy's expression texts (see ``embcache.policies``); ``score`` is 0 in
     ``new_score``.  ``embcache.kernels._rules`` writes them into a module under :func:`kernel_cache_dir`
     whose kernels are ``cache=True``, so Numba keeps their machine code on disk and later processes load
     it instead of compiling (set ``NUMBA_CACHE_DIR`` or ``EMBCACHE_KERNEL_CACHE`` to move it).  Whether
-    ``touch`` is needed is the policy's trait ``hit_changes_score``, which the backend reads.
+    ``touch`` is needed is the policy's trait ``hit_changes_score``, which the backend reads.  ``victim``
+    is the policy's: with ``"hand"``, ``insert_and_evict``'s last argument is the hands (``new_hands``).
     """
     # the texts become source code: _rules checks them again (callers may bypass Policy)
-    text = _policy_module_text(new_score, hit_score)
+    text = _policy_module_text(new_score, hit_score, victim)
     module = _import_policy_module(text)
     if module is None:  # no writable cache folder: compile in memory, as every process did before
         import types
@@ -287,7 +347,10 @@ class CPUBackend:
         self.scores = np.zeros(slots, np.int64)
         self.values = np.zeros((slots, dim), dtype)
         self._raw_values = raw(self.values)
-        touch, self._insert = policy_kernels(policy.rule()["new_score"], policy.rule()["hit_score"])
+        touch, self._insert = policy_kernels(policy.rule()["new_score"], policy.rule()["hit_score"], policy.victim)
+        # every set's hand (victim = "hand"), else None; the kernel then gets a stand-in it never reads
+        self.hands = new_hands(num_sets) if policy.victim == "hand" else None
+        self._hands_arg = new_hands(1) if self.hands is None else self.hands
         self._touch = touch if policy.hit_changes_score else None  # the policy's trait, not its text
         self.sketch = None if sketch_shape is None else np.zeros(sketch_shape, np.int64)
         self._sketch_seed = np.uint64(sketch_seed)
@@ -414,7 +477,7 @@ class CPUBackend:
 
     def release(self) -> None:
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
-        self.keys = self.scores = self.values = self.sketch = self._raw_values = None
+        self.keys = self.scores = self.values = self.sketch = self._raw_values = self.hands = None
 
     def find(self, keys: np.ndarray) -> np.ndarray:
         """Slot of every key or -1: keys (n,) int64 -> (n,) int64."""
@@ -470,7 +533,7 @@ class CPUBackend:
         evicted = np.empty(n, np.int64)
         if n:
             self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
-                         admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted)
+                         admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted, self._hands_arg)
         self._tally = np.bincount(outcome, minlength=5)
 
     def tally(self) -> np.ndarray:
@@ -486,9 +549,11 @@ class CPUBackend:
         return int(erase_cpu(self.keys, self.scores, self.ways, keys))
 
     def clear(self) -> None:
-        """Empty every slot and zero every score; the clock and the sketch stay."""
+        """Empty every slot, zero every score and make every hand none; the clock and the sketch stay."""
         self.keys.fill(EMPTY_KEY)
         self.scores.fill(0)
+        if self.hands is not None:
+            self.hands[:] = new_hands(self.hands.shape[0])
 
     def sketch_add(self, keys: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Count missed ``keys`` (n,) ``counts`` (n,) times; returns their estimates (n,) int64."""

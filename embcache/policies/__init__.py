@@ -16,15 +16,17 @@ from ._base import Admission, Policy
 from ._registry import (admission_class, admission_names, get_admission, get_policy, policy_class,
                         policy_names)
 from .admission import Always, HitRateDeferred, HitRateThreshold, MinFrequency, RefuseBelowMin
+from .clock import CLOCK
 from .epoch_lru import EpochLRU
 from .fifo import FIFO
 from .lfu import LFU
 from .lru import LRU
 from .lru2 import LRU2
+from .sieve import SIEVE
 from .static import Static
 
 __all__ = [
-    "Policy", "Admission", "LRU", "LFU", "FIFO", "Static", "EpochLRU", "LRU2",
+    "Policy", "Admission", "LRU", "LFU", "FIFO", "Static", "EpochLRU", "LRU2", "CLOCK", "SIEVE",
     "Always", "MinFrequency", "RefuseBelowMin", "HitRateThreshold", "HitRateDeferred",
     "get_policy", "get_admission", "policy_names", "admission_names", "policy_class", "admission_class",
 ]
