@@ -1,4 +1,4 @@
-"""Our LRU, FIFO and LRU-2 against a peer's: libCacheSim (PyPI ``libcachesim``) replayed set by set.
+"""Our LRU, FIFO, LRU-2, CLOCK and SIEVE against a peer's: libCacheSim (PyPI ``libcachesim``) replayed set by set.
 
 libCacheSim is GPLv3: it is a test-only dependency (setup.cfg's ``test`` extra), never imported by
 the package.  The Criteo sample (``EMBCACHE_DATA``) is split by our layout's set function
@@ -16,6 +16,15 @@ The rules are the same, so the counts are equal, not close:
   since admission; the lowest is the oldest second-to-last access, and keys seen once (second-to-last
   0) go first in the order of their one access, their admission: libCacheSim's "fewer than K accesses:
   evicted first, in FIFO order".  Neither remembers an evicted key's history.
+* CLOCK (libCacheSim's ``Clock``, one bit, new keys unvisited): ours is a hand going round the ways
+  (``victim = "hand"`` with every position 0), theirs a queue whose tail is examined and whose visited
+  keys go to the head, bit cleared.  The same order: the keys after our hand, in way order, then those
+  before it, are their queue from tail to head, since the victim's way takes the new key just behind
+  the hand, and the keys the hand passed are behind it in the order passed, as they are at the head.
+* SIEVE (libCacheSim's ``Sieve``): our position is the admission clock (distinct in a set at one key a
+  batch), so (position, way) order is their queue from tail to head; our hand rests at the victim's
+  position and the walk starts after it, theirs at the victim's newer neighbour, and both start again
+  from the oldest when the victim was the newest.  Passed keys stay where they are in both.
 * All fill a set's empty ways before evicting (libCacheSim: a cache of 32 objects evicts only when
   full), and neither keeps anything of an evicted key.
 
@@ -44,7 +53,9 @@ THOROUGH = os.environ.get("HYPOTHESIS_PROFILE", "ci") == "thorough"
 FRACTIONS = (0.01, 0.05, 0.20) if THOROUGH else (0.05,)
 PREFIX = None if THOROUGH else 60_000
 PEERS = {"lru": lambda: libcachesim.LRU(WAYS, hashpower=8), "fifo": lambda: libcachesim.FIFO(WAYS, hashpower=8),
-         "lru2": lambda: libcachesim.LRUK(WAYS, hashpower=8, k=2)}
+         "lru2": lambda: libcachesim.LRUK(WAYS, hashpower=8, k=2),
+         "clock": lambda: libcachesim.Clock(WAYS, hashpower=8, init_freq=0, n_bit_counter=1),
+         "sieve": lambda: libcachesim.Sieve(WAYS, hashpower=8)}
 
 
 @pytest.fixture

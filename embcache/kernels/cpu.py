@@ -23,7 +23,7 @@ import numpy as np
 
 from .._dtypes import raw
 from ..errors import ConfigError
-from ..layout import EMPTY_KEY, MAX_SCORE, mix64, set_of
+from ..layout import EMPTY_KEY, MAX_SCORE, mix64, new_hands, set_of
 from . import _rules
 from ._shared import GOLDEN, OUTCOMES
 
@@ -31,8 +31,7 @@ if TYPE_CHECKING:  # the annotations only
     from .._source import DeviceSource
     from ..policies import Policy
 
-__all__ = ["CPUBackend", "policy_kernels", "kernel_cache_dir", "sat_add", "sketch_column", "hand_victim",
-           "new_hands"]
+__all__ = ["CPUBackend", "policy_kernels", "kernel_cache_dir", "sat_add", "sketch_column", "hand_victim"]
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
@@ -220,12 +219,6 @@ def _policy_module_text(new_score: str, hit_score: str, victim: str = "lowest") 
     return _rules.numba_module(new_score, hit_score, __version__, victim)
 
 
-def new_hands(num_sets: int, xp: Any = np) -> Any:
-    """Every set's hand, none: ``(num_sets, 2)`` int64 ``[position, way]`` with way -1 (``victim = "hand"``)."""
-    hands = xp.zeros((num_sets, 2), xp.int64)
-    hands[:, 1] = -1
-    return hands
-
 
 def _source_digest() -> str:
     """A hash of the sources the generated kernels compile in (Numba does not notice their changes)."""
@@ -280,7 +273,7 @@ def policy_kernels(new_score: str, hit_score: str,
     whose kernels are ``cache=True``, so Numba keeps their machine code on disk and later processes load
     it instead of compiling (set ``NUMBA_CACHE_DIR`` or ``EMBCACHE_KERNEL_CACHE`` to move it).  Whether
     ``touch`` is needed is the policy's trait ``hit_changes_score``, which the backend reads.  ``victim``
-    is the policy's: with ``"hand"``, ``insert_and_evict``'s last argument is the hands (``new_hands``).
+    is the policy's: with ``"hand"``, ``insert_and_evict``'s last argument is the hands (``layout.new_hands``).
     """
     # the texts become source code: _rules checks them again (callers may bypass Policy)
     text = _policy_module_text(new_score, hit_score, victim)

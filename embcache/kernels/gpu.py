@@ -33,7 +33,7 @@ from .._cuda import compile_source, gpu_available, launch_grid, layout_defines, 
 from .._dtypes import raw
 from .._source import INDEX_SPLITMIX64_LINEAR, DeviceSource
 from ..errors import ConfigError
-from ..layout import EMPTY_KEY
+from ..layout import EMPTY_KEY, new_hands
 from . import _rules
 from ._shared import FIELDS, ORDERED, OUTCOMES, STATE, STATE_WORDS, TOUCH, cuda_defines
 from .tuning import launch_shape, ordered_shape, utility_block, vector_bytes
@@ -151,6 +151,7 @@ def _kernel_defines(policy, ways: int, row_bytes: int, num_sets: int, shape: dic
         DIGESTS=int(digests), UTILITY_BLOCK=utility_block, ORDERED_BLOCK=ordered_block,
         NEW_SCORE_EXPR=_rules.c_expression(policy.rule()["new_score"]),
         HIT_SCORE_EXPR=_rules.c_expression(policy.rule()["hit_score"]),
+        HAND_VICTIM=int(policy.victim == "hand"),
     )
 
 
@@ -262,6 +263,9 @@ class GPUBackend:
         self._counters_dirty = True  # STATE_MISSES / STATE_RESERVED may hold another operation's counts
         self._ordered_seen = np.zeros(FIELDS["F_COUNTERS"], np.int64)
         self.sketch = None if sketch_shape is None else cupy.zeros(sketch_shape, cupy.int64)
+        # every set's hand (victim = "hand"; layout.new_hands), its address in the state for insert_one.cuh
+        self.hands = new_hands(num_sets, cupy) if policy.victim == "hand" else None
+        self.state[STATE["STATE_HANDS"]] = 0 if self.hands is None else self.hands.data.ptr
         self._sketch_seed = np.uint64(sketch_seed)
         self._set_dtype = cupy.uint32 if num_sets <= 2**32 else cupy.uint64
         # kernel arguments that never change, made once: a small lookup is mostly Python time
@@ -798,6 +802,8 @@ class GPUBackend:
         """Empty every slot and zero every score (digests, if on, recomputed); the clock and the sketch stay."""
         self.keys.fill(EMPTY_KEY)
         self.scores.fill(0)
+        if self.hands is not None:
+            self.hands[...] = new_hands(self.num_sets, self.xp)
         self._make_digests()
 
     def sketch_add(self, keys: Any, counts: Any) -> Any:
@@ -837,5 +843,6 @@ class GPUBackend:
     def release(self) -> None:
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
         self.table = self.keys = self.scores = self.values = self.sketch = self.digests = self._scratch = None
+        self.hands = None
         self._touched = None
         self._ordered, self._kept = None, []

@@ -5,13 +5,108 @@
 
 #include "common.cuh"
 
+// ---------------------------------------------------------------- the hand's walk (victim = "hand")
+// The hands of every set, (num_sets, 2) int64 [position, way] (way -1: none), whose address gpu.py keeps
+// in state[STATE_HANDS] when the policy's victim is "hand"; the set at slot base's hand, or nullptr.
+__device__ __forceinline__ i64* set_hand(const i64* state, i64 base) {
+#if HAND_VICTIM
+    return reinterpret_cast<i64*>(state[STATE_HANDS]) + 2 * (base / WAYS);
+#else
+    return nullptr;
+#endif
+}
+
+#if HAND_VICTIM
+// whether the walk reaches slot a before slot b: the slots after the hand first, then the rest, each part
+// in (position, way) order (cpu._walks_first)
+__device__ __forceinline__ bool walks_first(bool after_a, i64 pos_a, int way_a, bool after_b, i64 pos_b, int way_b) {
+    if (after_a != after_b) return after_a;
+    if (pos_a != pos_b) return pos_a < pos_b;
+    return way_a < way_b;
+}
+
+// (way, after, pos) of the lane whose slot the walk reaches first, over the warp (way -1: no slot);
+// the order is total (ways differ), so every lane ends with the same slot
+__device__ __forceinline__ void warp_walk_first(int& way, bool& after, i64& pos) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const int other_way = __shfl_xor_sync(FULL_MASK, way, o);
+        const bool other_after = __shfl_xor_sync(FULL_MASK, (int)after, o) != 0;
+        const i64 other_pos = __shfl_xor_sync(FULL_MASK, pos, o);
+        if (other_way >= 0 && (way < 0 || walks_first(other_after, other_pos, other_way, after, pos, way))) {
+            way = other_way;
+            after = other_after;
+            pos = other_pos;
+        }
+    }
+}
+
+// The way a missed key takes in a full set that a warp holds in registers, by the walk of policies/_base.py,
+// computed as cpu.hand_victim does: the first unvisited slot in walk order, or the first slot when every one
+// is visited; the visited bits before it (all of them, in a whole turn) cleared in registers and in the table,
+// and the set's hand moved to it (none if no slot is after it in (position, way) order).  Every lane calls it
+// and gets the same way.
+__device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base, i64 (&sw)[WARP_WPL], i64* hand) {
+    const int lane = threadIdx.x & 31;
+    const i64 hand_pos = hand[0];
+    const i64 hand_way = hand[1];
+    int stop = -1, first = -1;
+    bool stop_after = false, first_after = false;
+    i64 stop_pos = 0, first_pos = 0;
+#pragma unroll
+    for (int j = 0; j < WARP_WPL; ++j) {
+        const int w = j * 32 + lane;
+        if (w < WAYS) {
+            const i64 s = sw[j];
+            const i64 pos = s - (s & 1LL);
+            const bool after = hand_way < 0 || pos > hand_pos || (pos == hand_pos && w > hand_way);
+            if (first < 0 || walks_first(after, pos, w, first_after, first_pos, first)) {
+                first = w; first_after = after; first_pos = pos;
+            }
+            if ((s & 1LL) == 0 && (stop < 0 || walks_first(after, pos, w, stop_after, stop_pos, stop))) {
+                stop = w; stop_after = after; stop_pos = pos;
+            }
+        }
+    }
+    warp_walk_first(stop, stop_after, stop_pos);
+    warp_walk_first(first, first_after, first_pos);
+    const bool full_turn = stop < 0;
+    if (full_turn) { stop = first; stop_after = first_after; stop_pos = first_pos; }
+    bool later = false;  // a slot of this lane is after the victim in (position, way) order
+#pragma unroll
+    for (int j = 0; j < WARP_WPL; ++j) {
+        const int w = j * 32 + lane;
+        if (w < WAYS) {
+            const i64 s = sw[j];
+            const i64 pos = s - (s & 1LL);
+            later |= pos > stop_pos || (pos == stop_pos && w > stop);
+            const bool after = hand_way < 0 || pos > hand_pos || (pos == hand_pos && w > hand_way);
+            if ((s & 1LL) && (full_turn || walks_first(after, pos, w, stop_after, stop_pos, stop))) {
+                sw[j] = s - 1;
+                table[base + w].score = s - 1;
+            }
+        }
+    }
+    const bool last = !__any_sync(FULL_MASK, later);
+    __syncwarp();  // every lane has read the hand before lane 0 moves it
+    if (lane == 0) {
+        hand[0] = last ? 0 : stop_pos;
+        hand[1] = last ? -1 : (i64)stop;
+    }
+    __syncwarp();  // and the next walk of this set, by this warp, reads the moved hand
+    return stop;
+}
+#endif
+
 // ---------------------------------------------------------------- insertion
 // One key's insertion into a set whose keys and scores a warp holds in registers (way = j * 32 +
 // lane), exactly as insert_and_evict_cpu does it: the way it wrote (the row still to be copied
 // there) or -1 (not admitted, refused).  Writes the slot record and digest; counts the outcome.
+// hand: the set's hand (set_hand), read and moved when the policy's victim is "hand".
 __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned char* __restrict__ digests, i64 base,
                                           i64 (&kw)[WARP_WPL], i64 (&sw)[WARP_WPL], i64 k, bool admitted, i64 count,
-                                          i64 clock, int refuse_below_min, unsigned long long (&tally)[OUTCOME_CODES]) {
+                                          i64 clock, int refuse_below_min, unsigned long long (&tally)[OUTCOME_CODES],
+                                          i64* hand) {
     const int lane = threadIdx.x & 31;
     if (!admitted) {
         ++tally[NOT_ADMITTED];
@@ -59,7 +154,11 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
                 ++tally[REFUSED];
                 return -1;
             }
+#if HAND_VICTIM
+            way = hand_victim(table, base, sw, hand);
+#else
             way = low_way;
+#endif
             code = EVICTED;
         }
     }
