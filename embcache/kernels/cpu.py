@@ -58,7 +58,7 @@ def _walks_first(after_a, pos_a, way_a, after_b, pos_b, way_b):
 
 
 @numba.njit(nogil=True, cache=True)
-def hand_victim(scores, hands, set_index, base, ways):
+def hand_victim(scores: np.ndarray, hands: np.ndarray, set_index: int, base: int, ways: int) -> int:
     """The way a missed key takes in the full set at slot ``base`` under ``victim = "hand"`` (see
     ``embcache.policies._base``): the walk's visited bits cleared in ``scores``, ``hands[set_index]``
     (``[position, way]``, way -1 for none) moved to the victim.
