@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 __all__ = ["EMPTY_KEY", "LOCKED_KEY", "RESERVED_KEYS", "MAX_SCORE", "mix64", "mix64_bits", "mix64_array", "set_of",
-           "sets_of", "num_sets_for", "NO_HAND", "new_hands"]
+           "sets_of", "num_sets_for", "NO_HAND", "new_hands", "s3fifo_sizes", "set_state_width", "new_set_state"]
 
 #: Marks an empty slot.
 EMPTY_KEY = -(2**63)
@@ -92,3 +92,26 @@ def new_hands(num_sets: int, xp: Any = np) -> Any:
     hands = xp.zeros((num_sets, 2), xp.int64)
     hands[:, 1] = NO_HAND
     return hands
+
+
+def s3fifo_sizes(ways: int) -> tuple[int, int]:
+    """S3-FIFO's ``(small, ghost)`` sizes in a set of ``ways``: ``max(1, ways // 10)`` keys of the small FIFO
+    (libCacheSim's ``int(0.1 * ways)``, which is 0 below 10 ways, where it admits nothing), and
+    ``ways * 9 // 10`` ghost entries (its ``int(0.9 * ways)``)."""
+    return max(1, ways // 10), ways * 9 // 10
+
+
+def set_state_width(victim: str, ways: int) -> int:
+    """int64 words of per-set state a policy's ``victim`` rule keeps (0: none): a hand's ``[position, way]``,
+    or S3-FIFO's ``[sequence, evicted yet, ghost keys (G), ghost stamps (G)]``."""
+    return {"lowest": 0, "hand": 2}.get(victim, 2 + 2 * s3fifo_sizes(ways)[1])
+
+
+def new_set_state(victim: str, num_sets: int, ways: int, xp: Any = np) -> Any:
+    """The per-set state of a new cache, ``(num_sets, set_state_width)`` int64, or None (``victim = "lowest"``):
+    every hand resting nowhere, or S3-FIFO's counters zero and its ghosts empty (stamp 0)."""
+    if victim == "lowest":
+        return None
+    if victim == "hand":
+        return new_hands(num_sets, xp)
+    return xp.zeros((num_sets, set_state_width(victim, ways)), xp.int64)

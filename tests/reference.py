@@ -52,6 +52,7 @@ class ReferenceCache:
         self.sketch = None if sk is None else [[0] * sk[1] for _ in range(sk[2])]
         self.pending = []  # HitRateDeferred: (key, count, row) a lookup left to place, in placing order
         self.hands = {}  # victim = "hand": set -> the (position, way) its hand rests at (absent: none)
+        self.s3 = {}  # victim = "s3fifo": set -> its sequence, whether it has evicted, its ghost
 
     # -- helpers
     def set_index(self, key):
@@ -85,6 +86,7 @@ class ReferenceCache:
         self.stats.update(self.last)
 
     def place(self, key, count, row, refuse_below_min):
+        self.placing = key
         ways = self.sets[self.set_index(key)]
         slot = self.slot_of(key)
         if slot is not None:
@@ -93,6 +95,12 @@ class ReferenceCache:
             return
         new = evaluate(self.policy.new_score, 0, self.clock, count)
         empty = [w for w in range(self.ways) if ways[w] is None]
+        if getattr(self.policy, "victim", "lowest") == "s3fifo":
+            w, new = self.s3fifo_place(self.set_index(key), empty[0] if empty else None)
+            self.last["evictions"] += not empty
+            ways[w] = Slot(key, new, row)
+            self.last["insertions"] += 1
+            return
         if empty:
             w = empty[0]
         else:
@@ -125,6 +133,48 @@ class ReferenceCache:
         else:
             self.hands[s] = pos[victim]
         return victim
+
+    def s3fifo_place(self, s, empty):
+        """S3-FIFO's way and score for a missed key of set ``s`` (policies/s3fifo.py), with lists for its
+        queues and ghost: score = sequence * 8 + main * 4 + frequency."""
+        ways, n = self.sets[s], self.ways
+        small_size, ghost_size = max(1, n // 10), n * 9 // 10
+        st = self.s3.setdefault(s, {"seq": 0, "evicted": False, "ghost": []})  # ghost: oldest first
+        key = self.placing
+        from_ghost = key in st["ghost"]
+        if from_ghost:
+            st["ghost"].remove(key)
+        way = empty
+        while way is None:
+            st["evicted"] = True
+            small = [w for w in range(n) if not ways[w].score & 4]
+            main = [w for w in range(n) if ways[w].score & 4]
+            if len(main) > n - small_size or not small:
+                while way is None:
+                    w = min(main, key=lambda w: ways[w].score)
+                    f = ways[w].score & 3
+                    if f:
+                        st["seq"] += 1
+                        ways[w].score = st["seq"] * 8 + 4 + f - 1
+                    else:
+                        way = w
+            else:
+                while way is None and small:
+                    w = min(small, key=lambda w: ways[w].score)
+                    small.remove(w)
+                    if ways[w].score & 3 >= 2:
+                        st["seq"] += 1
+                        ways[w].score = st["seq"] * 8 + 4
+                    else:
+                        way = w
+                        if ghost_size and ways[w].key not in st["ghost"]:
+                            st["seq"] += 1
+                            st["ghost"].append(ways[w].key)
+                            del st["ghost"][:-ghost_size]
+        small = sum(1 for w in range(n) if w != way and ways[w] is not None and not ways[w].score & 4)
+        to_main = from_ghost or (not st["evicted"] and small >= small_size)
+        st["seq"] += 1
+        return way, st["seq"] * 8 + 4 * to_main
 
     def sketch_columns(self, key):
         _, width, depth, seed = self.admission.sketch
@@ -233,7 +283,7 @@ class ReferenceCache:
         self.begin()
         self.last["erased"] = len(self)
         self.sets = [[None] * self.ways for _ in range(self.num_sets)]
-        self.hands = {}
+        self.hands, self.s3 = {}, {}
         self.end()
 
     def export(self):

@@ -1,4 +1,4 @@
-"""Issue 22's hand policies, CLOCK and SIEVE: ``victim = "hand"`` (the one extension of the score model,
+"""Issue 22's hand policies, CLOCK and SIEVE (and S3-FIFO's per-set state): ``victim = "hand"`` (the one extension of the score model,
 ``embcache/policies/_base.py``), its walk on the CPU backend against a step-by-step model and against
 queue models written as libCacheSim writes Clock and Sieve, and the hands kept by save, load and clear.
 
@@ -15,7 +15,7 @@ import embcache
 from embcache.errors import ConfigError, DataFormatError
 from embcache.kernels.cpu import hand_victim
 from embcache.kernels.gpu import gpu_available
-from embcache.layout import NO_HAND, new_hands, sets_of
+from embcache.layout import NO_HAND, new_hands, new_set_state, sets_of
 from embcache.policies import CLOCK, LRU, SIEVE, Policy, policy_names
 from embcache.tiers import HostStore
 
@@ -43,6 +43,19 @@ def test_clock_and_sieve_are_registered_hand_policies():
         assert cls().rule()["victim"] == "hand"
     assert CLOCK.hit_is_stateless and not SIEVE.hit_is_stateless
     assert LRU.victim == "lowest" and "victim" not in LRU().rule()  # files saved before hands still load
+
+
+def test_s3fifo_is_registered_with_its_per_set_state():
+    from embcache.layout import s3fifo_sizes, set_state_width
+    from embcache.policies import S3FIFO
+
+    assert "s3fifo" in policy_names() and S3FIFO.victim == "s3fifo" and S3FIFO.composes
+    assert S3FIFO().rule()["victim"] == "s3fifo"
+    assert s3fifo_sizes(32) == (3, 28) and s3fifo_sizes(4) == (1, 3) and s3fifo_sizes(1) == (1, 0)
+    assert set_state_width("s3fifo", 32) == 58 and set_state_width("hand", 32) == 2
+    assert set_state_width("lowest", 32) == 0 and new_set_state("lowest", 3, 32) is None
+    c = one_set(S3FIFO(), ways=32)
+    assert c._backend.hands.shape == (1, 58) and not c._backend.hands.any()
 
 
 def test_a_hand_policy_must_keep_the_visited_bit_in_its_rules():
@@ -227,14 +240,14 @@ def _cache(policy, backend="cpu"):
     return embcache.Cache(96, 4, policy, backend=backend, tier=_tier(), ways=8)
 
 
-@pytest.mark.parametrize("policy", ["clock", "sieve"])
+@pytest.mark.parametrize("policy", ["clock", "sieve", "s3fifo"])
 def test_save_and_load_keep_every_hand(policy, tmp_path):
     trace = _trace(1)
     straight, saved = _cache(policy), _cache(policy)
     for i in range(0, 1500, 10):
         straight.lookup(trace[i:i + 10])
         saved.lookup(trace[i:i + 10])
-    assert (saved._backend.hands[:, 1] != NO_HAND).any()
+    assert (saved._backend.hands != new_set_state(saved.policy.victim, 12, 8)).any()
     saved.save(tmp_path / "c.npz")
     loaded = embcache.Cache.load(tmp_path / "c.npz", _tier(), backend="cpu")
     assert loaded._backend.hands.tolist() == saved._backend.hands.tolist()
@@ -257,6 +270,9 @@ def test_a_file_with_bad_hands_or_none_is_refused(tmp_path):
     np.savez(tmp_path / "bad.npz", **bad)
     with pytest.raises(DataFormatError, match="hand"):
         embcache.Cache.load(tmp_path / "bad.npz", backend="cpu")
+    np.savez(tmp_path / "wide.npz", **{**members, "hands": np.zeros((12, 58), np.int64)})  # S3-FIFO's width
+    with pytest.raises(DataFormatError, match="hands has shape"):
+        embcache.Cache.load(tmp_path / "wide.npz", backend="cpu")
     np.savez(tmp_path / "none.npz", **{k: v for k, v in members.items() if k != "hands"})
     with pytest.raises(DataFormatError, match="hands"):
         embcache.Cache.load(tmp_path / "none.npz", backend="cpu")
@@ -266,12 +282,12 @@ def test_a_file_with_bad_hands_or_none_is_refused(tmp_path):
         assert "hands" not in z.files  # only a hand policy's file has hands
 
 
-@pytest.mark.parametrize("policy", ["clock", "sieve"])
+@pytest.mark.parametrize("policy", ["clock", "sieve", "s3fifo"])
 def test_clear_puts_every_hand_nowhere(policy):
     used, new = _cache(policy), _cache(policy)
     used.lookup(_trace(3, 2000))
     used.clear()
-    assert (used._backend.hands[:, 1] == NO_HAND).all()
+    assert (used._backend.hands == new_set_state(used.policy.victim, 12, 8)).all()
     for cache in (used, new):
         cache._backend.set_clock(0)
         cache.lookup(_trace(4, 2000))
@@ -299,7 +315,7 @@ def _same(cpu, gpu):
 @GPU[1]
 @pytest.mark.parametrize("pinned", [False, True], ids=["host path", "stream-ordered"])
 @pytest.mark.parametrize("ways", [1, 4, 32, 64])
-@pytest.mark.parametrize("policy", ["clock", "sieve"])
+@pytest.mark.parametrize("policy", ["clock", "sieve", "s3fifo"])
 def test_gpu_walks_as_the_cpu(policy, ways, pinned):
     """Batches of 1 to 3000 keys that overfill sets many times over (a warp walks one set for many keys),
     sets wider than a warp (64 ways: two ways a lane), on the host path and the stream-ordered one."""
@@ -321,7 +337,7 @@ def test_gpu_walks_as_the_cpu(policy, ways, pinned):
 
 @GPU[0]
 @GPU[1]
-@pytest.mark.parametrize("policy", ["clock", "sieve"])
+@pytest.mark.parametrize("policy", ["clock", "sieve", "s3fifo"])
 def test_a_gpu_save_loads_on_the_cpu_with_its_hands(policy, tmp_path):
     trace = _trace(5)
     cpu, gpu = _cache(policy), _cache(policy, "gpu")

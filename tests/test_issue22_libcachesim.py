@@ -30,9 +30,10 @@ The rules are the same, so the counts are equal, not close:
 
 ``ci`` profile: the trace's first 60,000 lookups at 5%; ``thorough``: the whole trace at 1, 5 and 20%.
 
-S3-FIFO is not a policy yet: its rule (``S3FIFOSet`` below, checked against libCacheSim's ``S3FIFO``) needs
-per-set state beyond a hand (a ghost FIFO of evicted keys, a sequence counter for the order of keys that
-one eviction moves, and whether the set has evicted yet), which ``victim = "hand"`` does not provide.
+* S3-FIFO (libCacheSim's ``S3FIFO``, ``move_to_main_threshold = 2``): the rule of ``S3FIFOSet`` below, which
+  equals libCacheSim's on random sets and which our ``s3fifo`` policy follows (its queues in the score, the
+  ghost, a sequence counter and whether the set has evicted in per-set state).  From 10 ways up; below,
+  libCacheSim's small FIFO (``int(0.1 * ways)`` keys) has no room and it admits nothing, ours keeps 1.
 
 A rule that differs, so not asserted here: our LFU breaks a tie of counts by the lowest way, libCacheSim's
 ``LFU`` by the order in which the keys reached that count.  At one key a batch on the whole sample it
@@ -59,7 +60,8 @@ PREFIX = None if THOROUGH else 60_000
 PEERS = {"lru": lambda: libcachesim.LRU(WAYS, hashpower=8), "fifo": lambda: libcachesim.FIFO(WAYS, hashpower=8),
          "lru2": lambda: libcachesim.LRUK(WAYS, hashpower=8, k=2),
          "clock": lambda: libcachesim.Clock(WAYS, hashpower=8, init_freq=0, n_bit_counter=1),
-         "sieve": lambda: libcachesim.Sieve(WAYS, hashpower=8)}
+         "sieve": lambda: libcachesim.Sieve(WAYS, hashpower=8),
+         "s3fifo": lambda: libcachesim.S3FIFO(WAYS, hashpower=8)}
 
 
 @pytest.fixture
@@ -125,8 +127,7 @@ def test_the_package_never_imports_the_gpl_peer():
 # ---------------------------------------------------------------- S3-FIFO: the rule, pinned down before the policy
 class S3FIFOSet:
     """One set as libCacheSim's ``S3FIFO`` (the version this test installs) decides, in plain Python: the rule
-    an ``s3fifo`` policy must follow to equal its counts (not a policy yet: it needs per-set state that
-    ``victim = "hand"`` does not have, a ghost and a sequence counter; see the module docstring).
+    our ``s3fifo`` policy follows (written apart from it and from ``tests/reference.py``).
 
     Small FIFO of ``int(0.1 * ways)`` keys, main FIFO of the rest, ghost FIFO of ``int(0.9 * ways)`` evicted
     keys; a frequency per key (a hit adds one; only ``min(freq, 3)`` is ever read, so 2 bits suffice).
@@ -200,3 +201,21 @@ def test_the_s3fifo_rule_equals_libcachesims_on_random_sets():
         for key in rng.integers(0, int(rng.integers(20, 120)), 600).tolist():
             request.obj_id = key
             assert model.get(key) == bool(peer.get(request)), trial
+
+
+@pytest.mark.parametrize("ways", [16, 32, 64])
+def test_our_s3fifo_follows_the_rule_in_one_set(ways):
+    """Our cache of one set, one key a batch, against ``S3FIFOSet`` key for key: the same hits and contents."""
+    from embcache import Cache
+    from embcache.tiers import HostStore
+
+    rng = np.random.default_rng(ways)
+    tier = HostStore(1)
+    tier.put_many(np.arange(400), np.zeros((400, 1), np.float32))
+    for trial in range(8):
+        cache, model = Cache(ways, 1, "s3fifo", backend="cpu", tier=tier, ways=ways), S3FIFOSet(ways)
+        for key in rng.integers(0, int(rng.integers(ways, 6 * ways)), 40 * ways).tolist():
+            hits = cache.stats.hits
+            cache.lookup(np.array([key], np.int64))
+            assert (cache.stats.hits > hits) == model.get(key), trial
+            assert sorted(cache.export()[0].tolist()) == sorted(model.freq), trial

@@ -35,12 +35,13 @@ import numba
 import numpy as np
 
 from embcache.kernels._shared import EVICTED, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
-from embcache.kernels.cpu import hand_victim, sat_add
+from embcache.kernels.cpu import hand_victim, s3fifo_place, sat_add
 from embcache.layout import EMPTY_KEY, MAX_SCORE, set_of
 
 MAX_SCORE = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
-HAND = {hand}  # the policy's victim is "hand" (a per-set hand walks the set), else the lowest score
+HAND = {hand}  # the policy's victim is "hand" (a per-set hand walks the set)
+S3FIFO = {s3fifo}  # or "s3fifo" (small and main FIFOs and a ghost per set); else the lowest score
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -97,7 +98,12 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
             outcome[i] = REFRESHED
             continue
         new = new_fn(zero, clock, counts[i])
-        if empty >= 0:
+        if S3FIFO:  # the queues and the ghost choose the way and the score (refuse_below_min does not apply)
+            w, new = s3fifo_place(table_keys, scores, hands, set_index, base, ways, k, empty)
+            if empty < 0:
+                evicted[i] = table_keys[base + w]
+            outcome[i] = INSERTED if empty >= 0 else EVICTED
+        elif empty >= 0:
             w = empty
             outcome[i] = INSERTED
         else:
@@ -120,12 +126,13 @@ def numba_module(new_score: str, hit_score: str, version: str, victim: str = "lo
 
     The rules are checked and written canonically here; ``version`` is embcache's, written into the
     docstring so that a file says which release made it; ``victim`` is the policy's (``"lowest"`` or
-    ``"hand"``: ``insert_and_evict_cpu`` then walks the set's hand, ``cpu.hand_victim``).
+    ``"hand"``: ``insert_and_evict_cpu`` then walks the set's hand, ``cpu.hand_victim``; ``"s3fifo"``:
+    ``cpu.s3fifo_place`` places every missed key).
     """
-    if victim not in ("lowest", "hand"):
-        raise ValueError(f"victim {victim!r} is not 'lowest' or 'hand'")
+    if victim not in ("lowest", "hand", "s3fifo"):
+        raise ValueError(f"victim {victim!r} is not 'lowest', 'hand' or 's3fifo'")
     return _POLICY_MODULE.format(new_score=canonical(new_score), hit_score=canonical(hit_score), version=version,
-                                 hand=victim == "hand")
+                                 hand=victim == "hand", s3fifo=victim == "s3fifo")
 
 
 def c_expression(text: str) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .._dtypes import raw
 from ..errors import ConfigError
-from ..layout import EMPTY_KEY, MAX_SCORE, mix64, new_hands, set_of
+from ..layout import EMPTY_KEY, MAX_SCORE, mix64, new_set_state, set_of
 from . import _rules
 from ._shared import GOLDEN, OUTCOMES
 
@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # the annotations only
     from .._source import DeviceSource
     from ..policies import Policy
 
-__all__ = ["CPUBackend", "policy_kernels", "kernel_cache_dir", "sat_add", "sketch_column", "hand_victim"]
+__all__ = ["CPUBackend", "policy_kernels", "kernel_cache_dir", "sat_add", "sketch_column", "hand_victim",
+           "s3fifo_place"]
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
@@ -94,6 +95,84 @@ def hand_victim(scores: np.ndarray, hands: np.ndarray, set_index: int, base: int
     hands[set_index, 0] = 0 if last else stop_pos
     hands[set_index, 1] = -1 if last else stop
     return stop
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _s3fifo_oldest(scores, base, ways, main):
+    """The way of the oldest key (lowest score) of the small (main = 0) or main (4) FIFO of a full set, or -1."""
+    best = -1
+    for w in range(ways):
+        s = scores[base + w]
+        if (s & 4) == main and (best < 0 or s < scores[base + best]):
+            best = w
+    return best
+
+
+@numba.njit(nogil=True, cache=True)
+def s3fifo_place(table_keys: np.ndarray, scores: np.ndarray, state: np.ndarray, set_index: int, base: int,
+                 ways: int, key: int, empty: int) -> tuple:
+    """``(way, score)`` of a missed ``key`` under ``victim = "s3fifo"`` (``embcache.policies.S3FIFO``): the
+    set's FIFOs moved and its ghost updated in ``scores`` and ``state[set_index]``; ``empty`` is the set's
+    first empty way or -1 (then the way is the evicted key's).
+
+    A score is ``sequence * 8 + main * 4 + freq`` (freq 0..3, the hit rule's); ``state[set_index]`` is
+    ``[sequence, evicted yet, ghost keys (G), ghost stamps (G)]``, stamp 0 an empty ghost entry.
+    """
+    small_size, g = max(1, ways // 10), ways * 9 // 10
+    st = state[set_index]
+    from_ghost = False
+    for j in range(g):
+        if st[2 + g + j] != 0 and st[2 + j] == key:
+            st[2 + g + j] = 0
+            from_ghost = True
+            break
+    way = empty
+    while way < 0:  # the set is full: evict (one pass may only move small's keys to main)
+        st[1] = 1
+        small = 0
+        for w in range(ways):
+            small += (scores[base + w] & 4) == 0
+        if ways - small > ways - small_size or small == 0:
+            while way < 0:
+                w = _s3fifo_oldest(scores, base, ways, 4)
+                f = scores[base + w] & 3
+                if f >= 1:
+                    st[0] += 1
+                    scores[base + w] = st[0] * 8 + 4 + f - 1
+                else:
+                    way = w
+        else:
+            while way < 0 and small > 0:
+                w = _s3fifo_oldest(scores, base, ways, 0)
+                if scores[base + w] & 3 >= 2:
+                    st[0] += 1
+                    scores[base + w] = st[0] * 8 + 4
+                    small -= 1
+                else:
+                    way = w
+                    _s3fifo_ghost(st, g, table_keys[base + w])
+    small = 0
+    for w in range(ways):
+        small += w != way and table_keys[base + w] != _EMPTY and (scores[base + w] & 4) == 0
+    main = from_ghost or (st[1] == 0 and small >= small_size)
+    st[0] += 1
+    return way, st[0] * 8 + (4 if main else 0)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _s3fifo_ghost(st, g, key):
+    """``key`` into the set's ghost FIFO (``st``: its state row) unless there: an empty entry, else the oldest."""
+    at = -1
+    for j in range(g):
+        stamp = st[2 + g + j]
+        if stamp != 0 and st[2 + j] == key:
+            return
+        if at < 0 or (st[2 + g + at] != 0 and (stamp == 0 or stamp < st[2 + g + at])):
+            at = j
+    if at >= 0:
+        st[0] += 1
+        st[2 + at] = key
+        st[2 + g + at] = st[0]
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -342,8 +421,9 @@ class CPUBackend:
         self._raw_values = raw(self.values)
         touch, self._insert = policy_kernels(policy.rule()["new_score"], policy.rule()["hit_score"], policy.victim)
         # every set's hand (victim = "hand"), else None; the kernel then gets a stand-in it never reads
-        self.hands = new_hands(num_sets) if policy.victim == "hand" else None
-        self._hands_arg = new_hands(1) if self.hands is None else self.hands
+        self.hands = new_set_state(policy.victim, num_sets, ways)
+        self._hands_arg = np.zeros((1, 2), np.int64) if self.hands is None else self.hands
+        self._victim = policy.victim
         self._touch = touch if policy.hit_changes_score else None  # the policy's trait, not its text
         self.sketch = None if sketch_shape is None else np.zeros(sketch_shape, np.int64)
         self._sketch_seed = np.uint64(sketch_seed)
@@ -546,7 +626,7 @@ class CPUBackend:
         self.keys.fill(EMPTY_KEY)
         self.scores.fill(0)
         if self.hands is not None:
-            self.hands[:] = new_hands(self.hands.shape[0])
+            self.hands[:] = new_set_state(self._victim, self.hands.shape[0], self.ways)
 
     def sketch_add(self, keys: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Count missed ``keys`` (n,) ``counts`` (n,) times; returns their estimates (n,) int64."""

@@ -33,7 +33,7 @@ from .._cuda import compile_source, gpu_available, launch_grid, layout_defines, 
 from .._dtypes import raw
 from .._source import INDEX_SPLITMIX64_LINEAR, DeviceSource
 from ..errors import ConfigError
-from ..layout import EMPTY_KEY, new_hands
+from ..layout import EMPTY_KEY, new_set_state, set_state_width
 from . import _rules
 from ._shared import FIELDS, ORDERED, OUTCOMES, STATE, STATE_WORDS, TOUCH, cuda_defines
 from .tuning import launch_shape, ordered_shape, utility_block, vector_bytes
@@ -151,7 +151,8 @@ def _kernel_defines(policy, ways: int, row_bytes: int, num_sets: int, shape: dic
         DIGESTS=int(digests), UTILITY_BLOCK=utility_block, ORDERED_BLOCK=ordered_block,
         NEW_SCORE_EXPR=_rules.c_expression(policy.rule()["new_score"]),
         HIT_SCORE_EXPR=_rules.c_expression(policy.rule()["hit_score"]),
-        HAND_VICTIM=int(policy.victim == "hand"),
+        HAND_VICTIM=int(policy.victim == "hand"), S3FIFO_VICTIM=int(policy.victim == "s3fifo"),
+        SET_STATE_WIDTH=set_state_width(policy.victim, ways),
     )
 
 
@@ -263,8 +264,8 @@ class GPUBackend:
         self._counters_dirty = True  # STATE_MISSES / STATE_RESERVED may hold another operation's counts
         self._ordered_seen = np.zeros(FIELDS["F_COUNTERS"], np.int64)
         self.sketch = None if sketch_shape is None else cupy.zeros(sketch_shape, cupy.int64)
-        # every set's hand (victim = "hand"; layout.new_hands), its address in the state for insert_one.cuh
-        self.hands = new_hands(num_sets, cupy) if policy.victim == "hand" else None
+        # every set's hand or S3-FIFO state (layout.new_set_state), its address in the state for insert_one.cuh
+        self.hands = new_set_state(policy.victim, num_sets, ways, cupy)
         self.state[STATE["STATE_HANDS"]] = 0 if self.hands is None else self.hands.data.ptr
         self._sketch_seed = np.uint64(sketch_seed)
         self._set_dtype = cupy.uint32 if num_sets <= 2**32 else cupy.uint64
@@ -803,7 +804,7 @@ class GPUBackend:
         self.keys.fill(EMPTY_KEY)
         self.scores.fill(0)
         if self.hands is not None:
-            self.hands[...] = new_hands(self.num_sets, self.xp)
+            self.hands[...] = new_set_state(self._policy.victim, self.num_sets, self.ways, self.xp)
         self._make_digests()
 
     def sketch_add(self, keys: Any, counts: Any) -> Any:

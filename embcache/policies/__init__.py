@@ -22,11 +22,12 @@ from .fifo import FIFO
 from .lfu import LFU
 from .lru import LRU
 from .lru2 import LRU2
+from .s3fifo import S3FIFO
 from .sieve import SIEVE
 from .static import Static
 
 __all__ = [
-    "Policy", "Admission", "LRU", "LFU", "FIFO", "Static", "EpochLRU", "LRU2", "CLOCK", "SIEVE",
+    "Policy", "Admission", "LRU", "LFU", "FIFO", "Static", "EpochLRU", "LRU2", "CLOCK", "SIEVE", "S3FIFO",
     "Always", "MinFrequency", "RefuseBelowMin", "HitRateThreshold", "HitRateDeferred",
     "get_policy", "get_admission", "policy_names", "admission_names", "policy_class", "admission_class",
 ]

@@ -63,6 +63,12 @@ becomes none if no slot of the set was after the victim (the next walk starts fr
   the hand reaches; passed keys are likewise behind it (libCacheSim's ``Clock``, which moves them to the
   head of its queue).
 
+A second extension, ``victim = "s3fifo"`` (:class:`~embcache.policies.S3FIFO`), keeps more per set: the
+backend's ``(num_sets, 2 + 2 * G)`` int64 state (``layout.new_set_state``: a sequence counter, whether the
+set has evicted yet, and a ghost FIFO of ``G`` evicted keys with their stamps), saved, loaded and
+cleared as the hands are.  Its placement of every missed key (empty ways included) is S3-FIFO's and gives
+the new key's score (``new_score`` is not used); its ``hit_score`` is an ordinary rule.
+
 Insertion into an empty way leaves the hand alone; ``refuse_below_min`` compares the new score with the
 lowest score of the full set, as for every policy, before the walk (a refused key moves nothing).  The
 walk is deterministic and the backends run the same one: each set is walked by one thread (CPU) or one
@@ -120,7 +126,7 @@ def check_score_expression(text: str) -> str:
     return text
 
 
-_VICTIMS = ("lowest", "hand")
+_VICTIMS = ("lowest", "hand", "s3fifo")
 _MASK, _SIGN = 2**64 - 1, 2**63
 _MAX_SCORE = 2**63 - 1  # layout.MAX_SCORE; policies import nothing of the layout's arrays
 
