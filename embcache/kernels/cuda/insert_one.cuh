@@ -25,7 +25,8 @@ __device__ __forceinline__ i64* set_hand(const i64* state, i64 base) {
 #define S3_GHOST (WAYS * 9 / 10)
 
 // the way of the oldest key (lowest score) of small (main = 0) or main (main = 4) in a full set, or -1
-__device__ __forceinline__ int s3fifo_oldest(const slot_t* __restrict__ table, i64 base, i64 main) {
+// (no __restrict__ here: these read scores this thread has just written, never through the read-only path)
+__device__ __forceinline__ int s3fifo_oldest(const slot_t* table, i64 base, i64 main) {
     int best = -1;
     i64 low = 0;
     for (int w = 0; w < WAYS; ++w) {
@@ -51,8 +52,7 @@ __device__ __forceinline__ void s3fifo_ghost(i64* st, i64 key) {
 }
 
 // The way (returned) and score (*score) of missed key k; empty: the set's first empty way or -1
-__device__ __forceinline__ int s3fifo_place(slot_t* __restrict__ table, i64* st, i64 base, i64 key, int empty,
-                                            i64* score) {
+__device__ __forceinline__ int s3fifo_place(slot_t* table, i64* st, i64 base, i64 key, int empty, i64* score) {
     bool from_ghost = false;
     for (int j = 0; j < S3_GHOST; ++j) {
         if (st[2 + S3_GHOST + j] != 0 && st[2 + j] == key) {
@@ -220,6 +220,7 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
         // one thread places the key (refuse_below_min does not apply), then the warp reloads the scores
         way = 0;
         score = 0;
+        __syncwarp();  // the warp's earlier writes to this set's slots, before one thread reads them all
         if (lane == 0) way = s3fifo_place(table, hand, base, k, empty, &score);
         __syncwarp();
         way = __shfl_sync(FULL_MASK, way, 0);
