@@ -46,7 +46,7 @@ from .errors import (CaptureError, ClosedError, ConfigError, DataFormatError, Em
                      PreloadOverflowError, StaticInsertError, TierError)
 from .kernels._shared import ADMIT, EVICTED, INSERTED, REFUSED
 from .kernels.cpu import CPUBackend
-from .layout import EMPTY_KEY, LOCKED_KEY, num_sets_for, sets_of
+from .layout import EMPTY_KEY, LOCKED_KEY, num_sets_for, set_state_width, sets_of
 from .stats import Stats, _from_saved
 from .tiers import HostStore, Tier
 
@@ -801,6 +801,8 @@ class Cache:
                       "default": self._default.view(np.uint8)}
             if b.sketch is not None:
                 arrays["sketch"] = b.to_host(b.sketch)
+            if b.hands is not None:  # victim = "hand": every set's hand
+                arrays["hands"] = b.to_host(b.hands)
             _write_atomically(path, lambda f: np.savez(
                 f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays))
 
@@ -837,6 +839,8 @@ class Cache:
             cache._backend.load(saved["keys"], saved["scores"], saved["values"].view(dtype))
             if "sketch" in saved:
                 cache._backend.sketch[:] = cache._backend.to_device(saved["sketch"])
+            if "hands" in saved:
+                cache._backend.hands[:] = cache._backend.to_device(saved["hands"])
             cache._size = int(np.count_nonzero(saved["keys"] != EMPTY_KEY))
             cache._backend.set_clock(meta["clock"])
             cache._stats = saved["stats"]
@@ -1099,6 +1103,7 @@ def _read_checked(f, size: int) -> dict:
         admission = _saved_policy(meta["admission"], _policies.Admission, "admission policy")
         stats = _from_saved(meta["stats"], _Bad)
         expected = {"meta", "keys", "scores", "values", "default"} | ({"sketch"} if admission.sketch else set())
+        expected |= {"hands"} if policy.victim != "lowest" else set()
         if set(members) != expected:
             raise _Bad(f"the members are {sorted(members)}, expected {sorted(expected)}")
         dtype = row_dtype(meta["dtype"])
@@ -1117,6 +1122,12 @@ def _read_checked(f, size: int) -> dict:
             out["sketch"] = sketch = read("sketch", (depth, sketch_width), int64)
             if sketch.size and int(sketch.min()) < 0:
                 raise _Bad("the admission sketch holds a negative count")
+        if policy.victim != "lowest":  # the per-set state of the victim rule: hands, or S3-FIFO's ghosts
+            width = set_state_width(policy.victim, meta["ways"])
+            out["hands"] = hands = read("hands", (meta["num_sets"], width), int64)
+            if policy.victim == "hand" and hands.size and not (
+                    -1 <= int(hands[:, 1].min()) and int(hands[:, 1].max()) < meta["ways"]):
+                raise _Bad(f"a set's hand is at a way outside -1 .. {meta['ways'] - 1}")
     _check_slots(keys, meta["num_sets"], meta["ways"], stats)
     return out
 

@@ -4,7 +4,8 @@ A cache of ``capacity`` rows is ``num_sets * ways`` slots, ``num_sets =
 ceil(capacity / ways)``.  Key ``k`` lives in set ``mix64(k) % num_sets``, where
 ``mix64`` is the splitmix64 finalizer on the key's 64 bits (two's complement,
 uint64 wrap-around).  Slot ``s = set * ways + way`` holds a key (int64), a score
-(int64) and a row of ``dim`` values.
+(int64) and a row of ``dim`` values.  A policy whose victim is ``"hand"`` (CLOCK, SIEVE) also has a
+hand per set (``new_hands``; ``embcache.policies._base`` says what it does).
 
 The constants here are the single source of truth: the Numba kernels import
 them and the CUDA kernels receive them as generated ``#define``s.
@@ -17,7 +18,7 @@ import numba
 import numpy as np
 
 __all__ = ["EMPTY_KEY", "LOCKED_KEY", "RESERVED_KEYS", "MAX_SCORE", "mix64", "mix64_bits", "mix64_array", "set_of",
-           "sets_of", "num_sets_for"]
+           "sets_of", "num_sets_for", "NO_HAND", "new_hands", "s3fifo_sizes", "set_state_width", "new_set_state"]
 
 #: Marks an empty slot.
 EMPTY_KEY = -(2**63)
@@ -25,6 +26,8 @@ EMPTY_KEY = -(2**63)
 LOCKED_KEY = -(2**63) + 1
 #: Key values a batch may not contain; both are the two lowest int64 values.
 RESERVED_KEYS = (EMPTY_KEY, LOCKED_KEY)
+#: The way of a hand that rests nowhere (the next walk starts from the set's first slot).
+NO_HAND = -1
 #: Scores saturate here (``sat_add``), so an LFU count never wraps around.
 MAX_SCORE = 2**63 - 1
 
@@ -79,3 +82,36 @@ def sets_of(keys: np.ndarray, num_sets: int) -> np.ndarray:
 def num_sets_for(capacity: int, ways: int) -> int:
     """Number of sets for ``capacity`` rows rounded up to whole sets of ``ways``."""
     return -(-capacity // ways)
+
+
+def new_hands(num_sets: int, xp: Any = np) -> Any:
+    """Every set's hand, resting nowhere: ``(num_sets, 2)`` int64 ``[position, way]``, way ``NO_HAND``.
+
+    ``xp``: numpy or cupy, where the array is made.
+    """
+    hands = xp.zeros((num_sets, 2), xp.int64)
+    hands[:, 1] = NO_HAND
+    return hands
+
+
+def s3fifo_sizes(ways: int) -> tuple[int, int]:
+    """S3-FIFO's ``(small, ghost)`` sizes in a set of ``ways``: ``max(1, ways // 10)`` keys of the small FIFO
+    (libCacheSim's ``int(0.1 * ways)``, which is 0 below 10 ways, where it admits nothing), and
+    ``ways * 9 // 10`` ghost entries (its ``int(0.9 * ways)``)."""
+    return max(1, ways // 10), ways * 9 // 10
+
+
+def set_state_width(victim: str, ways: int) -> int:
+    """int64 words of per-set state a policy's ``victim`` rule keeps (0: none): a hand's ``[position, way]``,
+    or S3-FIFO's ``[sequence, evicted yet, ghost keys (G), ghost stamps (G)]``."""
+    return {"lowest": 0, "hand": 2}.get(victim, 2 + 2 * s3fifo_sizes(ways)[1])
+
+
+def new_set_state(victim: str, num_sets: int, ways: int, xp: Any = np) -> Any:
+    """The per-set state of a new cache, ``(num_sets, set_state_width)`` int64, or None (``victim = "lowest"``):
+    every hand resting nowhere, or S3-FIFO's counters zero and its ghosts empty (stamp 0)."""
+    if victim == "lowest":
+        return None
+    if victim == "hand":
+        return new_hands(num_sets, xp)
+    return xp.zeros((num_sets, set_state_width(victim, ways)), xp.int64)

@@ -51,6 +51,8 @@ class ReferenceCache:
         sk = admission.sketch
         self.sketch = None if sk is None else [[0] * sk[1] for _ in range(sk[2])]
         self.pending = []  # HitRateDeferred: (key, count, row) a lookup left to place, in placing order
+        self.hands = {}  # victim = "hand": set -> the (position, way) its hand rests at (absent: none)
+        self.s3 = {}  # victim = "s3fifo": set -> its sequence, whether it has evicted, its ghost
 
     # -- helpers
     def set_index(self, key):
@@ -94,6 +96,7 @@ class ReferenceCache:
         self.stats.update(self.last)
 
     def place(self, key, count, row, refuse_below_min, compares_victim=False):
+        self.placing = key
         ways = self.sets[self.set_index(key)]
         slot = self.slot_of(key)
         if slot is not None:
@@ -102,6 +105,12 @@ class ReferenceCache:
             return
         new = evaluate(self.policy.new_score, 0, self.clock, count)
         empty = [w for w in range(self.ways) if ways[w] is None]
+        if getattr(self.policy, "victim", "lowest") == "s3fifo":
+            w, new = self.s3fifo_place(self.set_index(key), empty[0] if empty else None)
+            self.last["evictions"] += not empty
+            ways[w] = Slot(key, new, row)
+            self.last["insertions"] += 1
+            return
         if empty:
             w = empty[0]
         else:
@@ -112,9 +121,73 @@ class ReferenceCache:
             if compares_victim and not self.estimate(key) > self.estimate(ways[w].key):  # TinyLFU: ties refuse
                 self.last["refusals"] += 1
                 return
+            if getattr(self.policy, "victim", "lowest") == "hand":
+                w = self.walk_hand(self.set_index(key))
             self.last["evictions"] += 1
         ways[w] = Slot(key, new, row)
         self.last["insertions"] += 1
+
+    def walk_hand(self, s):
+        """The victim = "hand" walk, step by step (policies/_base.py): from the first slot after the hand in
+        (position, way) order (position: the score without its visited bit), round and round, clearing
+        visited bits, to the first unvisited slot; the hand rests there (none if no slot is after it)."""
+        ways = self.sets[s]
+        order = sorted(range(self.ways), key=lambda w: (ways[w].score - (ways[w].score & 1), w))
+        pos = {w: (ways[w].score - (ways[w].score & 1), w) for w in order}
+        hand = self.hands.get(s)
+        start = next((i for i, w in enumerate(order) if hand is None or pos[w] > hand), 0)
+        i = start
+        while ways[order[i]].score & 1:
+            ways[order[i]].score -= 1
+            i = (i + 1) % self.ways
+        victim = order[i]
+        if i == self.ways - 1:
+            self.hands.pop(s, None)
+        else:
+            self.hands[s] = pos[victim]
+        return victim
+
+    def s3fifo_place(self, s, empty):
+        """S3-FIFO's way and score for a missed key of set ``s`` (policies/s3fifo.py), with lists for its
+        queues and ghost: score = sequence * 8 + main * 4 + frequency."""
+        ways, n = self.sets[s], self.ways
+        small_size, ghost_size = max(1, n // 10), n * 9 // 10
+        st = self.s3.setdefault(s, {"seq": 0, "evicted": False, "ghost": []})  # ghost: oldest first
+        key = self.placing
+        from_ghost = key in st["ghost"]
+        if from_ghost:
+            st["ghost"].remove(key)
+        way = empty
+        while way is None:
+            st["evicted"] = True
+            small = [w for w in range(n) if not ways[w].score & 4]
+            main = [w for w in range(n) if ways[w].score & 4]
+            if len(main) > n - small_size or not small:
+                while way is None:
+                    w = min(main, key=lambda w: ways[w].score)
+                    f = ways[w].score & 3
+                    if f:
+                        st["seq"] += 1
+                        ways[w].score = st["seq"] * 8 + 4 + f - 1
+                    else:
+                        way = w
+            else:
+                while way is None and small:
+                    w = min(small, key=lambda w: ways[w].score)
+                    small.remove(w)
+                    if ways[w].score & 3 >= 2:
+                        st["seq"] += 1
+                        ways[w].score = st["seq"] * 8 + 4
+                    else:
+                        way = w
+                        if ghost_size and ways[w].key not in st["ghost"]:
+                            st["seq"] += 1
+                            st["ghost"].append(ways[w].key)
+                            del st["ghost"][:-ghost_size]
+        small = sum(1 for w in range(n) if w != way and ways[w] is not None and not ways[w].score & 4)
+        to_main = from_ghost or (not st["evicted"] and small >= small_size)
+        st["seq"] += 1
+        return way, st["seq"] * 8 + 4 * to_main
 
     def sketch_columns(self, key):
         _, width, depth, seed = self.admission.sketch
@@ -242,6 +315,7 @@ class ReferenceCache:
         self.begin()
         self.last["erased"] = len(self)
         self.sets = [[None] * self.ways for _ in range(self.num_sets)]
+        self.hands, self.s3 = {}, {}
         self.end()
 
     def export(self):

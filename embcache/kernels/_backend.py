@@ -61,6 +61,7 @@ class Backend(Protocol):
     device_id: int | None  #: the CUDA device, or None
     clock: int  #: the batch clock as the host knows it (``absorb_ordered`` brings it up to the device's)
     sketch: Any  #: the count-min sketch (depth, width) int64, or None
+    hands: Any  #: every set's hand (num_sets, 2) int64 (policies with victim = "hand"), or None
     reads_device_sources: bool  #: lookups may read a tier's DeviceSource in place
     checks_reserved_keys: bool  #: reserved keys are refused on the host before any work
 

@@ -35,11 +35,13 @@ import numba
 import numpy as np
 
 from embcache.kernels._shared import EVICTED, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
-from embcache.kernels.cpu import sat_add, sketch_estimate
+from embcache.kernels.cpu import hand_victim, s3fifo_place, sat_add, sketch_estimate
 from embcache.layout import EMPTY_KEY, MAX_SCORE, set_of
 
 MAX_SCORE = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
+HAND = {hand}  # the policy's victim is "hand" (a per-set hand walks the set)
+S3FIFO = {s3fifo}  # or "s3fifo" (small and main FIFOs and a ghost per set); else the lowest score
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -83,7 +85,7 @@ def age_cpu(table_keys, scores, clock):
 
 @numba.njit(nogil=True, cache=True)
 def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, admit, clock,
-                         refuse_below_min, outcome, evicted, victim_sketch, sketch_seed):
+                         refuse_below_min, outcome, evicted, victim_sketch, sketch_seed, hands):
     # keys are unique and ascending; sets are independent, so one pass in key
     # order applies each set's keys in ascending key order as the contract says
     num_sets = table_keys.shape[0] // ways
@@ -94,7 +96,8 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
             outcome[i] = NOT_ADMITTED
             continue
         k = keys[i]
-        base = set_of(k, num_sets) * ways
+        set_index = set_of(k, num_sets)
+        base = set_index * ways
         found = -1
         empty = -1
         low = -1
@@ -115,19 +118,25 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
             outcome[i] = REFRESHED
             continue
         new = new_fn(zero, clock, counts[i])
-        if empty >= 0:
+        if S3FIFO:  # the queues and the ghost choose the way and the score (refuse_below_min does not apply)
+            w, new = s3fifo_place(table_keys, scores, hands, set_index, base, ways, k, empty)
+            if empty < 0:
+                evicted[i] = table_keys[base + w]
+            outcome[i] = INSERTED if empty >= 0 else EVICTED
+        elif empty >= 0:
             w = empty
             outcome[i] = INSERTED
         else:
             if refuse_below_min and new < scores[base + low]:
                 outcome[i] = REFUSED
                 continue
-            # TinyLFU (victim_sketch has rows): the key must be more frequent than its victim
+            # TinyLFU (victim_sketch has rows; lowest-score policies only): the key must be more frequent
+            # than its victim
             if victim_sketch.shape[0] and not (sketch_estimate(victim_sketch, sketch_seed, k) >
                                                sketch_estimate(victim_sketch, sketch_seed, table_keys[base + low])):
                 outcome[i] = REFUSED
                 continue
-            w = low
+            w = hand_victim(scores, hands, set_index, base, ways) if HAND else low
             evicted[i] = table_keys[base + w]
             outcome[i] = EVICTED
         table_keys[base + w] = k
@@ -138,15 +147,22 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
 
 
 
-def numba_module(new_score: str, hit_score: str, version: str, age_score: str = "score") -> str:
+def numba_module(new_score: str, hit_score: str, version: str, age_score: str = "score",
+                 victim: str = "lowest") -> str:
     """The text of the Numba module for one policy's rules (``touch_cpu``, ``insert_and_evict_cpu`` and
-    ``age_cpu``, the aging pass of a policy with an ``age_period``; ``age_score = "score"`` for one without).
+    ``age_cpu``, the aging pass of a policy with an ``age_period``; ``age_score = "score"`` for one without;
+    ``victim``: how a full set's slot is chosen, ``"lowest"``, ``"hand"`` or ``"s3fifo"``).
 
     The rules are checked and written canonically here; ``version`` is embcache's, written into the
-    docstring so that a file says which release made it.
+    docstring so that a file says which release made it; ``victim`` is the policy's (``"lowest"`` or
+    ``"hand"``: ``insert_and_evict_cpu`` then walks the set's hand, ``cpu.hand_victim``; ``"s3fifo"``:
+    ``cpu.s3fifo_place`` places every missed key).
     """
+    if victim not in ("lowest", "hand", "s3fifo"):
+        raise ValueError(f"victim {victim!r} is not 'lowest', 'hand' or 's3fifo'")
     return _POLICY_MODULE.format(new_score=canonical(new_score), hit_score=canonical(hit_score),
-                                 age_score=canonical(age_score), version=version)
+                                 age_score=canonical(age_score), version=version,
+                                 hand=victim == "hand", s3fifo=victim == "s3fifo")
 
 
 def c_expression(text: str) -> str:

@@ -33,6 +33,7 @@ STATE = {
     "STATE_ABSENT": 14,  # and how many of those the source lacked
     "STATE_HOST": 15,  # the device address of the host's pinned copy of the state words
     "STATE_PENDING": 64,  # sets a HitRateDeferred batch left to place (cuda/ordered.cu)
+    "STATE_HANDS": 65,  # the device address of the hands (victim = "hand", cuda/insert_one.cuh), else 0
 }
 #: The stream-ordered lookup's counters (cuda/ordered.cu): three blocks of ORD_FIELDS words in ``state``,
 #: this batch's (zeroed when it ends), the totals since the cache was made, and the last batch's.

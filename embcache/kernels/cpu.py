@@ -23,7 +23,7 @@ import numpy as np
 
 from .._dtypes import raw
 from ..errors import ConfigError, EmbCacheError
-from ..layout import EMPTY_KEY, MAX_SCORE, mix64, set_of
+from ..layout import EMPTY_KEY, MAX_SCORE, mix64, new_set_state, set_of
 from . import _rules
 from ._shared import GOLDEN, OUTCOMES
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the annotations only
     from ..policies import Policy
 
 __all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sat_add", "sketch_column",
-           "sketch_estimate"]
+           "sketch_estimate", "hand_victim", "s3fifo_place"]
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
@@ -46,6 +46,134 @@ def sat_add(a: np.int64, b: np.int64) -> np.int64:
     if b > 0 and a > _MAX - b:
         return _MAX
     return a + b
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _walks_first(after_a, pos_a, way_a, after_b, pos_b, way_b):
+    """Whether a hand's walk reaches slot a before slot b: the slots after the hand come first, then
+    the rest, each part in (position, way) order."""
+    if after_a != after_b:
+        return after_a
+    if pos_a != pos_b:
+        return pos_a < pos_b
+    return way_a < way_b
+
+
+@numba.njit(nogil=True, cache=True)
+def hand_victim(scores: np.ndarray, hands: np.ndarray, set_index: int, base: int, ways: int) -> int:
+    """The way a missed key takes in the full set at slot ``base`` under ``victim = "hand"`` (see
+    ``embcache.policies._base``): the walk's visited bits cleared in ``scores``, ``hands[set_index]``
+    (``[position, way]``, way -1 for none) moved to the victim.
+
+    The walk is not stepped: its stop is the first unvisited slot in walk order (after the hand, then
+    from the first), or the first slot in that order when every slot is visited (the walk then clears
+    every bit and comes round to it); the bits it clears are those of the visited slots before its stop,
+    or all of them.  ``cuda/insert_one.cuh`` computes the same with warp reductions.
+    """
+    hand_pos, hand_way = hands[set_index, 0], hands[set_index, 1]
+    stop, stop_after, stop_pos = -1, False, np.int64(0)  # the first unvisited slot in walk order
+    first, first_after, first_pos = -1, False, np.int64(0)  # the first slot in walk order
+    for w in range(ways):
+        s = scores[base + w]
+        pos = s - (s & 1)
+        after = hand_way < 0 or pos > hand_pos or (pos == hand_pos and w > hand_way)
+        if first < 0 or _walks_first(after, pos, w, first_after, first_pos, first):
+            first, first_after, first_pos = w, after, pos
+        if (s & 1) == 0 and (stop < 0 or _walks_first(after, pos, w, stop_after, stop_pos, stop)):
+            stop, stop_after, stop_pos = w, after, pos
+    full_turn = stop < 0
+    if full_turn:
+        stop, stop_after, stop_pos = first, first_after, first_pos
+    last = True  # no slot is after the victim in (position, way) order: the hand becomes none
+    for w in range(ways):
+        s = scores[base + w]
+        pos = s - (s & 1)
+        if pos > stop_pos or (pos == stop_pos and w > stop):
+            last = False
+        after = hand_way < 0 or pos > hand_pos or (pos == hand_pos and w > hand_way)
+        if s & 1 and (full_turn or _walks_first(after, pos, w, stop_after, stop_pos, stop)):
+            scores[base + w] = s - 1
+    hands[set_index, 0] = 0 if last else stop_pos
+    hands[set_index, 1] = -1 if last else stop
+    return stop
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _s3fifo_oldest(scores, base, ways, main):
+    """The way of the oldest key (lowest score) of the small (main = 0) or main (4) FIFO of a full set, or -1."""
+    best = -1
+    for w in range(ways):
+        s = scores[base + w]
+        if (s & 4) == main and (best < 0 or s < scores[base + best]):
+            best = w
+    return best
+
+
+@numba.njit(nogil=True, cache=True)
+def s3fifo_place(table_keys: np.ndarray, scores: np.ndarray, state: np.ndarray, set_index: int, base: int,
+                 ways: int, key: int, empty: int) -> tuple:
+    """``(way, score)`` of a missed ``key`` under ``victim = "s3fifo"`` (``embcache.policies.S3FIFO``): the
+    set's FIFOs moved and its ghost updated in ``scores`` and ``state[set_index]``; ``empty`` is the set's
+    first empty way or -1 (then the way is the evicted key's).
+
+    A score is ``sequence * 8 + main * 4 + freq`` (freq 0..3, the hit rule's); ``state[set_index]`` is
+    ``[sequence, evicted yet, ghost keys (G), ghost stamps (G)]``, stamp 0 an empty ghost entry.
+    """
+    small_size, g = max(1, ways // 10), ways * 9 // 10
+    st = state[set_index]
+    from_ghost = False
+    for j in range(g):
+        if st[2 + g + j] != 0 and st[2 + j] == key:
+            st[2 + g + j] = 0
+            from_ghost = True
+            break
+    way = empty
+    while way < 0:  # the set is full: evict (one pass may only move small's keys to main)
+        st[1] = 1
+        small = 0
+        for w in range(ways):
+            small += (scores[base + w] & 4) == 0
+        if ways - small > ways - small_size or small == 0:
+            while way < 0:
+                w = _s3fifo_oldest(scores, base, ways, 4)
+                f = scores[base + w] & 3
+                if f >= 1:
+                    st[0] += 1
+                    scores[base + w] = st[0] * 8 + 4 + f - 1
+                else:
+                    way = w
+        else:
+            while way < 0 and small > 0:
+                w = _s3fifo_oldest(scores, base, ways, 0)
+                if scores[base + w] & 3 >= 2:
+                    st[0] += 1
+                    scores[base + w] = st[0] * 8 + 4
+                    small -= 1
+                else:
+                    way = w
+                    _s3fifo_ghost(st, g, table_keys[base + w])
+    small = 0
+    for w in range(ways):
+        small += w != way and table_keys[base + w] != _EMPTY and (scores[base + w] & 4) == 0
+    main = from_ghost or (st[1] == 0 and small >= small_size)
+    st[0] += 1
+    return way, st[0] * 8 + (4 if main else 0)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _s3fifo_ghost(st, g, key):
+    """``key`` into the set's ghost FIFO (``st``: its state row) unless there: an empty entry, else the oldest."""
+    at = -1
+    for j in range(g):
+        stamp = st[2 + g + j]
+        if stamp != 0 and st[2 + j] == key:
+            return
+        if at < 0 or (st[2 + g + at] != 0 and (stamp == 0 or stamp < st[2 + g + at])):
+            at = j
+    if at >= 0:
+        st[0] += 1
+        st[2 + at] = key
+        st[2 + g + at] = st[0]
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -250,10 +378,10 @@ def kernel_cache_dir() -> pathlib.Path | None:
     return None
 
 
-def _policy_module_text(new_score: str, hit_score: str, age_score: str = "score") -> str:
+def _policy_module_text(new_score: str, hit_score: str, age_score: str = "score", victim: str = "lowest") -> str:
     from .. import __version__
 
-    return _rules.numba_module(new_score, hit_score, __version__, age_score)
+    return _rules.numba_module(new_score, hit_score, __version__, age_score, victim)
 
 
 def _source_digest() -> str:
@@ -300,9 +428,9 @@ def _import_policy_module(text: str):
 
 
 @functools.lru_cache(maxsize=None)
-def _policy_module(new_score: str, hit_score: str, age_score: str):
+def _policy_module(new_score: str, hit_score: str, age_score: str, victim: str):
     # the texts become source code: _rules checks them again (callers may bypass Policy)
-    text = _policy_module_text(new_score, hit_score, age_score)
+    text = _policy_module_text(new_score, hit_score, age_score, victim)
     module = _import_policy_module(text)
     if module is None:  # no writable cache folder: compile in memory, as every process did before
         import types
@@ -313,8 +441,8 @@ def _policy_module(new_score: str, hit_score: str, age_score: str):
     return module
 
 
-def policy_kernels(new_score: str, hit_score: str,
-                   age_score: str = "score") -> tuple[Callable[..., Any], Callable[..., Any]]:
+def policy_kernels(new_score: str, hit_score: str, age_score: str = "score",
+                   victim: str = "lowest") -> tuple[Callable[..., Any], Callable[..., Any]]:
     """``touch`` and ``insert_and_evict`` for one policy's score rules, compiled once per machine.
 
     The rules are the policy's expression texts (see ``embcache.policies``); ``score`` is 0 in
@@ -323,15 +451,17 @@ def policy_kernels(new_score: str, hit_score: str,
     it instead of compiling (set ``NUMBA_CACHE_DIR`` or ``EMBCACHE_KERNEL_CACHE`` to move it).  Whether
     ``touch`` is needed is the policy's trait ``hit_changes_score``, which the backend reads.  ``touch``
     returns how many scores it stored (a hit whose rule leaves the score as it was stores nothing).
+    ``victim`` is the policy's: with ``"hand"`` or ``"s3fifo"``, ``insert_and_evict``'s last argument is
+    the per-set state (``layout.new_set_state``).
     """
-    module = _policy_module(new_score, hit_score, age_score)
+    module = _policy_module(new_score, hit_score, age_score, victim)
     return module.touch_cpu, module.insert_and_evict_cpu
 
 
-def age_kernel(new_score: str, hit_score: str, age_score: str) -> Callable[..., Any]:
+def age_kernel(new_score: str, hit_score: str, age_score: str, victim: str = "lowest") -> Callable[..., Any]:
     """The aging pass of a policy with an ``age_period``: ``age(table_keys, scores, clock)`` applies
     ``age_score`` to every occupied slot's score (from the module :func:`policy_kernels` uses)."""
-    return _policy_module(new_score, hit_score, age_score).age_cpu
+    return _policy_module(new_score, hit_score, age_score, victim).age_cpu
 
 
 @numba.njit(nogil=True, cache=True)
@@ -413,11 +543,16 @@ class CPUBackend:
         self.values = np.zeros((slots, dim), dtype)
         self._raw_values = raw(self.values)
         rule = policy.rule()
-        touch, self._insert = policy_kernels(rule["new_score"], rule["hit_score"], rule.get("age_score", "score"))
+        touch, self._insert = policy_kernels(rule["new_score"], rule["hit_score"], rule.get("age_score", "score"),
+                                             policy.victim)
+        # every set's hand (victim = "hand"), else None; the kernel then gets a stand-in it never reads
+        self.hands = new_set_state(policy.victim, num_sets, ways)
+        self._hands_arg = np.zeros((1, 2), np.int64) if self.hands is None else self.hands
+        self._victim = policy.victim
         self._touch = touch if policy.hit_changes_score else None  # the policy's trait, not its text
         # the policy's aging pass (Policy.age_period): at every tick to a multiple of the period
         self._age_period = int(policy.age_period) if policy.ages else 0
-        self._age = age_kernel(rule["new_score"], rule["hit_score"], rule["age_score"]) if self._age_period else None
+        self._age = age_kernel(rule["new_score"], rule["hit_score"], rule["age_score"], policy.victim) if self._age_period else None
         #: scores the hit path has stored since the backend was made (one per hit occurrence whose rule
         #: changed its score); a measure for studies, counted on the CPU backend only
         self.score_writes = 0
@@ -554,7 +689,7 @@ class CPUBackend:
 
     def release(self) -> None:
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
-        self.keys = self.scores = self.values = self.sketch = self._raw_values = None
+        self.keys = self.scores = self.values = self.sketch = self._raw_values = self.hands = None
 
     def find(self, keys: np.ndarray) -> np.ndarray:
         """Slot of every key or -1: keys (n,) int64 -> (n,) int64."""
@@ -610,7 +745,7 @@ class CPUBackend:
         if n:
             self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
                          admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted,
-                         self.sketch if compares_victim else _NO_SKETCH, self._sketch_seed)
+                         self.sketch if compares_victim else _NO_SKETCH, self._sketch_seed, self._hands_arg)
         self._tally = _tally(outcome, len(OUTCOMES))
 
     def tally(self) -> np.ndarray:
@@ -626,9 +761,11 @@ class CPUBackend:
         return int(erase_cpu(self.keys, self.scores, self.ways, keys))
 
     def clear(self) -> None:
-        """Empty every slot and zero every score; the clock and the sketch stay."""
+        """Empty every slot, zero every score and make every hand none; the clock and the sketch stay."""
         self.keys.fill(EMPTY_KEY)
         self.scores.fill(0)
+        if self.hands is not None:
+            self.hands[:] = new_set_state(self._victim, self.hands.shape[0], self.ways)
 
     def sketch_add(self, keys: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Count missed ``keys`` (n,) ``counts`` (n,) times; returns their estimates (n,) int64."""

@@ -33,7 +33,7 @@ from .._cuda import compile_source, gpu_available, launch_grid, layout_defines, 
 from .._dtypes import raw
 from .._source import INDEX_LAYOUTS, DeviceSource
 from ..errors import ConfigError, EmbCacheError
-from ..layout import EMPTY_KEY
+from ..layout import EMPTY_KEY, new_set_state, set_state_width
 from . import _rules
 from ._shared import FIELDS, ORDERED, OUTCOMES, STATE, STATE_WORDS, TICK, TOUCH, cuda_defines
 from .tuning import launch_shape, ordered_shape, utility_block, vector_bytes
@@ -154,6 +154,8 @@ def _kernel_defines(policy, ways: int, row_bytes: int, num_sets: int, shape: dic
         NEW_SCORE_EXPR=_rules.c_expression(policy.rule()["new_score"]),
         HIT_SCORE_EXPR=_rules.c_expression(policy.rule()["hit_score"]),
         AGE_SCORE_EXPR=_rules.c_expression(policy.rule().get("age_score", "score")),
+        HAND_VICTIM=int(policy.victim == "hand"), S3FIFO_VICTIM=int(policy.victim == "s3fifo"),
+        SET_STATE_WIDTH=set_state_width(policy.victim, ways),
     )
 
 
@@ -306,6 +308,9 @@ class GPUBackend:
         self._counters_dirty = True  # STATE_MISSES / STATE_RESERVED may hold another operation's counts
         self._ordered_seen = np.zeros(FIELDS["F_COUNTERS"], np.int64)
         self.sketch = None if sketch_shape is None else cupy.zeros(sketch_shape, cupy.int64)
+        # every set's hand or S3-FIFO state (layout.new_set_state), its address in the state for insert_one.cuh
+        self.hands = new_set_state(policy.victim, num_sets, ways, cupy)
+        self.state[STATE["STATE_HANDS"]] = 0 if self.hands is None else self.hands.data.ptr
         self._sketch_seed = np.uint64(sketch_seed)
         self._set_dtype = cupy.uint32 if num_sets <= 2**32 else cupy.uint64
         # kernel arguments that never change, made once: a small lookup is mostly Python time
@@ -873,6 +878,8 @@ class GPUBackend:
         """Empty every slot and zero every score (digests, if on, recomputed); the clock and the sketch stay."""
         self.keys.fill(EMPTY_KEY)
         self.scores.fill(0)
+        if self.hands is not None:
+            self.hands[...] = new_set_state(self._policy.victim, self.num_sets, self.ways, self.xp)
         self._make_digests()
 
     def sketch_add(self, keys: Any, counts: Any) -> Any:
@@ -912,4 +919,5 @@ class GPUBackend:
     def release(self) -> None:
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
         self.table = self.keys = self.scores = self.values = self.sketch = self.digests = self._scratch = None
+        self.hands = None
         self._ordered, self._kept = None, []

@@ -16,17 +16,20 @@ from ._base import Admission, Policy
 from ._registry import (admission_class, admission_names, get_admission, get_policy, policy_class,
                         policy_names)
 from .admission import Always, HitRateDeferred, HitRateThreshold, MinFrequency, RefuseBelowMin
+from .clock import CLOCK
 from .epoch_lru import EpochLRU
 from .fifo import FIFO
 from .lfu import LFU
 from .lfu_aged import LFUAged
 from .lru import LRU
 from .lru2 import LRU2
+from .s3fifo import S3FIFO
+from .sieve import SIEVE
 from .static import Static
 from .tinylfu import TinyLFU
 
 __all__ = [
-    "Policy", "Admission", "LRU", "LFU", "FIFO", "Static", "EpochLRU", "LRU2", "LFUAged",
+    "Policy", "Admission", "LRU", "LFU", "FIFO", "Static", "EpochLRU", "LRU2", "LFUAged", "CLOCK", "SIEVE", "S3FIFO",
     "Always", "MinFrequency", "RefuseBelowMin", "HitRateThreshold", "HitRateDeferred", "TinyLFU",
     "get_policy", "get_admission", "policy_names", "admission_names", "policy_class", "admission_class",
 ]

@@ -40,6 +40,39 @@ here, from the checked rules, and are what the backends read (they never parse t
   that does not is refused at definition, since the backends would disagree).
 
 A class body may declare a trait; a declaration that contradicts the rules is a ``ConfigError``.
+
+The one extension of the score model (issue 22: CLOCK, SIEVE): ``victim = "hand"``.  The lowest
+``(score, way)`` is ``victim = "lowest"``, every other policy's rule.  A hand policy's score packs a
+*position* and a *visited* bit, ``score = position + visited`` with ``visited = score & 1`` and the
+position even (its rules keep it so: ``new_score`` even, ``hit_score`` setting the bit, e.g. ``1`` or
+``score + 1 - (score & 1)``); the slots of a set are in the order ``(score - (score & 1), way)``, and
+every set has a *hand*, a position in that order or none (``(num_sets, 2)`` int64 of the backend,
+``[position, way]``, way -1 for none; a new cache's hands are none, ``Cache.save`` and ``Cache.load``
+keep them, ``Cache.clear`` makes them none).  A key that misses a full set takes the way that this walk
+stops at: from the first slot after the hand (or the first slot, if no slot is after it, or the hand is
+none) in that order, wrapping around from the last slot to the first, clear the visited bit of every
+visited slot passed (its score written, ``score - 1``) and stop at the first unvisited one (after one
+whole turn every bit is clear, so the walk stops).  The hand then rests at the victim's position, or
+becomes none if no slot of the set was after the victim (the next walk starts from the first).
+
+* SIEVE (``new_score = 2 * clock``): positions are admission clocks, so the hand walks from old to new
+  keys and passed keys keep their places (libCacheSim's ``Sieve``, whose hand returns to the tail when it
+  passes the head).
+* CLOCK (``new_score = 0``): every position is 0, so the order is the way order and the hand goes round
+  the ways as a clock's does: a new key takes the victim's way, just behind the hand, so it is the last
+  the hand reaches; passed keys are likewise behind it (libCacheSim's ``Clock``, which moves them to the
+  head of its queue).
+
+A second extension, ``victim = "s3fifo"`` (:class:`~embcache.policies.S3FIFO`), keeps more per set: the
+backend's ``(num_sets, 2 + 2 * G)`` int64 state (``layout.new_set_state``: a sequence counter, whether the
+set has evicted yet, and a ghost FIFO of ``G`` evicted keys with their stamps), saved, loaded and
+cleared as the hands are.  Its placement of every missed key (empty ways included) is S3-FIFO's and gives
+the new key's score (``new_score`` is not used); its ``hit_score`` is an ordinary rule.
+
+Insertion into an empty way leaves the hand alone; ``refuse_below_min`` compares the new score with the
+lowest score of the full set, as for every policy, before the walk (a refused key moves nothing).  The
+walk is deterministic and the backends run the same one: each set is walked by one thread (CPU) or one
+warp (GPU), its keys in ascending key order.
 """
 from __future__ import annotations
 
@@ -93,6 +126,7 @@ def check_score_expression(text: str) -> str:
     return text
 
 
+_VICTIMS = ("lowest", "hand", "s3fifo")
 _MASK, _SIGN = 2**64 - 1, 2**63
 _MAX_SCORE = 2**63 - 1  # layout.MAX_SCORE; policies import nothing of the layout's arrays
 
@@ -137,6 +171,13 @@ def _composes(hit_score: str) -> bool:
                for s in _SCORES for c in _CLOCKS for a, b in _COUNTS)
 
 
+def _hand_rules(new_score: str, hit_score: str) -> bool:
+    """Whether new scores have the visited bit clear and hit scores have it set (on the grid of _composes)."""
+    new, hit = ast.parse(new_score, mode="eval"), ast.parse(hit_score, mode="eval")
+    return all(_evaluate(new, 0, c, a) & 1 == 0 and _evaluate(hit, s, c, a) & 1 == 1
+               for s in _SCORES for c in _CLOCKS for a, _ in _COUNTS)
+
+
 def _canonical(text: str) -> str:
     return ast.unparse(ast.parse(check_score_expression(text), mode="eval"))
 
@@ -161,6 +202,10 @@ class Policy:
     literal ``N >= 0``); every backend gives every int64 input the value ``_evaluate`` gives it.
     ``//`` gives coarse clocks (:class:`~embcache.policies.EpochLRU`), ``&`` unpacks fields of a packed
     score (:class:`~embcache.policies.LRU2`).
+
+    ``victim = "hand"`` (CLOCK, SIEVE) replaces "the lowest score is evicted" by a walk of a per-set
+    hand over the slots that clears visited bits (the score's lowest bit) until it finds an unvisited
+    slot: the one extension of the model, described in the module docstring.
 
     **Aging** (issue 22): what a per-slot rule cannot express is a change of every slot's score at a
     moment when the slots are not accessed.  LFU with aging (every count halved at each multiple of
@@ -189,6 +234,8 @@ class Policy:
     #: the aging pass's rule over ``score`` and ``clock``, applied to every occupied slot
     age_score: ClassVar[str] = "score // 2"
     ages: ClassVar[bool] = False
+    #: which slot of a full set a missed key takes: ``"lowest"`` (score, way), or ``"hand"``'s walk
+    victim: ClassVar[str] = "lowest"
     hit_changes_score: ClassVar[bool]
     hit_is_stateless: ClassVar[bool]
     composes: ClassVar[bool]
@@ -199,7 +246,7 @@ class Policy:
 
         own = cls.__dict__
         if "name" not in own:  # a base for other policies: registers nothing, is checked when named
-            if {"new_score", "hit_score", "inserts_on_lookup", "age_period", "age_score"} & own.keys() and \
+            if {"new_score", "hit_score", "inserts_on_lookup", "age_period", "age_score", "victim"} & own.keys() and \
                     hasattr(cls, "name"):
                 raise ConfigError(f"{cls.__qualname__} changes the rules of {cls.name!r} but keeps its name; "
                                   "set name = '...' in its class body")
@@ -219,6 +266,12 @@ class Policy:
             raise ConfigError(f"{cls.__qualname__}.age_score {cls.age_score!r} reads count, which an aging pass "
                               "does not have; write it over score and clock")
         cls.ages = period > 0
+        if cls.victim not in _VICTIMS:
+            raise ConfigError(f"{cls.__qualname__}.victim = {cls.victim!r}; choose one of {', '.join(_VICTIMS)}")
+        if cls.victim == "hand" and not _hand_rules(cls._new_rule, cls._hit_rule):
+            raise ConfigError(f"{cls.__qualname__}: a hand policy's new_score must be even (visited bit clear) and "
+                              f"its hit_score odd (bit set) for every input; {cls.new_score!r} / {cls.hit_score!r} "
+                              "are not (e.g. new_score = '2 * clock', hit_score = 'score + 1 - (score & 1)')")
         derived = _traits(cls._hit_rule)
         for trait, value in derived.items():
             if trait in own and own[trait] is not value:
@@ -236,7 +289,7 @@ class Policy:
         # the rules and traits are the class's, checked once at definition; an instance that changed one
         # would compile other kernels than its traits describe (and save another rule than it runs)
         if name in ("new_score", "hit_score", "inserts_on_lookup", "hit_changes_score", "hit_is_stateless",
-                    "composes", "age_period", "age_score", "ages"):
+                    "composes", "age_period", "age_score", "ages", "victim"):
             from ..errors import ConfigError
 
             raise ConfigError(f"{type(self).__name__}.{name} is a class-level rule: define a subclass with its "
@@ -245,9 +298,11 @@ class Policy:
 
     def rule(self) -> dict:
         """What this policy does, as ``Cache.save`` records it and ``Cache.load`` checks it."""
+        # "victim" only where it is not the lowest score: files saved before it existed still match
         return {"new_score": self._new_rule, "hit_score": self._hit_rule,
                 "inserts_on_lookup": bool(self.inserts_on_lookup),
-                **({"age_score": self._age_rule, "age_period": int(self.age_period)} if self.ages else {})}
+                **({"age_score": self._age_rule, "age_period": int(self.age_period)} if self.ages else {}),
+                **({} if self.victim == "lowest" else {"victim": self.victim})}
 
     def config(self) -> dict:
         """Constructor arguments, for ``Cache.save``."""

@@ -22,7 +22,10 @@ class TinyLFU(Admission):
     the victim (the key is refused).  Deterministic, and the same on both backends.
 
     The eviction policy is the cache's own: ``lru`` + ``tinylfu`` is TinyLFU over LRU sets, ``lfu_aged``
-    + ``tinylfu`` over aged counts.  Unlike Caffeine's W-TinyLFU there is no separate LRU window (a new
+    + ``tinylfu`` over aged counts.  The victim compared is the lowest ``(score, way)``: with a policy
+    whose ``victim`` is ``"hand"`` (CLOCK, SIEVE) the walk then picks the slot evicted (the comparison is
+    against the set's lowest score, not the walk's pick), and S3-FIFO places keys by its own queues and
+    ignores the filter.  Unlike Caffeine's W-TinyLFU there is no separate LRU window (a new
     key's first miss is its admission test).  Lookups run on the host path on the GPU (they wait for
     the device, and cannot be captured in a CUDA graph): ``device_rule`` is None.
 

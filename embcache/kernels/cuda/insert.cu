@@ -53,7 +53,7 @@ extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) insert_and_evict(
             for (int p = r; p < end && c + p < n; ++p) {
                 const int way = insert_one(table, digests, base, kw, sw, __shfl_sync(FULL_MASK, my_key, p),
                                            __shfl_sync(FULL_MASK, my_admit, p), __shfl_sync(FULL_MASK, my_count, p),
-                                           clock, refuse_below_min, tally, victim);
+                                           clock, refuse_below_min, tally, set_hand(state, base), victim);
                 if (way >= 0) {
                     if (dst == base + way) dst = -1;
                     if (lane == p) dst = base + way;
@@ -64,7 +64,7 @@ extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) insert_and_evict(
                     const i64 i = order[q2];
                     if (set_of(keys[i], num_sets) != set) break;
                     const int way = insert_one(table, digests, base, kw, sw, keys[i], admit[i], counts[i], clock,
-                                               refuse_below_min, tally, victim);
+                                               refuse_below_min, tally, set_hand(state, base), victim);
                     if (way >= 0) {
                         if (dst == base + way) dst = -1;
                         copy_row(values + (base + way) * ROW_BYTES, rows + i * ROW_BYTES, lane, 32);

@@ -6,16 +6,195 @@
 #include "common.cuh"
 #include "sketch.cuh"  // the victim comparison of TinyLFU
 
+// ---------------------------------------------------------------- the hand's walk (victim = "hand")
+// The hands of every set, (num_sets, 2) int64 [position, way] (way -1: none), whose address gpu.py keeps
+// in state[STATE_HANDS] when the policy's victim is "hand"; the set at slot base's hand, or nullptr.
+// S3-FIFO's per-set state (victim = "s3fifo") lives in the same array, SET_STATE_WIDTH words a set.
+__device__ __forceinline__ i64* set_hand(const i64* state, i64 base) {
+#if HAND_VICTIM || S3FIFO_VICTIM
+    return reinterpret_cast<i64*>(state[STATE_HANDS]) + SET_STATE_WIDTH * (base / WAYS);
+#else
+    return nullptr;
+#endif
+}
+
+#if S3FIFO_VICTIM
+// ---------------------------------------------------------------- S3-FIFO (victim = "s3fifo")
+// One thread runs cpu.s3fifo_place on the set's slots in the table (the warp's registers are written
+// through, so the table is current), statement for statement; the warp then reloads the scores.
+#define S3_SMALL (WAYS / 10 > 0 ? WAYS / 10 : 1)
+#define S3_GHOST (WAYS * 9 / 10)
+
+// the way of the oldest key (lowest score) of small (main = 0) or main (main = 4) in a full set, or -1
+// (no __restrict__ here: these read scores this thread has just written, never through the read-only path)
+__device__ __forceinline__ int s3fifo_oldest(const slot_t* table, i64 base, i64 main) {
+    int best = -1;
+    i64 low = 0;
+    for (int w = 0; w < WAYS; ++w) {
+        const i64 s = table[base + w].score;
+        if ((s & 4LL) == main && (best < 0 || s < low)) { best = w; low = s; }
+    }
+    return best;
+}
+
+// key into the set's ghost (st: its state row) unless there: an empty entry, else the oldest (cpu._s3fifo_ghost)
+__device__ __forceinline__ void s3fifo_ghost(i64* st, i64 key) {
+    int at = -1;
+    for (int j = 0; j < S3_GHOST; ++j) {
+        const i64 stamp = st[2 + S3_GHOST + j];
+        if (stamp != 0 && st[2 + j] == key) return;
+        if (at < 0 || (st[2 + S3_GHOST + at] != 0 && (stamp == 0 || stamp < st[2 + S3_GHOST + at]))) at = j;
+    }
+    if (at >= 0) {
+        st[0] += 1;
+        st[2 + at] = key;
+        st[2 + S3_GHOST + at] = st[0];
+    }
+}
+
+// The way (returned) and score (*score) of missed key k; empty: the set's first empty way or -1
+__device__ __forceinline__ int s3fifo_place(slot_t* table, i64* st, i64 base, i64 key, int empty, i64* score) {
+    bool from_ghost = false;
+    for (int j = 0; j < S3_GHOST; ++j) {
+        if (st[2 + S3_GHOST + j] != 0 && st[2 + j] == key) {
+            st[2 + S3_GHOST + j] = 0;
+            from_ghost = true;
+            break;
+        }
+    }
+    int way = empty;
+    while (way < 0) {  // the set is full: evict (one pass may only move small's keys to main)
+        st[1] = 1;
+        int small = 0;
+        for (int w = 0; w < WAYS; ++w) small += (table[base + w].score & 4LL) == 0;
+        if (WAYS - small > WAYS - S3_SMALL || small == 0) {
+            while (way < 0) {
+                const int w = s3fifo_oldest(table, base, 4);
+                const i64 f = table[base + w].score & 3LL;
+                if (f >= 1) {
+                    st[0] += 1;
+                    table[base + w].score = st[0] * 8 + 4 + f - 1;
+                } else {
+                    way = w;
+                }
+            }
+        } else {
+            while (way < 0 && small > 0) {
+                const int w = s3fifo_oldest(table, base, 0);
+                if ((table[base + w].score & 3LL) >= 2) {
+                    st[0] += 1;
+                    table[base + w].score = st[0] * 8 + 4;
+                    --small;
+                } else {
+                    way = w;
+                    s3fifo_ghost(st, table[base + w].key);
+                }
+            }
+        }
+    }
+    int small = 0;
+    for (int w = 0; w < WAYS; ++w)
+        small += w != way && table[base + w].key != EMPTY_KEY && (table[base + w].score & 4LL) == 0;
+    const bool main = from_ghost || (st[1] == 0 && small >= S3_SMALL);
+    st[0] += 1;
+    *score = st[0] * 8 + (main ? 4 : 0);
+    return way;
+}
+#endif
+
+#if HAND_VICTIM
+// whether the walk reaches slot a before slot b: the slots after the hand first, then the rest, each part
+// in (position, way) order (cpu._walks_first)
+__device__ __forceinline__ bool walks_first(bool after_a, i64 pos_a, int way_a, bool after_b, i64 pos_b, int way_b) {
+    if (after_a != after_b) return after_a;
+    if (pos_a != pos_b) return pos_a < pos_b;
+    return way_a < way_b;
+}
+
+// (way, after, pos) of the lane whose slot the walk reaches first, over the warp (way -1: no slot);
+// the order is total (ways differ), so every lane ends with the same slot
+__device__ __forceinline__ void warp_walk_first(int& way, bool& after, i64& pos) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const int other_way = __shfl_xor_sync(FULL_MASK, way, o);
+        const bool other_after = __shfl_xor_sync(FULL_MASK, (int)after, o) != 0;
+        const i64 other_pos = __shfl_xor_sync(FULL_MASK, pos, o);
+        if (other_way >= 0 && (way < 0 || walks_first(other_after, other_pos, other_way, after, pos, way))) {
+            way = other_way;
+            after = other_after;
+            pos = other_pos;
+        }
+    }
+}
+
+// The way a missed key takes in a full set that a warp holds in registers, by the walk of policies/_base.py,
+// computed as cpu.hand_victim does: the first unvisited slot in walk order, or the first slot when every one
+// is visited; the visited bits before it (all of them, in a whole turn) cleared in registers and in the table,
+// and the set's hand moved to it (none if no slot is after it in (position, way) order).  Every lane calls it
+// and gets the same way.
+__device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base, i64 (&sw)[WARP_WPL], i64* hand) {
+    const int lane = threadIdx.x & 31;
+    const i64 hand_pos = hand[0];
+    const i64 hand_way = hand[1];
+    int stop = -1, first = -1;
+    bool stop_after = false, first_after = false;
+    i64 stop_pos = 0, first_pos = 0;
+#pragma unroll
+    for (int j = 0; j < WARP_WPL; ++j) {
+        const int w = j * 32 + lane;
+        if (w < WAYS) {
+            const i64 s = sw[j];
+            const i64 pos = s - (s & 1LL);
+            const bool after = hand_way < 0 || pos > hand_pos || (pos == hand_pos && w > hand_way);
+            if (first < 0 || walks_first(after, pos, w, first_after, first_pos, first)) {
+                first = w; first_after = after; first_pos = pos;
+            }
+            if ((s & 1LL) == 0 && (stop < 0 || walks_first(after, pos, w, stop_after, stop_pos, stop))) {
+                stop = w; stop_after = after; stop_pos = pos;
+            }
+        }
+    }
+    warp_walk_first(stop, stop_after, stop_pos);
+    warp_walk_first(first, first_after, first_pos);
+    const bool full_turn = stop < 0;
+    if (full_turn) { stop = first; stop_after = first_after; stop_pos = first_pos; }
+    bool later = false;  // a slot of this lane is after the victim in (position, way) order
+#pragma unroll
+    for (int j = 0; j < WARP_WPL; ++j) {
+        const int w = j * 32 + lane;
+        if (w < WAYS) {
+            const i64 s = sw[j];
+            const i64 pos = s - (s & 1LL);
+            later |= pos > stop_pos || (pos == stop_pos && w > stop);
+            const bool after = hand_way < 0 || pos > hand_pos || (pos == hand_pos && w > hand_way);
+            if ((s & 1LL) && (full_turn || walks_first(after, pos, w, stop_after, stop_pos, stop))) {
+                sw[j] = s - 1;
+                table[base + w].score = s - 1;
+            }
+        }
+    }
+    const bool last = !__any_sync(FULL_MASK, later);
+    __syncwarp();  // every lane has read the hand before lane 0 moves it
+    if (lane == 0) {
+        hand[0] = last ? 0 : stop_pos;
+        hand[1] = last ? -1 : (i64)stop;
+    }
+    __syncwarp();  // and the next walk of this set, by this warp, reads the moved hand
+    return stop;
+}
+#endif
+
 // ---------------------------------------------------------------- insertion
 // One key's insertion into a set whose keys and scores a warp holds in registers (way = j * 32 +
 // lane), exactly as insert_and_evict_cpu does it: the way it wrote (the row still to be copied
 // there) or -1 (not admitted, refused).  Writes the slot record and digest; counts the outcome.
-// With victim.counts (TinyLFU), a key enters a full set only if its sketch estimate is greater than
-// the victim's (a tie refuses), as insert_and_evict_cpu's victim_sketch.
+// hand: the set's hand (set_hand), read and moved when the policy's victim is "hand".  With
+// victim.counts (TinyLFU, lowest-score policies only), a key enters a full set only if its sketch
+// estimate is greater than the victim's (a tie refuses), as insert_and_evict_cpu's victim_sketch.
 __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned char* __restrict__ digests, i64 base,
                                           i64 (&kw)[WARP_WPL], i64 (&sw)[WARP_WPL], i64 k, bool admitted, i64 count,
                                           i64 clock, int refuse_below_min, unsigned long long (&tally)[OUTCOME_CODES],
-                                          const victim_sketch_t victim = victim_sketch_t{nullptr, 0, 0, 0}) {
+                                          i64* hand, const victim_sketch_t victim = victim_sketch_t{nullptr, 0, 0, 0}) {
     const int lane = threadIdx.x & 31;
     if (!admitted) {
         ++tally[NOT_ADMITTED];
@@ -40,6 +219,20 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
         for (int j = 0; j < WARP_WPL; ++j)
             if (way == j * 32 + lane) score = hit_score(sw[j], clock, count);
     } else {
+#if S3FIFO_VICTIM
+        // one thread places the key (refuse_below_min does not apply), then the warp reloads the scores
+        way = 0;
+        score = 0;
+        __syncwarp();  // the warp's earlier writes to this set's slots, before one thread reads them all
+        if (lane == 0) way = s3fifo_place(table, hand, base, k, empty, &score);
+        __syncwarp();
+        way = __shfl_sync(FULL_MASK, way, 0);
+        score = __shfl_sync(FULL_MASK, score, 0);
+        code = empty >= 0 ? INSERTED : EVICTED;
+#pragma unroll
+        for (int j = 0; j < WARP_WPL; ++j)
+            if (j * 32 + lane < WAYS) sw[j] = table[base + j * 32 + lane].score;
+#else
         score = new_score(0, clock, count);
         if (empty >= 0) {
             way = empty;
@@ -75,9 +268,14 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
                     return -1;
                 }
             }
+#if HAND_VICTIM
+            way = hand_victim(table, base, sw, hand);
+#else
             way = low_way;
+#endif
             code = EVICTED;
         }
+#endif
     }
 #pragma unroll
     for (int c = 0; c < OUTCOME_CODES; ++c) tally[c] += c == code;

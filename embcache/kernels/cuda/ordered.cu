@@ -224,7 +224,7 @@ __device__ __forceinline__ void insert_phase(const ordered_t& a, slot_t* __restr
             started = true;
             last = best_key;
             const int way = insert_one(table, digests, base, kw, sw, best_key, true, a.ucount[best], clock,
-                                       pending ? 0 : a.refuse_below_min, tally);
+                                       pending ? 0 : a.refuse_below_min, tally, set_hand(state, base));
             if (way >= 0) {
                 const char* row = pending ? stash + best * ROW_BYTES : out + a.uat[best] * ROW_BYTES;
                 copy_row(values + (base + way) * ROW_BYTES, row, lane, 32);
