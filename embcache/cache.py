@@ -456,6 +456,14 @@ class Cache:
             else:  # before any work: a buffer that does not fit changes nothing
                 out = check_out(out, n, self._dim, self._dtype, self.xp, self.device)
             capturing = b.capturing()
+            if capturing and self._ordered_rule is None and self._reads_sources and \
+                    self._tier.fences_device_reads:
+                # refused before the tier is asked for its source (which a first use would copy to the device)
+                raise CaptureError(
+                    f"this lookup cannot be captured in a CUDA graph: its admission policy {self._admission!r} "
+                    "is decided on the host (it has no device rule), so its misses need the host; capture a "
+                    "cache whose admission has one (always, min_frequency, refuse_below_min, hit_rate_threshold, "
+                    "hit_rate_deferred), or run this lookup uncaptured")
             if not self._reads_sources and not capturing:  # nothing read in place: no tier lock to hold
                 self._flush()
                 self._absorb()

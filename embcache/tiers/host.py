@@ -9,7 +9,7 @@ import numpy as np
 from .._dtypes import raw
 from ..layout import EMPTY_KEY, mix64
 from .._source import INDEX_SPLITMIX64_LINEAR_ROWS, DeviceSource
-from ..errors import ConfigError, TierError
+from ..errors import CaptureError, ConfigError, TierError
 from ._base import Tier
 from ._gather import gather_source
 
@@ -217,6 +217,11 @@ class _DeviceIndex:
 
         if not self.stale and not self.added and self.table is not None:
             return self.table
+        stream = cupy.cuda.get_current_stream()
+        if stream.ptr != 0 and stream.is_capturing():
+            raise CaptureError("a pinned HostStore's device index is made and kept current by copies from the "
+                               "host, which a CUDA graph capture cannot take: look up once (or call the store's "
+                               "device_source()) before capturing, and write the store outside the capture")
         if self.table is None or self.table.shape != host_table.shape:
             self.table = cupy.asarray(host_table)
         elif self.stale:  # into the same memory: a captured graph keeps reading the index at its address
