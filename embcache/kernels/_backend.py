@@ -29,6 +29,22 @@ import numpy as np
 __all__ = ["Backend", "LookupPlan"]
 
 
+class _OncePlan:
+    """What both backends' lookup plans share: a plan ends once, by ``commit`` or ``rollback``; ``_end``
+    hands over the backend (kept in the subclass's ``_backend`` slot) and forgets it."""
+
+    __slots__ = ()
+
+    def _end(self, how: str) -> Any:
+        from ..errors import EmbCacheError
+
+        backend, self._backend = self._backend, None
+        if backend is None:
+            raise EmbCacheError(f"LookupPlan.{how}: this plan has already been committed or rolled back; "
+                                "make a new one with plan_lookup")
+        return backend
+
+
 @runtime_checkable
 class LookupPlan(Protocol):
     """A host lookup's hits, probed and gathered, its changes to the cache not yet final (``plan_lookup``).

@@ -22,9 +22,10 @@ import numba
 import numpy as np
 
 from .._dtypes import raw
-from ..errors import ConfigError, EmbCacheError
+from ..errors import ConfigError
 from ..layout import EMPTY_KEY, MAX_SCORE, mix64, new_set_state, set_of
 from . import _rules
+from ._backend import _OncePlan
 from ._shared import GOLDEN, OUTCOMES
 
 if TYPE_CHECKING:  # the annotations only
@@ -490,7 +491,7 @@ def _unique(keys):
     return ukeys, inverse, counts, last
 
 
-class _LookupPlan:
+class _LookupPlan(_OncePlan):
     """``CPUBackend.plan_lookup``'s plan (``Backend.LookupPlan``): the probe changed nothing, so the
     commit does all of the hits' work and a rollback has nothing to put back."""
 
@@ -498,13 +499,6 @@ class _LookupPlan:
 
     def __init__(self, backend: CPUBackend, slots: np.ndarray, missed: np.ndarray):
         self.slots, self.missed, self.reserved, self._backend = slots, missed, 0, backend
-
-    def _end(self, how: str) -> CPUBackend:
-        backend, self._backend = self._backend, None
-        if backend is None:
-            raise EmbCacheError(f"LookupPlan.{how}: this plan has already been committed or rolled back; "
-                                "make a new one with plan_lookup")
-        return backend
 
     def commit(self) -> None:
         """Advance the clock, then apply the hit rule once per occurrence of every hit's slot."""

@@ -32,9 +32,10 @@ import numpy as np
 from .._cuda import compile_source, gpu_available, launch_grid, layout_defines, require_cupy, resident_blocks
 from .._dtypes import raw
 from .._source import INDEX_LAYOUTS, DeviceSource
-from ..errors import ConfigError, EmbCacheError
+from ..errors import ConfigError
 from ..layout import EMPTY_KEY, new_set_state, set_state_width
 from . import _rules
+from ._backend import _OncePlan
 from ._shared import FIELDS, ORDERED, OUTCOMES, STATE, STATE_WORDS, TICK, TOUCH, cuda_defines
 from .tuning import launch_shape, ordered_shape, utility_block, vector_bytes
 
@@ -218,7 +219,7 @@ def _counters(words: np.ndarray) -> dict:
     return out
 
 
-class _LookupPlan:
+class _LookupPlan(_OncePlan):
     """``GPUBackend.plan_lookup``'s plan (``Backend.LookupPlan``).  It knows what the probe did: whether
     it already applied the lookup on the device (every key hit), and the old scores of the hits an LRU
     probe touched, which a rollback puts back."""
@@ -228,13 +229,6 @@ class _LookupPlan:
     def __init__(self, backend: GPUBackend, slots: Any, old: Any):
         self.slots, self.missed, self.reserved = slots, backend._no_misses, 0
         self._backend, self._old, self._applied = backend, old, False
-
-    def _end(self, how: str) -> GPUBackend:
-        backend, self._backend = self._backend, None
-        if backend is None:
-            raise EmbCacheError(f"LookupPlan.{how}: this plan has already been committed or rolled back; "
-                                "make a new one with plan_lookup")
-        return backend
 
     def commit(self) -> None:
         """Advance the clock and apply the hit rule, as far as the probe has not done so already."""

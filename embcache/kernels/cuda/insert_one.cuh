@@ -127,6 +127,14 @@ __device__ __forceinline__ void warp_walk_first(int& way, bool& after, i64& pos)
     }
 }
 
+// A slot's place in the walk: its position, the score without its visited bit ...
+__device__ __forceinline__ i64 walk_position(i64 score) { return score - (score & 1LL); }
+
+// ... and whether it comes after the hand in (position, way) order (every slot does when the hand is nowhere).
+__device__ __forceinline__ bool after_hand(i64 pos, int way, i64 hand_pos, i64 hand_way) {
+    return hand_way < 0 || pos > hand_pos || (pos == hand_pos && way > hand_way);
+}
+
 // The way a missed key takes in a full set that a warp holds in registers, by the walk of policies/_base.py,
 // computed as cpu.hand_victim does: the first unvisited slot in walk order, or the first slot when every one
 // is visited; the visited bits before it (all of them, in a whole turn) cleared in registers and in the table,
@@ -144,8 +152,8 @@ __device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base,
         const int w = j * 32 + lane;
         if (w < WAYS) {
             const i64 s = sw[j];
-            const i64 pos = s - (s & 1LL);
-            const bool after = hand_way < 0 || pos > hand_pos || (pos == hand_pos && w > hand_way);
+            const i64 pos = walk_position(s);
+            const bool after = after_hand(pos, w, hand_pos, hand_way);
             if (first < 0 || walks_first(after, pos, w, first_after, first_pos, first)) {
                 first = w; first_after = after; first_pos = pos;
             }
@@ -164,9 +172,9 @@ __device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base,
         const int w = j * 32 + lane;
         if (w < WAYS) {
             const i64 s = sw[j];
-            const i64 pos = s - (s & 1LL);
+            const i64 pos = walk_position(s);
             later |= pos > stop_pos || (pos == stop_pos && w > stop);
-            const bool after = hand_way < 0 || pos > hand_pos || (pos == hand_pos && w > hand_way);
+            const bool after = after_hand(pos, w, hand_pos, hand_way);
             if ((s & 1LL) && (full_turn || walks_first(after, pos, w, stop_after, stop_pos, stop))) {
                 sw[j] = s - 1;
                 table[base + w].score = s - 1;
