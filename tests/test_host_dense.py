@@ -8,7 +8,6 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embcache._source import INDEX_SPLITMIX64_LINEAR_ROWS
 from embcache.layout import EMPTY_KEY
 from embcache.tiers import HostStore
 
@@ -44,8 +43,3 @@ def test_rows_stay_dense_and_each_pair_names_its_row(ops, capacity):
             assert found.all()
             assert all((got[i] == model[k]).all() for i, k in enumerate(sorted(model)))
 
-
-def test_a_pinned_store_describes_its_dense_layout():
-    store = HostStore(4)
-    assert store.device_source() is None  # not pinned: nothing the GPU reads in place
-    assert INDEX_SPLITMIX64_LINEAR_ROWS == "splitmix64-linear-rows"
