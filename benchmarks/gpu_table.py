@@ -1,6 +1,6 @@
 """The GPU benchmark table of issue 4: throughput of each case beside a ceiling measured in the same run.
 
-    python -m benchmarks.gpu_table [--json results.json] [--quick]
+    python -m benchmarks.gpu_table [--json results.json] [--quick] [--policies fifo,sieve,epoch_lru]
 
 Ceilings (benchmarks/ceilings.cu): the best of three random-row gather kernels
 over the cache's own row array (same size, same dim) for the hit path; a
@@ -77,12 +77,13 @@ def gather_ceiling(table_words, rows: int, row_bytes: int, idx, repeat=20) -> tu
     return best
 
 
-def filled_cache(dim: int, dtype: str, table_bytes: int, tier=None, admission="always", ways: int = 32):
+def filled_cache(dim: int, dtype: str, table_bytes: int, tier=None, admission="always", ways: int = 32,
+                 policy: str = "lru", max_batch: int | None = None):
     """A GPU cache whose row array is ``table_bytes`` bytes, every set full (load factor 1.0)."""
     itemsize = np.dtype(dtype).itemsize if dtype != "bfloat16" else 2
     capacity = table_bytes // (dim * itemsize)
-    cache = embcache.Cache(capacity, dim, "lru", admission, dtype, "gpu", HostStore(dim, dtype) if tier is None else tier,
-                           ways=ways)
+    cache = embcache.Cache(capacity, dim, policy, admission, dtype, "gpu",
+                           HostStore(dim, dtype) if tier is None else tier, ways=ways, max_batch=max_batch)
     fill_every_set(cache)
     return cache
 
@@ -97,22 +98,54 @@ def cached_sample(cache, n: int, seed: int):
     return keys[keys != EMPTY_KEY][:n]
 
 
-def hit_rows(dim: int, dtype: str, table_bytes: int, batch: int, repeat: int, ways: int = 32) -> dict:
-    cache = filled_cache(dim, dtype, table_bytes, ways=ways)
+def hit_rows(dim: int, dtype: str, table_bytes: int, batch: int, repeat: int, ways: int = 32,
+             policy: str = "lru", ordered: bool | None = None) -> dict:
+    """All-hit lookups of ``batch`` keys against the best gather of the same rows.
+
+    ``ordered`` None: the table's first rows, as they have been measured since issue 4 (no ``out=``);
+    True or False: the policy rows, each lookup into one ``out=`` buffer (as the plugin's), and:
+    ``ordered``: the tier is a pinned HostStore, so the lookup is the stream-ordered one (it returns
+    without waiting; timed to the end of its kernels); else an unpinned HostStore (the host path,
+    which waits for the counters)."""
+    tier = HostStore(dim, dtype, pinned=True) if ordered else None
+    cache = filled_cache(dim, dtype, table_bytes, tier=tier, ways=ways, policy=policy,
+                         max_batch=batch if ordered else None)
     b = backend(cache)
     keys = [cached_sample(cache, batch, s) for s in range(4)]
     idx = [b.find(k) for k in keys]
     ceiling_ms, kernel = gather_ceiling(b.values, b.values.shape[0], b.row_bytes, idx[0], repeat)
     turn = iter(range(10**9))
-    ms = median_ms(lambda: cache.lookup(keys[next(turn) % 4]), repeat)
-    assert cache.stats.last.hits == batch
     out = b.new_rows(batch)
+    into = None if ordered is None else out
+    ms = median_ms(lambda: cache.lookup(keys[next(turn) % 4], out=into), repeat)
+    assert cache.stats.last.hits == batch
     probe_ms = median_ms(lambda: b.find_and_gather(keys[next(turn) % 4], out), repeat)
     suffix = "" if ways == 32 else f", {ways} ways"
+    suffix += "" if ordered is None else f", {policy}, out=" + (", stream-ordered" if ordered else ", host path")
     row = {"case": f"lookup all hits, {batch:,} keys, dim {dim} {dtype}{suffix}", "table_gib": b.values.nbytes / GIB,
            "ms": ms, "g_keys_s": batch / ms / 1e6, "ceiling": f"{kernel} gather", "ceiling_ms": ceiling_ms,
            "ceiling_g_rows_s": batch / ceiling_ms / 1e6, "ratio": ceiling_ms / ms, "probe_gather_ms": probe_ms,
-           "ways": ways}
+           "ways": ways, "policy": policy, "ordered": bool(ordered)}
+    cache.close()
+    if tier is not None:
+        tier.close()
+    return row
+
+
+def query_rows(dim: int, table_bytes: int, batch: int, repeat: int) -> dict:
+    """``Cache.query`` (read-only: no score, no clock, no stats) of ``batch`` cached keys, against the
+    same-run gather ceiling; compare with the fastest all-hit lookup at the same dim."""
+    cache = filled_cache(dim, "float32", table_bytes)
+    b = backend(cache)
+    keys = [cached_sample(cache, batch, s) for s in range(4)]
+    ceiling_ms, kernel = gather_ceiling(b.values, b.values.shape[0], b.row_bytes, b.find(keys[0]), repeat)
+    turn = iter(range(10**9))
+    out = b.new_rows(batch)
+    ms = median_ms(lambda: cache.query(keys[next(turn) % 4], out=out), repeat)
+    assert bool(cache.query(keys[0])[1].all())
+    row = {"case": f"query all hits, {batch:,} keys, dim {dim} float32", "table_gib": b.values.nbytes / GIB,
+           "ms": ms, "g_keys_s": batch / ms / 1e6, "ceiling": f"{kernel} gather", "ceiling_ms": ceiling_ms,
+           "ceiling_g_rows_s": batch / ceiling_ms / 1e6, "ratio": ceiling_ms / ms}
     cache.close()
     return row
 
@@ -249,7 +282,9 @@ def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, a
     return row
 
 
-def measure(quick: bool = False) -> dict:
+def measure(quick: bool = False, policies: tuple[str, ...] = ()) -> dict:
+    """The table's rows; ``policies``: also all-hit rows for each (host path and stream-ordered) at dim
+    32 / 64 / 128, and ``query`` rows at the same dims (issue 22's hit-path bars)."""
     import cupy
 
     table = GIB if quick else 4 * GIB + GIB // 4
@@ -263,6 +298,11 @@ def measure(quick: bool = False) -> dict:
     cases += [(miss_rows, 128, table, batch, 0.9, repeat),
               (insert_rows, 32, table, batch, repeat), (latency_row, 128, 1024, repeat),
               (latency_row, 128, 1024, repeat, 0.1), (latency_row, 128, 1024, repeat, 0.1, True)]
+    for policy in policies:
+        cases += [(hit_rows, d, "float32", table, batch, repeat, 32, policy, o) for o in (False, True)
+                  for d in (32, 64, 128)]
+    if policies:
+        cases += [(query_rows, d, table, batch, repeat) for d in (32, 64, 128)]
     rows = []
     for fn, *args in cases:
         try:
@@ -298,13 +338,18 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def run_cli(doc: str, measure_fn, show=None) -> None:
-    """The command line of a GPU benchmark script: ``--quick`` to ``measure_fn``, ``--json`` to save, ``show`` to print."""
+def run_cli(doc: str, measure_fn, show=None, policies: bool = False) -> None:
+    """The command line of a GPU benchmark script: ``--quick`` to ``measure_fn``, ``--json`` to save, ``show``
+    to print; ``policies``: a ``--policies`` option too, passed on as a tuple of names."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--quick", action="store_true", help="1 GiB tables and fewer repeats")
+    if policies:
+        parser.add_argument("--policies", default="", help="comma-separated policies whose all-hit lookups "
+                            "(and query) to add, e.g. fifo,sieve,epoch_lru")
     args = parser.parse_args()
-    result = measure_fn(args.quick)
+    extra = {"policies": tuple(p for p in args.policies.split(",") if p)} if policies else {}
+    result = measure_fn(args.quick, **extra)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
     if show is not None:
@@ -312,7 +357,7 @@ def run_cli(doc: str, measure_fn, show=None) -> None:
 
 
 def main() -> None:
-    run_cli(__doc__, measure, format_table)
+    run_cli(__doc__, measure, format_table, policies=True)
 
 
 if __name__ == "__main__":

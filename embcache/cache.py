@@ -666,12 +666,16 @@ class Cache:
         with self._lock, self._backend.on_stream(stream):
             self._check_open("query")
             b = self._backend
-            keys = self._keys(keys)
+            # a backend whose probe counts reserved keys is told so after the probe, and the check of
+            # the keys beforehand (a pass over them, and a wait) is left out
+            keys = self._keys(keys, reserved=b.checks_reserved_keys)
             if out is None:
                 out = b.new_rows(keys.shape[0])
             else:
                 out = check_out(out, keys.shape[0], self._dim, self._dtype, self.xp, self.device)
-            slots, _, _ = b.find_and_gather(keys, out, fill_misses=True)
+            slots, _, reserved = b.find_and_gather(keys, out, fill_misses=True)
+            if reserved:
+                raise_reserved(keys)
             return out, slots >= 0
 
     def insert(self, keys: Any, rows: Any, stream: Any = None) -> None:
