@@ -41,7 +41,8 @@ def _events_us(cp, fn, reps: int) -> tuple[float, float]:
     return float(np.median(gpu)), float(np.median(wall))
 
 
-def _one(torch, policy: str, dim: int, table: int, ordered: bool, reps: int, shapes: bool, cprofile: bool) -> None:
+def _one(torch, policy: str, dim: int, table: int, ordered: bool, reps: int, shapes: bool, cprofile: bool,
+         no_split: bool = False) -> None:
     import cupy as cp
 
     query = policy == "query"
@@ -77,14 +78,15 @@ def _one(torch, policy: str, dim: int, table: int, ordered: bool, reps: int, sha
 
         profiler = cProfile.Profile()
         profiler.enable()
-        for i in range(reps):
+        for i in range(10 * reps):  # enough calls that each line's total is above cProfile's rounding
             look(i)
         profiler.disable()
+        print(f"  cProfile of {10 * reps} calls (seconds in total):")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
     if shapes and not ordered:
         original = dict(b.shape)
         print(f"  probe shape now: {original}")
-        for split in (False, True):
+        for split in (False,) if no_split else (False, True):
             for group in (4, 8, 16, 32):
                 for kpg in (1, 2, 4):
                     if group * kpg > 64:
@@ -109,6 +111,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--shapes", action="store_true")
     parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--no-split", action="store_true", help="--shapes: the one-kernel shapes only")
+    parser.add_argument("--host-only", action="store_true", help="the host path only")
     args = parser.parse_args()
     try:
         import torch
@@ -117,8 +121,8 @@ def main() -> None:
     table = int(args.gib * GIB)
     for policy in args.policies.split(","):
         for dim in (int(d) for d in args.dims.split(",")):
-            for ordered in (False,) if policy == "query" else (False, True):
-                _one(torch, policy, dim, table, ordered, args.reps, args.shapes, args.cprofile)
+            for ordered in (False,) if policy == "query" or args.host_only else (False, True):
+                _one(torch, policy, dim, table, ordered, args.reps, args.shapes, args.cprofile, args.no_split)
 
 
 if __name__ == "__main__":

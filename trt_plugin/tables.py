@@ -155,6 +155,21 @@ class _Registry:
         self._resolved: dict[tuple, _Table] = {}  # by (real path, model, table, gpu)
         self._stores: dict[tuple, Tier] = {}
         self._out_of_range: dict[tuple, dict] = {}
+        # the plugin's enqueue, by (node fields, keys' device): (cache, index_rows, row width)
+        self._enqueue: dict[tuple, tuple] = {}
+
+    def enqueue_target(self, fields: LookupFields, device: int | None) -> tuple:
+        """``(cache, index_rows, dim)`` for :func:`lookup_into` on ``device``, resolved on the first call
+        (one dictionary read after it: the enqueue runs once per TensorRT layer and batch)."""
+        target = self._enqueue.get((fields, device))
+        if target is None:
+            cache, entry = self.get(fields.config, fields.table, fields.model or None, "gpu", device)
+            t = entry.table
+            if t.keys_are_rows and t.rows is None:
+                raise ConfigError(f"table {t.name!r}: keys_are_rows needs the table's 'rows' in the config")
+            target = (cache, t.rows if t.keys_are_rows else None, t.dim)
+            self._enqueue[(fields, device)] = target
+        return target
 
     def get(self, config_path: str, table: str, model: str | None, backend: str | None,
             device: int | None = None) -> tuple[Cache, _Table]:
@@ -247,6 +262,7 @@ class _Registry:
             self._stores.clear()
             self._configs.clear()
             self._out_of_range.clear()
+            self._enqueue.clear()
 
 
 _registry = _Registry()
@@ -326,13 +342,30 @@ def lookup_into(fields: LookupFields, keys: Any, out: Any, stream: Any = None) -
 
     When ``out`` has the table's dtype (and is C-contiguous, as TensorRT's outputs are), the lookup
     writes every row straight into it; when TensorRT picked the other precision, the rows are
-    looked up and then cast into ``out`` (one more pass over the rows).
+    looked up and then cast into ``out`` (one more pass over the rows).  The node's cache and table
+    are resolved on its first enqueue; after that, for 1-D keys and an (n, dim) ``out`` of the
+    table's dtype, the call adds one dictionary read and a few attribute reads to ``Cache.lookup``
+    (no device switch when the keys' device is the current one, no reshape).
     """
-    cache, entry = _registry.get(fields.config, fields.table, fields.model or None, "gpu", _device_of(keys))
+    device = _device_of(keys)
+    cache, index_rows, dim = _registry.enqueue_target(fields, device)
+    if (getattr(keys, "ndim", None) == 1 and keys.dtype in _ENQUEUE_KEYS and keys.flags.c_contiguous and out.dtype == cache.dtype
+            and out.flags.c_contiguous and out.shape == (keys.shape[0], dim)):
+        if device is None or device == _current_device():
+            cache.lookup(keys, out=out, stream=stream, index_rows=index_rows)
+        else:
+            with _on(device):
+                cache.lookup(keys, out=out, stream=stream, index_rows=index_rows)
+        return
+    cache, entry = _registry.get(fields.config, fields.table, fields.model or None, "gpu", device)
     if out.dtype == cache.dtype and out.flags.c_contiguous:
         _lookup(cache, entry, keys, stream, out)
     else:
         out[...] = _lookup(cache, entry, keys, stream, None).astype(out.dtype, copy=False)
+
+
+#: key dtypes the enqueue passes to Cache.lookup as they are (its first kernel casts int32)
+_ENQUEUE_KEYS = (np.dtype(np.int32), np.dtype(np.int64))
 
 
 def out_of_range(config_path: str | os.PathLike, table: str, model: str | None = None) -> int:
