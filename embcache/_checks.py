@@ -67,6 +67,12 @@ def check_keys(keys: Any, name: str = "keys", xp: Any = np, reserved: bool = Tru
             if reserved and keys.shape[0] and _any_reserved(keys):
                 raise_reserved(keys, name)
             return keys
+    elif xp is not np and type(keys) is xp.ndarray and keys.dtype == _INT64 and keys.ndim == 1 and \
+            keys.flags.c_contiguous:
+        # device keys as they are asked for: no conversion, so none of the calls below (microseconds each)
+        if reserved and keys.shape[0] and bool((keys <= LOCKED_KEY).any()):
+            raise_reserved(keys, name)
+        return keys
     arr = _as_array(keys, xp)
     if arr.size == 0 and not hasattr(keys, "dtype"):
         arr = arr.astype(np.int64)  # [] becomes float64 in NumPy
@@ -146,9 +152,14 @@ def check_rows(rows: Any, n: int, dim: int, dtype: np.dtype, reject_nan: bool = 
 def out_dtype(dtype: np.dtype, xp: Any = np) -> np.dtype:
     """The dtype of the rows a lookup returns for ``dtype`` rows on ``xp``: the row dtype itself,
     except bfloat16 on the GPU, which CuPy has not: its uint16 bits."""
-    if xp is not np and dtype.name == "bfloat16":
-        return np.dtype(np.uint16)
-    return np.dtype(dtype)
+    got = _OUT_DTYPES.get((dtype, xp is np))
+    if got is None:  # ``dtype.name`` costs microseconds: once per dtype
+        got = np.dtype(np.uint16) if xp is not np and dtype.name == "bfloat16" else np.dtype(dtype)
+        _OUT_DTYPES[(dtype, xp is np)] = got
+    return got
+
+
+_OUT_DTYPES: dict = {}
 
 
 def check_out(out: Any, n: int, dim: int, dtype: np.dtype, xp: Any = np, device: int | None = None,

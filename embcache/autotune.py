@@ -139,6 +139,8 @@ def autotune(table_gib: float = 2.0, batch: int = 1 << 20, repeat: int = 10, wri
              "utility_block": utility_block(cc, target), "shapes": shapes}
     if write:
         table = target
+        if "devices" in table["entries"].get(cc, {}):  # shapes measured on other GPUs of this architecture stay
+            entry["devices"] = table["entries"][cc]["devices"]
         table["entries"][cc] = entry
         with open(write, "w") as f:
             json.dump(table, f, indent=1)

@@ -219,6 +219,13 @@ def _counters(words: np.ndarray) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _device_name(device_id: int) -> str:
+    """The CUDA device's name (``"NVIDIA H200"``): the tuning table's per-GPU shapes are keyed by it."""
+    name = require_cupy().cuda.runtime.getDeviceProperties(device_id)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 class _LookupPlan(_OncePlan):
     """``GPUBackend.plan_lookup``'s plan (``Backend.LookupPlan``).  It knows what the probe did: whether
     it already applied the lookup on the device (every key hit), and the old scores of the hits an LRU
@@ -275,7 +282,9 @@ class GPUBackend:
         self.row_bytes = dim * self.dtype.itemsize
         cc = cupy.cuda.Device().compute_capability  # e.g. "90"
         self.compute_capability = f"{cc[:-1]}.{cc[-1]}"
-        self.shape = dict(shape or launch_shape(self.compute_capability, self.row_bytes))
+        touching = policy.hit_is_stateless and not policy.ages  # the probe stores each hit's score (below)
+        self.shape = dict(shape or launch_shape(self.compute_capability, self.row_bytes, device=_device_name(
+            cupy.cuda.Device().id), touching=touching))
         slots = num_sets * ways
         # a slot's key and score in one 16-byte record: a hit's score write lands in the sector its probe read
         self.table = cupy.zeros((slots, 2), cupy.int64)
@@ -320,7 +329,7 @@ class GPUBackend:
         # a hit score of the clock alone (LRU) is the same for every occurrence: stored, not counted,
         # and by the probe itself, into the slot record it has just read
         # (not with aging, whose pass must run between the tick and the hits' rule: the touch kernel's way)
-        self._probe_touches = policy.hit_is_stateless and not policy.ages
+        self._probe_touches = touching
         self._age_period = _i64(policy.age_period if policy.ages else 0)  # 0: the policy never ages
         #: the CPU backend's measure of hit-path score stores; the GPU backend does not count them
         self.score_writes = None

@@ -10,7 +10,13 @@ any larger row):
 * ``digests`` (optional, default false): probe a 1-byte digest per slot first
   and read only the keys whose digest matches (HierarchicalKV's idea).
 * ``split`` (optional, default false): the probe kernel finds the slots only and
-  a second kernel copies the rows, one thread per word, as the gather ceiling does.
+  a second kernel copies the rows, one thread per word, as the gather ceiling does;
+* ``touching`` (optional): keys of this shape to use instead when the policy's probe
+  stores each hit's score (LRU), e.g. ``{"split": true}``.
+
+An entry may also have ``devices``: ``{"<GPU name>": {"measured": ..., "shapes": [...]}}``,
+shapes measured on one named GPU of that architecture (an H200 beside an H100's 9.0
+entry), which a GPU of that name takes instead of the entry's own.
 
 Each entry also has ``utility_block``: threads per block of every other kernel (the
 grid-stride utility kernels: insertion, unique, writes, sketch, the miss list, the touch).
@@ -32,14 +38,22 @@ _REQUIRED = ("group", "keys_per_group", "block")
 _OPTIONAL = ("digests", "split")  # flags, false where the table leaves them out
 
 
-def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = None) -> dict:
+def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = None, device: str | None = None,
+                 touching: bool = False) -> dict:
     """The shape for rows of ``row_bytes`` bytes on a GPU of ``compute_capability`` (e.g. ``"9.0"``).
 
-    An architecture missing from the table takes the nearest lower one's entry.
+    An architecture missing from the table takes the nearest lower one's entry.  ``device``: the
+    GPU's name (``"NVIDIA H200"``); an entry's ``devices`` may hold shapes measured on a named GPU of
+    that architecture, which then take the place of the entry's own.  ``touching``: the policy's
+    probe stores each hit's score (LRU); a shape's optional ``touching`` keys override it then, as
+    a probe that writes may want another shape than one that only reads.
     """
     cc, entry = _entry(compute_capability, table)
-    for shape in entry["shapes"]:
+    shapes = entry.get("devices", {}).get(device, entry)["shapes"] if device else entry["shapes"]
+    for shape in shapes:
         if shape["max_row_bytes"] is None or row_bytes <= shape["max_row_bytes"]:
+            if touching:
+                shape = {**shape, **shape.get("touching", {})}
             return {**{k: shape[k] for k in _REQUIRED}, **{k: bool(shape.get(k, False)) for k in _OPTIONAL}}
     raise ValueError(f"tuning entry {cc} has no shape for {row_bytes}-byte rows")
 
