@@ -673,10 +673,10 @@ class Cache:
                 out = b.new_rows(keys.shape[0])
             else:
                 out = check_out(out, keys.shape[0], self._dim, self._dtype, self.xp, self.device)
-            slots, _, reserved = b.find_and_gather(keys, out, fill_misses=True)
+            found, reserved = b.query(keys, out)
             if reserved:
                 raise_reserved(keys)
-            return out, slots >= 0
+            return out, found
 
     def insert(self, keys: Any, rows: Any, stream: Any = None) -> None:
         """Write ``rows`` (n, dim) to the tier and place ``keys`` (n,) in the cache, bypassing admission.

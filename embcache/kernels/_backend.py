@@ -177,6 +177,10 @@ class Backend(Protocol):
     def find_and_gather(self, keys: Any, out: Any, fill_misses: bool = False) -> tuple[Any, int, int]:
         """Slots of ``keys`` and their cached rows in ``out``: ``(slots, misses, reserved)``."""
 
+    def query(self, keys: Any, out: Any) -> tuple[Any, int]:
+        """``Cache.query``'s work: cached rows of ``keys`` in ``out`` (the default row elsewhere) and
+        ``(found, reserved)``, a bool array (n,) and how many keys were reserved; changes nothing."""
+
     def update(self, keys: Any, rows: Any) -> int:
         """Overwrite the cached rows of distinct ``keys``; how many were cached."""
 

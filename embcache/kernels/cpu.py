@@ -691,6 +691,12 @@ class CPUBackend:
         find_cpu(self.keys, self.ways, keys, slots)
         return slots
 
+    def query(self, keys: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, int]:
+        """``Backend.query``: ``find_and_gather`` with the default row for misses; ``(found, 0)`` (reserved
+        keys were refused by ``check_keys``)."""
+        slots, _, reserved = self.find_and_gather(keys, out, fill_misses=True)
+        return slots >= 0, reserved
+
     def find_and_gather(self, keys: np.ndarray, out: np.ndarray,
                         fill_misses: bool = False) -> tuple[np.ndarray, int, int]:
         """Slots of ``keys`` (n,) and cached rows copied into ``out`` (n, dim): ``(slots, misses, 0)``.

@@ -544,6 +544,15 @@ class GPUBackend:
         state = self._published() if keys.shape[0] else self._read_state()
         return slots, int(state[STATE_MISSES]), int(state[STATE_RESERVED])
 
+    def query(self, keys: Any, out: Any) -> tuple[Any, int]:
+        """``Backend.query``: the probe (misses get the default row), then ``found`` enqueued before the
+        one wait for the counters, so that its launch overlaps the probe."""
+        self._zero_counters()
+        slots, _ = self._probe(keys, out, True, scratch=True)  # the slots are not returned: scratch
+        found = slots >= 0
+        state = self._published() if keys.shape[0] else self._read_state()
+        return found, int(state[STATE_RESERVED])
+
     def plan_lookup(self, keys: Any, out: Any, source: DeviceSource | None = None) -> _LookupPlan:
         """The host lookup's plan (``Backend.plan_lookup``): probes ``keys``, gathers the cached rows into
         ``out`` and lists the missed indices (in no particular order).  Waits on the stream once, for
