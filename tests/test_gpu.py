@@ -295,11 +295,12 @@ def test_all_hit_lookup_is_captured_in_a_cuda_graph():
 
 @pytest.mark.parametrize("pinned", [False, True])
 @pytest.mark.parametrize("failure", ["reserved key", "closed tier"])
-@pytest.mark.parametrize("policy", ["lru", "lfu"])
+@pytest.mark.parametrize("policy", ["lru", "lfu", "sieve"])
 def test_a_lookup_that_fails_changes_nothing(policy, failure, pinned):
     """Hits (duplicated) beside a reserved key or a miss the tier cannot serve: the lookup raises,
-    and scores, keys, rows and clock are as before.  LRU's probe stores the hit scores as it reads
-    the slots, so this is its undo at work; LFU touches nothing before the end."""
+    and scores, keys, rows and clock are as before.  LRU's and SIEVE's probes store the hit scores as
+    they read the slots (SIEVE's from the score read: some visited bits set, some not), so this is
+    their undo at work; LFU touches nothing before the end."""
     import cupy
 
     cpu, gpu = pair(256, 4, policy, "always", "float32", 32, np.arange(100, dtype=np.int64), pinned=pinned)

@@ -282,7 +282,7 @@ class GPUBackend:
         self.row_bytes = dim * self.dtype.itemsize
         cc = cupy.cuda.Device().compute_capability  # e.g. "90"
         self.compute_capability = f"{cc[:-1]}.{cc[-1]}"
-        touching = policy.hit_is_stateless and not policy.ages  # the probe stores each hit's score (below)
+        touching = policy.hit_is_idempotent and not policy.ages  # the probe stores each hit's score (below)
         self.shape = dict(shape or launch_shape(self.compute_capability, self.row_bytes, device=_device_name(
             cupy.cuda.Device().id), touching=touching))
         slots = num_sets * ways
@@ -326,8 +326,8 @@ class GPUBackend:
         self._oblock, self._small = ordered_shape(self.compute_capability)  # the fused miss path's
         self._utility = (self._ublock,)
         self._hits_change_scores = policy.hit_changes_score
-        # a hit score of the clock alone (LRU) is the same for every occurrence: stored, not counted,
-        # and by the probe itself, into the slot record it has just read
+        # an idempotent hit rule without count (LRU's clock, SIEVE's visited bit) gives every occurrence
+        # the score the first one stored: stored, not counted, by the probe itself, into the record it read
         # (not with aging, whose pass must run between the tick and the hits' rule: the touch kernel's way)
         self._probe_touches = touching
         self._age_period = _i64(policy.age_period if policy.ages else 0)  # 0: the policy never ages

@@ -35,6 +35,9 @@ here, from the checked rules, and are what the backends read (they never parse t
 * ``hit_changes_score``: the hit rule is not exactly ``score``;
 * ``hit_is_stateless``: a hit changes the score and reads neither ``score`` nor ``count`` (LRU's
   ``clock``), so every occurrence writes the same value and a backend may store it while probing;
+* ``hit_is_idempotent``: a hit changes the score, reads no ``count``, and a second hit in the same
+  batch changes nothing more (LRU's ``clock``, SIEVE's visited bit; checked on the grid below), so
+  each occurrence may store its own result while probing, in any order, and a backend may do so;
 * ``composes``: the hit rule composes (checked on a grid of scores, clocks and counts in int64
   arithmetic, negative and extreme scores and the clocks around powers of two included; a rule
   that does not is refused at definition, since the backends would disagree).
@@ -182,10 +185,17 @@ def _canonical(text: str) -> str:
     return ast.unparse(ast.parse(check_score_expression(text), mode="eval"))
 
 
+def _idempotent(hit_score: str) -> bool:
+    tree = ast.parse(hit_score, mode="eval")
+    return all(_evaluate(tree, _evaluate(tree, s, c, 1), c, 1) == _evaluate(tree, s, c, 1)
+               for s in _SCORES for c in _CLOCKS)
+
+
 def _traits(hit_score: str) -> dict:
     names = {n.id for n in ast.walk(ast.parse(hit_score, mode="eval")) if isinstance(n, ast.Name)}
     changes = hit_score != "score"
     return {"hit_changes_score": changes, "hit_is_stateless": changes and not names & {"score", "count"},
+            "hit_is_idempotent": changes and "count" not in names and _idempotent(hit_score),
             "composes": _composes(hit_score)}
 
 
@@ -194,7 +204,8 @@ class Policy:
 
     Subclasses set ``name``, ``new_score`` and ``hit_score`` (see the module
     docstring); ``inserts_on_lookup = False`` makes lookups never insert.  The traits
-    ``hit_changes_score``, ``hit_is_stateless`` and ``composes`` are derived from the rules.
+    ``hit_changes_score``, ``hit_is_stateless``, ``hit_is_idempotent`` and ``composes`` are derived
+    from the rules.
 
     The rule language (issue 22's extension included): ``score``, ``clock``, ``count``,
     ``MAX_SCORE``, non-negative literals, ``+ - *`` (int64 wrap-around), ``min``, ``max``,
@@ -238,6 +249,7 @@ class Policy:
     victim: ClassVar[str] = "lowest"
     hit_changes_score: ClassVar[bool]
     hit_is_stateless: ClassVar[bool]
+    hit_is_idempotent: ClassVar[bool]
     composes: ClassVar[bool]
 
     def __init_subclass__(cls, **kwargs):
@@ -289,7 +301,7 @@ class Policy:
         # the rules and traits are the class's, checked once at definition; an instance that changed one
         # would compile other kernels than its traits describe (and save another rule than it runs)
         if name in ("new_score", "hit_score", "inserts_on_lookup", "hit_changes_score", "hit_is_stateless",
-                    "composes", "age_period", "age_score", "ages", "victim"):
+                    "hit_is_idempotent", "composes", "age_period", "age_score", "ages", "victim"):
             from ..errors import ConfigError
 
             raise ConfigError(f"{type(self).__name__}.{name} is a class-level rule: define a subclass with its "

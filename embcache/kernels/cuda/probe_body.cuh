@@ -9,9 +9,10 @@
 // then copy the row with VEC-byte words.  slots[i] = slot or -1; rows go to out only if gather.
 // fill_misses: write default_row for misses (query and captured lookups) instead of leaving them.
 // Misses and reserved keys are counted into state[] once per warp.
-// touch (policies whose hit score is the clock's alone, as LRU's: every occurrence of a slot gets
-// the same score, so a plain store applies the rule exactly): store the hit score
-// into each hit's slot right after its key was read, where it hits the same sector in L2; then the
+// touch (policies whose hit rule is idempotent and reads no count, as LRU's clock or SIEVE's visited
+// bit: an occurrence that reads the score a duplicate has just stored computes that same score, so
+// plain stores in any order apply the rule exactly): store the hit score computed from the score
+// read into each hit's slot right after its key was read, where it hits the same sector in L2; then the
 // last block ticks the clock (TOUCH_IF_CLEAN: only if the batch was all hits).  The old score goes to
 // old_scores[i] (when given) so that a lookup that fails later can put it back (restore_scores).
 //
@@ -79,7 +80,6 @@ __device__ __forceinline__ void probe_gather_body(
     i64 first = ((i64)blockIdx.x * (BLOCK / GROUP) + threadIdx.x / GROUP) * KEYS_PER_GROUP;
     unsigned misses = 0, bad = 0;
     const i64 clock = touch ? state[STATE_CLOCK] : 0;
-    const i64 touched = hit_score(0, clock + 1, 1);
     // the whole warp runs the same iterations (its lane 0 has the lowest index), so full-mask
     // ballots and shuffles are safe; indices >= n are simply not valid
     for (; __shfl_sync(FULL_MASK, first, 0) < n; first += stride) {
@@ -186,7 +186,8 @@ __device__ __forceinline__ void probe_gather_body(
                 // the lane that found the key holds the score it read: it saves it and stores the new one
                 if (touch && mine[j] >= 0) {
                     if (old_scores) old_scores[i] = seen[j];
-                    if (seen[j] != touched) table[slot].score = touched;  // an unchanged score: no store
+                    const i64 now = hit_score(seen[j], clock + 1, 1);
+                    if (seen[j] != now) table[slot].score = now;  // an unchanged score: no store
                 }
                 if (gather) {  // three copies, as before the source: probe_gather compiles to the same code
                     if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);

@@ -54,15 +54,16 @@ extern "C" __global__ void scatter_rows(char* __restrict__ out, const i64* __res
 }
 
 // Undo probe_gather's touch after a lookup failed before its end (reserved key, tier error): each hit
-// occurrence read either the slot's score before the batch or `touched` (a duplicate key's write
-// landed first), and the first read of each slot was the former, so writing back every read that is
-// not `touched` restores every slot, whatever the order.  The clock was not ticked (not clean).
+// occurrence read either the slot's score before the batch, s, or h(s) (a duplicate key's store
+// landed first), and h(h(s)) = h(s) (the rule is idempotent).  Writing back every read r with
+// h(r) != r restores every slot whatever the order: such a read is s itself (h(s) is a fixed point),
+// and a slot whose s is a fixed point was never stored.  The clock was not ticked (not clean).
 extern "C" __global__ void restore_scores(slot_t* __restrict__ table, const i64* __restrict__ slots,
                                           const i64* __restrict__ old_scores, i64 n, const i64* __restrict__ state) {
-    const i64 touched = hit_score(0, state[STATE_CLOCK] + 1, 1);
+    const i64 clock = state[STATE_CLOCK] + 1;
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
         const i64 s = slots[i];
-        if (s >= 0 && old_scores[i] != touched) table[s].score = old_scores[i];
+        if (s >= 0 && old_scores[i] != hit_score(old_scores[i], clock, 1)) table[s].score = old_scores[i];
     }
 }
 
