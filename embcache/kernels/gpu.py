@@ -62,7 +62,7 @@ FAMILIES = {
     "unique.cu": ("run_starts", "run_scatter", "sets_of"),
     "writes.cu": ("update_rows", "erase_keys", "scatter_rows", "restore_scores", "make_digests"),
     "sketch.cu": ("sketch_add", "sketch_estimate", "ordered_sketch_add", "ordered_sketch_admit"),
-    "ordered.cu": ("ordered_keys", "ordered_misses", "ordered_distinct", "ordered_group", "ordered_insert", "ordered_finish",
+    "ordered.cu": ("ordered_misses", "ordered_distinct", "ordered_group", "ordered_insert", "ordered_finish",
                    "ordered_flushed", "ordered_small"),
 }
 # the hit path's kernels, compiled when the launch shape is set: a lookup captured in a CUDA graph
@@ -132,7 +132,6 @@ _get_sketch_add_kernel = _factory("sketch.cu", "sketch_add")
 _get_sketch_estimate_kernel = _factory("sketch.cu", "sketch_estimate")
 _get_ordered_sketch_add_kernel = _factory("sketch.cu", "ordered_sketch_add")
 _get_ordered_sketch_admit_kernel = _factory("sketch.cu", "ordered_sketch_admit")
-_get_ordered_keys_kernel = _factory("ordered.cu", "ordered_keys")
 _get_ordered_misses_kernel = _factory("ordered.cu", "ordered_misses")
 _get_ordered_distinct_kernel = _factory("ordered.cu", "ordered_distinct")
 _get_ordered_group_kernel = _factory("ordered.cu", "ordered_group")
@@ -184,6 +183,8 @@ _TOUCH_FLAG = {t: np.int32(t) for t in TOUCH.values()}
 # ordered_small's touch argument (TICK_* of _shared.py), as kernel arguments
 _TICK_NONE, _TICK_ONLY, _TICK_TOUCH = (np.int32(TICK[k]) for k in ("TICK_NONE", "TICK_ONLY", "TICK_TOUCH"))
 _NULL = np.uint64(0)  # a null pointer argument
+_NO_RAW = (_NULL, np.int32(8), np.int64(0), _NULL)  # probe_gather_source's keys need no converting
+_KEY_BYTES = {4: np.int32(4), 8: np.int32(8)}
 _ONE_THREAD = ((1,), (1,))  # the launch shape of a kernel that does one thing once (the clock tick)
 
 
@@ -472,12 +473,14 @@ class GPUBackend:
 
     # ------------------------------------------------------------------ operations
     def _probe(self, keys, out, fill_misses: bool, replay: bool = False, scratch: bool = False,
-               touch: int = _TOUCH_NONE, source=None, slots=None):
+               touch: int = _TOUCH_NONE, source=None, slots=None, found=None, raw=None):
         """Slots of ``keys``, and with ``touch`` the old scores of the hits it touched (else None).
 
         With ``scratch`` both live in a buffer that the next scratch probe reuses (one call's use only).
         With a ``source`` (see ``plan_lookup``) a missed key found there gets a slot below -1, and its
-        row is copied from there in the same pass.
+        row is copied from there in the same pass.  ``found``: a bool array that gets ``slot >= 0``.
+        ``raw`` (with a source): ``(raw keys, key bytes, index rows)``, the keys as a stream-ordered
+        lookup's caller gave them, which the probe converts (Gather's rules) into ``keys`` as it reads.
         """
         n = keys.shape[0]
         self._counters_dirty = True  # the probe counts its misses and reserved keys into the state words
@@ -506,12 +509,13 @@ class GPUBackend:
             split = self._split and out is not None
             args = (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, count,
                     _FLAG[out is not None and not split], self._dummy if out is None else out, slots, self.default,
-                    _FLAG[fill_misses], _FLAG[replay], self.state, _TOUCH_FLAG[touch], _NULL if old is None else old)
+                    _FLAG[fill_misses], _FLAG[replay], self.state, _TOUCH_FLAG[touch], _NULL if old is None else old,
+                    _NULL if found is None else found)
             grid = (max(1, min(-(-threads // self._block), self._blocks)),), (self._block,)
             if source is None:
                 self._k["probe_gather"](*grid, args)
             else:
-                self._k["probe_gather_source"](*grid, args + source)
+                self._k["probe_gather_source"](*grid, args + source + (_NO_RAW if raw is None else raw + (keys,)))
             if split:
                 words = n * self._chunks
                 self._k["gather_slots"]((-(-words // self._ublock),), self._utility, (
@@ -545,11 +549,11 @@ class GPUBackend:
         return slots, int(state[STATE_MISSES]), int(state[STATE_RESERVED])
 
     def query(self, keys: Any, out: Any) -> tuple[Any, int]:
-        """``Backend.query``: the probe (misses get the default row), then ``found`` enqueued before the
-        one wait for the counters, so that its launch overlaps the probe."""
+        """``Backend.query``: the probe (misses get the default row) writes ``found`` too; one wait, for
+        the counters."""
+        found = self.xp.empty(keys.shape[0], self.xp.bool_)
         self._zero_counters()
-        slots, _ = self._probe(keys, out, True, scratch=True)  # the slots are not returned: scratch
-        found = slots >= 0
+        self._probe(keys, out, True, scratch=True, found=found)  # the slots are not returned: scratch
         state = self._published() if keys.shape[0] else self._read_state()
         return found, int(state[STATE_RESERVED])
 
@@ -720,16 +724,17 @@ class GPUBackend:
                 views.clear()
             views[n] = (o["slots"][:n], o["keys"][:n], _i64(n))
         slots, converted, count = views[n]
+        raw = None
         if n and (index_rows or keys.dtype != np.int64):
-            raw_keys, keys = keys, converted
-            self._k["ordered_keys"]((max(1, min(launch_grid(n, self._ublock), self._blocks)),), self._utility, (
-                raw_keys, np.int32(raw_keys.dtype.itemsize), count, _i64(index_rows), keys, self.state))
+            # the probe reads the caller's keys, applies Gather's rules, writes the int64 keys that the
+            # kernels after it read (no launch of its own: the plugin's enqueue costs what a lookup does)
+            raw, keys = (keys, _KEY_BYTES[keys.dtype.itemsize], _i64(index_rows)), converted
         small = 0 < n <= self._small  # one launch after the probe: every phase in one block
         tick = _TICK_NONE
         if self._probe_touches and n:
-            self._probe(keys, out, True, replay=True, touch=_TOUCH_ALWAYS, source=source, slots=slots)
+            self._probe(keys, out, True, replay=True, touch=_TOUCH_ALWAYS, source=source, slots=slots, raw=raw)
         else:
-            self._probe(keys, out, True, replay=True, source=source, slots=slots)
+            self._probe(keys, out, True, replay=True, source=source, slots=slots, raw=raw)
             if small:  # the small batch's kernel scores the hits and ticks first: the aging pass before it
                 self._age(_FLAG[False])
                 tick = _TICK_TOUCH if self._hits_change_scores else _TICK_ONLY

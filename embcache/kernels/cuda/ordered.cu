@@ -248,7 +248,7 @@ __device__ __forceinline__ void insert_phase(const ordered_t& a, slot_t* __restr
 __device__ __forceinline__ void finish_phase(i64* state, i64 n) {
     BATCH(F_LOOKUPS) = n;
     BATCH(F_MISSES) = state[STATE_MISSES];
-    BATCH(F_INVALID) += state[STATE_RESERVED];  // beside ordered_keys' out-of-range row numbers
+    BATCH(F_INVALID) += state[STATE_RESERVED];  // beside the out-of-range row numbers the probe counted
     BATCH(F_BATCHES) = 1;
     for (int f = 0; f < F_COUNTERS; ++f) {
         state[ORD_TOTAL + f] += BATCH(f);
@@ -265,28 +265,6 @@ __device__ __forceinline__ void finish_phase(i64* state, i64 n) {
 #define GRID_STRIDE ((i64)gridDim.x * blockDim.x)
 
 // ---------------------------------------------------------------- kernels
-// The keys a stream-ordered lookup probes, as int64, from int32 or int64 keys: with rows > 0 they are
-// row numbers of a table of rows rows (ONNX Gather's indices): k < 0 means k + rows, and a key still
-// outside [0, rows) becomes the key rows (which a table of row numbers does not hold: the default row)
-// and is counted invalid.
-extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) ordered_keys(
-    const void* __restrict__ raw, int key_bytes, i64 n, i64 rows, i64* __restrict__ keys, i64* __restrict__ state) {
-    unsigned invalid = 0;
-    for (i64 i = GRID_TID; i < n; i += GRID_STRIDE) {
-        i64 k = key_bytes == 4 ? (i64) reinterpret_cast<const int*>(raw)[i] : reinterpret_cast<const i64*>(raw)[i];
-        if (rows > 0) {
-            if (k < 0) k += rows;
-            if (k < 0 || k >= rows) {
-                k = rows;
-                ++invalid;
-            }
-        }
-        keys[i] = k;
-    }
-    invalid = warp_sum(invalid);  // blocks of whole warps
-    if ((threadIdx.x & 31) == 0 && invalid) atomicAdd(word(state, ORD_BATCH + F_INVALID), (unsigned long long)invalid);
-}
-
 extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) ordered_misses(ORDERED_ARGS, i64* __restrict__ state) {
     misses_phase(ORDERED_PASS, state, GRID_TID, GRID_STRIDE);
 }

@@ -23,13 +23,36 @@
 // touch) and its row is copied from there, over PCIe, in the same pass as the hits' rows; a key the
 // source lacks stays -1 and gets the default row.
 
-// What probe_gather_source reads of a DeviceSource: its index (mask + 1 keys) and its rows.
+// What probe_gather_source reads of a DeviceSource: its index (mask + 1 keys) and its rows; and, for a
+// stream-ordered lookup whose keys need converting, the keys as the caller gave them.
 struct source_t {
     const i64* keys;
     i64 mask;
     const char* rows;
     int words;  // int64 words an index slot takes: 1 (a key; slot h's row is h) or 2 (key, row)
+    // raw != nullptr: the probe's keys are raw's (int32 when key_bytes is 4, else int64), with ONNX
+    // Gather's rules when index_rows > 0 (k < 0 means k + index_rows; a key still outside
+    // [0, index_rows) becomes the key index_rows, which a table of row numbers lacks: the default row,
+    // counted invalid), written to converted[] for the kernels after the probe (the `keys` argument)
+    const void* raw;
+    int key_bytes;
+    i64 index_rows;
+    i64* converted;
 };
+
+// key i of a source_t with raw keys, converted; outside: whether Gather's rules replaced it
+__device__ __forceinline__ i64 raw_key(const source_t& s, i64 i, unsigned& outside) {
+    i64 k = s.key_bytes == 4 ? (i64) reinterpret_cast<const int*>(s.raw)[i] : reinterpret_cast<const i64*>(s.raw)[i];
+    outside = 0;
+    if (s.index_rows > 0) {
+        if (k < 0) k += s.index_rows;
+        if (k < 0 || k >= s.index_rows) {
+            k = s.index_rows;
+            outside = 1;
+        }
+    }
+    return k;
+}
 
 // the source row of key, or -1 (linear probing: the DeviceSource layouts INDEX_SPLITMIX64_LINEAR, one
 // word a slot, and INDEX_SPLITMIX64_LINEAR_ROWS, (key, row) pairs: one 16-byte load finds both)
@@ -71,14 +94,14 @@ __device__ __forceinline__ void probe_gather_body(
     slot_t* __restrict__ table, const unsigned char* __restrict__ digests, const char* __restrict__ values,
     u64 num_sets, const i64* __restrict__ keys, i64 n, int gather, char* __restrict__ out, i64* __restrict__ slots,
     const char* __restrict__ default_row, int fill_misses, int replay, i64* __restrict__ state, int touch,
-    i64* __restrict__ old_scores, const source_t source) {
+    i64* __restrict__ old_scores, bool* __restrict__ found, const source_t source) {
     const int warp_lane = threadIdx.x & 31;
     const int lane = threadIdx.x % GROUP;
     const int group_first_lane = (threadIdx.x & 31) - lane;
     const unsigned group_mask = GROUP == 32 ? FULL_MASK : ((1u << GROUP) - 1u);
     const i64 stride = (i64)gridDim.x * (BLOCK / GROUP) * KEYS_PER_GROUP;
     i64 first = ((i64)blockIdx.x * (BLOCK / GROUP) + threadIdx.x / GROUP) * KEYS_PER_GROUP;
-    unsigned misses = 0, bad = 0;
+    unsigned misses = 0, bad = 0, invalid = 0;
     const i64 clock = touch ? state[STATE_CLOCK] : 0;
     // the whole warp runs the same iterations (its lane 0 has the lowest index), so full-mask
     // ballots and shuffles are safe; indices >= n are simply not valid
@@ -90,7 +113,16 @@ __device__ __forceinline__ void probe_gather_body(
 #pragma unroll
         for (int j = 0; j < KEYS_PER_GROUP; ++j) {
             const i64 i = first + j;
-            key[j] = i < n ? keys[i] : EMPTY_KEY;
+            if (FROM_SOURCE && source.raw != nullptr) {
+                unsigned outside = 0;
+                key[j] = i < n ? raw_key(source, i, outside) : EMPTY_KEY;
+                if (lane == 0 && i < n) {  // one lane of the group writes the converted key and counts it
+                    source.converted[i] = key[j];
+                    invalid += outside;
+                }
+            } else {
+                key[j] = i < n ? keys[i] : EMPTY_KEY;
+            }
             base[j] = (i64)set_of(key[j], num_sets) * WAYS;
             mine[j] = -1;
             seen[j] = 0;
@@ -180,6 +212,7 @@ __device__ __forceinline__ void probe_gather_body(
             if (i < n) {
                 if (lane == 0) {
                     slots[i] = slot;
+                    if (found) found[i] = slot >= 0;  // query's mask: in the cache
                     misses += slot < 0;
                     bad += reserved(key[j]);
                 }
@@ -198,6 +231,11 @@ __device__ __forceinline__ void probe_gather_body(
             }
         }
     }
+    if (FROM_SOURCE && source.raw != nullptr) {  // whole warps get here: the warp's sum, one atomic
+        invalid = warp_sum(invalid);
+        if (warp_lane == 0 && invalid)
+            atomicAdd(reinterpret_cast<unsigned long long*>(state + ORD_BATCH + F_INVALID), (unsigned long long)invalid);
+    }
     report_probe(state, misses, bad, n, replay, touch, clock, warp_lane);
 }
 
@@ -205,6 +243,7 @@ __device__ __forceinline__ void probe_gather_body(
     slot_t *__restrict__ table, const unsigned char *__restrict__ digests, const char *__restrict__ values,    \
         u64 num_sets, const i64 *__restrict__ keys, i64 n, int gather, char *__restrict__ out,                 \
         i64 *__restrict__ slots, const char *__restrict__ default_row, int fill_misses, int replay,            \
-        i64 *__restrict__ state, int touch, i64 *__restrict__ old_scores
+        i64 *__restrict__ state, int touch, i64 *__restrict__ old_scores, bool *__restrict__ found
 #define PROBE_GATHER_PASS \
-    table, digests, values, num_sets, keys, n, gather, out, slots, default_row, fill_misses, replay, state, touch, old_scores
+    table, digests, values, num_sets, keys, n, gather, out, slots, default_row, fill_misses, replay, state, touch, old_scores, \
+        found
