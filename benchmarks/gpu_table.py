@@ -295,9 +295,10 @@ def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, a
     return row
 
 
-def measure(quick: bool = False, policies: tuple[str, ...] = ()) -> dict:
+def measure(quick: bool = False, policies: tuple[str, ...] = (), policy_rows_only: bool = False) -> dict:
     """The table's rows; ``policies``: also all-hit rows for each (host path and stream-ordered) at dim
-    32 / 64 / 128, and ``query`` rows at the same dims (issue 22's hit-path bars)."""
+    32 / 64 / 128, and ``query`` rows at the same dims (issue 22's hit-path bars); ``policy_rows_only``:
+    those alone."""
     import cupy
 
     table = GIB if quick else 4 * GIB + GIB // 4
@@ -311,6 +312,8 @@ def measure(quick: bool = False, policies: tuple[str, ...] = ()) -> dict:
     cases += [(miss_rows, 128, table, batch, 0.9, repeat),
               (insert_rows, 32, table, batch, repeat), (latency_row, 128, 1024, repeat),
               (latency_row, 128, 1024, repeat, 0.1), (latency_row, 128, 1024, repeat, 0.1, True)]
+    if policy_rows_only:
+        cases = []
     for policy in policies:
         cases += [(hit_rows, d, "float32", table, batch, repeat, 32, policy, o) for o in (False, True)
                   for d in (32, 64, 128)]
@@ -363,8 +366,10 @@ def run_cli(doc: str, measure_fn, show=None, policies: bool = False) -> None:
     if policies:
         parser.add_argument("--policies", default="", help="comma-separated policies whose all-hit lookups "
                             "(and query) to add, e.g. fifo,sieve,epoch_lru")
+        parser.add_argument("--policy-rows-only", action="store_true", help="only the --policies rows")
     args = parser.parse_args()
-    extra = {"policies": tuple(p for p in args.policies.split(",") if p)} if policies else {}
+    extra = {"policies": tuple(p for p in args.policies.split(",") if p),
+             "policy_rows_only": args.policy_rows_only} if policies else {}
     result = measure_fn(args.quick, **extra)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=1))

@@ -1,12 +1,14 @@
 """A small workload over every GPU kernel family, for compute-sanitizer (not a benchmark, not a test).
 
-    compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m benchmarks.sanitize
-    compute-sanitizer --tool racecheck --error-exitcode 1 python3 -m benchmarks.sanitize
+    compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m benchmarks.sanitize [--policies lru,sieve]
+    compute-sanitizer --tool racecheck --error-exitcode 1 python3 -m benchmarks.sanitize [--admissions always]
 
 Every registered policy and admission, stream-ordered lookups (a pinned HostStore: misses, duplicates,
 absent keys, a CUDA graph replayed), host-path lookups (an ordinary store), insert, update, erase,
-query and preload, on small caches whose sets overfill.  It checks its rows against the CPU backend,
-so a kernel that reads or writes out of bounds and changes a result fails here too.
+query and preload, on small caches whose sets overfill; then int32 row-number keys with ONNX Gather's
+rules (``lookup(index_rows=)``, negative and out-of-range keys), which the probe converts as it reads.
+It checks its rows against the CPU backend, so a kernel that reads or writes out of bounds and changes
+a result fails here too.  ``--policies`` / ``--admissions``: a subset (comma-separated names).
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import sys
 import numpy as np
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     import cupy
 
     import embcache
@@ -27,9 +31,14 @@ def main() -> int:
     rows = rng.standard_normal((stored.shape[0], 8)).astype(np.float32)
     admissions = {"always": policies.Always(), "min_frequency": policies.MinFrequency(n=2, width=64, depth=2),
                   "refuse_below_min": policies.RefuseBelowMin(), "hit_rate_threshold": policies.HitRateThreshold(0.5)}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policies", default=",".join(policies.policy_names()))
+    parser.add_argument("--admissions", default=",".join(admissions))
+    args = parser.parse_args(argv)
     bad = 0
-    for policy in policies.policy_names():
-        for name, admission in admissions.items():
+    for policy in args.policies.split(","):
+        for name in args.admissions.split(","):
+            admission = admissions[name]
             caches = []
             for backend, pinned in (("cpu", False), ("gpu", True), ("gpu", False)):
                 store = HostStore(8, "float32", pinned=pinned, initial_rows=1024)
@@ -64,8 +73,34 @@ def main() -> int:
             for c in caches:
                 c.close()
             print(f"{policy} x {name}: {'ok' if not bad else f'{bad} mismatches so far'}", flush=True)
+    bad += _index_rows(cupy, rng, stored, rows)
     print("mismatches:", bad)
     return 1 if bad else 0
+
+
+def _index_rows(cupy, rng, stored, rows) -> int:
+    """int32 and int64 row numbers with Gather's rules, stream-ordered and captured, against the CPU."""
+    import embcache
+    from embcache.tiers import HostStore
+
+    bad = 0
+    caches = []
+    for backend, pinned in (("cpu", False), ("gpu", True)):
+        store = HostStore(8, "float32", pinned=pinned, initial_rows=1024)
+        store.put_many(stored, rows)
+        caches.append(embcache.Cache(96, 8, "lru", "always", backend=backend, tier=store, ways=4,
+                                     max_batch=64 if backend == "gpu" else None))
+    for step in range(8):
+        batch = rng.integers(-450, 450, 48)  # row numbers of a 400-row table: negatives wrap, some outside
+        expected = caches[0].lookup(batch, index_rows=400)
+        dtype = cupy.int32 if step % 2 else cupy.int64
+        got = caches[1].lookup(cupy.asarray(batch, dtype=dtype), index_rows=400).get()
+        bad += got.tobytes() != expected.tobytes()
+    bad += caches[0].stats.invalid != caches[1].stats.invalid
+    for c in caches:
+        c.close()
+    print(f"index rows (int32 and int64, Gather's rules): {'ok' if not bad else f'{bad} mismatches'}", flush=True)
+    return bad
 
 
 if __name__ == "__main__":
