@@ -107,7 +107,7 @@ def _device_of(array: Any) -> int | None:
 def _current_device() -> int:
     import cupy
 
-    return int(cupy.cuda.Device().id)
+    return cupy.cuda.runtime.getDevice()  # one runtime call, no Device object (the enqueue asks every time)
 
 
 def _on(device: int | None) -> AbstractContextManager:
