@@ -48,7 +48,7 @@ class ReferenceCache:
         self.clock = 0
         self.stats = Counter()
         self.last = Counter()
-        sk = admission.sketch
+        sk = self.admission.sketch
         self.sketch = None if sk is None else [[0] * sk[1] for _ in range(sk[2])]
         self.pending = []  # HitRateDeferred: (key, count, row) a lookup left to place, in placing order
         self.hands = {}  # victim = "hand": set -> the (position, way) its hand rests at (absent: none)
