@@ -121,6 +121,7 @@ class Cache:
         self._dim = int(dim)
         self._ways = int(ways)
         self._num_sets = num_sets_for(int(capacity), self._ways)
+        self._admission = self._admission.sized(self._num_sets * self._ways)  # a sketch sized to the cache
         default = np.asarray(default, dtype=np.float64)
         if default.shape not in ((), (1,), (self._dim,)):
             raise ConfigError(f"default must be a number or an array of shape ({self._dim},), got shape {default.shape}")
@@ -345,7 +346,7 @@ class Cache:
         batch.occupancy = self._size / self.capacity
         self._stats.add(batch)
 
-    def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats, compares_victim: bool = False) -> None:
+    def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats, compares_victim: int = 0) -> None:
         self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min, compares_victim)
         n = self._backend.tally()
         batch.insertions += int(n[INSERTED] + n[EVICTED])
@@ -591,7 +592,7 @@ class Cache:
             if self._defer_at is not None and batch.hits >= self._defer_at * n:
                 self._pending = placement  # HitRateDeferred: placed when the next operation begins
             else:
-                self._place(*placement, self._admission.refuse_below_min, batch, self._admission.compares_victim)
+                self._place(*placement, self._admission.refuse_below_min, batch, self._admission.victim_mode())
         self._finish(batch)
         return out
 

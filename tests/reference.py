@@ -40,7 +40,7 @@ class ReferenceCache:
         self.ways = ways
         self.capacity = self.num_sets * ways
         self.sets = [[None] * ways for _ in range(self.num_sets)]
-        self.policy, self.admission = policy, admission
+        self.policy, self.admission = policy, admission.sized(self.capacity)  # as Cache: a sketch sized to it
         self.tier = tier  # key -> row (dim,) of dtype; shared meaning with the cache's tier
         self.dtype = np.dtype(dtype)
         self.default = np.full(dim, default, self.dtype)
@@ -48,7 +48,7 @@ class ReferenceCache:
         self.clock = 0
         self.stats = Counter()
         self.last = Counter()
-        sk = admission.sketch
+        sk = self.admission.sketch
         self.sketch = None if sk is None else [[0] * sk[1] for _ in range(sk[2])]
         self.pending = []  # HitRateDeferred: (key, count, row) a lookup left to place, in placing order
         self.hands = {}  # victim = "hand": set -> the (position, way) its hand rests at (absent: none)
@@ -118,11 +118,17 @@ class ReferenceCache:
             if refuse_below_min and new < ways[w].score:
                 self.last["refusals"] += 1
                 return
-            if compares_victim and not self.estimate(key) > self.estimate(ways[w].key):  # TinyLFU: ties refuse
-                self.last["refusals"] += 1
-                return
-            if getattr(self.policy, "victim", "lowest") == "hand":
-                w = self.walk_hand(self.set_index(key))
+            if compares_victim and self.admission.victim_by_frequency:  # TinyLFUEvict: the least of set + key
+                w = min(range(self.ways), key=lambda w: (self.estimate(ways[w].key), ways[w].score, w))
+                if not (self.estimate(key), new) > (self.estimate(ways[w].key), ways[w].score):
+                    self.last["refusals"] += 1
+                    return
+            else:
+                if getattr(self.policy, "victim", "lowest") == "hand":
+                    w = self.walk_hand(self.set_index(key))  # the walk runs, whether the key is refused or not
+                if compares_victim and not self.estimate(key) > self.estimate(ways[w].key):  # TinyLFU: ties refuse
+                    self.last["refusals"] += 1
+                    return
             self.last["evictions"] += 1
         ways[w] = Slot(key, new, row)
         self.last["insertions"] += 1

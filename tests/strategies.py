@@ -2,7 +2,8 @@
 import numpy as np
 from hypothesis import strategies as st
 
-from embcache.policies import Always, HitRateDeferred, HitRateThreshold, MinFrequency, RefuseBelowMin, TinyLFU
+from embcache.policies import (Always, HitRateDeferred, HitRateThreshold, MinFrequency, RefuseBelowMin, TinyLFU,
+                               TinyLFUEvict)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -20,6 +21,8 @@ ADMISSIONS = {
     "hit_rate_threshold": lambda: HitRateThreshold(0.5),
     "hit_rate_deferred": lambda: HitRateDeferred(0.5),  # half the batches with a hit defer: often seen
     "tinylfu": lambda: TinyLFU(width=16, depth=2, seed=7, sample=1),  # collisions and halvings: often seen
+    # sized to the small caches here (16 to 64 counters a row): collisions and halvings often seen too
+    "tinylfu_evict": lambda: TinyLFUEvict(depth=2, seed=7, sample=1),
 }
 
 

@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from embcache.kernels._shared import EVICTED, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
-from embcache.kernels.cpu import hand_victim, s3fifo_place, sat_add, sketch_estimate
+from embcache.kernels.cpu import frequency_victim, hand_victim, s3fifo_place, sat_add, sketch_estimate
 from embcache.layout import EMPTY_KEY, MAX_SCORE, set_of
 
 MAX_SCORE = np.int64(MAX_SCORE)
@@ -85,7 +85,7 @@ def age_cpu(table_keys, scores, clock):
 
 @numba.njit(nogil=True, cache=True)
 def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, admit, clock,
-                         refuse_below_min, outcome, evicted, victim_sketch, sketch_seed, hands):
+                         refuse_below_min, outcome, evicted, victim_sketch, sketch_seed, hands, by_frequency):
     # keys are unique and ascending; sets are independent, so one pass in key
     # order applies each set's keys in ascending key order as the contract says
     num_sets = table_keys.shape[0] // ways
@@ -130,13 +130,19 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
             if refuse_below_min and new < scores[base + low]:
                 outcome[i] = REFUSED
                 continue
-            # TinyLFU (victim_sketch has rows; lowest-score policies only): the key must be more frequent
-            # than its victim
-            if victim_sketch.shape[0] and not (sketch_estimate(victim_sketch, sketch_seed, k) >
-                                               sketch_estimate(victim_sketch, sketch_seed, table_keys[base + low])):
-                outcome[i] = REFUSED
-                continue
-            w = hand_victim(scores, hands, set_index, base, ways) if HAND else low
+            if by_frequency:  # TinyLFUEvict: the set's least (estimate, score) goes, unless the key is less
+                w = frequency_victim(table_keys, scores, base, ways, victim_sketch, sketch_seed, k, new)
+                if w < 0:
+                    outcome[i] = REFUSED
+                    continue
+            else:
+                w = hand_victim(scores, hands, set_index, base, ways) if HAND else low
+                # TinyLFU (victim_sketch has rows): the key must be more frequent than its victim (the
+                # hand's walk has run: a refused key leaves the victim in place)
+                if victim_sketch.shape[0] and not (sketch_estimate(victim_sketch, sketch_seed, k) >
+                                                   sketch_estimate(victim_sketch, sketch_seed, table_keys[base + w])):
+                    outcome[i] = REFUSED
+                    continue
             evicted[i] = table_keys[base + w]
             outcome[i] = EVICTED
         table_keys[base + w] = k

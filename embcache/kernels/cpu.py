@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the annotations only
     from ..policies import Policy
 
 __all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sat_add", "sketch_column",
-           "sketch_estimate", "hand_victim", "s3fifo_place"]
+           "sketch_estimate", "hand_victim", "s3fifo_place", "frequency_victim"]
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
@@ -219,6 +219,23 @@ def sketch_estimate(sketch: np.ndarray, seed: np.uint64, key: np.int64) -> np.in
     for r in range(depth):
         best = min(best, sketch[r, sketch_column(key, r, seed, width)])
     return best
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def frequency_victim(table_keys: np.ndarray, scores: np.ndarray, base: int, ways: int, sketch: np.ndarray,
+                     seed: np.uint64, key: np.int64, new: np.int64) -> int:
+    """``victim_by_frequency`` (TinyLFUEvict) in the full set at slot ``base``: the way of the lowest
+    ``(estimate, score, way)``, or -1 when ``key`` with its new score ``new`` is not greater than that
+    key's ``(estimate, score)`` (the newcomer is the least: refused).  ``cuda/insert_one.cuh`` does the same."""
+    low, low_est = -1, _MAX
+    for w in range(ways):
+        e = sketch_estimate(sketch, seed, table_keys[base + w])
+        if low < 0 or e < low_est or (e == low_est and scores[base + w] < scores[base + low]):
+            low, low_est = w, e
+    mine = sketch_estimate(sketch, seed, key)
+    if mine > low_est or (mine == low_est and new > scores[base + low]):
+        return low
+    return -1
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -733,11 +750,12 @@ class CPUBackend:
             self.score_writes += int(self._touch(self.scores, slots, np.int64(self.clock)))
 
     def insert_and_evict(self, keys: np.ndarray, counts: np.ndarray, rows: np.ndarray, admit: np.ndarray,
-                         refuse_below_min: bool, compares_victim: bool = False) -> None:
+                         refuse_below_min: bool, compares_victim: int = 0) -> None:
         """Insert unique ascending ``keys`` (u,) with ``rows`` (u, dim) where ``admit`` (u,) bool, at the clock.
 
-        ``compares_victim`` (TinyLFU): a key enters a full set only if its sketch estimate is greater than
-        its victim's.  ``tally`` then counts the keys of each outcome code.
+        ``compares_victim`` (``Admission.victim_mode``): 1 (TinyLFU), a key enters a full set only if its
+        sketch estimate is greater than its victim's; 2 (TinyLFUEvict), the sketch picks the victim
+        (``frequency_victim``).  ``tally`` then counts the keys of each outcome code.
         """
         n = keys.shape[0]
         outcome = np.empty(n, np.int8)
@@ -745,7 +763,8 @@ class CPUBackend:
         if n:
             self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
                          admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted,
-                         self.sketch if compares_victim else _NO_SKETCH, self._sketch_seed, self._hands_arg)
+                         self.sketch if compares_victim else _NO_SKETCH, self._sketch_seed, self._hands_arg,
+                         int(compares_victim) == 2)
         self._tally = _tally(outcome, len(OUTCOMES))
 
     def tally(self) -> np.ndarray:

@@ -827,7 +827,7 @@ class GPUBackend:
                                     (out, where, rows, inverse, _i64(n)))
 
     def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool,
-                         compares_victim: bool = False) -> None:
+                         compares_victim: int = 0) -> None:
         """As ``CPUBackend.insert_and_evict``, at the device clock.  No host wait; ``tally`` waits."""
         cupy = self.xp
         n = keys.shape[0]
@@ -844,12 +844,13 @@ class GPUBackend:
             (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, counts, rows,
              admit, order, _i64(n), self.state, np.int32(bool(refuse_below_min)), *self._victim_args(compares_victim)))
 
-    def _victim_args(self, compares_victim: bool) -> tuple:
-        """insert_and_evict's sketch arguments: the sketch TinyLFU compares keys with their victims by, or none."""
+    def _victim_args(self, compares_victim: int) -> tuple:
+        """insert_and_evict's sketch arguments: the sketch TinyLFU compares keys with their victims by, or
+        none, and whether it picks the victim (``compares_victim == 2``: TinyLFUEvict)."""
         if not compares_victim:
-            return _NULL, np.int32(0), _i64(0), np.uint64(0)
+            return _NULL, np.int32(0), _i64(0), np.uint64(0), np.int32(0)
         depth, width = self.sketch.shape
-        return self.sketch, np.int32(depth), _i64(width), self._sketch_seed
+        return self.sketch, np.int32(depth), _i64(width), self._sketch_seed, np.int32(int(compares_victim) == 2)
 
     def tally(self) -> np.ndarray:
         """How many keys of the last ``insert_and_evict`` got each outcome code: (5,) host int64 (waits for it)."""

@@ -348,6 +348,16 @@ class Admission:
       missed key enters a full set only if its
       estimate is greater than the estimate of the key it would evict (the lowest ``(score, way)``),
       both read at placement; a tie refuses it.  Needs a ``sketch``; decided on the host path.
+      With a policy whose ``victim`` is ``"hand"``, the key compared is the one the hand's walk picks
+      (the walk runs, its bits cleared and its hand moved, whether the key is then refused or not).
+    * ``victim_by_frequency`` (with ``compares_victim``, :class:`~embcache.policies.TinyLFUEvict`): the
+      sketch picks the victim too: in a full set the key with the lowest ``(estimate, score, way)``
+      goes, and the missed key enters only if ``(estimate, new score)`` is greater than that key's
+      ``(estimate, score)``, as if the newcomer were one of the set's keys and the least of them left.
+      The policy's scores only break ties of frequency; a ``"hand"`` policy's walk does not run (the
+      hand stays); S3-FIFO places keys by its own queues, as with ``compares_victim``.
+    * ``sized(capacity)``: the admission a cache of ``capacity`` slots uses (a sketch sized to it);
+      the default is the admission itself.
 
     Writes (``insert``, ``preload``) bypass admission.
     """
@@ -359,6 +369,8 @@ class Admission:
     #: cache's next operation begins (HPS's deferred insertion); None places them before it returns
     defer_at_hit_rate: float | None = None
     compares_victim: ClassVar[bool] = False
+    #: with ``compares_victim``: the sketch's least frequent key of a full set is the victim
+    victim_by_frequency: ClassVar[bool] = False
     #: looked-up key occurrences per cache slot between two halvings of a ``compares_victim`` sketch (0: never)
     sketch_sample: int = 0
 
@@ -367,7 +379,8 @@ class Admission:
         own = cls.__dict__
         if "name" in own:  # as Policy: only a class that names itself registers
             _register(cls, "admission policy")
-        elif {"refuse_below_min", "sketch", "admit_batch", "compares_victim"} & own.keys() and hasattr(cls, "name"):
+        elif ({"refuse_below_min", "sketch", "admit_batch", "compares_victim", "victim_by_frequency"} & own.keys()
+              and hasattr(cls, "name")):
             from ..errors import ConfigError
 
             raise ConfigError(f"{cls.__qualname__} changes the rule of {cls.name!r} but keeps its name; "
@@ -394,6 +407,15 @@ class Admission:
         """Constructor arguments, for ``Cache.save``."""
         return {}
 
+    def sized(self, capacity: int) -> Admission:
+        """The admission a cache of ``capacity`` slots uses: this one (a sketch sized to the cache overrides it)."""
+        return self
+
+    def victim_mode(self) -> int:
+        """What placement compares (the backends' ``insert_and_evict`` argument): 0 nothing, 1 the key
+        with its policy's victim (``compares_victim``), 2 the sketch picks the victim (``victim_by_frequency``)."""
+        return 2 if self.compares_victim and self.victim_by_frequency else int(bool(self.compares_victim))
+
     def rule(self) -> dict:
         """The traits the cache acts on, as ``Cache.save`` records them and ``Cache.load`` checks them."""
         return {"refuse_below_min": bool(self.refuse_below_min),
@@ -401,7 +423,8 @@ class Admission:
                 "admit_batch": import_path(type(self).admit_batch),
                 **({} if self.defer_at_hit_rate is None else {"defer_at_hit_rate": float(self.defer_at_hit_rate)}),
                 **({"compares_victim": True, "sketch_sample": int(self.sketch_sample)} if self.compares_victim
-                   else {})}
+                   else {}),
+                **({"victim_by_frequency": True} if self.victim_mode() == 2 else {})}
 
     __repr__ = Policy.__repr__
     __eq__ = Policy.__eq__

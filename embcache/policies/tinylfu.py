@@ -4,7 +4,16 @@ from __future__ import annotations
 from ..errors import ConfigError
 from ._base import Admission
 
-__all__ = ["TinyLFU"]
+# counters a cache slot in each row of a sketch sized to the cache (width=None), and the widest such row
+_COUNTERS_PER_SLOT = 16
+_MAX_SIZED_WIDTH = 1 << 26
+
+
+def _sized_width(capacity: int) -> int:
+    """``_COUNTERS_PER_SLOT * capacity`` rounded up to a power of two (at most ``_MAX_SIZED_WIDTH``)."""
+    return min(1 << max(int(_COUNTERS_PER_SLOT * max(int(capacity), 1) - 1).bit_length(), 4), _MAX_SIZED_WIDTH)
+
+__all__ = ["TinyLFU", "TinyLFUEvict"]
 
 
 class TinyLFU(Admission):
@@ -22,17 +31,19 @@ class TinyLFU(Admission):
     the victim (the key is refused).  Deterministic, and the same on both backends.
 
     The eviction policy is the cache's own: ``lru`` + ``tinylfu`` is TinyLFU over LRU sets, ``lfu_aged``
-    + ``tinylfu`` over aged counts.  The victim compared is the lowest ``(score, way)``: with a policy
-    whose ``victim`` is ``"hand"`` (CLOCK, SIEVE) the walk then picks the slot evicted (the comparison is
-    against the set's lowest score, not the walk's pick), and S3-FIFO places keys by its own queues and
-    ignores the filter.  Unlike Caffeine's W-TinyLFU there is no separate LRU window (a new
+    + ``tinylfu`` over aged counts.  With a policy whose ``victim`` is ``"hand"`` (CLOCK, SIEVE) the
+    victim compared is the one the hand's walk picks: the walk runs first (its visited bits cleared,
+    the hand moved to the victim), then a refused key leaves the victim in place.  S3-FIFO places keys
+    by its own queues and ignores the filter.  Unlike Caffeine's W-TinyLFU there is no separate LRU window (a new
     key's first miss is its admission test).  Lookups run on the host path on the GPU (they wait for
     the device, and cannot be captured in a CUDA graph): ``device_rule`` is None.
 
     Parameters
     ----------
-    width : int
-        Counters per sketch row, a power of two.  Memory is ``8 * width * depth`` bytes.
+    width : int or None
+        Counters per sketch row, a power of two.  Memory is ``8 * width * depth`` bytes.  None sizes the
+        sketch to the cache: ``16 * capacity`` counters a row, rounded up to a power of two (Caffeine
+        sizes its sketch to the capacity too), ``128 * depth`` bytes a slot.
     depth : int
         Independent hash rows (as ``MinFrequency``'s); the estimate is the minimum over them.
     seed : int
@@ -47,19 +58,30 @@ class TinyLFU(Admission):
     #: the victim comparison at placement (Cache passes it to the backend's insert_and_evict)
     compares_victim = True
 
-    def __init__(self, width: int = 1 << 16, depth: int = 4, seed: int = 0, sample: int = 40):
-        if int(width) < 1 or int(width) & (int(width) - 1):
-            raise ConfigError(f"TinyLFU(width={width}): width must be a power of two, e.g. {1 << 16}")
+    def __init__(self, width: int | None = 1 << 16, depth: int = 4, seed: int = 0, sample: int = 40):
+        name = type(self).__name__
+        if width is not None and (isinstance(width, bool) or int(width) < 1 or int(width) & (int(width) - 1)):
+            raise ConfigError(f"{name}(width={width}): width must be a power of two, e.g. {1 << 16}, or None "
+                              "(sized to the cache)")
         if not 1 <= int(depth) <= 16:
-            raise ConfigError(f"TinyLFU(depth={depth}): depth must be between 1 and 16")
+            raise ConfigError(f"{name}(depth={depth}): depth must be between 1 and 16")
         if isinstance(sample, bool) or int(sample) < 0:
-            raise ConfigError(f"TinyLFU(sample={sample}): looked-up key occurrences per cache slot between two "
+            raise ConfigError(f"{name}(sample={sample}): looked-up key occurrences per cache slot between two "
                               "halvings of the sketch, >= 0 (0 never halves)")
-        self.width, self.depth, self.seed = int(width), int(depth), int(seed) & (2**64 - 1)
+        self.width = None if width is None else int(width)
+        self.depth, self.seed = int(depth), int(seed) & (2**64 - 1)
         self.sample = int(sample)
         self.sketch_sample = self.sample
-        # threshold 1: every counted miss passes the threshold; the victim comparison decides
-        self.sketch = (1, self.width, self.depth, self.seed)
+        # threshold 1: every counted miss passes the threshold; the victim comparison decides.  A sketch
+        # sized to the cache has its shape once sized() knows the capacity: until then a placeholder
+        self.sketch = (1, _sized_width(1) if self.width is None else self.width, self.depth, self.seed)
+
+    def sized(self, capacity: int) -> TinyLFU:
+        """This admission for a cache of ``capacity`` slots: itself, or with ``width=None`` a copy whose
+        width is ``16 * capacity`` rounded up to a power of two."""
+        if self.width is not None:
+            return self
+        return type(self)(width=_sized_width(capacity), depth=self.depth, seed=self.seed, sample=self.sample)
 
     def device_rule(self) -> None:
         """None: the victim comparison runs on the host path only (not in the stream-ordered lookup)."""
@@ -68,3 +90,35 @@ class TinyLFU(Admission):
     def config(self) -> dict:
         """Constructor arguments, for ``Cache.save``: ``{"width", "depth", "seed", "sample"}``."""
         return {"width": self.width, "depth": self.depth, "seed": self.seed, "sample": self.sample}
+
+
+class TinyLFUEvict(TinyLFU):
+    """TinyLFU whose sketch also picks the victim: the least frequent key of a full set goes, the newcomer included.
+
+    As :class:`TinyLFU` (the same sketch, counted and halved alike), but in a full set the victim is the
+    key with the lowest ``(estimate, score, way)``, and the missed key enters only if its ``(estimate,
+    new score)`` is greater than that key's ``(estimate, score)``: the newcomer is ranked with the set's
+    keys and the least of them leaves (or is refused).  The frequency is the sketch's, over every
+    lookup since the last halvings, before the key entered as well as after, so an evicted key keeps
+    its history; the eviction policy's scores only break ties of frequency (``lru`` + ``tinylfu_evict``:
+    among equally frequent keys the least recent goes, and a newcomer beats an equally frequent
+    resident; ``lru2``: a resident seen twice since it entered beats an equally frequent newcomer).
+    A ``"hand"`` policy's walk does not run (the hand stays where it is); S3-FIFO places keys by its own
+    queues and ignores the filter.  Deterministic, the same on both backends; on the GPU its lookups take
+    the host path, as TinyLFU's.
+
+    The sketch is sized to the cache by default (``width=None``: ``16 * capacity`` counters a row,
+    rounded up to a power of two; 2^18 at 14,656 slots): an undersized sketch's collisions lift rare
+    keys' estimates, which now decide evictions as well as admissions.
+
+    Parameters
+    ----------
+    width, depth, seed, sample
+        As :class:`TinyLFU`'s (``width`` None by default: sized to the cache).
+    """
+
+    name = "tinylfu_evict"
+    victim_by_frequency = True
+
+    def __init__(self, width: int | None = None, depth: int = 4, seed: int = 0, sample: int = 40):
+        super().__init__(width=width, depth=depth, seed=seed, sample=sample)

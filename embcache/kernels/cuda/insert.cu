@@ -19,9 +19,9 @@ extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) insert_and_evict(
     slot_t* __restrict__ table, unsigned char* __restrict__ digests,
     char* __restrict__ values, u64 num_sets, const i64* __restrict__ keys, const i64* __restrict__ counts, const char* __restrict__ rows,
     const bool* __restrict__ admit, const i64* __restrict__ order, i64 n, i64* __restrict__ state,
-    int refuse_below_min, const i64* __restrict__ sketch, int depth, i64 width, u64 seed) {
-    // TinyLFU's comparison with the victim when sketch is given (null: none)
-    const victim_sketch_t victim{sketch, depth, width, seed};
+    int refuse_below_min, const i64* __restrict__ sketch, int depth, i64 width, u64 seed, int by_frequency) {
+    // TinyLFU's comparison with the victim when sketch is given (null: none); by_frequency: TinyLFUEvict's
+    const victim_sketch_t victim{sketch, depth, width, seed, by_frequency};
     const int lane = threadIdx.x & 31;
     const i64 warps = (i64)gridDim.x * (blockDim.x / 32);
     const i64 clock = state[STATE_CLOCK];

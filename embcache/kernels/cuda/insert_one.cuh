@@ -197,12 +197,14 @@ __device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base,
 // lane), exactly as insert_and_evict_cpu does it: the way it wrote (the row still to be copied
 // there) or -1 (not admitted, refused).  Writes the slot record and digest; counts the outcome.
 // hand: the set's hand (set_hand), read and moved when the policy's victim is "hand".  With
-// victim.counts (TinyLFU, lowest-score policies only), a key enters a full set only if its sketch
-// estimate is greater than the victim's (a tie refuses), as insert_and_evict_cpu's victim_sketch.
+// victim.counts (TinyLFU), a key enters a full set only if its sketch estimate is greater than the
+// victim's (the hand's pick, after its walk; a tie refuses), as insert_and_evict_cpu's victim_sketch;
+// with victim.by_frequency too (TinyLFUEvict), the victim is the lowest (estimate, score, way), and the
+// key enters only if its (estimate, new score) is greater (cpu.frequency_victim); no hand walks.
 __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned char* __restrict__ digests, i64 base,
                                           i64 (&kw)[WARP_WPL], i64 (&sw)[WARP_WPL], i64 k, bool admitted, i64 count,
                                           i64 clock, int refuse_below_min, unsigned long long (&tally)[OUTCOME_CODES],
-                                          i64* hand, const victim_sketch_t victim = victim_sketch_t{nullptr, 0, 0, 0}) {
+                                          i64* hand, const victim_sketch_t victim = victim_sketch_t{nullptr, 0, 0, 0, 0}) {
     const int lane = threadIdx.x & 31;
     if (!admitted) {
         ++tally[NOT_ADMITTED];
@@ -264,23 +266,52 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
                 ++tally[REFUSED];
                 return -1;
             }
-            if (victim.counts != nullptr) {  // warp-uniform: every lane holds low_way and reads the same counters
-                i64 victim_key = 0;
+            if (victim.counts != nullptr && victim.by_frequency) {
+                // TinyLFUEvict: the lowest (estimate, score, way) of the set, each lane its ways', then
+                // the warp's (warp-uniform: every lane ends with the same victim and reads the same counters)
+                i64 fe = MAX_SCORE, fs = MAX_SCORE;
+                int fw = 1 << 30;
 #pragma unroll
-                for (int j = 0; j < WARP_WPL; ++j)
-                    if (low_way == j * 32 + lane) victim_key = kw[j];
-                victim_key = __shfl_sync(FULL_MASK, victim_key, low_way & 31);
-                if (!(sketch_estimate_of(victim.counts, victim.depth, victim.width, victim.seed, k) >
-                      sketch_estimate_of(victim.counts, victim.depth, victim.width, victim.seed, victim_key))) {
+                for (int j = 0; j < WARP_WPL; ++j) {
+                    const int w = j * 32 + lane;
+                    if (w < WAYS) {
+                        const i64 e = sketch_estimate_of(victim.counts, victim.depth, victim.width, victim.seed, kw[j]);
+                        if (e < fe || (e == fe && (sw[j] < fs || (sw[j] == fs && w < fw)))) { fe = e; fs = sw[j]; fw = w; }
+                    }
+                }
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) {
+                    const i64 oe = __shfl_xor_sync(FULL_MASK, fe, o);
+                    const i64 os = __shfl_xor_sync(FULL_MASK, fs, o);
+                    const int ow = __shfl_xor_sync(FULL_MASK, fw, o);
+                    if (oe < fe || (oe == fe && (os < fs || (os == fs && ow < fw)))) { fe = oe; fs = os; fw = ow; }
+                }
+                const i64 mine = sketch_estimate_of(victim.counts, victim.depth, victim.width, victim.seed, k);
+                if (!(mine > fe || (mine == fe && score > fs))) {
                     ++tally[REFUSED];
                     return -1;
                 }
-            }
+                way = fw;
+            } else {
 #if HAND_VICTIM
-            way = hand_victim(table, base, sw, hand);
+                way = hand_victim(table, base, sw, hand);
 #else
-            way = low_way;
+                way = low_way;
 #endif
+                if (victim.counts != nullptr) {  // warp-uniform: every lane holds way and reads the same counters
+                    i64 victim_key = 0;
+#pragma unroll
+                    for (int j = 0; j < WARP_WPL; ++j)
+                        if (way == j * 32 + lane) victim_key = kw[j];
+                    victim_key = __shfl_sync(FULL_MASK, victim_key, way & 31);
+                    // the hand's walk has run (its bits cleared, the hand moved): a refused key leaves the victim
+                    if (!(sketch_estimate_of(victim.counts, victim.depth, victim.width, victim.seed, k) >
+                          sketch_estimate_of(victim.counts, victim.depth, victim.width, victim.seed, victim_key))) {
+                        ++tally[REFUSED];
+                        return -1;
+                    }
+                }
+            }
             code = EVICTED;
         }
 #endif

@@ -19,12 +19,14 @@ __device__ __forceinline__ i64 sketch_estimate_of(const i64* __restrict__ sketch
     return best;
 }
 
-// A sketch that insert_one compares a key with its victim by (TinyLFU): counts == nullptr compares nothing.
+// A sketch that insert_one compares a key with its victim by (TinyLFU): counts == nullptr compares nothing;
+// by_frequency (TinyLFUEvict) makes the sketch pick the victim too.
 struct victim_sketch_t {
     const i64* counts;
     int depth;
     i64 width;
     u64 seed;
+    int by_frequency;
 };
 
 // As sketch_add and sketch_estimate for the distinct missed keys of a stream-ordered lookup
