@@ -300,9 +300,9 @@ class Cache:
             if self._backend.capturing():
                 raise CaptureError("a deferred batch (HitRateDeferred) waits to be placed, which needs the host: "
                                    "run one operation outside the capture first")
-            placement, self._pending = self._pending, None
+            (keys, counts, rows, admit, protect), self._pending = self._pending, None
             extra, last = Stats(), self._stats.last
-            self._place(*placement, False, extra)
+            self._place(keys, counts, rows, admit, False, extra, protect=protect)
             self._stats.add(extra)
             self._stats.last, self._stats.occupancy = last, self._size / self.capacity
         if self._device_pending and device:
@@ -345,8 +345,9 @@ class Cache:
         batch.occupancy = self._size / self.capacity
         self._stats.add(batch)
 
-    def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats, compares_victim: bool = False) -> None:
-        self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min, compares_victim)
+    def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats, compares_victim: bool = False,
+               protect=None) -> None:
+        self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min, compares_victim, protect)
         n = self._backend.tally()
         batch.insertions += int(n[INSERTED] + n[EVICTED])
         batch.evictions += int(n[EVICTED])
@@ -376,11 +377,32 @@ class Cache:
     def _keys(self, keys, reserved: bool = True):
         return check_keys(keys, xp=self._backend.xp, reserved=reserved)
 
+    def _protected(self, upcoming, index_rows: int = 0, also=None):
+        """Lookahead's protected keys: ``upcoming`` checked as keys are (the argument named in errors; the
+        index rules of ``lookup(index_rows=)`` applied), with the checked keys ``also`` (a prefetch's own),
+        as ascending distinct keys where the backend works; None when there are none or nothing can be
+        evicted (a policy that never inserts on lookup).  Refused for a policy whose victim rule does not
+        take protected ways (S3-FIFO), rather than ignored."""
+        b = self._backend
+        keys = None if upcoming is None else self._index_rules(
+            check_keys(upcoming, "upcoming", xp=b.xp, reserved=not index_rows), index_rows)[0]
+        if also is not None:
+            keys = also if keys is None else b.xp.concatenate([also, keys])
+        if keys is None or not keys.shape[0] or not self._policy.inserts_on_lookup:
+            return None
+        if self._policy.victim == "s3fifo":
+            raise ConfigError(
+                f"lookahead (lookup(upcoming=) and prefetch) is not supported with the policy {self._policy!r}: "
+                "S3-FIFO's queues and ghost choose its victims, and sparing protected ways is not defined for "
+                "them; use another policy (clock, sieve, lru, ...) or leave upcoming out")
+        return b.unique(keys)[0]
+
     def _rows(self, rows, n: int):
         return check_rows(rows, n, self._dim, self._dtype, self._reject_nan, xp=self._backend.xp)
 
     # ------------------------------------------------------------------ operations
-    def lookup(self, keys: Any, out: Any = None, stream: Any = None, index_rows: int | None = None) -> Any:
+    def lookup(self, keys: Any, out: Any = None, stream: Any = None, index_rows: int | None = None,
+               upcoming: Any = None) -> Any:
         """Rows of ``keys``, fetching misses from the tier and admitting them.
 
         Parameters
@@ -430,6 +452,28 @@ class Cache:
             counts as absent) and is counted in ``stats.invalid``.  int32 keys are
             taken as they are.  On the stream-ordered path one kernel applies the
             rules, so the plugin's enqueue stays one call with no allocation.
+        upcoming : (u,) integer array, optional
+            **Lookahead**: the keys the next batches will look up (any length,
+            duplicates allowed, checked as ``keys`` are: integer dtype, 1-D, no
+            reserved key; with ``index_rows``, its rules apply to them too).  While
+            this lookup places its admitted misses, a cached key that is in
+            ``upcoming`` (a key this lookup inserted included) is not chosen as a
+            victim while its set has another candidate: the victim is the policy's
+            usual choice among the unprotected ways (the lowest ``(score, way)``;
+            for a hand policy, CLOCK and SIEVE, the hand's walk over the
+            unprotected ways only, which neither stops at nor clears the protected
+            ones).  ``refuse_below_min`` and TinyLFU compare with that victim.  If
+            every way of the set is protected, a missed key that is not in
+            ``upcoming`` is not inserted (it is served from the tier and counted
+            in ``refusals``), and one that is in ``upcoming`` evicts the policy's
+            usual victim among all the ways.  Hits, their scores and admission are
+            unchanged: only the choice of victims is.  Belady-like within the
+            window, deterministic, identical on both backends.  ``None`` or an
+            empty array: no lookahead.  Not for S3-FIFO (``ConfigError``): its
+            queues pick victims by other rules.  On the GPU such a lookup takes
+            the host path (it waits for the device, like TinyLFU's), so it cannot
+            be captured in a CUDA graph (``CaptureError``).  A ``HitRateDeferred``
+            batch placed later spares the ``upcoming`` given with it.
 
         Returns
         -------
@@ -440,8 +484,12 @@ class Cache:
         with self._lock, self._backend.on_stream(stream):
             self._check_open("lookup", absorb=False)
             b = self._backend
-            ordered = self._ordered_rule is not None
+            if upcoming is not None and len(upcoming) and b.capturing():  # before its checks, which wait
+                raise CaptureError("a lookup with upcoming= (lookahead) cannot be captured in a CUDA graph: it takes "
+                                   "the host path; capture lookups without upcoming, or run this one uncaptured")
             rows_of = 0 if index_rows is None else _index_rows(index_rows)
+            protect = self._protected(upcoming, rows_of)
+            ordered = self._ordered_rule is not None and protect is None  # lookahead: the host path
             if ordered and _on_device(keys) and getattr(keys, "dtype", None) in _DEVICE_KEY_DTYPES and \
                     keys.ndim == 1 and keys.flags.c_contiguous:
                 pass  # taken as they are: the lookup's first kernel applies the index rules (and casts int32)
@@ -467,7 +515,7 @@ class Cache:
             if not self._reads_sources and not capturing:  # nothing read in place: no tier lock to hold
                 self._flush()
                 self._absorb()
-                return self._lookup(*self._index_rules(keys, rows_of), n, out, None)
+                return self._lookup(*self._index_rules(keys, rows_of), n, out, None, protect)
             # a tier with a device source: the probe copies missed rows from it in the same pass; its lock
             # is held while the kernels are enqueued (or, on the host path, until they are done), and the
             # tier's writes wait for the kernels of a stream-ordered lookup (Tier._fence)
@@ -495,7 +543,7 @@ class Cache:
                         "); serve from a pinned HostStore or a SharedHostStore, or run this lookup uncaptured")
                 self._flush()
                 self._absorb()
-                return self._lookup(*self._index_rules(keys, rows_of), n, out, source)
+                return self._lookup(*self._index_rules(keys, rows_of), n, out, source, protect)
 
     def _index_rules(self, keys, index_rows: int):
         """``(keys, invalid)``: ``lookup(index_rows=)``'s rules applied to checked keys on the host path
@@ -560,9 +608,10 @@ class Cache:
         with self._tier.lock:
             return self._source() is not None
 
-    def _lookup(self, keys, invalid: int, n: int, out, source):
+    def _lookup(self, keys, invalid: int, n: int, out, source, protect=None):
         """The uncaptured lookup of ``keys`` into ``out``, missed rows from ``source`` when it is not None;
-        ``invalid``: how many keys the index rules replaced (``lookup(index_rows=)``)."""
+        ``invalid``: how many keys the index rules replaced (``lookup(index_rows=)``); ``protect``: the
+        keys lookahead spares (``_protected``), or None."""
         b = self._backend
         plan = b.plan_lookup(keys, out, source)  # the hits probed and gathered, nothing final yet
         try:
@@ -589,9 +638,10 @@ class Cache:
             self._count_hits(keys, plan.slots)
         if placement is not None:  # with none admitted every outcome is "not admitted": nothing to place
             if self._defer_at is not None and batch.hits >= self._defer_at * n:
-                self._pending = placement  # HitRateDeferred: placed when the next operation begins
+                self._pending = (*placement, protect)  # HitRateDeferred: placed when the next operation begins
             else:
-                self._place(*placement, self._admission.refuse_below_min, batch, self._admission.compares_victim)
+                self._place(*placement, self._admission.refuse_below_min, batch, self._admission.compares_victim,
+                            protect)
         self._finish(batch)
         return out
 
@@ -653,6 +703,48 @@ class Cache:
         batch.absent = absent
         batch.refusals = distinct - absent - admitted
         return (ukeys, counts, rows, admit) if admitted else None
+
+    def prefetch(self, keys: Any, upcoming: Any = None, stream: Any = None) -> None:
+        """Bring the rows of ``keys`` that the cache lacks into it now, ahead of the lookup that needs them.
+
+        HPS-style prefetching: call it with the keys of the batch you will look up next.  The keys
+        (n,) that the cache does not hold are read from the tier in one call and placed exactly as a
+        lookup's misses are (the same admission, counted in its sketch; the same eviction, each new
+        key's count its multiplicity in ``keys``), with lookahead sparing ``keys`` themselves and
+        ``upcoming`` (see ``lookup``'s ``upcoming``; checked the same way).  The clock advances by one,
+        as for ``insert`` and ``preload``, so prefetched keys enter at a clock of their own.
+
+        Nothing is looked up: cached keys are not touched (their scores stay), and the reads are counted
+        in ``stats.prefetched`` (distinct keys asked of the tier), with their ``absent``,
+        ``insertions``, ``evictions`` and ``refusals``, never in ``hits``, ``misses`` or
+        ``unique_misses``, so the lookups' hit rate stays theirs (a prefetched key's later lookup is a
+        hit).  A TinyLFU sketch does not count the prefetch's cached keys, and its halving schedule
+        counts lookups only.  When no key may enter (a policy that never inserts on lookup, Static;
+        an admission that refuses the batch, ``admit_batch`` judging the prefetch's already cached
+        occurrences as its hits) nothing is read.  ``HitRateDeferred`` does not defer a prefetch.  A
+        tier that fails raises ``TierError`` and changes nothing (``on_tier_error="default"``: nothing
+        is placed and the keys count in ``tier_failures``).  Not while a CUDA graph is captured
+        (``CaptureError``); on the GPU it waits for the device.
+        """
+        with self._lock, self._backend.on_stream(stream):
+            self._check_open("prefetch")
+            b, xp = self._backend, self._backend.xp
+            keys = self._keys(keys)
+            protect = self._protected(upcoming, also=keys)
+            n = keys.shape[0]
+            slots = b.find(keys)  # the probe of a lookup, without its rows or its hit rule
+            missed = xp.flatnonzero(slots < 0)
+            batch = Stats()
+            placement = None
+            misses = missed.shape[0]
+            if misses and self._policy.inserts_on_lookup and self._admission.admit_batch(n - misses, n):
+                placement = self._misses(keys, missed, slots, b.new_rows(n), None, True, batch)
+                batch.prefetched, batch.unique_misses = batch.unique_misses, 0
+            b.tick()  # after the tier's read: a prefetch that fails changes nothing
+            if placement is not None:
+                self._place(*placement, self._admission.refuse_below_min, batch, self._admission.compares_victim,
+                            protect)
+            self._finish(batch)
 
     def query(self, keys: Any, stream: Any = None, out: Any = None) -> tuple[Any, Any]:
         """Read-only probe of the cache alone: ``(rows (n, dim), found (n,) bool)``.

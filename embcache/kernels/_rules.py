@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from embcache.kernels._shared import EVICTED, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
-from embcache.kernels.cpu import hand_victim, s3fifo_place, sat_add, sketch_estimate
+from embcache.kernels.cpu import hand_walk, in_sorted, s3fifo_place, sat_add, sketch_estimate
 from embcache.layout import EMPTY_KEY, MAX_SCORE, set_of
 
 MAX_SCORE = np.int64(MAX_SCORE)
@@ -85,11 +85,15 @@ def age_cpu(table_keys, scores, clock):
 
 @numba.njit(nogil=True, cache=True)
 def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, admit, clock,
-                         refuse_below_min, outcome, evicted, victim_sketch, sketch_seed, hands):
+                         refuse_below_min, outcome, evicted, victim_sketch, sketch_seed, hands, protect):
     # keys are unique and ascending; sets are independent, so one pass in key
-    # order applies each set's keys in ascending key order as the contract says
+    # order applies each set's keys in ascending key order as the contract says.
+    # protect (lookahead): ascending distinct keys that a full set's victim is not chosen among while
+    # the set has another candidate (empty: none)
     num_sets = table_keys.shape[0] // ways
     zero = np.int64(0)
+    guarded = protect.shape[0] > 0
+    skip = np.zeros(ways if guarded else 0, np.bool_)
     for i in range(keys.shape[0]):
         evicted[i] = _EMPTY
         if not admit[i]:
@@ -127,6 +131,20 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
             w = empty
             outcome[i] = INSERTED
         else:
+            if guarded:  # the victim among the ways whose keys are not protected
+                low = -1
+                for w in range(ways):
+                    skip[w] = in_sorted(protect, table_keys[base + w])
+                    if not skip[w] and (low < 0 or scores[base + w] < scores[base + low]):
+                        low = w
+                if low < 0:  # every way protected: only a protected key evicts, the policy's usual victim
+                    if not in_sorted(protect, k):
+                        outcome[i] = REFUSED
+                        continue
+                    skip[:] = False
+                    for w in range(ways):
+                        if low < 0 or scores[base + w] < scores[base + low]:
+                            low = w
             if refuse_below_min and new < scores[base + low]:
                 outcome[i] = REFUSED
                 continue
@@ -136,7 +154,7 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
                                                sketch_estimate(victim_sketch, sketch_seed, table_keys[base + low])):
                 outcome[i] = REFUSED
                 continue
-            w = hand_victim(scores, hands, set_index, base, ways) if HAND else low
+            w = hand_walk(scores, hands, set_index, base, ways, skip) if HAND else low
             evicted[i] = table_keys[base + w]
             outcome[i] = EVICTED
         table_keys[base + w] = k

@@ -804,8 +804,9 @@ class GPUBackend:
                                     (out, where, rows, inverse, _i64(n)))
 
     def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool,
-                         compares_victim: bool = False) -> None:
-        """As ``CPUBackend.insert_and_evict``, at the device clock.  No host wait; ``tally`` waits."""
+                         compares_victim: bool = False, protect: Any = None) -> None:
+        """As ``CPUBackend.insert_and_evict``, at the device clock (``protect``: ascending distinct int64 keys
+        on the device, or None).  No host wait; ``tally`` waits."""
         cupy = self.xp
         n = keys.shape[0]
         self._zero_counters(STATE_OUTCOMES, _OUTCOME_CODES)
@@ -819,7 +820,8 @@ class GPUBackend:
         self._k["insert_and_evict"](
             *grid,
             (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, counts, rows,
-             admit, order, _i64(n), self.state, np.int32(bool(refuse_below_min)), *self._victim_args(compares_victim)))
+             admit, order, _i64(n), self.state, np.int32(bool(refuse_below_min)), *self._victim_args(compares_victim),
+             *((_NULL, _i64(0)) if protect is None or not protect.shape[0] else (protect, _i64(protect.shape[0])))))
 
     def _victim_args(self, compares_victim: bool) -> tuple:
         """insert_and_evict's sketch arguments: the sketch TinyLFU compares keys with their victims by, or none."""

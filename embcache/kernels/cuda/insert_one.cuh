@@ -6,6 +6,25 @@
 #include "common.cuh"
 #include "sketch.cuh"  // the victim comparison of TinyLFU
 
+// ---------------------------------------------------------------- lookahead (Cache.lookup(upcoming=))
+// The protected keys: ascending and distinct, n of them (keys null and n 0: none).  A full set's victim
+// is chosen among the ways whose keys are not protected; when every way's key is, a key that is not
+// protected is refused and a protected one evicts the policy's usual victim (insert_and_evict_cpu).
+struct protect_t {
+    const i64* keys;
+    i64 n;
+};
+
+// whether key is protected: a binary search (lower bound) of p.keys
+__device__ __forceinline__ bool is_protected(const protect_t p, i64 key) {
+    i64 lo = 0, hi = p.n;
+    while (lo < hi) {
+        const i64 mid = lo + (hi - lo) / 2;
+        if (p.keys[mid] < key) lo = mid + 1; else hi = mid;
+    }
+    return lo < p.n && p.keys[lo] == key;
+}
+
 // ---------------------------------------------------------------- the hand's walk (victim = "hand")
 // The hands of every set, (num_sets, 2) int64 [position, way] (way -1: none), whose address gpu.py keeps
 // in state[STATE_HANDS] when the policy's victim is "hand"; the set at slot base's hand, or nullptr.
@@ -140,7 +159,10 @@ __device__ __forceinline__ bool after_hand(i64 pos, int way, i64 hand_pos, i64 h
 // is visited; the visited bits before it (all of them, in a whole turn) cleared in registers and in the table,
 // and the set's hand moved to it (none if no slot is after it in (position, way) order).  Every lane calls it
 // and gets the same way.
-__device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base, i64 (&sw)[WARP_WPL], i64* hand) {
+// skip[j]: way j * 32 + lane is not seen by the walk (lookahead's protected ways, cpu.hand_walk's skip): it is
+// neither stopped at nor cleared; whether the hand becomes none still counts every slot.
+__device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base, i64 (&sw)[WARP_WPL], i64* hand,
+                                           const bool (&skip)[WARP_WPL]) {
     const int lane = threadIdx.x & 31;
     const i64 hand_pos = hand[0];
     const i64 hand_way = hand[1];
@@ -150,7 +172,7 @@ __device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base,
 #pragma unroll
     for (int j = 0; j < WARP_WPL; ++j) {
         const int w = j * 32 + lane;
-        if (w < WAYS) {
+        if (w < WAYS && !skip[j]) {
             const i64 s = sw[j];
             const i64 pos = walk_position(s);
             const bool after = after_hand(pos, w, hand_pos, hand_way);
@@ -175,7 +197,7 @@ __device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base,
             const i64 pos = walk_position(s);
             later |= pos > stop_pos || (pos == stop_pos && w > stop);
             const bool after = after_hand(pos, w, hand_pos, hand_way);
-            if ((s & 1LL) && (full_turn || walks_first(after, pos, w, stop_after, stop_pos, stop))) {
+            if ((s & 1LL) && !skip[j] && (full_turn || walks_first(after, pos, w, stop_after, stop_pos, stop))) {
                 sw[j] = s - 1;
                 table[base + w].score = s - 1;
             }
@@ -202,7 +224,8 @@ __device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base,
 __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned char* __restrict__ digests, i64 base,
                                           i64 (&kw)[WARP_WPL], i64 (&sw)[WARP_WPL], i64 k, bool admitted, i64 count,
                                           i64 clock, int refuse_below_min, unsigned long long (&tally)[OUTCOME_CODES],
-                                          i64* hand, const victim_sketch_t victim = victim_sketch_t{nullptr, 0, 0, 0}) {
+                                          i64* hand, const victim_sketch_t victim = victim_sketch_t{nullptr, 0, 0, 0},
+                                          const protect_t protect = protect_t{nullptr, 0}) {
     const int lane = threadIdx.x & 31;
     if (!admitted) {
         ++tally[NOT_ADMITTED];
@@ -246,13 +269,29 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
             way = empty;
             code = INSERTED;
         } else {
-            // lowest (score, way) of the full set, ties to the lowest way
+            // lookahead: the ways whose keys are protected are no candidates (warp-uniform: protect and k are)
+            bool skip[WARP_WPL];
+            bool seen = false;  // a way of this lane is a candidate
+#pragma unroll
+            for (int j = 0; j < WARP_WPL; ++j) {
+                skip[j] = protect.n > 0 && j * 32 + lane < WAYS && is_protected(protect, kw[j]);
+                seen |= j * 32 + lane < WAYS && !skip[j];
+            }
+            if (protect.n > 0 && !__any_sync(FULL_MASK, seen)) {  // every way protected
+                if (!is_protected(protect, k)) {
+                    ++tally[REFUSED];
+                    return -1;
+                }
+#pragma unroll
+                for (int j = 0; j < WARP_WPL; ++j) skip[j] = false;  // a protected key: the usual victim
+            }
+            // lowest (score, way) of the candidates, ties to the lowest way
             i64 low = MAX_SCORE;
             int low_way = 1 << 30;
 #pragma unroll
             for (int j = 0; j < WARP_WPL; ++j) {
                 const int w = j * 32 + lane;
-                if (w < WAYS && (sw[j] < low || (sw[j] == low && w < low_way))) { low = sw[j]; low_way = w; }
+                if (w < WAYS && !skip[j] && (sw[j] < low || (sw[j] == low && w < low_way))) { low = sw[j]; low_way = w; }
             }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) {
@@ -277,7 +316,7 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
                 }
             }
 #if HAND_VICTIM
-            way = hand_victim(table, base, sw, hand);
+            way = hand_victim(table, base, sw, hand, skip);
 #else
             way = low_way;
 #endif
