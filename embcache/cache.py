@@ -378,24 +378,27 @@ class Cache:
         return check_keys(keys, xp=self._backend.xp, reserved=reserved)
 
     def _protected(self, upcoming, index_rows: int = 0, also=None):
-        """Lookahead's protected keys: ``upcoming`` checked as keys are (the argument named in errors; the
-        index rules of ``lookup(index_rows=)`` applied), with the checked keys ``also`` (a prefetch's own),
-        as ascending distinct keys where the backend works; None when there are none or nothing can be
-        evicted (a policy that never inserts on lookup).  Refused for a policy whose victim rule does not
-        take protected ways (S3-FIFO), rather than ignored."""
-        b = self._backend
-        keys = None if upcoming is None else self._index_rules(
-            check_keys(upcoming, "upcoming", xp=b.xp, reserved=not index_rows), index_rows)[0]
+        """Lookahead's window: ``upcoming`` checked as keys are (the argument named in errors; the index
+        rules of ``lookup(index_rows=)`` applied), after the checked keys ``also`` (a prefetch's own), as
+        ``(keys, ranks)`` where the backend works: the window's distinct keys ascending and where each
+        first occurs in it (``Backend.insert_and_evict``'s ``protect``); None when the window is empty or
+        nothing can be evicted (a policy that never inserts on lookup).  Refused for a policy whose victim
+        rule does not take protected ways (S3-FIFO), rather than ignored."""
+        b, xp = self._backend, self._backend.xp
+        window = None if upcoming is None else self._index_rules(
+            check_keys(upcoming, "upcoming", xp=xp, reserved=not index_rows), index_rows)[0]
         if also is not None:
-            keys = also if keys is None else b.xp.concatenate([also, keys])
-        if keys is None or not keys.shape[0] or not self._policy.inserts_on_lookup:
+            window = also if window is None else xp.concatenate([also, window])
+        if window is None or not window.shape[0] or not self._policy.inserts_on_lookup:
             return None
         if self._policy.victim == "s3fifo":
             raise ConfigError(
                 f"lookahead (lookup(upcoming=) and prefetch) is not supported with the policy {self._policy!r}: "
                 "S3-FIFO's queues and ghost choose its victims, and sparing protected ways is not defined for "
                 "them; use another policy (clock, sieve, lru, ...) or leave upcoming out")
-        return b.unique(keys)[0]
+        # the last occurrence in the reversed window is the first in the window
+        keys, _, _, last = b.unique(xp.ascontiguousarray(window[::-1]))
+        return keys, (window.shape[0] - 1) - last
 
     def _rows(self, rows, n: int):
         return check_rows(rows, n, self._dim, self._dtype, self._reject_nan, xp=self._backend.xp)
@@ -453,27 +456,30 @@ class Cache:
             taken as they are.  On the stream-ordered path one kernel applies the
             rules, so the plugin's enqueue stays one call with no allocation.
         upcoming : (u,) integer array, optional
-            **Lookahead**: the keys the next batches will look up (any length,
-            duplicates allowed, checked as ``keys`` are: integer dtype, 1-D, no
-            reserved key; with ``index_rows``, its rules apply to them too).  While
-            this lookup places its admitted misses, a cached key that is in
-            ``upcoming`` (a key this lookup inserted included) is not chosen as a
-            victim while its set has another candidate: the victim is the policy's
-            usual choice among the unprotected ways (the lowest ``(score, way)``;
-            for a hand policy, CLOCK and SIEVE, the hand's walk over the
-            unprotected ways only, which neither stops at nor clears the protected
-            ones).  ``refuse_below_min`` and TinyLFU compare with that victim.  If
-            every way of the set is protected, a missed key that is not in
-            ``upcoming`` is not inserted (it is served from the tier and counted
-            in ``refusals``), and one that is in ``upcoming`` evicts the policy's
-            usual victim among all the ways.  Hits, their scores and admission are
-            unchanged: only the choice of victims is.  Belady-like within the
-            window, deterministic, identical on both backends.  ``None`` or an
-            empty array: no lookahead.  Not for S3-FIFO (``ConfigError``): its
-            queues pick victims by other rules.  On the GPU such a lookup takes
-            the host path (it waits for the device, like TinyLFU's), so it cannot
-            be captured in a CUDA graph (``CaptureError``).  A ``HitRateDeferred``
-            batch placed later spares the ``upcoming`` given with it.
+            **Lookahead**: the keys the next batches will look up, in the order
+            they will be (any length, duplicates allowed, checked as ``keys``
+            are: an integer dtype, 1-D, no reserved key; with ``index_rows``, its
+            rules apply to them too).  A cached key that is in ``upcoming`` is
+            *protected* while this lookup places its admitted misses (a key this
+            lookup placed included).  A missed key that meets a full set takes
+            the policy's usual victim among the unprotected ways: the lowest
+            ``(score, way)``, or for a hand policy (CLOCK, SIEVE) the hand's walk
+            over the unprotected ways only (it neither stops at nor clears the
+            protected ones; whether the hand becomes none counts every slot);
+            ``refuse_below_min`` and TinyLFU compare with that victim.  When every
+            way of the set is protected, the cache is Belady within the window:
+            the way whose key occurs first the farthest into ``upcoming`` is
+            evicted, and only by a missed key that occurs in ``upcoming`` before
+            it (the hand, if any, stays); any other missed key is not inserted:
+            it is served from the tier and counted in ``refusals``.  Hits, their
+            scores and admission are unchanged: only the choice of victims is.
+            Deterministic, identical on both backends.  ``None`` or an empty
+            array: no lookahead.  Not for S3-FIFO (``ConfigError``: its queues
+            pick victims by rules of their own).  On the GPU such a lookup takes
+            the host path (it waits for the device, as TinyLFU's do), so it is
+            refused under CUDA graph capture (``CaptureError``).  A batch that
+            ``HitRateDeferred`` places later spares the window given with it.
+            :meth:`prefetch` brings the window's rows in ahead of time.
 
         Returns
         -------
@@ -484,7 +490,7 @@ class Cache:
         with self._lock, self._backend.on_stream(stream):
             self._check_open("lookup", absorb=False)
             b = self._backend
-            if upcoming is not None and len(upcoming) and b.capturing():  # before its checks, which wait
+            if upcoming is not None and _window_given(upcoming) and b.capturing():  # before its checks, which wait
                 raise CaptureError("a lookup with upcoming= (lookahead) cannot be captured in a CUDA graph: it takes "
                                    "the host path; capture lookups without upcoming, or run this one uncaptured")
             rows_of = 0 if index_rows is None else _index_rows(index_rows)
@@ -710,9 +716,11 @@ class Cache:
         HPS-style prefetching: call it with the keys of the batch you will look up next.  The keys
         (n,) that the cache does not hold are read from the tier in one call and placed exactly as a
         lookup's misses are (the same admission, counted in its sketch; the same eviction, each new
-        key's count its multiplicity in ``keys``), with lookahead sparing ``keys`` themselves and
-        ``upcoming`` (see ``lookup``'s ``upcoming``; checked the same way).  The clock advances by one,
-        as for ``insert`` and ``preload``, so prefetched keys enter at a clock of their own.
+        key's count its multiplicity in ``keys``), with lookahead over the window ``keys`` then
+        ``upcoming`` (see ``lookup``'s ``upcoming``, checked the same way): its own keys occur first in
+        that window, so a set full of protected keys gives up an upcoming key before one of them.  The
+        clock advances by one, as for ``insert`` and ``preload``, so prefetched keys enter at a clock of
+        their own.
 
         Nothing is looked up: cached keys are not touched (their scores stay), and the reads are counted
         in ``stats.prefetched`` (distinct keys asked of the tier), with their ``absent``,
@@ -971,6 +979,15 @@ class Cache:
 # ---------------------------------------------------------------------- saving and loading
 
 _DEVICE_KEY_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
+
+
+def _window_given(upcoming) -> bool:
+    """Whether ``lookup(upcoming=)`` may ask for lookahead (anything but an empty sequence), read without the
+    device."""
+    try:
+        return len(upcoming) > 0
+    except TypeError:  # a scalar: refused by the checks, unless capture refuses it first
+        return True
 
 
 def _index_rows(value) -> int:

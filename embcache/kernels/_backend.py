@@ -166,8 +166,9 @@ class Backend(Protocol):
     def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool,
                          compares_victim: bool = False, protect: Any = None) -> None:
         """Place distinct ``keys`` set by set in key order, evicting the lowest (score, way) (``compares_victim``:
-        only for a key whose sketch estimate beats the victim's; ``protect``: ascending distinct keys (p,)
-        that are not victims while their set has another candidate, ``Cache.lookup(upcoming=)``)."""
+        only for a key whose sketch estimate beats the victim's; ``protect``: None or ``(keys, ranks)``,
+        ascending distinct keys (p,) that are not victims while their set has another candidate, and where
+        each first occurs in the window (p,), ``Cache.lookup(upcoming=)``)."""
 
     def tally(self) -> np.ndarray:
         """How many keys of the last ``insert_and_evict`` got each outcome code, (5,) int64."""

@@ -33,13 +33,13 @@ if TYPE_CHECKING:  # the annotations only
     from ..policies import Policy
 
 __all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sat_add", "sketch_column",
-           "sketch_estimate", "hand_victim", "hand_walk", "in_sorted", "s3fifo_place"]
+           "sketch_estimate", "hand_victim", "hand_walk", "next_use", "s3fifo_place"]
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
 _NO_SKETCH = np.zeros((0, 1), np.int64)  # insert_and_evict_cpu's victim_sketch when there is no comparison
 _NO_SKIP = np.zeros(0, np.bool_)  # hand_walk's skip when every way is seen
-_NO_PROTECT = np.zeros(0, np.int64)  # insert_and_evict_cpu's protect when nothing is protected
+_NO_PROTECT = np.zeros(0, np.int64)  # insert_and_evict_cpu's protect and ranks when nothing is protected
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -117,10 +117,13 @@ def hand_victim(scores: np.ndarray, hands: np.ndarray, set_index: int, base: int
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def in_sorted(sorted_keys: np.ndarray, key: np.int64) -> bool:
-    """Whether ``key`` is in ``sorted_keys`` (ascending int64), by binary search: lookahead's protected keys."""
+def next_use(sorted_keys: np.ndarray, ranks: np.ndarray, key: np.int64) -> np.int64:
+    """Lookahead: ``ranks[i]`` where ``sorted_keys[i] == key`` (ascending int64, binary search), else -1 (the
+    key is not protected).  A rank is where the key first occurs in the window (``Cache.lookup(upcoming=)``)."""
     i = np.searchsorted(sorted_keys, key)
-    return i < sorted_keys.shape[0] and sorted_keys[i] == key
+    if i < sorted_keys.shape[0] and sorted_keys[i] == key:
+        return ranks[i]
+    return np.int64(-1)
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -755,10 +758,12 @@ class CPUBackend:
         """Insert unique ascending ``keys`` (u,) with ``rows`` (u, dim) where ``admit`` (u,) bool, at the clock.
 
         ``compares_victim`` (TinyLFU): a key enters a full set only if its sketch estimate is greater than
-        its victim's.  ``protect`` (lookahead, ``Cache.lookup(upcoming=)``): ascending distinct int64 keys
-        (p,) or None; a full set's victim is chosen among the ways whose keys are not in it, and when
-        every way's key is, a key not in it is refused (outcome REFUSED) and a key in it evicts the
-        policy's usual victim.  ``tally`` then counts the keys of each outcome code.
+        its victim's.  ``protect`` (lookahead, ``Cache.lookup(upcoming=)``): None, or ``(keys, ranks)``,
+        ascending distinct int64 keys (p,) and where each first occurs in the window (p,) int64: a full
+        set's victim is the policy's choice among the ways whose keys are not protected; when every
+        way's key is, the one of the farthest first occurrence goes, and only for a key that occurs
+        before it (else the key is refused, outcome REFUSED).  ``tally`` then counts the keys of each
+        outcome code.
         """
         n = keys.shape[0]
         outcome = np.empty(n, np.int8)
@@ -767,7 +772,7 @@ class CPUBackend:
             self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
                          admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted,
                          self.sketch if compares_victim else _NO_SKETCH, self._sketch_seed, self._hands_arg,
-                         _NO_PROTECT if protect is None else protect)
+                         *((_NO_PROTECT, _NO_PROTECT) if protect is None else protect))
         self._tally = _tally(outcome, len(OUTCOMES))
 
     def tally(self) -> np.ndarray:

@@ -805,8 +805,8 @@ class GPUBackend:
 
     def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool,
                          compares_victim: bool = False, protect: Any = None) -> None:
-        """As ``CPUBackend.insert_and_evict``, at the device clock (``protect``: ascending distinct int64 keys
-        on the device, or None).  No host wait; ``tally`` waits."""
+        """As ``CPUBackend.insert_and_evict``, at the device clock (``protect``: None or ``(keys, ranks)``, two
+        (p,) int64 device arrays, the keys ascending and distinct).  No host wait; ``tally`` waits."""
         cupy = self.xp
         n = keys.shape[0]
         self._zero_counters(STATE_OUTCOMES, _OUTCOME_CODES)
@@ -821,7 +821,7 @@ class GPUBackend:
             *grid,
             (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, counts, rows,
              admit, order, _i64(n), self.state, np.int32(bool(refuse_below_min)), *self._victim_args(compares_victim),
-             *((_NULL, _i64(0)) if protect is None or not protect.shape[0] else (protect, _i64(protect.shape[0])))))
+             *((_NULL, _NULL, _i64(0)) if protect is None else (*protect, _i64(protect[0].shape[0])))))
 
     def _victim_args(self, compares_victim: bool) -> tuple:
         """insert_and_evict's sketch arguments: the sketch TinyLFU compares keys with their victims by, or none."""

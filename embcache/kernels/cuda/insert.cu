@@ -20,11 +20,11 @@ extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) insert_and_evict(
     char* __restrict__ values, u64 num_sets, const i64* __restrict__ keys, const i64* __restrict__ counts, const char* __restrict__ rows,
     const bool* __restrict__ admit, const i64* __restrict__ order, i64 n, i64* __restrict__ state,
     int refuse_below_min, const i64* __restrict__ sketch, int depth, i64 width, u64 seed,
-    const i64* __restrict__ protect_keys, i64 protect_n) {
+    const i64* __restrict__ protect_keys, const i64* __restrict__ protect_ranks, i64 protect_n) {
     // TinyLFU's comparison with the victim when sketch is given (null: none)
     const victim_sketch_t victim{sketch, depth, width, seed};
-    // lookahead's protected keys, ascending (n 0: none)
-    const protect_t protect{protect_keys, protect_n};
+    // lookahead's protected keys, ascending, and their first occurrences in the window (n 0: none)
+    const protect_t protect{protect_keys, protect_ranks, protect_n};
     const int lane = threadIdx.x & 31;
     const i64 warps = (i64)gridDim.x * (blockDim.x / 32);
     const i64 clock = state[STATE_CLOCK];

@@ -7,22 +7,24 @@
 #include "sketch.cuh"  // the victim comparison of TinyLFU
 
 // ---------------------------------------------------------------- lookahead (Cache.lookup(upcoming=))
-// The protected keys: ascending and distinct, n of them (keys null and n 0: none).  A full set's victim
-// is chosen among the ways whose keys are not protected; when every way's key is, a key that is not
-// protected is refused and a protected one evicts the policy's usual victim (insert_and_evict_cpu).
+// The protected keys: ascending and distinct, n of them, and where each first occurs in the window
+// (ranks; keys null and n 0: none).  A full set's victim is chosen among the ways whose keys are not
+// protected; when every way's key is, the way of the farthest first occurrence goes, and only for a key
+// that occurs before it, else the key is refused (insert_and_evict_cpu).
 struct protect_t {
     const i64* keys;
+    const i64* ranks;
     i64 n;
 };
 
-// whether key is protected: a binary search (lower bound) of p.keys
-__device__ __forceinline__ bool is_protected(const protect_t p, i64 key) {
+// key's rank in the window (a binary search of p.keys), or -1 when it is not protected (cpu.next_use)
+__device__ __forceinline__ i64 next_use(const protect_t p, i64 key) {
     i64 lo = 0, hi = p.n;
     while (lo < hi) {
         const i64 mid = lo + (hi - lo) / 2;
         if (p.keys[mid] < key) lo = mid + 1; else hi = mid;
     }
-    return lo < p.n && p.keys[lo] == key;
+    return lo < p.n && p.keys[lo] == key ? p.ranks[lo] : -1;
 }
 
 // ---------------------------------------------------------------- the hand's walk (victim = "hand")
@@ -225,7 +227,7 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
                                           i64 (&kw)[WARP_WPL], i64 (&sw)[WARP_WPL], i64 k, bool admitted, i64 count,
                                           i64 clock, int refuse_below_min, unsigned long long (&tally)[OUTCOME_CODES],
                                           i64* hand, const victim_sketch_t victim = victim_sketch_t{nullptr, 0, 0, 0},
-                                          const protect_t protect = protect_t{nullptr, 0}) {
+                                          const protect_t protect = protect_t{nullptr, nullptr, 0}) {
     const int lane = threadIdx.x & 31;
     if (!admitted) {
         ++tally[NOT_ADMITTED];
@@ -272,26 +274,39 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
             // lookahead: the ways whose keys are protected are no candidates (warp-uniform: protect and k are)
             bool skip[WARP_WPL];
             bool seen = false;  // a way of this lane is a candidate
+            i64 far_rank = -1;  // the farthest first occurrence of this lane's protected ways, and its way
+            int far_way = -1;
 #pragma unroll
             for (int j = 0; j < WARP_WPL; ++j) {
-                skip[j] = protect.n > 0 && j * 32 + lane < WAYS && is_protected(protect, kw[j]);
-                seen |= j * 32 + lane < WAYS && !skip[j];
+                const int w = j * 32 + lane;
+                const i64 r = protect.n > 0 && w < WAYS ? next_use(protect, kw[j]) : -1;
+                skip[j] = r >= 0;
+                seen |= w < WAYS && r < 0;
+                if (r > far_rank) { far_rank = r; far_way = w; }
             }
-            if (protect.n > 0 && !__any_sync(FULL_MASK, seen)) {  // every way protected
-                if (!is_protected(protect, k)) {
+            bool farthest = false;  // every way protected: Belady in the window
+            if (protect.n > 0 && !__any_sync(FULL_MASK, seen)) {
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) {  // ranks differ (the keys do): one farthest way
+                    const i64 other = __shfl_xor_sync(FULL_MASK, far_rank, o);
+                    const int other_way = __shfl_xor_sync(FULL_MASK, far_way, o);
+                    if (other > far_rank) { far_rank = other; far_way = other_way; }
+                }
+                const i64 r = next_use(protect, k);
+                if (r < 0 || r > far_rank) {
                     ++tally[REFUSED];
                     return -1;
                 }
-#pragma unroll
-                for (int j = 0; j < WARP_WPL; ++j) skip[j] = false;  // a protected key: the usual victim
+                farthest = true;
             }
-            // lowest (score, way) of the candidates, ties to the lowest way
+            // lowest (score, way) of the candidates, ties to the lowest way (the farthest way alone if farthest)
             i64 low = MAX_SCORE;
             int low_way = 1 << 30;
 #pragma unroll
             for (int j = 0; j < WARP_WPL; ++j) {
                 const int w = j * 32 + lane;
-                if (w < WAYS && !skip[j] && (sw[j] < low || (sw[j] == low && w < low_way))) { low = sw[j]; low_way = w; }
+                const bool candidate = farthest ? w == far_way : w < WAYS && !skip[j];
+                if (candidate && (sw[j] < low || (sw[j] == low && w < low_way))) { low = sw[j]; low_way = w; }
             }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) {
@@ -316,7 +331,7 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
                 }
             }
 #if HAND_VICTIM
-            way = hand_victim(table, base, sw, hand, skip);
+            way = farthest ? low_way : hand_victim(table, base, sw, hand, skip);  // farthest: the hand stays
 #else
             way = low_way;
 #endif
