@@ -453,3 +453,41 @@ def test_a_lookup_with_upcoming_is_not_captured():
     stream.synchronize()
     assert cache.stats.lookups == 32 and cache.clock == 2
     cache.close()
+
+
+# ---------------------------------------------------------------- the study's lookahead column
+def test_the_study_runs_every_window_and_lookahead_helps_where_it_must(tmp_path):
+    from embcache import study
+
+    trace = np.array([1, 2, 3] * 30, np.int64)  # one set of 2 ways (capacity 2): LRU always misses
+    rows = study.run_study(trace, policies=["lru", "static", "s3fifo"], capacities=[2], ways=[2], batch=1,
+                           belady=False, progress=False, lookahead=[0, 1, 4])
+    runs = {(r["policy"], r["lookahead"]): r for r in rows}
+    assert set(runs) == {("lru", 0), ("lru", 1), ("lru", 4), ("static", 0), ("s3fifo", 0)}
+    assert all(set(study.FIELDS) <= set(r) for r in rows)
+    assert runs["lru", 0]["hit_rate"] == 0.0 and runs["lru", 1]["hit_rate"] > 0.4
+    assert runs["lru", 4]["hit_rate"] >= runs["lru", 1]["hit_rate"]
+    gains = study.lookahead_gains(rows)
+    assert [(g["policy"], g["lookahead"]) for g in gains] == [("lru", 1), ("lru", 4)]
+    assert gains[0]["gain"] == pytest.approx(runs["lru", 1]["hit_rate"])
+    notes = study.skipped_notes(["lru", "static", "s3fifo"], ["always"], [0, 1, 4])
+    assert any("static" in n and "never evicts" in n for n in notes) and any("s3fifo" in n for n in notes)
+    assert study.skipped_notes(["lru", "static"], ["always"]) == []
+    with pytest.raises(ConfigError, match="lookahead"):
+        study.run_study(trace, policies=["lru"], capacities=[2], ways=[2], belady=False, progress=False,
+                        lookahead=[-1])
+
+
+def test_the_study_command_takes_lookahead_windows(tmp_path, capsys):
+    from embcache import cli, traces
+
+    traces.write_trace([np.array([1, 2, 3] * 30, np.int64)], tmp_path / "t", progress=False)
+    assert cli.main(["study", "--trace", str(tmp_path / "t"), "--policies", "lru", "--admissions", "always",
+                     "--capacities", "2", "--ways", "2", "--batch", "1", "--lookahead", "0,1", "--no-belady",
+                     "--no-plot", "--no-progress", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "lookahead   1 batches of 1: lru + always, 2 ways, capacity 2: 0.0000 ->" in out
+    import csv
+
+    with open(tmp_path / "out" / "study.csv") as f:
+        assert sorted(r["lookahead"] for r in csv.DictReader(f)) == ["0", "1"]
