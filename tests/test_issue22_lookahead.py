@@ -437,16 +437,17 @@ def test_a_lookup_with_upcoming_is_not_captured():
 
     cache = make("lru", capacity=64, ways=32, backend="gpu", pinned=True, keys=range(1000))
     keys = cupy.arange(16, dtype=cupy.int64)
+    ahead, empty = keys + 1, cupy.zeros(0, cupy.int64)  # made before the capture
     cache.lookup(keys)  # scratch made, kernels compiled
     stream = cupy.cuda.Stream(non_blocking=True)
     with stream:
         stream.begin_capture()
         try:
             with pytest.raises(CaptureError, match="upcoming"):
-                cache.lookup(keys, upcoming=keys + 1, stream=stream)
+                cache.lookup(keys, upcoming=ahead, stream=stream)
             with pytest.raises(CaptureError):
                 cache.prefetch(keys, stream=stream)
-            cache.lookup(keys, upcoming=cupy.zeros(0, cupy.int64), stream=stream)  # no lookahead: captured
+            cache.lookup(keys, upcoming=empty, stream=stream)  # no lookahead: captured
         finally:
             graph = stream.end_capture()
     graph.launch(stream)

@@ -102,7 +102,8 @@ def hand_walk(scores: np.ndarray, hands: np.ndarray, set_index: int, base: int, 
         if pos > stop_pos or (pos == stop_pos and w > stop):
             last = False
         after = hand_way < 0 or pos > hand_pos or (pos == hand_pos and w > hand_way)
-        if s & 1 and not (guarded and skip[w]) and (full_turn or _walks_first(after, pos, w, stop_after, stop_pos, stop)):
+        seen = not (guarded and skip[w])
+        if s & 1 and seen and (full_turn or _walks_first(after, pos, w, stop_after, stop_pos, stop)):
             scores[base + w] = s - 1
     hands[set_index, 0] = 0 if last else stop_pos
     hands[set_index, 1] = -1 if last else stop
