@@ -301,9 +301,9 @@ class Cache:
             if self._backend.capturing():
                 raise CaptureError("a deferred batch (HitRateDeferred) waits to be placed, which needs the host: "
                                    "run one operation outside the capture first")
-            placement, self._pending = self._pending, None
+            (keys, counts, rows, admit, protect), self._pending = self._pending, None
             extra, last = Stats(), self._stats.last
-            self._place(*placement, False, extra)
+            self._place(keys, counts, rows, admit, False, extra, protect=protect)
             self._stats.add(extra)
             self._stats.last, self._stats.occupancy = last, self._size / self.capacity
         if self._device_pending and device:
@@ -346,8 +346,9 @@ class Cache:
         batch.occupancy = self._size / self.capacity
         self._stats.add(batch)
 
-    def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats, compares_victim: int = 0) -> None:
-        self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min, compares_victim)
+    def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats, compares_victim: int = 0,
+               protect=None) -> None:
+        self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min, compares_victim, protect)
         n = self._backend.tally()
         batch.insertions += int(n[INSERTED] + n[EVICTED])
         batch.evictions += int(n[EVICTED])
@@ -377,11 +378,40 @@ class Cache:
     def _keys(self, keys, reserved: bool = True):
         return check_keys(keys, xp=self._backend.xp, reserved=reserved)
 
+    def _protected(self, upcoming, index_rows: int = 0, also=None):
+        """Lookahead's window: ``upcoming`` checked as keys are (the argument named in errors; the index
+        rules of ``lookup(index_rows=)`` applied), after the checked keys ``also`` (a prefetch's own), as
+        ``(keys, ranks)`` where the backend works: the window's distinct keys ascending and where each
+        first occurs in it (``Backend.insert_and_evict``'s ``protect``); None when the window is empty or
+        nothing can be evicted (a policy that never inserts on lookup).  Refused for a victim rule that
+        does not take protected ways (S3-FIFO, TinyLFUEvict's frequency victim), rather than ignored."""
+        b, xp = self._backend, self._backend.xp
+        window = None if upcoming is None else self._index_rules(
+            check_keys(upcoming, "upcoming", xp=xp, reserved=not index_rows), index_rows)[0]
+        if also is not None:
+            window = also if window is None else xp.concatenate([also, window])
+        if window is None or not window.shape[0] or not self._policy.inserts_on_lookup:
+            return None
+        if self._policy.victim == "s3fifo":
+            raise ConfigError(
+                f"lookahead (lookup(upcoming=) and prefetch) is not supported with the policy {self._policy!r}: "
+                "S3-FIFO's queues and ghost choose its victims, and sparing protected ways is not defined for "
+                "them; use another policy (clock, sieve, lru, ...) or leave upcoming out")
+        if self._admission.victim_mode() == 2:
+            raise ConfigError(
+                f"lookahead (lookup(upcoming=) and prefetch) is not supported with the admission {self._admission!r}: "
+                "its sketch picks the victim among every way of a set, and sparing protected ways is not defined "
+                "for it; use tinylfu (which compares with the policy's victim) or leave upcoming out")
+        # the last occurrence in the reversed window is the first in the window
+        keys, _, _, last = b.unique(xp.ascontiguousarray(window[::-1]))
+        return keys, (window.shape[0] - 1) - last
+
     def _rows(self, rows, n: int):
         return check_rows(rows, n, self._dim, self._dtype, self._reject_nan, xp=self._backend.xp)
 
     # ------------------------------------------------------------------ operations
-    def lookup(self, keys: Any, out: Any = None, stream: Any = None, index_rows: int | None = None) -> Any:
+    def lookup(self, keys: Any, out: Any = None, stream: Any = None, index_rows: int | None = None,
+               upcoming: Any = None) -> Any:
         """Rows of ``keys``, fetching misses from the tier and admitting them.
 
         Parameters
@@ -431,6 +461,31 @@ class Cache:
             counts as absent) and is counted in ``stats.invalid``.  int32 keys are
             taken as they are.  On the stream-ordered path one kernel applies the
             rules, so the plugin's enqueue stays one call with no allocation.
+        upcoming : (u,) integer array, optional
+            **Lookahead**: the keys the next batches will look up, in the order
+            they will be (any length, duplicates allowed, checked as ``keys``
+            are: an integer dtype, 1-D, no reserved key; with ``index_rows``, its
+            rules apply to them too).  A cached key that is in ``upcoming`` is
+            *protected* while this lookup places its admitted misses (a key this
+            lookup placed included).  A missed key that meets a full set takes
+            the policy's usual victim among the unprotected ways: the lowest
+            ``(score, way)``, or for a hand policy (CLOCK, SIEVE) the hand's walk
+            over the unprotected ways only (it neither stops at nor clears the
+            protected ones; whether the hand becomes none counts every slot);
+            ``refuse_below_min`` and TinyLFU compare with that victim.  When every
+            way of the set is protected, the cache is Belady within the window:
+            the way whose key occurs first the farthest into ``upcoming`` is
+            evicted, and only by a missed key that occurs in ``upcoming`` before
+            it (the hand, if any, stays); any other missed key is not inserted:
+            it is served from the tier and counted in ``refusals``.  Hits, their
+            scores and admission are unchanged: only the choice of victims is.
+            Deterministic, identical on both backends.  ``None`` or an empty
+            array: no lookahead.  Not for S3-FIFO nor ``tinylfu_evict`` (``ConfigError``: they
+            pick victims by rules of their own).  On the GPU such a lookup takes
+            the host path (it waits for the device, as TinyLFU's do), so it is
+            refused under CUDA graph capture (``CaptureError``).  A batch that
+            ``HitRateDeferred`` places later spares the window given with it.
+            :meth:`prefetch` brings the window's rows in ahead of time.
 
         Returns
         -------
@@ -441,8 +496,12 @@ class Cache:
         with self._lock, self._backend.on_stream(stream):
             self._check_open("lookup", absorb=False)
             b = self._backend
-            ordered = self._ordered_rule is not None
+            if upcoming is not None and _window_given(upcoming) and b.capturing():  # before its checks, which wait
+                raise CaptureError("a lookup with upcoming= (lookahead) cannot be captured in a CUDA graph: it takes "
+                                   "the host path; capture lookups without upcoming, or run this one uncaptured")
             rows_of = 0 if index_rows is None else _index_rows(index_rows)
+            protect = self._protected(upcoming, rows_of)
+            ordered = self._ordered_rule is not None and protect is None  # lookahead: the host path
             if ordered and _on_device(keys) and getattr(keys, "dtype", None) in _DEVICE_KEY_DTYPES and \
                     keys.ndim == 1 and keys.flags.c_contiguous:
                 pass  # taken as they are: the lookup's first kernel applies the index rules (and casts int32)
@@ -468,7 +527,7 @@ class Cache:
             if not self._reads_sources and not capturing:  # nothing read in place: no tier lock to hold
                 self._flush()
                 self._absorb()
-                return self._lookup(*self._index_rules(keys, rows_of), n, out, None)
+                return self._lookup(*self._index_rules(keys, rows_of), n, out, None, protect)
             # a tier with a device source: the probe copies missed rows from it in the same pass; its lock
             # is held while the kernels are enqueued (or, on the host path, until they are done), and the
             # tier's writes wait for the kernels of a stream-ordered lookup (Tier._fence)
@@ -496,7 +555,7 @@ class Cache:
                         "); serve from a pinned HostStore or a SharedHostStore, or run this lookup uncaptured")
                 self._flush()
                 self._absorb()
-                return self._lookup(*self._index_rules(keys, rows_of), n, out, source)
+                return self._lookup(*self._index_rules(keys, rows_of), n, out, source, protect)
 
     def _index_rules(self, keys, index_rows: int):
         """``(keys, invalid)``: ``lookup(index_rows=)``'s rules applied to checked keys on the host path
@@ -561,9 +620,10 @@ class Cache:
         with self._tier.lock:
             return self._source() is not None
 
-    def _lookup(self, keys, invalid: int, n: int, out, source):
+    def _lookup(self, keys, invalid: int, n: int, out, source, protect=None):
         """The uncaptured lookup of ``keys`` into ``out``, missed rows from ``source`` when it is not None;
-        ``invalid``: how many keys the index rules replaced (``lookup(index_rows=)``)."""
+        ``invalid``: how many keys the index rules replaced (``lookup(index_rows=)``); ``protect``: the
+        keys lookahead spares (``_protected``), or None."""
         b = self._backend
         plan = b.plan_lookup(keys, out, source)  # the hits probed and gathered, nothing final yet
         try:
@@ -590,9 +650,10 @@ class Cache:
             self._count_hits(keys, plan.slots)
         if placement is not None:  # with none admitted every outcome is "not admitted": nothing to place
             if self._defer_at is not None and batch.hits >= self._defer_at * n:
-                self._pending = placement  # HitRateDeferred: placed when the next operation begins
+                self._pending = (*placement, protect)  # HitRateDeferred: placed when the next operation begins
             else:
-                self._place(*placement, self._admission.refuse_below_min, batch, self._admission.victim_mode())
+                self._place(*placement, self._admission.refuse_below_min, batch, self._admission.victim_mode(),
+                            protect)
         self._finish(batch)
         return out
 
@@ -654,6 +715,50 @@ class Cache:
         batch.absent = absent
         batch.refusals = distinct - absent - admitted
         return (ukeys, counts, rows, admit) if admitted else None
+
+    def prefetch(self, keys: Any, upcoming: Any = None, stream: Any = None) -> None:
+        """Bring the rows of ``keys`` that the cache lacks into it now, ahead of the lookup that needs them.
+
+        HPS-style prefetching: call it with the keys of the batch you will look up next.  The keys
+        (n,) that the cache does not hold are read from the tier in one call and placed exactly as a
+        lookup's misses are (the same admission, counted in its sketch; the same eviction, each new
+        key's count its multiplicity in ``keys``), with lookahead over the window ``keys`` then
+        ``upcoming`` (see ``lookup``'s ``upcoming``, checked the same way): its own keys occur first in
+        that window, so a set full of protected keys gives up an upcoming key before one of them.  The
+        clock advances by one, as for ``insert`` and ``preload``, so prefetched keys enter at a clock of
+        their own.
+
+        Nothing is looked up: cached keys are not touched (their scores stay), and the reads are counted
+        in ``stats.prefetched`` (distinct keys asked of the tier), with their ``absent``,
+        ``insertions``, ``evictions`` and ``refusals``, never in ``hits``, ``misses`` or
+        ``unique_misses``, so the lookups' hit rate stays theirs (a prefetched key's later lookup is a
+        hit).  A TinyLFU sketch does not count the prefetch's cached keys, and its halving schedule
+        counts lookups only.  When no key may enter (a policy that never inserts on lookup, Static;
+        an admission that refuses the batch, ``admit_batch`` judging the prefetch's already cached
+        occurrences as its hits) nothing is read.  ``HitRateDeferred`` does not defer a prefetch.  A
+        tier that fails raises ``TierError`` and changes nothing (``on_tier_error="default"``: nothing
+        is placed and the keys count in ``tier_failures``).  Not while a CUDA graph is captured
+        (``CaptureError``); on the GPU it waits for the device.
+        """
+        with self._lock, self._backend.on_stream(stream):
+            self._check_open("prefetch")
+            b, xp = self._backend, self._backend.xp
+            keys = self._keys(keys)
+            protect = self._protected(upcoming, also=keys)
+            n = keys.shape[0]
+            slots = b.find(keys)  # the probe of a lookup, without its rows or its hit rule
+            missed = xp.flatnonzero(slots < 0)
+            batch = Stats()
+            placement = None
+            misses = missed.shape[0]
+            if misses and self._policy.inserts_on_lookup and self._admission.admit_batch(n - misses, n):
+                placement = self._misses(keys, missed, slots, b.new_rows(n), None, True, batch)
+                batch.prefetched, batch.unique_misses = batch.unique_misses, 0
+            b.tick()  # after the tier's read: a prefetch that fails changes nothing
+            if placement is not None:
+                self._place(*placement, self._admission.refuse_below_min, batch, self._admission.compares_victim,
+                            protect)
+            self._finish(batch)
 
     def query(self, keys: Any, stream: Any = None, out: Any = None) -> tuple[Any, Any]:
         """Read-only probe of the cache alone: ``(rows (n, dim), found (n,) bool)``.
@@ -884,6 +989,15 @@ class Cache:
 # ---------------------------------------------------------------------- saving and loading
 
 _DEVICE_KEY_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
+
+
+def _window_given(upcoming) -> bool:
+    """Whether ``lookup(upcoming=)`` may ask for lookahead (anything but an empty sequence), read without the
+    device."""
+    try:
+        return len(upcoming) > 0
+    except TypeError:  # a scalar: refused by the checks, unless capture refuses it first
+        return True
 
 
 def _index_rows(value) -> int:

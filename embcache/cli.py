@@ -187,23 +187,31 @@ def _out_folder(out: str | None, prefix: str):
 
 
 def _study(args) -> int:
-    from .study import load_trace_source, plot_results, run_study, skipped_notes, write_results
+    from .study import lookahead_gains, load_trace_source, plot_results, run_study, skipped_notes, write_results
 
     policies, admissions = _list(args.policies, what="policy names"), _list(args.admissions, what="admission names")
     capacities, ways = _list(args.capacities, _number, "capacities"), _list(args.ways, int, "way counts")
+    windows = _list(args.lookahead, int, "lookahead windows (batches)")
     chunks, source = load_trace_source(args.trace, args.data, notify=_note)
     out = _out_folder(args.out, "embcache-study-")
     print(f"trace: {source}", flush=True)
     rows = run_study(chunks, policies, admissions, capacities, ways, args.batch, args.backend,
-                     belady=not args.no_belady, static_warmup=args.static_warmup, progress=not args.no_progress)
-    notes = skipped_notes(policies, admissions)
+                     belady=not args.no_belady, static_warmup=args.static_warmup, progress=not args.no_progress,
+                     lookahead=windows)
+    notes = skipped_notes(policies, admissions, windows)
     csv_path, _ = write_results(rows, out, args.name)
     pictures = [] if args.no_plot else plot_results(rows, out, args.name, title=source, notes=notes)
+    ahead = any(w > 0 for w in windows)  # the column only when a window was asked for
     print(f"{'policy':<14}{'admission':<16}{'ways':>6}{'asked':>10}{'capacity':>10}{'hit rate':>10}{'lookups/s':>14}"
-          f"{'hit writes':>12}")
+          f"{'hit writes':>12}" + (f"{'lookahead':>11}" if ahead else ""))
     for r in rows:
         print(f"{r['policy']:<14}{str(r['admission'])[:15]:<16}{r['ways']:>6}{r['capacity_asked']:>10,}"
-              f"{r['capacity']:>10,}{r['hit_rate']:>10.3f}{r['lookups_per_s']:>14,.0f}{r['hit_writes']:>12.3f}")
+              f"{r['capacity']:>10,}{r['hit_rate']:>10.3f}{r['lookups_per_s']:>14,.0f}{r['hit_writes']:>12.3f}"
+              + (f"{r['lookahead']:>11}" if ahead else ""))
+    for g in lookahead_gains(rows):
+        print(f"lookahead {g['lookahead']:>3} batches of {g['batch']}: {g['policy']} + {g['admission']}, "
+              f"{g['ways']} ways, capacity {g['capacity']:,}: {g['base']:.4f} -> {g['hit_rate']:.4f} "
+              f"({g['gain']:+.4f})")
     print("capacity: the cache's slots, num_sets * ways (the rows asked for, rounded up to whole sets)")
     print("hit writes: the share of hits that stored a score (a hit that leaves its score as it was stores "
           "nothing; counted on the CPU backend, nan elsewhere)")
@@ -371,6 +379,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="fractions of the distinct keys (0.05) or row counts (4096), comma-separated")
     study.add_argument("--ways", default="32", help="comma-separated set sizes (default 32)")
     study.add_argument("--batch", type=int, default=1024, help="keys per lookup (default 1024)")
+    study.add_argument("--lookahead", default="0",
+                       help="comma-separated lookahead windows in batches: each lookup is given the keys of the next "
+                            "W batches as upcoming= (eviction spares them); 0 = none (default 0)")
     study.add_argument("--backend", default="auto", choices=["auto", "cpu", "gpu"])
     study.add_argument("--static-warmup", type=float, default=0.1,
                        help="static policy: preload each set's most frequent keys of this leading fraction "

@@ -39,6 +39,9 @@ class Stats:
         Key occurrences a stream-ordered GPU lookup could not refuse without
         waiting (a reserved key in a device batch): served the default row,
         never admitted, counted in ``misses`` too.  Always 0 on the CPU.
+    prefetched : int
+        Distinct keys that ``Cache.prefetch`` asked the tier for (those the cache lacked): not lookups,
+        so neither hits nor misses.  Per prefetch ``prefetched == absent + insertions + refusals``.
     occupancy : float
         ``len(cache) / capacity`` after the operation.
     """
@@ -53,6 +56,7 @@ class Stats:
     erased: int = 0
     tier_failures: int = 0
     invalid: int = 0
+    prefetched: int = 0
     occupancy: float = 0.0
     last: "Stats | None" = field(default=None, repr=False, compare=False)
 
@@ -80,6 +84,7 @@ class Stats:
         self.erased += batch.erased
         self.tier_failures += batch.tier_failures
         self.invalid += batch.invalid
+        self.prefetched += batch.prefetched
         self.occupancy = batch.occupancy
         self.last = batch
 
@@ -95,8 +100,8 @@ _COUNTERS = tuple(f.name for f in fields(Stats) if f.name not in ("occupancy", "
 def _from_saved(saved, bad: type[Exception]) -> Stats:
     """The Stats that a save file recorded (``Stats.as_dict``), or raise ``bad`` saying what is wrong with it."""
     names = [f.name for f in fields(Stats) if f.name != "last"]
-    if isinstance(saved, dict) and "invalid" not in saved:
-        saved = {**saved, "invalid": 0}  # saved before the counter existed
+    if isinstance(saved, dict):  # saved before these counters existed
+        saved = {"invalid": 0, "prefetched": 0, **saved}
     if not isinstance(saved, dict) or sorted(saved) != sorted(names):
         got = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
         raise bad(f"the statistics must have the fields {names}, got {got}")

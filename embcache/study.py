@@ -30,10 +30,11 @@ from .policies import admission_class, policy_class
 from .tiers import Tier
 
 __all__ = ["run_study", "skipped_runs", "skipped_notes", "static_keys", "write_results", "plot_results",
-           "load_trace_source", "FIELDS"]
+           "load_trace_source", "lookahead_gains", "FIELDS"]
 
 FIELDS = ["policy", "admission", "ways", "capacity", "capacity_fraction", "batch", "backend", "lookups",
-          "hit_rate", "byte_hit_rate", "evictions", "insertions", "lookups_per_s", "capacity_asked", "hit_writes"]
+          "hit_rate", "byte_hit_rate", "evictions", "insertions", "lookups_per_s", "capacity_asked", "hit_writes",
+          "lookahead"]
 
 
 class _EveryKeyTier(Tier):
@@ -102,7 +103,7 @@ def _belady_rows(whole: np.ndarray, capacities: list[int], ways: Sequence[int], 
                          "lookups": lookups, "hit_rate": h / lookups,
                          "byte_hit_rate": float("nan") if weights is not None else h / lookups,
                          "evictions": -1, "insertions": -1, "lookups_per_s": lookups * len(slots) / seconds,
-                         "hit_writes": float("nan")})
+                         "hit_writes": float("nan"), "lookahead": "-"})
     return rows
 
 
@@ -132,6 +133,16 @@ def _never_inserts(policy: str) -> bool:
     return not policy_class(policy).inserts_on_lookup
 
 
+def _no_lookahead(policy: str) -> str | None:
+    """Why the policy ``policy`` names runs no lookahead window (a reason for the notes), or None."""
+    cls = policy_class(policy)
+    if not cls.inserts_on_lookup:
+        return f"a {cls.name} cache never evicts, so every window equals none"
+    if cls.victim == "s3fifo":
+        return f"{cls.name} does not take lookahead (its queues choose victims by rules of their own)"
+    return None
+
+
 def skipped_runs(policies: Sequence[str], admissions: Sequence[str]) -> list[tuple[str, str]]:
     """The (policy, admission) pairs ``run_study`` leaves out, because another run gives the same result.
 
@@ -145,7 +156,7 @@ def run_study(trace: np.ndarray | Iterable[np.ndarray], policies: Sequence[str] 
               admissions: Sequence[str] = ("always",),
               capacities: Sequence[float | int] = (0.01, 0.05, 0.20), ways: Sequence[int] = (32,), batch: int = 1024,
               backend: str = "auto", belady: bool = True, column_bytes: dict[int, int] | None = None,
-              static_warmup: float = 0.1, progress: bool = True) -> list[dict]:
+              static_warmup: float = 0.1, progress: bool = True, lookahead: Sequence[int] = (0,)) -> list[dict]:
     """Replay ``trace`` through every policy x admission x capacity x ways; one result dict per run.
 
     Parameters
@@ -172,10 +183,16 @@ def run_study(trace: np.ndarray | Iterable[np.ndarray], policies: Sequence[str] 
         the replay, with each set's most frequent keys among the trace's first ``static_warmup`` fraction of lookups
         (``static_keys``).  The replay still covers the whole trace, warm-up included, so those
         lookups were seen in advance: a static cache planned from a day of traffic, replayed on it.
+    lookahead : ints >= 0
+        Lookahead windows, in batches (issue 22): each run is repeated for every window ``W``, every
+        ``lookup`` of batch ``i`` given ``upcoming=`` the keys of batches ``i + 1 .. i + W`` (``Cache.lookup``:
+        eviction spares them; 0: no lookahead).  A policy that never evicts (static) or takes no
+        lookahead (s3fifo) runs ``W = 0`` only (:func:`skipped_notes` says so).
 
     Returns
     -------
-    list of dict with the keys of ``FIELDS``: hit rate per key occurrence, byte hit rate, evictions,
+    list of dict with the keys of ``FIELDS``: ``lookahead`` the window in batches (``"-"`` for Belady), hit rate
+    per key occurrence, byte hit rate, evictions,
     insertions, lookups per second (wall time of the replay) and ``hit_writes``, the share of hits that
     stored a score (a hit whose rule leaves its score as it was stores nothing; counted by the CPU
     backend, one per hit occurrence that changed its score; NaN on the GPU backend and for Belady).  ``capacity`` is the cache's real
@@ -186,11 +203,12 @@ def run_study(trace: np.ndarray | Iterable[np.ndarray], policies: Sequence[str] 
 
     policies = [policy_class(p).name for p in policies]  # an unknown name fails before the trace is read
     admissions = [admission_class(a).name for a in admissions]
+    windows = _windows(lookahead)
     chunks = _chunks(trace)
     lookups = sum(c.shape[0] for c in chunks)
     if any(_never_inserts(p) for p in policies) and not 0.0 < static_warmup <= 1.0:
         raise ValueError(f"static_warmup must be a fraction in (0, 1], got {static_warmup}")
-    whole = np.concatenate(chunks) if belady or column_bytes else None
+    whole = np.concatenate(chunks) if belady or column_bytes or max(windows) > 0 else None
     distinct = int(np.unique(whole if whole is not None else np.concatenate(chunks)).shape[0])
     weights = None
     if column_bytes:
@@ -200,11 +218,11 @@ def run_study(trace: np.ndarray | Iterable[np.ndarray], policies: Sequence[str] 
                 table[col] = size
         weights = table[whole >> 32]
     skipped = set(skipped_runs(policies, admissions))
-    runs = [(p, a, c, w) for c in capacities for w in ways for p in policies for a in admissions
-            if (p, a) not in skipped]
+    runs = [(p, a, c, w, lw) for c in capacities for w in ways for p in policies for a in admissions
+            for lw in windows if (p, a) not in skipped and (lw == 0 or _no_lookahead(p) is None)]
     rows: list[dict] = []
     with tqdm(total=len(runs) * lookups, unit="key", unit_scale=True, desc="study", disable=not progress) as bar:
-        for policy, admission, cap, w in runs:
+        for policy, admission, cap, w, window in runs:
             cache = Cache(_capacity(cap, distinct), 1, policy, admission, backend=backend, tier=_EveryKeyTier(1),
                           ways=w)
             if _never_inserts(policy):
@@ -217,7 +235,11 @@ def run_study(trace: np.ndarray | Iterable[np.ndarray], policies: Sequence[str] 
                     found = cache.query(keys)[1]
                     found = found.get() if hasattr(found, "get") else found
                     hit_bytes += float(weights[at:at + keys.shape[0]][found].sum())
-                cache.lookup(keys)
+                if window:  # the next batches are consecutive slices of the trace
+                    end = at + keys.shape[0]
+                    cache.lookup(keys, upcoming=whole[end:end + window * batch])
+                else:
+                    cache.lookup(keys)
                 at += keys.shape[0]
                 bar.update(keys.shape[0])
             seconds = time.perf_counter() - start
@@ -228,11 +250,37 @@ def run_study(trace: np.ndarray | Iterable[np.ndarray], policies: Sequence[str] 
                          "lookups": lookups, "hit_rate": s.hit_rate,
                          "byte_hit_rate": hit_bytes / weights.sum() if weights is not None else s.hit_rate,
                          "evictions": s.evictions, "insertions": s.insertions, "lookups_per_s": lookups / seconds,
-                         "hit_writes": _hit_writes(cache)})
+                         "hit_writes": _hit_writes(cache), "lookahead": window})
             cache.close()
     if belady:
         rows += _belady_rows(whole, [_capacity(c, distinct) for c in capacities], ways, distinct, weights)
     return rows
+
+
+def _windows(lookahead: Sequence[int]) -> list[int]:
+    from .errors import ConfigError
+
+    windows = [int(w) for w in lookahead]
+    if not windows or any(w < 0 or w != v for w, v in zip(windows, lookahead)):
+        raise ConfigError(f"lookahead windows are whole numbers of batches >= 0 (0: none), got {list(lookahead)}")
+    return list(dict.fromkeys(windows))
+
+
+def lookahead_gains(rows: list[dict]) -> list[dict]:
+    """For every run with a lookahead window, its hit rate beside the same run's without one: dicts of
+    policy, admission, ways, capacity, capacity_fraction, batch, lookahead, hit_rate, base (the hit rate
+    without lookahead) and gain (the difference, in hit-rate points as a fraction)."""
+    base = {(r["policy"], r["admission"], r["ways"], r["capacity"], r["batch"]): r["hit_rate"]
+            for r in rows if r.get("lookahead") == 0}
+    out = []
+    for r in rows:
+        key = (r["policy"], r["admission"], r["ways"], r["capacity"], r["batch"])
+        if isinstance(r.get("lookahead"), int) and r["lookahead"] > 0 and key in base:
+            out.append({"policy": r["policy"], "admission": r["admission"], "ways": r["ways"],
+                        "capacity": r["capacity"], "capacity_fraction": r["capacity_fraction"], "batch": r["batch"],
+                        "lookahead": r["lookahead"], "hit_rate": r["hit_rate"], "base": base[key],
+                        "gain": r["hit_rate"] - base[key]})
+    return out
 
 
 def write_results(rows: list[dict], out: str | os.PathLike, stem: str = "study") -> tuple[Path, Path]:
@@ -249,6 +297,8 @@ def write_results(rows: list[dict], out: str | os.PathLike, stem: str = "study")
 
 def _label(r: dict, several_ways: bool) -> str:
     text = r["policy"] if r["admission"] in ("always", "-") else f"{r['policy']} + {r['admission']}"
+    if isinstance(r.get("lookahead"), int) and r["lookahead"] > 0:
+        text += f", lookahead {r['lookahead']}"
     return f"{text}, {r['ways']} ways" if several_ways and r["policy"] != "belady" else text
 
 
@@ -293,10 +343,13 @@ def _figure(rows: list[dict], title: str = "", notes: Sequence[str] = ()):
     return fig
 
 
-def skipped_notes(policies: Sequence[str], admissions: Sequence[str]) -> list[str]:
+def skipped_notes(policies: Sequence[str], admissions: Sequence[str], lookahead: Sequence[int] = (0,)) -> list[str]:
     """One sentence per combination ``run_study`` skipped, for the plot and the command's output."""
-    return [f"{p} + {a} skipped: a {p} cache never admits, so it equals {p} + {admissions[0]}"
-            for p, a in skipped_runs(policies, admissions)]
+    notes = [f"{p} + {a} skipped: a {p} cache never admits, so it equals {p} + {admissions[0]}"
+             for p, a in skipped_runs(policies, admissions)]
+    if any(w > 0 for w in lookahead):
+        notes += [f"{p}: lookahead windows skipped: {_no_lookahead(p)}" for p in policies if _no_lookahead(p)]
+    return notes
 
 
 def plot_results(rows: list[dict], out: str | os.PathLike, stem: str = "study", title: str = "",

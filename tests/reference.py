@@ -334,5 +334,6 @@ class ReferenceCache:
     def stats_dict(self, counter):
         names = ("hits", "misses", "unique_misses", "absent", "insertions", "evictions", "refusals", "erased")
         # the model's tier never fails, so no lookup serves default rows for a tier failure
-        # nor sees an invalid key (only a stream-ordered GPU lookup of device keys, or index_rows, counts them)
-        return {**{n: counter[n] for n in names}, "tier_failures": 0, "invalid": 0}
+        # nor sees an invalid key (only a stream-ordered GPU lookup of device keys, or index_rows, counts them);
+        # it has no prefetch (tests/test_issue22_lookahead.py's model adds one)
+        return {**{n: counter[n] for n in names}, "tier_failures": 0, "invalid": 0, "prefetched": 0}

@@ -164,9 +164,11 @@ class Backend(Protocol):
 
     # placement and the other operations
     def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool,
-                         compares_victim: bool = False) -> None:
+                         compares_victim: bool = False, protect: Any = None) -> None:
         """Place distinct ``keys`` set by set in key order, evicting the lowest (score, way) (``compares_victim``:
-        only for a key whose sketch estimate beats the victim's)."""
+        only for a key whose sketch estimate beats the victim's; ``protect``: None or ``(keys, ranks)``,
+        ascending distinct keys (p,) that are not victims while their set has another candidate, and where
+        each first occurs in the window (p,), ``Cache.lookup(upcoming=)``)."""
 
     def tally(self) -> np.ndarray:
         """How many keys of the last ``insert_and_evict`` got each outcome code, (5,) int64."""

@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from embcache.kernels._shared import EVICTED, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
-from embcache.kernels.cpu import frequency_victim, hand_victim, s3fifo_place, sat_add, sketch_estimate
+from embcache.kernels.cpu import frequency_victim, hand_walk, next_use, s3fifo_place, sat_add, sketch_estimate
 from embcache.layout import EMPTY_KEY, MAX_SCORE, set_of
 
 MAX_SCORE = np.int64(MAX_SCORE)
@@ -85,11 +85,16 @@ def age_cpu(table_keys, scores, clock):
 
 @numba.njit(nogil=True, cache=True)
 def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, admit, clock,
-                         refuse_below_min, outcome, evicted, victim_sketch, sketch_seed, hands, by_frequency):
+                         refuse_below_min, outcome, evicted, victim_sketch, sketch_seed, hands, by_frequency, protect,
+                         ranks):
     # keys are unique and ascending; sets are independent, so one pass in key
-    # order applies each set's keys in ascending key order as the contract says
+    # order applies each set's keys in ascending key order as the contract says.
+    # protect, ranks (lookahead): ascending distinct keys that a full set's victim is not chosen among
+    # while the set has another candidate, and where each first occurs in the window (empty: none)
     num_sets = table_keys.shape[0] // ways
     zero = np.int64(0)
+    guarded = protect.shape[0] > 0
+    skip = np.zeros(ways if guarded else 0, np.bool_)
     for i in range(keys.shape[0]):
         evicted[i] = _EMPTY
         if not admit[i]:
@@ -127,6 +132,23 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
             w = empty
             outcome[i] = INSERTED
         else:
+            farthest = False
+            if guarded:  # the victim among the ways whose keys are not protected
+                low = -1
+                far, far_rank = -1, np.int64(-1)
+                for w in range(ways):
+                    r = next_use(protect, ranks, table_keys[base + w])
+                    skip[w] = r >= 0
+                    if r < 0 and (low < 0 or scores[base + w] < scores[base + low]):
+                        low = w
+                    if r > far_rank:
+                        far, far_rank = w, r
+                if low < 0:  # every way protected: Belady in the window, the farthest goes for a nearer key
+                    r = next_use(protect, ranks, k)
+                    if r < 0 or r > far_rank:
+                        outcome[i] = REFUSED
+                        continue
+                    low, farthest = far, True
             if refuse_below_min and new < scores[base + low]:
                 outcome[i] = REFUSED
                 continue
@@ -136,7 +158,7 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
                     outcome[i] = REFUSED
                     continue
             else:
-                w = hand_victim(scores, hands, set_index, base, ways) if HAND else low
+                w = hand_walk(scores, hands, set_index, base, ways, skip) if HAND and not farthest else low
                 # TinyLFU (victim_sketch has rows): the key must be more frequent than its victim (the
                 # hand's walk has run: a refused key leaves the victim in place)
                 if victim_sketch.shape[0] and not (sketch_estimate(victim_sketch, sketch_seed, k) >

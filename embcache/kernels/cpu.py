@@ -33,11 +33,13 @@ if TYPE_CHECKING:  # the annotations only
     from ..policies import Policy
 
 __all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sat_add", "sketch_column",
-           "sketch_estimate", "hand_victim", "s3fifo_place", "frequency_victim"]
+           "sketch_estimate", "hand_victim", "hand_walk", "next_use", "s3fifo_place", "frequency_victim"]
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
 _NO_SKETCH = np.zeros((0, 1), np.int64)  # insert_and_evict_cpu's victim_sketch when there is no comparison
+_NO_SKIP = np.zeros(0, np.bool_)  # hand_walk's skip when every way is seen
+_NO_PROTECT = np.zeros(0, np.int64)  # insert_and_evict_cpu's protect and ranks when nothing is protected
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -61,7 +63,8 @@ def _walks_first(after_a, pos_a, way_a, after_b, pos_b, way_b):
 
 
 @numba.njit(nogil=True, cache=True)
-def hand_victim(scores: np.ndarray, hands: np.ndarray, set_index: int, base: int, ways: int) -> int:
+def hand_walk(scores: np.ndarray, hands: np.ndarray, set_index: int, base: int, ways: int,
+              skip: np.ndarray) -> int:
     """The way a missed key takes in the full set at slot ``base`` under ``victim = "hand"`` (see
     ``embcache.policies._base``): the walk's visited bits cleared in ``scores``, ``hands[set_index]``
     (``[position, way]``, way -1 for none) moved to the victim.
@@ -70,11 +73,18 @@ def hand_victim(scores: np.ndarray, hands: np.ndarray, set_index: int, base: int
     from the first), or the first slot in that order when every slot is visited (the walk then clears
     every bit and comes round to it); the bits it clears are those of the visited slots before its stop,
     or all of them.  ``cuda/insert_one.cuh`` computes the same with warp reductions.
+
+    ``skip`` (lookahead, ``Cache.lookup(upcoming=)``): (ways,) bool, the ways the walk does not see (a
+    key of ``upcoming``): it neither stops at them nor clears their bits, as if they were not in the
+    set; whether the hand becomes none still counts every slot.  Empty: every way is seen.
     """
+    guarded = skip.shape[0] > 0
     hand_pos, hand_way = hands[set_index, 0], hands[set_index, 1]
     stop, stop_after, stop_pos = -1, False, np.int64(0)  # the first unvisited slot in walk order
     first, first_after, first_pos = -1, False, np.int64(0)  # the first slot in walk order
     for w in range(ways):
+        if guarded and skip[w]:
+            continue
         s = scores[base + w]
         pos = s - (s & 1)
         after = hand_way < 0 or pos > hand_pos or (pos == hand_pos and w > hand_way)
@@ -92,11 +102,29 @@ def hand_victim(scores: np.ndarray, hands: np.ndarray, set_index: int, base: int
         if pos > stop_pos or (pos == stop_pos and w > stop):
             last = False
         after = hand_way < 0 or pos > hand_pos or (pos == hand_pos and w > hand_way)
-        if s & 1 and (full_turn or _walks_first(after, pos, w, stop_after, stop_pos, stop)):
+        seen = not (guarded and skip[w])
+        if s & 1 and seen and (full_turn or _walks_first(after, pos, w, stop_after, stop_pos, stop)):
             scores[base + w] = s - 1
     hands[set_index, 0] = 0 if last else stop_pos
     hands[set_index, 1] = -1 if last else stop
     return stop
+
+
+@numba.njit(nogil=True, cache=True)
+def hand_victim(scores: np.ndarray, hands: np.ndarray, set_index: int, base: int, ways: int) -> int:
+    """The way a missed key takes in the full set at slot ``base`` under ``victim = "hand"``: :func:`hand_walk`
+    with every way seen."""
+    return hand_walk(scores, hands, set_index, base, ways, _NO_SKIP)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def next_use(sorted_keys: np.ndarray, ranks: np.ndarray, key: np.int64) -> np.int64:
+    """Lookahead: ``ranks[i]`` where ``sorted_keys[i] == key`` (ascending int64, binary search), else -1 (the
+    key is not protected).  A rank is where the key first occurs in the window (``Cache.lookup(upcoming=)``)."""
+    i = np.searchsorted(sorted_keys, key)
+    if i < sorted_keys.shape[0] and sorted_keys[i] == key:
+        return ranks[i]
+    return np.int64(-1)
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -750,12 +778,17 @@ class CPUBackend:
             self.score_writes += int(self._touch(self.scores, slots, np.int64(self.clock)))
 
     def insert_and_evict(self, keys: np.ndarray, counts: np.ndarray, rows: np.ndarray, admit: np.ndarray,
-                         refuse_below_min: bool, compares_victim: int = 0) -> None:
+                         refuse_below_min: bool, compares_victim: int = 0, protect: Any = None) -> None:
         """Insert unique ascending ``keys`` (u,) with ``rows`` (u, dim) where ``admit`` (u,) bool, at the clock.
 
         ``compares_victim`` (``Admission.victim_mode``): 1 (TinyLFU), a key enters a full set only if its
         sketch estimate is greater than its victim's; 2 (TinyLFUEvict), the sketch picks the victim
-        (``frequency_victim``).  ``tally`` then counts the keys of each outcome code.
+        (``frequency_victim``).  ``protect`` (lookahead, ``Cache.lookup(upcoming=)``; not with mode 2):
+        None, or ``(keys, ranks)``, ascending distinct int64 keys (p,) and where each first occurs in the
+        window (p,) int64: a full set's victim is the policy's choice among the ways whose keys are not
+        protected; when every way's key is, the one of the farthest first occurrence goes, and only for a
+        key that occurs before it (else the key is refused, outcome REFUSED).  ``tally`` then counts the
+        keys of each outcome code.
         """
         n = keys.shape[0]
         outcome = np.empty(n, np.int8)
@@ -764,7 +797,7 @@ class CPUBackend:
             self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
                          admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted,
                          self.sketch if compares_victim else _NO_SKETCH, self._sketch_seed, self._hands_arg,
-                         int(compares_victim) == 2)
+                         int(compares_victim) == 2, *((_NO_PROTECT, _NO_PROTECT) if protect is None else protect))
         self._tally = _tally(outcome, len(OUTCOMES))
 
     def tally(self) -> np.ndarray:

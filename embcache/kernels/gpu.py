@@ -827,8 +827,9 @@ class GPUBackend:
                                     (out, where, rows, inverse, _i64(n)))
 
     def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool,
-                         compares_victim: int = 0) -> None:
-        """As ``CPUBackend.insert_and_evict``, at the device clock.  No host wait; ``tally`` waits."""
+                         compares_victim: int = 0, protect: Any = None) -> None:
+        """As ``CPUBackend.insert_and_evict``, at the device clock (``protect``: None or ``(keys, ranks)``, two
+        (p,) int64 device arrays, the keys ascending and distinct).  No host wait; ``tally`` waits."""
         cupy = self.xp
         n = keys.shape[0]
         self._zero_counters(STATE_OUTCOMES, _OUTCOME_CODES)
@@ -842,7 +843,8 @@ class GPUBackend:
         self._k["insert_and_evict"](
             *grid,
             (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, counts, rows,
-             admit, order, _i64(n), self.state, np.int32(bool(refuse_below_min)), *self._victim_args(compares_victim)))
+             admit, order, _i64(n), self.state, np.int32(bool(refuse_below_min)), *self._victim_args(compares_victim),
+             *((_NULL, _NULL, _i64(0)) if protect is None else (*protect, _i64(protect[0].shape[0])))))
 
     def _victim_args(self, compares_victim: int) -> tuple:
         """insert_and_evict's sketch arguments: the sketch TinyLFU compares keys with their victims by, or

@@ -19,9 +19,12 @@ extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) insert_and_evict(
     slot_t* __restrict__ table, unsigned char* __restrict__ digests,
     char* __restrict__ values, u64 num_sets, const i64* __restrict__ keys, const i64* __restrict__ counts, const char* __restrict__ rows,
     const bool* __restrict__ admit, const i64* __restrict__ order, i64 n, i64* __restrict__ state,
-    int refuse_below_min, const i64* __restrict__ sketch, int depth, i64 width, u64 seed, int by_frequency) {
+    int refuse_below_min, const i64* __restrict__ sketch, int depth, i64 width, u64 seed, int by_frequency,
+    const i64* __restrict__ protect_keys, const i64* __restrict__ protect_ranks, i64 protect_n) {
     // TinyLFU's comparison with the victim when sketch is given (null: none); by_frequency: TinyLFUEvict's
     const victim_sketch_t victim{sketch, depth, width, seed, by_frequency};
+    // lookahead's protected keys, ascending, and their first occurrences in the window (n 0: none)
+    const protect_t protect{protect_keys, protect_ranks, protect_n};
     const int lane = threadIdx.x & 31;
     const i64 warps = (i64)gridDim.x * (blockDim.x / 32);
     const i64 clock = state[STATE_CLOCK];
@@ -53,7 +56,7 @@ extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) insert_and_evict(
             for (int p = r; p < end && c + p < n; ++p) {
                 const int way = insert_one(table, digests, base, kw, sw, __shfl_sync(FULL_MASK, my_key, p),
                                            __shfl_sync(FULL_MASK, my_admit, p), __shfl_sync(FULL_MASK, my_count, p),
-                                           clock, refuse_below_min, tally, set_hand(state, base), victim);
+                                           clock, refuse_below_min, tally, set_hand(state, base), victim, protect);
                 if (way >= 0) {
                     if (dst == base + way) dst = -1;
                     if (lane == p) dst = base + way;
@@ -64,7 +67,7 @@ extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) insert_and_evict(
                     const i64 i = order[q2];
                     if (set_of(keys[i], num_sets) != set) break;
                     const int way = insert_one(table, digests, base, kw, sw, keys[i], admit[i], counts[i], clock,
-                                               refuse_below_min, tally, set_hand(state, base), victim);
+                                               refuse_below_min, tally, set_hand(state, base), victim, protect);
                     if (way >= 0) {
                         if (dst == base + way) dst = -1;
                         copy_row(values + (base + way) * ROW_BYTES, rows + i * ROW_BYTES, lane, 32);

@@ -6,6 +6,27 @@
 #include "common.cuh"
 #include "sketch.cuh"  // the victim comparison of TinyLFU
 
+// ---------------------------------------------------------------- lookahead (Cache.lookup(upcoming=))
+// The protected keys: ascending and distinct, n of them, and where each first occurs in the window
+// (ranks; keys null and n 0: none).  A full set's victim is chosen among the ways whose keys are not
+// protected; when every way's key is, the way of the farthest first occurrence goes, and only for a key
+// that occurs before it, else the key is refused (insert_and_evict_cpu).
+struct protect_t {
+    const i64* keys;
+    const i64* ranks;
+    i64 n;
+};
+
+// key's rank in the window (a binary search of p.keys), or -1 when it is not protected (cpu.next_use)
+__device__ __forceinline__ i64 next_use(const protect_t p, i64 key) {
+    i64 lo = 0, hi = p.n;
+    while (lo < hi) {
+        const i64 mid = lo + (hi - lo) / 2;
+        if (p.keys[mid] < key) lo = mid + 1; else hi = mid;
+    }
+    return lo < p.n && p.keys[lo] == key ? p.ranks[lo] : -1;
+}
+
 // ---------------------------------------------------------------- the hand's walk (victim = "hand")
 // The hands of every set, (num_sets, 2) int64 [position, way] (way -1: none), whose address gpu.py keeps
 // in state[STATE_HANDS] when the policy's victim is "hand"; the set at slot base's hand, or nullptr.
@@ -140,7 +161,10 @@ __device__ __forceinline__ bool after_hand(i64 pos, int way, i64 hand_pos, i64 h
 // is visited; the visited bits before it (all of them, in a whole turn) cleared in registers and in the table,
 // and the set's hand moved to it (none if no slot is after it in (position, way) order).  Every lane calls it
 // and gets the same way.
-__device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base, i64 (&sw)[WARP_WPL], i64* hand) {
+// skip[j]: way j * 32 + lane is not seen by the walk (lookahead's protected ways, cpu.hand_walk's skip): it is
+// neither stopped at nor cleared; whether the hand becomes none still counts every slot.
+__device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base, i64 (&sw)[WARP_WPL], i64* hand,
+                                           const bool (&skip)[WARP_WPL]) {
     const int lane = threadIdx.x & 31;
     const i64 hand_pos = hand[0];
     const i64 hand_way = hand[1];
@@ -150,7 +174,7 @@ __device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base,
 #pragma unroll
     for (int j = 0; j < WARP_WPL; ++j) {
         const int w = j * 32 + lane;
-        if (w < WAYS) {
+        if (w < WAYS && !skip[j]) {
             const i64 s = sw[j];
             const i64 pos = walk_position(s);
             const bool after = after_hand(pos, w, hand_pos, hand_way);
@@ -175,7 +199,7 @@ __device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base,
             const i64 pos = walk_position(s);
             later |= pos > stop_pos || (pos == stop_pos && w > stop);
             const bool after = after_hand(pos, w, hand_pos, hand_way);
-            if ((s & 1LL) && (full_turn || walks_first(after, pos, w, stop_after, stop_pos, stop))) {
+            if ((s & 1LL) && !skip[j] && (full_turn || walks_first(after, pos, w, stop_after, stop_pos, stop))) {
                 sw[j] = s - 1;
                 table[base + w].score = s - 1;
             }
@@ -204,7 +228,8 @@ __device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base,
 __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned char* __restrict__ digests, i64 base,
                                           i64 (&kw)[WARP_WPL], i64 (&sw)[WARP_WPL], i64 k, bool admitted, i64 count,
                                           i64 clock, int refuse_below_min, unsigned long long (&tally)[OUTCOME_CODES],
-                                          i64* hand, const victim_sketch_t victim = victim_sketch_t{nullptr, 0, 0, 0, 0}) {
+                                          i64* hand, const victim_sketch_t victim = victim_sketch_t{nullptr, 0, 0, 0, 0},
+                                          const protect_t protect = protect_t{nullptr, nullptr, 0}) {
     const int lane = threadIdx.x & 31;
     if (!admitted) {
         ++tally[NOT_ADMITTED];
@@ -248,13 +273,42 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
             way = empty;
             code = INSERTED;
         } else {
-            // lowest (score, way) of the full set, ties to the lowest way
+            // lookahead: the ways whose keys are protected are no candidates (warp-uniform: protect and k are)
+            bool skip[WARP_WPL];
+            bool seen = false;  // a way of this lane is a candidate
+            i64 far_rank = -1;  // the farthest first occurrence of this lane's protected ways, and its way
+            int far_way = -1;
+#pragma unroll
+            for (int j = 0; j < WARP_WPL; ++j) {
+                const int w = j * 32 + lane;
+                const i64 r = protect.n > 0 && w < WAYS ? next_use(protect, kw[j]) : -1;
+                skip[j] = r >= 0;
+                seen |= w < WAYS && r < 0;
+                if (r > far_rank) { far_rank = r; far_way = w; }
+            }
+            bool farthest = false;  // every way protected: Belady in the window
+            if (protect.n > 0 && !__any_sync(FULL_MASK, seen)) {
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) {  // ranks differ (the keys do): one farthest way
+                    const i64 other = __shfl_xor_sync(FULL_MASK, far_rank, o);
+                    const int other_way = __shfl_xor_sync(FULL_MASK, far_way, o);
+                    if (other > far_rank) { far_rank = other; far_way = other_way; }
+                }
+                const i64 r = next_use(protect, k);
+                if (r < 0 || r > far_rank) {
+                    ++tally[REFUSED];
+                    return -1;
+                }
+                farthest = true;
+            }
+            // lowest (score, way) of the candidates, ties to the lowest way (the farthest way alone if farthest)
             i64 low = MAX_SCORE;
             int low_way = 1 << 30;
 #pragma unroll
             for (int j = 0; j < WARP_WPL; ++j) {
                 const int w = j * 32 + lane;
-                if (w < WAYS && (sw[j] < low || (sw[j] == low && w < low_way))) { low = sw[j]; low_way = w; }
+                const bool candidate = farthest ? w == far_way : w < WAYS && !skip[j];
+                if (candidate && (sw[j] < low || (sw[j] == low && w < low_way))) { low = sw[j]; low_way = w; }
             }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) {
@@ -294,7 +348,7 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
                 way = fw;
             } else {
 #if HAND_VICTIM
-                way = hand_victim(table, base, sw, hand);
+                way = farthest ? low_way : hand_victim(table, base, sw, hand, skip);  // farthest: the hand stays
 #else
                 way = low_way;
 #endif
