@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from embcache.kernels._shared import EVICTED, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
-from embcache.kernels.cpu import hand_victim, s3fifo_place, sat_add, sketch_estimate
+from embcache.kernels.cpu import hand_victim, probe_and_gather, s3fifo_place, sat_add, sketch_estimate
 from embcache.layout import EMPTY_KEY, MAX_SCORE, set_of
 
 MAX_SCORE = np.int64(MAX_SCORE)
@@ -73,6 +73,17 @@ def touch_cpu(scores, slots, clock):
                 scores[s] = new
                 writes += 1
     return writes
+
+
+@numba.njit(nogil=True, cache=True)
+def probe_touch_cpu(table_keys, values, ways, keys, out, slots, missed, scores, clock):
+    # the host lookup's probe and gather and, when every key hit (nothing can fail after such a probe:
+    # Backend.LookupPlan), touch_cpu at clock (the coming tick's) in the same call, while the batch's
+    # slots are fresh: (misses, scores stored), the second -1 when the touch is left to the commit
+    m = probe_and_gather(table_keys, values, ways, keys, out, slots, missed)
+    if m:
+        return m, np.int64(-1)
+    return m, np.int64(touch_cpu(scores, slots, clock))
 
 
 @numba.njit(nogil=True, cache=True)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # the annotations only
     from ..policies import Policy
 
 __all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sat_add", "sketch_column",
-           "sketch_estimate", "hand_victim", "s3fifo_place"]
+           "sketch_estimate", "hand_victim", "s3fifo_place", "probe_and_gather"]
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
@@ -302,16 +302,24 @@ def find_and_gather_cpu(table_keys, values, ways, keys, out, slots):
     return keys.shape[0] - misses
 
 
-@numba.njit(nogil=True, cache=True)
-def probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed):
-    """find_and_gather_cpu that also lists the misses: missed[:m] = the indices of the m missed keys, in
-    order (``missed`` has room for every key); returns m.  The host lookup's probe (``plan_lookup``)."""
+@numba.njit(inline="always", nogil=True, cache=True)
+def probe_and_gather(table_keys: np.ndarray, values: np.ndarray, ways: int, keys: np.ndarray, out: np.ndarray,
+                     slots: np.ndarray, missed: np.ndarray) -> int:
+    """slots[i] = the slot of keys[i] or -1, out[i] = values[slots[i]] for every hit, missed[:m] = the
+    indices of the m missed keys in order (``missed`` has room for every key); returns m.  The host
+    lookup's probe, inlined into ``probe_hits_cpu`` and into each policy module's ``probe_touch_cpu``."""
     if ways == 32:
         m = _probe_all(table_keys, 32, keys, slots, missed, True)
     else:
         m = _probe_all(table_keys, ways, keys, slots, missed, True)
     _gather_rows(values, slots, out)
     return m
+
+
+@numba.njit(nogil=True, cache=True)
+def probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed):
+    """find_and_gather_cpu that also lists the misses (``probe_and_gather``); returns their number."""
+    return probe_and_gather(table_keys, values, ways, keys, out, slots, missed)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -518,21 +526,33 @@ def _unique(keys):
 
 
 class _LookupPlan(_OncePlan):
-    """``CPUBackend.plan_lookup``'s plan (``Backend.LookupPlan``): the probe changed nothing, so the
-    commit does all of the hits' work and a rollback has nothing to put back."""
+    """``CPUBackend.plan_lookup``'s plan (``Backend.LookupPlan``).  A probe with a miss changed nothing:
+    the commit does all of the hits' work and a rollback has nothing to put back.  A probe that found
+    every key has nothing that can fail after it and applied the hit rule itself, at the coming tick's
+    clock (``stored``: the scores it stored, -1 if it did not): its commit ticks, and so does its
+    rollback, as the GPU's does."""
 
-    __slots__ = ("slots", "missed", "reserved", "_backend")
+    __slots__ = ("slots", "missed", "reserved", "_backend", "_stored")
 
-    def __init__(self, backend: CPUBackend, slots: np.ndarray, missed: np.ndarray):
-        self.slots, self.missed, self.reserved, self._backend = slots, missed, 0, backend
+    def __init__(self, backend: CPUBackend, slots: np.ndarray, missed: np.ndarray, stored: int = -1):
+        self.slots, self.missed, self.reserved, self._backend, self._stored = slots, missed, 0, backend, stored
 
     def commit(self) -> None:
-        """Advance the clock, then apply the hit rule once per occurrence of every hit's slot."""
-        self._end("commit")._tick_and_touch(self.slots)
+        """Advance the clock, then apply the hit rule once per occurrence of every hit's slot (unless the
+        probe did: then the tick alone, which plan_lookup made sure does not age)."""
+        backend = self._end("commit")
+        if self._stored < 0:
+            backend._tick_and_touch(self.slots)
+        else:
+            backend.clock += 1
+            backend.score_writes += self._stored
 
     def rollback(self) -> None:
-        """Nothing to put back: the probe changed nothing."""
-        self._end("rollback")
+        """Nothing to put back: the probe changed nothing (or found every key: then as ``commit``)."""
+        if self._stored < 0:
+            self._end("rollback")
+        else:
+            self.commit()
 
 
 class CPUBackend:
@@ -562,6 +582,7 @@ class CPUBackend:
         self.scores = np.zeros(slots, np.int64)
         self.values = np.zeros((slots, dim), dtype)
         self._raw_values = raw(self.values)
+        self._raw_dtype = self._raw_values.dtype
         rule = policy.rule()
         touch, self._insert = policy_kernels(rule["new_score"], rule["hit_score"], rule.get("age_score", "score"),
                                              policy.victim)
@@ -570,6 +591,9 @@ class CPUBackend:
         self._hands_arg = np.zeros((1, 2), np.int64) if self.hands is None else self.hands
         self._victim = policy.victim
         self._touch = touch if policy.hit_changes_score else None  # the policy's trait, not its text
+        # the host lookup's probe that also touches when every key hits (one call instead of two)
+        self._probe_touch = None if self._touch is None else _policy_module(
+            rule["new_score"], rule["hit_score"], rule.get("age_score", "score"), policy.victim).probe_touch_cpu
         # the policy's aging pass (Policy.age_period): at every tick to a multiple of the period
         self._age_period = int(policy.age_period) if policy.ages else 0
         self._age = age_kernel(rule["new_score"], rule["hit_score"], rule["age_score"], policy.victim) if self._age_period else None
@@ -734,15 +758,23 @@ class CPUBackend:
         """Probe ``keys`` (n,) int64 and copy the hits' rows into ``out`` (n, dim), in one pass: the host
         lookup's plan (``Backend.plan_lookup``).
 
-        Nothing changes until the plan is committed: ``commit`` ticks the clock and
-        applies the hit rule, ``rollback`` has nothing to put back.  Reserved keys
+        When a key misses, nothing changes until the plan is committed: ``commit``
+        ticks the clock and applies the hit rule, ``rollback`` has nothing to put
+        back.  When every key hits, nothing can fail after the probe, and the probe
+        applies the hit rule itself at the coming tick's clock (unless that tick
+        ages the scores), as the GPU's does: the plan then only ticks.  Reserved keys
         were refused by ``check_keys`` already, so ``reserved`` is 0.  ``source`` is
         always None here: rows read in place are a GPU matter.
         """
         n = keys.shape[0]
         slots = np.empty(n, np.int64)
         missed = np.empty(n, np.int64)
-        m = probe_hits_cpu(self.keys, self._raw_values, self.ways, keys, raw(out), slots, missed)
+        clock = self.clock + 1  # the commit's tick
+        if self._probe_touch is not None and not (self._age_period and clock % self._age_period == 0):
+            m, stored = self._probe_touch(self.keys, self._raw_values, self.ways, keys, out.view(self._raw_dtype),
+                                          slots, missed, self.scores, clock)
+            return _LookupPlan(self, slots, missed[:m], stored)
+        m = probe_hits_cpu(self.keys, self._raw_values, self.ways, keys, out.view(self._raw_dtype), slots, missed)
         return _LookupPlan(self, slots, missed[:m])
 
     def _tick_and_touch(self, slots: np.ndarray) -> None:
