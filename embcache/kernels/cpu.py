@@ -40,6 +40,7 @@ __all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sa
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
 _NO_SKETCH = np.zeros((0, 1), np.int64)  # insert_and_evict_cpu's victim_sketch when there is no comparison
+_ZERO_1, _ONE_1 = np.zeros(1, np.int64), np.ones(1, np.int64)  # copied for a one-key batch's unique()
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -542,7 +543,8 @@ class _LookupPlan(_OncePlan):
         probe did: then the tick alone, which plan_lookup made sure does not age)."""
         backend = self._end("commit")
         if self._stored < 0:
-            backend._tick_and_touch(self.slots)
+            # a batch of misses alone stores no score: its touch is left out (a call's cost, no more)
+            backend._tick_and_touch(self.slots if self.missed.shape[0] < self.slots.shape[0] else self.missed[:0])
         else:
             backend.clock += 1
             backend.score_writes += self._stored
@@ -723,8 +725,7 @@ class CPUBackend:
         """``(ukeys, inverse, counts, last)`` of keys (n,): ascending unique keys, each key's index into
         them, multiplicities, and the position of each unique key's last occurrence."""
         if keys.shape[0] == 1:  # one key (a one-key lookup's miss): nothing to sort, four new arrays
-            return (np.array(keys, np.int64), np.zeros(1, np.int64), np.ones(1, np.int64),
-                    np.zeros(1, np.int64))
+            return keys.astype(np.int64), _ZERO_1.copy(), _ONE_1.copy(), _ZERO_1.copy()
         return _unique(np.ascontiguousarray(keys, dtype=np.int64))
 
     def host_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
