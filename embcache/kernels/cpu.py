@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # the annotations only
     from ..policies import Policy
 
 __all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sat_add", "sketch_column",
-           "sketch_estimate", "hand_victim", "s3fifo_place", "probe_and_gather"]
+           "sketch_estimate", "hand_victim", "s3fifo_place", "probe_gather_touch"]
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
@@ -303,12 +303,10 @@ def find_and_gather_cpu(table_keys, values, ways, keys, out, slots):
     return keys.shape[0] - misses
 
 
-@numba.njit(inline="always", nogil=True, cache=True)
-def probe_and_gather(table_keys: np.ndarray, values: np.ndarray, ways: int, keys: np.ndarray, out: np.ndarray,
-                     slots: np.ndarray, missed: np.ndarray) -> int:
-    """slots[i] = the slot of keys[i] or -1, out[i] = values[slots[i]] for every hit, missed[:m] = the
-    indices of the m missed keys in order (``missed`` has room for every key); returns m.  The host
-    lookup's probe, inlined into ``probe_hits_cpu`` and into each policy module's ``probe_touch_cpu``."""
+@numba.njit(nogil=True, cache=True)
+def probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed):
+    """find_and_gather_cpu that also lists the misses: missed[:m] = the indices of the m missed keys, in
+    order (``missed`` has room for every key); returns m.  The host lookup's probe (``plan_lookup``)."""
     if ways == 32:
         m = _probe_all(table_keys, 32, keys, slots, missed, True)
     else:
@@ -317,10 +315,51 @@ def probe_and_gather(table_keys: np.ndarray, values: np.ndarray, ways: int, keys
     return m
 
 
-@numba.njit(nogil=True, cache=True)
-def probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed):
-    """find_and_gather_cpu that also lists the misses (``probe_and_gather``); returns their number."""
-    return probe_and_gather(table_keys, values, ways, keys, out, slots, missed)
+@numba.njit(inline="always", nogil=True, cache=True)
+def _gather_and_touch(values, slots, out, scores, clock, hit_fn, nbytes):
+    """out[i] = values[slots[i]] for slots that are all hits, and the hit rule applied to each
+    occurrence in order, as touch_cpu does; returns the scores stored."""
+    one = np.int64(1)
+    stored = 0
+    for i in range(slots.shape[0]):
+        slot = slots[i]
+        copy_bytes(out, i, values, slot, nbytes)
+        new = hit_fn(scores[slot], clock, one)
+        if new != scores[slot]:
+            scores[slot] = new
+            stored += 1
+    return stored
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def probe_gather_touch(table_keys: np.ndarray, values: np.ndarray, ways: int, keys: np.ndarray, out: np.ndarray,
+                       slots: np.ndarray, missed: np.ndarray, scores: np.ndarray, clock: int,
+                       hit_fn: Callable[..., Any]) -> tuple:
+    """probe_hits_cpu, and when every key hit, the hit rule ``hit_fn`` applied at ``clock`` as in each
+    policy module's ``touch_cpu``: ``(misses, scores stored)``, the second -1 when a key missed (then
+    nothing but ``out``, ``slots`` and ``missed`` was written).  Inlined into each policy module's
+    ``probe_touch_cpu`` with its own ``hit_fn``.  With every key a hit, the rows are copied and the
+    scores stored in one pass: the score stores then overlap the row copies' memory reads (a
+    65,536-key lookup ~150 us less than a pass of each)."""
+    if ways == 32:
+        m = _probe_all(table_keys, 32, keys, slots, missed, True)
+    else:
+        m = _probe_all(table_keys, ways, keys, slots, missed, True)
+    if m:
+        _gather_rows(values, slots, out)
+        return m, np.int64(-1)
+    nbytes = values.shape[1] * values.itemsize
+    if nbytes == 128:  # the sizes _gather_rows copies at a constant size
+        stored = _gather_and_touch(values, slots, out, scores, clock, hit_fn, 128)
+    elif nbytes == 256:
+        stored = _gather_and_touch(values, slots, out, scores, clock, hit_fn, 256)
+    elif nbytes == 512:
+        stored = _gather_and_touch(values, slots, out, scores, clock, hit_fn, 512)
+    elif nbytes == 64:
+        stored = _gather_and_touch(values, slots, out, scores, clock, hit_fn, 64)
+    else:
+        stored = _gather_and_touch(values, slots, out, scores, clock, hit_fn, nbytes)
+    return m, np.int64(stored)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -425,10 +464,10 @@ def _source_digest() -> str:
     import hashlib
 
     from .. import layout
-    from . import _shared
+    from . import _llvm, _shared
 
     h = hashlib.sha256(numba.__version__.encode())
-    for module in (layout, _shared, _rules, __import__(__name__, fromlist=["_"])):
+    for module in (layout, _shared, _rules, _llvm, __import__(__name__, fromlist=["_"])):
         h.update(pathlib.Path(module.__file__).read_bytes())
     return h.hexdigest()
 
