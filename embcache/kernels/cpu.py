@@ -40,6 +40,7 @@ __all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sa
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
 _NO_SKETCH = np.zeros((0, 1), np.int64)  # insert_and_evict_cpu's victim_sketch when there is no comparison
+_NO_MISSES = np.zeros(0, np.int64)  # a plan's missed when every key hit (read only, never written)
 _ZERO_1, _ONE_1 = np.zeros(1, np.int64), np.ones(1, np.int64)  # copied for a one-key batch's unique()
 
 
@@ -624,6 +625,8 @@ class CPUBackend:
         self.values = np.zeros((slots, dim), dtype)
         self._raw_values = raw(self.values)
         self._raw_dtype = self._raw_values.dtype
+        # float32 rows go to the lookup kernels as they are (Numba has no float16 or bfloat16: their bits)
+        self._copies_into_rows = self.values.dtype == np.float32
         rule = policy.rule()
         touch, self._insert = policy_kernels(rule["new_score"], rule["hit_score"], rule.get("age_score", "score"),
                                              policy.victim)
@@ -668,6 +671,8 @@ class CPUBackend:
 
     def to_device(self, array: Any) -> np.ndarray:
         """``array`` as a contiguous NumPy array (a copy only when it is not one already)."""
+        if type(array) is np.ndarray and array.ndim and array.flags.c_contiguous:
+            return array  # what ascontiguousarray returns, without its call (a miss path makes two)
         return np.ascontiguousarray(array)
 
     def to_host(self, array: np.ndarray) -> np.ndarray:
@@ -809,13 +814,14 @@ class CPUBackend:
         n = keys.shape[0]
         slots = np.empty(n, np.int64)
         missed = np.empty(n, np.int64)
+        rows = out if self._copies_into_rows else out.view(self._raw_dtype)  # the kernels copy bytes
         clock = self.clock + 1  # the commit's tick
         if self._probe_touch is not None and not (self._age_period and clock % self._age_period == 0):
-            m, stored = self._probe_touch(self.keys, self._raw_values, self.ways, keys, out.view(self._raw_dtype),
-                                          slots, missed, self.scores, clock)
-            return _LookupPlan(self, slots, missed[:m], stored)
-        m = probe_hits_cpu(self.keys, self._raw_values, self.ways, keys, out.view(self._raw_dtype), slots, missed)
-        return _LookupPlan(self, slots, missed[:m])
+            m, stored = self._probe_touch(self.keys, self._raw_values, self.ways, keys, rows, slots, missed,
+                                          self.scores, clock)
+            return _LookupPlan(self, slots, missed[:m] if m else _NO_MISSES, stored)
+        m = probe_hits_cpu(self.keys, self._raw_values, self.ways, keys, rows, slots, missed)
+        return _LookupPlan(self, slots, missed[:m] if m else _NO_MISSES)
 
     def _tick_and_touch(self, slots: np.ndarray) -> None:
         """Advance the clock (aging at a multiple of ``age_period``), then apply the hit rule once per
