@@ -3,7 +3,7 @@
 * a set's matching ways come from one vector compare at 8 to 64 ways (``kernels/_llvm.py``): the slot
   found is the plain scan's (the lowest way, were a key held twice) at every power-of-two way count;
 * rows are copied at a constant size where they have one: the same bits, NaN payloads included;
-* a probe that finds every key applies the hit rule in the same pass as its gather: the cache after
+* a lookup whose every key hits applies the hit rule in the same pass as its gather: the cache after
   any sequence of lookups (keys, scores, rows, clock, scores stored, stats) is the one that the
   probe-then-commit path gives, for every registered policy (a twin cache runs the old path).
 
@@ -84,7 +84,7 @@ def _twins(policy, ways=4, capacity=48, dim=2):
     store.put_many(np.arange(200), np.random.default_rng(0).standard_normal((200, dim)).astype(np.float32))
     fused = embcache.Cache(capacity, dim, policy, backend="cpu", tier=store, ways=ways)
     plain = embcache.Cache(capacity, dim, policy, backend="cpu", tier=store, ways=ways)
-    plain._backend._probe_touch = None  # the probe, then the commit's touch: the path before the fusion
+    plain._backend._gather_touch = None  # the probe, then the commit's touch: the path before the fusion
     return fused, plain
 
 

@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from embcache.kernels._shared import EVICTED, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
-from embcache.kernels.cpu import hand_victim, probe_gather_touch, s3fifo_place, sat_add, sketch_estimate
+from embcache.kernels.cpu import gather_and_touch, hand_victim, s3fifo_place, sat_add, sketch_estimate
 from embcache.layout import EMPTY_KEY, MAX_SCORE, set_of
 
 MAX_SCORE = np.int64(MAX_SCORE)
@@ -76,11 +76,11 @@ def touch_cpu(scores, slots, clock):
 
 
 @numba.njit(nogil=True, cache=True)
-def probe_touch_cpu(table_keys, values, ways, keys, out, slots, missed, scores, clock):
-    # the host lookup's probe and gather and, when every key hit (nothing can fail after such a probe:
-    # Backend.LookupPlan), this rule's touch at clock (the coming tick's) in the same pass as the gather:
-    # (misses, scores stored), the second -1 when a key missed and the touch is left to the commit
-    return probe_gather_touch(table_keys, values, ways, keys, out, slots, missed, scores, clock, hit_fn)
+def gather_touch_cpu(values, slots, out, scores, clock):
+    # an all-hit host lookup's rows and this rule's touch at clock (the coming tick's) in one pass
+    # (cpu.gather_and_touch): nothing can fail after such a probe (Backend.LookupPlan); returns the
+    # scores stored
+    return gather_and_touch(values, slots, out, scores, clock, hit_fn)
 
 
 @numba.njit(nogil=True, cache=True)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # the annotations only
     from ..policies import Policy
 
 __all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sat_add", "sketch_column",
-           "sketch_estimate", "hand_victim", "s3fifo_place", "probe_gather_touch"]
+           "sketch_estimate", "hand_victim", "s3fifo_place", "gather_and_touch"]
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
@@ -305,21 +305,22 @@ def find_and_gather_cpu(table_keys, values, ways, keys, out, slots):
 
 
 @numba.njit(nogil=True, cache=True)
-def probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed):
+def probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed, gather_all_hits=True):
     """find_and_gather_cpu that also lists the misses: missed[:m] = the indices of the m missed keys, in
-    order (``missed`` has room for every key); returns m.  The host lookup's probe (``plan_lookup``)."""
+    order (``missed`` has room for every key); returns m.  The host lookup's probe (``plan_lookup``).
+    Without ``gather_all_hits``, a batch whose every key hit leaves its rows to the policy module's
+    ``gather_touch_cpu`` (``gather_and_touch``)."""
     if ways == 32:
         m = _probe_all(table_keys, 32, keys, slots, missed, True)
     else:
         m = _probe_all(table_keys, ways, keys, slots, missed, True)
-    _gather_rows(values, slots, out)
+    if m or gather_all_hits:
+        _gather_rows(values, slots, out)
     return m
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def _gather_and_touch(values, slots, out, scores, clock, hit_fn, nbytes):
-    """out[i] = values[slots[i]] for slots that are all hits, and the hit rule applied to each
-    occurrence in order, as touch_cpu does; returns the scores stored."""
+def _copy_and_touch(values, slots, out, scores, clock, hit_fn, nbytes):
     one = np.int64(1)
     stored = 0
     for i in range(slots.shape[0]):
@@ -333,34 +334,23 @@ def _gather_and_touch(values, slots, out, scores, clock, hit_fn, nbytes):
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def probe_gather_touch(table_keys: np.ndarray, values: np.ndarray, ways: int, keys: np.ndarray, out: np.ndarray,
-                       slots: np.ndarray, missed: np.ndarray, scores: np.ndarray, clock: int,
-                       hit_fn: Callable[..., Any]) -> tuple:
-    """probe_hits_cpu, and when every key hit, the hit rule ``hit_fn`` applied at ``clock`` as in each
-    policy module's ``touch_cpu``: ``(misses, scores stored)``, the second -1 when a key missed (then
-    nothing but ``out``, ``slots`` and ``missed`` was written).  Inlined into each policy module's
-    ``probe_touch_cpu`` with its own ``hit_fn``.  With every key a hit, the rows are copied and the
-    scores stored in one pass: the score stores then overlap the row copies' memory reads (a
-    65,536-key lookup ~150 us less than a pass of each)."""
-    if ways == 32:
-        m = _probe_all(table_keys, 32, keys, slots, missed, True)
-    else:
-        m = _probe_all(table_keys, ways, keys, slots, missed, True)
-    if m:
-        _gather_rows(values, slots, out)
-        return m, np.int64(-1)
+def gather_and_touch(values: np.ndarray, slots: np.ndarray, out: np.ndarray, scores: np.ndarray, clock: int,
+                     hit_fn: Callable[..., Any]) -> int:
+    """out[i] = values[slots[i]] for ``slots`` that are all hits, and the hit rule ``hit_fn`` applied at
+    ``clock`` to each occurrence in order, as each policy module's ``touch_cpu`` does; returns the scores
+    stored.  Inlined into each policy module's ``gather_touch_cpu`` with its own ``hit_fn``.  One pass
+    for both: the score stores overlap the row copies' memory reads (a 65,536-key lookup ~150 us less
+    than a pass of each)."""
     nbytes = values.shape[1] * values.itemsize
     if nbytes == 128:  # the sizes _gather_rows copies at a constant size
-        stored = _gather_and_touch(values, slots, out, scores, clock, hit_fn, 128)
-    elif nbytes == 256:
-        stored = _gather_and_touch(values, slots, out, scores, clock, hit_fn, 256)
-    elif nbytes == 512:
-        stored = _gather_and_touch(values, slots, out, scores, clock, hit_fn, 512)
-    elif nbytes == 64:
-        stored = _gather_and_touch(values, slots, out, scores, clock, hit_fn, 64)
-    else:
-        stored = _gather_and_touch(values, slots, out, scores, clock, hit_fn, nbytes)
-    return m, np.int64(stored)
+        return _copy_and_touch(values, slots, out, scores, clock, hit_fn, 128)
+    if nbytes == 256:
+        return _copy_and_touch(values, slots, out, scores, clock, hit_fn, 256)
+    if nbytes == 512:
+        return _copy_and_touch(values, slots, out, scores, clock, hit_fn, 512)
+    if nbytes == 64:
+        return _copy_and_touch(values, slots, out, scores, clock, hit_fn, 64)
+    return _copy_and_touch(values, slots, out, scores, clock, hit_fn, nbytes)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -569,9 +559,9 @@ def _unique(keys):
 class _LookupPlan(_OncePlan):
     """``CPUBackend.plan_lookup``'s plan (``Backend.LookupPlan``).  A probe with a miss changed nothing:
     the commit does all of the hits' work and a rollback has nothing to put back.  A probe that found
-    every key has nothing that can fail after it and applied the hit rule itself, at the coming tick's
-    clock (``stored``: the scores it stored, -1 if it did not): its commit ticks, and so does its
-    rollback, as the GPU's does."""
+    every key has nothing that can fail after it, and plan_lookup applied the hit rule with the rows'
+    copy, at the coming tick's clock (``stored``: the scores it stored, -1 if it did not): the commit
+    then ticks, and so does the rollback, as the GPU's does."""
 
     __slots__ = ("slots", "missed", "reserved", "_backend", "_stored")
 
@@ -579,8 +569,8 @@ class _LookupPlan(_OncePlan):
         self.slots, self.missed, self.reserved, self._backend, self._stored = slots, missed, 0, backend, stored
 
     def commit(self) -> None:
-        """Advance the clock, then apply the hit rule once per occurrence of every hit's slot (unless the
-        probe did: then the tick alone, which plan_lookup made sure does not age)."""
+        """Advance the clock, then apply the hit rule once per occurrence of every hit's slot (unless
+        plan_lookup did: then the tick alone, which plan_lookup made sure does not age)."""
         backend = self._end("commit")
         if self._stored < 0:
             # a batch of misses alone stores no score: its touch is left out (a call's cost, no more)
@@ -635,9 +625,9 @@ class CPUBackend:
         self._hands_arg = np.zeros((1, 2), np.int64) if self.hands is None else self.hands
         self._victim = policy.victim
         self._touch = touch if policy.hit_changes_score else None  # the policy's trait, not its text
-        # the host lookup's probe that also touches when every key hits (one call instead of two)
-        self._probe_touch = None if self._touch is None else _policy_module(
-            rule["new_score"], rule["hit_score"], rule.get("age_score", "score"), policy.victim).probe_touch_cpu
+        # an all-hit lookup's rows and scores in one pass (gather_and_touch with the policy's rule)
+        self._gather_touch = None if self._touch is None else _policy_module(
+            rule["new_score"], rule["hit_score"], rule.get("age_score", "score"), policy.victim).gather_touch_cpu
         # the policy's aging pass (Policy.age_period): at every tick to a multiple of the period
         self._age_period = int(policy.age_period) if policy.ages else 0
         self._age = age_kernel(rule["new_score"], rule["hit_score"], rule["age_score"], policy.victim) if self._age_period else None
@@ -805,23 +795,25 @@ class CPUBackend:
 
         When a key misses, nothing changes until the plan is committed: ``commit``
         ticks the clock and applies the hit rule, ``rollback`` has nothing to put
-        back.  When every key hits, nothing can fail after the probe, and the probe
-        applies the hit rule itself at the coming tick's clock (unless that tick
-        ages the scores), as the GPU's does: the plan then only ticks.  Reserved keys
-        were refused by ``check_keys`` already, so ``reserved`` is 0.  ``source`` is
-        always None here: rows read in place are a GPU matter.
+        back.  When every key hits, nothing can fail after the probe: the rows are
+        copied and the hit rule applied at the coming tick's clock in one pass (unless
+        that tick ages the scores), as the GPU's probe does; the plan then only ticks.
+        Reserved keys were refused by ``check_keys`` already, so ``reserved`` is 0.
+        ``source`` is always None here: rows read in place are a GPU matter.
         """
         n = keys.shape[0]
         slots = np.empty(n, np.int64)
         missed = np.empty(n, np.int64)
         rows = out if self._copies_into_rows else out.view(self._raw_dtype)  # the kernels copy bytes
         clock = self.clock + 1  # the commit's tick
-        if self._probe_touch is not None and not (self._age_period and clock % self._age_period == 0):
-            m, stored = self._probe_touch(self.keys, self._raw_values, self.ways, keys, rows, slots, missed,
-                                          self.scores, clock)
-            return _LookupPlan(self, slots, missed[:m] if m else _NO_MISSES, stored)
-        m = probe_hits_cpu(self.keys, self._raw_values, self.ways, keys, rows, slots, missed)
-        return _LookupPlan(self, slots, missed[:m] if m else _NO_MISSES)
+        touches = self._gather_touch is not None and not (self._age_period and clock % self._age_period == 0)
+        m = probe_hits_cpu(self.keys, self._raw_values, self.ways, keys, rows, slots, missed, not touches)
+        if m:
+            return _LookupPlan(self, slots, missed[:m])
+        if touches:
+            return _LookupPlan(self, slots, _NO_MISSES,
+                               self._gather_touch(self._raw_values, slots, rows, self.scores, clock))
+        return _LookupPlan(self, slots, _NO_MISSES)
 
     def _tick_and_touch(self, slots: np.ndarray) -> None:
         """Advance the clock (aging at a multiple of ``age_period``), then apply the hit rule once per
