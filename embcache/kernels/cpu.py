@@ -24,7 +24,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .._dtypes import raw
 from ..errors import ConfigError
-from ._llvm import copy_bytes, match8, match16, match32, match64
+from .._llvm import copy_bytes, match8, match16, match32, match64
 from ..layout import EMPTY_KEY, MAX_SCORE, mix64, new_set_state, set_of
 from . import _rules
 from ._backend import _OncePlan
@@ -454,8 +454,8 @@ def _source_digest() -> str:
     """A hash of the sources the generated kernels compile in (Numba does not notice their changes)."""
     import hashlib
 
-    from .. import layout
-    from . import _llvm, _shared
+    from .. import _llvm, layout
+    from . import _shared
 
     h = hashlib.sha256(numba.__version__.encode())
     for module in (layout, _shared, _rules, _llvm, __import__(__name__, fromlist=["_"])):

@@ -1,19 +1,22 @@
-"""Two LLVM operations the Numba kernels (cpu.py) are written with, where Numba's own code is slow.
+"""Two LLVM operations for the Numba code (kernels/cpu.py, tiers/host.py), where Numba's own is slow.
 
-* ``match_ways(table, base, key, ways)``: which of the ``ways`` int64 entries ``table[base:base + ways]``
+* ``match32(table, base, key)`` (and 8, 16, 64): which of the 32 int64 entries ``table[base:base + 32]``
   equal ``key``, as the bits of a uint64 (bit ``w`` for entry ``base + w``).  One vector load and one
   vector compare (``icmp eq <ways x i64>``, a few AVX-512 or AVX2 instructions): Numba's own loop over
   the ways, indexed by a signed int64, checks every index for wraparound and LLVM then compiles the
   loads as gathers, about 30 cycles for a 32-way set against about 4 here.
 * ``copy_bytes(dst, i, src, j, nbytes)``: row ``j`` of ``src`` copied onto row ``i`` of ``dst``
-  (``nbytes`` bytes each, both C-contiguous 2-D), as ``llvm.memcpy``: a constant ``nbytes`` becomes
-  a few vector moves, where Numba's element loop moves one element at a time.
+  (``nbytes`` bytes each, both C-contiguous 2-D: other arrays do not compile), as ``llvm.memcpy``: a
+  constant ``nbytes`` becomes a few vector moves, where Numba's element loop moves one element at a
+  time and a row slice's assignment (``out[i, :] = values[r]``) costs about three times the copy.
 
-Neither checks bounds: the callers index rows and sets they have computed.  Both give exactly what the
-plain loops give (a bit per equal entry; the same bytes).
+``copy_row`` is ``copy_bytes`` at the arrays' row size, a constant one where it is common.  None checks
+bounds: the callers index rows and sets they have computed.  All give exactly what the plain loops give
+(a bit per equal entry; the same bytes).
 """
 from __future__ import annotations
 
+import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -55,6 +58,8 @@ match8, match16, match32, match64 = (_match(w) for w in MATCH_WIDTHS)
 @intrinsic
 def copy_bytes(typingctx, dst, i, src, j, nbytes):
     """Row ``j`` of ``src`` onto row ``i`` of ``dst``: ``nbytes`` bytes (rows of that size, C-contiguous)."""
+    if not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" for a in (dst, src)):
+        return None  # byte offsets row * nbytes hold for C-contiguous 2-D arrays only
     sig = types.void(dst, i, src, j, nbytes)
 
     def codegen(context, builder, signature, args):
@@ -70,3 +75,19 @@ def copy_bytes(typingctx, dst, i, src, j, nbytes):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def copy_row(dst, i, src, j):
+    """Row ``j`` of ``src`` onto row ``i`` of ``dst`` (C-contiguous 2-D, rows of the same bytes)."""
+    nbytes = src.shape[1] * src.itemsize
+    if nbytes == 128:  # dim 32 float32, dim 64 16-bit: a constant size is a few vector moves
+        copy_bytes(dst, i, src, j, 128)
+    elif nbytes == 256:
+        copy_bytes(dst, i, src, j, 256)
+    elif nbytes == 64:
+        copy_bytes(dst, i, src, j, 64)
+    elif nbytes == 512:
+        copy_bytes(dst, i, src, j, 512)
+    else:
+        copy_bytes(dst, i, src, j, nbytes)
