@@ -56,13 +56,15 @@ def main() -> None:
         print(f"{name:<20}{value:10.3f}   bar {op} {bar:<6} {'met' if met else 'NOT met'}")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             check=False).stdout.strip()
-    print(f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}; {platform.processor() or platform.machine()}, "
+    after = os.getloadavg()[0]
+    print(f"load average {load:.2f} -> {after:.2f}; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores; commit {commit}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                       "load_average": load, "date": datetime.date.today().isoformat(), "commit": commit,
-                       "figures": figures, "bars": BARS}, f, indent=1)
+                       "load_average": load, "load_average_after": after,
+                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                       "commit": commit, "figures": figures, "bars": BARS}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import EmbCacheError
+
 __all__ = ["Backend", "LookupPlan"]
 
 
@@ -36,8 +38,6 @@ class _OncePlan:
     __slots__ = ()
 
     def _end(self, how: str) -> Any:
-        from ..errors import EmbCacheError
-
         backend, self._backend = self._backend, None
         if backend is None:
             raise EmbCacheError(f"LookupPlan.{how}: this plan has already been committed or rolled back; "

@@ -35,7 +35,8 @@ import numba
 import numpy as np
 
 from embcache.kernels._shared import EVICTED, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
-from embcache.kernels.cpu import frequency_victim, hand_walk, next_use, s3fifo_place, sat_add, sketch_estimate
+from embcache.kernels.cpu import (frequency_victim, gather_and_touch, hand_walk, next_use, s3fifo_place, sat_add,
+                                  sketch_estimate)
 from embcache.layout import EMPTY_KEY, MAX_SCORE, set_of
 
 MAX_SCORE = np.int64(MAX_SCORE)
@@ -73,6 +74,14 @@ def touch_cpu(scores, slots, clock):
                 scores[s] = new
                 writes += 1
     return writes
+
+
+@numba.njit(nogil=True, cache=True)
+def gather_touch_cpu(values, slots, out, scores, clock):
+    # an all-hit host lookup's rows and this rule's touch at clock (the coming tick's) in one pass
+    # (cpu.gather_and_touch): nothing can fail after such a probe (Backend.LookupPlan); returns the
+    # scores stored
+    return gather_and_touch(values, slots, out, scores, clock, hit_fn)
 
 
 @numba.njit(nogil=True, cache=True)

@@ -1,0 +1,145 @@
+"""Issue 22 item 5, the CPU side: the faster host probe gives exactly what the plain code gave.
+
+* a set's matching ways come from one vector compare at 8 to 64 ways (``kernels/_llvm.py``): the slot
+  found is the plain scan's (the lowest way, were a key held twice) at every power-of-two way count;
+* rows are copied at a constant size where they have one: the same bits, NaN payloads included;
+* a lookup whose every key hits applies the hit rule in the same pass as its gather: the cache after
+  any sequence of lookups (keys, scores, rows, clock, scores stored, stats) is the one that the
+  probe-then-commit path gives, for every registered policy (a twin cache runs the old path).
+
+The speed itself is benchmarks/cpu_bars.py's (asv: benchmarks/bench_cpu.py), never a timed test.
+"""
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import embcache
+from embcache.kernels import cpu
+from embcache.layout import EMPTY_KEY, sets_of
+from embcache.policies import policy_names
+from embcache.tiers import HostStore
+
+from .strategies import same_bits
+
+WAYS = [1, 2, 4, 8, 16, 32, 64, 128]
+
+
+def _plain_slot(table, ways, key):
+    """The slot of ``key`` by a plain scan of its set: its lowest way, or -1."""
+    num_sets = table.shape[0] // ways
+    base = int(sets_of(np.array([key], np.int64), num_sets)[0]) * ways
+    for w in range(ways):
+        if table[base + w] == key:
+            return base + w
+    return -1
+
+
+@pytest.mark.parametrize("ways", WAYS)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_the_probe_finds_the_lowest_way_holding_a_key(ways, data):
+    num_sets = data.draw(st.integers(1, 5))
+    pool = data.draw(st.lists(st.integers(-2**63 + 2, 2**63 - 1), min_size=1, max_size=12, unique=True))
+    table = np.full(num_sets * ways, EMPTY_KEY, np.int64)
+    # keys placed at random ways of their own set, some twice (the probe must report the lowest)
+    sets = sets_of(np.array(pool, np.int64), num_sets)
+    for key, s in zip(pool, sets.tolist()):
+        for _ in range(data.draw(st.integers(0, 2))):
+            table[s * ways + data.draw(st.integers(0, ways - 1))] = key
+    keys = np.array(pool + [data.draw(st.integers(-2**63 + 2, 2**63 - 1))], np.int64)
+    slots = np.empty(keys.shape[0], np.int64)
+    cpu.find_cpu(table, ways, keys, slots)
+    assert slots.tolist() == [_plain_slot(table, ways, int(k)) for k in keys]
+    out = np.zeros((keys.shape[0], 3), np.uint32)
+    missed = np.empty(keys.shape[0], np.int64)
+    values = np.arange(table.shape[0] * 3, dtype=np.uint32).reshape(-1, 3)
+    m = cpu.probe_hits_cpu(table, values, ways, keys, out, slots, missed)
+    assert missed[:m].tolist() == [i for i, s in enumerate(slots) if s < 0]
+
+
+@numba.njit
+def _gather(values, slots, out):
+    cpu._gather_rows(values, slots, out)
+
+
+@pytest.mark.parametrize("dim, dtype", [(32, "float32"), (64, "float16"), (16, "float32"), (8, "float16"),
+                                        (128, "float32"), (3, "float32"), (5, "float16")])
+def test_rows_are_copied_bit_for_bit_at_every_row_size(dim, dtype):
+    rng = np.random.default_rng(dim)
+    raw_dtype = np.uint32 if dtype == "float32" else np.uint16
+    values = rng.integers(0, np.iinfo(raw_dtype).max, (64, dim), dtype=raw_dtype, endpoint=True)
+    values[3] = np.array(np.nan, dtype).view(raw_dtype) | 1  # a NaN with a payload
+    slots = rng.integers(-1, 64, 200)
+    out = rng.integers(0, 9, (200, dim), dtype=raw_dtype)
+    ref = out.copy()
+    ref[slots >= 0] = values[slots[slots >= 0]]  # a miss's row is left as it was
+    _gather(values, slots, out)
+    assert same_bits(out, ref)
+
+
+def _twins(policy, ways=4, capacity=48, dim=2):
+    store = HostStore(dim, "float32")
+    store.put_many(np.arange(200), np.random.default_rng(0).standard_normal((200, dim)).astype(np.float32))
+    fused = embcache.Cache(capacity, dim, policy, backend="cpu", tier=store, ways=ways)
+    plain = embcache.Cache(capacity, dim, policy, backend="cpu", tier=store, ways=ways)
+    plain._backend._gather_touch = None  # the probe, then the commit's touch: the path before the fusion
+    return fused, plain
+
+
+@pytest.mark.parametrize("policy", sorted(policy_names()))
+@settings(max_examples=20, deadline=None)
+@given(batches=st.lists(st.lists(st.integers(0, 80), min_size=0, max_size=24), min_size=1, max_size=25))
+def test_a_probe_that_touches_leaves_the_cache_as_probe_then_commit_does(policy, batches):
+    fused, plain = _twins(policy)
+    try:
+        if policy == "static":
+            for c in (fused, plain):
+                c.preload(np.arange(0, 80, 8))
+        for batch in batches:
+            keys = np.array(batch, np.int64)
+            a, b = fused.lookup(keys), plain.lookup(keys)
+            assert same_bits(a, b)
+            # every key of an all-hit batch again: the fused path at work
+            again = keys[np.isin(keys, fused.export()[0])]
+            assert same_bits(fused.lookup(again), plain.lookup(again))
+        for x, y in zip(fused.export(), plain.export()):
+            assert same_bits(x, y)
+        fb, pb = fused._backend, plain._backend
+        assert (fb.scores == pb.scores).all() and (fb.keys == pb.keys).all() and fb.clock == pb.clock
+        assert fb.score_writes == pb.score_writes
+        assert fused.stats.as_dict() == plain.stats.as_dict()
+        if fb.hands is not None:
+            assert (fb.hands == pb.hands).all()
+    finally:
+        fused.close()
+        plain.close()
+
+
+def test_an_all_hit_plan_has_touched_and_its_rollback_ticks_as_the_gpus_does():
+    b = cpu.CPUBackend(num_sets=2, ways=4, dim=2, dtype="float32", policy=embcache.policies.LRU())
+    keys = np.array([1, 2, 3], np.int64)
+    b.insert_and_evict(keys, np.ones(3, np.int64), np.ones((3, 2), np.float32), np.ones(3, bool), False)
+    clock = b.clock
+    plan = b.plan_lookup(np.array([2, 3, 2], np.int64), b.new_rows(3), None)
+    assert plan.missed.shape[0] == 0
+    assert sorted(b.scores[plan.slots].tolist()) == [clock + 1] * 3 and b.clock == clock
+    plan.rollback()
+    assert b.clock == clock + 1 and b.score_writes == 2
+
+
+def test_an_aging_tick_leaves_the_touch_to_the_commit():
+    """lfu_aged ages every score at a multiple of its period, before that tick's hits are counted: the
+    probe does not touch ahead of that pass."""
+    fused, plain = _twins("lfu_aged")
+    period = fused._backend._age_period
+    try:
+        for _ in range(2 * period + 3):
+            for c in (fused, plain):
+                c.lookup(np.array([1, 2, 2, 3], np.int64))
+        assert (fused._backend.scores == plain._backend.scores).all()
+        assert fused._backend.score_writes == plain._backend.score_writes
+    finally:
+        fused.close()
+        plain.close()
