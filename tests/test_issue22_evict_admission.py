@@ -226,4 +226,9 @@ def test_gpu_picks_victims_as_the_cpu(policy, admission, ways, pinned):
         assert host(gpu.lookup(batch)).tobytes() == cpu.lookup(batch).tobytes()
         assert_same_state(cpu, gpu)
         assert (host(gpu._backend.sketch) == cpu._backend.sketch).all()
-    assert cpu.stats.refusals > 0 and cpu.stats.evictions > 0
+    assert cpu.stats.evictions > 0
+    # the workload refuses keys wherever the rule can: S3-FIFO places by its own queues (it ignores the
+    # admission's victim), and under LRU's and SIEVE's new scores (the newest clock) a newcomer outranks
+    # every resident of equal estimate, which in a 32-way set nearly always includes one seen once
+    if policy != "s3fifo" and (ways == 4 or admission == "tinylfu" or policy not in ("lru", "sieve")):
+        assert cpu.stats.refusals > 0
