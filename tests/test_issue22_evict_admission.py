@@ -17,7 +17,7 @@ from embcache.kernels.gpu import gpu_available
 from embcache.policies import TinyLFU, TinyLFUEvict, get_admission
 from embcache.tiers import HostStore
 
-from .test_issue22_tinylfu import _collision_free
+from .test_issue22_tinylfu import _collision_free, assert_reloads_the_same
 
 
 def _cache(admission, policy="lru", capacity=2, ways=2, backend="cpu"):
@@ -136,14 +136,7 @@ def test_the_sketch_is_sized_to_the_cache(tmp_path):
     assert cache.admission.rule()["victim_by_frequency"] is True and "victim_by_frequency" not in TinyLFU().rule()
     for i in range(200):
         cache.lookup([i % 37, i % 101])
-    cache.save(tmp_path / "c.npz")
-    loaded = embcache.Cache.load(tmp_path / "c.npz", tier=cache.tier, backend="cpu")
-    assert loaded.admission == cache.admission
-    for i in range(100):
-        cache.lookup([i % 71])
-        loaded.lookup([i % 71])
-    for x, y in zip(cache.export(), loaded.export()):
-        assert x.tobytes() == y.tobytes()
+    assert_reloads_the_same(cache, tmp_path, [[i % 71] for i in range(100)])
 
 
 def test_settings_are_checked():

@@ -23,7 +23,7 @@ from embcache.tiers import HostStore
 from .reference import ReferenceCache, Slot, evaluate
 from .strategies import host, keys as key_values, rows_for, same_bits
 from .test_contract import ADMISSION_GRID
-from .test_stateful import DIM, CacheMachine
+from .test_stateful import DIM, CacheMachine, machines_of
 
 GPU = [pytest.mark.gpu, pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and CuPy")]
 
@@ -180,16 +180,7 @@ MACHINE_GRID = [("lru", "always"), ("lru", "hit_rate_deferred"), ("lfu", "refuse
 
 
 def lookahead_machines(backend: str, marks=()):
-    tests = {}
-    for policy, admission in MACHINE_GRID:
-        name = f"TestLookahead{backend.upper()}_{policy}_{admission}"
-        machine = type(name, (LookaheadMachine,), {"policy_name": policy, "admission_name": admission,
-                                                    "backend": backend})
-        case = machine.TestCase
-        for mark in marks:
-            case = mark(case)
-        tests[name] = case
-    return tests
+    return machines_of(LookaheadMachine, "TestLookahead", MACHINE_GRID, backend, marks)
 
 
 globals().update(lookahead_machines("cpu"))
@@ -335,17 +326,6 @@ def test_bad_prefetch_keys_are_refused():
     with pytest.raises(ReservedKeyError):
         cache.prefetch(np.array([LOCKED_KEY], np.int64))
     assert cache.clock == 0 and cache.stats.prefetched == 0
-    cache.close()
-
-
-def test_s3fifo_refuses_lookahead_rather_than_ignoring_it():
-    cache = make("s3fifo")
-    with pytest.raises(ConfigError, match="S3-FIFO"):
-        cache.lookup(np.array([1], np.int64), upcoming=np.array([2], np.int64))
-    with pytest.raises(ConfigError, match="S3-FIFO"):
-        cache.prefetch(np.array([1], np.int64))
-    cache.lookup(np.array([1], np.int64), upcoming=[])  # no lookahead asked for: nothing to refuse
-    assert cache.clock == 1
     cache.close()
 
 
@@ -536,11 +516,13 @@ def test_a_window_of_the_whole_future_is_belady_with_bypass(policy, trace, ways,
     cache.close()
 
 
-def test_tinylfu_evict_refuses_lookahead_rather_than_ignoring_it():
-    cache = make("lru", "tinylfu_evict")
-    with pytest.raises(ConfigError, match="tinylfu"):
+@pytest.mark.parametrize("policy, admission, named", [("s3fifo", "always", "S3-FIFO"),
+                                                     ("lru", "tinylfu_evict", "tinylfu")])
+def test_a_victim_rule_without_lookahead_refuses_it_rather_than_ignoring_it(policy, admission, named):
+    cache = make(policy, admission)
+    with pytest.raises(ConfigError, match=named):
         cache.lookup(np.array([1], np.int64), upcoming=np.array([2], np.int64))
-    with pytest.raises(ConfigError, match="tinylfu"):
+    with pytest.raises(ConfigError, match=named):
         cache.prefetch(np.array([1], np.int64))
     cache.lookup(np.array([1], np.int64), upcoming=[])  # no lookahead asked for: nothing to refuse
     assert cache.clock == 1

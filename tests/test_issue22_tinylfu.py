@@ -104,12 +104,18 @@ def test_settings_are_checked_and_saved(tmp_path):
     cache = _cache(TinyLFU(width=64, depth=2, seed=1, sample=1), capacity=8, ways=4)
     for i in range(20):
         cache.lookup([i % 7, i % 11])
+    assert_reloads_the_same(cache, tmp_path, [[i % 13] for i in range(20)])
+
+
+def assert_reloads_the_same(cache, tmp_path, batches) -> None:
+    """``cache`` saved and loaded (CPU) has its admission, and both go on alike over ``batches``
+    (contents, scores and the sketch)."""
     cache.save(tmp_path / "c.npz")
     loaded = embcache.Cache.load(tmp_path / "c.npz", tier=cache.tier, backend="cpu")
     assert loaded.admission == cache.admission
-    for i in range(20):
-        cache.lookup([i % 13])
-        loaded.lookup([i % 13])
+    for batch in batches:
+        cache.lookup(batch)
+        loaded.lookup(batch)
     for x, y in zip(cache.export(), loaded.export()):
         assert x.tobytes() == y.tobytes()
     assert (loaded._backend.sketch == cache._backend.sketch).all()

@@ -146,16 +146,21 @@ def machine_tests(backend: str, marks=(), policies=None):
 
     ``policies``: names to run (default: the registry's grid, ``test_contract.POLICIES``).
     """
+    pairs = [(p, a) for p in (POLICIES if policies is None else policies) for a in ADMISSION_GRID]
+    return machines_of(CacheMachine, "Test", pairs, backend, marks)
+
+
+def machines_of(base, prefix: str, pairs, backend: str, marks=()) -> dict:
+    """A TestCase of the state machine ``base`` for each (policy, admission) of ``pairs``, named
+    ``{prefix}{BACKEND}_{policy}_{admission}`` with ``marks`` applied."""
     tests = {}
-    for policy in POLICIES if policies is None else policies:
-        for admission in ADMISSION_GRID:
-            name = f"Test{backend.upper()}_{policy}_{admission}"
-            machine = type(name, (CacheMachine,), {"policy_name": policy, "admission_name": admission,
-                                                    "backend": backend})
-            case = machine.TestCase
-            for mark in marks:
-                case = mark(case)
-            tests[name] = case
+    for policy, admission in pairs:
+        name = f"{prefix}{backend.upper()}_{policy}_{admission}"
+        machine = type(name, (base,), {"policy_name": policy, "admission_name": admission, "backend": backend})
+        case = machine.TestCase
+        for mark in marks:
+            case = mark(case)
+        tests[name] = case
     return tests
 
 
