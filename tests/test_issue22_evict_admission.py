@@ -15,19 +15,8 @@ from embcache.errors import ConfigError
 from embcache.kernels.cpu import frequency_victim, sketch_column
 from embcache.kernels.gpu import gpu_available
 from embcache.policies import TinyLFU, TinyLFUEvict, get_admission
-from embcache.tiers import HostStore
 
-from .test_issue22_tinylfu import _collision_free, assert_reloads_the_same
-
-
-def _cache(admission, policy="lru", capacity=2, ways=2, backend="cpu"):
-    store = HostStore(1, "float32")
-    store.put_many(np.arange(100), np.zeros((100, 1), np.float32))
-    return embcache.Cache(capacity, 1, policy, admission, backend=backend, tier=store, ways=ways)
-
-
-def _cached(cache) -> set:
-    return set(cache.export()[0].tolist())
+from .test_issue22_tinylfu import _cache, _cached, _collision_free, assert_reloads_the_same
 
 
 def _exact(cls=TinyLFUEvict, sample=0):

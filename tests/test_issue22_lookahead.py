@@ -145,21 +145,7 @@ class LookaheadReference(ReferenceCache):
 class LookaheadMachine(CacheMachine):
     """The stateful tests' machine, its model with lookahead, and two more rules."""
 
-    keys = CacheMachine.keys
-
-    @initialize(
-        target=keys,
-        capacity=st.integers(1, 24),
-        ways=st.sampled_from([1, 2, 4, 8]),
-        dtype=st.sampled_from(["float32", "float16"]),
-        universe=st.lists(key_values, min_size=1, max_size=30, unique=True),
-        stored=st.lists(st.booleans(), min_size=30, max_size=30),
-    )
-    def setup(self, capacity, ways, dtype, universe, stored):
-        CacheMachine.setup(self, capacity, ways, dtype, universe, stored)
-        r = self.ref
-        self.ref = LookaheadReference(capacity, DIM, r.policy, r.admission, r.tier, -1.0, ways, dtype)
-        return multiple(*universe)
+    reference = LookaheadReference
 
     @rule(batch=st.lists(CacheMachine.keys, max_size=16), upcoming=st.lists(CacheMachine.keys, max_size=24))
     def lookup_ahead(self, batch, upcoming):

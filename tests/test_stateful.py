@@ -21,6 +21,7 @@ class CacheMachine(RuleBasedStateMachine):
     backend = "cpu"
 
     keys = Bundle("keys")
+    reference = ReferenceCache  # the plain-Python model the cache is held to (a subclass may extend it)
 
     @initialize(
         target=keys,
@@ -40,7 +41,7 @@ class CacheMachine(RuleBasedStateMachine):
         admission = ADMISSION_GRID[self.admission_name]()
         self.cache = embcache.Cache(capacity, DIM, policy, admission, dtype, self.backend, self.tier,
                                     default=-1.0, ways=ways)
-        self.ref = ReferenceCache(capacity, DIM, policy, admission, dict(zip(tier_keys.tolist(), tier_rows)),
+        self.ref = self.reference(capacity, DIM, policy, admission, dict(zip(tier_keys.tolist(), tier_rows)),
                                   -1.0, ways, dtype)
         self.writes = 0
         return multiple(*universe)
