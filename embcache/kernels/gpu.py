@@ -58,7 +58,7 @@ _OUTCOME_CODES = len(OUTCOMES)
 FAMILIES = {
     "probe.cu": ("probe_gather", "gather_slots", "list_misses", "tick", "touch", "age_scores"),
     "source.cu": ("probe_gather_source", "count_source_misses"),
-    "insert.cu": ("insert_and_evict",),
+    "insert.cu": ("insert_and_evict", "insert_and_evict_general"),
     "unique.cu": ("run_starts", "run_scatter", "sets_of"),
     "writes.cu": ("update_rows", "erase_keys", "scatter_rows", "restore_scores", "make_digests"),
     "sketch.cu": ("sketch_add", "sketch_estimate", "ordered_sketch_add", "ordered_sketch_admit"),
@@ -120,6 +120,7 @@ _get_age_scores_kernel = _factory("probe.cu", "age_scores")
 _get_probe_gather_source_kernel = _factory("source.cu", "probe_gather_source")
 _get_count_source_misses_kernel = _factory("source.cu", "count_source_misses")
 _get_insert_and_evict_kernel = _factory("insert.cu", "insert_and_evict")
+_get_insert_and_evict_general_kernel = _factory("insert.cu", "insert_and_evict_general")
 _get_run_starts_kernel = _factory("unique.cu", "run_starts")
 _get_run_scatter_kernel = _factory("unique.cu", "run_scatter")
 _get_sets_of_kernel = _factory("unique.cu", "sets_of")
@@ -840,7 +841,10 @@ class GPUBackend:
         grid = (launch_grid(n, self._ublock),), self._utility
         self._k["sets_of"](*grid, (keys, _i64(n), np.uint64(self.num_sets), sets))
         order = cupy.argsort(sets)  # stable, so each set's keys stay ascending
-        self._k["insert_and_evict"](
+        # the plain kernel has the sketch comparison and the protection compiled out (insert.cu)
+        general = bool(compares_victim) or protect is not None
+        kernel = self._k["insert_and_evict_general"] if general else self._k["insert_and_evict"]
+        kernel(
             *grid,
             (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, counts, rows,
              admit, order, _i64(n), self.state, np.int32(bool(refuse_below_min)), *self._victim_args(compares_victim),
