@@ -202,9 +202,13 @@ def _pval(g, e, reached, cmax):
 
 @numba.njit(cache=True)
 def replay_table(ids, sets, cols, tables, ntables, nkeys, num_sets, ways, width, depth, sample, exact, mode, cmax):
-    """Frequency victim whose rank knows the key's table (``tables[k]``): mode 1, singletons (estimate 1)
-    rank by their table's learned return chance, below every key seen twice; mode 2, every key ranks by
-    its table's learned chance at its count (up to cmax), ties by estimate then LRU."""
+    """Frequency victim whose rank knows the key's table (``tables[k]``), its chance ``_pval`` learned online
+    from ``reached[t, c]``, the keys of table t whose estimate reached c as they were counted: mode 1,
+    singletons (estimate <= 1) rank by their table's chance, below every key seen twice; mode 2, every
+    key ranks by its table's chance at its count (up to cmax), ties by estimate then LRU; mode 3, the
+    victim is the lowest (estimate, chance of a singleton of its table, last access); mode 4, the lowest
+    (estimate, that chance if the estimate is 1 else 0, last access).  The newcomer is ranked with the
+    set's keys, as ``tinylfu_evict`` ranks it, and enters unless it is the least."""
     cap = num_sets * ways
     tk = np.full(cap, -1, np.int64)
     sc = np.zeros(cap, np.int64)
@@ -249,6 +253,9 @@ def replay_table(ids, sets, cols, tables, ntables, nkeys, num_sets, ways, width,
             if mode == 1:
                 a = ex << 21 if ex >= 2 else _pval(tables[x], 1, reached, cmax)
                 b = np.int64(0)
+            elif mode == 4:
+                a = ex
+                b = _pval(tables[x], 1, reached, cmax) if ex == 1 else np.int64(0)
             elif mode == 3:
                 a = ex
                 b = _pval(tables[x], ex, reached, cmax)
@@ -261,6 +268,9 @@ def replay_table(ids, sets, cols, tables, ntables, nkeys, num_sets, ways, width,
         if mode == 1:
             a = em << 21 if em >= 2 else _pval(tables[k], 1, reached, cmax)
             b = np.int64(0)
+        elif mode == 4:
+            a = em
+            b = _pval(tables[k], 1, reached, cmax) if em == 1 else np.int64(0)
         elif mode == 3:
             a = em
             b = _pval(tables[k], em, reached, cmax)
@@ -751,7 +761,7 @@ def _rules():
         ("LIRS per set (1 HIR way, 32 non-resident HIR)", lambda k, c: run_sets(k, c, replay_lirs, 1, 32)),
         ("LIRS per set (2 HIR ways, 64 non-resident HIR)", lambda k, c: run_sets(k, c, replay_lirs, 2, 64)),
         ("ties by the key's table's learned return chance (key >> 32)", lambda k, c: run_table(k, c, False, 3, 1)),
-        ("singletons ranked by their table's learned return chance", lambda k, c: run_table(k, c, False, 1, 4)),
+        ("singletons ranked by their table's learned return chance", lambda k, c: run_table(k, c, False, 4, 1)),
     ]
 
 
