@@ -42,6 +42,7 @@ from . import policies as _policies
 from .policies import _registry
 from ._checks import _on_device, check_keys, check_out, check_rows, raise_reserved
 from ._dtypes import ROW_DTYPES, row_dtype
+from ._table_chance import TABLES, chances, count_reached, new_reached
 from .errors import (CaptureError, ClosedError, ConfigError, DataFormatError, EmbCacheError, MissingDependencyError,
                      PreloadOverflowError, StaticInsertError, TierError)
 from .kernels._shared import ADMIT, EVICTED, INSERTED, REFUSED
@@ -147,6 +148,8 @@ class Cache:
             sketch_seed=0 if sketch is None else sketch[3],
         )
         self._backend.set_default(self._default)
+        # TinyLFUTables: per table, the keys whose estimate reached 1 and 2 (embcache._table_chance)
+        self._reached = new_reached(self._backend.xp) if self._admission.victim_mode() == 3 else None
         # a GPU cache reads a tier's rows in place (no host round trip, no staging copy) when the tier
         # offers a device source (tier.device_source(), asked under its lock at each use: a store changes);
         # a tier that declares it never offers one is never locked around a lookup
@@ -348,7 +351,9 @@ class Cache:
 
     def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats, compares_victim: int = 0,
                protect=None) -> None:
-        self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min, compares_victim, protect)
+        chance = chances(self._backend.xp, self._reached) if compares_victim == 3 else None
+        self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min, compares_victim, protect,
+                                       chance)
         n = self._backend.tally()
         batch.insertions += int(n[INSERTED] + n[EVICTED])
         batch.evictions += int(n[EVICTED])
@@ -397,7 +402,7 @@ class Cache:
                 f"lookahead (lookup(upcoming=) and prefetch) is not supported with the policy {self._policy!r}: "
                 "S3-FIFO's queues and ghost choose its victims, and sparing protected ways is not defined for "
                 "them; use another policy (clock, sieve, lru, ...) or leave upcoming out")
-        if self._admission.victim_mode() == 2:
+        if self._admission.victim_mode() >= 2:
             raise ConfigError(
                 f"lookahead (lookup(upcoming=) and prefetch) is not supported with the admission {self._admission!r}: "
                 "its sketch picks the victim among every way of a set, and sparing protected ways is not defined "
@@ -665,7 +670,9 @@ class Cache:
         hit = keys[slots >= 0]
         if hit.shape[0]:
             ukeys, _, counts, _ = b.unique(hit)
-            b.sketch_add(ukeys, counts)
+            estimates = b.sketch_add(ukeys, counts)
+            if self._reached is not None:
+                count_reached(b.xp, self._reached, ukeys, estimates, counts)
         period = self._admission.sketch_sample * self.capacity
         before = self._stats.lookups  # this batch's are added when it ends
         halvings = (before + keys.shape[0]) // period - before // period if period else 0
@@ -702,7 +709,10 @@ class Cache:
             if rows is None:
                 rows = out[at]
             if b.sketch is not None:
-                admit = present & (b.sketch_add(ukeys, counts) >= self._admission.sketch[0])
+                estimates = b.sketch_add(ukeys, counts)
+                if self._reached is not None:
+                    count_reached(xp, self._reached, ukeys, estimates, counts)
+                admit = present & (estimates >= self._admission.sketch[0])
                 if absent is None:  # the two counts in one read from the device
                     absent, admitted = (int(x) for x in xp.stack([(~present).sum(), admit.sum()]).tolist())
                 else:
@@ -919,6 +929,8 @@ class Cache:
                       "default": self._default.view(np.uint8)}
             if b.sketch is not None:
                 arrays["sketch"] = b.to_host(b.sketch)
+            if self._reached is not None:  # TinyLFUTables' per-table counts
+                arrays["reached"] = b.to_host(self._reached)
             if b.hands is not None:  # victim = "hand": every set's hand
                 arrays["hands"] = b.to_host(b.hands)
             _write_atomically(path, lambda f: np.savez(
@@ -959,6 +971,8 @@ class Cache:
                 cache._backend.sketch[:] = cache._backend.to_device(saved["sketch"])
             if "hands" in saved:
                 cache._backend.hands[:] = cache._backend.to_device(saved["hands"])
+            if "reached" in saved:
+                cache._reached[:] = cache._backend.to_device(saved["reached"])
             cache._size = int(np.count_nonzero(saved["keys"] != EMPTY_KEY))
             cache._backend.set_clock(meta["clock"])
             cache._stats = saved["stats"]
@@ -1231,6 +1245,7 @@ def _read_checked(f, size: int) -> dict:
         stats = _from_saved(meta["stats"], _Bad)
         expected = {"meta", "keys", "scores", "values", "default"} | ({"sketch"} if admission.sketch else set())
         expected |= {"hands"} if policy.victim != "lowest" else set()
+        expected |= {"reached"} if admission.victim_mode() == 3 else set()
         if set(members) != expected:
             raise _Bad(f"the members are {sorted(members)}, expected {sorted(expected)}")
         dtype = row_dtype(meta["dtype"])
@@ -1249,6 +1264,10 @@ def _read_checked(f, size: int) -> dict:
             out["sketch"] = sketch = read("sketch", (depth, sketch_width), int64)
             if sketch.size and int(sketch.min()) < 0:
                 raise _Bad("the admission sketch holds a negative count")
+        if admission.victim_mode() == 3:
+            out["reached"] = reached = read("reached", (2, TABLES), int64)
+            if int(reached.min()) < 0:
+                raise _Bad("the admission's per-table counts hold a negative count")
         if policy.victim != "lowest":  # the per-set state of the victim rule: hands, or S3-FIFO's ghosts
             width = set_state_width(policy.victim, meta["ways"])
             out["hands"] = hands = read("hands", (meta["num_sets"], width), int64)

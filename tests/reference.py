@@ -50,6 +50,8 @@ class ReferenceCache:
         self.last = Counter()
         sk = self.admission.sketch
         self.sketch = None if sk is None else [[0] * sk[1] for _ in range(sk[2])]
+        # TinyLFUTables (victim mode 3): per table (key >> 32) & 63, the keys whose estimate reached 1 / 2
+        self.reached = [[0] * 64 for _ in range(2)]
         self.pending = []  # HitRateDeferred: (key, count, row) a lookup left to place, in placing order
         self.hands = {}  # victim = "hand": set -> the (position, way) its hand rests at (absent: none)
         self.s3 = {}  # victim = "s3fifo": set -> its sequence, whether it has evicted, its ghost
@@ -119,8 +121,8 @@ class ReferenceCache:
                 self.last["refusals"] += 1
                 return
             if compares_victim and self.admission.victim_by_frequency:  # TinyLFUEvict: the least of set + key
-                w = min(range(self.ways), key=lambda w: (self.estimate(ways[w].key), ways[w].score, w))
-                if not (self.estimate(key), new) > (self.estimate(ways[w].key), ways[w].score):
+                w = min(range(self.ways), key=lambda w: (*self.rank(ways[w].key), ways[w].score, w))
+                if not (*self.rank(key), new) > (*self.rank(ways[w].key), ways[w].score):
                     self.last["refusals"] += 1
                     return
             else:
@@ -202,6 +204,23 @@ class ReferenceCache:
     def estimate(self, key):
         return min(self.sketch[r][c] for r, c in self.sketch_columns(key))
 
+    def rank(self, key):
+        """TinyLFUEvict's rank of a key: (estimate, 0); TinyLFUTables': (estimate, its table's return chance
+        twice * 2^20 // once (2^20 while once is 0) if the estimate is 1, else 0)."""
+        e = self.estimate(key)
+        if not self.admission.victim_by_table_chance or e != 1:
+            return e, 0
+        t = (key >> 32) & 63
+        once, twice = self.reached[0][t], self.reached[1][t]
+        return e, ((twice << 20) // once if once else 1 << 20)
+
+    def count_reached(self, keys, counts, estimates):
+        """A key counted c times whose estimate is e after the batch's add was at e - c before it."""
+        for k in keys:
+            e, c = estimates[k], counts[k]
+            for row, level in enumerate((1, 2)):
+                self.reached[row][(k >> 32) & 63] += e - c < level <= e
+
     def count_hits(self, hit_keys, counts, n):
         """TinyLFU (compares_victim): after the misses, the hit keys are counted; then every counter is
         halved once for each multiple of sketch_sample * capacity that the batch's n key occurrences take
@@ -209,6 +228,7 @@ class ReferenceCache:
         for k in hit_keys:
             for r, c in self.sketch_columns(k):
                 self.sketch[r][c] = min(self.sketch[r][c] + counts[k], MAX_SCORE)
+        self.count_reached(hit_keys, counts, {k: self.estimate(k) for k in hit_keys})
         period = self.admission.sketch_sample * self.capacity
         before = self.stats["hits"] + self.stats["misses"]
         halvings = (before + n) // period - before // period if period else 0
@@ -220,7 +240,9 @@ class ReferenceCache:
         for k in keys:
             for r, c in self.sketch_columns(k):
                 self.sketch[r][c] = min(self.sketch[r][c] + counts[k], MAX_SCORE)
-        return {k: min(self.sketch[r][c] for r, c in self.sketch_columns(k)) for k in keys}
+        estimates = {k: min(self.sketch[r][c] for r, c in self.sketch_columns(k)) for k in keys}
+        self.count_reached(keys, counts, estimates)
+        return estimates
 
     # -- operations
     def lookup(self, keys):

@@ -154,7 +154,7 @@ def test_frequency_victim_is_the_least_of_the_set_and_the_newcomer(data):
 
     least = min(range(ways), key=lambda w: (estimate(table[w]), int(scores[w]), w))
     expected = least if (estimate(key), int(new)) > (estimate(table[least]), int(scores[least])) else -1
-    assert frequency_victim(table, scores, 0, ways, sketch, seed, key, new) == expected
+    assert frequency_victim(table, scores, 0, ways, sketch, seed, key, new, np.zeros(0, np.int64)) == expected
 
 
 # ---------------------------------------------------------------- the hit-rate claim, CI-sized

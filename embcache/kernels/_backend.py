@@ -164,11 +164,13 @@ class Backend(Protocol):
 
     # placement and the other operations
     def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool,
-                         compares_victim: bool = False, protect: Any = None) -> None:
-        """Place distinct ``keys`` set by set in key order, evicting the lowest (score, way) (``compares_victim``:
-        only for a key whose sketch estimate beats the victim's; ``protect``: None or ``(keys, ranks)``,
-        ascending distinct keys (p,) that are not victims while their set has another candidate, and where
-        each first occurs in the window (p,), ``Cache.lookup(upcoming=)``)."""
+                         compares_victim: int = 0, protect: Any = None, chance: Any = None) -> None:
+        """Place distinct ``keys`` set by set in key order, evicting the lowest (score, way) (``compares_victim``,
+        ``Admission.victim_mode``: 1 only for a key whose sketch estimate beats the victim's, 2 the sketch
+        picks the victim, 3 with ``chance`` too, the (64,) int64 per-table return chances of
+        ``embcache._table_chance``; ``protect``: None or ``(keys, ranks)``, ascending distinct keys (p,)
+        that are not victims while their set has another candidate, and where each first occurs in the
+        window (p,), ``Cache.lookup(upcoming=)``)."""
 
     def tally(self) -> np.ndarray:
         """How many keys of the last ``insert_and_evict`` got each outcome code, (5,) int64."""

@@ -94,8 +94,8 @@ def age_cpu(table_keys, scores, clock):
 
 @numba.njit(nogil=True, cache=True)
 def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, admit, clock,
-                         refuse_below_min, outcome, evicted, victim_sketch, sketch_seed, hands, by_frequency, protect,
-                         ranks):
+                         refuse_below_min, outcome, evicted, victim_sketch, sketch_seed, hands, by_frequency, chance,
+                         protect, ranks):
     # keys are unique and ascending; sets are independent, so one pass in key
     # order applies each set's keys in ascending key order as the contract says.
     # protect, ranks (lookahead): ascending distinct keys that a full set's victim is not chosen among
@@ -162,7 +162,7 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
                 outcome[i] = REFUSED
                 continue
             if by_frequency:  # TinyLFUEvict: the set's least (estimate, score) goes, unless the key is less
-                w = frequency_victim(table_keys, scores, base, ways, victim_sketch, sketch_seed, k, new)
+                w = frequency_victim(table_keys, scores, base, ways, victim_sketch, sketch_seed, k, new, chance)
                 if w < 0:
                     outcome[i] = REFUSED
                     continue

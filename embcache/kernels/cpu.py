@@ -265,18 +265,34 @@ def sketch_estimate(sketch: np.ndarray, seed: np.uint64, key: np.int64) -> np.in
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
+def _singleton_chance(chance: np.ndarray, key: np.int64, estimate: np.int64) -> np.int64:
+    """TinyLFUTables' second rank: the return chance of ``key``'s table if its estimate is 1, else 0
+    (also 0 without chances: ``chance`` empty)."""
+    if estimate != 1 or chance.shape[0] == 0:
+        return np.int64(0)
+    return chance[(key >> 32) & (chance.shape[0] - 1)]
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
 def frequency_victim(table_keys: np.ndarray, scores: np.ndarray, base: int, ways: int, sketch: np.ndarray,
-                     seed: np.uint64, key: np.int64, new: np.int64) -> int:
+                     seed: np.uint64, key: np.int64, new: np.int64, chance: np.ndarray) -> int:
     """``victim_by_frequency`` (TinyLFUEvict) in the full set at slot ``base``: the way of the lowest
-    ``(estimate, score, way)``, or -1 when ``key`` with its new score ``new`` is not greater than that
-    key's ``(estimate, score)`` (the newcomer is the least: refused).  ``cuda/insert_one.cuh`` does the same."""
-    low, low_est = -1, _MAX
+    ``(estimate, chance, score, way)``, or -1 when ``key`` with its new score ``new`` is not greater than
+    that key's ``(estimate, chance, score)`` (the newcomer is the least: refused).  ``chance``: the (64,)
+    per-table return chances of TinyLFUTables (``_singleton_chance``), or empty (the rank is 0).
+    ``cuda/insert_one.cuh`` does the same."""
+    low, low_est, low_chance = -1, _MAX, np.int64(0)
     for w in range(ways):
-        e = sketch_estimate(sketch, seed, table_keys[base + w])
-        if low < 0 or e < low_est or (e == low_est and scores[base + w] < scores[base + low]):
-            low, low_est = w, e
+        x = table_keys[base + w]
+        e = sketch_estimate(sketch, seed, x)
+        c = _singleton_chance(chance, x, e)
+        if low < 0 or e < low_est or (e == low_est and (c < low_chance or (
+                c == low_chance and scores[base + w] < scores[base + low]))):
+            low, low_est, low_chance = w, e, c
     mine = sketch_estimate(sketch, seed, key)
-    if mine > low_est or (mine == low_est and new > scores[base + low]):
+    mine_chance = _singleton_chance(chance, key, mine)
+    if mine > low_est or (mine == low_est and (mine_chance > low_chance or (
+            mine_chance == low_chance and new > scores[base + low]))):
         return low
     return -1
 
@@ -875,12 +891,15 @@ class CPUBackend:
             self.score_writes += int(self._touch(self.scores, slots, np.int64(self.clock)))
 
     def insert_and_evict(self, keys: np.ndarray, counts: np.ndarray, rows: np.ndarray, admit: np.ndarray,
-                         refuse_below_min: bool, compares_victim: int = 0, protect: Any = None) -> None:
+                         refuse_below_min: bool, compares_victim: int = 0, protect: Any = None,
+                         chance: Any = None) -> None:
         """Insert unique ascending ``keys`` (u,) with ``rows`` (u, dim) where ``admit`` (u,) bool, at the clock.
 
         ``compares_victim`` (``Admission.victim_mode``): 1 (TinyLFU), a key enters a full set only if its
         sketch estimate is greater than its victim's; 2 (TinyLFUEvict), the sketch picks the victim
-        (``frequency_victim``).  ``protect`` (lookahead, ``Cache.lookup(upcoming=)``; not with mode 2):
+        (``frequency_victim``); 3 (TinyLFUTables), as 2 with ``chance``, the (64,) int64 per-table return
+        chances (``embcache._table_chance``).  ``protect`` (lookahead, ``Cache.lookup(upcoming=)``; not
+        with modes 2 and 3):
         None, or ``(keys, ranks)``, ascending distinct int64 keys (p,) and where each first occurs in the
         window (p,) int64: a full set's victim is the policy's choice among the ways whose keys are not
         protected; when every way's key is, the one of the farthest first occurrence goes, and only for a
@@ -894,7 +913,8 @@ class CPUBackend:
             self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
                          admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted,
                          self.sketch if compares_victim else _NO_SKETCH, self._sketch_seed, self._hands_arg,
-                         int(compares_victim) == 2, *((_NO_PROTECT, _NO_PROTECT) if protect is None else protect))
+                         int(compares_victim) >= 2, _NO_PROTECT if chance is None else chance,
+                         *((_NO_PROTECT, _NO_PROTECT) if protect is None else protect))
         self._tally = _tally(outcome, len(OUTCOMES))
 
     def tally(self) -> np.ndarray:

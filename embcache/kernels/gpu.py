@@ -828,9 +828,10 @@ class GPUBackend:
                                     (out, where, rows, inverse, _i64(n)))
 
     def insert_and_evict(self, keys: Any, counts: Any, rows: Any, admit: Any, refuse_below_min: bool,
-                         compares_victim: int = 0, protect: Any = None) -> None:
+                         compares_victim: int = 0, protect: Any = None, chance: Any = None) -> None:
         """As ``CPUBackend.insert_and_evict``, at the device clock (``protect``: None or ``(keys, ranks)``, two
-        (p,) int64 device arrays, the keys ascending and distinct).  No host wait; ``tally`` waits."""
+        (p,) int64 device arrays, the keys ascending and distinct; ``chance``: None or the (64,) int64 device
+        array of mode 3).  No host wait; ``tally`` waits."""
         cupy = self.xp
         n = keys.shape[0]
         self._zero_counters(STATE_OUTCOMES, _OUTCOME_CODES)
@@ -847,16 +848,18 @@ class GPUBackend:
         kernel(
             *grid,
             (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, counts, rows,
-             admit, order, _i64(n), self.state, np.int32(bool(refuse_below_min)), *self._victim_args(compares_victim),
+             admit, order, _i64(n), self.state, np.int32(bool(refuse_below_min)), *self._victim_args(compares_victim, chance),
              *((_NULL, _NULL, _i64(0)) if protect is None else (*protect, _i64(protect[0].shape[0])))))
 
-    def _victim_args(self, compares_victim: int) -> tuple:
+    def _victim_args(self, compares_victim: int, chance: Any = None) -> tuple:
         """insert_and_evict's sketch arguments: the sketch TinyLFU compares keys with their victims by, or
-        none, and whether it picks the victim (``compares_victim == 2``: TinyLFUEvict)."""
+        none, whether it picks the victim (``compares_victim >= 2``: TinyLFUEvict), and the tables' return
+        chances (mode 3, TinyLFUTables; else none)."""
         if not compares_victim:
-            return _NULL, np.int32(0), _i64(0), np.uint64(0), np.int32(0)
+            return _NULL, np.int32(0), _i64(0), np.uint64(0), np.int32(0), _NULL
         depth, width = self.sketch.shape
-        return self.sketch, np.int32(depth), _i64(width), self._sketch_seed, np.int32(int(compares_victim) == 2)
+        return (self.sketch, np.int32(depth), _i64(width), self._sketch_seed, np.int32(int(compares_victim) >= 2),
+                _NULL if chance is None else chance)
 
     def tally(self) -> np.ndarray:
         """How many keys of the last ``insert_and_evict`` got each outcome code: (5,) host int64 (waits for it)."""

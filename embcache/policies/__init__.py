@@ -26,11 +26,13 @@ from .lru2 import LRU2
 from .s3fifo import S3FIFO
 from .sieve import SIEVE
 from .static import Static
+from .table_chance import TinyLFUTables
 from .tinylfu import TinyLFU, TinyLFUEvict
 
 __all__ = [
     "Policy", "Admission", "LRU", "LFU", "FIFO", "Static", "EpochLRU", "LRU2", "LFUAged", "CLOCK", "SIEVE", "S3FIFO",
     "Always", "MinFrequency", "RefuseBelowMin", "HitRateThreshold", "HitRateDeferred", "TinyLFU", "TinyLFUEvict",
+    "TinyLFUTables",
     "get_policy", "get_admission", "policy_names", "admission_names", "policy_class", "admission_class",
 ]
 

@@ -356,6 +356,10 @@ class Admission:
       ``(estimate, score)``, as if the newcomer were one of the set's keys and the least of them left.
       The policy's scores only break ties of frequency; a ``"hand"`` policy's walk does not run (the
       hand stays); S3-FIFO places keys by its own queues, as with ``compares_victim``.
+    * ``victim_by_table_chance`` (with ``victim_by_frequency``, :class:`~embcache.policies.TinyLFUTables`):
+      a key whose estimate is 1 also ranks by its table's learned return chance (``(key >> 32) & 63``
+      the table; the cache counts, per table, the keys whose estimate reached 1 and 2 where the sketch
+      counts them): the victim is the lowest ``(estimate, chance, score, way)``, the newcomer ranked alike.
     * ``sized(capacity)``: the admission a cache of ``capacity`` slots uses (a sketch sized to it);
       the default is the admission itself.
 
@@ -371,6 +375,8 @@ class Admission:
     compares_victim: ClassVar[bool] = False
     #: with ``compares_victim``: the sketch's least frequent key of a full set is the victim
     victim_by_frequency: ClassVar[bool] = False
+    #: with ``victim_by_frequency``: keys seen once rank by their table's learned return chance
+    victim_by_table_chance: ClassVar[bool] = False
     #: looked-up key occurrences per cache slot between two halvings of a ``compares_victim`` sketch (0: never)
     sketch_sample: int = 0
 
@@ -379,7 +385,8 @@ class Admission:
         own = cls.__dict__
         if "name" in own:  # as Policy: only a class that names itself registers
             _register(cls, "admission policy")
-        elif ({"refuse_below_min", "sketch", "admit_batch", "compares_victim", "victim_by_frequency"} & own.keys()
+        elif ({"refuse_below_min", "sketch", "admit_batch", "compares_victim", "victim_by_frequency",
+               "victim_by_table_chance"} & own.keys()
               and hasattr(cls, "name")):
             from ..errors import ConfigError
 
@@ -413,8 +420,11 @@ class Admission:
 
     def victim_mode(self) -> int:
         """What placement compares (the backends' ``insert_and_evict`` argument): 0 nothing, 1 the key
-        with its policy's victim (``compares_victim``), 2 the sketch picks the victim (``victim_by_frequency``)."""
-        return 2 if self.compares_victim and self.victim_by_frequency else int(bool(self.compares_victim))
+        with its policy's victim (``compares_victim``), 2 the sketch picks the victim (``victim_by_frequency``),
+        3 the sketch and the tables' return chances pick it (``victim_by_table_chance``)."""
+        if self.compares_victim and self.victim_by_frequency:
+            return 3 if self.victim_by_table_chance else 2
+        return int(bool(self.compares_victim))
 
     def rule(self) -> dict:
         """The traits the cache acts on, as ``Cache.save`` records them and ``Cache.load`` checks them."""
@@ -424,7 +434,8 @@ class Admission:
                 **({} if self.defer_at_hit_rate is None else {"defer_at_hit_rate": float(self.defer_at_hit_rate)}),
                 **({"compares_victim": True, "sketch_sample": int(self.sketch_sample)} if self.compares_victim
                    else {}),
-                **({"victim_by_frequency": True} if self.victim_mode() == 2 else {})}
+                **({"victim_by_frequency": True} if self.victim_mode() >= 2 else {}),
+                **({"victim_by_table_chance": True} if self.victim_mode() == 3 else {})}
 
     __repr__ = Policy.__repr__
     __eq__ = Policy.__eq__

@@ -6,12 +6,13 @@
 
 #include "insert_one.cuh"
 
-// The arguments of both kernels below: the plain one ignores the last eight (no sketch, nothing protected).
+// The arguments of both kernels below: the plain one ignores the last nine (no sketch, nothing protected).
 #define INSERT_AND_EVICT_ARGS                                                                                   \
     slot_t* __restrict__ table, unsigned char* __restrict__ digests, char* __restrict__ values, u64 num_sets,     \
         const i64* __restrict__ keys, const i64* __restrict__ counts, const char* __restrict__ rows,              \
         const bool* __restrict__ admit, const i64* __restrict__ order, i64 n, i64* __restrict__ state,            \
         int refuse_below_min, const i64* __restrict__ sketch, int depth, i64 width, u64 seed, int by_frequency,  \
+        const i64* __restrict__ chance,                                                                          \
         const i64* __restrict__ protect_keys, const i64* __restrict__ protect_ranks, i64 protect_n
 
 // Keys are unique; order[] lists them sorted by (set, key).  A warp takes 32 sorted positions at a
@@ -29,8 +30,8 @@
 template <bool GENERAL>
 __device__ __forceinline__ void insert_and_evict_body(INSERT_AND_EVICT_ARGS) {
     // TinyLFU's comparison with the victim when sketch is given (null: none); by_frequency: TinyLFUEvict's
-    const victim_sketch_t victim = GENERAL ? victim_sketch_t{sketch, depth, width, seed, by_frequency}
-                                           : victim_sketch_t{nullptr, 0, 0, 0, 0};
+    const victim_sketch_t victim = GENERAL ? victim_sketch_t{sketch, depth, width, seed, by_frequency, chance}
+                                           : victim_sketch_t{nullptr, 0, 0, 0, 0, nullptr};
     // lookahead's protected keys, ascending, and their first occurrences in the window (n 0: none)
     const protect_t protect = GENERAL ? protect_t{protect_keys, protect_ranks, protect_n} : protect_t{nullptr, nullptr, 0};
     const int lane = threadIdx.x & 31;
@@ -105,13 +106,13 @@ __device__ __forceinline__ void insert_and_evict_body(INSERT_AND_EVICT_ARGS) {
 // no victim comparison and nothing protected: the insertion of every policy with a plain admission
 extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) insert_and_evict(INSERT_AND_EVICT_ARGS) {
     insert_and_evict_body<false>(table, digests, values, num_sets, keys, counts, rows, admit, order, n, state,
-                                 refuse_below_min, sketch, depth, width, seed, by_frequency, protect_keys,
+                                 refuse_below_min, sketch, depth, width, seed, by_frequency, chance, protect_keys,
                                  protect_ranks, protect_n);
 }
 
 // TinyLFU's victim comparison (by_frequency: TinyLFUEvict's victim) and lookahead's protected keys
 extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) insert_and_evict_general(INSERT_AND_EVICT_ARGS) {
     insert_and_evict_body<true>(table, digests, values, num_sets, keys, counts, rows, admit, order, n, state,
-                                refuse_below_min, sketch, depth, width, seed, by_frequency, protect_keys,
+                                refuse_below_min, sketch, depth, width, seed, by_frequency, chance, protect_keys,
                                 protect_ranks, protect_n);
 }

@@ -39,89 +39,7 @@ __device__ __forceinline__ i64* set_hand(const i64* state, i64 base) {
 #endif
 }
 
-#if S3FIFO_VICTIM
-// ---------------------------------------------------------------- S3-FIFO (victim = "s3fifo")
-// One thread runs cpu.s3fifo_place on the set's slots in the table (the warp's registers are written
-// through, so the table is current), statement for statement; the warp then reloads the scores.
-#define S3_SMALL (WAYS / 10 > 0 ? WAYS / 10 : 1)
-#define S3_GHOST (WAYS * 9 / 10)
-
-// the way of the oldest key (lowest score) of small (main = 0) or main (main = 4) in a full set, or -1
-// (no __restrict__ here: these read scores this thread has just written, never through the read-only path)
-__device__ __forceinline__ int s3fifo_oldest(const slot_t* table, i64 base, i64 main) {
-    int best = -1;
-    i64 low = 0;
-    for (int w = 0; w < WAYS; ++w) {
-        const i64 s = table[base + w].score;
-        if ((s & 4LL) == main && (best < 0 || s < low)) { best = w; low = s; }
-    }
-    return best;
-}
-
-// key into the set's ghost (st: its state row) unless there: an empty entry, else the oldest (cpu._s3fifo_ghost)
-__device__ __forceinline__ void s3fifo_ghost(i64* st, i64 key) {
-    int at = -1;
-    for (int j = 0; j < S3_GHOST; ++j) {
-        const i64 stamp = st[2 + S3_GHOST + j];
-        if (stamp != 0 && st[2 + j] == key) return;
-        if (at < 0 || (st[2 + S3_GHOST + at] != 0 && (stamp == 0 || stamp < st[2 + S3_GHOST + at]))) at = j;
-    }
-    if (at >= 0) {
-        st[0] += 1;
-        st[2 + at] = key;
-        st[2 + S3_GHOST + at] = st[0];
-    }
-}
-
-// The way (returned) and score (*score) of missed key k; empty: the set's first empty way or -1
-__device__ __forceinline__ int s3fifo_place(slot_t* table, i64* st, i64 base, i64 key, int empty, i64* score) {
-    bool from_ghost = false;
-    for (int j = 0; j < S3_GHOST; ++j) {
-        if (st[2 + S3_GHOST + j] != 0 && st[2 + j] == key) {
-            st[2 + S3_GHOST + j] = 0;
-            from_ghost = true;
-            break;
-        }
-    }
-    int way = empty;
-    while (way < 0) {  // the set is full: evict (one pass may only move small's keys to main)
-        st[1] = 1;
-        int small = 0;
-        for (int w = 0; w < WAYS; ++w) small += (table[base + w].score & 4LL) == 0;
-        if (WAYS - small > WAYS - S3_SMALL || small == 0) {
-            while (way < 0) {
-                const int w = s3fifo_oldest(table, base, 4);
-                const i64 f = table[base + w].score & 3LL;
-                if (f >= 1) {
-                    st[0] += 1;
-                    table[base + w].score = st[0] * 8 + 4 + f - 1;
-                } else {
-                    way = w;
-                }
-            }
-        } else {
-            while (way < 0 && small > 0) {
-                const int w = s3fifo_oldest(table, base, 0);
-                if ((table[base + w].score & 3LL) >= 2) {
-                    st[0] += 1;
-                    table[base + w].score = st[0] * 8 + 4;
-                    --small;
-                } else {
-                    way = w;
-                    s3fifo_ghost(st, table[base + w].key);
-                }
-            }
-        }
-    }
-    int small = 0;
-    for (int w = 0; w < WAYS; ++w)
-        small += w != way && table[base + w].key != EMPTY_KEY && (table[base + w].score & 4LL) == 0;
-    const bool main = from_ghost || (st[1] == 0 && small >= S3_SMALL);
-    st[0] += 1;
-    *score = st[0] * 8 + (main ? 4 : 0);
-    return way;
-}
-#endif
+#include "s3fifo.cuh"  // S3-FIFO's placement (victim = "s3fifo")
 
 #if HAND_VICTIM
 // whether the walk reaches slot a before slot b: the slots after the hand first, then the rest, each part
@@ -228,7 +146,7 @@ __device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base,
 __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned char* __restrict__ digests, i64 base,
                                           i64 (&kw)[WARP_WPL], i64 (&sw)[WARP_WPL], i64 k, bool admitted, i64 count,
                                           i64 clock, int refuse_below_min, unsigned long long (&tally)[OUTCOME_CODES],
-                                          i64* hand, const victim_sketch_t victim = victim_sketch_t{nullptr, 0, 0, 0, 0},
+                                          i64* hand, const victim_sketch_t victim = victim_sketch_t{nullptr, 0, 0, 0, 0, nullptr},
                                           const protect_t protect = protect_t{nullptr, nullptr, 0}) {
     const int lane = threadIdx.x & 31;
     if (!admitted) {
@@ -321,27 +239,35 @@ __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned c
                 return -1;
             }
             if (victim.counts != nullptr && victim.by_frequency) {
-                // TinyLFUEvict: the lowest (estimate, score, way) of the set, each lane its ways', then
-                // the warp's (warp-uniform: every lane ends with the same victim and reads the same counters)
-                i64 fe = MAX_SCORE, fs = MAX_SCORE;
+                // TinyLFUEvict: the lowest (estimate, chance, score, way) of the set (chance 0 but with
+                // TinyLFUTables), each lane its ways', then the warp's (warp-uniform: every lane ends with
+                // the same victim and reads the same counters)
+                i64 fe = MAX_SCORE, fc = MAX_SCORE, fs = MAX_SCORE;
                 int fw = 1 << 30;
 #pragma unroll
                 for (int j = 0; j < WARP_WPL; ++j) {
                     const int w = j * 32 + lane;
                     if (w < WAYS) {
                         const i64 e = sketch_estimate_of(victim.counts, victim.depth, victim.width, victim.seed, kw[j]);
-                        if (e < fe || (e == fe && (sw[j] < fs || (sw[j] == fs && w < fw)))) { fe = e; fs = sw[j]; fw = w; }
+                        const i64 c = singleton_chance(victim, kw[j], e);
+                        if (e < fe || (e == fe && (c < fc || (c == fc && (sw[j] < fs || (sw[j] == fs && w < fw)))))) {
+                            fe = e; fc = c; fs = sw[j]; fw = w;
+                        }
                     }
                 }
 #pragma unroll
                 for (int o = 16; o > 0; o >>= 1) {
                     const i64 oe = __shfl_xor_sync(FULL_MASK, fe, o);
+                    const i64 oc = __shfl_xor_sync(FULL_MASK, fc, o);
                     const i64 os = __shfl_xor_sync(FULL_MASK, fs, o);
                     const int ow = __shfl_xor_sync(FULL_MASK, fw, o);
-                    if (oe < fe || (oe == fe && (os < fs || (os == fs && ow < fw)))) { fe = oe; fs = os; fw = ow; }
+                    if (oe < fe || (oe == fe && (oc < fc || (oc == fc && (os < fs || (os == fs && ow < fw)))))) {
+                        fe = oe; fc = oc; fs = os; fw = ow;
+                    }
                 }
                 const i64 mine = sketch_estimate_of(victim.counts, victim.depth, victim.width, victim.seed, k);
-                if (!(mine > fe || (mine == fe && score > fs))) {
+                const i64 mc = singleton_chance(victim, k, mine);
+                if (!(mine > fe || (mine == fe && (mc > fc || (mc == fc && score > fs))))) {
                     ++tally[REFUSED];
                     return -1;
                 }

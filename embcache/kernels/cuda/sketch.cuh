@@ -20,14 +20,21 @@ __device__ __forceinline__ i64 sketch_estimate_of(const i64* __restrict__ sketch
 }
 
 // A sketch that insert_one compares a key with its victim by (TinyLFU): counts == nullptr compares nothing;
-// by_frequency (TinyLFUEvict) makes the sketch pick the victim too.
+// by_frequency (TinyLFUEvict) makes the sketch pick the victim too; chance (TinyLFUTables, else nullptr):
+// the 64 tables' return chances, which rank the keys seen once (cpu.frequency_victim).
 struct victim_sketch_t {
     const i64* counts;
     int depth;
     i64 width;
     u64 seed;
     int by_frequency;
+    const i64* chance;
 };
+
+// TinyLFUTables' second rank: the return chance of key's table if its estimate is 1, else 0 (cpu._singleton_chance)
+__device__ __forceinline__ i64 singleton_chance(const victim_sketch_t& v, i64 key, i64 estimate) {
+    return v.chance != nullptr && estimate == 1 ? v.chance[(key >> 32) & 63] : 0;
+}
 
 // As sketch_add and sketch_estimate for the distinct missed keys of a stream-ordered lookup
 // (ordered.cu), whose count u only the device knows: every distinct missed key is counted, and only

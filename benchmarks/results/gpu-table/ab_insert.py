@@ -1,6 +1,7 @@
-"""A/B of insert_and_evict between two trees (a diagnostic, run on a GPU machine).
+"""A/B of insert_and_evict between two trees (a diagnostic, run on a GPU machine; kept beside its results: it reads
+the backend as ``cache._backend`` because the old trees it compares have no ``benchmarks._internals``).
 
-    python benchmarks/ab_insert.py ROOT TAG
+    python benchmarks/results/gpu-table/ab_insert.py ROOT TAG
 
 imports ROOT's ``benchmarks.gpu_table.filled_cache`` (ROOT: this clone, or an old commit unpacked with
 ``git archive REV | tar -x -C .old``), fills a 4.25 GiB dim-32 cache and times only the backend's

@@ -1,0 +1,43 @@
+"""The per-table return chances that ``TinyLFUTables`` ranks keys seen once by (issue 22).
+
+A key's table is ``(key >> 32) & (TABLES - 1)``. ``reached`` is a (2, TABLES) int64 array of the
+backend's array module: row 0 counts the keys of each table whose sketch estimate reached 1 as they
+were counted, row 1 those that reached 2. Both backends run this same code (``xp`` is NumPy or CuPy),
+and ``tests/reference.py`` counts the same way.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["TABLES", "CHANCE_ONE", "new_reached", "count_reached", "chances"]
+
+#: tables told apart (a power of two): the key's bits 32-37
+TABLES = 64
+#: a chance of one (every key of the table came back), in the units ``chances`` returns
+CHANCE_ONE = 1 << 20
+
+
+def new_reached(xp: Any) -> Any:
+    """Zero counts: a (2, TABLES) int64 array of ``xp``."""
+    return xp.zeros((2, TABLES), xp.int64)
+
+
+def count_reached(xp: Any, reached: Any, keys: Any, estimates: Any, counts: Any) -> None:
+    """Add to ``reached`` a batch's distinct ``keys`` (u,) that the sketch has just counted ``counts``
+    (u,) times each, ``estimates`` (u,) their estimates after that add (each taken to have been
+    ``estimate - count`` before it)."""
+    if not keys.shape[0]:
+        return
+    table = (keys >> 32) & (TABLES - 1)
+    before = estimates - counts
+    for row, level in enumerate((1, 2)):
+        passed = table[(before < level) & (estimates >= level)]
+        if passed.shape[0]:
+            reached[row] += xp.bincount(passed, minlength=TABLES)
+
+
+def chances(xp: Any, reached: Any) -> Any:
+    """Each table's return chance ``twice * CHANCE_ONE // once`` (``CHANCE_ONE`` while ``once`` is 0):
+    a (TABLES,) int64 array of ``xp``."""
+    once, twice = reached[0], reached[1]
+    return xp.where(once > 0, (twice << 20) // xp.maximum(once, 1), CHANCE_ONE).astype(xp.int64)
