@@ -13,7 +13,8 @@ __all__ = ["TABLES", "CHANCE_ONE", "new_reached", "count_reached", "chances"]
 
 #: tables told apart (a power of two): the key's bits 32-37
 TABLES = 64
-#: a chance of one (every key of the table came back), in the units ``chances`` returns
+#: the unit of ``chances``: as many keys of the table reached 2 as reached 1 (the rows count events, so a
+#: chance may exceed it: a key that a collision or a halving took to 2 without a counted 1)
 CHANCE_ONE = 1 << 20
 
 
@@ -30,10 +31,11 @@ def count_reached(xp: Any, reached: Any, keys: Any, estimates: Any, counts: Any)
         return
     table = (keys >> 32) & (TABLES - 1)
     before = estimates - counts
-    for row, level in enumerate((1, 2)):
-        passed = table[(before < level) & (estimates >= level)]
-        if passed.shape[0]:
-            reached[row] += xp.bincount(passed, minlength=TABLES)
+    # one histogram of codes row * TABLES + table (2 * TABLES: the key did not reach that level): no
+    # boolean indexing (each would wait for the device once more on the GPU)
+    codes = xp.concatenate([xp.where((before < level) & (estimates >= level), row * TABLES + table, 2 * TABLES)
+                            for row, level in enumerate((1, 2))])
+    reached += xp.bincount(codes, minlength=2 * TABLES + 1)[:2 * TABLES].reshape(2, TABLES)
 
 
 def chances(xp: Any, reached: Any) -> Any:

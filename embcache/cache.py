@@ -389,7 +389,8 @@ class Cache:
         ``(keys, ranks)`` where the backend works: the window's distinct keys ascending and where each
         first occurs in it (``Backend.insert_and_evict``'s ``protect``); None when the window is empty or
         nothing can be evicted (a policy that never inserts on lookup).  Refused for a victim rule that
-        does not take protected ways (S3-FIFO, TinyLFUEvict's frequency victim), rather than ignored."""
+        does not take protected ways (S3-FIFO, the frequency victims of TinyLFUEvict and TinyLFUTables),
+        rather than ignored."""
         b, xp = self._backend, self._backend.xp
         window = None if upcoming is None else self._index_rules(
             check_keys(upcoming, "upcoming", xp=xp, reserved=not index_rows), index_rows)[0]
@@ -485,7 +486,7 @@ class Cache:
             it is served from the tier and counted in ``refusals``.  Hits, their
             scores and admission are unchanged: only the choice of victims is.
             Deterministic, identical on both backends.  ``None`` or an empty
-            array: no lookahead.  Not for S3-FIFO nor ``tinylfu_evict`` (``ConfigError``: they
+            array: no lookahead.  Not for S3-FIFO, ``tinylfu_evict`` nor ``tinylfu_tables`` (``ConfigError``: they
             pick victims by rules of their own).  On the GPU such a lookup takes
             the host path (it waits for the device, as TinyLFU's do), so it is
             refused under CUDA graph capture (``CaptureError``).  A batch that
@@ -766,7 +767,7 @@ class Cache:
                 batch.prefetched, batch.unique_misses = batch.unique_misses, 0
             b.tick()  # after the tier's read: a prefetch that fails changes nothing
             if placement is not None:
-                self._place(*placement, self._admission.refuse_below_min, batch, self._admission.compares_victim,
+                self._place(*placement, self._admission.refuse_below_min, batch, self._admission.victim_mode(),
                             protect)
             self._finish(batch)
 
@@ -1266,8 +1267,8 @@ def _read_checked(f, size: int) -> dict:
                 raise _Bad("the admission sketch holds a negative count")
         if admission.victim_mode() == 3:
             out["reached"] = reached = read("reached", (2, TABLES), int64)
-            if int(reached.min()) < 0:
-                raise _Bad("the admission's per-table counts hold a negative count")
+            if int(reached.min()) < 0 or int(reached.max()) >= 1 << 43:  # twice << 20 must stay in int64
+                raise _Bad("the admission's per-table counts hold a count outside 0 .. 2^43 - 1")
         if policy.victim != "lowest":  # the per-set state of the victim rule: hands, or S3-FIFO's ghosts
             width = set_state_width(policy.victim, meta["ways"])
             out["hands"] = hands = read("hands", (meta["num_sets"], width), int64)

@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from embcache.policies import (Always, HitRateDeferred, HitRateThreshold, MinFrequency, RefuseBelowMin, TinyLFU,
-                               TinyLFUEvict)
+                               TinyLFUEvict, TinyLFUTables)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -23,6 +23,7 @@ ADMISSIONS = {
     "tinylfu": lambda: TinyLFU(width=16, depth=2, seed=7, sample=1),  # collisions and halvings: often seen
     # sized to the small caches here (16 to 64 counters a row): collisions and halvings often seen too
     "tinylfu_evict": lambda: TinyLFUEvict(depth=2, seed=7, sample=1),
+    "tinylfu_tables": lambda: TinyLFUTables(depth=2, seed=7, sample=1),  # as tinylfu_evict's, and two tables
 }
 
 

@@ -124,6 +124,12 @@ class CacheMachine(RuleBasedStateMachine):
         assert self.cache.clock == self.ref.clock
 
     @invariant()
+    def same_table_counts(self):
+        """TinyLFUTables' per-table counts, which a placement may not reveal for a while."""
+        if self.cache._reached is not None:
+            assert host(self.cache._reached).tolist() == self.ref.reached
+
+    @invariant()
     def sizes_add_up(self):
         stats = self.cache.stats
         assert len(self.cache) == len(self.ref) <= self.cache.capacity == self.ref.capacity

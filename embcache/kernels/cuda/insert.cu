@@ -29,7 +29,8 @@
 // the plain insertion of 2^20 keys ran 6-28% slower on the H200 than before they existed.
 template <bool GENERAL>
 __device__ __forceinline__ void insert_and_evict_body(INSERT_AND_EVICT_ARGS) {
-    // TinyLFU's comparison with the victim when sketch is given (null: none); by_frequency: TinyLFUEvict's
+    // TinyLFU's comparison with the victim when sketch is given (null: none); by_frequency: TinyLFUEvict's;
+    // chance: TinyLFUTables' per-table return chances (null: none)
     const victim_sketch_t victim = GENERAL ? victim_sketch_t{sketch, depth, width, seed, by_frequency, chance}
                                            : victim_sketch_t{nullptr, 0, 0, 0, 0, nullptr};
     // lookahead's protected keys, ascending, and their first occurrences in the window (n 0: none)
@@ -110,7 +111,8 @@ extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) insert_and_evict(INS
                                  protect_ranks, protect_n);
 }
 
-// TinyLFU's victim comparison (by_frequency: TinyLFUEvict's victim) and lookahead's protected keys
+// TinyLFU's victim comparison (by_frequency: TinyLFUEvict's victim; chance: TinyLFUTables') and lookahead's
+// protected keys
 extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) insert_and_evict_general(INSERT_AND_EVICT_ARGS) {
     insert_and_evict_body<true>(table, digests, values, num_sets, keys, counts, rows, admit, order, n, state,
                                 refuse_below_min, sketch, depth, width, seed, by_frequency, chance, protect_keys,

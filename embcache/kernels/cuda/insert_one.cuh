@@ -141,8 +141,9 @@ __device__ __forceinline__ int hand_victim(slot_t* __restrict__ table, i64 base,
 // hand: the set's hand (set_hand), read and moved when the policy's victim is "hand".  With
 // victim.counts (TinyLFU), a key enters a full set only if its sketch estimate is greater than the
 // victim's (the hand's pick, after its walk; a tie refuses), as insert_and_evict_cpu's victim_sketch;
-// with victim.by_frequency too (TinyLFUEvict), the victim is the lowest (estimate, score, way), and the
-// key enters only if its (estimate, new score) is greater (cpu.frequency_victim); no hand walks.
+// with victim.by_frequency too (TinyLFUEvict), the victim is the lowest (estimate, chance, score, way), and
+// the key enters only if its (estimate, chance, new score) is greater (cpu.frequency_victim; chance: 0 but
+// with victim.chance, TinyLFUTables, singleton_chance); no hand walks.
 __device__ __forceinline__ int insert_one(slot_t* __restrict__ table, unsigned char* __restrict__ digests, i64 base,
                                           i64 (&kw)[WARP_WPL], i64 (&sw)[WARP_WPL], i64 k, bool admitted, i64 count,
                                           i64 clock, int refuse_below_min, unsigned long long (&tally)[OUTCOME_CODES],

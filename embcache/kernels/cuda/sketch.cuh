@@ -33,7 +33,7 @@ struct victim_sketch_t {
 
 // TinyLFUTables' second rank: the return chance of key's table if its estimate is 1, else 0 (cpu._singleton_chance)
 __device__ __forceinline__ i64 singleton_chance(const victim_sketch_t& v, i64 key, i64 estimate) {
-    return v.chance != nullptr && estimate == 1 ? v.chance[(key >> 32) & 63] : 0;
+    return v.chance != nullptr && estimate == 1 ? v.chance[(key >> 32) & 63] : 0;  // 63: _table_chance.TABLES - 1
 }
 
 // As sketch_add and sketch_estimate for the distinct missed keys of a stream-ordered lookup
