@@ -493,6 +493,15 @@ class Cache:
         if given.  A NumPy array on the CPU backend; a CuPy array on the GPU backend
         (bfloat16 rows as their uint16 bits, as CuPy has no bfloat16).
         """
+        if out is None and stream is None and index_rows is None and upcoming is None and not self._reads_sources:
+            # the plain call on the host path: what the path below does when there is nothing to flush,
+            # follow or absorb (a small batch's cost is mostly Python: issue 22's CPU bars)
+            with self._lock:
+                b = self._backend
+                if not (self._closed or self._pending is not None or self._inflight is not None or
+                        self._unabsorbed or self._device_pending or b.capturing()):
+                    keys = check_keys(keys, xp=b.xp, reserved=b.checks_reserved_keys)
+                    return self._lookup(keys, 0, keys.shape[0], b.new_rows(keys.shape[0]), None)
         with self._lock, self._backend.on_stream(stream):
             self._check_open("lookup", absorb=False)
             b = self._backend
