@@ -24,7 +24,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .._dtypes import raw
 from ..errors import ConfigError
-from .._llvm import copy_bytes, match8, match16, match32, match64
+from .._llvm import copy_bytes, copy_row, match8, match16, match32, match64
 from ..layout import EMPTY_KEY, MAX_SCORE, mix64, new_set_state, set_of
 from . import _rules
 from ._backend import _OncePlan
@@ -242,7 +242,12 @@ def _ways_matching(table_keys, ways, base, key):
 
 @numba.njit(inline="always", nogil=True, cache=True)
 def _probe_set(table_keys, ways, num_sets, key):
-    base = set_of(key, num_sets) * ways
+    return _probe_at(table_keys, ways, set_of(key, num_sets) * ways, key)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _probe_at(table_keys, ways, base, key):
+    """Slot holding ``key`` in the set at slot ``base``, or -1 (the lowest way, were it held twice)."""
     if ways > 64:
         for w in range(ways):
             if table_keys[base + w] == key:
@@ -399,25 +404,113 @@ def gather_and_touch(values: np.ndarray, slots: np.ndarray, out: np.ndarray, sco
     return _copy_and_touch(values, slots, out, scores, clock, hit_fn, nbytes)
 
 
+# how many keys a lookup's row copies run behind its probes (_probe_and_gather): the row of key i - _LAG is
+# copied after key i's probe, its slot long known, so that its memory reads overlap the later probes'
+# compares instead of waiting on its own probe.  Up to _PIPELINED keys a batch; above, the probe then one
+# pass of rows and touch (gather_and_touch), whose score stores overlap the row reads: a separate touch
+# pass costs more than the overlap gains once the batch's rows and scores outgrow the L2 (dim 32, one
+# core: 1,024 keys 17.8 us -> 16.3, 16,384 251 -> 241; 32,768 470 -> 491, 65,536 950 -> 1,050)
+_LAG = 16
+_PIPELINED = 16384
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _probe_and_gather(table_keys, ways, values, keys, out, slots, missed, pow2, nbytes):
+    """slots[i] = the slot of keys[i] or -1, missed[:m] = the indices of the m misses in order, and the
+    rows of the hits copied into ``out``, ``_LAG`` keys behind the probes; returns m.  ``pow2``: the
+    set count is a power of two, so that the set index ``mix64(key) % num_sets`` is a mask; ``nbytes``:
+    the rows' size, or 0 for ``copy_row``'s choice at each row.  Callers pass constants for ``ways``,
+    ``pow2`` and ``nbytes``, so that each compiles to a loop without the branches or divide it does
+    not need."""
+    num_sets = table_keys.shape[0] // ways
+    mask = np.uint64(num_sets - 1)
+    divisor = np.uint64(num_sets)
+    n = keys.shape[0]
+    m = 0
+    for i in range(n + _LAG):
+        if i < n:
+            key = keys[i]
+            if pow2:
+                base = np.int64(mix64(key) & mask) * ways
+            else:
+                base = np.int64(mix64(key) % divisor) * ways
+            slot = _probe_at(table_keys, ways, base, key)
+            slots[i] = slot
+            if slot < 0:
+                missed[m] = i
+                m += 1
+        if i >= _LAG:
+            slot = slots[i - _LAG]
+            if slot >= 0:
+                if nbytes:
+                    copy_bytes(out, i - _LAG, values, slot, nbytes)
+                else:
+                    copy_row(out, i - _LAG, values, slot)
+    return m
+
+
+# _probe_and_gather's loops, each a function of its own: compiled once for every policy module that calls
+# them (inlined into one kernel, their LLVM optimisation took ~18 s a policy, against ~1 s apart)
+@numba.njit(nogil=True, cache=True)
+def _probe_copying_32_pow2_128(table_keys, values, keys, out, slots, missed):
+    """32 ways, a power-of-two set count, 128-byte rows: the default cache at dim 32 float32."""
+    return _probe_and_gather(table_keys, 32, values, keys, out, slots, missed, True, 128)
+
+
+@numba.njit(nogil=True, cache=True)
+def _probe_copying_32(table_keys, values, keys, out, slots, missed):
+    """32 ways (the compares unroll), any set count and row size."""
+    return _probe_and_gather(table_keys, 32, values, keys, out, slots, missed, False, 0)
+
+
+@numba.njit(nogil=True, cache=True)
+def _probe_copying(table_keys, ways, values, keys, out, slots, missed):
+    """Any ways, set count and row size."""
+    return _probe_and_gather(table_keys, ways, values, keys, out, slots, missed, False, 0)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _touch_hits(scores, slots, clock, hit_fn):
+    """The hit rule ``hit_fn`` at ``clock`` applied to each of ``slots`` (all hits) in order; returns the
+    scores stored (a hit whose rule leaves its score as it was stores nothing)."""
+    one = np.int64(1)
+    stored = 0
+    for i in range(slots.shape[0]):
+        slot = slots[i]
+        new = hit_fn(scores[slot], clock, one)
+        if new != scores[slot]:
+            scores[slot] = new
+            stored += 1
+    return stored
+
+
 @numba.njit(inline="always", nogil=True, cache=True)
 def probe_and_touch(table_keys: np.ndarray, values: np.ndarray, ways: int, keys: np.ndarray, out: np.ndarray,
                     slots: np.ndarray, missed: np.ndarray, scores: np.ndarray, clock: int, touches: bool,
                     hit_fn: Callable[..., Any]) -> int:
-    """The host lookup's probe in one call (``CPUBackend.plan_lookup``): :func:`probe_hits_cpu`, and when
-    every key hit and ``touches``, :func:`gather_and_touch`'s pass (rows and the hit rule ``hit_fn`` at
-    ``clock``) instead of the plain gather.  Returns ``m`` > 0 when ``m`` keys missed (``missed[:m]``, the
-    hits' rows copied, no score changed); ``-1 - stored`` when every key hit and the pass touched
-    (``stored``: the scores it stored); 0 when every key hit and nothing was touched.  Inlined into each
-    policy module's ``probe_touch_cpu``: one dispatch instead of two, a fifth of a 1,024-key lookup's
-    Python and call overhead (issue 22's CPU bar)."""
-    if ways == 32:
-        m = _probe_all(table_keys, 32, keys, slots, missed, True)
+    """The host lookup's probe in one call (``CPUBackend.plan_lookup``): the slots, the misses and the hits'
+    rows as :func:`probe_hits_cpu` gives them, and when every key hit and ``touches``, the hit rule
+    ``hit_fn`` applied at ``clock`` to each occurrence in order, as :func:`gather_and_touch` does.
+    Returns ``m`` > 0 when ``m`` keys missed (``missed[:m]``; no score changed); ``-1 - stored`` when
+    every key hit and the rule was applied (``stored``: the scores it stored); 0 when every key hit and
+    nothing was touched.  Inlined into each policy module's ``probe_touch_cpu``: one dispatch, not two.
+    Up to ``_PIPELINED`` keys the rows are copied as the probe goes and the touch is a pass after it;
+    above, the probe is a pass and the rows with the touch another (``_PIPELINED`` says why)."""
+    if keys.shape[0] > _PIPELINED:  # a large batch: the probe, then the rows (and the touch) in a pass
+        m = probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed, not touches)
+        if m or not touches:
+            return m
+        return -1 - gather_and_touch(values, slots, out, scores, clock, hit_fn)
+    num_sets = table_keys.shape[0] // ways
+    if ways == 32 and num_sets & (num_sets - 1) == 0 and values.shape[1] * values.itemsize == 128:
+        m = _probe_copying_32_pow2_128(table_keys, values, keys, out, slots, missed)
+    elif ways == 32:
+        m = _probe_copying_32(table_keys, values, keys, out, slots, missed)
     else:
-        m = _probe_all(table_keys, ways, keys, slots, missed, True)
+        m = _probe_copying(table_keys, ways, values, keys, out, slots, missed)
     if m or not touches:
-        _gather_rows(values, slots, out)
         return m
-    return -1 - gather_and_touch(values, slots, out, scores, clock, hit_fn)
+    return -1 - _touch_hits(scores, slots, clock, hit_fn)
 
 
 @numba.njit(nogil=True, cache=True)
