@@ -449,14 +449,10 @@ def _probe_and_gather(table_keys, ways, values, keys, out, slots, missed, pow2, 
     return m
 
 
-# _probe_and_gather's loops, each a function of its own: compiled once for every policy module that calls
-# them (inlined into one kernel, their LLVM optimisation took ~18 s a policy, against ~1 s apart)
-@numba.njit(nogil=True, cache=True)
-def _probe_copying_32_pow2_128(table_keys, values, keys, out, slots, missed):
-    """32 ways, a power-of-two set count, 128-byte rows: the default cache at dim 32 float32."""
-    return _probe_and_gather(table_keys, 32, values, keys, out, slots, missed, True, 128)
-
-
+# _probe_and_gather's other loops, each a function of its own, compiled once for all the policy modules
+# that call them: inlined into one kernel with the default one, their LLVM optimisation took ~18 s a
+# policy.  The default one (32 ways, a power-of-two set count, 128-byte rows: dim 32 float32) is
+# inlined: called, its loop ran ~1 us slower at 1,024 keys (the arrays' fields reloaded from memory)
 @numba.njit(nogil=True, cache=True)
 def _probe_copying_32(table_keys, values, keys, out, slots, missed):
     """32 ways (the compares unroll), any set count and row size."""
@@ -503,7 +499,7 @@ def probe_and_touch(table_keys: np.ndarray, values: np.ndarray, ways: int, keys:
         return -1 - gather_and_touch(values, slots, out, scores, clock, hit_fn)
     num_sets = table_keys.shape[0] // ways
     if ways == 32 and num_sets & (num_sets - 1) == 0 and values.shape[1] * values.itemsize == 128:
-        m = _probe_copying_32_pow2_128(table_keys, values, keys, out, slots, missed)
+        m = _probe_and_gather(table_keys, 32, values, keys, out, slots, missed, True, 128)
     elif ways == 32:
         m = _probe_copying_32(table_keys, values, keys, out, slots, missed)
     else:
