@@ -5,7 +5,7 @@ plain one gave.
   the slots, the misses, the hits' rows and, when every key hit, the scores and the count of scores stored
   are those of the plain pieces (``find_cpu``, a NumPy gather, the module's ``touch_cpu``), at every way
   count, a power-of-two set count or not, every row size, batches shorter and longer than the copies' lag
-  and either side of ``_PIPELINED``;
+  and either side of ``_PIPELINED``; a batch with a reserved key is counted and changes no score;
 * ``Cache.lookup``'s plain call (no ``out``, ``stream``, ``index_rows`` nor ``upcoming``) takes a short
   path: a twin cache on the general path (``upcoming`` an empty window, which the docstring says is no
   lookahead) ends every sequence of lookups, reserved keys, deferred placements and closing in the same
@@ -76,6 +76,10 @@ def _check(module, table, scores, values, ways, keys, clock, touches):
     out = np.zeros((n, values.shape[1]), values.dtype)
     mine = scores.copy()
     got = module.probe_touch_cpu(table, values, ways, keys, out, slots, missed, mine, np.int64(clock), touches)
+    reserved = int((keys <= LOCKED_KEY).sum())
+    if reserved:  # counted, nothing touched (Cache.lookup raises ReservedKeyError and rolls the plan back)
+        assert got == n + reserved and (mine == scores).all()
+        return
     assert slots.tolist() == ref_slots.tolist()
     assert same_bits(out[ref_slots >= 0], ref_rows)
     if ref_missed.shape[0]:
@@ -100,7 +104,9 @@ def test_the_one_call_probe_is_the_plain_pieces(ways, policy, data):
     hits = st.sampled_from(held)
     keys = data.draw(st.lists(st.one_of(hits, hits, hits, st.integers(-2**63 + 2, 2**63 - 1)), max_size=40))
     all_hit = [k for k in keys if k in held]
-    for batch in (keys, all_hit):
+    reserved = all_hit[:]
+    reserved.insert(data.draw(st.integers(0, len(all_hit))), data.draw(st.sampled_from([EMPTY_KEY, LOCKED_KEY])))
+    for batch in (keys, all_hit, reserved):
         for touches in (True, False):
             _check(module, table, scores, values, ways, np.array(batch, np.int64),
                    data.draw(st.integers(0, 2**40)), touches)
@@ -125,6 +131,8 @@ def test_batches_either_side_of_the_pipelined_size(ways, num_sets):
         keys = rng.choice(held, n)  # duplicates: LFU's touch counts each occurrence
         _check(module, table, scores, values, ways, keys, 5, True)
         keys[n // 2] = 3  # one miss
+        _check(module, table, scores, values, ways, keys, 5, True)
+        keys[n // 3] = EMPTY_KEY  # and a reserved key
         _check(module, table, scores, values, ways, keys, 5, True)
 
 

@@ -25,7 +25,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from .._dtypes import raw
 from ..errors import ConfigError
 from .._llvm import copy_bytes, copy_row, match8, match16, match32, match64
-from ..layout import EMPTY_KEY, MAX_SCORE, mix64, new_set_state, set_of
+from ..layout import EMPTY_KEY, LOCKED_KEY, MAX_SCORE, mix64, new_set_state, set_of
 from . import _rules
 from ._backend import _OncePlan
 from ._shared import GOLDEN, OUTCOMES
@@ -40,6 +40,8 @@ __all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sa
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
+_LOCKED = np.int64(LOCKED_KEY)  # every reserved key is <= this
+_MAX_KEY = np.int64(2**63 - 1)
 _NO_SKETCH = np.zeros((0, 1), np.int64)  # insert_and_evict_cpu's victim_sketch when there is no comparison
 _NO_SKIP = np.zeros(0, np.bool_)  # hand_walk's skip when every way is seen
 _NO_PROTECT = np.zeros(0, np.int64)  # insert_and_evict_cpu's protect and ranks when nothing is protected
@@ -417,7 +419,8 @@ _PIPELINED = 16384
 @numba.njit(inline="always", nogil=True, cache=True)
 def _probe_and_gather(table_keys, ways, values, keys, out, slots, missed, pow2, nbytes):
     """slots[i] = the slot of keys[i] or -1, missed[:m] = the indices of the m misses in order, and the
-    rows of the hits copied into ``out``, ``_LAG`` keys behind the probes; returns m.  ``pow2``: the
+    rows of the hits copied into ``out``, ``_LAG`` keys behind the probes; returns ``(m, r)``, ``r`` the
+    reserved keys (a reserved key's slot and row mean nothing: EMPTY_KEY finds a free slot).  ``pow2``: the
     set count is a power of two, so that the set index ``mix64(key) % num_sets`` is a mask; ``nbytes``:
     the rows' size, or 0 for ``copy_row``'s choice at each row.  Callers pass constants for ``ways``,
     ``pow2`` and ``nbytes``, so that each compiles to a loop without the branches or divide it does
@@ -427,9 +430,11 @@ def _probe_and_gather(table_keys, ways, values, keys, out, slots, missed, pow2, 
     divisor = np.uint64(num_sets)
     n = keys.shape[0]
     m = 0
+    reserved = 0
     for i in range(n + _LAG):
         if i < n:
             key = keys[i]
+            reserved += key <= _LOCKED  # Cache.lookup leaves the reserved-key check of int64 keys to this
             if pow2:
                 base = np.int64(mix64(key) & mask) * ways
             else:
@@ -446,7 +451,21 @@ def _probe_and_gather(table_keys, ways, values, keys, out, slots, missed, pow2, 
                     copy_bytes(out, i - _LAG, values, slot, nbytes)
                 else:
                     copy_row(out, i - _LAG, values, slot)
-    return m
+    return m, reserved
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _count_reserved(keys):
+    """How many of ``keys`` are reserved: a vectorised minimum, then a count only if one is."""
+    low = _MAX_KEY
+    for i in range(keys.shape[0]):
+        low = min(low, keys[i])
+    if low > _LOCKED:
+        return 0
+    count = 0
+    for i in range(keys.shape[0]):
+        count += keys[i] <= _LOCKED
+    return count
 
 
 # _probe_and_gather's other loops, each a function of its own, compiled once for all the policy modules
@@ -487,23 +506,30 @@ def probe_and_touch(table_keys: np.ndarray, values: np.ndarray, ways: int, keys:
     """The host lookup's probe in one call (``CPUBackend.plan_lookup``): the slots, the misses and the hits'
     rows as :func:`probe_hits_cpu` gives them, and when every key hit and ``touches``, the hit rule
     ``hit_fn`` applied at ``clock`` to each occurrence in order, as :func:`gather_and_touch` does.
-    Returns ``m`` > 0 when ``m`` keys missed (``missed[:m]``; no score changed); ``-1 - stored`` when
-    every key hit and the rule was applied (``stored``: the scores it stored); 0 when every key hit and
-    nothing was touched.  Inlined into each policy module's ``probe_touch_cpu``: one dispatch, not two.
+    Returns ``m`` in ``1..n`` when ``m`` of the ``n`` keys missed (``missed[:m]``; no score changed);
+    ``-1 - stored`` when every key hit and the rule was applied (``stored``: the scores it stored); 0
+    when every key hit and nothing was touched; ``n + r`` when ``r`` keys are reserved sentinels (no
+    score changed; the slots, misses and rows then mean nothing).  Inlined into each policy module's ``probe_touch_cpu``: one dispatch, not two.
     Up to ``_PIPELINED`` keys the rows are copied as the probe goes and the touch is a pass after it;
     above, the probe is a pass and the rows with the touch another (``_PIPELINED`` says why)."""
-    if keys.shape[0] > _PIPELINED:  # a large batch: the probe, then the rows (and the touch) in a pass
+    n = keys.shape[0]
+    if n > _PIPELINED:  # a large batch: the probe, then the rows (and the touch) in a pass
+        reserved = _count_reserved(keys)
+        if reserved:
+            return n + reserved
         m = probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed, not touches)
         if m or not touches:
             return m
         return -1 - gather_and_touch(values, slots, out, scores, clock, hit_fn)
     num_sets = table_keys.shape[0] // ways
     if ways == 32 and num_sets & (num_sets - 1) == 0 and values.shape[1] * values.itemsize == 128:
-        m = _probe_and_gather(table_keys, 32, values, keys, out, slots, missed, True, 128)
+        m, reserved = _probe_and_gather(table_keys, 32, values, keys, out, slots, missed, True, 128)
     elif ways == 32:
-        m = _probe_copying_32(table_keys, values, keys, out, slots, missed)
+        m, reserved = _probe_copying_32(table_keys, values, keys, out, slots, missed)
     else:
-        m = _probe_copying(table_keys, ways, values, keys, out, slots, missed)
+        m, reserved = _probe_copying(table_keys, ways, values, keys, out, slots, missed)
+    if reserved:
+        return n + reserved
     if m or not touches:
         return m
     return -1 - _touch_hits(scores, slots, clock, hit_fn)
@@ -750,8 +776,9 @@ class _LookupPlan(_OncePlan):
 
     __slots__ = ("slots", "missed", "reserved", "_backend", "_stored")
 
-    def __init__(self, backend: CPUBackend, slots: np.ndarray, missed: np.ndarray, stored: int = -1):
-        self.slots, self.missed, self.reserved, self._backend, self._stored = slots, missed, 0, backend, stored
+    def __init__(self, backend: CPUBackend, slots: np.ndarray, missed: np.ndarray, stored: int = -1,
+                 reserved: int = 0):
+        self.slots, self.missed, self.reserved, self._backend, self._stored = slots, missed, reserved, backend, stored
 
     def commit(self) -> None:
         """Advance the clock, then apply the hit rule once per occurrence of every hit's slot (unless
@@ -992,8 +1019,9 @@ class CPUBackend:
         back.  When every key hits, nothing can fail after the probe: the rows are
         copied and the hit rule applied at the coming tick's clock in one pass (unless
         that tick ages the scores), as the GPU's probe does; the plan then only ticks.
-        Reserved keys were refused by ``check_keys`` already, so ``reserved`` is 0.
-        ``source`` is always None here: rows read in place are a GPU matter.
+        ``reserved`` counts the reserved keys (``check_keys`` refuses them first except on
+        ``Cache.lookup``'s plain call with int64 keys, which leaves them to this probe): such
+        a plan changed nothing.  ``source`` is always None here: rows read in place are a GPU matter.
         """
         n = keys.shape[0]
         slots = np.empty(n, np.int64)
@@ -1003,6 +1031,8 @@ class CPUBackend:
         touches = self._gather_touch is not None and not (self._age_period and clock % self._age_period == 0)
         got = self._probe_touch(self.keys, self._raw_values, self.ways, keys, rows, slots, missed, self.scores,
                                 clock, touches)
+        if got > n:
+            return _LookupPlan(self, slots, _NO_MISSES, -1, got - n)
         if got > 0:
             return _LookupPlan(self, slots, missed[:got])
         return _LookupPlan(self, slots, _NO_MISSES, -1 - got if got else -1)
