@@ -411,7 +411,9 @@ def gather_and_touch(values: np.ndarray, slots: np.ndarray, out: np.ndarray, sco
 # compares instead of waiting on its own probe.  Up to _PIPELINED keys a batch; above, the probe then one
 # pass of rows and touch (gather_and_touch), whose score stores overlap the row reads: a separate touch
 # pass costs more than the overlap gains once the batch's rows and scores outgrow the L2 (dim 32, one
-# core: 1,024 keys 17.8 us -> 16.3, 16,384 251 -> 241; 32,768 470 -> 491, 65,536 950 -> 1,050)
+# core: 1,024 keys 17.8 us -> 16.3, 16,384 251 -> 241; 32,768 470 -> 491, 65,536 950 -> 1,050).  Rows
+# under 128 bytes stay with the two passes (1,024 keys at dim 16: 13.1 us, against 14.5 pipelined; at
+# dim 64, 256-byte rows, 29.9 against 28.2)
 _LAG = 16
 _PIPELINED = 16384
 
@@ -510,10 +512,11 @@ def probe_and_touch(table_keys: np.ndarray, values: np.ndarray, ways: int, keys:
     ``-1 - stored`` when every key hit and the rule was applied (``stored``: the scores it stored); 0
     when every key hit and nothing was touched; ``n + r`` when ``r`` keys are reserved sentinels (no
     score changed; the slots, misses and rows then mean nothing).  Inlined into each policy module's ``probe_touch_cpu``: one dispatch, not two.
-    Up to ``_PIPELINED`` keys the rows are copied as the probe goes and the touch is a pass after it;
-    above, the probe is a pass and the rows with the touch another (``_PIPELINED`` says why)."""
+    Up to ``_PIPELINED`` keys of rows of 128 bytes or more, the rows are copied as the probe goes and the
+    touch is a pass after it; else the probe is a pass and the rows with the touch another
+    (``_PIPELINED`` says why)."""
     n = keys.shape[0]
-    if n > _PIPELINED:  # a large batch: the probe, then the rows (and the touch) in a pass
+    if n > _PIPELINED or values.shape[1] * values.itemsize < 128:  # the probe, then rows (and touch) in a pass
         reserved = _count_reserved(keys)
         if reserved:
             return n + reserved
