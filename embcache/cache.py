@@ -642,7 +642,9 @@ class Cache:
                 raise_reserved(keys)
             slots, missed = plan.slots, plan.missed
             misses = missed.shape[0]
-            batch = Stats(hits=n - misses, misses=misses, invalid=invalid)
+            batch = Stats(n - misses, misses)  # positional: a third less than by keyword
+            if invalid:
+                batch.invalid = invalid
             placement = None
             if misses:
                 admitting = self._policy.inserts_on_lookup and self._admission.admit_batch(batch.hits, n)

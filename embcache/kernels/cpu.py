@@ -846,6 +846,7 @@ class CPUBackend:
         self._gather_touch = None if self._touch is None else module.gather_touch_cpu
         # the probe and (every key hit, _gather_touch set) that pass, in one call (probe_and_touch)
         self._probe_touch = module.probe_touch_cpu
+        self._missed = np.empty(1024, np.int64)  # plan_lookup's list of misses, grown to the largest batch
         # the policy's aging pass (Policy.age_period): at every tick to a multiple of the period
         self._age_period = int(policy.age_period) if policy.ages else 0
         self._age = age_kernel(rule["new_score"], rule["hit_score"], rule["age_score"], policy.victim) if self._age_period else None
@@ -1028,7 +1029,9 @@ class CPUBackend:
         """
         n = keys.shape[0]
         slots = np.empty(n, np.int64)
-        missed = np.empty(n, np.int64)
+        missed = self._missed  # scratch: the misses are copied out of it (an all-hit batch allocates less)
+        if missed.shape[0] < n:
+            missed = self._missed = np.empty(max(n, 2 * missed.shape[0]), np.int64)
         rows = out if self._copies_into_rows else out.view(self._raw_dtype)  # the kernels copy bytes
         clock = self.clock + 1  # the commit's tick
         touches = self._gather_touch is not None and not (self._age_period and clock % self._age_period == 0)
@@ -1037,7 +1040,7 @@ class CPUBackend:
         if got > n:
             return _LookupPlan(self, slots, _NO_MISSES, -1, got - n)
         if got > 0:
-            return _LookupPlan(self, slots, missed[:got])
+            return _LookupPlan(self, slots, missed[:got].copy())
         return _LookupPlan(self, slots, _NO_MISSES, -1 - got if got else -1)
 
     def _tick_and_touch(self, slots: np.ndarray) -> None:
