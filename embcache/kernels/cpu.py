@@ -360,9 +360,9 @@ def find_and_gather_cpu(table_keys, values, ways, keys, out, slots):
 @numba.njit(nogil=True, cache=True)
 def probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed, gather_all_hits=True):
     """find_and_gather_cpu that also lists the misses: missed[:m] = the indices of the m missed keys, in
-    order (``missed`` has room for every key); returns m.  The host lookup's probe (``plan_lookup``).
-    Without ``gather_all_hits``, a batch whose every key hit leaves its rows to the policy module's
-    ``gather_touch_cpu`` (``gather_and_touch``)."""
+    order (``missed`` has room for every key); returns m.  The host lookup's probe (``plan_lookup``) for
+    batches over ``_PIPELINED`` keys and rows under 128 bytes (``probe_and_touch``).  Without
+    ``gather_all_hits``, a batch whose every key hit leaves its rows to ``gather_and_touch``."""
     if ways == 32:
         m = _probe_all(table_keys, 32, keys, slots, missed, True)
     else:
@@ -511,10 +511,10 @@ def probe_and_touch(table_keys: np.ndarray, values: np.ndarray, ways: int, keys:
     Returns ``m`` in ``1..n`` when ``m`` of the ``n`` keys missed (``missed[:m]``; no score changed);
     ``-1 - stored`` when every key hit and the rule was applied (``stored``: the scores it stored); 0
     when every key hit and nothing was touched; ``n + r`` when ``r`` keys are reserved sentinels (no
-    score changed; the slots, misses and rows then mean nothing).  Inlined into each policy module's ``probe_touch_cpu``: one dispatch, not two.
-    Up to ``_PIPELINED`` keys of rows of 128 bytes or more, the rows are copied as the probe goes and the
-    touch is a pass after it; else the probe is a pass and the rows with the touch another
-    (``_PIPELINED`` says why)."""
+    score changed; the slots, misses and rows then mean nothing).  Inlined into each policy module's
+    ``probe_touch_cpu``: one dispatch, not two.  Up to ``_PIPELINED`` keys of rows of 128 bytes or more,
+    the rows are copied as the probe goes and the touch is a pass after it; else the probe is a pass and
+    the rows with the touch another (``_PIPELINED`` says why)."""
     n = keys.shape[0]
     if n > _PIPELINED or values.shape[1] * values.itemsize < 128:  # the probe, then rows (and touch) in a pass
         reserved = _count_reserved(keys)
@@ -645,7 +645,7 @@ from embcache.kernels.cpu import probe_and_touch
 @numba.njit(nogil=True, cache=True)
 def probe_touch_cpu(table_keys, values, ways, keys, out, slots, missed, scores, clock, touches):
     # CPUBackend.plan_lookup's one call: the probe, then (every key hit, touches) the rows and this
-    # rule's touch at clock in one pass, else the hits' rows; returns m > 0, -1 - stored, or 0
+    # rule's touch at clock, else the hits' rows; returns m > 0, -1 - stored, 0, or n + reserved keys
     return probe_and_touch(table_keys, values, ways, keys, out, slots, missed, scores, clock, touches, hit_fn)
 '''
 
@@ -775,7 +775,8 @@ class _LookupPlan(_OncePlan):
     the commit does all of the hits' work and a rollback has nothing to put back.  A probe that found
     every key has nothing that can fail after it, and plan_lookup applied the hit rule with the rows'
     copy, at the coming tick's clock (``stored``: the scores it stored, -1 if it did not): the commit
-    then ticks, and so does the rollback, as the GPU's does."""
+    then ticks, and so does the rollback, as the GPU's does.  A probe that met ``reserved`` keys changed
+    nothing either (the Cache raises ReservedKeyError and rolls it back)."""
 
     __slots__ = ("slots", "missed", "reserved", "_backend", "_stored")
 
@@ -841,7 +842,8 @@ class CPUBackend:
         self._hands_arg = np.zeros((1, 2), np.int64) if self.hands is None else self.hands
         self._victim = policy.victim
         self._touch = touch if policy.hit_changes_score else None  # the policy's trait, not its text
-        # an all-hit lookup's rows and scores in one pass (gather_and_touch with the policy's rule)
+        # set: an all-hit probe applies the hit rule itself (probe_and_touch; the large batches' pass is this
+        # kernel's, gather_and_touch); None: the commit's touch does (tests set it for the plain path)
         module = _policy_module(rule["new_score"], rule["hit_score"], rule.get("age_score", "score"), policy.victim)
         self._gather_touch = None if self._touch is None else module.gather_touch_cpu
         # the probe and (every key hit, _gather_touch set) that pass, in one call (probe_and_touch)
