@@ -152,6 +152,7 @@ class Ratios:
         self.rows = rows
         for k in range(n):
             self.lru[k] = rows[k]
+        self.seconds = {}  # batch size -> (cachetools, ours) in seconds for the whole trace, as last timed
 
     def _ours(self, batch=BATCH):
         cache, parts = self.cache, [self.keys[i:i + batch] for i in range(0, BATCH, batch)]
@@ -162,13 +163,18 @@ class Ratios:
         parts = [keys[i:i + batch] for i in range(0, BATCH, batch)]
         return _best(lambda: [np.stack([lru[k] for k in part]) for part in parts], repeat=3)
 
+    def _ratio(self, batch=BATCH):
+        theirs, ours = self._theirs(batch), self._ours(batch)
+        self.seconds[batch] = (theirs, ours)  # the trace's times behind the ratio, for cpu_bars to print
+        return theirs / ours
+
     def track_speedup_vs_cachetools_lru(self):
         """65,536 keys a batch."""
-        return self._theirs() / self._ours()
+        return self._ratio()
 
     def track_speedup_vs_cachetools_lru_1024(self):
         """The same trace at 1,024 keys a batch (64 lookups)."""
-        return self._theirs(1024) / self._ours(1024)
+        return self._ratio(1024)
 
     def track_fraction_of_numpy_gather(self):
         """65,536 keys a batch; the gather allocates its output, as a lookup does."""

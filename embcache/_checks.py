@@ -25,14 +25,19 @@ _INT64 = np.dtype(np.int64)  # native: a big-endian int64 compares unequal
 _LOCKED = np.int64(LOCKED_KEY)
 
 
+_MAX_KEY = np.int64(2**63 - 1)
+
+
 @numba.njit(nogil=True, cache=True)
 def _any_reserved(keys) -> bool:
     """Whether contiguous int64 ``keys`` hold a reserved key (all are <= LOCKED_KEY): one compiled pass,
-    ~0.2 us for a short batch where NumPy's ``(keys <= LOCKED_KEY).any()`` costs ~1.2 us."""
+    ~0.2 us for a short batch where NumPy's ``(keys <= LOCKED_KEY).any()`` costs ~1.2 us.  The pass is
+    a minimum, which compiles to vector instructions, where a loop that returns at the first reserved
+    key compares one key at a time (1,024 keys 0.43 -> 0.24 us, 65,536 16 -> 4.3 us)."""
+    low = _MAX_KEY
     for i in range(keys.shape[0]):
-        if keys[i] <= _LOCKED:
-            return True
-    return False
+        low = min(low, keys[i])
+    return low <= _LOCKED
 
 
 def _on_device(array) -> bool:

@@ -499,6 +499,17 @@ class Cache:
         if given.  A NumPy array on the CPU backend; a CuPy array on the GPU backend
         (bfloat16 rows as their uint16 bits, as CuPy has no bfloat16).
         """
+        if out is None and stream is None and index_rows is None and upcoming is None and not self._reads_sources:
+            # the plain call on the host path: what the path below does when there is nothing to flush,
+            # follow or absorb (a small batch's cost is mostly Python: issue 22's CPU bars)
+            with self._lock:
+                b = self._backend
+                if not (self._closed or self._pending is not None or self._inflight is not None or
+                        self._unabsorbed or self._device_pending or b.capturing()):
+                    # int64 host keys: their reserved-key check is the probe's (plan.reserved), a pass fewer
+                    keys = check_keys(keys, xp=b.xp, reserved=b.checks_reserved_keys and not (
+                        type(keys) is np.ndarray and keys.dtype == _INT64))
+                    return self._lookup(keys, 0, keys.shape[0], b.new_rows(keys.shape[0]), None)
         with self._lock, self._backend.on_stream(stream):
             self._check_open("lookup", absorb=False)
             b = self._backend
@@ -637,7 +648,9 @@ class Cache:
                 raise_reserved(keys)
             slots, missed = plan.slots, plan.missed
             misses = missed.shape[0]
-            batch = Stats(hits=n - misses, misses=misses, invalid=invalid)
+            batch = Stats(n - misses, misses)  # positional: a third less than by keyword
+            if invalid:
+                batch.invalid = invalid
             placement = None
             if misses:
                 admitting = self._policy.inserts_on_lookup and self._admission.admit_batch(batch.hits, n)
@@ -1004,6 +1017,7 @@ class Cache:
 # ---------------------------------------------------------------------- saving and loading
 
 _DEVICE_KEY_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
+_INT64 = np.dtype(np.int64)
 
 
 def _window_given(upcoming) -> bool:

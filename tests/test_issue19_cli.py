@@ -343,7 +343,7 @@ for policy in ("lru", "lfu", Aged()):
     for kernel in cpu.policy_kernels(*rules):
         s = kernel.stats
         stats[f"{rules}:{kernel.__name__}"] = [sum(s.cache_hits.values()), sum(s.cache_misses.values())]
-for kernel in (cpu.probe_hits_cpu,):  # the host lookup's probe
+for kernel in (cpu._policy_module("clock", "clock", "score", "lowest").probe_touch_cpu,):  # lru's lookup probe
     s = kernel.stats
     stats[kernel.__name__] = [sum(s.cache_hits.values()), sum(s.cache_misses.values())]
 print(json.dumps(stats))

@@ -24,8 +24,8 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .._dtypes import raw
 from ..errors import ConfigError
-from .._llvm import copy_bytes, match8, match16, match32, match64
-from ..layout import EMPTY_KEY, MAX_SCORE, mix64, new_set_state, set_of
+from .._llvm import copy_bytes, copy_row, match8, match16, match32, match64
+from ..layout import EMPTY_KEY, LOCKED_KEY, MAX_SCORE, mix64, new_set_state, set_of
 from . import _rules
 from ._backend import _OncePlan
 from ._shared import GOLDEN, OUTCOMES
@@ -36,10 +36,12 @@ if TYPE_CHECKING:  # the annotations only
 
 __all__ = ["CPUBackend", "policy_kernels", "age_kernel", "kernel_cache_dir", "sat_add", "sketch_column",
            "sketch_estimate", "hand_victim", "hand_walk", "next_use", "s3fifo_place", "frequency_victim",
-           "gather_and_touch"]
+           "gather_and_touch", "probe_and_touch"]
 
 _MAX = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)
+_LOCKED = np.int64(LOCKED_KEY)  # every reserved key is <= this
+_MAX_KEY = np.int64(2**63 - 1)
 _NO_SKETCH = np.zeros((0, 1), np.int64)  # insert_and_evict_cpu's victim_sketch when there is no comparison
 _NO_SKIP = np.zeros(0, np.bool_)  # hand_walk's skip when every way is seen
 _NO_PROTECT = np.zeros(0, np.int64)  # insert_and_evict_cpu's protect and ranks when nothing is protected
@@ -242,7 +244,12 @@ def _ways_matching(table_keys, ways, base, key):
 
 @numba.njit(inline="always", nogil=True, cache=True)
 def _probe_set(table_keys, ways, num_sets, key):
-    base = set_of(key, num_sets) * ways
+    return _probe_at(table_keys, ways, set_of(key, num_sets) * ways, key)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _probe_at(table_keys, ways, base, key):
+    """Slot holding ``key`` in the set at slot ``base``, or -1 (the lowest way, were it held twice)."""
     if ways > 64:
         for w in range(ways):
             if table_keys[base + w] == key:
@@ -369,9 +376,9 @@ def find_and_gather_cpu(table_keys, values, ways, keys, out, slots):
 @numba.njit(nogil=True, cache=True)
 def probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed, gather_all_hits=True):
     """find_and_gather_cpu that also lists the misses: missed[:m] = the indices of the m missed keys, in
-    order (``missed`` has room for every key); returns m.  The host lookup's probe (``plan_lookup``).
-    Without ``gather_all_hits``, a batch whose every key hit leaves its rows to the policy module's
-    ``gather_touch_cpu`` (``gather_and_touch``)."""
+    order (``missed`` has room for every key); returns m.  The host lookup's probe (``plan_lookup``) for
+    batches over ``_PIPELINED`` keys and rows under 128 bytes (``probe_and_touch``).  Without
+    ``gather_all_hits``, a batch whose every key hit leaves its rows to ``gather_and_touch``."""
     if ways == 32:
         m = _probe_all(table_keys, 32, keys, slots, missed, True)
     else:
@@ -413,6 +420,138 @@ def gather_and_touch(values: np.ndarray, slots: np.ndarray, out: np.ndarray, sco
     if nbytes == 64:
         return _copy_and_touch(values, slots, out, scores, clock, hit_fn, 64)
     return _copy_and_touch(values, slots, out, scores, clock, hit_fn, nbytes)
+
+
+# how many keys a lookup's row copies run behind its probes (_probe_and_gather): the row of key i - _LAG is
+# copied after key i's probe, its slot long known, so that its memory reads overlap the later probes'
+# compares instead of waiting on its own probe.  Up to _PIPELINED keys a batch; above, the probe then one
+# pass of rows and touch (gather_and_touch), whose score stores overlap the row reads: a separate touch
+# pass costs more than the overlap gains once the batch's rows and scores outgrow the L2 (dim 32, one
+# core: 1,024 keys 17.8 us -> 16.3, 16,384 251 -> 241; 32,768 470 -> 491, 65,536 950 -> 1,050).  Rows
+# under 128 bytes stay with the two passes (1,024 keys at dim 16: 13.1 us, against 14.5 pipelined; at
+# dim 64, 256-byte rows, 29.9 against 28.2)
+_LAG = 16
+_PIPELINED = 16384
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _probe_and_gather(table_keys, ways, values, keys, out, slots, missed, pow2, nbytes):
+    """slots[i] = the slot of keys[i] or -1, missed[:m] = the indices of the m misses in order, and the
+    rows of the hits copied into ``out``, ``_LAG`` keys behind the probes; returns ``(m, r)``, ``r`` the
+    reserved keys (a reserved key's slot and row mean nothing: EMPTY_KEY finds a free slot).  ``pow2``: the
+    set count is a power of two, so that the set index ``mix64(key) % num_sets`` is a mask; ``nbytes``:
+    the rows' size, or 0 for ``copy_row``'s choice at each row.  Callers pass constants for ``ways``,
+    ``pow2`` and ``nbytes``, so that each compiles to a loop without the branches or divide it does
+    not need."""
+    num_sets = table_keys.shape[0] // ways
+    mask = np.uint64(num_sets - 1)
+    divisor = np.uint64(num_sets)
+    n = keys.shape[0]
+    m = 0
+    reserved = 0
+    for i in range(n + _LAG):
+        if i < n:
+            key = keys[i]
+            reserved += key <= _LOCKED  # Cache.lookup leaves the reserved-key check of int64 keys to this
+            if pow2:
+                base = np.int64(mix64(key) & mask) * ways
+            else:
+                base = np.int64(mix64(key) % divisor) * ways
+            slot = _probe_at(table_keys, ways, base, key)
+            slots[i] = slot
+            if slot < 0:
+                missed[m] = i
+                m += 1
+        if i >= _LAG:
+            slot = slots[i - _LAG]
+            if slot >= 0:
+                if nbytes:
+                    copy_bytes(out, i - _LAG, values, slot, nbytes)
+                else:
+                    copy_row(out, i - _LAG, values, slot)
+    return m, reserved
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _count_reserved(keys):
+    """How many of ``keys`` are reserved: a vectorised minimum, then a count only if one is."""
+    low = _MAX_KEY
+    for i in range(keys.shape[0]):
+        low = min(low, keys[i])
+    if low > _LOCKED:
+        return 0
+    count = 0
+    for i in range(keys.shape[0]):
+        count += keys[i] <= _LOCKED
+    return count
+
+
+# _probe_and_gather's other loops, each a function of its own, compiled once for all the policy modules
+# that call them: inlined into one kernel with the default one, their LLVM optimisation took ~18 s a
+# policy.  The default one (32 ways, a power-of-two set count, 128-byte rows: dim 32 float32) is
+# inlined: called, its loop ran ~1 us slower at 1,024 keys (the arrays' fields reloaded from memory)
+@numba.njit(nogil=True, cache=True)
+def _probe_copying_32(table_keys, values, keys, out, slots, missed):
+    """32 ways (the compares unroll), any set count and row size."""
+    return _probe_and_gather(table_keys, 32, values, keys, out, slots, missed, False, 0)
+
+
+@numba.njit(nogil=True, cache=True)
+def _probe_copying(table_keys, ways, values, keys, out, slots, missed):
+    """Any ways, set count and row size."""
+    return _probe_and_gather(table_keys, ways, values, keys, out, slots, missed, False, 0)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _touch_hits(scores, slots, clock, hit_fn):
+    """The hit rule ``hit_fn`` at ``clock`` applied to each of ``slots`` (all hits) in order; returns the
+    scores stored (a hit whose rule leaves its score as it was stores nothing)."""
+    one = np.int64(1)
+    stored = 0
+    for i in range(slots.shape[0]):
+        slot = slots[i]
+        new = hit_fn(scores[slot], clock, one)
+        if new != scores[slot]:
+            scores[slot] = new
+            stored += 1
+    return stored
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def probe_and_touch(table_keys: np.ndarray, values: np.ndarray, ways: int, keys: np.ndarray, out: np.ndarray,
+                    slots: np.ndarray, missed: np.ndarray, scores: np.ndarray, clock: int, touches: bool,
+                    hit_fn: Callable[..., Any]) -> int:
+    """The host lookup's probe in one call (``CPUBackend.plan_lookup``): the slots, the misses and the hits'
+    rows as :func:`probe_hits_cpu` gives them, and when every key hit and ``touches``, the hit rule
+    ``hit_fn`` applied at ``clock`` to each occurrence in order, as :func:`gather_and_touch` does.
+    Returns ``m`` in ``1..n`` when ``m`` of the ``n`` keys missed (``missed[:m]``; no score changed);
+    ``-1 - stored`` when every key hit and the rule was applied (``stored``: the scores it stored); 0
+    when every key hit and nothing was touched; ``n + r`` when ``r`` keys are reserved sentinels (no
+    score changed; the slots, misses and rows then mean nothing).  Inlined into each policy module's
+    ``probe_touch_cpu``: one dispatch, not two.  Up to ``_PIPELINED`` keys of rows of 128 bytes or more,
+    the rows are copied as the probe goes and the touch is a pass after it; else the probe is a pass and
+    the rows with the touch another (``_PIPELINED`` says why)."""
+    n = keys.shape[0]
+    if n > _PIPELINED or values.shape[1] * values.itemsize < 128:  # the probe, then rows (and touch) in a pass
+        reserved = _count_reserved(keys)
+        if reserved:
+            return n + reserved
+        m = probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed, not touches)
+        if m or not touches:
+            return m
+        return -1 - gather_and_touch(values, slots, out, scores, clock, hit_fn)
+    num_sets = table_keys.shape[0] // ways
+    if ways == 32 and num_sets & (num_sets - 1) == 0 and values.shape[1] * values.itemsize == 128:
+        m, reserved = _probe_and_gather(table_keys, 32, values, keys, out, slots, missed, True, 128)
+    elif ways == 32:
+        m, reserved = _probe_copying_32(table_keys, values, keys, out, slots, missed)
+    else:
+        m, reserved = _probe_copying(table_keys, ways, values, keys, out, slots, missed)
+    if reserved:
+        return n + reserved
+    if m or not touches:
+        return m
+    return -1 - _touch_hits(scores, slots, clock, hit_fn)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -509,7 +648,22 @@ def kernel_cache_dir() -> pathlib.Path | None:
 def _policy_module_text(new_score: str, hit_score: str, age_score: str = "score", victim: str = "lowest") -> str:
     from .. import __version__
 
-    return _rules.numba_module(new_score, hit_score, __version__, age_score, victim)
+    return _rules.numba_module(new_score, hit_score, __version__, age_score, victim) + _PROBE_TOUCH_TEXT
+
+
+# appended to each policy module (its hit_fn, the rule; the rest is this module's): the host lookup's
+# probe and, when every key hit, its gather and touch, as one compiled call (probe_and_touch)
+_PROBE_TOUCH_TEXT = '''
+
+from embcache.kernels.cpu import probe_and_touch
+
+
+@numba.njit(nogil=True, cache=True)
+def probe_touch_cpu(table_keys, values, ways, keys, out, slots, missed, scores, clock, touches):
+    # CPUBackend.plan_lookup's one call: the probe, then (every key hit, touches) the rows and this
+    # rule's touch at clock, else the hits' rows; returns m > 0, -1 - stored, 0, or n + reserved keys
+    return probe_and_touch(table_keys, values, ways, keys, out, slots, missed, scores, clock, touches, hit_fn)
+'''
 
 
 def _source_digest() -> str:
@@ -618,17 +772,33 @@ def _unique(keys):
     return ukeys, inverse, counts, last
 
 
+_ALIGN = 128  # bytes: a pair of cache lines, which the L2's adjacent-line prefetcher fetches together
+
+
+def _aligned_zeros(shape: tuple, dtype: Any) -> np.ndarray:
+    """``np.zeros(shape, dtype)`` whose first byte is a multiple of 128 (``_ALIGN``) bytes: then a set's
+    32 keys (256 bytes) are 4 cache lines, not 5, and a 128-byte row (dim 32 float32) 2, not 3, where
+    malloc's 16-byte alignment left them (a 1,024-key lookup ~14% faster: issue 22's CPU bar)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buf = np.zeros(nbytes + _ALIGN, np.uint8)  # calloc: untouched pages stay unallocated, as np.zeros's
+    start = -buf.ctypes.data % _ALIGN
+    return buf[start:start + nbytes].view(dtype).reshape(shape)
+
+
 class _LookupPlan(_OncePlan):
     """``CPUBackend.plan_lookup``'s plan (``Backend.LookupPlan``).  A probe with a miss changed nothing:
     the commit does all of the hits' work and a rollback has nothing to put back.  A probe that found
     every key has nothing that can fail after it, and plan_lookup applied the hit rule with the rows'
     copy, at the coming tick's clock (``stored``: the scores it stored, -1 if it did not): the commit
-    then ticks, and so does the rollback, as the GPU's does."""
+    then ticks, and so does the rollback, as the GPU's does.  A probe that met ``reserved`` keys changed
+    nothing either (the Cache raises ReservedKeyError and rolls it back)."""
 
     __slots__ = ("slots", "missed", "reserved", "_backend", "_stored")
 
-    def __init__(self, backend: CPUBackend, slots: np.ndarray, missed: np.ndarray, stored: int = -1):
-        self.slots, self.missed, self.reserved, self._backend, self._stored = slots, missed, 0, backend, stored
+    def __init__(self, backend: CPUBackend, slots: np.ndarray, missed: np.ndarray, stored: int = -1,
+                 reserved: int = 0):
+        self.slots, self.missed, self.reserved, self._backend, self._stored = slots, missed, reserved, backend, stored
 
     def commit(self) -> None:
         """Advance the clock, then apply the hit rule once per occurrence of every hit's slot (unless
@@ -672,9 +842,10 @@ class CPUBackend:
                  sketch_shape: tuple[int, int] | None = None, sketch_seed: int = 0):
         self.ways = ways
         slots = num_sets * ways
-        self.keys = np.full(slots, EMPTY_KEY, np.int64)
-        self.scores = np.zeros(slots, np.int64)
-        self.values = np.zeros((slots, dim), dtype)
+        self.keys = _aligned_zeros((slots,), np.int64)
+        self.keys.fill(EMPTY_KEY)
+        self.scores = _aligned_zeros((slots,), np.int64)
+        self.values = _aligned_zeros((slots, dim), dtype)
         self._raw_values = raw(self.values)
         self._raw_dtype = self._raw_values.dtype
         # float32 rows go to the lookup kernels as they are (Numba has no float16 or bfloat16: their bits)
@@ -687,9 +858,13 @@ class CPUBackend:
         self._hands_arg = np.zeros((1, 2), np.int64) if self.hands is None else self.hands
         self._victim = policy.victim
         self._touch = touch if policy.hit_changes_score else None  # the policy's trait, not its text
-        # an all-hit lookup's rows and scores in one pass (gather_and_touch with the policy's rule)
-        self._gather_touch = None if self._touch is None else _policy_module(
-            rule["new_score"], rule["hit_score"], rule.get("age_score", "score"), policy.victim).gather_touch_cpu
+        # set: an all-hit probe applies the hit rule itself (probe_and_touch; the large batches' pass is this
+        # kernel's, gather_and_touch); None: the commit's touch does (tests set it for the plain path)
+        module = _policy_module(rule["new_score"], rule["hit_score"], rule.get("age_score", "score"), policy.victim)
+        self._gather_touch = None if self._touch is None else module.gather_touch_cpu
+        # the probe and (every key hit, _gather_touch set) that pass, in one call (probe_and_touch)
+        self._probe_touch = module.probe_touch_cpu
+        self._missed = np.empty(1024, np.int64)  # plan_lookup's list of misses, grown to the largest batch
         # the policy's aging pass (Policy.age_period): at every tick to a multiple of the period
         self._age_period = int(policy.age_period) if policy.ages else 0
         self._age = age_kernel(rule["new_score"], rule["hit_score"], rule["age_score"], policy.victim) if self._age_period else None
@@ -866,22 +1041,25 @@ class CPUBackend:
         back.  When every key hits, nothing can fail after the probe: the rows are
         copied and the hit rule applied at the coming tick's clock in one pass (unless
         that tick ages the scores), as the GPU's probe does; the plan then only ticks.
-        Reserved keys were refused by ``check_keys`` already, so ``reserved`` is 0.
-        ``source`` is always None here: rows read in place are a GPU matter.
+        ``reserved`` counts the reserved keys (``check_keys`` refuses them first except on
+        ``Cache.lookup``'s plain call with int64 keys, which leaves them to this probe): such
+        a plan changed nothing.  ``source`` is always None here: rows read in place are a GPU matter.
         """
         n = keys.shape[0]
         slots = np.empty(n, np.int64)
-        missed = np.empty(n, np.int64)
+        missed = self._missed  # scratch: the misses are copied out of it (an all-hit batch allocates less)
+        if missed.shape[0] < n:
+            missed = self._missed = np.empty(max(n, 2 * missed.shape[0]), np.int64)
         rows = out if self._copies_into_rows else out.view(self._raw_dtype)  # the kernels copy bytes
         clock = self.clock + 1  # the commit's tick
         touches = self._gather_touch is not None and not (self._age_period and clock % self._age_period == 0)
-        m = probe_hits_cpu(self.keys, self._raw_values, self.ways, keys, rows, slots, missed, not touches)
-        if m:
-            return _LookupPlan(self, slots, missed[:m])
-        if touches:
-            return _LookupPlan(self, slots, _NO_MISSES,
-                               self._gather_touch(self._raw_values, slots, rows, self.scores, clock))
-        return _LookupPlan(self, slots, _NO_MISSES)
+        got = self._probe_touch(self.keys, self._raw_values, self.ways, keys, rows, slots, missed, self.scores,
+                                clock, touches)
+        if got > n:
+            return _LookupPlan(self, slots, _NO_MISSES, -1, got - n)
+        if got > 0:
+            return _LookupPlan(self, slots, missed[:got].copy())
+        return _LookupPlan(self, slots, _NO_MISSES, -1 - got if got else -1)
 
     def _tick_and_touch(self, slots: np.ndarray) -> None:
         """Advance the clock (aging at a multiple of ``age_period``), then apply the hit rule once per
