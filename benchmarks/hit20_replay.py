@@ -86,6 +86,27 @@ def _halve(counts, sketch, exact):
 
 
 @numba.njit(cache=True)
+def _count(k, clock, period, counts, sketch, cols, exact):
+    """Key ``k`` counted at lookup ``clock``, then every counter halved when ``clock`` is a multiple of
+    ``period`` (0: never), as the library's sketch is."""
+    _add(k, counts, sketch, cols, exact)
+    if period > 0 and clock % period == 0:
+        _halve(counts, sketch, exact)
+
+
+@numba.njit(cache=True)
+def _fill_empty(tk, sc, where, base, ways, k, clock):
+    """Key ``k`` into the first empty way of the set at ``base``, if it has one (True), at ``clock``."""
+    for w in range(ways):
+        if tk[base + w] < 0:
+            tk[base + w] = k
+            sc[base + w] = clock
+            where[k] = base + w
+            return True
+    return False
+
+
+@numba.njit(cache=True)
 def _eff(e, age, mode, p1, p2):
     """The frequency a rule ranks by: the estimate ``e`` of a key last seen ``age`` lookups ago."""
     if mode == 0:
@@ -130,24 +151,14 @@ def replay_freq(ids, sets, cols, nkeys, num_sets, ways, width, depth, sample, ex
     for t in range(ids.shape[0]):
         clock = t + 1
         k = ids[t]
-        _add(k, counts, sketch, cols, exact)
-        if period > 0 and clock % period == 0:
-            _halve(counts, sketch, exact)
+        _count(k, clock, period, counts, sketch, cols, exact)
         slot = where[k]
         if slot >= 0:
             hits += 1
             sc[slot] = clock
             continue
         base = sets[k] * ways
-        empty = -1
-        for w in range(ways):
-            if tk[base + w] < 0:
-                empty = base + w
-                break
-        if empty >= 0:
-            tk[empty] = k
-            sc[empty] = clock
-            where[k] = empty
+        if _fill_empty(tk, sc, where, base, ways, k, clock):
             continue
         low = -1
         low_e = np.int64(1) << 62
@@ -233,15 +244,7 @@ def replay_table(ids, sets, cols, tables, ntables, nkeys, num_sets, ways, width,
             sc[slot] = clock
             continue
         base = sets[k] * ways
-        empty = -1
-        for w in range(ways):
-            if tk[base + w] < 0:
-                empty = base + w
-                break
-        if empty >= 0:
-            tk[empty] = k
-            sc[empty] = clock
-            where[k] = empty
+        if _fill_empty(tk, sc, where, base, ways, k, clock):
             continue
         low = -1
         low_a = np.int64(0)
@@ -321,9 +324,7 @@ def replay_freq2(ids, sets, cols, nkeys, num_sets, ways, width, depth, sample, e
         k = ids[t]
         prev[k] = last[k]
         last[k] = clock
-        _add(k, counts, sketch, cols, exact)
-        if period > 0 and clock % period == 0:
-            _halve(counts, sketch, exact)
+        _count(k, clock, period, counts, sketch, cols, exact)
         slot = where[k]
         if slot >= 0:
             hits += 1
@@ -331,15 +332,7 @@ def replay_freq2(ids, sets, cols, nkeys, num_sets, ways, width, depth, sample, e
             continue
         s = sets[k]
         base = s * ways
-        empty = -1
-        for w in range(ways):
-            if tk[base + w] < 0:
-                empty = base + w
-                break
-        if empty >= 0:
-            tk[empty] = k
-            sc[empty] = clock
-            where[k] = empty
+        if _fill_empty(tk, sc, where, base, ways, k, clock):
             continue
         low = -1
         low_e = np.int64(1) << 62
@@ -649,9 +642,7 @@ def replay_climb(ids, sets, cols, nkeys, num_sets, ways, width, depth, sample, e
     for t in range(ids.shape[0]):
         clock = t + 1
         k = ids[t]
-        _add(k, counts, sketch, cols, exact)
-        if period > 0 and clock % period == 0:
-            _halve(counts, sketch, exact)
+        _count(k, clock, period, counts, sketch, cols, exact)
         if not fixed and clock % climb == 0:
             rate = phits / climb
             if rate < last_rate:

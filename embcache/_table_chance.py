@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TABLES", "CHANCE_ONE", "new_reached", "count_reached", "chances"]
+__all__ = ["CHANCE_ONE", "TABLES", "chances", "count_reached", "new_reached"]
 
 #: tables told apart (a power of two): the key's bits 32-37
 TABLES = 64

@@ -135,23 +135,33 @@ def test_settings_are_checked():
 
 
 # ---------------------------------------------------------------- the kernel against a model
-@given(st.data())
-def test_frequency_victim_is_the_least_of_the_set_and_the_newcomer(data):
+_SMALL_KEYS = st.integers(-50, 50)
+
+
+def draw_full_set(data, key_values=_SMALL_KEYS, most: int = 5):
+    """A full set of 1-8 ways for the frequency victim: ``(table keys, scores, sketch, seed, estimate, key,
+    new)``, where ``estimate(k)`` is the brute-force count-min estimate of ``k`` and ``key`` the newcomer
+    (distinct from the set's keys) with its new score ``new``."""
     ways = data.draw(st.integers(1, 8))
     depth = data.draw(st.integers(1, 3))
     width = 1 << data.draw(st.integers(0, 4))
     seed = np.uint64(data.draw(st.integers(0, 2**64 - 1)))
-    sketch = np.array(data.draw(st.lists(st.integers(0, 5), min_size=depth * width, max_size=depth * width)),
+    sketch = np.array(data.draw(st.lists(st.integers(0, most), min_size=depth * width, max_size=depth * width)),
                       np.int64).reshape(depth, width)
-    keys = np.array(data.draw(st.lists(st.integers(-50, 50), min_size=ways + 1, max_size=ways + 1, unique=True)),
-                    np.int64)
+    keys = np.array(data.draw(st.lists(key_values, min_size=ways + 1, max_size=ways + 1, unique=True)), np.int64)
     scores = np.array(data.draw(st.lists(st.integers(0, 3), min_size=ways, max_size=ways)), np.int64)
     new = np.int64(data.draw(st.integers(0, 4)))
-    table, key = keys[:ways].copy(), keys[ways]
 
     def estimate(k):
         return min(int(sketch[r, sketch_column(np.int64(k), r, seed, width)]) for r in range(depth))
 
+    return keys[:ways].copy(), scores, sketch, seed, estimate, keys[ways], new
+
+
+@given(st.data())
+def test_frequency_victim_is_the_least_of_the_set_and_the_newcomer(data):
+    table, scores, sketch, seed, estimate, key, new = draw_full_set(data)
+    ways = table.shape[0]
     least = min(range(ways), key=lambda w: (estimate(table[w]), int(scores[w]), w))
     expected = least if (estimate(key), int(new)) > (estimate(table[least]), int(scores[least])) else -1
     assert frequency_victim(table, scores, 0, ways, sketch, seed, key, new, np.zeros(0, np.int64)) == expected

@@ -19,6 +19,7 @@ from embcache.layout import sets_of
 from embcache.policies import TinyLFUEvict, TinyLFUTables, get_admission
 from embcache.tiers import HostStore
 
+from .test_issue22_evict_admission import draw_full_set
 from .test_issue22_tinylfu import _cached, assert_reloads_the_same
 
 
@@ -82,21 +83,13 @@ def test_the_chances_count_keys_as_they_reach_one_and_two():
 # ---------------------------------------------------------------- the kernel against a model
 @given(st.data())
 def test_frequency_victim_ranks_singletons_by_their_tables_chance(data):
-    ways = data.draw(st.integers(1, 8))
-    depth = data.draw(st.integers(1, 3))
-    width = 1 << data.draw(st.integers(0, 4))
-    seed = np.uint64(data.draw(st.integers(0, 2**64 - 1)))
-    sketch = np.array(data.draw(st.lists(st.integers(0, 3), min_size=depth * width, max_size=depth * width)),
-                      np.int64).reshape(depth, width)
     key_values = st.one_of(st.builds(_key, st.sampled_from([0, 1, 2, 63]), st.integers(0, 20)), st.integers(-40, -1))
-    keys = np.array(data.draw(st.lists(key_values, min_size=ways + 1, max_size=ways + 1, unique=True)), np.int64)
-    scores = np.array(data.draw(st.lists(st.integers(0, 3), min_size=ways, max_size=ways)), np.int64)
+    table, scores, sketch, seed, estimate, key, new = draw_full_set(data, key_values, most=3)
+    ways = table.shape[0]
     chance = np.array(data.draw(st.lists(st.integers(0, 4), min_size=TABLES, max_size=TABLES)), np.int64)
-    new = np.int64(data.draw(st.integers(0, 4)))
-    table, key = keys[:ways].copy(), keys[ways]
 
     def rank(k):
-        e = min(int(sketch[r, sketch_column(np.int64(k), r, seed, width)]) for r in range(depth))
+        e = estimate(k)
         return e, int(chance[(int(k) >> 32) & 63]) if e == 1 else 0
 
     least = min(range(ways), key=lambda w: (*rank(table[w]), int(scores[w]), w))
@@ -124,7 +117,7 @@ def test_a_save_keeps_the_tables_counts(tmp_path):
     keys = [_key(t, v) for t in (0, 1, 2, 9) for v in range(30)]
     cache = _cache(TinyLFUTables(depth=2, seed=3, sample=1), keys, capacity=16, ways=4)
     rng = np.random.default_rng(0)
-    batch = lambda: rng.choice(np.array(keys, np.int64), 12)  # noqa: E731
+    batch = lambda: rng.choice(np.array(keys, np.int64), 12)
     for _ in range(30):
         cache.lookup(batch())
     assert cache._reached[0].sum() > 0 and cache._reached[1].sum() > 0

@@ -389,16 +389,23 @@ def probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed, gather_al
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
+def _touch_one(scores, slot, clock, hit_fn):
+    """The hit rule at ``clock`` applied to one hit of ``slot``: 1 if it stored a new score, else 0 (a score
+    the rule leaves as it was is not stored)."""
+    new = hit_fn(scores[slot], clock, np.int64(1))
+    if new != scores[slot]:
+        scores[slot] = new
+        return 1
+    return 0
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
 def _copy_and_touch(values, slots, out, scores, clock, hit_fn, nbytes):
-    one = np.int64(1)
     stored = 0
     for i in range(slots.shape[0]):
         slot = slots[i]
         copy_bytes(out, i, values, slot, nbytes)
-        new = hit_fn(scores[slot], clock, one)
-        if new != scores[slot]:
-            scores[slot] = new
-            stored += 1
+        stored += _touch_one(scores, slot, clock, hit_fn)
     return stored
 
 
@@ -506,14 +513,9 @@ def _probe_copying(table_keys, ways, values, keys, out, slots, missed):
 def _touch_hits(scores, slots, clock, hit_fn):
     """The hit rule ``hit_fn`` at ``clock`` applied to each of ``slots`` (all hits) in order; returns the
     scores stored (a hit whose rule leaves its score as it was stores nothing)."""
-    one = np.int64(1)
     stored = 0
     for i in range(slots.shape[0]):
-        slot = slots[i]
-        new = hit_fn(scores[slot], clock, one)
-        if new != scores[slot]:
-            scores[slot] = new
-            stored += 1
+        stored += _touch_one(scores, slots[i], clock, hit_fn)
     return stored
 
 
