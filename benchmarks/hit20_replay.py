@@ -107,6 +107,17 @@ def _fill_empty(tk, sc, where, base, ways, k, clock):
 
 
 @numba.njit(cache=True)
+def _hit_or_fill(tk, sc, where, sets, ways, k, clock):
+    """1: ``k`` hit (its last access is now ``clock``); 2: it took an empty way of its set; 0: it missed a
+    full set, whose victim the caller picks."""
+    slot = where[k]
+    if slot >= 0:
+        sc[slot] = clock
+        return 1
+    return 2 if _fill_empty(tk, sc, where, sets[k] * ways, ways, k, clock) else 0
+
+
+@numba.njit(cache=True)
 def _eff(e, age, mode, p1, p2):
     """The frequency a rule ranks by: the estimate ``e`` of a key last seen ``age`` lookups ago."""
     if mode == 0:
@@ -152,14 +163,11 @@ def replay_freq(ids, sets, cols, nkeys, num_sets, ways, width, depth, sample, ex
         clock = t + 1
         k = ids[t]
         _count(k, clock, period, counts, sketch, cols, exact)
-        slot = where[k]
-        if slot >= 0:
-            hits += 1
-            sc[slot] = clock
+        got = _hit_or_fill(tk, sc, where, sets, ways, k, clock)
+        hits += got == 1
+        if got:
             continue
         base = sets[k] * ways
-        if _fill_empty(tk, sc, where, base, ways, k, clock):
-            continue
         low = -1
         low_e = np.int64(1) << 62
         for w in range(ways):
@@ -212,6 +220,19 @@ def _pval(g, e, reached, cmax):
 
 
 @numba.njit(cache=True)
+def _table_rank(e, g, reached, cmax, mode):
+    """``(a, b)``, the rank of a key of estimate ``e`` and table ``g`` under ``replay_table``'s ``mode``
+    (the lowest ``(a, b, last access)`` is the victim)."""
+    if mode == 1:
+        return (e << 21 if e >= 2 else _pval(g, 1, reached, cmax)), np.int64(0)
+    if mode == 4:
+        return e, (_pval(g, 1, reached, cmax) if e == 1 else np.int64(0))
+    if mode == 3:
+        return e, _pval(g, e, reached, cmax)
+    return _pval(g, e, reached, cmax), e
+
+
+@numba.njit(cache=True)
 def replay_table(ids, sets, cols, tables, ntables, nkeys, num_sets, ways, width, depth, sample, exact, mode, cmax):
     """Frequency victim whose rank knows the key's table (``tables[k]``), its chance ``_pval`` learned online
     from ``reached[t, c]``, the keys of table t whose estimate reached c as they were counted: mode 1,
@@ -238,48 +259,21 @@ def replay_table(ids, sets, cols, tables, ntables, nkeys, num_sets, ways, width,
             reached[tables[k], e] += 1
         if period > 0 and clock % period == 0:
             _halve(counts, sketch, exact)
-        slot = where[k]
-        if slot >= 0:
-            hits += 1
-            sc[slot] = clock
+        got = _hit_or_fill(tk, sc, where, sets, ways, k, clock)
+        hits += got == 1
+        if got:
             continue
         base = sets[k] * ways
-        if _fill_empty(tk, sc, where, base, ways, k, clock):
-            continue
         low = -1
         low_a = np.int64(0)
         low_b = np.int64(0)
         for w in range(ways):
             j = base + w
             x = tk[j]
-            ex = _est(x, counts, sketch, cols, exact)
-            if mode == 1:
-                a = ex << 21 if ex >= 2 else _pval(tables[x], 1, reached, cmax)
-                b = np.int64(0)
-            elif mode == 4:
-                a = ex
-                b = _pval(tables[x], 1, reached, cmax) if ex == 1 else np.int64(0)
-            elif mode == 3:
-                a = ex
-                b = _pval(tables[x], ex, reached, cmax)
-            else:
-                a = _pval(tables[x], ex, reached, cmax)
-                b = ex
+            a, b = _table_rank(_est(x, counts, sketch, cols, exact), tables[x], reached, cmax, mode)
             if low < 0 or a < low_a or (a == low_a and (b < low_b or (b == low_b and sc[j] < sc[low]))):
                 low, low_a, low_b = j, a, b
-        em = _est(k, counts, sketch, cols, exact)
-        if mode == 1:
-            a = em << 21 if em >= 2 else _pval(tables[k], 1, reached, cmax)
-            b = np.int64(0)
-        elif mode == 4:
-            a = em
-            b = _pval(tables[k], 1, reached, cmax) if em == 1 else np.int64(0)
-        elif mode == 3:
-            a = em
-            b = _pval(tables[k], em, reached, cmax)
-        else:
-            a = _pval(tables[k], em, reached, cmax)
-            b = em
+        a, b = _table_rank(_est(k, counts, sketch, cols, exact), tables[k], reached, cmax, mode)
         if a > low_a or (a == low_a and b >= low_b):
             where[tk[low]] = -1
             tk[low] = k
@@ -325,15 +319,12 @@ def replay_freq2(ids, sets, cols, nkeys, num_sets, ways, width, depth, sample, e
         prev[k] = last[k]
         last[k] = clock
         _count(k, clock, period, counts, sketch, cols, exact)
-        slot = where[k]
-        if slot >= 0:
-            hits += 1
-            sc[slot] = clock
+        got = _hit_or_fill(tk, sc, where, sets, ways, k, clock)
+        hits += got == 1
+        if got:
             continue
         s = sets[k]
         base = s * ways
-        if _fill_empty(tk, sc, where, base, ways, k, clock):
-            continue
         low = -1
         low_e = np.int64(1) << 62
         for w in range(ways):
