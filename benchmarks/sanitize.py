@@ -4,7 +4,8 @@
     compute-sanitizer --tool racecheck --error-exitcode 1 python3 -m benchmarks.sanitize [--admissions always]
 
 Every registered policy and admission, stream-ordered lookups (a pinned HostStore: misses, duplicates,
-absent keys, a CUDA graph replayed), host-path lookups (an ordinary store), insert, update, erase,
+absent keys, a CUDA graph replayed; the TinyLFU admissions, which have no device rule, uncaptured on the
+host path), host-path lookups (an ordinary store), insert, update, erase,
 query and preload, on small caches whose sets overfill; then int32 row-number keys with ONNX Gather's
 rules (``lookup(index_rows=)``, negative and out-of-range keys), which the probe converts as it reads.
 It checks its rows against the CPU backend, so a kernel that reads or writes out of bounds and changes
@@ -30,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     stored = np.arange(0, 400, dtype=np.int64)
     rows = rng.standard_normal((stored.shape[0], 8)).astype(np.float32)
     admissions = {"always": policies.Always(), "min_frequency": policies.MinFrequency(n=2, width=64, depth=2),
-                  "refuse_below_min": policies.RefuseBelowMin(), "hit_rate_threshold": policies.HitRateThreshold(0.5)}
+                  "refuse_below_min": policies.RefuseBelowMin(), "hit_rate_threshold": policies.HitRateThreshold(0.5),
+                  # decided on the host (no device rule): their lookups take the host path, uncaptured, and
+                  # place keys through insert_and_evict_general (victim modes 1, 2 and 3)
+                  "tinylfu": policies.TinyLFU(width=64, depth=2, sample=1),
+                  "tinylfu_evict": policies.TinyLFUEvict(depth=2, sample=1),
+                  "tinylfu_tables": policies.TinyLFUTables(depth=2, sample=1)}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", default=",".join(policies.policy_names()))
     parser.add_argument("--admissions", default=",".join(admissions))
@@ -48,21 +54,27 @@ def main(argv: list[str] | None = None) -> int:
             if policy == "static":
                 for c in caches:
                     c.preload(stored[:40])
+            captured = admission.device_rule() is not None  # else the lookup cannot be captured
             keys = cupy.zeros(48, cupy.int64)
             out = cupy.empty((48, 8), cupy.float32)
             stream = cupy.cuda.Stream(non_blocking=True)
             cupy.cuda.Device().synchronize()  # the buffers' zeros (legacy stream) before the graph's copies
-            with stream:
-                stream.begin_capture()
-                caches[1].lookup(keys, out=out)
-                graph = stream.end_capture()
+            if captured:
+                with stream:
+                    stream.begin_capture()
+                    caches[1].lookup(keys, out=out)
+                    graph = stream.end_capture()
             for step in range(12):
                 batch = np.minimum(rng.zipf(1.2, 48), 450).astype(np.int64)
                 expected = caches[0].lookup(batch)
-                keys.set(batch, stream=stream)
-                graph.launch(stream)
-                stream.synchronize()
-                got = [out.get(), caches[2].lookup(cupy.asarray(batch)).get()]
+                if captured:
+                    keys.set(batch, stream=stream)
+                    graph.launch(stream)
+                    stream.synchronize()
+                    first = out.get()
+                else:
+                    first = caches[1].lookup(cupy.asarray(batch)).get()
+                got = [first, caches[2].lookup(cupy.asarray(batch)).get()]
                 if step % 4 == 3 and policy != "static":  # Static refuses new keys on insert
                     for c in caches:
                         c.insert(batch[:5], np.full((5, 8), step, np.float32))
