@@ -182,3 +182,20 @@ def test_gpu_ranks_victims_as_the_cpu(policy, ways, pinned):
         assert_same_state(cpu, gpu)
         assert (host(gpu._reached) == cpu._reached).all()
     assert cpu.stats.evictions > 0 and cpu.stats.refusals > 0
+
+
+@given(st.lists(st.tuples(st.integers(-2**63 + 2, 2**63 - 1), st.integers(0, 6), st.integers(1, 4)), max_size=40),
+       st.lists(st.integers(0, 50), min_size=2 * TABLES, max_size=2 * TABLES))
+def test_the_compiled_counts_are_the_array_codes(batch, start):
+    """NumPy arrays take a compiled loop; the array code (CuPy's) is the definition: the same integers."""
+    from embcache._table_chance import _chances_arrays, _count_reached_arrays
+
+    keys = np.array([k for k, _, _ in batch], np.int64)
+    estimates = np.array([c + e for _, e, c in batch], np.int64)  # an estimate is at least its count
+    counts = np.array([c for _, _, c in batch], np.int64)
+    compiled, arrays = (np.array(start, np.int64).reshape(2, TABLES) for _ in range(2))
+    count_reached(np, compiled, keys, estimates, counts)
+    if keys.shape[0]:
+        _count_reached_arrays(np, arrays, keys, estimates, counts)
+    assert compiled.tolist() == arrays.tolist()
+    assert chances(np, compiled).tolist() == _chances_arrays(np, compiled).tolist()
