@@ -181,7 +181,9 @@ def test_gpu_ranks_victims_as_the_cpu(policy, ways, pinned):
         assert host(gpu.lookup(batch)).tobytes() == cpu.lookup(batch).tobytes()
         assert_same_state(cpu, gpu)
         assert (host(gpu._reached) == cpu._reached).all()
-    assert cpu.stats.evictions > 0 and cpu.stats.refusals > 0
+    # at 32 ways a newcomer (the newest LRU/FIFO score) outranks some resident of its rank in nearly every
+    # set, so only the 4-way sets refuse here (the H200 run: refusals 0 at 32 ways, every comparison equal)
+    assert cpu.stats.evictions > 0 and (cpu.stats.refusals > 0 or ways == 32)
 
 
 @given(st.lists(st.tuples(st.integers(-2**63 + 2, 2**63 - 1), st.integers(0, 6), st.integers(1, 4)), max_size=40),

@@ -165,6 +165,7 @@ def test_captured_lookup_writes_into_out():
     plain.lookup(keys)
     out = cupy.full((4, DIM), 7, cupy.float32)
     stream = cupy.cuda.Stream(non_blocking=True)
+    cupy.cuda.Device().synchronize()  # the fill (legacy stream) before the graph's writes: no ordering otherwise
     with stream:
         stream.begin_capture()
         cache.lookup(keys, out=out, stream=stream)
