@@ -7,7 +7,7 @@ For each policy and dim: a full cache of ``--gib`` GiB of rows (32 ways), 2^20 c
 one): the GPU time between events around each call, the wall time, the same run's gather ceiling,
 and each kernel's mean GPU time a call from CUPTI through ``torch.profiler`` (needs PyTorch).
 ``--shapes``: the GPU time of the host-path lookup under other launch shapes of the probe;
-``--cprofile``: where the host-path lookup's Python time goes. The policy ``query`` times
+``--cprofile``: where the host-path lookup's Python time goes; ``--no-kernels``: no kernel table. The policy ``query`` times
 ``Cache.query(keys, out=)`` of an LRU cache instead of a lookup.
 """
 from __future__ import annotations
@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--no-split", action="store_true", help="--shapes: the one-kernel shapes only")
     parser.add_argument("--host-only", action="store_true", help="the host path only")
+    parser.add_argument("--no-kernels", action="store_true", help="no kernel table (PyTorch's profiler)")
     args = parser.parse_args()
     try:
         import torch
@@ -122,7 +123,8 @@ def main() -> None:
     for policy in args.policies.split(","):
         for dim in (int(d) for d in args.dims.split(",")):
             for ordered in (False,) if policy == "query" or args.host_only else (False, True):
-                _one(torch, policy, dim, table, ordered, args.reps, args.shapes, args.cprofile, args.no_split)
+                _one(None if args.no_kernels else torch, policy, dim, table, ordered, args.reps, args.shapes,
+                     args.cprofile, args.no_split)
 
 
 if __name__ == "__main__":

@@ -171,6 +171,33 @@ def test_every_launch_shape_gives_the_same_results(policy, pinned):
     assert_same_state(cpu, gpu)
 
 
+@pytest.mark.parametrize("dim, dtype", [(64, "float32"), (128, "float16"), (32, "float32")])
+def test_query_of_a_touching_policy_probes_with_the_reading_shape(dim, dtype):
+    """An LRU cache's lookup probe stores scores, its query only reads: where the tuning table gives the
+    storing probe another shape (256-byte rows on an H200), query takes the reading one, and its rows,
+    found flags and the cache's state still equal the CPU backend's."""
+    from embcache.kernels.tuning import launch_shape
+
+    rng = np.random.default_rng(dim)
+    cpu, gpu = pair(3000, dim, "lru", "always", dtype, 32, np.arange(0, 9000, 3, dtype=np.int64))
+    b = gpu._backend
+    reading = launch_shape(b.compute_capability, b.row_bytes, device=b_name(b))
+    assert (b._query_launch is not None) == (reading != b.shape)
+    for _ in range(4):
+        batch = (rng.zipf(1.2, 4000) % 9100).astype(np.int64)
+        assert raw_bytes(cpu.lookup(batch)) == raw_bytes(gpu.lookup(batch))
+        out1, found1 = cpu.query(batch[::-1].copy())
+        out2, found2 = gpu.query(batch[::-1].copy())
+        assert raw_bytes(out1) == raw_bytes(out2) and host(found1).tolist() == host(found2).tolist()
+        assert_same_state(cpu, gpu)
+
+
+def b_name(backend) -> str:
+    from embcache.kernels.gpu import _device_name
+
+    return _device_name(backend.device_id)
+
+
 @pytest.mark.parametrize("overflow", ["least_used", "oldest"])
 def test_a_bounded_pinned_store_drops_the_rows_the_cpu_side_drops(overflow):
     """A least_used store counts reads, which GPU reads in place would not: such a store is read on

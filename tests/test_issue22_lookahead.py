@@ -405,6 +405,9 @@ def test_a_lookup_with_upcoming_is_not_captured():
     keys = cupy.arange(16, dtype=cupy.int64)
     ahead, empty = keys + 1, cupy.zeros(0, cupy.int64)  # made before the capture
     cache.lookup(keys)  # scratch made, kernels compiled
+    # that lookup is stream-ordered on the legacy stream, which a non-blocking stream does not wait for:
+    # without this the replay below may run beside it (the H200 run hit it: clock 1, hits -16)
+    cupy.cuda.Device().synchronize()
     stream = cupy.cuda.Stream(non_blocking=True)
     with stream:
         stream.begin_capture()

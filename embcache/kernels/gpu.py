@@ -23,6 +23,7 @@ them into pinned host memory), so the host only waits for the stream and reads.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import pathlib
 from typing import TYPE_CHECKING, Any
@@ -172,6 +173,16 @@ class _Kernels(dict):
         return kernel
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ProbeLaunch:
+    """A probe's kernels (compiled for its launch shape) and the figures its launch takes from that shape."""
+    _k: _Kernels
+    group: int
+    keys_per_group: int
+    block: int
+    split: bool
+
+
 def _i64(x) -> np.int64:
     return np.int64(x)
 
@@ -285,8 +296,13 @@ class GPUBackend:
         cc = cupy.cuda.Device().compute_capability  # e.g. "90"
         self.compute_capability = f"{cc[:-1]}.{cc[-1]}"
         touching = policy.hit_is_idempotent and not policy.ages  # the probe stores each hit's score (below)
-        self.shape = dict(shape or launch_shape(self.compute_capability, self.row_bytes, device=_device_name(
-            cupy.cuda.Device().id), touching=touching))
+        name = _device_name(cupy.cuda.Device().id)
+        self.shape = dict(shape or launch_shape(self.compute_capability, self.row_bytes, device=name,
+                                                touching=touching))
+        # query reads and stores nothing: where the table gives a probe that stores (LRU's) its own
+        # shape, query takes the shape of one that only reads (the table's, not a shape given here)
+        self._query_shape = None if shape is not None or not touching else launch_shape(
+            self.compute_capability, self.row_bytes, device=name)
         slots = num_sets * ways
         # a slot's key and score in one 16-byte record: a hit's score write lands in the sector its probe read
         self.table = cupy.zeros((slots, 2), cupy.int64)
@@ -337,24 +353,26 @@ class GPUBackend:
         self.score_writes = None
         self._policy = policy
         self.digests = None
-        self.retune(self.shape)
+        self.retune(self.shape, self._query_shape)
 
-    def retune(self, shape: dict) -> None:
-        """Compile the kernels for launch ``shape`` (group, keys_per_group, block, digests, split); the arrays stay.
+    def retune(self, shape: dict, query_shape: dict | None = None) -> None:
+        """Compile the kernels for launch ``shape`` (group, keys_per_group, block, digests, split); the
+        arrays stay.  ``query_shape``: another shape for ``query``'s probe (with the same
+        digests setting), else ``query`` probes with ``shape``.
 
         Digests cost one byte a slot of device memory; turning them on computes
         them from the keys, turning them off frees them.
         """
         self.shape = dict(shape)
-        ways, policy = self.ways, self._policy
-        group = min(int(shape["group"]), ways)
-        self._block, self._group, self._kpg = int(shape["block"]), group, int(shape["keys_per_group"])
-        self._split = bool(shape.get("split", False))
+        self._launch = self._probe_launch(self.shape)
+        self._k = self._launch._k
         self._chunks = self.row_bytes // vector_bytes(self.row_bytes)
         digests = bool(shape.get("digests", False))
-        config = _kernel_defines(policy, ways, self.row_bytes, self.num_sets, self.shape, self._ublock,
-                                 self._oblock)
-        self._k = _Kernels(self.device_id, tuple(sorted(config.items())))
+        self._query_launch = None
+        if query_shape is not None and dict(query_shape) != self.shape:
+            if bool(query_shape.get("digests", False)) != digests:
+                raise ValueError(f"query_shape {query_shape} and shape {shape} differ in digests")
+            self._query_launch = self._probe_launch(dict(query_shape))
         for name in FAMILIES[_EAGER]:
             self._k[name]
         if digests and self.digests is None:
@@ -363,6 +381,13 @@ class GPUBackend:
         elif not digests:
             self.digests = None
         self._digests_arg = self._dummy if self.digests is None else self.digests
+
+    def _probe_launch(self, shape: dict) -> _ProbeLaunch:
+        """The kernels and launch figures of a probe with launch ``shape``."""
+        config = _kernel_defines(self._policy, self.ways, self.row_bytes, self.num_sets, shape, self._ublock,
+                                 self._oblock)
+        return _ProbeLaunch(_Kernels(self.device_id, tuple(sorted(config.items()))), min(int(shape["group"]), self.ways),
+                            int(shape["keys_per_group"]), int(shape["block"]), bool(shape.get("split", False)))
 
     def _make_digests(self) -> None:
         if self.digests is not None:
@@ -474,7 +499,7 @@ class GPUBackend:
 
     # ------------------------------------------------------------------ operations
     def _probe(self, keys, out, fill_misses: bool, replay: bool = False, scratch: bool = False,
-               touch: int = _TOUCH_NONE, source=None, slots=None, found=None, raw=None):
+               touch: int = _TOUCH_NONE, source=None, slots=None, found=None, raw=None, launch=None):
         """Slots of ``keys``, and with ``touch`` the old scores of the hits it touched (else None).
 
         With ``scratch`` both live in a buffer that the next scratch probe reuses (one call's use only).
@@ -482,6 +507,7 @@ class GPUBackend:
         row is copied from there in the same pass.  ``found``: a bool array that gets ``slot >= 0``.
         ``raw`` (with a source): ``(raw keys, key bytes, index rows)``, the keys as a stream-ordered
         lookup's caller gave them, which the probe converts (Gather's rules) into ``keys`` as it reads.
+        ``launch``: another ``_probe_launch`` than the backend's (query's).
         """
         n = keys.shape[0]
         self._counters_dirty = True  # the probe counts its misses and reserved keys into the state words
@@ -506,20 +532,21 @@ class GPUBackend:
             slots, old = buffer[:n], (buffer[n:2 * n] if keep_old else None)
         if n:
             count = _i64(n)
-            threads = -(-n // self._kpg) * self._group
-            split = self._split and out is not None
+            launch = launch or self._launch
+            threads = -(-n // launch.keys_per_group) * launch.group
+            split = launch.split and out is not None
             args = (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, count,
                     _FLAG[out is not None and not split], self._dummy if out is None else out, slots, self.default,
                     _FLAG[fill_misses], _FLAG[replay], self.state, _TOUCH_FLAG[touch], _NULL if old is None else old,
                     _NULL if found is None else found)
-            grid = (max(1, min(-(-threads // self._block), self._blocks)),), (self._block,)
+            grid = (max(1, min(-(-threads // launch.block), self._blocks)),), (launch.block,)
             if source is None:
-                self._k["probe_gather"](*grid, args)
+                launch._k["probe_gather"](*grid, args)
             else:
-                self._k["probe_gather_source"](*grid, args + source + (_NO_RAW if raw is None else raw + (keys,)))
+                launch._k["probe_gather_source"](*grid, args + source + (_NO_RAW if raw is None else raw + (keys,)))
             if split:
                 words = n * self._chunks
-                self._k["gather_slots"]((-(-words // self._ublock),), self._utility, (
+                launch._k["gather_slots"]((-(-words // self._ublock),), self._utility, (
                     self.values, slots, count, out, self.default, _FLAG[fill_misses],
                     _NULL if source is None else source[2]))
         return slots, old
@@ -554,7 +581,8 @@ class GPUBackend:
         the counters."""
         found = self.xp.empty(keys.shape[0], self.xp.bool_)
         self._zero_counters()
-        self._probe(keys, out, True, scratch=True, found=found)  # the slots are not returned: scratch
+        # the slots are not returned: scratch
+        self._probe(keys, out, True, scratch=True, found=found, launch=self._query_launch)
         state = self._published() if keys.shape[0] else self._read_state()
         return found, int(state[STATE_RESERVED])
 
