@@ -13,6 +13,28 @@ extern "C" __global__ void gather_chunk(const uint4* __restrict__ table, const i
     }
 }
 
+// gather_chunk with loads and stores that L2 evicts first (ld/st.global.cs), as a "streaming" probe's
+extern "C" __global__ void gather_chunk_cs(const uint4* __restrict__ table, const i64* __restrict__ idx,
+                                           uint4* __restrict__ out, i64 n, int chunks) {
+    const i64 total = n * chunks;
+    for (i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (i64)gridDim.x * blockDim.x) {
+        const i64 r = t / chunks;
+        const int c = (int)(t - r * chunks);
+        __stcs(out + t, __ldcs(table + idx[r] * chunks + c));
+    }
+}
+
+// gather_chunk with stores only that L2 evicts first (st.global.cs)
+extern "C" __global__ void gather_chunk_st(const uint4* __restrict__ table, const i64* __restrict__ idx,
+                                           uint4* __restrict__ out, i64 n, int chunks) {
+    const i64 total = n * chunks;
+    for (i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (i64)gridDim.x * blockDim.x) {
+        const i64 r = t / chunks;
+        const int c = (int)(t - r * chunks);
+        __stcs(out + t, table[idx[r] * chunks + c]);
+    }
+}
+
 // the same with four independent chunks in flight per thread
 extern "C" __global__ void gather_chunk4(const uint4* __restrict__ table, const i64* __restrict__ idx,
                                          uint4* __restrict__ out, i64 n, int chunks) {

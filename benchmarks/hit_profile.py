@@ -7,8 +7,9 @@ For each policy and dim: a full cache of ``--gib`` GiB of rows (32 ways), 2^20 c
 one): the GPU time between events around each call, the wall time, the same run's gather ceiling,
 and each kernel's mean GPU time a call from CUPTI through ``torch.profiler`` (needs PyTorch).
 ``--shapes``: the GPU time of the host-path lookup under other launch shapes of the probe;
-``--cprofile``: where the host-path lookup's Python time goes; ``--no-kernels``: no kernel table. The policy ``query`` times
-``Cache.query(keys, out=)`` of an LRU cache instead of a lookup.
+``--cprofile``: where the host-path lookup's Python time goes; ``--no-kernels``: no kernel table;
+``--flag NAME``: the probe's shape with the flag NAME (``digests``, ``split``) off and on, three pairs
+alternating.  The policy ``query`` times ``Cache.query(keys, out=)`` of an LRU cache instead of a lookup.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def _events_us(cp, fn, reps: int) -> tuple[float, float]:
 
 
 def _one(torch, policy: str, dim: int, table: int, ordered: bool, reps: int, shapes: bool, cprofile: bool,
-         no_split: bool = False) -> None:
+         no_split: bool = False, flag: str | None = None) -> None:
     import cupy as cp
 
     query = policy == "query"
@@ -83,6 +84,15 @@ def _one(torch, policy: str, dim: int, table: int, ordered: bool, reps: int, sha
         profiler.disable()
         print(f"  cProfile of {10 * reps} calls (seconds in total):")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
+    if flag:  # the same shape with a launch-shape flag off and on, three pairs alternating
+        original = dict(b.shape)
+        for pair in range(3):
+            for on in (False, True):
+                b.retune({**original, flag: on})
+                look(0)  # compiles
+                g, _ = _events_us(cp, look, reps)
+                print(f"    {flag} {on!s:<5} (pair {pair}): {g:7.1f} us, ratio {ceiling_ms * 1e3 / g:.3f}", flush=True)
+        b.retune(original)
     if shapes and not ordered:
         original = dict(b.shape)
         print(f"  probe shape now: {original}")
@@ -114,6 +124,7 @@ def main() -> None:
     parser.add_argument("--no-split", action="store_true", help="--shapes: the one-kernel shapes only")
     parser.add_argument("--host-only", action="store_true", help="the host path only")
     parser.add_argument("--no-kernels", action="store_true", help="no kernel table (PyTorch's profiler)")
+    parser.add_argument("--flag", help="a launch-shape flag (digests, split) to time off and on, three pairs")
     args = parser.parse_args()
     try:
         import torch
@@ -124,7 +135,7 @@ def main() -> None:
         for dim in (int(d) for d in args.dims.split(",")):
             for ordered in (False,) if policy == "query" or args.host_only else (False, True):
                 _one(None if args.no_kernels else torch, policy, dim, table, ordered, args.reps, args.shapes,
-                     args.cprofile, args.no_split)
+                     args.cprofile, args.no_split, args.flag)
 
 
 if __name__ == "__main__":
