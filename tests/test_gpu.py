@@ -304,6 +304,9 @@ def test_all_hit_lookup_is_captured_in_a_cuda_graph():
     gpu.lookup(keys)  # now every key is cached
     stream = cupy.cuda.Stream(non_blocking=True)
     device_keys = cupy.asarray(keys)
+    # that lookup (pinned: stream-ordered) and device_keys' copy are queued on the legacy stream, which a
+    # non-blocking stream's capture does not wait for: the replays could run beside them
+    cupy.cuda.Device().synchronize()
     with stream:
         stream.begin_capture()
         out = gpu.lookup(device_keys)

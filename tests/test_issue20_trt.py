@@ -245,6 +245,7 @@ def test_lookup_into_writes_straight_into_the_output(tmp_path):
     for dtype in (cupy.float32, cupy.float16):  # float16: TensorRT chose the other precision, a cast
         out = cupy.full((2, 3, DIM), cupy.nan, dtype)
         ptr = out.data.ptr
+        cupy.cuda.Device().synchronize()  # keys and the NaN fill (legacy stream): stream does not wait for them
         with stream:
             lookup_into(fields, keys, out, stream=stream)
         stream.synchronize()

@@ -233,6 +233,7 @@ def test_a_tier_write_waits_for_the_lookups_still_reading_it():
     stream = cupy.cuda.Stream(non_blocking=True)
     keys = cupy.arange(10, dtype=cupy.int64)
     out = cupy.empty((10, 4), cupy.float32)
+    cupy.cuda.Device().synchronize()  # keys (arange, legacy stream) before the lookups on stream read them
     gpu.lookup(keys[:1], out=out[:1], stream=stream)  # the scratch and the source, made outside the timing
     stream.synchronize()
     busy(stream)
@@ -276,6 +277,7 @@ def test_a_call_on_another_stream_follows_the_lookup():
     _, _, gpu = caches(4096, 64, "lru", "always", 32, np.arange(20000, dtype=np.int64))
     a, b = cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True)
     keys = cupy.arange(2000, dtype=cupy.int64)
+    cupy.cuda.Device().synchronize()  # keys (arange, legacy stream) before a and b, which do not wait for it, read them
     gpu.lookup(keys, stream=a)
     _, found = gpu.query(keys, stream=b)
     assert int(found.sum()) == len(gpu) == gpu.stats.insertions

@@ -412,6 +412,7 @@ def test_plugin_enqueue_body_writes_rows_on_the_stream(tmp_path):
     stream = cp.cuda.Stream(non_blocking=True)
     for dtype in (cp.float32, cp.float16):
         out = cp.full((64, 2, 16), cp.nan, dtype)
+        cp.cuda.Device().synchronize()  # keys and the NaN fill (legacy stream): stream does not wait for them
         with stream:
             lookup_into(fields, keys, out, stream=stream)
         stream.synchronize()
