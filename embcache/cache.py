@@ -179,6 +179,9 @@ class Cache:
         self._stats = Stats()
         self._lock = threading.RLock()
         self._closed = False
+        # the arrays were made and filled on the current stream, which a first call on another stream
+        # would not wait for (_follow orders only after stream-ordered lookups): done before anyone calls
+        self._backend.synchronize()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -990,6 +993,7 @@ class Cache:
             cache._size = int(np.count_nonzero(saved["keys"] != EMPTY_KEY))
             cache._backend.set_clock(meta["clock"])
             cache._stats = saved["stats"]
+            cache._backend.synchronize()  # the loaded arrays' copies, as __init__'s
         except BaseException:
             cache.close()
             raise

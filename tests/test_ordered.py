@@ -281,3 +281,25 @@ def test_a_call_on_another_stream_follows_the_lookup():
     gpu.lookup(keys, stream=a)
     _, found = gpu.query(keys, stream=b)
     assert int(found.sum()) == len(gpu) == gpu.stats.insertions
+
+
+def test_a_new_or_loaded_cache_has_finished_its_device_work_when_it_returns(tmp_path):
+    """The constructor fills its arrays on the current stream and load copies the saved ones: both have
+    finished before they return, so that a first call on another stream (which the cache orders after
+    stream-ordered lookups only) reads a ready table.  A 2^24-slot table takes its fill long enough that
+    a constructor which did not wait would still be filling here."""
+    import cupy
+
+    stream = cupy.cuda.get_current_stream()
+    store = HostStore(4, pinned=True)
+    store.put_many(np.arange(1000), rows_for(list(range(1000)), 4, "float32", seed=1))
+    cache = embcache.Cache(1 << 24, 4, "lru", "always", "float32", "gpu", store)
+    assert stream.done
+    cache.lookup(cupy.arange(1000, dtype=cupy.int64))
+    cache.save(tmp_path / "c.npz")
+    cache.close()
+    loaded = embcache.Cache.load(tmp_path / "c.npz", store, backend="gpu")
+    assert stream.done
+    assert len(loaded) == 1000
+    loaded.close()
+    store.close()
