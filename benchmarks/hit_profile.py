@@ -85,17 +85,17 @@ def _one(torch, policy: str, dim: int, table: int, ordered: bool, reps: int, sha
         print(f"  cProfile of {10 * reps} calls (seconds in total):")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
     if flag:  # the same shape with a launch-shape flag off and on, three pairs alternating
-        original = dict(b.shape)
+        original, query_original = dict(b.shape), b.query_shape
         for pair in range(3):
             for on in (False, True):
-                b.retune({**original, flag: on})
+                b.retune({**original, flag: on}, None if query_original is None else {**query_original, flag: on})
                 look(0)  # compiles
                 g, _ = _events_us(cp, look, reps)
                 print(f"    {flag} {on!s:<5} (pair {pair}): {g:7.1f} us, ratio {ceiling_ms * 1e3 / g:.3f}", flush=True)
-        b.retune(original)
-    if shapes and not ordered:
-        original = dict(b.shape)
-        print(f"  probe shape now: {original}")
+        b.retune(original, query_original)
+    if shapes and not ordered:  # each shape for the lookup and query alike
+        original, query_original = dict(b.shape), b.query_shape
+        print(f"  probe shape now: {original}" + ("" if query_original is None else f", query's {query_original}"))
         for split in (False,) if no_split else (False, True):
             for group in (4, 8, 16, 32):
                 for kpg in (1, 2, 4):
@@ -106,7 +106,7 @@ def _one(torch, policy: str, dim: int, table: int, ordered: bool, reps: int, sha
                     g, _ = _events_us(cp, look, 10)
                     print(f"    group {group:>2}, keys/group {kpg}, split {split!s:<5}: {g:7.1f} us, "
                           f"ratio {ceiling_ms * 1e3 / g:.2f}", flush=True)
-        b.retune(original)
+        b.retune(original, query_original)
     cache.close()
     if tier is not None:
         tier.close()

@@ -358,7 +358,7 @@ class GPUBackend:
     def retune(self, shape: dict, query_shape: dict | None = None) -> None:
         """Compile the kernels for launch ``shape`` (group, keys_per_group, block, digests, split); the
         arrays stay.  ``query_shape``: another shape for ``query``'s probe (with the same
-        digests setting), else ``query`` probes with ``shape``.
+        digests setting), else ``query`` probes with ``shape``; ``query_shape`` then says which (None: ``shape``).
 
         Digests cost one byte a slot of device memory; turning them on computes
         them from the keys, turning them off frees them.
@@ -368,11 +368,11 @@ class GPUBackend:
         self._k = self._launch._k
         self._chunks = self.row_bytes // vector_bytes(self.row_bytes)
         digests = bool(shape.get("digests", False))
-        self._query_launch = None
+        self._query_launch, self.query_shape = None, None
         if query_shape is not None and dict(query_shape) != self.shape:
             if bool(query_shape.get("digests", False)) != digests:
                 raise ValueError(f"query_shape {query_shape} and shape {shape} differ in digests")
-            self._query_launch = self._probe_launch(dict(query_shape))
+            self._query_launch, self.query_shape = self._probe_launch(dict(query_shape)), dict(query_shape)
         for name in FAMILIES[_EAGER]:
             self._k[name]
         if digests and self.digests is None:
