@@ -97,7 +97,7 @@ def _one(torch, policy: str, dim: int, table: int, ordered: bool, reps: int, sha
         original, query_original = dict(b.shape), b.query_shape
         print(f"  probe shape now: {original}" + ("" if query_original is None else f", query's {query_original}"))
         for split in (False,) if no_split else (False, True):
-            for group in (4, 8, 16, 32):
+            for group in (1, 2, 4, 8, 16, 32):  # 1 and 2: beyond autotune's grid (a lane reads 32 / 16 digests)
                 for kpg in (1, 2, 4):
                     if group * kpg > 64:
                         continue
