@@ -68,8 +68,8 @@ def gather_ceiling(table_words, rows: int, row_bytes: int, idx, repeat=20) -> tu
     for name in ("gather_chunk", "gather_chunk_cs", "gather_chunk_st", "gather_chunk4", "gather_warp"):
         kernel = mod.get_function(name)
         threads = turns[0].shape[0] * (32 if name == "gather_warp" else chunks)
-        grid = launch_grid(threads, block) if not name.startswith("gather_chunk") or name == "gather_chunk4" \
-            else -(-threads // block)
+        one_thread_a_word = name in ("gather_chunk", "gather_chunk_cs", "gather_chunk_st")  # the whole grid
+        grid = -(-threads // block) if one_thread_a_word else launch_grid(threads, block)
         turn = iter(range(1 << 30))
 
         def launch(kernel=kernel, grid=grid, turn=turn):

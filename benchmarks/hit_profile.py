@@ -96,6 +96,8 @@ def _one(torch, policy: str, dim: int, table: int, ordered: bool, reps: int, sha
     if shapes and not ordered:  # each shape for the lookup and query alike
         original, query_original = dict(b.shape), b.query_shape
         print(f"  probe shape now: {original}" + ("" if query_original is None else f", query's {query_original}"))
+        look(0)
+        expected = out.copy()  # every shape must give these rows (groups 1 and 2 are beyond the tests' grid)
         for split in (False,) if no_split else (False, True):
             for group in (1, 2, 4, 8, 16, 32):  # 1 and 2: beyond autotune's grid (a lane reads 32 / 16 digests)
                 for kpg in (1, 2, 4):
@@ -103,6 +105,9 @@ def _one(torch, policy: str, dim: int, table: int, ordered: bool, reps: int, sha
                         continue
                     b.retune({**original, "group": group, "keys_per_group": kpg, "split": split})
                     look(0)  # compiles
+                    if not bool((out == expected).all()):
+                        raise AssertionError(f"group {group}, keys/group {kpg}, split {split}: other rows than "
+                                             f"the table's shape gives")
                     g, _ = _events_us(cp, look, 10)
                     print(f"    group {group:>2}, keys/group {kpg}, split {split!s:<5}: {g:7.1f} us, "
                           f"ratio {ceiling_ms * 1e3 / g:.2f}", flush=True)
@@ -124,7 +129,8 @@ def main() -> None:
     parser.add_argument("--no-split", action="store_true", help="--shapes: the one-kernel shapes only")
     parser.add_argument("--host-only", action="store_true", help="the host path only")
     parser.add_argument("--no-kernels", action="store_true", help="no kernel table (PyTorch's profiler)")
-    parser.add_argument("--flag", help="a launch-shape flag (digests, split) to time off and on, three pairs")
+    parser.add_argument("--flag", choices=("digests", "split"),
+                        help="a launch-shape flag to time off and on, three pairs")
     args = parser.parse_args()
     try:
         import torch

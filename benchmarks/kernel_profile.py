@@ -138,7 +138,7 @@ def _shapes(cache, cdfs, offsets, b: int, reps: int = 20) -> None:
     out = cp.empty((batches[0].shape[0], cache.dim), cp.float32)
     stream = cp.cuda.Stream(non_blocking=True)
     backend = _internals.backend(cache)  # a diagnostic: it retunes the backend in place
-    original = dict(backend.shape)
+    original, query_original = dict(backend.shape), backend.query_shape
     start, end = cp.cuda.Event(), cp.cuda.Event()
     for split in (False, True):
         for group in (4, 8, 16, 32):
@@ -157,7 +157,7 @@ def _shapes(cache, cdfs, offsets, b: int, reps: int = 20) -> None:
                     times.append(cp.cuda.get_elapsed_time(start, end) * 1e3)
                 print(f"  batch {b}, group {group:>2}, keys/group {kpg}, split {split!s:<5}: eager lookup "
                       f"{np.median(times):7.1f} us (events, median of {reps})", flush=True)
-    backend.retune(original)
+    backend.retune(original, query_original)
 
 
 def main() -> None:

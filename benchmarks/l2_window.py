@@ -73,6 +73,8 @@ def persisting(stream_ptr: int, base: int, nbytes: int):
     most, widest = _attribute(_ATTR_MAX_PERSISTING_L2, device), _attribute(_ATTR_MAX_WINDOW, device)
     before = ctypes.c_size_t()
     _check(driver.cuCtxGetLimit(ctypes.byref(before), _LIMIT_PERSISTING_L2), "cuCtxGetLimit")
+    if not most or not widest:
+        raise RuntimeError("this GPU has no persisting L2 (an access-policy window needs compute capability 8.0+)")
     nbytes = min(nbytes, widest)
     _check(driver.cuCtxSetLimit(_LIMIT_PERSISTING_L2, ctypes.c_size_t(most)), "cuCtxSetLimit")
     try:
@@ -80,9 +82,11 @@ def persisting(stream_ptr: int, base: int, nbytes: int):
         try:
             yield most, nbytes
         finally:
-            _set_window(stream_ptr, 0, 0, 0.0)
-            cupy.cuda.Device().synchronize()
-            _check(driver.cuCtxResetPersistingL2Cache(), "cuCtxResetPersistingL2Cache")
+            try:
+                _set_window(stream_ptr, 0, 0, 0.0)
+            finally:
+                cupy.cuda.Device().synchronize()
+                _check(driver.cuCtxResetPersistingL2Cache(), "cuCtxResetPersistingL2Cache")
     finally:
         _check(driver.cuCtxSetLimit(_LIMIT_PERSISTING_L2, before), "cuCtxSetLimit")
 
@@ -100,6 +104,7 @@ def _one(policy: str, dim: int, table: int, reps: int) -> None:
     ceiling_ms, kernel = gather_ceiling(b.values, b.values.shape[0], b.row_bytes, b.find(keys[0]), 20)
     out = b.new_rows(BATCH)
     stream = cp.cuda.Stream(non_blocking=True)
+    cp.cuda.Device().synchronize()  # the keys were made on the legacy stream, which `stream` does not wait for
 
     def look(i):
         cache.lookup(keys[i % 4], out=out, stream=stream)

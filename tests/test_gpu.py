@@ -172,30 +172,47 @@ def test_every_launch_shape_gives_the_same_results(policy, pinned):
 
 
 @pytest.mark.parametrize("dim, dtype", [(64, "float32"), (128, "float16"), (32, "float32")])
-def test_query_of_a_touching_policy_probes_with_the_reading_shape(dim, dtype):
+def test_query_of_a_touching_policy_probes_with_the_reading_shape(dim, dtype, monkeypatch):
     """An LRU cache's lookup probe stores scores, its query only reads: where the tuning table gives the
-    storing probe another shape (256-byte rows on an H200), query takes the reading one, and its rows,
-    found flags and the cache's state still equal the CPU backend's."""
+    storing probe another shape (256-byte rows on an H200), query takes the reading one (with the lookup's
+    digests setting), and so it does with a query shape forced apart from the lookup's; rows, found
+    flags and the cache's state still equal the CPU backend's.  A query shape whose digests differ is
+    refused before the backend changes."""
+    from embcache.errors import ConfigError
+    from embcache.kernels.gpu import _device_name
     from embcache.kernels.tuning import launch_shape
 
     rng = np.random.default_rng(dim)
     cpu, gpu = pair(3000, dim, "lru", "always", dtype, 32, np.arange(0, 9000, 3, dtype=np.int64))
     b = gpu._backend
-    reading = launch_shape(b.compute_capability, b.row_bytes, device=b_name(b))
+    reading = {**launch_shape(b.compute_capability, b.row_bytes, device=_device_name(b.device_id)),
+               "digests": b.shape["digests"]}
     assert b.query_shape == (None if reading == b.shape else reading)
-    for _ in range(4):
+    probed_with = []
+    probe = b._probe
+
+    def spy(*args, **kwargs):
+        probed_with.append(kwargs.get("launch"))
+        return probe(*args, **kwargs)
+
+    monkeypatch.setattr(b, "_probe", spy)
+    apart = {**b.shape, "group": 8 if b.shape["group"] != 8 else 4, "split": not b.shape["split"]}
+    for step in range(4):
+        if step == 2:  # the query's shape forced apart from the lookup's
+            b.retune(b.shape, apart)
+            assert b.query_shape == apart
         batch = (rng.zipf(1.2, 4000) % 9100).astype(np.int64)
         assert raw_bytes(cpu.lookup(batch)) == raw_bytes(gpu.lookup(batch))
+        del probed_with[:]
         out1, found1 = cpu.query(batch[::-1].copy())
         out2, found2 = gpu.query(batch[::-1].copy())
+        assert probed_with == [b._query_launch]  # query's probe, with query's launch (None: the lookup's)
         assert raw_bytes(out1) == raw_bytes(out2) and host(found1).tolist() == host(found2).tolist()
         assert_same_state(cpu, gpu)
-
-
-def b_name(backend) -> str:
-    from embcache.kernels.gpu import _device_name
-
-    return _device_name(backend.device_id)
+    shape_before = b.shape
+    with pytest.raises(ConfigError, match="digests"):
+        b.retune({**b.shape, "group": 4}, {**apart, "digests": not b.shape["digests"]})
+    assert b.shape == shape_before and b.query_shape == apart
 
 
 @pytest.mark.parametrize("overflow", ["least_used", "oldest"])

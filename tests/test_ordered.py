@@ -283,21 +283,31 @@ def test_a_call_on_another_stream_follows_the_lookup():
     assert int(found.sum()) == len(gpu) == gpu.stats.insertions
 
 
-def test_a_new_or_loaded_cache_has_finished_its_device_work_when_it_returns(tmp_path):
+def test_a_new_or_loaded_cache_has_finished_its_device_work_when_it_returns(tmp_path, monkeypatch):
     """The constructor fills its arrays on the current stream and load copies the saved ones: both have
     finished before they return, so that a first call on another stream (which the cache orders after
-    stream-ordered lookups only) reads a ready table.  A 2^24-slot table takes its fill long enough that
-    a constructor which did not wait would still be filling here."""
+    stream-ordered lookups only) reads a ready table.  The stream is kept busy (a 0.1 s spin) before
+    the constructor's work and after load's copies, so only a constructor and a load that wait pass."""
     import cupy
+
+    from embcache.kernels import gpu
 
     stream = cupy.cuda.get_current_stream()
     store = HostStore(4, pinned=True)
     store.put_many(np.arange(1000), rows_for(list(range(1000)), 4, "float32", seed=1))
-    cache = embcache.Cache(1 << 24, 4, "lru", "always", "float32", "gpu", store)
+    busy(stream)
+    cache = embcache.Cache(4096, 4, "lru", "always", "float32", "gpu", store)
     assert stream.done
     cache.lookup(cupy.arange(1000, dtype=cupy.int64))
     cache.save(tmp_path / "c.npz")
     cache.close()
+    load = gpu.GPUBackend.load
+
+    def load_then_spin(self, *args, **kwargs):
+        load(self, *args, **kwargs)
+        busy(cupy.cuda.get_current_stream())
+
+    monkeypatch.setattr(gpu.GPUBackend, "load", load_then_spin)
     loaded = embcache.Cache.load(tmp_path / "c.npz", store, backend="gpu")
     assert stream.done
     assert len(loaded) == 1000

@@ -175,7 +175,8 @@ class _Kernels(dict):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _ProbeLaunch:
-    """A probe's kernels (compiled for its launch shape) and the figures its launch takes from that shape."""
+    """A probe's kernels (compiled for its launch shape) and the figures its launch takes from that shape.
+    ``_k`` as the backend's own: tests/test_kernel_sources.py finds launched kernels by ``._k["name"]``."""
     _k: _Kernels
     group: int
     keys_per_group: int
@@ -300,9 +301,10 @@ class GPUBackend:
         self.shape = dict(shape or launch_shape(self.compute_capability, self.row_bytes, device=name,
                                                 touching=touching))
         # query reads and stores nothing: where the table gives a probe that stores (LRU's) its own
-        # shape, query takes the shape of one that only reads (the table's, not a shape given here)
-        self._query_shape = None if shape is not None or not touching else launch_shape(
-            self.compute_capability, self.row_bytes, device=name)
+        # shape, query takes the shape of one that only reads (the table's; a shape given here is query's
+        # too), with the digests setting of the lookup's shape, which the arrays follow
+        reading = None if shape is not None or not touching else {
+            **launch_shape(self.compute_capability, self.row_bytes, device=name), "digests": self.shape["digests"]}
         slots = num_sets * ways
         # a slot's key and score in one 16-byte record: a hit's score write lands in the sector its probe read
         self.table = cupy.zeros((slots, 2), cupy.int64)
@@ -353,34 +355,42 @@ class GPUBackend:
         self.score_writes = None
         self._policy = policy
         self.digests = None
-        self.retune(self.shape, self._query_shape)
+        self.retune(self.shape, reading)
 
     def retune(self, shape: dict, query_shape: dict | None = None) -> None:
         """Compile the kernels for launch ``shape`` (group, keys_per_group, block, digests, split); the
-        arrays stay.  ``query_shape``: another shape for ``query``'s probe (with the same
-        digests setting), else ``query`` probes with ``shape``; ``query_shape`` then says which (None: ``shape``).
+        arrays stay.  ``query_shape``: another shape for ``query``'s probe (with the same digests setting:
+        a ``ConfigError`` otherwise, before anything changes), else ``query`` probes with ``shape``.
 
         Digests cost one byte a slot of device memory; turning them on computes
         them from the keys, turning them off frees them.
         """
+        digests = bool(shape.get("digests", False))
+        if query_shape is not None and dict(query_shape) == dict(shape):
+            query_shape = None
+        if query_shape is not None and bool(query_shape.get("digests", False)) != digests:
+            # checked before anything changes: the arrays follow one digests setting
+            raise ConfigError(f"query_shape {query_shape} and shape {shape} differ in digests: give both the same")
         self.shape = dict(shape)
         self._launch = self._probe_launch(self.shape)
         self._k = self._launch._k
         self._chunks = self.row_bytes // vector_bytes(self.row_bytes)
-        digests = bool(shape.get("digests", False))
-        self._query_launch, self.query_shape = None, None
-        if query_shape is not None and dict(query_shape) != self.shape:
-            if bool(query_shape.get("digests", False)) != digests:
-                raise ValueError(f"query_shape {query_shape} and shape {shape} differ in digests")
-            self._query_launch, self.query_shape = self._probe_launch(dict(query_shape)), dict(query_shape)
-        for name in FAMILIES[_EAGER]:
-            self._k[name]
+        self._query_shape = None if query_shape is None else dict(query_shape)
+        self._query_launch = None if query_shape is None else self._probe_launch(self._query_shape)
+        for kernels in (self._k,) if self._query_launch is None else (self._k, self._query_launch._k):
+            for name in FAMILIES[_EAGER]:
+                kernels[name]  # compiled now, query's too: a first call compiles nothing
         if digests and self.digests is None:
             self.digests = self.xp.empty(self.keys.shape[0], self.xp.uint8)
             self._make_digests()
         elif not digests:
             self.digests = None
         self._digests_arg = self._dummy if self.digests is None else self.digests
+
+    @property
+    def query_shape(self) -> dict | None:
+        """The launch shape ``query`` probes with where it differs from :attr:`shape` (else None)."""
+        return self._query_shape
 
     def _probe_launch(self, shape: dict) -> _ProbeLaunch:
         """The kernels and launch figures of a probe with launch ``shape``."""
