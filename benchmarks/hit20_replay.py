@@ -191,16 +191,22 @@ def _sized_width(capacity):
     return 1 << max(int(16 * capacity - 1).bit_length(), 4)
 
 
-def run_freq(keys, caps, exact=True, mode=0, p1=0, p2=0, scale=0, sample=40, ways=32):
+def _over_capacities(keys, caps, ways, replay, sample, exact, *rule, tables=()):
+    """Hits of a sketched replay at each capacity: its sets (round(cap / ways)), sketch width and prepared
+    trace, then ``replay(ids, sets, cols, *tables, universe, num_sets, ways, width, 4, sample, exact, *rule)``
+    (a depth-4 sketch)."""
     out = []
     for cap in caps:
         num_sets = max(1, round(cap / ways))
         width = _sized_width(num_sets * ways)
         ids, sets, cols = _prep(keys, num_sets, width)
-        h = replay_freq(ids, sets, cols, int(ids.max()) + 1, num_sets, ways, width, 4, sample, exact, mode,
-                        p1, p2, scale)
-        out.append(h)
+        out.append(replay(ids, sets, cols, *tables, int(ids.max()) + 1, num_sets, ways, width, 4, sample, exact,
+                          *rule))
     return out
+
+
+def run_freq(keys, caps, exact=True, mode=0, p1=0, p2=0, scale=0, sample=40, ways=32):
+    return _over_capacities(keys, caps, ways, replay_freq, sample, exact, mode, p1, p2, scale)
 
 
 def _fmt(hits, n):
@@ -283,16 +289,8 @@ def replay_table(ids, sets, cols, tables, ntables, nkeys, num_sets, ways, width,
 
 
 def run_table(keys, caps, exact=True, mode=1, cmax=4, sample=40, ways=32, ntables=64):
-    out = []
-    uniq = np.unique(keys)
-    tables = ((uniq >> 32) % ntables).astype(np.int64)
-    for cap in caps:
-        num_sets = max(1, round(cap / ways))
-        width = _sized_width(num_sets * ways)
-        ids, sets, cols = _prep(keys, num_sets, width)
-        out.append(replay_table(ids, sets, cols, tables, ntables, int(ids.max()) + 1, num_sets, ways, width, 4,
-                                sample, exact, mode, cmax))
-    return out
+    tables = ((np.unique(keys) >> 32) % ntables).astype(np.int64)
+    return _over_capacities(keys, caps, ways, replay_table, sample, exact, mode, cmax, tables=(tables, ntables))
 
 
 @numba.njit(cache=True)
@@ -364,14 +362,7 @@ def replay_freq2(ids, sets, cols, nkeys, num_sets, ways, width, depth, sample, e
 
 
 def run_freq2(keys, caps, exact=True, mode=1, ghost=32, boost=1, sample=40, ways=32):
-    out = []
-    for cap in caps:
-        num_sets = max(1, round(cap / ways))
-        width = _sized_width(num_sets * ways)
-        ids, sets, cols = _prep(keys, num_sets, width)
-        out.append(replay_freq2(ids, sets, cols, int(ids.max()) + 1, num_sets, ways, width, 4, sample, exact,
-                                mode, ghost, boost))
-    return out
+    return _over_capacities(keys, caps, ways, replay_freq2, sample, exact, mode, ghost, boost)
 
 
 @numba.njit(cache=True)
@@ -713,14 +704,7 @@ def replay_climb(ids, sets, cols, nkeys, num_sets, ways, width, depth, sample, e
 
 
 def run_climb(keys, caps, w0=1, period_x=1, fixed=False, exact=True, sample=40, ways=32):
-    out = []
-    for cap in caps:
-        num_sets = max(1, round(cap / ways))
-        width = _sized_width(num_sets * ways)
-        ids, sets, cols = _prep(keys, num_sets, width)
-        out.append(replay_climb(ids, sets, cols, int(ids.max()) + 1, num_sets, ways, width, 4, sample, exact,
-                                w0, period_x, fixed))
-    return out
+    return _over_capacities(keys, caps, ways, replay_climb, sample, exact, w0, period_x, fixed)
 
 
 def _rules():
