@@ -286,8 +286,9 @@ def test_a_call_on_another_stream_follows_the_lookup():
 def test_a_new_or_loaded_cache_has_finished_its_device_work_when_it_returns(tmp_path, monkeypatch):
     """The constructor fills its arrays on the current stream and load copies the saved ones: both have
     finished before they return, so that a first call on another stream (which the cache orders after
-    stream-ordered lookups only) reads a ready table.  The stream is kept busy (a 0.1 s spin) before
-    the constructor's work and after load's copies, so only a constructor and a load that wait pass."""
+    stream-ordered lookups only) reads a ready table.  The stream is kept busy (a 0.1 s spin) right after
+    the constructor's last copy from pageable memory (which itself waits for the stream: the default row)
+    and after load's copies, so only a constructor and a load that wait at their end pass."""
     import cupy
 
     from embcache.kernels import gpu
@@ -295,8 +296,15 @@ def test_a_new_or_loaded_cache_has_finished_its_device_work_when_it_returns(tmp_
     stream = cupy.cuda.get_current_stream()
     store = HostStore(4, pinned=True)
     store.put_many(np.arange(1000), rows_for(list(range(1000)), 4, "float32", seed=1))
-    busy(stream)
-    cache = embcache.Cache(4096, 4, "lru", "always", "float32", "gpu", store)
+    set_default = gpu.GPUBackend.set_default
+
+    def set_default_then_spin(self, *args, **kwargs):
+        set_default(self, *args, **kwargs)
+        busy(cupy.cuda.get_current_stream())
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gpu.GPUBackend, "set_default", set_default_then_spin)
+        cache = embcache.Cache(4096, 4, "lru", "always", "float32", "gpu", store)
     assert stream.done
     cache.lookup(cupy.arange(1000, dtype=cupy.int64))
     cache.save(tmp_path / "c.npz")
