@@ -145,6 +145,14 @@ def _eff(e, age, mode, p1, p2):
 
 
 @numba.njit(cache=True)
+def _sketched_state(cap, nkeys, depth, width):
+    """A sketched replay's arrays: each slot's key (-1: empty) and score, each key's exact count, the
+    count-min sketch (depth, width), and each key's slot (-1: not cached)."""
+    return (np.full(cap, -1, np.int64), np.zeros(cap, np.int64), np.zeros(nkeys, np.int64),
+            np.zeros((depth, width), np.int64), np.full(nkeys, -1, np.int64))
+
+
+@numba.njit(cache=True)
 def replay_freq(ids, sets, cols, nkeys, num_sets, ways, width, depth, sample, exact, mode, p1, p2, scale):
     """tinylfu_evict over LRU with the ranked frequency ``_eff``; p1/p2 are in lookups (scaled by ``scale``
     times the capacity when ``scale`` > 0)."""
@@ -152,11 +160,7 @@ def replay_freq(ids, sets, cols, nkeys, num_sets, ways, width, depth, sample, ex
     if scale > 0:
         p1 = p1 * cap // scale
         p2 = p2 * cap // scale
-    tk = np.full(cap, -1, np.int64)
-    sc = np.zeros(cap, np.int64)
-    counts = np.zeros(nkeys, np.int64)
-    sketch = np.zeros((depth, width), np.int64)
-    where = np.full(nkeys, -1, np.int64)
+    tk, sc, counts, sketch, where = _sketched_state(cap, nkeys, depth, width)
     hits = 0
     period = sample * cap
     for t in range(ids.shape[0]):
@@ -248,11 +252,7 @@ def replay_table(ids, sets, cols, tables, ntables, nkeys, num_sets, ways, width,
     (estimate, that chance if the estimate is 1 else 0, last access).  The newcomer is ranked with the
     set's keys, as ``tinylfu_evict`` ranks it, and enters unless it is the least."""
     cap = num_sets * ways
-    tk = np.full(cap, -1, np.int64)
-    sc = np.zeros(cap, np.int64)
-    counts = np.zeros(nkeys, np.int64)
-    sketch = np.zeros((depth, width), np.int64)
-    where = np.full(nkeys, -1, np.int64)
+    tk, sc, counts, sketch, where = _sketched_state(cap, nkeys, depth, width)
     reached = np.zeros((ntables, cmax + 2), np.int64)
     hits = 0
     period = sample * cap
@@ -300,11 +300,7 @@ def replay_freq2(ids, sets, cols, nkeys, num_sets, ways, width, depth, sample, e
     estimate broken by LRU-2 with retained history (the second-to-last access, kept after eviction,
     then the last); mode 3, as 1 but only keys evicted with estimate 1 enter the ghost."""
     cap = num_sets * ways
-    tk = np.full(cap, -1, np.int64)
-    sc = np.zeros(cap, np.int64)
-    counts = np.zeros(nkeys, np.int64)
-    sketch = np.zeros((depth, width), np.int64)
-    where = np.full(nkeys, -1, np.int64)
+    tk, sc, counts, sketch, where = _sketched_state(cap, nkeys, depth, width)
     last = np.zeros(nkeys, np.int64)
     prev = np.zeros(nkeys, np.int64)
     gk = np.full((num_sets, max(ghost, 1)), -1, np.int64)
@@ -606,13 +602,9 @@ def replay_climb(ids, sets, cols, nkeys, num_sets, ways, width, depth, sample, e
     sets, moved by a hill climber (Caffeine's): every ``period_x * capacity`` lookups, one way in the
     direction that last raised the hit rate, reversed when it fell (``fixed``: never moved)."""
     cap = num_sets * ways
-    tk = np.full(cap, -1, np.int64)
-    sc = np.zeros(cap, np.int64)
+    tk, sc, counts, sketch, where = _sketched_state(cap, nkeys, depth, width)
     win = np.zeros(cap, np.bool_)
     nwin = np.zeros(num_sets, np.int64)
-    counts = np.zeros(nkeys, np.int64)
-    sketch = np.zeros((depth, width), np.int64)
-    where = np.full(nkeys, -1, np.int64)
     hits = 0
     period = sample * cap
     w = w0
