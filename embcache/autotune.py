@@ -139,8 +139,7 @@ def autotune(table_gib: float = 2.0, batch: int = 1 << 20, repeat: int = 10, wri
              "utility_block": utility_block(cc, target), "shapes": shapes}
     if write:
         table = target
-        if "devices" in table["entries"].get(cc, {}):  # shapes measured on other GPUs of this architecture stay
-            entry["devices"] = table["entries"][cc]["devices"]
+        entry.update(_kept(table["entries"].get(cc, {})))
         table["entries"][cc] = entry
         with open(write, "w") as f:
             json.dump(table, f, indent=1)
@@ -150,6 +149,16 @@ def autotune(table_gib: float = 2.0, batch: int = 1 << 20, repeat: int = 10, wri
             f"{' split' * r[1]['split']} {r[0]:.3f} ms"
             for r in ranked[:4]))
     return {cc: entry}
+
+
+# what autotune does not time, so a rewritten entry keeps it: shapes measured on other GPUs of the
+# architecture, and the stream-ordered miss path's one-block limits (timed by their own diagnostic)
+_UNTIMED = ("devices", "ordered_block", "ordered_small_max", "ordered_measured")
+
+
+def _kept(old: dict) -> dict:
+    """The keys of the ``old`` entry that a new one written by autotune keeps."""
+    return {k: old[k] for k in _UNTIMED if k in old}
 
 
 DEFAULT_TABLE = str(TABLE_PATH)

@@ -68,14 +68,16 @@ def global_capture(stream):
 CAPTURABLE = [name for name, make in ADMISSION_GRID.items() if make().device_rule() is not None]
 
 
+@pytest.mark.parametrize("one_block", [True, False], ids=["one-block", "a-kernel-a-phase"])
 @pytest.mark.parametrize("admission", CAPTURABLE)
 @pytest.mark.parametrize("policy", POLICIES)
 @settings(deadline=None, max_examples=max(6, settings().max_examples // 10))
 @given(data=st.data())
-def test_captured_replays_equal_uncaptured_lookups_and_the_cpu(policy, admission, data):
+def test_captured_replays_equal_uncaptured_lookups_and_the_cpu(policy, admission, one_block, data):
     """One lookup captured in global mode, replayed on new keys (misses, duplicates, absent keys,
     empty batches): rows, contents, scores, stats and clock equal an uncaptured stream-ordered cache's
-    and the CPU backend's after every replay."""
+    and the CPU backend's after every replay.  Both miss paths: the one block that a small batch takes
+    and the kernel per phase of a large one (forced here: the tuning table decides where one ends)."""
     import cupy
 
     universe = data.draw(st.lists(key_values, min_size=1, max_size=60, unique=True), label="universe")
@@ -85,6 +87,9 @@ def test_captured_replays_equal_uncaptured_lookups_and_the_cpu(policy, admission
     dim = data.draw(st.sampled_from([4, 33]), label="dim")
     n = data.draw(st.integers(0, 40), label="batch length")
     cpu, plain, captured = caches(capacity, dim, policy, admission, ways, stored, max_batch=max(n, 1))
+    if not one_block:
+        for cache in (plain, captured):
+            cache._backend._small = 0  # every batch takes the large batch's kernels
     keys = cupy.zeros(n, cupy.int64)
     out = cupy.empty((n, dim), cupy.float32)
     stream = cupy.cuda.Stream(non_blocking=True)

@@ -43,3 +43,20 @@ def test_the_shipped_h200_shapes_are_complete():
         for touching in (False, True):
             shape = tuning.launch_shape("9.0", row_bytes, device="NVIDIA H200", touching=touching)
             assert shape["group"] in (1, 2, 4, 8, 16, 32) and shape["block"] % 32 == 0
+
+
+def test_an_entry_rewritten_by_autotune_keeps_what_autotune_does_not_time():
+    from embcache import autotune
+
+    entry = _table()["entries"]["9.0"]
+    kept = autotune._kept(entry)
+    assert kept["devices"] == entry["devices"]
+    assert kept["ordered_small_max"] == entry["ordered_small_max"] and "ordered_measured" in kept
+    assert "shapes" not in kept and "measured" not in kept  # those autotune measures again
+    assert autotune._kept({"shapes": []}) == {}
+
+
+def test_the_sm90_one_block_miss_path_ends_at_the_measured_1024_keys():
+    # small_max.py on the H200: a kernel a phase is faster on the GPU from ~1,000 keys up
+    assert tuning.ordered_shape("9.0") == (1024, 1024)
+    assert tuning.ordered_shape("8.0") == (1024, 8192)  # an entry without the keys: the defaults

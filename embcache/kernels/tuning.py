@@ -20,6 +20,9 @@ entry), which a GPU of that name takes instead of the entry's own.
 
 Each entry also has ``utility_block``: threads per block of every other kernel (the
 grid-stride utility kernels: insertion, unique, writes, sketch, the miss list, the touch).
+Optional ``ordered_block`` / ``ordered_small_max`` (default 1024 / 8192, see
+:func:`ordered_shape`) size the stream-ordered lookup's one-block miss path, and
+``ordered_measured`` says where they were timed; ``embcache autotune`` keeps all three.
 
 Entries with ``"measured": null`` are starting points that nobody has timed on
 that architecture; ``embcache autotune`` measures the candidates on the GPU at
