@@ -15,7 +15,7 @@ from ._dtypes import raw
 from .errors import KeyDtypeError, KeyShapeError, NaNRowError, ReservedKeyError, RowDtypeError, RowShapeError
 from .layout import LOCKED_KEY, RESERVED_KEYS
 
-__all__ = ["check_keys", "check_rows", "check_out", "out_dtype", "raise_reserved"]
+__all__ = ["check_keys", "check_rows", "check_out", "out_dtype", "raise_reserved", "gather_rules"]
 
 # raw bits above these (sign bit cleared) are NaN: float32, float16/bfloat16 by exponent width
 _NAN_ABOVE = {"float32": 0x7F800000, "float16": 0x7C00, "bfloat16": 0x7F80}
@@ -213,3 +213,16 @@ def check_out(out: Any, n: int, dim: int, dtype: np.dtype, xp: Any = np, device:
                             f"{vector_bytes(dim * want.itemsize)} bytes, as the kernels write rows; give a whole "
                             "allocation (CuPy's and TensorRT's are 256-byte aligned), not a view into one")
     return out
+
+
+def gather_rules(xp: Any, keys: Any, index_rows: int) -> tuple[Any, int]:
+    """``(keys, invalid)``: checked int64 ``keys`` as row numbers of a table of ``index_rows`` rows, by
+    ONNX Gather's rules (``k < 0`` means ``k + index_rows``; one still outside ``[0, index_rows)``
+    becomes the key ``index_rows``, which such a table lacks), and how many keys that last rule
+    replaced.  The GPU's probe applies the same rules as it reads keys (``probe_body.cuh``)."""
+    keys = xp.where(keys < 0, keys + index_rows, keys)
+    outside = (keys < 0) | (keys >= index_rows)
+    invalid = int(outside.sum())
+    if invalid:
+        keys = xp.where(outside, np.int64(index_rows), keys)
+    return keys, invalid

@@ -40,7 +40,7 @@ import numpy as np
 
 from . import policies as _policies
 from .policies import _registry
-from ._checks import _on_device, check_keys, check_out, check_rows, raise_reserved
+from ._checks import _on_device, check_keys, check_out, check_rows, gather_rules, raise_reserved
 from ._dtypes import ROW_DTYPES, row_dtype
 from ._table_chance import TABLES, chances, count_reached, new_reached
 from .errors import (CaptureError, ClosedError, ConfigError, DataFormatError, EmbCacheError, MissingDependencyError,
@@ -547,7 +547,7 @@ class Cache:
             if not self._reads_sources and not capturing:  # nothing read in place: no tier lock to hold
                 self._flush()
                 self._absorb()
-                return self._lookup(*self._index_rules(keys, rows_of), n, out, None, protect)
+                return self._lookup(keys, rows_of, n, out, None, protect)
             # a tier with a device source: the probe copies missed rows from it in the same pass; its lock
             # is held while the kernels are enqueued (or, on the host path, until they are done), and the
             # tier's writes wait for the kernels of a stream-ordered lookup (Tier._fence)
@@ -575,20 +575,14 @@ class Cache:
                         "); serve from a pinned HostStore or a SharedHostStore, or run this lookup uncaptured")
                 self._flush()
                 self._absorb()
-                return self._lookup(*self._index_rules(keys, rows_of), n, out, source, protect)
+                return self._lookup(keys, rows_of, n, out, source, protect)
 
     def _index_rules(self, keys, index_rows: int):
-        """``(keys, invalid)``: ``lookup(index_rows=)``'s rules applied to checked keys on the host path
-        (which waits for the device anyway), and how many keys they replaced."""
+        """``(keys, invalid)``: ``lookup(index_rows=)``'s rules applied to checked keys (lookahead's window;
+        a lookup's own keys are converted by its probe, ``plan_lookup(index_rows=)``)."""
         if not index_rows:
             return keys, 0
-        xp = self._backend.xp
-        keys = xp.where(keys < 0, keys + index_rows, keys)
-        outside = (keys < 0) | (keys >= index_rows)
-        invalid = int(outside.sum())
-        if invalid:
-            keys = xp.where(outside, np.int64(index_rows), keys)
-        return keys, invalid
+        return gather_rules(self._backend.xp, keys, index_rows)
 
     def _lookup_ordered(self, keys, n: int, out, source, capturing: bool, index_rows: int) -> None:
         """Enqueue the whole lookup on the current stream (``Backend.lookup_ordered``); wait for nothing."""
@@ -640,12 +634,13 @@ class Cache:
         with self._tier.lock:
             return self._source() is not None
 
-    def _lookup(self, keys, invalid: int, n: int, out, source, protect=None):
+    def _lookup(self, keys, index_rows: int, n: int, out, source, protect=None):
         """The uncaptured lookup of ``keys`` into ``out``, missed rows from ``source`` when it is not None;
-        ``invalid``: how many keys the index rules replaced (``lookup(index_rows=)``); ``protect``: the
-        keys lookahead spares (``_protected``), or None."""
+        ``index_rows``: ``lookup(index_rows=)``'s (0: none), whose rules the probe applies; ``protect``:
+        the keys lookahead spares (``_protected``), or None."""
         b = self._backend
-        plan = b.plan_lookup(keys, out, source)  # the hits probed and gathered, nothing final yet
+        plan = b.plan_lookup(keys, out, source, index_rows)  # the hits probed and gathered, nothing final yet
+        keys, invalid = plan.keys, plan.invalid  # Gather's rules applied, with index_rows
         try:
             if plan.reserved:
                 raise_reserved(keys)

@@ -125,6 +125,40 @@ def test_index_rows_applies_gathers_rules_and_counts_the_keys_outside(where):
         assert got32.tobytes() == want.tobytes() and cache.stats.invalid == 4
 
 
+@pytest.mark.parametrize("where", BACKENDS)
+@pytest.mark.parametrize("policy", ["lru", "fifo", "lfu"])
+@settings(deadline=None, max_examples=max(5, settings().max_examples // 8))
+@given(batches=st.lists(st.lists(st.integers(-130, 130), max_size=40), min_size=1, max_size=4),
+       int32=st.booleans())
+def test_index_rows_on_every_path_equal_the_rules_applied_first(where, policy, int32, batches):
+    """Row numbers of a 100-row table, in and out of range, negative ones too, batch after batch: each
+    path (the CPU; the GPU's host path and its stream-ordered lookup, whose probes apply Gather's rules
+    as they read the keys) gives the rows, stats and contents of a CPU cache that is given the keys
+    with the rules applied first, and counts the keys outside as invalid."""
+    caches = [make(where, Always(), policy=policy, stored=range(100))]
+    reference = make(("cpu", False), Always(), policy=policy, stored=range(100))
+    invalid = 0
+    for batch in batches:
+        keys = np.array(batch, np.int64)
+        wrapped = [k + 100 if k < 0 else k for k in batch]
+        outside = [not 0 <= k < 100 for k in wrapped]
+        invalid += sum(outside)
+        want = host(reference.lookup(np.array([100 if o else k for k, o in zip(wrapped, outside)], np.int64)))
+        for c in caches:
+            given_keys = keys
+            if c.backend == "gpu":
+                import cupy
+
+                given_keys = cupy.asarray(keys.astype(np.int32) if int32 else keys)
+            assert host(c.lookup(given_keys, index_rows=100)).tobytes() == want.tobytes()
+            assert c.stats.last.invalid == sum(outside) and c.stats.invalid == invalid
+            assert (c.stats.hits, c.stats.misses, c.stats.insertions) == \
+                (reference.stats.hits, reference.stats.misses, reference.stats.insertions)
+    for c in caches:
+        assert (c.export()[0].tolist(), c.export()[2].tolist(), len(c)) == \
+            (reference.export()[0].tolist(), reference.export()[2].tolist(), len(reference))
+
+
 def test_index_rows_must_be_a_positive_row_count():
     cache = make(("cpu", False), Always())
     for bad in (0, -5, 1.5, True):

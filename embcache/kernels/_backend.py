@@ -56,6 +56,8 @@ class LookupPlan(Protocol):
     slots: Any  #: (n,) int64: the slot of every key, -1 for a miss (below -1: a row found in the source)
     missed: Any  #: (m,) int64: the indices of the missed keys (reserved ones included), in no given order
     reserved: int  #: how many keys were reserved sentinels (the backend counted them, did not refuse them)
+    keys: Any  #: (n,) int64: the keys probed (with ``index_rows``, the given ones after Gather's rules)
+    invalid: int  #: how many keys Gather's rules replaced (``index_rows``), else 0
 
     def commit(self) -> None:
         """The lookup goes ahead: advance the clock and apply the hit rule to every hit (what is left of it)."""
@@ -143,9 +145,11 @@ class Backend(Protocol):
         """The stream-ordered lookups' counters since last asked, and the last batch's: ``(totals, last)``."""
 
     # the host lookup
-    def plan_lookup(self, keys: Any, out: Any, source: Any = None) -> LookupPlan:
+    def plan_lookup(self, keys: Any, out: Any, source: Any = None, index_rows: int = 0) -> LookupPlan:
         """Probe ``keys`` (n,), gather the hits' rows into ``out`` (n, dim) (and, from a device ``source``,
-        the misses'): the host lookup's :class:`LookupPlan`, to commit or roll back."""
+        the misses'): the host lookup's :class:`LookupPlan`, to commit or roll back.  ``index_rows`` > 0:
+        ``keys`` are row numbers of a table of that many rows, converted by ``lookup(index_rows=)``'s
+        rules (Gather's) before they are probed: ``plan.keys`` and ``plan.invalid``."""
 
     def found_in_source(self, slots: Any, at: Any) -> Any:
         """Whether the keys at indices ``at`` were found in a device source."""

@@ -27,6 +27,7 @@ STATE = {
     "STATE_REPLAY_MISSES": 4,
     "STATE_LISTED": 5,  # list_misses' cursor
     "STATE_DONE": 6,  # blocks of the running reporting kernel that have finished (the last one reports)
+    "STATE_INVALID": 7,  # a host-path probe's keys that lookup(index_rows=)'s rules replaced
     "STATE_OUTCOMES": 8,  # 5 words: the last insert_and_evict's tally of outcome codes
     "STATE_PUBLISHED": 13,  # words 0 .. 12 go to the host's pinned copy
     "STATE_DISTINCT": 13,  # count_source_misses: distinct missed keys

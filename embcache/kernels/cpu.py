@@ -22,6 +22,7 @@ import numba
 import numpy as np
 from numba.cpython.unsafe.numbers import trailing_zeros
 
+from .._checks import gather_rules
 from .._dtypes import raw
 from ..errors import ConfigError
 from .._llvm import copy_bytes, copy_row, match8, match16, match32, match64
@@ -796,11 +797,12 @@ class _LookupPlan(_OncePlan):
     then ticks, and so does the rollback, as the GPU's does.  A probe that met ``reserved`` keys changed
     nothing either (the Cache raises ReservedKeyError and rolls it back)."""
 
-    __slots__ = ("slots", "missed", "reserved", "_backend", "_stored")
+    __slots__ = ("slots", "missed", "reserved", "keys", "invalid", "_backend", "_stored")
 
-    def __init__(self, backend: CPUBackend, slots: np.ndarray, missed: np.ndarray, stored: int = -1,
-                 reserved: int = 0):
+    def __init__(self, backend: CPUBackend, keys: np.ndarray, invalid: int, slots: np.ndarray, missed: np.ndarray,
+                 stored: int = -1, reserved: int = 0):
         self.slots, self.missed, self.reserved, self._backend, self._stored = slots, missed, reserved, backend, stored
+        self.keys, self.invalid = keys, invalid
 
     def commit(self) -> None:
         """Advance the clock, then apply the hit rule once per occurrence of every hit's slot (unless
@@ -1034,9 +1036,11 @@ class CPUBackend:
             out[slots < 0] = self._default
         return slots, keys.shape[0] - int(hits), 0
 
-    def plan_lookup(self, keys: np.ndarray, out: np.ndarray, source: DeviceSource | None = None) -> _LookupPlan:
+    def plan_lookup(self, keys: np.ndarray, out: np.ndarray, source: DeviceSource | None = None,
+                    index_rows: int = 0) -> _LookupPlan:
         """Probe ``keys`` (n,) int64 and copy the hits' rows into ``out`` (n, dim), in one pass: the host
-        lookup's plan (``Backend.plan_lookup``).
+        lookup's plan (``Backend.plan_lookup``).  ``index_rows`` > 0: Gather's rules first (``plan.keys``,
+        ``plan.invalid``).
 
         When a key misses, nothing changes until the plan is committed: ``commit``
         ticks the clock and applies the hit rule, ``rollback`` has nothing to put
@@ -1047,6 +1051,9 @@ class CPUBackend:
         ``Cache.lookup``'s plain call with int64 keys, which leaves them to this probe): such
         a plan changed nothing.  ``source`` is always None here: rows read in place are a GPU matter.
         """
+        invalid = 0
+        if index_rows:
+            keys, invalid = gather_rules(np, keys, index_rows)
         n = keys.shape[0]
         slots = np.empty(n, np.int64)
         missed = self._missed  # scratch: the misses are copied out of it (an all-hit batch allocates less)
@@ -1058,10 +1065,10 @@ class CPUBackend:
         got = self._probe_touch(self.keys, self._raw_values, self.ways, keys, rows, slots, missed, self.scores,
                                 clock, touches)
         if got > n:
-            return _LookupPlan(self, slots, _NO_MISSES, -1, got - n)
+            return _LookupPlan(self, keys, invalid, slots, _NO_MISSES, -1, got - n)
         if got > 0:
-            return _LookupPlan(self, slots, missed[:got].copy())
-        return _LookupPlan(self, slots, _NO_MISSES, -1 - got if got else -1)
+            return _LookupPlan(self, keys, invalid, slots, missed[:got].copy())
+        return _LookupPlan(self, keys, invalid, slots, _NO_MISSES, -1 - got if got else -1)
 
     def _tick_and_touch(self, slots: np.ndarray) -> None:
         """Advance the clock (aging at a multiple of ``age_period``), then apply the hit rule once per

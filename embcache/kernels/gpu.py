@@ -52,6 +52,7 @@ CUDA_DIR = pathlib.Path(__file__).with_name("cuda")
 STATE_CLOCK, STATE_MISSES, STATE_RESERVED = STATE["STATE_CLOCK"], STATE["STATE_MISSES"], STATE["STATE_RESERVED"]
 STATE_LISTED, STATE_OUTCOMES, STATE_HOST = STATE["STATE_LISTED"], STATE["STATE_OUTCOMES"], STATE["STATE_HOST"]
 STATE_DISTINCT, STATE_ABSENT = STATE["STATE_DISTINCT"], STATE["STATE_ABSENT"]  # count_source_misses' counts
+STATE_INVALID = STATE["STATE_INVALID"]
 _STATE_WORDS = STATE_WORDS
 _OUTCOME_CODES = len(OUTCOMES)
 
@@ -196,7 +197,12 @@ _TOUCH_FLAG = {t: np.int32(t) for t in TOUCH.values()}
 # ordered_small's touch argument (TICK_* of _shared.py), as kernel arguments
 _TICK_NONE, _TICK_ONLY, _TICK_TOUCH = (np.int32(TICK[k]) for k in ("TICK_NONE", "TICK_ONLY", "TICK_TOUCH"))
 _NULL = np.uint64(0)  # a null pointer argument
-_NO_RAW = (_NULL, np.int32(8), np.int64(0), _NULL)  # probe_gather_source's keys need no converting
+_NO_RAW = (_NULL, np.int32(8), np.int64(0), _NULL, np.int32(0))  # probe_gather_source's keys need no converting
+_NO_SOURCE = (_NULL, np.int64(0), _NULL, np.int32(1))  # a source of no keys: the probe only converts raw keys
+# the state word that counts the keys Gather's rules replaced: a stream-ordered batch's counter, or the
+# host path's (published with the probe's counts, so that reading it needs no wait of its own)
+_ORDERED_INVALID = np.int32(ORDERED["ORD_BATCH"] + FIELDS["F_INVALID"])
+_HOST_INVALID = np.int32(STATE_INVALID)
 _KEY_BYTES = {4: np.int32(4), 8: np.int32(8)}
 _ONE_THREAD = ((1,), (1,))  # the launch shape of a kernel that does one thing once (the clock tick)
 
@@ -245,10 +251,11 @@ class _LookupPlan(_OncePlan):
     it already applied the lookup on the device (every key hit), and the old scores of the hits an LRU
     probe touched, which a rollback puts back."""
 
-    __slots__ = ("slots", "missed", "reserved", "_backend", "_old", "_applied")
+    __slots__ = ("slots", "missed", "reserved", "keys", "invalid", "_backend", "_old", "_applied")
 
-    def __init__(self, backend: GPUBackend, slots: Any, old: Any):
+    def __init__(self, backend: GPUBackend, slots: Any, old: Any, keys: Any, invalid: int = 0):
         self.slots, self.missed, self.reserved = slots, backend._no_misses, 0
+        self.keys, self.invalid = keys, invalid
         self._backend, self._old, self._applied = backend, old, False
 
     def commit(self) -> None:
@@ -550,10 +557,11 @@ class GPUBackend:
                     _FLAG[fill_misses], _FLAG[replay], self.state, _TOUCH_FLAG[touch], _NULL if old is None else old,
                     _NULL if found is None else found)
             grid = (max(1, min(-(-threads // launch.block), self._blocks)),), (launch.block,)
-            if source is None:
+            if source is None and raw is None:
                 launch._k["probe_gather"](*grid, args)
             else:
-                launch._k["probe_gather_source"](*grid, args + source + (_NO_RAW if raw is None else raw + (keys,)))
+                launch._k["probe_gather_source"](*grid, args + (_NO_SOURCE if source is None else source) +
+                                                 (_NO_RAW if raw is None else raw))
             if split:
                 words = n * self._chunks
                 launch._k["gather_slots"]((-(-words // self._ublock),), self._utility, (
@@ -596,10 +604,12 @@ class GPUBackend:
         state = self._published() if keys.shape[0] else self._read_state()
         return found, int(state[STATE_RESERVED])
 
-    def plan_lookup(self, keys: Any, out: Any, source: DeviceSource | None = None) -> _LookupPlan:
+    def plan_lookup(self, keys: Any, out: Any, source: DeviceSource | None = None, index_rows: int = 0) -> _LookupPlan:
         """The host lookup's plan (``Backend.plan_lookup``): probes ``keys``, gathers the cached rows into
         ``out`` and lists the missed indices (in no particular order).  Waits on the stream once, for
-        the counters.
+        the counters.  ``index_rows`` > 0: the keys are row numbers, which the probe converts by
+        Gather's rules as it reads them (``plan.keys``, and ``plan.invalid`` of them replaced), so the
+        rules cost no pass and no wait of their own.
 
         When every key hit, the probe (LRU: it stores each hit's score into the record it has just
         read) or the touch kernel right after it has already ticked the device clock and applied the
@@ -618,22 +628,29 @@ class GPUBackend:
         """
         source = None if source is None else _source_args(source, self.dim, self.dtype)
         n = keys.shape[0]
-        self._zero_counters(STATE_MISSES, STATE_LISTED - STATE_MISSES + 1)
+        raw = None
+        if index_rows and n:
+            converted = self.xp.empty(n, self.xp.int64)
+            raw, keys = (keys, _KEY_BYTES[keys.dtype.itemsize], _i64(index_rows), converted, _HOST_INVALID), converted
+        # STATE_INVALID too: the words from the misses to it are zeroed in one memset
+        self._zero_counters(STATE_MISSES, STATE_INVALID - STATE_MISSES + 1)
         # the slots live until this lookup ends, under the Cache's lock: a reused buffer (not while
         # capturing, where the graph would keep a buffer that a later lookup may replace)
         fill = source is not None  # the source's absent keys get the default row here
         old = None
         if self._probe_touches and n:  # an empty batch has no probe to tick the clock: tick kernel
-            slots, old = self._probe(keys, out, fill, scratch=True, touch=_TOUCH_IF_CLEAN, source=source)
+            slots, old = self._probe(keys, out, fill, scratch=True, touch=_TOUCH_IF_CLEAN, source=source, raw=raw)
         else:
-            slots, _ = self._probe(keys, out, fill, scratch=True, source=source)
+            slots, _ = self._probe(keys, out, fill, scratch=True, source=source, raw=raw)
             self._tick_and_touch(slots, if_clean=True)
-        plan = _LookupPlan(self, slots, old)
+        plan = _LookupPlan(self, slots, old, keys)
         try:
             # the probe published its counters; a launch after it (the touch kernel) is waited for too
             state = self._published() if n else self._read_state()
             misses, reserved = int(state[STATE_MISSES]), int(state[STATE_RESERVED])
             plan.reserved = reserved
+            if raw is not None:
+                plan.invalid = int(state[STATE_INVALID])
             if not misses and not reserved:
                 plan._applied = True
                 return plan
@@ -767,7 +784,7 @@ class GPUBackend:
         if n and (index_rows or keys.dtype != np.int64):
             # the probe reads the caller's keys, applies Gather's rules, writes the int64 keys that the
             # kernels after it read (no launch of its own: the plugin's enqueue costs what a lookup does)
-            raw, keys = (keys, _KEY_BYTES[keys.dtype.itemsize], _i64(index_rows)), converted
+            raw, keys = (keys, _KEY_BYTES[keys.dtype.itemsize], _i64(index_rows), converted, _ORDERED_INVALID), converted
         small = 0 < n <= self._small  # one launch after the probe: every phase in one block
         tick = _TICK_NONE
         if self._probe_touches and n:

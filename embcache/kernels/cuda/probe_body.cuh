@@ -21,7 +21,8 @@
 // device memory or mapped) whose row h sits at source_rows + h * ROW_BYTES (mapped pinned memory).
 // Its slot becomes SOURCE_SLOT(h) (-2 - h, still negative: a miss for every count and for the
 // touch) and its row is copied from there, over PCIe, in the same pass as the hits' rows; a key the
-// source lacks stays -1 and gets the default row.
+// source lacks stays -1 and gets the default row.  A source without an index (keys null) holds no
+// key: the host path's probe that only converts raw keys (lookup(index_rows=) over a host tier).
 
 // What probe_gather_source reads of a DeviceSource: its index (mask + 1 keys) and its rows; and, for a
 // stream-ordered lookup whose keys need converting, the keys as the caller gave them.
@@ -38,6 +39,7 @@ struct source_t {
     int key_bytes;
     i64 index_rows;
     i64* converted;
+    int invalid_word;  // the state word that counts the keys Gather's rules replaced
 };
 
 // key i of a source_t with raw keys, converted; outside: whether Gather's rules replaced it
@@ -205,7 +207,8 @@ __device__ __forceinline__ void probe_gather_body(
             i64 slot = hits ? base[j] + way : -1;
             if (FROM_SOURCE) {
                 i64 h = -1;
-                if (lane == 0 && !hits && i < n && !reserved(key[j])) h = source_find(source.keys, source.mask, key[j], source.words);
+                if (lane == 0 && !hits && i < n && !reserved(key[j]) && source.keys != nullptr)
+                    h = source_find(source.keys, source.mask, key[j], source.words);
                 h = __shfl_sync(FULL_MASK, h, group_first_lane);
                 if (h >= 0) slot = SOURCE_SLOT(h);
             }
@@ -234,7 +237,7 @@ __device__ __forceinline__ void probe_gather_body(
     if (FROM_SOURCE && source.raw != nullptr) {  // whole warps get here: the warp's sum, one atomic
         invalid = warp_sum(invalid);
         if (warp_lane == 0 && invalid)
-            atomicAdd(reinterpret_cast<unsigned long long*>(state + ORD_BATCH + F_INVALID), (unsigned long long)invalid);
+            atomicAdd(reinterpret_cast<unsigned long long*>(state + source.invalid_word), (unsigned long long)invalid);
     }
     report_probe(state, misses, bad, n, replay, touch, clock, warp_lane);
 }
