@@ -37,6 +37,17 @@ def caches(capacity, dim, policy, admission, ways, tier_keys, pinned=(False, Tru
     return out
 
 
+def force_miss_path(cache, path: str, max_batch: int) -> None:
+    """Make the GPU cache's stream-ordered lookups take miss path ``path`` (see the captured test)."""
+    b = cache._backend
+    if path == "a-kernel-a-phase":
+        b._small = 0  # every batch takes the large batch's kernels
+        return
+    b._small_blocks = 1 if path == "one-launch-1-block" else 8
+    b._ordered = None  # the scratch again, with a region for each block
+    b.reserve(max_batch, deferred=cache._defer_at is not None)
+
+
 def refused_under_capture(cache, keys, out, match: str) -> None:
     """``cache.lookup(keys, out=out)`` under capture raises CaptureError matching ``match``."""
     import cupy
@@ -68,16 +79,17 @@ def global_capture(stream):
 CAPTURABLE = [name for name, make in ADMISSION_GRID.items() if make().device_rule() is not None]
 
 
-@pytest.mark.parametrize("one_block", [True, False], ids=["one-block", "a-kernel-a-phase"])
+@pytest.mark.parametrize("path", ["one-launch-1-block", "one-launch-8-blocks", "a-kernel-a-phase"])
 @pytest.mark.parametrize("admission", CAPTURABLE)
 @pytest.mark.parametrize("policy", POLICIES)
 @settings(deadline=None, max_examples=max(6, settings().max_examples // 10))
 @given(data=st.data())
-def test_captured_replays_equal_uncaptured_lookups_and_the_cpu(policy, admission, one_block, data):
+def test_captured_replays_equal_uncaptured_lookups_and_the_cpu(policy, admission, path, data):
     """One lookup captured in global mode, replayed on new keys (misses, duplicates, absent keys,
     empty batches): rows, contents, scores, stats and clock equal an uncaptured stream-ordered cache's
-    and the CPU backend's after every replay.  Both miss paths: the one block that a small batch takes
-    and the kernel per phase of a large one (forced here: the tuning table decides where one ends)."""
+    and the CPU backend's after every replay.  Every miss path, forced here (the tuning table decides
+    which a batch takes): the small batch's one launch with one block or with a block per share of
+    the sets, and the large batch's kernel per phase."""
     import cupy
 
     universe = data.draw(st.lists(key_values, min_size=1, max_size=60, unique=True), label="universe")
@@ -87,9 +99,8 @@ def test_captured_replays_equal_uncaptured_lookups_and_the_cpu(policy, admission
     dim = data.draw(st.sampled_from([4, 33]), label="dim")
     n = data.draw(st.integers(0, 40), label="batch length")
     cpu, plain, captured = caches(capacity, dim, policy, admission, ways, stored, max_batch=max(n, 1))
-    if not one_block:
-        for cache in (plain, captured):
-            cache._backend._small = 0  # every batch takes the large batch's kernels
+    for cache in (plain, captured):
+        force_miss_path(cache, path, max(n, 1))
     keys = cupy.zeros(n, cupy.int64)
     out = cupy.empty((n, dim), cupy.float32)
     stream = cupy.cuda.Stream(non_blocking=True)
@@ -110,14 +121,17 @@ def test_captured_replays_equal_uncaptured_lookups_and_the_cpu(policy, admission
         assert_same_state(cpu, captured)
 
 
+@pytest.mark.parametrize("path", ["one-launch-1-block", "one-launch-8-blocks"])
 @pytest.mark.parametrize("admission", list(ADMISSION_GRID))
 @pytest.mark.parametrize("policy", POLICIES)
-def test_stream_ordered_lookups_equal_the_host_path(policy, admission):
+def test_stream_ordered_lookups_equal_the_host_path(policy, admission, path):
     """A long Zipf-like trace: a pinned-store GPU cache (stream-ordered) against a GPU cache over an
-    ordinary store (host path) and the CPU backend, batch after batch, in large and tiny batches."""
+    ordinary store (host path) and the CPU backend, batch after batch, in large and tiny batches (small
+    ones in one launch of one block or of a block per share of the sets)."""
     rng = np.random.default_rng(5)
     stored = np.arange(0, 3000, dtype=np.int64)
     cpu, host_path, ordered = caches(256, 16, policy, admission, 8, stored, pinned=(False, False, True))
+    force_miss_path(ordered, path, 2000)
     for size in (1, 7, 500, 2000, 3):
         for _ in range(4):
             batch = np.minimum(rng.zipf(1.3, size), 3500).astype(np.int64)  # a few keys no tier holds

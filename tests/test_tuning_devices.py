@@ -58,5 +58,5 @@ def test_an_entry_rewritten_by_autotune_keeps_what_autotune_does_not_time():
 
 def test_the_sm90_one_block_miss_path_ends_at_the_measured_1024_keys():
     # small_max.py on the H200: a kernel a phase is faster on the GPU from ~1,000 keys up
-    assert tuning.ordered_shape("9.0") == (1024, 1024)
-    assert tuning.ordered_shape("8.0") == (1024, 8192)  # an entry without the keys: the defaults
+    assert tuning.ordered_shape("9.0") == (1024, 1024, 8)
+    assert tuning.ordered_shape("8.0") == (1024, 8192, 1)  # an entry without the keys: the defaults

@@ -350,7 +350,7 @@ class GPUBackend:
         self._blocks = resident_blocks(self.device_id)
         self._ublock = utility_block(self.compute_capability)  # threads a block of every other kernel
         self._external: dict = {}  # raw stream handle -> its CuPy wrapper (on_stream)
-        self._oblock, self._small = ordered_shape(self.compute_capability)  # the fused miss path's
+        self._oblock, self._small, self._small_blocks = ordered_shape(self.compute_capability)  # the fused miss path's
         self._utility = (self._ublock,)
         self._hits_change_scores = policy.hit_changes_score
         # an idempotent hit rule without count (LRU's clock, SIEVE's visited bit) gives every occurrence
@@ -685,6 +685,29 @@ class GPUBackend:
         return int(state[STATE_DISTINCT]), int(state[STATE_ABSENT])
 
     # ------------------------------------------------------------------ the stream-ordered lookup
+    def _ordered_region(self, slots: Any, keys: int) -> dict:
+        """The tables and lists of one block of the small batch's kernel, for up to ``keys`` keys (zeroed:
+        every phase empties what it fills)."""
+        cells = 1 << max(4, (2 * keys - 1).bit_length())
+        hash_words = self.xp.zeros(5 * cells, self.xp.uint64)
+        lists = self.xp.zeros(6 * keys, self.xp.int64)
+        region = {"slots": slots, "cells": cells, "hash": hash_words, "lists": lists,
+                  "uadmit": self.xp.zeros(keys, self.xp.bool_)}
+        for i, name in enumerate(("hkeys", "hcount", "hlast", "gsets", "ghead")):
+            region[name] = hash_words[i * cells:(i + 1) * cells]
+        for i, name in enumerate(("ukeys", "ucell", "ucount", "uat", "unext", "gcells")):
+            region[name] = lists[i * keys:(i + 1) * keys]
+        return region
+
+    def _ordered_words(self, o: dict, cells: int | None) -> tuple[np.ndarray, dict]:
+        """``(words, o)``: the ORDERED_WORDS addresses and figures of scratch ``o`` in ordered_of's order."""
+        ptr = lambda a: a.data.ptr  # noqa: E731
+        cells = o["cells"] if cells is None else cells
+        return np.array([
+            ptr(o["slots"]), ptr(o["hkeys"]), ptr(o["hcount"]), ptr(o["hlast"]), cells - 1,
+            ptr(o["ukeys"]), ptr(o["ucell"]), ptr(o["ucount"]), ptr(o["uat"]), ptr(o["uadmit"]),
+            ptr(o["gsets"]), ptr(o["ghead"]), ptr(o["unext"]), ptr(o["gcells"]), self.num_sets], np.uint64), o
+
     def reserve(self, max_batch: int, deferred: bool = False) -> None:
         """Make the scratch of a stream-ordered lookup of up to ``max_batch`` keys, and compile its kernels.
 
@@ -718,13 +741,15 @@ class GPUBackend:
         ords["views"] = {}
         ords["captured"] = False  # set once a captured lookup reads this scratch
         ords["stash"] = cupy.empty(max_batch * self.row_bytes, cupy.uint8) if deferred else None
-        # the scratch's addresses, in the order of ordered.cu's ordered_of: one kernel argument for all
-        ptr = lambda a: a.data.ptr  # noqa: E731
-        ords["words"] = cupy.asarray(np.array([
-            ptr(ords["slots"]), ptr(ords["hkeys"]), ptr(ords["hcount"]), ptr(ords["hlast"]), cells - 1,
-            ptr(ords["ukeys"]), ptr(ords["ucell"]), ptr(ords["ucount"]), ptr(ords["uat"]), ptr(ords["uadmit"]),
-            ptr(ords["gsets"]), ptr(ords["ghead"]), ptr(ords["unext"]), ptr(ords["gcells"]), self.num_sets],
-            np.uint64))
+        # the scratch's addresses, in the order of ordered.cu's ordered_of: one kernel argument for all;
+        # then, for each further block of the small batch's kernel, its own tables and lists (sized for
+        # the small batch) beside the probe's slots: ordered_small's block b reads words b * 15 ...
+        words = [self._ordered_words(ords, cells)]
+        for _ in range(1, self._small_blocks):
+            words.append(self._ordered_words(self._ordered_region(ords["slots"], min(max_batch, self._small)),
+                                             None))
+        ords["regions"] = words[1:]  # their arrays, kept alive as long as the words point at them
+        ords["words"] = cupy.asarray(np.concatenate([w[0] for w in words]))
         for names in (FAMILIES["ordered.cu"], FAMILIES["source.cu"], FAMILIES["probe.cu"]):
             for name in names:
                 self._k[name]  # compiled now: a captured lookup compiles and loads nothing
@@ -802,7 +827,10 @@ class GPUBackend:
         sketch = self.sketch
         if small:
             depth, width = (0, 0) if sketch is None else sketch.shape
-            self._k["ordered_small"]((1,), (self._oblock,), batch + (
+            # a block a share of the sets, but one where a sketch's estimates or a deferred batch's rows
+            # need the whole batch in one place
+            blocks = self._small_blocks if sketch is None and defer_at < 0 else 1
+            self._k["ordered_small"]((blocks,), (self._oblock,), batch + (
                 self.table, self._digests_arg, self.values, out, stash, _NULL if sketch is None else sketch,
                 np.int32(depth), _i64(width), self._sketch_seed, _i64(sketch_threshold), tick, self.state))
             self._counters_dirty = False  # the miss path zeroed them when it ended

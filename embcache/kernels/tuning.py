@@ -20,9 +20,9 @@ entry), which a GPU of that name takes instead of the entry's own.
 
 Each entry also has ``utility_block``: threads per block of every other kernel (the
 grid-stride utility kernels: insertion, unique, writes, sketch, the miss list, the touch).
-Optional ``ordered_block`` / ``ordered_small_max`` (default 1024 / 8192, see
-:func:`ordered_shape`) size the stream-ordered lookup's one-block miss path, and
-``ordered_measured`` says where they were timed; ``embcache autotune`` keeps all three.
+Optional ``ordered_block`` / ``ordered_small_max`` / ``ordered_small_blocks`` (default
+1024 / 8192 / 1, see :func:`ordered_shape`) size the stream-ordered lookup's fused miss
+path, and ``ordered_measured`` says where they were timed; ``embcache autotune`` keeps them.
 
 Entries with ``"measured": null`` are starting points that nobody has timed on
 that architecture; ``embcache autotune`` measures the candidates on the GPU at
@@ -61,14 +61,17 @@ def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = N
     raise ValueError(f"tuning entry {cc} has no shape for {row_bytes}-byte rows")
 
 
-def ordered_shape(compute_capability: str, table: dict | None = None) -> tuple[int, int]:
-    """``(block, max_keys)`` of the stream-ordered lookup's fused miss path on a GPU of ``compute_capability``:
-    a batch of up to ``max_keys`` keys runs its miss path in one block of ``block`` threads (one launch,
-    barriers between phases), a longer one as a kernel per phase.  Entries without the keys
-    ``ordered_block`` / ``ordered_small_max`` take 1024 / 8192."""
+def ordered_shape(compute_capability: str, table: dict | None = None) -> tuple[int, int, int]:
+    """``(block, max_keys, blocks)`` of the stream-ordered lookup's fused miss path on a GPU of
+    ``compute_capability``: a batch of up to ``max_keys`` keys runs its miss path in one launch of
+    ``blocks`` blocks of ``block`` threads (each block the sets of its share, barriers between phases),
+    a longer one as a kernel per phase.  Entries without the keys ``ordered_block`` /
+    ``ordered_small_max`` / ``ordered_small_blocks`` take 1024 / 8192 / 1."""
     cc, entry = _entry(compute_capability, table)
     block, most = int(entry.get("ordered_block", 1024)), int(entry.get("ordered_small_max", 8192))
-    if block <= 0 or block % 32 or block > 1024 or most < 0:
-        raise ValueError(f"tuning entry {cc} has ordered_block {block}, ordered_small_max {most}: give a multiple "
-                         "of 32 up to 1024 and a number of keys")
-    return block, most
+    blocks = int(entry.get("ordered_small_blocks", 1))
+    if block <= 0 or block % 32 or block > 1024 or most < 0 or not 1 <= blocks <= 64:
+        raise ValueError(f"tuning entry {cc} has ordered_block {block}, ordered_small_max {most}, "
+                         f"ordered_small_blocks {blocks}: give a multiple of 32 up to 1024, a number of keys and "
+                         "1 to 64 blocks")
+    return block, most, blocks

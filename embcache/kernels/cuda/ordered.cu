@@ -27,6 +27,7 @@
 #include "touch.cuh"  // the hits' scores, fused into a small batch
 
 #define BATCH(f) state[ORD_BATCH + (f)]
+#define ORDERED_WORDS 15  // the scratch's addresses and figures a block of ordered_small reads (ordered_of)
 
 __device__ __forceinline__ unsigned long long* word(i64* state, int w) {
     return reinterpret_cast<unsigned long long*>(state + w);
@@ -97,18 +98,22 @@ __device__ __forceinline__ ordered_t ordered_of(const u64* words, const i64* key
 
 // ---------------------------------------------------------------- phases (thread tid of stride)
 // Every missed occurrence (slot < 0) of a key that is not reserved into the table of distinct missed
-// keys, counting occurrences and keeping the last index; the thread that adds a key lists it.
-__device__ __forceinline__ void misses_phase(const ordered_t& a, i64* state, i64 tid, i64 stride) {
+// keys, counting occurrences and keeping the last index; the thread that adds a key lists it at the
+// cursor ucursor (the batch's count of distinct misses, or a block's own).  parts > 1: only the keys
+// of the sets s with s % parts == part.
+__device__ __forceinline__ void misses_phase(const ordered_t& a, i64 tid, i64 stride, unsigned long long* ucursor,
+                                             int part = 0, int parts = 1) {
     for (i64 i = tid; i < a.n; i += stride) {
         if (a.slots[i] >= 0) continue;
         const i64 key = a.keys[i];
         if (reserved(key)) continue;
+        if (parts > 1 && set_of(key, a.num_sets) % (u64)parts != (u64)part) continue;
         const u64 enc = encode(key);
         i64 h = (i64)(mix64((u64)key) & (u64)a.mask);
         while (true) {
             const u64 seen = atomicCAS(reinterpret_cast<unsigned long long*>(a.hkeys + h), 0ull, (unsigned long long)enc);
             if (seen == 0) {
-                const i64 j = (i64)atomicAdd(word(state, ORD_BATCH + F_UNIQUE), 1ull);
+                const i64 j = (i64)atomicAdd(ucursor, 1ull);
                 a.ukeys[j] = key;
                 a.ucell[j] = h;
                 break;
@@ -135,8 +140,8 @@ __device__ __forceinline__ bool batch_admits(const i64* state, i64 n, int mode, 
 // it is admitted (the source held it and the batch admits); its cell goes back to empty.  Counts the
 // absent keys and, with count_admitted (no sketch to decide), the admitted ones.  Whole warps call it.
 __device__ __forceinline__ void distinct_phase(const ordered_t& a, i64* state, i64 tid, i64 stride,
-                                               bool count_admitted) {
-    const i64 u = state[ORD_BATCH + F_UNIQUE];
+                                               bool count_admitted, const unsigned long long* ucursor) {
+    const i64 u = (i64)*ucursor;
     const bool admits = batch_admits(state, a.n, a.mode, a.t);
     unsigned absent = 0, admitted = 0;
     for (i64 j = tid; j < u; j += stride) {
@@ -161,9 +166,11 @@ __device__ __forceinline__ void distinct_phase(const ordered_t& a, i64* state, i
     if (tid == 0) BATCH(F_ADMITS) = admits;
 }
 
-// The admitted keys, each linked into its set's list; the thread that adds a set lists its cell.
-__device__ __forceinline__ void group_phase(const ordered_t& a, i64* state, i64 tid, i64 stride) {
-    const i64 u = state[ORD_BATCH + F_UNIQUE];
+// The admitted keys, each linked into its set's list; the thread that adds a set lists its cell at
+// the cursor scursor.
+__device__ __forceinline__ void group_phase(const ordered_t& a, i64 tid, i64 stride, const unsigned long long* ucursor,
+                                            unsigned long long* scursor) {
+    const i64 u = (i64)*ucursor;
     for (i64 j = tid; j < u; j += stride) {
         if (!a.uadmit[j]) continue;
         const u64 set = set_of(a.ukeys[j], a.num_sets);
@@ -171,7 +178,7 @@ __device__ __forceinline__ void group_phase(const ordered_t& a, i64* state, i64 
         while (true) {
             const u64 seen = atomicCAS(reinterpret_cast<unsigned long long*>(a.gsets + h), 0ull, (unsigned long long)(set + 1));
             if (seen == 0) {
-                a.gcells[(i64)atomicAdd(word(state, ORD_BATCH + F_SETS), 1ull)] = h;
+                a.gcells[(i64)atomicAdd(scursor, 1ull)] = h;
                 break;
             }
             if (seen == set + 1) break;
@@ -193,10 +200,10 @@ __device__ __forceinline__ void group_phase(const ordered_t& a, i64* state, i64 
 __device__ __forceinline__ void insert_phase(const ordered_t& a, slot_t* __restrict__ table,
                                              unsigned char* __restrict__ digests, char* __restrict__ values,
                                              const char* __restrict__ out, char* __restrict__ stash, bool pending,
-                                             i64* state, i64 w, i64 warps) {
+                                             i64* state, i64 w, i64 warps, const unsigned long long* scursor,
+                                             i64 clock) {
     const int lane = threadIdx.x & 31;
-    const i64 sets = pending ? state[STATE_PENDING] : state[ORD_BATCH + F_SETS];
-    const i64 clock = state[STATE_CLOCK];
+    const i64 sets = pending ? state[STATE_PENDING] : (i64)*scursor;
     const bool defer = !pending && a.defer_at >= 0.0 && a.n > 0 &&
                        (double)(a.n - state[STATE_MISSES]) >= a.defer_at * (double)a.n;
     if (defer && w == 0 && lane == 0) state[STATE_PENDING] = sets;
@@ -265,23 +272,25 @@ __device__ __forceinline__ void finish_phase(i64* state, i64 n) {
 #define GRID_STRIDE ((i64)gridDim.x * blockDim.x)
 
 // ---------------------------------------------------------------- kernels
+// A large batch's phases: the batch's cursors are its state words
 extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) ordered_misses(ORDERED_ARGS, i64* __restrict__ state) {
-    misses_phase(ORDERED_PASS, state, GRID_TID, GRID_STRIDE);
+    misses_phase(ORDERED_PASS, GRID_TID, GRID_STRIDE, word(state, ORD_BATCH + F_UNIQUE));
 }
 
 extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) ordered_distinct(ORDERED_ARGS, i64* __restrict__ state,
                                                                              int count_admitted) {
-    distinct_phase(ORDERED_PASS, state, GRID_TID, GRID_STRIDE, count_admitted);
+    distinct_phase(ORDERED_PASS, state, GRID_TID, GRID_STRIDE, count_admitted, word(state, ORD_BATCH + F_UNIQUE));
 }
 
 extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) ordered_group(ORDERED_ARGS, i64* __restrict__ state) {
-    group_phase(ORDERED_PASS, state, GRID_TID, GRID_STRIDE);
+    group_phase(ORDERED_PASS, GRID_TID, GRID_STRIDE, word(state, ORD_BATCH + F_UNIQUE), word(state, ORD_BATCH + F_SETS));
 }
 
 extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) ordered_insert(
     ORDERED_ARGS, slot_t* __restrict__ table, unsigned char* __restrict__ digests, char* __restrict__ values,
     const char* __restrict__ out, char* __restrict__ stash, int pending, i64* __restrict__ state) {
-    insert_phase(ORDERED_PASS, table, digests, values, out, stash, pending, state, GRID_TID / 32, GRID_STRIDE / 32);
+    insert_phase(ORDERED_PASS, table, digests, values, out, stash, pending, state, GRID_TID / 32, GRID_STRIDE / 32,
+                 word(state, ORD_BATCH + F_SETS), state[STATE_CLOCK]);
 }
 
 extern "C" __global__ void ordered_finish(i64* __restrict__ state, i64 n) { finish_phase(state, n); }
@@ -294,37 +303,47 @@ extern "C" __global__ void ordered_flushed(i64* __restrict__ state) {
     state[STATE_PENDING] = 0;
 }
 
-// Every phase of a small batch in one block of ORDERED_BLOCK threads, a barrier between phases (the
-// phases' global atomics and writes are visible to the whole block after __syncthreads).  touch says
-// what the probe left undone: TICK_NONE (it scored the hits and ticked), TICK_ONLY (hits keep their
-// scores), TICK_TOUCH (the hits' scores, touch.cuh, then the tick): one launch fewer either way.
+// Every phase of a small batch in one launch of ORDERED_BLOCK-thread blocks, a barrier between phases
+// (the phases' global atomics and writes are visible to the whole block after __syncthreads).  With
+// gridDim.x > 1, block b owns the sets s with s % gridDim.x == b: it touches their hits and places
+// their missed keys in its own scratch (words + b * ORDERED_WORDS, its own cursors in shared memory),
+// so that no block waits for another; one block (no sketch, no deferred insertion: the host launches
+// one for those) uses the batch's words and cursors as the large batch's kernels do.  Every block reads
+// the clock first; the last block to finish ticks it and ends the batch.  touch says what the probe
+// left undone: TICK_NONE (it scored the hits and ticked), TICK_ONLY (hits keep their scores),
+// TICK_TOUCH (the hits' scores, touch.cuh, then the tick): one launch fewer either way.
 extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
     ORDERED_ARGS, slot_t* __restrict__ table, unsigned char* __restrict__ digests, char* __restrict__ values,
     const char* __restrict__ out, char* __restrict__ stash, i64* __restrict__ sketch, int depth, i64 width, u64 seed,
     i64 threshold, int touch, i64* __restrict__ state) {
     __shared__ touch_shared_t sh;
-    const ordered_t a = ORDERED_PASS;
+    __shared__ unsigned long long cursors[2];  // a block's distinct missed keys and listed sets (gridDim.x > 1)
+    const int part = blockIdx.x, parts = gridDim.x;
+    const ordered_t a = ordered_of(words + (i64)part * ORDERED_WORDS, keys, n, mode, t, refuse_below_min, defer_at);
     const i64 tid = threadIdx.x, stride = blockDim.x;
-    if (touch != TICK_NONE) {
-        const i64 clock = state[STATE_CLOCK];
-        if (touch == TICK_TOUCH) touch_chunks(table, a.slots, a.n, clock + 1, 0, 1, sh);
-        __syncthreads();  // every thread has read the clock before it ticks
-        if (tid == 0) state[STATE_CLOCK] = clock + 1;
-        __syncthreads();
-    }
-    misses_phase(a, state, tid, stride);
+    unsigned long long* ucursor = parts > 1 ? &cursors[0] : word(state, ORD_BATCH + F_UNIQUE);
+    unsigned long long* scursor = parts > 1 ? &cursors[1] : word(state, ORD_BATCH + F_SETS);
+    if (tid == 0) cursors[0] = cursors[1] = 0;
+    const i64 clock = state[STATE_CLOCK];
+    const i64 now = touch == TICK_NONE ? clock : clock + 1;  // the batch's scores and insertions
+    if (touch == TICK_TOUCH) touch_chunks(table, a.slots, a.n, now, 0, 1, sh, part, parts);
+    __syncthreads();  // the cursors are zero, and this block's hits scored, before its keys are placed
+    misses_phase(a, tid, stride, ucursor, part, parts);
     __syncthreads();
-    distinct_phase(a, state, tid, stride, sketch == nullptr);
+    distinct_phase(a, state, tid, stride, sketch == nullptr, ucursor);
     __syncthreads();
-    if (sketch != nullptr) {
+    if (sketch != nullptr) {  // one block (its estimates read every key's counts)
         sketch_add_phase(sketch, depth, width, seed, a.ukeys, a.ucount, state, tid, stride);
         __syncthreads();
         sketch_admit_phase(sketch, depth, width, seed, a.ukeys, a.uadmit, threshold, state, tid, stride);
         __syncthreads();
     }
-    group_phase(a, state, tid, stride);
+    group_phase(a, tid, stride, ucursor, scursor);
     __syncthreads();
-    insert_phase(a, table, digests, values, out, stash, false, state, tid / 32, stride / 32);
-    __syncthreads();
-    if (tid == 0) finish_phase(state, a.n);
+    insert_phase(a, table, digests, values, out, stash, false, state, tid / 32, stride / 32, scursor, now);
+    if (parts > 1 && tid == 0) atomicAdd(word(state, ORD_BATCH + F_UNIQUE), cursors[0]);  // the batch's count
+    if (last_block(state)) {  // every block has read the clock and added its counts
+        if (touch != TICK_NONE) state[STATE_CLOCK] = now;
+        finish_phase(state, a.n);
+    }
 }

@@ -18,9 +18,11 @@ struct touch_shared_t {
 };
 
 // Chunks first, first + step, ... of slots[0, n) (misses, slot < 0, skipped), every hit scored with
-// hit_score(score, clock, count).  The whole block calls it (it has barriers).
+// hit_score(score, clock, count).  The whole block calls it (it has barriers).  parts > 1: only the
+// slots of the sets s with s % parts == part (a block of the small batch's kernel owns those sets).
 __device__ __forceinline__ void touch_chunks(slot_t* __restrict__ table, const i64* __restrict__ slots, i64 n,
-                                             i64 clock, i64 first, i64 step, touch_shared_t& sh) {
+                                             i64 clock, i64 first, i64 step, touch_shared_t& sh, int part = 0,
+                                             int parts = 1) {
     const unsigned long long empty = ~0ull;  // no slot is -1 once negative slots (misses) are skipped
     for (i64 base = first * TOUCH_CHUNK; base < n; base += step * TOUCH_CHUNK) {
         for (int t = threadIdx.x; t < TOUCH_TABLE; t += blockDim.x) {
@@ -30,7 +32,7 @@ __device__ __forceinline__ void touch_chunks(slot_t* __restrict__ table, const i
         __syncthreads();
         for (int j = threadIdx.x; j < TOUCH_CHUNK && base + j < n; j += blockDim.x) {
             const i64 s = slots[base + j];
-            if (s < 0) continue;
+            if (s < 0 || (parts > 1 && (s / WAYS) % parts != part)) continue;
             unsigned h = (unsigned)mix64((u64)s) & (TOUCH_TABLE - 1);
             while (true) {
                 const unsigned long long seen = atomicCAS(&sh.slot[h], empty, (unsigned long long)s);

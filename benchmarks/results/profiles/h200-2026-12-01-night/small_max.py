@@ -6,7 +6,8 @@ size (a diagnostic, run on a GPU; it sets the backend's private threshold ``_sma
 For the DLRM benchmark's tables and cache (benchmarks.trt_table.dlrm_cache) and fresh Criteo-shaped batches
 of 26 keys a sample: eager lookups on a non-blocking stream (median wall until the call returns and until
 its kernels are done) and a captured lookup replayed with fresh keys (median GPU time between events around
-the replay), with the threshold at its tuning value (one block) and at 0 (a kernel per phase), two rounds.
+the replay): the one launch (forced for every size) with one block and with ``--blocks`` blocks, each a
+share of the sets, and a kernel per phase (the threshold at 0), two rounds.
 """
 import argparse
 import pathlib
@@ -23,12 +24,14 @@ p = argparse.ArgumentParser()
 p.add_argument("--gib", type=float, default=1.0)
 p.add_argument("--batches", default="16,32,48,64,96,128,192,256,315")
 p.add_argument("--reps", type=int, default=30)
+p.add_argument("--blocks", type=int, default=8, help="the one launch's blocks to time beside one")
 a = p.parse_args()
 setup = dlrm_cache(a.gib, warm=QUICK["warm"] if a.gib <= 1 else (1 << 17, 32), progress=False)
 cache, cdfs, offsets = setup["cache"], setup["cdfs"], setup["offsets"]
 b = cache._backend
 tuned = b._small
-print(f"one-block path up to {tuned} keys (tuning); ORDERED_BLOCK {b._oblock}", flush=True)
+print(f"one-launch path up to {tuned} keys in {b._small_blocks} blocks (tuning); ORDERED_BLOCK {b._oblock}",
+      flush=True)
 
 
 def measure(batch: int, seed: int) -> tuple[float, float, float]:
@@ -66,13 +69,24 @@ def measure(batch: int, seed: int) -> tuple[float, float, float]:
     return np.median(ret) * 1e6, np.median(done) * 1e6, float(np.median(gpu))
 
 
+blocks_tuned = b._small_blocks
+
+
+def path(small: int, blocks: int) -> None:
+    b._small, b._small_blocks = small, blocks
+    b._ordered = None  # the scratch again, with a region for each block
+    b.reserve(1 << 15)
+
+
+variants = [(tuned, 1, "one block")] + ([(tuned, a.blocks, f"{a.blocks} blocks")] if a.blocks > 1 else []) + \
+    [(0, 1, "a kernel a phase")]
 for batch in map(int, a.batches.split(",")):
     n = batch * 26
     for rnd in range(2):
-        for small, label in ((tuned, "one block"), (0, "a kernel a phase")):
-            b._small = small
+        for small, blocks, label in variants:
+            path(max(small, n) if small else 0, blocks)  # the one launch forced for every size here
             r, d, g = measure(batch, 1000 * rnd + batch)
             print(f"batch {batch:>4} ({n:>5} keys) {label:<17} round {rnd}: eager returns {r:6.1f} us, done {d:6.1f} us;"
                   f" graph replay GPU {g:6.1f} us", flush=True)
-    b._small = tuned
+path(tuned, blocks_tuned)
 cache.close()
