@@ -69,7 +69,8 @@ def check_keys(keys: Any, name: str = "keys", xp: Any = np, reserved: bool = Tru
     if type(keys) is np.ndarray and keys.dtype == _INT64 and keys.ndim == 1 and keys.flags.c_contiguous:
         # already what is asked for (a server's batches are): the reserved-key check alone, compiled
         if xp is np:
-            if reserved and keys.shape[0] and _any_reserved(keys):
+            # one key (a cache's one-key miss asks its tier for one): a compare, not a compiled call
+            if reserved and keys.shape[0] and (keys[0] <= _LOCKED if keys.shape[0] == 1 else _any_reserved(keys)):
                 raise_reserved(keys, name)
             return keys
     elif xp is not np and type(keys) is xp.ndarray and keys.dtype == _INT64 and keys.ndim == 1 and \

@@ -123,6 +123,12 @@ class Cache:
         self._ways = int(ways)
         self._num_sets = num_sets_for(int(capacity), self._ways)
         self._admission = self._admission.sized(self._num_sets * self._ways)  # a sketch sized to the cache
+        # the policies' traits the lookup path reads, read once (they are fixed; read at each call they
+        # cost a tenth of a microsecond apiece of a one-key miss, issue 22's CPU bar)
+        self._inserts = bool(self._policy.inserts_on_lookup)
+        self._refuse_below_min = bool(self._admission.refuse_below_min)
+        self._victim_mode = self._admission.victim_mode()
+        self._compares_victim = bool(self._admission.compares_victim)
         default = np.asarray(default, dtype=np.float64)
         if default.shape not in ((), (1,), (self._dim,)):
             raise ConfigError(f"default must be a number or an array of shape ({self._dim},), got shape {default.shape}")
@@ -349,7 +355,7 @@ class Cache:
 
     def _finish(self, batch: Stats) -> None:
         self._last_ordered = False
-        batch.occupancy = self._size / self.capacity
+        batch.occupancy = self._size / (self._num_sets * self._ways)  # self.capacity, without its call
         self._stats.add(batch)
 
     def _place(self, keys, counts, rows, admit, refuse_below_min, batch: Stats, compares_victim: int = 0,
@@ -357,11 +363,11 @@ class Cache:
         chance = chances(self._backend.xp, self._reached) if compares_victim == 3 else None
         self._backend.insert_and_evict(keys, counts, rows, admit, refuse_below_min, compares_victim, protect,
                                        chance)
-        n = self._backend.tally()
-        batch.insertions += int(n[INSERTED] + n[EVICTED])
-        batch.evictions += int(n[EVICTED])
-        batch.refusals += int(n[REFUSED])
-        self._size += int(n[INSERTED])
+        n = self._backend.tally().tolist()  # plain ints in one call, not an int() of each entry
+        batch.insertions += n[INSERTED] + n[EVICTED]
+        batch.evictions += n[EVICTED]
+        batch.refusals += n[REFUSED]
+        self._size += n[INSERTED]
 
     def _fetch(self, keys):
         """Rows of unique ``keys`` from the tier, default where absent: ``(rows, present, absent)``, the
@@ -378,7 +384,10 @@ class Cache:
                 if self._source() is not None:
                     return (*self._tier.gather_to_device(keys, b.default), None)
         rows, present = self._tier.get_many(b.to_host(keys))
-        absent = present.shape[0] - int(np.count_nonzero(present))
+        if present.shape[0] == 1:  # one key (a one-key miss): its flag, not a count over the array
+            absent = 0 if present[0] else 1
+        else:
+            absent = present.shape[0] - int(np.count_nonzero(present))
         if absent:
             rows[~present] = self._default
         return b.to_device(rows), b.to_device(present), absent
@@ -509,10 +518,15 @@ class Cache:
                 b = self._backend
                 if not (self._closed or self._pending is not None or self._inflight is not None or
                         self._unabsorbed or self._device_pending or b.capturing()):
-                    # int64 host keys: their reserved-key check is the probe's (plan.reserved), a pass fewer
-                    keys = check_keys(keys, xp=b.xp, reserved=b.checks_reserved_keys and not (
-                        type(keys) is np.ndarray and keys.dtype == _INT64))
-                    return self._lookup(keys, 0, keys.shape[0], b.new_rows(keys.shape[0]), None)
+                    if type(keys) is np.ndarray and keys.dtype == _INT64:
+                        # int64 host keys: their reserved-key check is the probe's (plan.reserved), a pass
+                        # fewer; already as the host backend takes them, they are not checked at all
+                        if not (keys.ndim == 1 and keys.flags.c_contiguous and b.xp is np):
+                            keys = check_keys(keys, xp=b.xp, reserved=False)
+                    else:
+                        keys = check_keys(keys, xp=b.xp, reserved=b.checks_reserved_keys)
+                    n = keys.shape[0]
+                    return self._lookup(keys, 0, n, b.new_rows(n), None)
         with self._lock, self._backend.on_stream(stream):
             self._check_open("lookup", absorb=False)
             b = self._backend
@@ -651,7 +665,7 @@ class Cache:
                 batch.invalid = invalid
             placement = None
             if misses:
-                admitting = self._policy.inserts_on_lookup and self._admission.admit_batch(batch.hits, n)
+                admitting = self._inserts and self._admission.admit_batch(batch.hits, n)
                 if source is not None and not admitting:
                     # every missed row is in out already and nothing is placed: the counts alone, no sort
                     unique, absent = b.count_source_misses(keys, slots, misses)
@@ -663,14 +677,13 @@ class Cache:
             raise
         # everything that can fail has run; from here on the cache changes
         plan.commit()
-        if self._admission.compares_victim:
+        if self._compares_victim:
             self._count_hits(keys, plan.slots)
         if placement is not None:  # with none admitted every outcome is "not admitted": nothing to place
             if self._defer_at is not None and batch.hits >= self._defer_at * n:
                 self._pending = (*placement, protect)  # HitRateDeferred: placed when the next operation begins
             else:
-                self._place(*placement, self._admission.refuse_below_min, batch, self._admission.victim_mode(),
-                            protect)
+                self._place(*placement, self._refuse_below_min, batch, self._victim_mode, protect)
         self._finish(batch)
         return out
 

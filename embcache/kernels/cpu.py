@@ -48,6 +48,9 @@ _NO_SKIP = np.zeros(0, np.bool_)  # hand_walk's skip when every way is seen
 _NO_PROTECT = np.zeros(0, np.int64)  # insert_and_evict_cpu's protect and ranks when nothing is protected
 _NO_MISSES = np.zeros(0, np.int64)  # a plan's missed when every key hit (read only, never written)
 _ZERO_1, _ONE_1 = np.zeros(1, np.int64), np.ones(1, np.int64)  # copied for a one-key batch's unique()
+#: keys a placement may have to take the one-call path (insert_tally_cpu): a small batch's placement costs
+#: mostly its dispatch, a larger one's its keys
+_SMALL_PLACEMENT = 64
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -655,7 +658,10 @@ def _policy_module_text(new_score: str, hit_score: str, age_score: str = "score"
 
 
 # appended to each policy module (its hit_fn, the rule; the rest is this module's): the host lookup's
-# probe and, when every key hit, its gather and touch, as one compiled call (probe_and_touch)
+# probe and, when every key hit, its gather and touch, as one compiled call (probe_and_touch); and the
+# placement of a batch that no sketch, lookahead or table chance takes part in, with its tally, as one
+# call of 12 arguments where it was two of 21 (a Numba call costs ~0.05 us an argument: issue 22's bar
+# for a one-key miss)
 _PROBE_TOUCH_TEXT = '''
 
 from embcache.kernels.cpu import probe_and_touch
@@ -666,6 +672,23 @@ def probe_touch_cpu(table_keys, values, ways, keys, out, slots, missed, scores, 
     # CPUBackend.plan_lookup's one call: the probe, then (every key hit, touches) the rows and this
     # rule's touch at clock, else the hits' rows; returns m > 0, -1 - stored, 0, or n + reserved keys
     return probe_and_touch(table_keys, values, ways, keys, out, slots, missed, scores, clock, touches, hit_fn)
+
+
+@numba.njit(nogil=True, cache=True)
+def insert_tally_cpu(table_keys, scores, values, ways, keys, counts, rows, admit, clock, refuse_below_min, hands,
+                     tally):
+    # CPUBackend.insert_and_evict without a sketch, lookahead or table chances: insert_and_evict_cpu with
+    # the stand-ins it then never reads made here, and its outcomes counted into tally (5,) by code
+    n = keys.shape[0]
+    outcome = np.empty(n, np.int8)
+    evicted = np.empty(n, np.int64)
+    none = np.zeros(0, np.int64)
+    insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, admit, clock, refuse_below_min,
+                         outcome, evicted, np.zeros((0, 1), np.int64), np.uint64(0), hands, False, none, none,
+                         none)
+    tally[:] = 0
+    for i in range(n):
+        tally[outcome[i]] += 1
 '''
 
 
@@ -810,7 +833,10 @@ class _LookupPlan(_OncePlan):
         backend = self._end("commit")
         if self._stored < 0:
             # a batch of misses alone stores no score: its touch is left out (a call's cost, no more)
-            backend._tick_and_touch(self.slots if self.missed.shape[0] < self.slots.shape[0] else self.missed[:0])
+            if self.missed.shape[0] < self.slots.shape[0]:
+                backend._tick_and_touch(self.slots)
+            else:
+                backend.tick()
         else:
             backend.clock += 1
             backend.score_writes += self._stored
@@ -868,6 +894,7 @@ class CPUBackend:
         self._gather_touch = None if self._touch is None else module.gather_touch_cpu
         # the probe and (every key hit, _gather_touch set) that pass, in one call (probe_and_touch)
         self._probe_touch = module.probe_touch_cpu
+        self._insert_tally = module.insert_tally_cpu  # insert_and_evict's one call when nothing else takes part
         self._missed = np.empty(1024, np.int64)  # plan_lookup's list of misses, grown to the largest batch
         # the policy's aging pass (Policy.age_period): at every tick to a multiple of the period
         self._age_period = int(policy.age_period) if policy.ages else 0
@@ -990,8 +1017,11 @@ class CPUBackend:
 
     def scatter(self, out: np.ndarray, where: np.ndarray, rows: np.ndarray, inverse: np.ndarray) -> None:
         """``out[where[i]] = rows[inverse[i]]``: missed rows into a lookup's output (``where``, ``inverse``: int64)."""
-        if where.shape[0] == 1:  # one missed key (a one-key lookup): a row copy costs less than the call
-            out[where[0]] = rows[inverse[0]]
+        if where.shape[0] == 1:  # one missed key: a row copy costs less than the call
+            if out.shape[0] == 1 and rows.shape[0] == 1:  # of a one-key lookup: the whole output
+                out[...] = rows
+            else:
+                out[where.item()] = rows[inverse.item()]
         else:
             scatter_cpu(raw(out), where, raw(rows), inverse)
 
@@ -1094,6 +1124,15 @@ class CPUBackend:
         keys of each outcome code.
         """
         n = keys.shape[0]
+        if n <= _SMALL_PLACEMENT and not (compares_victim or protect is not None or chance is not None):
+            # a small batch's common placement (no sketch, lookahead or table chances): one call, tally
+            # included; a larger one takes the general call below, whose extra arguments cost it nothing
+            self._tally = tally = np.zeros(len(OUTCOMES), np.int64)
+            if n:
+                # the clock as a Python int: Numba types it int64 as np.int64's, without making one
+                self._insert_tally(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
+                                   admit, self.clock, bool(refuse_below_min), self._hands_arg, tally)
+            return
         outcome = np.empty(n, np.int8)
         evicted = np.empty(n, np.int64)
         if n:
