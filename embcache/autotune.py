@@ -153,7 +153,8 @@ def autotune(table_gib: float = 2.0, batch: int = 1 << 20, repeat: int = 10, wri
 
 # what autotune does not time, so a rewritten entry keeps it: shapes measured on other GPUs of the
 # architecture, and the stream-ordered miss path's one-block limits (timed by their own diagnostic)
-_UNTIMED = ("devices", "ordered_block", "ordered_small_max", "ordered_small_blocks", "ordered_measured")
+_UNTIMED = ("devices", "ordered_block", "ordered_small_max", "ordered_small_blocks", "ordered_small_max_one_block",
+            "ordered_measured")
 
 
 def _kept(old: dict) -> dict:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import embcache
 from embcache.kernels.gpu import gpu_available
-from embcache.policies import Always, HitRateDeferred
+from embcache.policies import Always, HitRateDeferred, TinyLFU
 from embcache.tiers import HostStore
 
 from .strategies import host, rows_for
@@ -126,17 +126,21 @@ def test_index_rows_applies_gathers_rules_and_counts_the_keys_outside(where):
 
 
 @pytest.mark.parametrize("where", BACKENDS)
-@pytest.mark.parametrize("policy", ["lru", "fifo", "lfu"])
+@pytest.mark.parametrize("policy, admission", [("lru", "always"), ("fifo", "always"), ("lfu", "always"),
+                                               ("lru", "tinylfu")])
 @settings(deadline=None, max_examples=max(5, settings().max_examples // 8))
 @given(batches=st.lists(st.lists(st.integers(-130, 130), max_size=40), min_size=1, max_size=4),
        int32=st.booleans())
-def test_index_rows_on_every_path_equal_the_rules_applied_first(where, policy, int32, batches):
+def test_index_rows_on_every_path_equal_the_rules_applied_first(where, policy, admission, int32, batches):
     """Row numbers of a 100-row table, in and out of range, negative ones too, batch after batch: each
     path (the CPU; the GPU's host path and its stream-ordered lookup, whose probes apply Gather's rules
     as they read the keys) gives the rows, stats and contents of a CPU cache that is given the keys
-    with the rules applied first, and counts the keys outside as invalid."""
-    caches = [make(where, Always(), policy=policy, stored=range(100))]
-    reference = make(("cpu", False), Always(), policy=policy, stored=range(100))
+    with the rules applied first, and counts the keys outside as invalid.  TinyLFU is decided on the
+    host, so over the pinned store the GPU takes its host path with the store's rows read in place:
+    the probe then converts the keys and reads the source in one pass."""
+    rule = (lambda: Always()) if admission == "always" else (lambda: TinyLFU())
+    caches = [make(where, rule(), policy=policy, stored=range(100))]
+    reference = make(("cpu", False), rule(), policy=policy, stored=range(100))
     invalid = 0
     for batch in batches:
         keys = np.array(batch, np.int64)

@@ -58,5 +58,5 @@ def test_an_entry_rewritten_by_autotune_keeps_what_autotune_does_not_time():
 
 def test_the_sm90_one_launch_miss_path_is_the_measured_one():
     # small_max.py on the H200: 8 blocks beat one block and a kernel a phase up to 1,664 keys (26 x 64)
-    assert tuning.ordered_shape("9.0") == (1024, 1664, 8)
-    assert tuning.ordered_shape("8.0") == (1024, 8192, 1)  # an entry without the keys: the defaults
+    assert tuning.ordered_shape("9.0") == (1024, 1664, 8, 1024)
+    assert tuning.ordered_shape("8.0") == (1024, 8192, 1, 8192)  # an entry without the keys: the defaults

@@ -7,7 +7,7 @@ one of them into the ``#define`` the CUDA files use, so no ``.cu`` file retypes 
 import numpy as np
 
 __all__ = ["NOT_ADMITTED", "INSERTED", "EVICTED", "REFRESHED", "REFUSED", "OUTCOMES", "GOLDEN", "STATE",
-           "TOUCH", "TICK", "STATE_WORDS", "ORDERED", "ORD_FIELDS", "FIELDS", "ADMIT",
+           "TOUCH", "TICK", "STATE_WORDS", "ORDERED", "ORD_FIELDS", "ORDERED_WORDS", "FIELDS", "ADMIT",
            "cuda_defines"]
 
 # outcome of each key given to insert_and_evict
@@ -26,8 +26,10 @@ STATE = {
     "STATE_REPLAY_LOOKUPS": 3,  # keys and misses of captured lookups (graph replays), never reset
     "STATE_REPLAY_MISSES": 4,
     "STATE_LISTED": 5,  # list_misses' cursor
-    "STATE_DONE": 6,  # blocks of the running reporting kernel that have finished (the last one reports)
-    "STATE_INVALID": 7,  # a host-path probe's keys that lookup(index_rows=)'s rules replaced
+    "STATE_INVALID": 6,  # a host-path probe's keys that lookup(index_rows=)'s rules replaced
+    # blocks of the running reporting kernel that have finished (the last one reports): past the words a
+    # host-path plan zeroes (STATE_MISSES .. STATE_INVALID), so a plan never resets a running kernel's count
+    "STATE_DONE": 7,
     "STATE_OUTCOMES": 8,  # 5 words: the last insert_and_evict's tally of outcome codes
     "STATE_PUBLISHED": 13,  # words 0 .. 12 go to the host's pinned copy
     "STATE_DISTINCT": 13,  # count_source_misses: distinct missed keys
@@ -40,6 +42,8 @@ STATE = {
 #: this batch's (zeroed when it ends), the totals since the cache was made, and the last batch's.
 ORDERED = {"ORD_BATCH": 16, "ORD_TOTAL": 32, "ORD_LAST": 48}
 ORD_FIELDS = 16
+#: words of the stream-ordered scratch's address array that one block of ordered_small reads (ordered_of)
+ORDERED_WORDS = 15
 #: word F_* of each block; the first F_COUNTERS are counters (added to the totals), then the batch's
 #: cursors and flags
 FIELDS = {
@@ -70,4 +74,4 @@ TICK = {"TICK_NONE": 0, "TICK_ONLY": 1, "TICK_TOUCH": 2}
 
 def cuda_defines() -> dict:
     """The ``#define``s of this module's constants, as C literals, for every CUDA file."""
-    return {"GOLDEN": f"{int(GOLDEN)}ULL", **OUTCOMES, **STATE, **TOUCH, **TICK, **ORDERED, "ORD_FIELDS": ORD_FIELDS, **FIELDS, **ADMIT}
+    return {"GOLDEN": f"{int(GOLDEN)}ULL", **OUTCOMES, **STATE, **TOUCH, **TICK, **ORDERED, "ORD_FIELDS": ORD_FIELDS, "ORDERED_WORDS": ORDERED_WORDS, **FIELDS, **ADMIT}

@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from ..layout import EMPTY_KEY, new_set_state, set_state_width
 from . import _rules
 from ._backend import _OncePlan
-from ._shared import FIELDS, ORDERED, OUTCOMES, STATE, STATE_WORDS, TICK, TOUCH, cuda_defines
+from ._shared import FIELDS, ORDERED, ORDERED_WORDS, OUTCOMES, STATE, STATE_WORDS, TICK, TOUCH, cuda_defines
 from .tuning import launch_shape, ordered_shape, utility_block, vector_bytes
 
 if TYPE_CHECKING:  # the annotations only
@@ -197,7 +197,8 @@ _TOUCH_FLAG = {t: np.int32(t) for t in TOUCH.values()}
 # ordered_small's touch argument (TICK_* of _shared.py), as kernel arguments
 _TICK_NONE, _TICK_ONLY, _TICK_TOUCH = (np.int32(TICK[k]) for k in ("TICK_NONE", "TICK_ONLY", "TICK_TOUCH"))
 _NULL = np.uint64(0)  # a null pointer argument
-_NO_RAW = (_NULL, np.int32(8), np.int64(0), _NULL, np.int32(0))  # probe_gather_source's keys need no converting
+# probe_gather_source's keys need no converting (no word counts invalid keys then: -1)
+_NO_RAW = (_NULL, np.int32(8), np.int64(0), _NULL, np.int32(-1))
 _NO_SOURCE = (_NULL, np.int64(0), _NULL, np.int32(1))  # a source of no keys: the probe only converts raw keys
 # the state word that counts the keys Gather's rules replaced: a stream-ordered batch's counter, or the
 # host path's (published with the probe's counts, so that reading it needs no wait of its own)
@@ -350,7 +351,9 @@ class GPUBackend:
         self._blocks = resident_blocks(self.device_id)
         self._ublock = utility_block(self.compute_capability)  # threads a block of every other kernel
         self._external: dict = {}  # raw stream handle -> its CuPy wrapper (on_stream)
-        self._oblock, self._small, self._small_blocks = ordered_shape(self.compute_capability)  # the fused miss path's
+        # the fused miss path's block, the batches it takes in several blocks and in one, and how many blocks
+        self._oblock, self._small, self._small_blocks, self._small_one = ordered_shape(self.compute_capability)
+        self._small_blocks = min(self._small_blocks, self._blocks)
         self._utility = (self._ublock,)
         self._hits_change_scores = policy.hit_changes_score
         # an idempotent hit rule without count (LRU's clock, SIEVE's visited bit) gives every occurrence
@@ -522,8 +525,10 @@ class GPUBackend:
         With ``scratch`` both live in a buffer that the next scratch probe reuses (one call's use only).
         With a ``source`` (see ``plan_lookup``) a missed key found there gets a slot below -1, and its
         row is copied from there in the same pass.  ``found``: a bool array that gets ``slot >= 0``.
-        ``raw`` (with a source): ``(raw keys, key bytes, index rows)``, the keys as a stream-ordered
-        lookup's caller gave them, which the probe converts (Gather's rules) into ``keys`` as it reads.
+        ``raw``: ``(raw keys, key bytes, index rows, converted, invalid word)``, the keys as the caller
+        gave them, which the probe converts (Gather's rules) into ``converted`` (the ``keys`` argument)
+        as it reads, counting the replaced ones into state word ``invalid word``; with no ``source`` the
+        probe reads no source (the host path's ``lookup(index_rows=)`` over a host tier).
         ``launch``: another ``_probe_launch`` than the backend's (query's).
         """
         n = keys.shape[0]
@@ -703,17 +708,21 @@ class GPUBackend:
         """``(words, o)``: the ORDERED_WORDS addresses and figures of scratch ``o`` in ordered_of's order."""
         ptr = lambda a: a.data.ptr  # noqa: E731
         cells = o["cells"] if cells is None else cells
-        return np.array([
+        words = np.array([
             ptr(o["slots"]), ptr(o["hkeys"]), ptr(o["hcount"]), ptr(o["hlast"]), cells - 1,
             ptr(o["ukeys"]), ptr(o["ucell"]), ptr(o["ucount"]), ptr(o["uat"]), ptr(o["uadmit"]),
-            ptr(o["gsets"]), ptr(o["ghead"]), ptr(o["unext"]), ptr(o["gcells"]), self.num_sets], np.uint64), o
+            ptr(o["gsets"]), ptr(o["ghead"]), ptr(o["unext"]), ptr(o["gcells"]), self.num_sets], np.uint64)
+        assert words.shape[0] == ORDERED_WORDS  # ordered_small's block b reads its words at b * ORDERED_WORDS
+        return words, o
 
     def reserve(self, max_batch: int, deferred: bool = False) -> None:
         """Make the scratch of a stream-ordered lookup of up to ``max_batch`` keys, and compile its kernels.
 
         About ``170 * max_batch`` bytes of device memory (the tables of distinct misses
         and of sets are twice the batch, rounded up to a power of two), plus a row a
-        key with ``deferred`` (the rows a deferred insertion keeps).  Call outside a
+        key with ``deferred`` (the rows a deferred insertion keeps), plus about
+        ``150 * min(max_batch, small batch)`` bytes for each further block of the small
+        batch's launch (none with a sketch or ``deferred``).  Call outside a
         CUDA graph capture: ``lookup_ordered`` under capture never allocates.  A
         scratch that grows keeps what a deferred insertion still needs.
         """
@@ -743,9 +752,10 @@ class GPUBackend:
         ords["stash"] = cupy.empty(max_batch * self.row_bytes, cupy.uint8) if deferred else None
         # the scratch's addresses, in the order of ordered.cu's ordered_of: one kernel argument for all;
         # then, for each further block of the small batch's kernel, its own tables and lists (sized for
-        # the small batch) beside the probe's slots: ordered_small's block b reads words b * 15 ...
+        # the small batch) beside the probe's slots: ordered_small's block b reads words b * ORDERED_WORDS
+        # on.  None where the batch always takes one block (a sketch, a deferred insertion)
         words = [self._ordered_words(ords, cells)]
-        for _ in range(1, self._small_blocks):
+        for _ in range(1, 1 if self.sketch is not None or deferred else self._small_blocks):
             words.append(self._ordered_words(self._ordered_region(ords["slots"], min(max_batch, self._small)),
                                              None))
         ords["regions"] = words[1:]  # their arrays, kept alive as long as the words point at them
@@ -810,7 +820,10 @@ class GPUBackend:
             # the probe reads the caller's keys, applies Gather's rules, writes the int64 keys that the
             # kernels after it read (no launch of its own: the plugin's enqueue costs what a lookup does)
             raw, keys = (keys, _KEY_BYTES[keys.dtype.itemsize], _i64(index_rows), converted, _ORDERED_INVALID), converted
-        small = 0 < n <= self._small  # one launch after the probe: every phase in one block
+        # a block a share of the sets, but one where a sketch's estimates or a deferred batch's rows need the
+        # whole batch in one place; one launch after the probe for a small batch (one block takes fewer keys)
+        blocks = self._small_blocks if self.sketch is None and defer_at < 0 else 1
+        small = 0 < n <= (self._small if blocks > 1 else self._small_one)
         tick = _TICK_NONE
         if self._probe_touches and n:
             self._probe(keys, out, True, replay=True, touch=_TOUCH_ALWAYS, source=source, slots=slots, raw=raw)
@@ -827,9 +840,6 @@ class GPUBackend:
         sketch = self.sketch
         if small:
             depth, width = (0, 0) if sketch is None else sketch.shape
-            # a block a share of the sets, but one where a sketch's estimates or a deferred batch's rows
-            # need the whole batch in one place
-            blocks = self._small_blocks if sketch is None and defer_at < 0 else 1
             self._k["ordered_small"]((blocks,), (self._oblock,), batch + (
                 self.table, self._digests_arg, self.values, out, stash, _NULL if sketch is None else sketch,
                 np.int32(depth), _i64(width), self._sketch_seed, _i64(sketch_threshold), tick, self.state))

@@ -20,9 +20,10 @@ entry), which a GPU of that name takes instead of the entry's own.
 
 Each entry also has ``utility_block``: threads per block of every other kernel (the
 grid-stride utility kernels: insertion, unique, writes, sketch, the miss list, the touch).
-Optional ``ordered_block`` / ``ordered_small_max`` / ``ordered_small_blocks`` (default
-1024 / 8192 / 1, see :func:`ordered_shape`) size the stream-ordered lookup's fused miss
-path, and ``ordered_measured`` says where they were timed; ``embcache autotune`` keeps them.
+Optional ``ordered_block`` / ``ordered_small_max`` / ``ordered_small_blocks`` /
+``ordered_small_max_one_block`` (see :func:`ordered_shape`) size the stream-ordered
+lookup's fused miss path, and ``ordered_measured`` says where they were timed;
+``embcache autotune`` keeps them.
 
 Entries with ``"measured": null`` are starting points that nobody has timed on
 that architecture; ``embcache autotune`` measures the candidates on the GPU at
@@ -61,17 +62,19 @@ def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = N
     raise ValueError(f"tuning entry {cc} has no shape for {row_bytes}-byte rows")
 
 
-def ordered_shape(compute_capability: str, table: dict | None = None) -> tuple[int, int, int]:
-    """``(block, max_keys, blocks)`` of the stream-ordered lookup's fused miss path on a GPU of
-    ``compute_capability``: a batch of up to ``max_keys`` keys runs its miss path in one launch of
-    ``blocks`` blocks of ``block`` threads (each block the sets of its share, barriers between phases),
-    a longer one as a kernel per phase.  Entries without the keys ``ordered_block`` /
-    ``ordered_small_max`` / ``ordered_small_blocks`` take 1024 / 8192 / 1."""
+def ordered_shape(compute_capability: str, table: dict | None = None) -> tuple[int, int, int, int]:
+    """``(block, max_keys, blocks, max_keys_one_block)`` of the stream-ordered lookup's fused miss path on
+    a GPU of ``compute_capability``: a batch of up to ``max_keys`` keys runs its miss path in one launch of
+    ``blocks`` blocks of ``block`` threads (each block the sets of its share, barriers between phases), a
+    longer one as a kernel per phase; a lookup whose batch must stay in one block (a sketch, a deferred
+    insertion) takes the one launch up to ``max_keys_one_block``.  Entries without the keys
+    ``ordered_block`` / ``ordered_small_max`` / ``ordered_small_blocks`` / ``ordered_small_max_one_block``
+    take 1024 / 8192 / 1 / ``ordered_small_max``."""
     cc, entry = _entry(compute_capability, table)
     block, most = int(entry.get("ordered_block", 1024)), int(entry.get("ordered_small_max", 8192))
-    blocks = int(entry.get("ordered_small_blocks", 1))
-    if block <= 0 or block % 32 or block > 1024 or most < 0 or not 1 <= blocks <= 64:
+    blocks, one = int(entry.get("ordered_small_blocks", 1)), int(entry.get("ordered_small_max_one_block", most))
+    if block <= 0 or block % 32 or block > 1024 or most < 0 or one < 0 or blocks < 1:
         raise ValueError(f"tuning entry {cc} has ordered_block {block}, ordered_small_max {most}, "
-                         f"ordered_small_blocks {blocks}: give a multiple of 32 up to 1024, a number of keys and "
-                         "1 to 64 blocks")
-    return block, most, blocks
+                         f"ordered_small_blocks {blocks}, ordered_small_max_one_block {one}: give a multiple of 32 "
+                         "up to 1024, numbers of keys and at least one block")
+    return block, most, blocks, one

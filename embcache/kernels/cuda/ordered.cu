@@ -14,8 +14,8 @@
 //
 // A large batch runs each phase as its own kernel (grid-stride, a grid the host sizes from the batch
 // length n alone; counts only the device knows, distinct misses u and sets m, are read from the state
-// words).  A small one runs them all in ordered_small, one block, a barrier between phases: one
-// launch instead of six.  The scratch tables are all zero between batches: each phase that empties a
+// words).  A small one runs them all in ordered_small, one launch of blocks that each own a share of
+// the sets, a barrier between phases: one launch instead of six.  The scratch tables are all zero between batches: each phase that empties a
 // cell puts it back, so no memset is needed and a captured graph replays from a clean state.
 //
 // Counter words: state[ORD_BATCH + F_*] this batch, state[ORD_TOTAL + F_*] since the cache was made,
@@ -27,7 +27,6 @@
 #include "touch.cuh"  // the hits' scores, fused into a small batch
 
 #define BATCH(f) state[ORD_BATCH + (f)]
-#define ORDERED_WORDS 15  // the scratch's addresses and figures a block of ordered_small reads (ordered_of)
 
 __device__ __forceinline__ unsigned long long* word(i64* state, int w) {
     return reinterpret_cast<unsigned long long*>(state + w);

@@ -19,7 +19,8 @@ a = p.parse_args()
 tuned = gpu.ordered_shape
 for rnd in range(a.rounds):
     for blocks in (1, a.blocks):
-        gpu.ordered_shape = lambda cc, table=None, blocks=blocks: tuned(cc, table)[:2] + (blocks,)
+        # (block, max keys, blocks, max keys in one block): this run's blocks
+        gpu.ordered_shape = lambda cc, table=None, blocks=blocks: tuned(cc, table)[:2] + (blocks,) + tuned(cc, table)[3:]
         for args in ((), (0.1,), (0.1, True)):
             row = g.latency_row(128, 1024, 20, *args)
             print(f"round {rnd}, {blocks} block(s): {row['case']}: GPU {row['gpu_us']:.1f} us (graph replay), "

@@ -73,7 +73,7 @@ blocks_tuned = b._small_blocks
 
 
 def path(small: int, blocks: int) -> None:
-    b._small, b._small_blocks = small, blocks
+    b._small, b._small_blocks, b._small_one = small, blocks, small  # one block up to the same size here
     b._ordered = None  # the scratch again, with a region for each block
     b.reserve(1 << 15)
 
