@@ -144,6 +144,39 @@ def test_stream_ordered_lookups_equal_the_host_path(policy, admission, path):
         assert_same_state(cpu, ordered)
 
 
+@pytest.mark.parametrize("policy", ["lru", "lfu", "sieve"])
+def test_the_small_launchs_regions_grow_and_old_graphs_keep_theirs(policy):
+    """The small batch's per-block scratch regions, sized for min(max_batch, small): a cache made for 4 keys
+    grows its scratch batch after batch (3, 40, exactly the small path's most keys, one more: a kernel a
+    phase), the rows and state equal the CPU's after each; then a graph captured before the growth
+    replays on new keys and still equals the CPU."""
+    import cupy
+
+    rng = np.random.default_rng(11)
+    stored = np.arange(0, 6000, dtype=np.int64)
+    cpu, _, ordered = caches(256, 8, policy, "always", 8, stored, pinned=(False, False, True), max_batch=4)
+    force_miss_path(ordered, "one-launch-8-blocks", 4)
+    small = ordered._backend._small
+    keys = cupy.zeros(4, cupy.int64)
+    out = cupy.empty((4, 8), cupy.float32)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        global_capture(stream)
+        ordered.lookup(keys, out=out)
+        graph = stream.end_capture()
+    for size in (3, 40, small, small + 1, 7):
+        batch = np.minimum(rng.zipf(1.2, size), 6500).astype(np.int64)  # some keys no tier holds
+        assert host(ordered.lookup(batch)).tobytes() == cpu.lookup(batch).tobytes(), size
+        assert_same_state(cpu, ordered)
+    for _ in range(3):  # the old graph reads the scratch it was captured with, which the growth kept
+        batch = rng.integers(0, 6500, 4).astype(np.int64)
+        keys.set(batch, stream=stream)
+        graph.launch(stream)
+        stream.synchronize()
+        assert out.get().tobytes() == cpu.lookup(batch).tobytes()
+        assert_same_state(cpu, ordered)
+
+
 def test_a_lookup_that_needs_the_host_raises_under_capture():
     """An ordinary (unpinned) store: no source the GPU reads, so the captured lookup would need the host."""
     import cupy
