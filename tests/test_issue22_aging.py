@@ -249,20 +249,13 @@ def test_gpu_ages_as_the_cpu_on_both_lookup_paths(policy):
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and CuPy")
 def test_a_captured_lookup_ages_on_the_replays_that_reach_a_multiple():
-    import cupy
 
     from .test_gpu import assert_same_state
-    from .test_ordered import caches, global_capture
+    from .test_ordered import captured_lookup, caches
 
     stored = np.arange(0, 300, dtype=np.int64)
     cpu, _, captured = caches(64, 8, LFUAgedEvery3, "always", 4, stored, max_batch=6)
-    keys = cupy.zeros(6, cupy.int64)
-    out = cupy.empty((6, 8), cupy.float32)
-    stream = cupy.cuda.Stream(non_blocking=True)
-    with stream:
-        global_capture(stream)
-        captured.lookup(keys, out=out)
-        graph = stream.end_capture()
+    keys, out, stream, graph = captured_lookup(captured, 6, 8)
     rng = np.random.default_rng(2)
     for _ in range(8):  # clocks 1 .. 8: the replays at 3 and 6 age
         batch = rng.integers(0, 40, 6).astype(np.int64)

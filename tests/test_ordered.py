@@ -63,6 +63,21 @@ def refused_under_capture(cache, keys, out, match: str) -> None:
         stream.end_capture()
 
 
+def captured_lookup(cache, n: int, dim: int):
+    """``(keys, out, stream, graph)``: ``cache.lookup(keys, out=out)`` of ``n`` keys captured on a new
+    non-blocking stream in global mode; copy keys into ``keys`` and launch ``graph`` on ``stream`` to replay."""
+    import cupy
+
+    keys = cupy.zeros(n, cupy.int64)
+    out = cupy.empty((n, dim), cupy.float32)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        global_capture(stream)
+        cache.lookup(keys, out=out)
+        graph = stream.end_capture()
+    return keys, out, stream, graph
+
+
 def global_capture(stream):
     """Begin capturing ``stream`` in cudaStreamCaptureModeGlobal: any synchronizing or allocating call
     (from any thread) while it captures is an error, so a path that waits for the host fails here."""
@@ -103,13 +118,7 @@ def test_captured_replays_equal_uncaptured_lookups_and_the_cpu(policy, admission
     cpu, plain, captured = caches(capacity, dim, policy, admission, ways, stored, max_batch=max(n, 1))
     for cache in (plain, captured):
         force_miss_path(cache, path, max(n, 1))
-    keys = cupy.zeros(n, cupy.int64)
-    out = cupy.empty((n, dim), cupy.float32)
-    stream = cupy.cuda.Stream(non_blocking=True)
-    with stream:
-        global_capture(stream)
-        captured.lookup(keys, out=out)
-        graph = stream.end_capture()
+    keys, out, stream, graph = captured_lookup(captured, n, dim)
     for step in range(data.draw(st.integers(1, 6), label="replays")):
         batch = np.array(data.draw(st.lists(st.sampled_from(universe), min_size=n, max_size=n)), np.int64)
         keys.set(batch, stream=stream)
@@ -150,20 +159,13 @@ def test_the_small_launchs_regions_grow_and_old_graphs_keep_theirs(policy):
     grows its scratch batch after batch (3, 40, exactly the small path's most keys, one more: a kernel a
     phase), the rows and state equal the CPU's after each; then a graph captured before the growth
     replays on new keys and still equals the CPU."""
-    import cupy
 
     rng = np.random.default_rng(11)
     stored = np.arange(0, 6000, dtype=np.int64)
     cpu, _, ordered = caches(256, 8, policy, "always", 8, stored, pinned=(False, False, True), max_batch=4)
     force_miss_path(ordered, "one-launch-8-blocks", 4)
     small = ordered._backend._small
-    keys = cupy.zeros(4, cupy.int64)
-    out = cupy.empty((4, 8), cupy.float32)
-    stream = cupy.cuda.Stream(non_blocking=True)
-    with stream:
-        global_capture(stream)
-        ordered.lookup(keys, out=out)
-        graph = stream.end_capture()
+    keys, out, stream, graph = captured_lookup(ordered, 4, 8)
     for size in (3, 40, small, small + 1, 7):
         batch = np.minimum(rng.zipf(1.2, size), 6500).astype(np.int64)  # some keys no tier holds
         assert host(ordered.lookup(batch)).tobytes() == cpu.lookup(batch).tobytes(), size
