@@ -41,7 +41,8 @@ def fill_every_set(cache: embcache.Cache, seed: int = 0) -> None:
 
 
 def kernel(cache: embcache.Cache, name: str) -> Any:
-    """The backend's compiled CUDA kernel ``name`` (one of ``embcache.kernels.gpu.FAMILIES``)."""
+    """The backend's launcher of CUDA kernel ``name`` (one of ``embcache.kernels.gpu.FAMILIES``): called as a CuPy
+    kernel is; ``.kernel`` is the compiled CuPy kernel."""
     return backend(cache)._k[name]
 
 

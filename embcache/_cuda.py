@@ -6,9 +6,13 @@ either knowing the other.  Nothing compiles at import time.
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import pathlib
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .errors import MissingDependencyError
 from .layout import EMPTY_KEY, LOCKED_KEY, MAX_SCORE, MIX_M1, MIX_M2
@@ -19,7 +23,7 @@ if TYPE_CHECKING:  # the annotations only
     import cupy
 
 __all__ = ["require_cupy", "gpu_available", "compile_source", "launch_grid", "resident_blocks", "vector_bytes",
-           "layout_defines", "SHARED_INCLUDE"]
+           "layout_defines", "SHARED_INCLUDE", "Launcher"]
 
 #: headers every .cu file may include (``layout.cuh``: the key types, splitmix64, the sentinels)
 SHARED_INCLUDE = pathlib.Path(__file__).with_name("cuda_shared")
@@ -96,6 +100,83 @@ def compile_source(path: str | pathlib.Path, defines: dict, include_dirs: tuple 
     path = pathlib.Path(path)
     dirs = tuple(str(d) for d in (path.parent, SHARED_INCLUDE, *include_dirs))
     return _module(cupy.cuda.Device().id, str(path), tuple(sorted(defines.items())), dirs)
+
+
+# the C type of each NumPy scalar type a kernel argument may be (as CuPy passes them); an argument of another
+# type (a Python number, say) makes that launch go through CuPy's own ``RawKernel.__call__``
+_CELLS = {np.int32: ctypes.c_int32, np.int64: ctypes.c_int64, np.uint64: ctypes.c_uint64, np.uint32: ctypes.c_uint32,
+          np.float64: ctypes.c_double, np.float32: ctypes.c_float}
+
+
+class Launcher:
+    """A CuPy ``RawKernel`` launched by the driver (``cuLaunchKernel``) from arguments packed in place.
+
+    Called as the kernel is, ``launcher(grid, block, args)``, on CuPy's current stream.  CuPy converts
+    every argument on every launch (14 us for the probe's 25 arguments on the H200 machine, against 5 us
+    for the driver's launch itself: benchmarks/results/profiles/h200-2026-12-02-host/): a small stream-ordered
+    lookup is two launches and mostly host time.  Here each argument has a C cell that keeps its value,
+    and a launch rewrites only the cells whose argument is not the object the last launch got (arrays
+    and the scalars that backends make once stay as they are).  Device arrays pass their data pointer and
+    NumPy scalars their value, as CuPy passes them; a launch with any other argument type is CuPy's.
+    One launch at a time (a lock): backends in several threads may share one compiled kernel.  ``kernel``
+    is the CuPy kernel itself.
+    """
+
+    __slots__ = ("_cells", "_function", "_last", "_launch", "_lock", "_ndarray", "_params", "_stream", "_types",
+                 "kernel")
+
+    def __init__(self, kernel: Any) -> None:
+        cupy = require_cupy()
+        self.kernel = kernel
+        self._function = kernel.kernel.ptr  # loads the kernel for the current device (the caller's)
+        self._lock = threading.Lock()
+        self._last: tuple = ()
+        self._types: tuple = ()
+        self._cells: list = []
+        self._params = None
+        self._launch = cupy.cuda.driver.launchKernel
+        self._ndarray = cupy.ndarray
+        self._stream = cupy.cuda.get_current_stream
+
+    def __call__(self, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
+        ndarray = self._ndarray
+        with self._lock:
+            last, cells, types = self._last, self._cells, self._types
+            if len(args) != len(last) or not self._write(args, last, cells, types, ndarray):
+                if not self._pack(args, tuple(map(type, args))):
+                    self._types, self._last = (), ()
+                    self.kernel(grid, block, args, shared_mem=shared_mem)
+                    return
+                self._write(args, self._last, self._cells, self._types, ndarray)
+            self._last = args
+            gx, gy, gz = grid if len(grid) == 3 else (tuple(grid) + (1, 1))[:3]
+            bx, by, bz = block if len(block) == 3 else (tuple(block) + (1, 1))[:3]
+            self._launch(self._function, gx, gy, gz, bx, by, bz, shared_mem, self._stream().ptr,
+                         ctypes.addressof(self._params), 0)
+
+    @staticmethod
+    def _write(args: tuple, last: tuple, cells: list, types: tuple, ndarray: type) -> bool:
+        """Rewrite the cells of the arguments that changed; False at one whose type changed (repack)."""
+        for i, x in enumerate(args):
+            if x is not last[i]:
+                t = type(x)
+                if t is not types[i]:
+                    return False
+                cells[i].value = x.data.ptr if t is ndarray else x.item()
+        return True
+
+    def _pack(self, args: tuple, types: tuple) -> bool:
+        """New cells for arguments of ``types``; False (and nothing packed) if one has no C cell here."""
+        cells = []
+        for t in types:
+            cell = ctypes.c_void_p if t is self._ndarray else _CELLS.get(t)
+            if cell is None:
+                return False
+            cells.append(cell())
+        self._cells, self._types = cells, types
+        self._params = (ctypes.c_void_p * max(1, len(cells)))(*[ctypes.addressof(c) for c in cells])
+        self._last = (object(),) * len(args)  # every cell is written below
+        return True
 
 
 def launch_grid(threads: int, block: int) -> int:

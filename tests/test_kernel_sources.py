@@ -234,7 +234,9 @@ def test_gpu_kernels_compile_per_family_on_first_use_and_once():
     cache.insert(np.arange(10, dtype=np.int64), np.ones((10, 8), np.float32))
     assert {"insert_and_evict", "sets_of"} <= set(b._k) and "sketch_add" not in b._k
     other = embcache.Cache(64, 8, "lfu", backend="gpu")
-    assert other._backend._k["probe_gather"] is b._k["probe_gather"]  # memoized per device and configuration
+    # the compiled kernel is memoized per device and configuration; each backend launches it with its own launcher
+    assert other._backend._k["probe_gather"].kernel is b._k["probe_gather"].kernel
+    assert other._backend._k["probe_gather"] is not b._k["probe_gather"]
     other.close()
     cache.close()
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._cuda import compile_source, gpu_available, launch_grid, layout_defines, require_cupy, resident_blocks
+from .._cuda import Launcher, compile_source, gpu_available, launch_grid, layout_defines, require_cupy, resident_blocks
 from .._dtypes import raw
 from .._source import INDEX_LAYOUTS, DeviceSource
 from ..errors import ConfigError
@@ -170,8 +170,14 @@ class _Kernels(dict):
         self._device_id, self._config = device_id, config
 
     def __missing__(self, name: str):
-        kernel = self[name] = _FACTORIES[name](self._device_id, self._config)
+        # the compiled kernel is shared (memoized per device and configuration); its launcher, which keeps
+        # the last launch's arguments packed, is this backend's own
+        with self._device():
+            kernel = self[name] = Launcher(_FACTORIES[name](self._device_id, self._config))
         return kernel
+
+    def _device(self):
+        return require_cupy().cuda.Device(self._device_id)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -1041,3 +1047,6 @@ class GPUBackend:
         self.table = self.keys = self.scores = self.values = self.sketch = self.digests = self._scratch = None
         self.hands = None
         self._ordered, self._kept = None, []
+        for launch in (self._launch, self._query_launch):
+            if launch is not None:
+                launch._k.clear()  # the launchers hold their last launch's arguments
