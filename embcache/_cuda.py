@@ -118,12 +118,13 @@ class Launcher:
     and a launch rewrites only the cells whose argument is not the object the last launch got (arrays
     and the scalars that backends make once stay as they are).  Device arrays pass their data pointer and
     NumPy scalars their value, as CuPy passes them; a launch with any other argument type is CuPy's.
-    One launch at a time (a lock): backends in several threads may share one compiled kernel.  ``kernel``
-    is the CuPy kernel itself.
+    Comparing by identity is sound because the launcher keeps the last launch's arguments referenced
+    (until the next launch; a backend drops its launchers when it is released).  One launch at a time
+    (a lock), should two threads share a launcher.  ``kernel`` is the CuPy kernel itself.
     """
 
-    __slots__ = ("_cells", "_function", "_last", "_launch", "_lock", "_ndarray", "_params", "_stream", "_types",
-                 "kernel")
+    __slots__ = ("_address", "_cells", "_function", "_last", "_launch", "_lock", "_ndarray", "_params", "_stream",
+                 "_types", "kernel")
 
     def __init__(self, kernel: Any) -> None:
         cupy = require_cupy()
@@ -134,48 +135,51 @@ class Launcher:
         self._types: tuple = ()
         self._cells: list = []
         self._params = None
+        self._address = 0
         self._launch = cupy.cuda.driver.launchKernel
         self._ndarray = cupy.ndarray
-        self._stream = cupy.cuda.get_current_stream
+        self._stream = getattr(cupy.cuda.stream, "get_current_stream_ptr", None) or (
+            lambda: cupy.cuda.get_current_stream().ptr)
 
     def __call__(self, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
         ndarray = self._ndarray
         with self._lock:
-            last, cells, types = self._last, self._cells, self._types
-            if len(args) != len(last) or not self._write(args, last, cells, types, ndarray):
-                if not self._pack(args, tuple(map(type, args))):
-                    self._types, self._last = (), ()
-                    self.kernel(grid, block, args, shared_mem=shared_mem)
+            last = self._last
+            if len(args) == len(last):
+                for x, was, cell, kind in zip(args, last, self._cells, self._types):
+                    if x is not was:
+                        if type(x) is not kind:
+                            break  # repacked below
+                        cell.value = x.data.ptr if kind is ndarray else x.item()
+                else:
+                    self._last = args
+                    self._go(grid, block, shared_mem)
                     return
-                self._write(args, self._last, self._cells, self._types, ndarray)
-            self._last = args
-            gx, gy, gz = grid if len(grid) == 3 else (tuple(grid) + (1, 1))[:3]
-            bx, by, bz = block if len(block) == 3 else (tuple(block) + (1, 1))[:3]
-            self._launch(self._function, gx, gy, gz, bx, by, bz, shared_mem, self._stream().ptr,
-                         ctypes.addressof(self._params), 0)
+            if not self._pack(args):
+                self._types, self._last = (), ()
+                self.kernel(grid, block, args, shared_mem=shared_mem)
+                return
+            self._go(grid, block, shared_mem)
 
-    @staticmethod
-    def _write(args: tuple, last: tuple, cells: list, types: tuple, ndarray: type) -> bool:
-        """Rewrite the cells of the arguments that changed; False at one whose type changed (repack)."""
-        for i, x in enumerate(args):
-            if x is not last[i]:
-                t = type(x)
-                if t is not types[i]:
-                    return False
-                cells[i].value = x.data.ptr if t is ndarray else x.item()
-        return True
+    def _go(self, grid: tuple, block: tuple, shared_mem: int) -> None:
+        if len(grid) == 1 and len(block) == 1:
+            self._launch(self._function, grid[0], 1, 1, block[0], 1, 1, shared_mem, self._stream(), self._address, 0)
+        else:
+            gx, gy, gz = (*grid, 1, 1)[:3]
+            bx, by, bz = (*block, 1, 1)[:3]
+            self._launch(self._function, gx, gy, gz, bx, by, bz, shared_mem, self._stream(), self._address, 0)
 
-    def _pack(self, args: tuple, types: tuple) -> bool:
-        """New cells for arguments of ``types``; False (and nothing packed) if one has no C cell here."""
-        cells = []
-        for t in types:
-            cell = ctypes.c_void_p if t is self._ndarray else _CELLS.get(t)
+    def _pack(self, args: tuple) -> bool:
+        """Cells for ``args``, written; False (and nothing packed) if one has no C cell here."""
+        ndarray, types, cells = self._ndarray, tuple(map(type, args)), []
+        for x, kind in zip(args, types):
+            cell = ctypes.c_void_p if kind is ndarray else _CELLS.get(kind)
             if cell is None:
                 return False
-            cells.append(cell())
-        self._cells, self._types = cells, types
+            cells.append(cell(x.data.ptr if kind is ndarray else x.item()))
         self._params = (ctypes.c_void_p * max(1, len(cells)))(*[ctypes.addressof(c) for c in cells])
-        self._last = (object(),) * len(args)  # every cell is written below
+        self._cells, self._types, self._last = cells, types, args
+        self._address = ctypes.addressof(self._params)
         return True
 
 

@@ -753,7 +753,7 @@ class GPUBackend:
         for i, name in enumerate(("slots", "ukeys", "ucell", "ucount", "uat", "unext", "gcells", "keys")):
             ords[name] = lists[i * max_batch:(i + 1) * max_batch]
         ords["uadmit"] = cupy.zeros(max_batch, cupy.bool_)
-        ords["views"] = {}
+        ords["views"], ords["scalars"] = {}, {}
         ords["captured"] = False  # set once a captured lookup reads this scratch
         ords["stash"] = cupy.empty(max_batch * self.row_bytes, cupy.uint8) if deferred else None
         # the scratch's addresses, in the order of ordered.cu's ordered_of: one kernel argument for all;
@@ -841,14 +841,19 @@ class GPUBackend:
             else:
                 self._tick_and_touch(slots, if_clean=False)
         stash = self._dummy if o["stash"] is None else o["stash"]
-        batch = (o["words"], keys, count, np.int32(admit_mode), np.float64(hit_rate),
-                 _FLAG[bool(refuse_below_min)], np.float64(defer_at))
+        rule = (admit_mode, hit_rate, refuse_below_min, defer_at, sketch_threshold)
+        scalars = o["scalars"].get(rule)
+        if scalars is None:  # a cache's rule is the same every call: its kernel scalars are made once
+            depth, width = (0, 0) if self.sketch is None else self.sketch.shape
+            scalars = o["scalars"][rule] = (np.int32(admit_mode), np.float64(hit_rate), _FLAG[bool(refuse_below_min)],
+                                            np.float64(defer_at), np.int32(depth), _i64(width),
+                                            _i64(sketch_threshold))
+        batch = (o["words"], keys, count) + scalars[:4]
         sketch = self.sketch
         if small:
-            depth, width = (0, 0) if sketch is None else sketch.shape
             self._k["ordered_small"]((blocks,), (self._oblock,), batch + (
                 self.table, self._digests_arg, self.values, out, stash, _NULL if sketch is None else sketch,
-                np.int32(depth), _i64(width), self._sketch_seed, _i64(sketch_threshold), tick, self.state))
+                scalars[4], scalars[5], self._sketch_seed, scalars[6], tick, self.state))
             self._counters_dirty = False  # the miss path zeroed them when it ended
             if not capturing:  # a captured lookup ticks the device clock when replayed
                 self.clock += 1
