@@ -119,34 +119,12 @@ def _small_batches_state() -> tuple:
 class SmallBatches:
     """One-call costs that a study at one key a batch, or a CPU server, pays (issue 22's bars, dim 32): a lookup
     of 1 key that hits (<= 10 us), of 1 key that misses, read from a HostStore and admitted (<= 20 us), and of
-    64 keys that all hit (<= 15 us), each as the mean of back-to-back calls (asv's samples of >= 10 ms).
+    64 keys that all hit (<= 15 us).
 
-    No ``setup``: asv_runner 0.3 times one call a sample when a benchmark has a setup hook (asv#966, setup
-    re-run before every timed call), which measures a call made just after the harness's own code, on cold
-    caches, not the millions of calls in a row that a study makes (at 2b52ab4 on the dev machine: 1-key miss
-    20.9 +- 4 us a call timed alone, 11.5-13.6 us a call in samples of 500 back-to-back calls).
-    :class:`SmallBatchesAlone` keeps that one-call measure.  The state is made once a process."""
-
-    def time_lookup_1_hit(self):
-        state = _small_batches_state()
-        state[1].lookup(state[2])
-
-    def time_lookup_64_hits(self):
-        state = _small_batches_state()
-        state[1].lookup(state[3])
-
-    def time_lookup_1_miss(self):
-        state = _small_batches_state()
-        state[1].lookup(np.array([next(state[4])], np.int64))
-
-
-class SmallBatchesAlone:
-    """SmallBatches' calls, each timed alone: asv runs ``setup`` before every timed call (asv#966), so each
-    sample is one call made just after the harness's code (before 2b52ab4 this was ``SmallBatches``).
-
-    The state is made once a process and setup only takes it; a setup that built a 128 MiB store each time
-    timed every lookup as the first one after it (10.7 / 34.2 / 13.2 us under asv at 7762e6d against 3.1 /
-    14.7 / 3.6 us in steady state)."""
+    The state is made once a process and setup only takes it: asv (asv_runner 0.3, asv#966) runs setup again
+    before every timed call, and a setup that built a 128 MiB store each time timed every lookup as the first
+    one after it, on cold caches (10.7 / 34.2 / 13.2 us under asv at 7762e6d against 3.1 / 14.7 / 3.6 us
+    in steady state), which is not what a study's millions of calls pay."""
 
     def setup(self):
         self.store, self.cache, self.one, self.many, self.fresh = _small_batches_state()

@@ -32,6 +32,7 @@ def measure() -> dict:
         return best_of(lambda: [fn() for _ in range(n)], repeat=7) / n * 1e6
 
     small = bench_cpu.SmallBatches()
+    small.setup()
     for _ in range(500):  # compiled and warm
         small.time_lookup_1_hit(), small.time_lookup_64_hits(), small.time_lookup_1_miss()
     out = {"hit1_us": per_call_us(small.time_lookup_1_hit), "hits64_us": per_call_us(small.time_lookup_64_hits),
