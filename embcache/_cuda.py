@@ -10,6 +10,7 @@ import ctypes
 import functools
 import pathlib
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -111,63 +112,82 @@ _CELLS = {np.int32: ctypes.c_int32, np.int64: ctypes.c_int64, np.uint64: ctypes.
 class Launcher:
     """A CuPy ``RawKernel`` launched by the driver (``cuLaunchKernel``) from arguments packed in place.
 
-    Called as the kernel is, ``launcher(grid, block, args)``, on CuPy's current stream.  CuPy converts
+    Called as the kernel is, ``launcher(grid, block, args)`` (grid and block as tuples), on CuPy's current
+    stream, with the launcher's device current (the device its kernel was loaded for).  CuPy converts
     every argument on every launch (14 us for the probe's 25 arguments on the H200 machine, against 5 us
     for the driver's launch itself: benchmarks/results/profiles/h200-2026-12-02-host/): a small stream-ordered
     lookup is two launches and mostly host time.  Here each argument has a C cell that keeps its value,
     and a launch rewrites only the cells whose argument is not the object the last launch got (arrays
     and the scalars that backends make once stay as they are).  Device arrays pass their data pointer and
     NumPy scalars their value, as CuPy passes them; a launch with any other argument type is CuPy's.
-    Comparing by identity is sound because the launcher keeps the last launch's arguments referenced
-    (until the next launch; a backend drops its launchers when it is released).  One launch at a time
-    (a lock), should two threads share a launcher.  ``kernel`` is the CuPy kernel itself.
+    The last launch's arrays are held by weak references (a launcher keeps no memory alive) and its
+    scalars by strong ones, so an object that compares identical is the one whose value the cell holds.
+    One launch at a time (a lock), should two threads share a launcher; a thread's first launch makes
+    sure the thread has the device's context, as CuPy's launch does.  ``kernel`` is the CuPy kernel.
     """
 
-    __slots__ = ("_address", "_cells", "_function", "_last", "_launch", "_lock", "_ndarray", "_params", "_stream",
-                 "_types", "kernel")
+    __slots__ = ("_address", "_cells", "_function", "_last", "_launch", "_local", "_lock", "_ndarray", "_params",
+                 "_ready", "_stream", "_types", "kernel")
 
     def __init__(self, kernel: Any) -> None:
         cupy = require_cupy()
         self.kernel = kernel
         self._function = kernel.kernel.ptr  # loads the kernel for the current device (the caller's)
         self._lock = threading.Lock()
-        self._last: tuple = ()
+        self._local = threading.local()
+        self._last: list = []
         self._types: tuple = ()
         self._cells: list = []
         self._params = None
         self._address = 0
         self._launch = cupy.cuda.driver.launchKernel
         self._ndarray = cupy.ndarray
-        self._stream = getattr(cupy.cuda.stream, "get_current_stream_ptr", None) or (
-            lambda: cupy.cuda.get_current_stream().ptr)
+        self._stream = cupy.cuda.get_current_stream
+        self._ready = cupy.cuda.runtime.memGetInfo  # a runtime call: it binds the device's context to the thread
 
     def __call__(self, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
         ndarray = self._ndarray
         with self._lock:
+            if not getattr(self._local, "ready", False):
+                self._ready()
+                self._local.ready = True
             last = self._last
             if len(args) == len(last):
-                for x, was, cell, kind in zip(args, last, self._cells, self._types):
-                    if x is not was:
+                try:
+                    for i, (x, was, cell, kind) in enumerate(zip(args, last, self._cells, self._types)):
+                        if x is was:
+                            continue
                         if type(x) is not kind:
                             break  # repacked below
-                        cell.value = x.data.ptr if kind is ndarray else x.item()
-                else:
-                    self._last = args
-                    self._go(grid, block, shared_mem)
-                    return
+                        if kind is ndarray:
+                            if was() is x:
+                                continue
+                            cell.value = x.data.ptr
+                            last[i] = weakref.ref(x)
+                        else:
+                            cell.value = x.item()
+                            last[i] = x
+                    else:
+                        self._go(grid, block, shared_mem)
+                        return
+                except BaseException:
+                    self._last = []  # a cell may be ahead of its record: repack next time
+                    raise
             if not self._pack(args):
-                self._types, self._last = (), ()
+                self._types, self._last = (), []
                 self.kernel(grid, block, args, shared_mem=shared_mem)
                 return
             self._go(grid, block, shared_mem)
 
     def _go(self, grid: tuple, block: tuple, shared_mem: int) -> None:
+        # CuPy launches at least one block of one thread in each dimension: so does this
         if len(grid) == 1 and len(block) == 1:
-            self._launch(self._function, grid[0], 1, 1, block[0], 1, 1, shared_mem, self._stream(), self._address, 0)
+            self._launch(self._function, grid[0] or 1, 1, 1, block[0] or 1, 1, 1, shared_mem, self._stream().ptr,
+                         self._address, 0)
         else:
-            gx, gy, gz = (*grid, 1, 1)[:3]
-            bx, by, bz = (*block, 1, 1)[:3]
-            self._launch(self._function, gx, gy, gz, bx, by, bz, shared_mem, self._stream(), self._address, 0)
+            gx, gy, gz = (max(1, g) for g in (*grid, 1, 1)[:3])
+            bx, by, bz = (max(1, b) for b in (*block, 1, 1)[:3])
+            self._launch(self._function, gx, gy, gz, bx, by, bz, shared_mem, self._stream().ptr, self._address, 0)
 
     def _pack(self, args: tuple) -> bool:
         """Cells for ``args``, written; False (and nothing packed) if one has no C cell here."""
@@ -178,7 +198,8 @@ class Launcher:
                 return False
             cells.append(cell(x.data.ptr if kind is ndarray else x.item()))
         self._params = (ctypes.c_void_p * max(1, len(cells)))(*[ctypes.addressof(c) for c in cells])
-        self._cells, self._types, self._last = cells, types, args
+        self._cells, self._types = cells, types
+        self._last = [weakref.ref(x) if kind is ndarray else x for x, kind in zip(args, types)]
         self._address = ctypes.addressof(self._params)
         return True
 

@@ -62,21 +62,57 @@ def test_a_launcher_writes_what_cupys_launch_writes(launches):
         assert cupy.array_equal(ours, theirs), spec
 
 
-def test_a_launcher_runs_on_the_current_stream_and_can_be_captured():
+def _args(a, out, scale=2, maybe=None):
+    return (a, out, np.int64(a.shape[0]), np.int32(scale), np.float64(0.0), np.uint64(0),
+            np.uint64(0) if maybe is None else maybe, np.float32(0.0))
+
+
+def test_a_captured_launch_keeps_the_arguments_of_its_capture():
     import cupy
 
     from embcache._cuda import Launcher
 
     launcher = Launcher(_kernel())
     a = cupy.arange(16, dtype=cupy.int64)
-    out = cupy.zeros(16, cupy.int64)
+    out, other = cupy.zeros(16, cupy.int64), cupy.zeros(16, cupy.int64)
     stream = cupy.cuda.Stream(non_blocking=True)
-    args = (a, out, np.int64(16), np.int32(2), np.float64(0.0), np.uint64(0), np.uint64(0), np.float32(0.0))
     with stream:
         stream.begin_capture()
-        launcher((1,), (32,), args)
+        launcher((1,), (32,), _args(a, out))
         graph = stream.end_capture()
         assert not out.any()  # captured, not run
+        launcher((1,), (32,), _args(a, other, scale=5))  # rewrites the cells the capture read
         graph.launch(stream)
         stream.synchronize()
-    assert (out == 2 * a - 7).all()  # the null pointer: extra -1, times 7
+    assert (out == 2 * a - 7).all()  # the capture's scale (the null pointer: extra -1, times 7)
+    assert (other == 5 * a - 7).all()
+
+
+def test_a_launcher_keeps_no_array_alive_and_launches_from_a_new_thread():
+    import threading
+    import weakref
+
+    import cupy
+
+    from embcache._cuda import Launcher
+
+    launcher = Launcher(_kernel())
+    a = cupy.arange(8, dtype=cupy.int64)
+    out = cupy.zeros(8, cupy.int64)
+    launcher((1,), (32,), _args(a, out))
+    cupy.cuda.get_current_stream().synchronize()
+    gone = weakref.ref(out)
+    del out
+    assert gone() is None  # a launcher holds the last launch's arrays weakly
+    results = {}
+
+    def launch():
+        mine = cupy.zeros(8, cupy.int64)
+        launcher((1, 1, 1), (8, 1, 1), _args(a, mine, scale=3))  # 3-D launch dimensions
+        cupy.cuda.get_current_stream().synchronize()
+        results["out"] = mine.get()
+
+    thread = threading.Thread(target=launch)
+    thread.start()
+    thread.join()
+    assert (results["out"] == 3 * a.get() - 7).all()
