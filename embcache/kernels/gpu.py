@@ -171,13 +171,10 @@ class _Kernels(dict):
 
     def __missing__(self, name: str):
         # the compiled kernel is shared (memoized per device and configuration); its launcher, which keeps
-        # the last launch's arguments packed, is this backend's own
-        with self._device():
+        # the last launch's arguments packed (arrays weakly), is this backend's own
+        with require_cupy().cuda.Device(self._device_id):  # the launcher loads the kernel for this device
             kernel = self[name] = Launcher(_FACTORIES[name](self._device_id, self._config))
         return kernel
-
-    def _device(self):
-        return require_cupy().cuda.Device(self._device_id)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -1052,6 +1049,3 @@ class GPUBackend:
         self.table = self.keys = self.scores = self.values = self.sketch = self.digests = self._scratch = None
         self.hands = None
         self._ordered, self._kept = None, []
-        for launch in (self._launch, self._query_launch):
-            if launch is not None:
-                launch._k.clear()  # the launchers hold their last launch's arguments
