@@ -237,7 +237,8 @@ def insert_rows(dim: int, table_bytes: int, batch: int, repeat: int) -> dict:
     return row
 
 
-def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, admit: bool = False) -> dict:
+def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, admit: bool = False,
+                on_graph=None) -> dict:
     """A small batch, stream-ordered (a pinned HostStore behind the cache): the GPU time of a replayed
     CUDA graph of the whole lookup (misses, admission, insertion and eviction included), and the wall
     time of ``Cache.lookup`` from Python (it returns without waiting).
@@ -289,6 +290,14 @@ def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, a
             end.record(stream)
             end.synchronize()
             gpu.append(cupy.cuda.get_elapsed_time(start, end) * 1e3)
+        if on_graph is not None:
+            def replay(i):
+                with stream:
+                    keys[...] = batches[next(turn) % len(batches)]
+                    graph.launch(stream)
+
+            on_graph(replay)
+            stream.synchronize()
     last = cache.stats.last
     what = ("all hits" if not misses else
             f"{misses} misses from a pinned HostStore, " + ("admitted (insert + evict)" if admit else "not admitted"))
