@@ -207,8 +207,14 @@ _NO_SOURCE = (_NULL, np.int64(0), _NULL, np.int32(1))  # a source of no keys: th
 # host path's (published with the probe's counts, so that reading it needs no wait of its own)
 _ORDERED_INVALID = np.int32(ORDERED["ORD_BATCH"] + FIELDS["F_INVALID"])
 _HOST_INVALID = np.int32(STATE_INVALID)
+# the state words probe_gather_source counts misses and reserved keys into: the host path's (which
+# its operations zero first), or a stream-ordered batch's own (zero between batches: its last kernel
+# empties them, so the captured graph needs no memset node before the probe)
+_HOST_COUNTS = (np.int32(STATE_MISSES), np.int32(STATE_RESERVED))
+_ORDERED_COUNTS = (np.int32(ORDERED["ORD_BATCH"] + FIELDS["F_MISSES"]), _ORDERED_INVALID)
 _KEY_BYTES = {4: np.int32(4), 8: np.int32(8)}
 _ONE_THREAD = ((1,), (1,))  # the launch shape of a kernel that does one thing once (the clock tick)
+_ONE_WARP = ((1,), (32,))  # a batch's counters, a word a lane (ordered_finish)
 
 
 def _source_args(source: DeviceSource, dim: int, dtype: np.dtype) -> tuple:
@@ -339,7 +345,6 @@ class GPUBackend:
         self._kept = []  # earlier scratch that captured graphs still read
         self._event = None  # record_event's
         self._source_seen = (None, None)  # the last DeviceSource a stream-ordered lookup read, and its arguments
-        self._counters_dirty = True  # STATE_MISSES / STATE_RESERVED may hold another operation's counts
         self._ordered_seen = np.zeros(FIELDS["F_COUNTERS"], np.int64)
         self.sketch = None if sketch_shape is None else cupy.zeros(sketch_shape, cupy.int64)
         # every set's hand or S3-FIFO state (layout.new_set_state), its address in the state for insert_one.cuh
@@ -473,8 +478,7 @@ class GPUBackend:
 
     def _zero_counters(self, first: int = STATE_MISSES, words: int = STATE_RESERVED - STATE_MISSES + 1):
         # a memset, not a CuPy fill kernel: cheaper to issue, and capturable; whoever zeroes them counts
-        # into them next and leaves the counts there (a stream-ordered lookup's kernels zero them after use)
-        self._counters_dirty = True
+        # into them next and leaves the counts there (a stream-ordered lookup counts into its own batch words)
         self.xp.cuda.runtime.memsetAsync(self.state.data.ptr + 8 * first, 0, 8 * words,
                                          self.xp.cuda.get_current_stream().ptr)
 
@@ -522,7 +526,8 @@ class GPUBackend:
 
     # ------------------------------------------------------------------ operations
     def _probe(self, keys, out, fill_misses: bool, replay: bool = False, scratch: bool = False,
-               touch: int = _TOUCH_NONE, source=None, slots=None, found=None, raw=None, launch=None):
+               touch: int = _TOUCH_NONE, source=None, slots=None, found=None, raw=None, launch=None,
+               counts: tuple = _HOST_COUNTS):
         """Slots of ``keys``, and with ``touch`` the old scores of the hits it touched (else None).
 
         With ``scratch`` both live in a buffer that the next scratch probe reuses (one call's use only).
@@ -532,10 +537,11 @@ class GPUBackend:
         gave them, which the probe converts (Gather's rules) into ``converted`` (the ``keys`` argument)
         as it reads, counting the replaced ones into state word ``invalid word``; with no ``source`` the
         probe reads no source (the host path's ``lookup(index_rows=)`` over a host tier).
-        ``launch``: another ``_probe_launch`` than the backend's (query's).
+        ``launch``: another ``_probe_launch`` than the backend's (query's).  ``counts``: the state words
+        that probe_gather_source counts the misses and the reserved keys into (probe_gather: always
+        STATE_MISSES and STATE_RESERVED).
         """
         n = keys.shape[0]
-        self._counters_dirty = True  # the probe counts its misses and reserved keys into the state words
         keep_old = touch == _TOUCH_IF_CLEAN
         words = 2 * n if keep_old else n
         if slots is not None:  # the caller's buffer (a stream-ordered lookup's scratch)
@@ -569,7 +575,7 @@ class GPUBackend:
                 launch._k["probe_gather"](*grid, args)
             else:
                 launch._k["probe_gather_source"](*grid, args + (_NO_SOURCE if source is None else source) +
-                                                 (_NO_RAW if raw is None else raw))
+                                                 (_NO_RAW if raw is None else raw) + counts)
             if split:
                 words = n * self._chunks
                 launch._k["gather_slots"]((-(-words // self._ublock),), self._utility, (
@@ -693,24 +699,28 @@ class GPUBackend:
         return int(state[STATE_DISTINCT]), int(state[STATE_ABSENT])
 
     # ------------------------------------------------------------------ the stream-ordered lookup
-    def _ordered_region(self, slots: Any, keys: int) -> dict:
-        """The tables and lists of one block of the small batch's kernel, for up to ``keys`` keys (zeroed:
-        every phase empties what it fills)."""
+    def _ordered_region(self, keys: int, slots: Any = None) -> dict:
+        """The tables and lists of a stream-ordered lookup of up to ``keys`` keys, zeroed (every phase
+        empties what it fills): the batch's own, with the probe's slots and the converted keys
+        (``slots`` None), or a further block's of the small batch's kernel, beside the batch's ``slots``.
+        The hash tables have twice the keys' cells, rounded up to a power of two."""
+        names = ("ukeys", "ucell", "ucount", "uat", "unext", "gcells") + (("slots", "keys") if slots is None else ())
         cells = 1 << max(4, (2 * keys - 1).bit_length())
         hash_words = self.xp.zeros(5 * cells, self.xp.uint64)
-        lists = self.xp.zeros(6 * keys, self.xp.int64)
-        region = {"slots": slots, "cells": cells, "hash": hash_words, "lists": lists,
-                  "uadmit": self.xp.zeros(keys, self.xp.bool_)}
+        lists = self.xp.zeros(len(names) * keys, self.xp.int64)
+        region = {"cells": cells, "hash": hash_words, "lists": lists, "uadmit": self.xp.zeros(keys, self.xp.bool_)}
         for i, name in enumerate(("hkeys", "hcount", "hlast", "gsets", "ghead")):
             region[name] = hash_words[i * cells:(i + 1) * cells]
-        for i, name in enumerate(("ukeys", "ucell", "ucount", "uat", "unext", "gcells")):
+        for i, name in enumerate(names):
             region[name] = lists[i * keys:(i + 1) * keys]
+        if slots is not None:
+            region["slots"] = slots
         return region
 
-    def _ordered_words(self, o: dict, cells: int | None) -> tuple[np.ndarray, dict]:
+    def _ordered_words(self, o: dict) -> tuple[np.ndarray, dict]:
         """``(words, o)``: the ORDERED_WORDS addresses and figures of scratch ``o`` in ordered_of's order."""
         ptr = lambda a: a.data.ptr  # noqa: E731
-        cells = o["cells"] if cells is None else cells
+        cells = o["cells"]
         words = np.array([
             ptr(o["slots"]), ptr(o["hkeys"]), ptr(o["hcount"]), ptr(o["hlast"]), cells - 1,
             ptr(o["ukeys"]), ptr(o["ucell"]), ptr(o["ucount"]), ptr(o["uat"]), ptr(o["uadmit"]),
@@ -740,16 +750,9 @@ class GPUBackend:
                 self._kept.append(self._ordered)
             else:  # kernels queued on the old scratch finish before it is freed
                 cupy.cuda.get_current_stream().synchronize()
-        cells = 1 << max(4, (2 * max_batch - 1).bit_length())
         # zeroed once: every kernel that fills a cell empties it again by the batch's end
-        hash_words = cupy.zeros(5 * cells, cupy.uint64)
-        lists = cupy.zeros(8 * max_batch, cupy.int64)
-        ords = {"n": max_batch, "cells": cells, "mask": np.int64(cells - 1), "hash": hash_words, "lists": lists}
-        for i, name in enumerate(("hkeys", "hcount", "hlast", "gsets", "ghead")):
-            ords[name] = hash_words[i * cells:(i + 1) * cells]
-        for i, name in enumerate(("slots", "ukeys", "ucell", "ucount", "uat", "unext", "gcells", "keys")):
-            ords[name] = lists[i * max_batch:(i + 1) * max_batch]
-        ords["uadmit"] = cupy.zeros(max_batch, cupy.bool_)
+        ords = self._ordered_region(max_batch)
+        ords["n"] = max_batch
         ords["views"], ords["scalars"] = {}, {}
         ords["captured"] = False  # set once a captured lookup reads this scratch
         ords["stash"] = cupy.empty(max_batch * self.row_bytes, cupy.uint8) if deferred else None
@@ -757,10 +760,9 @@ class GPUBackend:
         # then, for each further block of the small batch's kernel, its own tables and lists (sized for
         # the small batch) beside the probe's slots: ordered_small's block b reads words b * ORDERED_WORDS
         # on.  None where the batch always takes one block (a sketch, a deferred insertion)
-        words = [self._ordered_words(ords, cells)]
+        words = [self._ordered_words(ords)]
         for _ in range(1, 1 if self.sketch is not None or deferred else self._small_blocks):
-            words.append(self._ordered_words(self._ordered_region(ords["slots"], min(max_batch, self._small)),
-                                             None))
+            words.append(self._ordered_words(self._ordered_region(min(max_batch, self._small), ords["slots"])))
         ords["regions"] = words[1:]  # their arrays, kept alive as long as the words point at them
         ords["words"] = cupy.asarray(np.concatenate([w[0] for w in words]))
         for names in (FAMILIES["ordered.cu"], FAMILIES["source.cu"], FAMILIES["probe.cu"]):
@@ -807,11 +809,6 @@ class GPUBackend:
             self.flush_pending()
         capturing = self.capturing()
         o["captured"] |= capturing
-        # the probe's miss and reserved counts, which other operations leave there (a graph may replay
-        # after any of them: a captured lookup always zeroes them)
-        if self._counters_dirty or capturing:
-            self._zero_counters()
-            self._counters_dirty = False
         views = o["views"]
         if n not in views:  # CuPy slicing costs microseconds: each batch length's views are made once
             if len(views) > 64:
@@ -829,9 +826,10 @@ class GPUBackend:
         small = 0 < n <= (self._small if blocks > 1 else self._small_one)
         tick = _TICK_NONE
         if self._probe_touches and n:
-            self._probe(keys, out, True, replay=True, touch=_TOUCH_ALWAYS, source=source, slots=slots, raw=raw)
+            self._probe(keys, out, True, replay=True, touch=_TOUCH_ALWAYS, source=source, slots=slots, raw=raw,
+                        counts=_ORDERED_COUNTS)
         else:
-            self._probe(keys, out, True, replay=True, source=source, slots=slots, raw=raw)
+            self._probe(keys, out, True, replay=True, source=source, slots=slots, raw=raw, counts=_ORDERED_COUNTS)
             if small:  # the small batch's kernel scores the hits and ticks first: the aging pass before it
                 self._age(_FLAG[False])
                 tick = _TICK_TOUCH if self._hits_change_scores else _TICK_ONLY
@@ -851,7 +849,6 @@ class GPUBackend:
             self._k["ordered_small"]((blocks,), (self._oblock,), batch + (
                 self.table, self._digests_arg, self.values, out, stash, _NULL if sketch is None else sketch,
                 scalars[4], scalars[5], self._sketch_seed, scalars[6], tick, self.state))
-            self._counters_dirty = False  # the miss path zeroed them when it ended
             if not capturing:  # a captured lookup ticks the device clock when replayed
                 self.clock += 1
             return
@@ -869,8 +866,7 @@ class GPUBackend:
             warps = (max(1, min(launch_grid(n * 32, self._ublock), self._blocks)),), self._utility
             self._k["ordered_insert"](*warps, batch + (self.table, self._digests_arg, self.values, out, stash,
                                                        _FLAG[False], state))
-        self._k["ordered_finish"](*_ONE_THREAD, (self.state, count))
-        self._counters_dirty = False  # the miss path zeroed them when it ended
+        self._k["ordered_finish"](*_ONE_WARP, (self.state, count))
         if not capturing:  # a captured lookup ticks the device clock when replayed
             self.clock += 1
 

@@ -115,10 +115,12 @@ __device__ __forceinline__ void publish(const i64* state) {
 
 // The kernels that touch hits tick the clock too: every block scores with clock + 1 (the clock it
 // read, ticked), and the last block to finish stores clock + 1 once every other block has read the
-// old value.  With if_clean it ticks only if no block found a miss or a reserved key.
-__device__ __forceinline__ void tick_if(i64* state, i64 clock, int if_clean) {
+// old value.  With if_clean it ticks only if no block found a miss or a reserved key (counted in
+// the state words miss_word and bad_word).
+__device__ __forceinline__ void tick_if(i64* state, i64 clock, int if_clean, int miss_word = STATE_MISSES,
+                                        int bad_word = STATE_RESERVED) {
     const volatile i64* counters = state;
-    if (!if_clean || !(counters[STATE_MISSES] | counters[STATE_RESERVED])) state[STATE_CLOCK] = clock + 1;
+    if (!if_clean || !(counters[miss_word] | counters[bad_word])) state[STATE_CLOCK] = clock + 1;
 }
 
 // a slot below -1 is a missed key's row in a DeviceSource (source.cu), -1 a miss everywhere

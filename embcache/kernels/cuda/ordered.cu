@@ -19,8 +19,9 @@
 // cell puts it back, so no memset is needed and a captured graph replays from a clean state.
 //
 // Counter words: state[ORD_BATCH + F_*] this batch, state[ORD_TOTAL + F_*] since the cache was made,
-// state[ORD_LAST + F_*] the last batch's.  The probe's STATE_MISSES and STATE_RESERVED are this batch's
-// misses and reserved keys (which a device batch cannot refuse without waiting: counted invalid).
+// state[ORD_LAST + F_*] the last batch's.  The probe counts the batch's misses into BATCH(F_MISSES)
+// and its reserved keys (which a device batch cannot refuse without waiting) into BATCH(F_INVALID),
+// which are zero when it starts: finish empties the batch words, so no memset comes before the probe.
 
 #include "insert_one.cuh"  // insert.cu's per-key step: both paths place keys by the same code
 #include "sketch.cuh"
@@ -131,7 +132,7 @@ __device__ __forceinline__ void misses_phase(const ordered_t& a, i64 tid, i64 st
 __device__ __forceinline__ bool batch_admits(const i64* state, i64 n, int mode, double t) {
     if (mode == ADMIT_NEVER) return false;
     if (mode == ADMIT_ALWAYS) return true;
-    const i64 hits = n - state[STATE_MISSES];
+    const i64 hits = n - BATCH(F_MISSES);
     return n > 0 && (double)hits < t * (double)n;
 }
 
@@ -204,7 +205,7 @@ __device__ __forceinline__ void insert_phase(const ordered_t& a, slot_t* __restr
     const int lane = threadIdx.x & 31;
     const i64 sets = pending ? state[STATE_PENDING] : (i64)*scursor;
     const bool defer = !pending && a.defer_at >= 0.0 && a.n > 0 &&
-                       (double)(a.n - state[STATE_MISSES]) >= a.defer_at * (double)a.n;
+                       (double)(a.n - BATCH(F_MISSES)) >= a.defer_at * (double)a.n;
     if (defer && w == 0 && lane == 0) state[STATE_PENDING] = sets;
     unsigned long long tally[OUTCOME_CODES] = {};
     for (i64 m = w; m < sets; m += warps) {
@@ -250,21 +251,23 @@ __device__ __forceinline__ void insert_phase(const ordered_t& a, slot_t* __restr
 }
 
 // The batch's counters into the totals and the last batch's words, then zeroed for the next batch
-// (the probe's miss and reserved counters too).  One thread.
+// (the cursors and flags too).  One whole warp, a word a lane, so that the words' loads are all in
+// flight at once; loads through L2 (__ldcg), where other blocks' atomics left the counts.
 __device__ __forceinline__ void finish_phase(i64* state, i64 n) {
-    BATCH(F_LOOKUPS) = n;
-    BATCH(F_MISSES) = state[STATE_MISSES];
-    BATCH(F_INVALID) += state[STATE_RESERVED];  // beside the out-of-range row numbers the probe counted
-    BATCH(F_BATCHES) = 1;
-    for (int f = 0; f < F_COUNTERS; ++f) {
-        state[ORD_TOTAL + f] += BATCH(f);
-        state[ORD_LAST + f] = BATCH(f);
-    }
+    static_assert(ORD_FIELDS <= 32 && F_MARK < ORD_FIELDS, "a lane a word");
+    const int f = threadIdx.x & 31;
+    i64 batch = f < ORD_FIELDS ? __ldcg(state + ORD_BATCH + f) : 0;
+    if (f == F_LOOKUPS) batch = n;
+    if (f == F_BATCHES) batch = 1;
+    const i64 total = f < F_COUNTERS ? __ldcg(state + ORD_TOTAL + f) + batch : 0;
     // the host derives the batch's occupancy from it (deferred insertions may follow before it asks)
-    state[ORD_LAST + F_MARK] = state[ORD_TOTAL + F_OUTCOMES + INSERTED];
-    for (int f = 0; f < ORD_FIELDS; ++f) BATCH(f) = 0;  // the cursors and flags too
-    state[STATE_MISSES] = 0;
-    state[STATE_RESERVED] = 0;
+    const i64 inserted = __shfl_sync(FULL_MASK, total, F_OUTCOMES + INSERTED);
+    if (f < F_COUNTERS) {
+        state[ORD_TOTAL + f] = total;
+        state[ORD_LAST + f] = batch;
+    }
+    if (f == F_MARK) state[ORD_LAST + F_MARK] = inserted;
+    if (f < ORD_FIELDS) state[ORD_BATCH + f] = 0;
 }
 
 #define GRID_TID ((i64)blockIdx.x * blockDim.x + threadIdx.x)
@@ -292,6 +295,7 @@ extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) ordered_insert(
                  word(state, ORD_BATCH + F_SETS), state[STATE_CLOCK]);
 }
 
+// one warp
 extern "C" __global__ void ordered_finish(i64* __restrict__ state, i64 n) { finish_phase(state, n); }
 
 // After ordered_insert with pending = 1: its tally into the totals (a deferred insertion belongs to
@@ -341,8 +345,12 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
     __syncthreads();
     insert_phase(a, table, digests, values, out, stash, false, state, tid / 32, stride / 32, scursor, now);
     if (parts > 1 && tid == 0) atomicAdd(word(state, ORD_BATCH + F_UNIQUE), cursors[0]);  // the batch's count
-    if (last_block(state)) {  // every block has read the clock and added its counts
-        if (touch != TICK_NONE) state[STATE_CLOCK] = now;
+    __shared__ bool last;
+    const bool arrived_last = last_block(state);  // thread 0's answer
+    if (tid == 0) last = arrived_last;
+    __syncthreads();
+    if (last && tid < 32) {  // every block has read the clock and added its counts: warp 0 ends the batch
+        if (tid == 0 && touch != TICK_NONE) state[STATE_CLOCK] = now;
         finish_phase(state, a.n);
     }
 }

@@ -40,6 +40,10 @@ struct source_t {
     i64 index_rows;
     i64* converted;
     int invalid_word;  // the state word that counts the keys Gather's rules replaced
+    // the state words that count the misses and the reserved keys: STATE_MISSES / STATE_RESERVED,
+    // which every host-path operation zeroes before it probes; a stream-ordered lookup's own batch
+    // words, which its last kernel zeroes, so that no memset (a graph node) precedes its probe
+    int miss_word, bad_word;
 };
 
 // key i of a source_t with raw keys, converted; outside: whether Gather's rules replaced it
@@ -74,19 +78,20 @@ __device__ __forceinline__ i64 source_find(const i64* __restrict__ source_keys, 
 // The end of a probe: every warp adds its counts, and the last block ticks (when it touched) and
 // publishes the state words.
 __device__ __forceinline__ void report_probe(i64* state, unsigned misses, unsigned bad, i64 n,
-                                             int replay, int touch, i64 clock, int warp_lane) {
+                                             int replay, int touch, i64 clock, int warp_lane, int miss_word,
+                                             int bad_word) {
     misses = warp_sum(misses);
     bad = warp_sum(bad);
     if (warp_lane == 0) {
-        if (misses) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_MISSES), (unsigned long long)misses);
-        if (bad) atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_RESERVED), (unsigned long long)bad);
+        if (misses) atomicAdd(reinterpret_cast<unsigned long long*>(state + miss_word), (unsigned long long)misses);
+        if (bad) atomicAdd(reinterpret_cast<unsigned long long*>(state + bad_word), (unsigned long long)bad);
         if (replay && misses)
             atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_MISSES), (unsigned long long)misses);
     }
     if (replay && blockIdx.x == 0 && threadIdx.x == 0)
         atomicAdd(reinterpret_cast<unsigned long long*>(state + STATE_REPLAY_LOOKUPS), (unsigned long long)n);
     if (last_block(state)) {
-        if (touch) tick_if(state, clock, touch == TOUCH_IF_CLEAN);
+        if (touch) tick_if(state, clock, touch == TOUCH_IF_CLEAN, miss_word, bad_word);
         if (!replay) publish(state);  // a graph replay's counts are absorbed from the device words instead
     }
 }
@@ -239,7 +244,7 @@ __device__ __forceinline__ void probe_gather_body(
         if (warp_lane == 0 && invalid)
             atomicAdd(reinterpret_cast<unsigned long long*>(state + source.invalid_word), (unsigned long long)invalid);
     }
-    report_probe(state, misses, bad, n, replay, touch, clock, warp_lane);
+    report_probe(state, misses, bad, n, replay, touch, clock, warp_lane, source.miss_word, source.bad_word);
 }
 
 #define PROBE_GATHER_ARGS                                                                                      \
