@@ -66,8 +66,7 @@ def configs(full: bool = True) -> list[tuple[str, str, dict]]:
                     for i in range(max(len(rules), len(DIMS), 4))]
         for policy, dim, dtype, digests in grid:
             row_bytes = dim * np.dtype(dtype).itemsize
-            # the digests' prefetch (a define only the digest probe reads) on for half of those
-            shape = {**launch_shape(cc, row_bytes), "digests": digests, "prefetch": digests and dtype == "float16"}
+            shape = {**launch_shape(cc, row_bytes), "digests": digests}
             num_sets = 1000 if digests else 2**33  # 32- and 64-bit set indices
             defines = kernel_defines(policy, 32, row_bytes, num_sets, shape, utility_block(cc))
             out.append((arch, f"{policy.name} dim {dim} {dtype} digests {digests} (sm_{cc})", defines))

@@ -8,7 +8,7 @@ one): the GPU time between events around each call, the wall time, the same run'
 and each kernel's mean GPU time a call from CUPTI through ``torch.profiler`` (needs PyTorch).
 ``--shapes``: the GPU time of the host-path lookup under other launch shapes of the probe;
 ``--cprofile``: where the host-path lookup's Python time goes; ``--no-kernels``: no kernel table;
-``--flag NAME``: the probe's shape with the flag NAME (``digests``, ``split``, ``prefetch``) off and on, three pairs
+``--flag NAME``: the probe's shape with the flag NAME (``digests``, ``split``) off and on, three pairs
 alternating.  The policy ``query`` times ``Cache.query(keys, out=)`` of an LRU cache instead of a lookup.
 """
 from __future__ import annotations
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--no-split", action="store_true", help="--shapes: the one-kernel shapes only")
     parser.add_argument("--host-only", action="store_true", help="the host path only")
     parser.add_argument("--no-kernels", action="store_true", help="no kernel table (PyTorch's profiler)")
-    parser.add_argument("--flag", choices=("digests", "split", "prefetch"),
+    parser.add_argument("--flag", choices=("digests", "split"),
                         help="a launch-shape flag to time off and on, three pairs")
     args = parser.parse_args()
     try:

@@ -110,8 +110,7 @@ def test_cpu_and_gpu_agree(policy, admission, dtype, data):
     cpu, gpu = pair(capacity, dim, policy, admission, dtype, ways, np.array(stored, np.int64),
                     pinned=data.draw(st.booleans(), label="pinned store"))
     gpu._backend.retune({**gpu._backend.shape, "digests": data.draw(st.booleans(), label="digests"),
-                         "split": data.draw(st.booleans(), label="split"),
-                         "prefetch": data.draw(st.booleans(), label="prefetch")})
+                         "split": data.draw(st.booleans(), label="split")})
     for step in range(data.draw(st.integers(1, 12), label="steps")):
         op = data.draw(st.sampled_from(OPS), label="op")
         batch = data.draw(st.lists(st.sampled_from(universe), max_size=40), label="batch")
@@ -150,7 +149,7 @@ def test_long_runs_of_one_set_insert_as_on_the_cpu(ways):
 @pytest.mark.parametrize("pinned", [False, True])
 @pytest.mark.parametrize("policy", ["lru", "lfu"])
 def test_every_launch_shape_gives_the_same_results(policy, pinned):
-    """Each shape autotune may pick (group, keys per group, digests, split; prefetch), switched on a live cache;
+    """Each shape autotune may pick (group, keys per group, digests, split), switched on a live cache;
     with a pinned store, each shape's probe also copies the missed rows from it."""
     import itertools
 
@@ -160,7 +159,7 @@ def test_every_launch_shape_gives_the_same_results(policy, pinned):
     cpu, gpu = pair(2000, 33, policy, "always", "float32", 32, np.arange(0, 6000, 2, dtype=np.int64), pinned=pinned)
     for group, kpg, digests, split in itertools.product(GROUPS, KEYS_PER_GROUP, DIGESTS, SPLIT):
         gpu._backend.retune({"group": group, "keys_per_group": kpg, "block": 256, "digests": digests,
-                             "split": split, "prefetch": not split})  # prefetch on half the shapes
+                             "split": split})
         batch = (rng.zipf(1.2, 3000) % 6100).astype(np.int64)
         assert raw_bytes(cpu.lookup(batch)) == raw_bytes(gpu.lookup(batch))
         gone = batch[:40]

@@ -11,9 +11,6 @@ any larger row):
   and read only the keys whose digest matches (HierarchicalKV's idea).
 * ``split`` (optional, default false): the probe kernel finds the slots only and
   a second kernel copies the rows, one thread per word, as the gather ceiling does;
-* ``prefetch`` (optional, default false; with ``digests``): while a group waits on
-  its key's record and row, it asks L2 for the digests of the key it probes next
-  (``prefetch.global.L2``), so that its next round starts from L2 instead of DRAM;
 * ``touching`` (optional): keys of this shape to use instead when the policy's probe
   stores each hit's score (LRU), e.g. ``{"split": true}``.
 
@@ -42,7 +39,7 @@ from .._tuning import TABLE_PATH, _entry, load_table, utility_block  # the readi
 __all__ = ["TABLE_PATH", "load_table", "launch_shape", "utility_block", "ordered_shape", "vector_bytes"]
 
 _REQUIRED = ("group", "keys_per_group", "block")
-_OPTIONAL = ("digests", "split", "prefetch")  # flags, false where the table leaves them out
+_OPTIONAL = ("digests", "split")  # flags, false where the table leaves them out
 
 
 def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = None, device: str | None = None,

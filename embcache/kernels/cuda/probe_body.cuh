@@ -135,19 +135,6 @@ __device__ __forceinline__ void probe_gather_body(
             seen[j] = 0;
         }
 #if DIGESTS
-#if PREFETCH
-        // the keys of this group's next round, read now (their loads in flight beside the digests')
-        i64 ahead[KEYS_PER_GROUP];
-#pragma unroll
-        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
-            const i64 i = first + stride + j;
-            ahead[j] = EMPTY_KEY;
-            if (lane == 0 && i < n) {
-                unsigned outside;
-                ahead[j] = FROM_SOURCE && source.raw != nullptr ? raw_key(source, i, outside) : keys[i];
-            }
-        }
-#endif
         // digests first (WAYS bytes a set), then only the records behind matching digests: all loads
         // of one stage are independent, so KEYS_PER_GROUP keys keep that many requests in flight
         unsigned tags[KEYS_PER_GROUP][(PROBE_WPL + 3) / 4];
@@ -165,14 +152,6 @@ __device__ __forceinline__ void probe_gather_body(
 #endif
             }
         }
-#if PREFETCH
-        // the next round's digests (one 32-byte sector a set) into L2 while this round waits on its
-        // records and rows: a group's rounds are otherwise one chain of trips to DRAM
-#pragma unroll
-        for (int j = 0; j < KEYS_PER_GROUP; ++j)
-            if (lane == 0 && !reserved(ahead[j]))
-                asm volatile("prefetch.global.L2 [%0];" ::"l"(digests + set_of(ahead[j], num_sets) * WAYS));
-#endif
         // a lane's ways whose digest matches: nearly always none or one (1/256 a way by chance), so
         // the first candidate's whole record (key and score, one 16-byte load) is read for every key
         // at once and any further candidates one by one after
