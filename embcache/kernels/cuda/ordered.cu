@@ -49,7 +49,7 @@ struct ordered_t {
     unsigned long long* hlast;  // last occurrence + 1
     i64 mask;
     i64* ukeys;            // the u distinct missed keys, in no particular order
-    i64* ucell;            // their cells
+    i64* ucell;            // their cells, ~cell (< 0) for a key the source lacks
     i64* ucount;           // occurrences in the batch
     i64* uat;              // where each one's row is in out
     bool* uadmit;
@@ -99,12 +99,14 @@ __device__ __forceinline__ ordered_t ordered_of(const u64* words, const i64* key
 // ---------------------------------------------------------------- phases (thread tid of stride)
 // Every missed occurrence (slot < 0) of a key that is not reserved into the table of distinct missed
 // keys, counting occurrences and keeping the last index; the thread that adds a key lists it at the
-// cursor ucursor (the batch's count of distinct misses, or a block's own).  parts > 1: only the keys
+// cursor ucursor (the batch's count of distinct misses, or a block's own), with whether the source
+// holds it (every occurrence's slot says the same), so that the distinct phase need not read a slot.  parts > 1: only the keys
 // of the sets s with s % parts == part.
 __device__ __forceinline__ void misses_phase(const ordered_t& a, i64 tid, i64 stride, unsigned long long* ucursor,
                                              int part = 0, int parts = 1) {
     for (i64 i = tid; i < a.n; i += stride) {
-        if (a.slots[i] >= 0) continue;
+        const i64 slot = a.slots[i];
+        if (slot >= 0) continue;
         const i64 key = a.keys[i];
         if (reserved(key)) continue;
         if (parts > 1 && set_of(key, a.num_sets) % (u64)parts != (u64)part) continue;
@@ -115,7 +117,7 @@ __device__ __forceinline__ void misses_phase(const ordered_t& a, i64 tid, i64 st
             if (seen == 0) {
                 const i64 j = (i64)atomicAdd(ucursor, 1ull);
                 a.ukeys[j] = key;
-                a.ucell[j] = h;
+                a.ucell[j] = slot != -1 ? h : ~h;
                 break;
             }
             if (seen == enc) break;
@@ -145,14 +147,15 @@ __device__ __forceinline__ void distinct_phase(const ordered_t& a, i64* state, i
     const bool admits = batch_admits(state, a.n, a.mode, a.t);
     unsigned absent = 0, admitted = 0;
     for (i64 j = tid; j < u; j += stride) {
-        const i64 h = a.ucell[j];
+        const i64 cell = a.ucell[j];
+        const bool present = cell >= 0;
+        const i64 h = present ? cell : ~cell;
         const i64 at = (i64)a.hlast[h] - 1;
         a.ucount[j] = (i64)a.hcount[h];
         a.uat[j] = at;
         a.hkeys[h] = 0;
         a.hcount[h] = 0;
         a.hlast[h] = 0;
-        const bool present = a.slots[at] != -1;
         absent += !present;
         a.uadmit[j] = present && admits;
         admitted += present && admits;
