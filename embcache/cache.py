@@ -724,7 +724,7 @@ class Cache:
                 rows = b.to_device(np.broadcast_to(self._default, (distinct, self._dim)))
                 present, absent = xp.zeros(distinct, xp.bool_), distinct
                 batch.tier_failures = distinct
-            b.scatter(out, missed, rows, inverse.ravel())
+            b.scatter(out, missed, rows, inverse)
         batch.unique_misses = distinct
         admit, admitted = None, 0  # no device work for a batch that admits nothing
         if not admitting:

@@ -161,3 +161,19 @@ def test_one_key_checks_refuse_what_the_compiled_pass_refuses():
     for key in (LOCKED_KEY + 1, 0, -1, 2**63 - 1):
         keys = np.array([key], np.int64)
         assert check_keys(keys) is keys
+
+
+def test_a_one_key_batchs_shared_arrays_cannot_be_changed_by_a_caller():
+    """One-key ``unique`` and a one-key miss's plan hand out one shared array (inverse, last, missed): it is
+    read-only, so a caller that wrote to it would raise rather than change the next lookup's."""
+    backend = cpu.CPUBackend(4, 4, 2, np.dtype(np.float32), embcache.policies.get_policy("lru"))
+    ukeys, inverse, counts, last = backend.unique(np.array([9], np.int64))
+    plan = backend.plan_lookup(np.array([9], np.int64), backend.new_rows(1))
+    assert plan.missed.tolist() == inverse.tolist() == last.tolist() == [0] and counts.tolist() == [1]
+    for shared in (inverse, last, plan.missed):
+        with pytest.raises(ValueError):
+            shared[0] = 1
+    plan.rollback()
+    counts[0] = 3  # counts and keys are the caller's own
+    ukeys[0] = 4
+    assert backend.unique(np.array([9], np.int64))[2].tolist() == [1]

@@ -47,7 +47,11 @@ _NO_SKETCH = np.zeros((0, 1), np.int64)  # insert_and_evict_cpu's victim_sketch 
 _NO_SKIP = np.zeros(0, np.bool_)  # hand_walk's skip when every way is seen
 _NO_PROTECT = np.zeros(0, np.int64)  # insert_and_evict_cpu's protect and ranks when nothing is protected
 _NO_MISSES = np.zeros(0, np.int64)  # a plan's missed when every key hit (read only, never written)
-_ZERO_1, _ONE_1 = np.zeros(1, np.int64), np.ones(1, np.int64)  # copied for a one-key batch's unique()
+# a one-key batch's inverse and last (unique) and its list of misses (plan_lookup): one shared array, read
+# only so that no caller can change it for the next (its readers index with it in NumPy; never passed to a
+# kernel, where a read-only array would be another compiled signature); counts are copied (kernels read them)
+_ZERO_1, _ONE_1 = np.zeros(1, np.int64), np.ones(1, np.int64)
+_ZERO_1.flags.writeable = False
 #: keys a placement may have to take the one-call path (insert_tally_cpu): a small batch's placement costs
 #: mostly its dispatch, a larger one's its keys
 _SMALL_PLACEMENT = 64
@@ -895,6 +899,7 @@ class CPUBackend:
         # the probe and (every key hit, _gather_touch set) that pass, in one call (probe_and_touch)
         self._probe_touch = module.probe_touch_cpu
         self._insert_tally = module.insert_tally_cpu  # insert_and_evict's one call when nothing else takes part
+        self._small_tally = np.zeros(len(OUTCOMES), np.int64)  # that call's tally, rewritten by each
         self._missed = np.empty(1024, np.int64)  # plan_lookup's list of misses, grown to the largest batch
         # the policy's aging pass (Policy.age_period): at every tick to a multiple of the period
         self._age_period = int(policy.age_period) if policy.ages else 0
@@ -929,8 +934,8 @@ class CPUBackend:
 
     def to_device(self, array: Any) -> np.ndarray:
         """``array`` as a contiguous NumPy array (a copy only when it is not one already)."""
-        if type(array) is np.ndarray and array.ndim and array.flags.c_contiguous:
-            return array  # what ascontiguousarray returns, without its call (a miss path makes two)
+        # the array itself when it is one already: the call returns it (34 ns, where testing its type, ndim and
+        # flags in Python took 87; a miss path makes two)
         return np.ascontiguousarray(array)
 
     def to_host(self, array: np.ndarray) -> np.ndarray:
@@ -1029,8 +1034,8 @@ class CPUBackend:
     def unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(ukeys, inverse, counts, last)`` of keys (n,): ascending unique keys, each key's index into
         them, multiplicities, and the position of each unique key's last occurrence."""
-        if keys.shape[0] == 1:  # one key (a one-key lookup's miss): nothing to sort, four new arrays
-            return keys.astype(np.int64), _ZERO_1.copy(), _ONE_1.copy(), _ZERO_1.copy()
+        if keys.shape[0] == 1:  # one key (a one-key lookup's miss): nothing to sort, two new arrays
+            return keys.astype(np.int64), _ZERO_1, _ONE_1.copy(), _ZERO_1
         return _unique(np.ascontiguousarray(keys, dtype=np.int64))
 
     def host_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1096,8 +1101,8 @@ class CPUBackend:
                                 clock, touches)
         if got > n:
             return _LookupPlan(self, keys, invalid, slots, _NO_MISSES, -1, got - n)
-        if got > 0:
-            return _LookupPlan(self, keys, invalid, slots, missed[:got].copy())
+        if got > 0:  # a one-key miss's list is [0]: the shared constant, not a copy
+            return _LookupPlan(self, keys, invalid, slots, _ZERO_1 if n == 1 else missed[:got].copy())
         return _LookupPlan(self, keys, invalid, slots, _NO_MISSES, -1 - got if got else -1)
 
     def _tick_and_touch(self, slots: np.ndarray) -> None:
@@ -1127,11 +1132,14 @@ class CPUBackend:
         if n <= _SMALL_PLACEMENT and not (compares_victim or protect is not None or chance is not None):
             # a small batch's common placement (no sketch, lookahead or table chances): one call, tally
             # included; a larger one takes the general call below, whose extra arguments cost it nothing
-            self._tally = tally = np.zeros(len(OUTCOMES), np.int64)
+            # the kernel zeroes the backend's own tally before it counts (tally() is read at once: Cache._place)
+            self._tally = tally = self._small_tally
             if n:
                 # the clock as a Python int: Numba types it int64 as np.int64's, without making one
                 self._insert_tally(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
                                    admit, self.clock, bool(refuse_below_min), self._hands_arg, tally)
+            else:
+                tally.fill(0)
             return
         outcome = np.empty(n, np.int8)
         evicted = np.empty(n, np.int64)
@@ -1144,7 +1152,8 @@ class CPUBackend:
         self._tally = _tally(outcome, len(OUTCOMES))
 
     def tally(self) -> np.ndarray:
-        """How many keys of the last ``insert_and_evict`` got each outcome code: (5,) int64."""
+        """How many keys of the last ``insert_and_evict`` got each outcome code: (5,) int64, which the next
+        small placement may overwrite (read it before)."""
         return self._tally
 
     def update(self, keys: np.ndarray, rows: np.ndarray) -> int:
