@@ -241,6 +241,37 @@ def test_reserved_device_keys_get_the_default_row_and_are_counted_invalid():
         gpu.lookup(np.array([3, bad], np.int64))
 
 
+@pytest.mark.parametrize("path", ["one-launch", "a-kernel-a-phase"])
+def test_a_lookup_interrupted_after_its_probe_leaves_no_counts_to_the_next(path):
+    """A stream-ordered lookup stopped between its probe and its miss path (an exception, a
+    KeyboardInterrupt) has left the probe's counts in the batch's words; the next lookup starts from
+    zero, so its misses, invalid keys and distinct misses are its own."""
+    import cupy
+
+    _, gpu = caches(64, 4, "lru", "always", 4, np.arange(0, 400, dtype=np.int64), pinned=(False, True))
+    b = gpu._backend
+    if path == "a-kernel-a-phase":
+        b._small = 0  # every batch takes the large batch's kernels
+    gpu.lookup(cupy.arange(300, 310, dtype=cupy.int64))  # the scratch made, the kernels compiled
+    name = "ordered_small" if path == "one-launch" else "ordered_misses"
+    launch = b._k[name]
+
+    class Stopped(Exception):
+        pass
+
+    def stop(*args):
+        raise Stopped
+
+    b._k[name] = stop
+    bad = embcache.RESERVED_KEYS[0]
+    with pytest.raises(Stopped):  # 40 misses and 2 reserved keys counted by the probe, then stopped
+        gpu.lookup(cupy.asarray(list(range(40)) + [bad, bad], cupy.int64))
+    b._k[name] = launch
+    gpu.lookup(cupy.asarray(list(range(100, 130)) + [bad], cupy.int64))  # 30 fresh keys and a reserved one
+    last = gpu.stats.last
+    assert (last.lookups, last.misses, last.invalid, last.unique_misses) == (31, 31, 1, 30)
+
+
 def test_stats_clock_and_len_follow_graph_replays():
     import cupy
 

@@ -9,7 +9,8 @@ Two lookup paths:
 
 * the **stream-ordered** one, ``lookup_ordered``: the whole lookup as one call that waits for
   nothing (GPU with a tier the GPU reads in place: ``reads_device_sources``), its counters read later
-  by ``absorb_ordered``; what fails is refused before it (argument checks), so it has nothing to undo;
+  by ``absorb_ordered``; what fails is refused before it (argument checks), so it has nothing to undo
+  (a lookup interrupted between its launches leaves its batch's counts, which the next one clears);
 * the **host** one, for tiers read on the host: ``plan_lookup`` probes and gathers and returns a
   :class:`LookupPlan`; the Cache fetches the misses from the tier, then commits the plan (the
   clock tick and the hits' scores) and places the admitted keys (``insert_and_evict``), or, if

@@ -21,8 +21,8 @@ GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 #: Words of ``GPUBackend.state`` (int64 each), the counters the kernels share with the host.
 STATE = {
     "STATE_CLOCK": 0,  # the batch clock
-    "STATE_MISSES": 1,  # a probe's misses; update/erase: keys that were cached
-    "STATE_RESERVED": 2,  # a probe's reserved keys
+    "STATE_MISSES": 1,  # a host-path probe's misses; update/erase: keys that were cached
+    "STATE_RESERVED": 2,  # a host-path probe's reserved keys (a stream-ordered one counts into ORD_BATCH)
     "STATE_REPLAY_LOOKUPS": 3,  # keys and misses of captured lookups (graph replays), never reset
     "STATE_REPLAY_MISSES": 4,
     "STATE_LISTED": 5,  # list_misses' cursor

@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from ..layout import EMPTY_KEY, new_set_state, set_state_width
 from . import _rules
 from ._backend import _OncePlan
-from ._shared import FIELDS, ORDERED, ORDERED_WORDS, OUTCOMES, STATE, STATE_WORDS, TICK, TOUCH, cuda_defines
+from ._shared import FIELDS, ORD_FIELDS, ORDERED, ORDERED_WORDS, OUTCOMES, STATE, STATE_WORDS, TICK, TOUCH, cuda_defines
 from .tuning import launch_shape, ordered_shape, utility_block, vector_bytes
 
 if TYPE_CHECKING:  # the annotations only
@@ -346,6 +346,10 @@ class GPUBackend:
         self._event = None  # record_event's
         self._source_seen = (None, None)  # the last DeviceSource a stream-ordered lookup read, and its arguments
         self._ordered_seen = np.zeros(FIELDS["F_COUNTERS"], np.int64)
+        # set from a stream-ordered lookup's probe until its last launch is enqueued: a lookup interrupted
+        # in between (an exception, a KeyboardInterrupt) left counts in the batch words that the next one's
+        # probe would add to, so that one zeroes them first
+        self._ordered_unfinished = False
         self.sketch = None if sketch_shape is None else cupy.zeros(sketch_shape, cupy.int64)
         # every set's hand or S3-FIFO state (layout.new_set_state), its address in the state for insert_one.cuh
         self.hands = new_set_state(policy.victim, num_sets, ways, cupy)
@@ -542,6 +546,8 @@ class GPUBackend:
         STATE_MISSES and STATE_RESERVED).
         """
         n = keys.shape[0]
+        # probe_gather counts into the host path's words only: other words need probe_gather_source
+        assert counts is _HOST_COUNTS or source is not None or raw is not None
         keep_old = touch == _TOUCH_IF_CLEAN
         words = 2 * n if keep_old else n
         if slots is not None:  # the caller's buffer (a stream-ordered lookup's scratch)
@@ -809,6 +815,9 @@ class GPUBackend:
             self.flush_pending()
         capturing = self.capturing()
         o["captured"] |= capturing
+        if self._ordered_unfinished:
+            self._zero_counters(ORDERED["ORD_BATCH"], ORD_FIELDS)
+        self._ordered_unfinished = True
         views = o["views"]
         if n not in views:  # CuPy slicing costs microseconds: each batch length's views are made once
             if len(views) > 64:
@@ -849,6 +858,7 @@ class GPUBackend:
             self._k["ordered_small"]((blocks,), (self._oblock,), batch + (
                 self.table, self._digests_arg, self.values, out, stash, _NULL if sketch is None else sketch,
                 scalars[4], scalars[5], self._sketch_seed, scalars[6], tick, self.state))
+            self._ordered_unfinished = False
             if not capturing:  # a captured lookup ticks the device clock when replayed
                 self.clock += 1
             return
@@ -867,6 +877,7 @@ class GPUBackend:
             self._k["ordered_insert"](*warps, batch + (self.table, self._digests_arg, self.values, out, stash,
                                                        _FLAG[False], state))
         self._k["ordered_finish"](*_ONE_WARP, (self.state, count))
+        self._ordered_unfinished = False
         if not capturing:  # a captured lookup ticks the device clock when replayed
             self.clock += 1
 

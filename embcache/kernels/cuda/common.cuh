@@ -86,7 +86,8 @@ __device__ __forceinline__ unsigned warp_sum(unsigned v) {
 
 // ---------------------------------------------------------------- reporting to the host
 // Every thread calls this at the end of a kernel that reports to the host: true in thread 0 of the
-// block that finishes last, once every block's counter atomics are visible.  It resets the arrival
+// block that finishes last, once every block's counter atomics are visible to it (to the block's other
+// threads after a barrier that follows, as ordered_small's).  It resets the arrival
 // count for the next launch (graph replays included).
 __device__ __forceinline__ bool last_block(i64* state) {
     __threadfence();  // this thread's counter atomics before the block's arrival below

@@ -100,7 +100,8 @@ __device__ __forceinline__ ordered_t ordered_of(const u64* words, const i64* key
 // Every missed occurrence (slot < 0) of a key that is not reserved into the table of distinct missed
 // keys, counting occurrences and keeping the last index; the thread that adds a key lists it at the
 // cursor ucursor (the batch's count of distinct misses, or a block's own), with whether the source
-// holds it (every occurrence's slot says the same), so that the distinct phase need not read a slot.  parts > 1: only the keys
+// holds it (every occurrence's slot says the same while the tier's lock keeps the source as it is,
+// which it does for the whole batch), so that the distinct phase need not read a slot.  parts > 1: only the keys
 // of the sets s with s % parts == part.
 __device__ __forceinline__ void misses_phase(const ordered_t& a, i64 tid, i64 stride, unsigned long long* ucursor,
                                              int part = 0, int parts = 1) {
@@ -255,9 +256,12 @@ __device__ __forceinline__ void insert_phase(const ordered_t& a, slot_t* __restr
 
 // The batch's counters into the totals and the last batch's words, then zeroed for the next batch
 // (the cursors and flags too).  One whole warp, a word a lane, so that the words' loads are all in
-// flight at once; loads through L2 (__ldcg), where other blocks' atomics left the counts.
+// flight at once (a launch of fewer threads would leave words unfinished).  The fence-and-barrier
+// chain of last_block orders these loads after every block's atomics; __ldcg keeps them out of L1,
+// which holds the batch words' line from the blocks' own reads of BATCH(F_MISSES).
 __device__ __forceinline__ void finish_phase(i64* state, i64 n) {
     static_assert(ORD_FIELDS <= 32 && F_MARK < ORD_FIELDS, "a lane a word");
+    static_assert(F_OUTCOMES + INSERTED < F_COUNTERS, "F_MARK reads a counter's total");
     const int f = threadIdx.x & 31;
     i64 batch = f < ORD_FIELDS ? __ldcg(state + ORD_BATCH + f) : 0;
     if (f == F_LOOKUPS) batch = n;
@@ -298,7 +302,7 @@ extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) ordered_insert(
                  word(state, ORD_BATCH + F_SETS), state[STATE_CLOCK]);
 }
 
-// one warp
+// one warp (gpu.py's _ONE_WARP)
 extern "C" __global__ void ordered_finish(i64* __restrict__ state, i64 n) { finish_phase(state, n); }
 
 // After ordered_insert with pending = 1: its tally into the totals (a deferred insertion belongs to
@@ -315,7 +319,7 @@ extern "C" __global__ void ordered_flushed(i64* __restrict__ state) {
 // their missed keys in its own scratch (words + b * ORDERED_WORDS, its own cursors in shared memory),
 // so that no block waits for another; one block (no sketch, no deferred insertion: the host launches
 // one for those) uses the batch's words and cursors as the large batch's kernels do.  Every block reads
-// the clock first; the last block to finish ticks it and ends the batch.  touch says what the probe
+// the clock first; the last block to finish ticks it, and its first warp ends the batch.  touch says what the probe
 // left undone: TICK_NONE (it scored the hits and ticked), TICK_ONLY (hits keep their scores),
 // TICK_TOUCH (the hits' scores, touch.cuh, then the tick): one launch fewer either way.
 extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
