@@ -101,8 +101,8 @@ __device__ __forceinline__ ordered_t ordered_of(const u64* words, const i64* key
 // keys, counting occurrences and keeping the last index; the thread that adds a key lists it at the
 // cursor ucursor (the batch's count of distinct misses, or a block's own), with whether the source
 // holds it (every occurrence's slot says the same while the tier's lock keeps the source as it is,
-// which it does for the whole batch), so that the distinct phase need not read a slot.  parts > 1: only the keys
-// of the sets s with s % parts == part.
+// which it does for the whole batch), so that the distinct phase need not read a slot.  parts > 1:
+// only the keys of the sets s with s % parts == part.
 __device__ __forceinline__ void misses_phase(const ordered_t& a, i64 tid, i64 stride, unsigned long long* ucursor,
                                              int part = 0, int parts = 1) {
     for (i64 i = tid; i < a.n; i += stride) {
