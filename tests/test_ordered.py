@@ -241,14 +241,15 @@ def test_reserved_device_keys_get_the_default_row_and_are_counted_invalid():
         gpu.lookup(np.array([3, bad], np.int64))
 
 
+@pytest.mark.parametrize("admission", ["always", "hit_rate_deferred"])  # deferred: one block, a flush first
 @pytest.mark.parametrize("path", ["one-launch", "a-kernel-a-phase"])
-def test_a_lookup_interrupted_after_its_probe_leaves_no_counts_to_the_next(path):
+def test_a_lookup_interrupted_after_its_probe_leaves_no_counts_to_the_next(path, admission):
     """A stream-ordered lookup stopped between its probe and its miss path (an exception, a
     KeyboardInterrupt) has left the probe's counts in the batch's words; the next lookup starts from
     zero, so its misses, invalid keys and distinct misses are its own."""
     import cupy
 
-    _, gpu = caches(64, 4, "lru", "always", 4, np.arange(0, 400, dtype=np.int64), pinned=(False, True))
+    _, gpu = caches(64, 4, "lru", admission, 4, np.arange(0, 400, dtype=np.int64), pinned=(False, True))
     b = gpu._backend
     if path == "a-kernel-a-phase":
         b._small = 0  # every batch takes the large batch's kernels

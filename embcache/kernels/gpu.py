@@ -811,12 +811,11 @@ class GPUBackend:
         if source is not self._source_seen[0]:  # a tier hands out the same object until it changes
             self._source_seen = (source, _source_args(source, self.dim, self.dtype))
         source = self._source_seen[1]
+        self._clear_unfinished()
         if defer_at >= 0:
             self.flush_pending()
         capturing = self.capturing()
         o["captured"] |= capturing
-        if self._ordered_unfinished:
-            self._zero_counters(ORDERED["ORD_BATCH"], ORD_FIELDS)
         self._ordered_unfinished = True
         views = o["views"]
         if n not in views:  # CuPy slicing costs microseconds: each batch length's views are made once
@@ -881,6 +880,12 @@ class GPUBackend:
         if not capturing:  # a captured lookup ticks the device clock when replayed
             self.clock += 1
 
+    def _clear_unfinished(self) -> None:
+        """Zero the batch words that a stream-ordered lookup interrupted after its probe left counts in."""
+        if self._ordered_unfinished:
+            self._zero_counters(ORDERED["ORD_BATCH"], ORD_FIELDS)
+            self._ordered_unfinished = False
+
     def flush_pending(self) -> None:
         """Place what a deferred batch of ``lookup_ordered`` left (nothing, on the device, if none).
 
@@ -889,6 +894,7 @@ class GPUBackend:
         o = self._ordered
         if o is None or o["stash"] is None:
             return
+        self._clear_unfinished()  # ordered_flushed adds the batch words to the totals
         warps = (max(1, min(launch_grid(o["n"] * 32, self._ublock), self._blocks)),), self._utility
         batch = (o["words"], self._dummy, _i64(0), np.int32(0), np.float64(0.0), _FLAG[False], np.float64(-1.0))
         self._k["ordered_insert"](*warps, batch + (self.table, self._digests_arg, self.values, self._dummy,
