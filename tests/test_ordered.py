@@ -252,7 +252,7 @@ def test_a_lookup_interrupted_after_its_probe_leaves_no_counts_to_the_next(path,
     _, gpu = caches(64, 4, "lru", admission, 4, np.arange(0, 400, dtype=np.int64), pinned=(False, True))
     b = gpu._backend
     if path == "a-kernel-a-phase":
-        b._small = 0  # every batch takes the large batch's kernels
+        b._small = b._small_one = 0  # every batch takes the large batch's kernels (one block's bound too)
     gpu.lookup(cupy.arange(300, 310, dtype=cupy.int64))  # the scratch made, the kernels compiled
     name = "ordered_small" if path == "one-launch" else "ordered_misses"
     launch = b._k[name]
