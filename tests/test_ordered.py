@@ -41,7 +41,7 @@ def force_miss_path(cache, path: str, max_batch: int) -> None:
     """Make the GPU cache's stream-ordered lookups take miss path ``path`` (see the captured test)."""
     b = cache._backend
     if path == "a-kernel-a-phase":
-        b._small = 0  # every batch takes the large batch's kernels
+        b._small = b._small_one = 0  # every batch takes the large batch's kernels, one block's bound too
         return
     if path != "one-launch-1-block" and (b.sketch is not None or cache._defer_at is not None):
         pytest.skip("a sketch's estimates and a deferred batch's rows keep the one launch in one block")
