@@ -64,13 +64,12 @@ def configs(full: bool = True) -> list[tuple[str, str, dict]]:
         if not full:  # every policy, dim, dtype and digests setting at least once per architecture
             grid = [(rules[i % len(rules)], DIMS[i % len(DIMS)], DTYPES[i % len(DTYPES)], bool(i % 2))
                     for i in range(max(len(rules), len(DIMS), 4))]
-        for i, (policy, dim, dtype, digests) in enumerate(grid):
+        for policy, dim, dtype, digests in grid:
             row_bytes = dim * np.dtype(dtype).itemsize
-            # every L2 hint of the probe's copy ("stream") in turn, so each architecture compiles all three
-            shape = {**launch_shape(cc, row_bytes), "digests": digests, "stream": (i // 3) % 3}
+            shape = {**launch_shape(cc, row_bytes), "digests": digests}
             num_sets = 1000 if digests else 2**33  # 32- and 64-bit set indices
             defines = kernel_defines(policy, 32, row_bytes, num_sets, shape, utility_block(cc))
-            out.append((arch, f"{policy.name} dim {dim} {dtype} digests {digests} stream {(i // 3) % 3} (sm_{cc})", defines))
+            out.append((arch, f"{policy.name} dim {dim} {dtype} digests {digests} (sm_{cc})", defines))
     return out
 
 

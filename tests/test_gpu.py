@@ -171,27 +171,6 @@ def test_every_launch_shape_gives_the_same_results(policy, pinned):
     assert_same_state(cpu, gpu)
 
 
-@pytest.mark.parametrize("split", [False, True])
-@pytest.mark.parametrize("pinned", [False, True])
-def test_every_l2_hint_of_the_probe_gives_the_same_results(pinned, split):
-    """The probe's L2 hints (launch shape "stream": none, stores evict-first, loads too) copy the same
-    bits as plain loads and stores, in the fused probe and in the split gather, hits and misses
-    (read from a pinned store by the probe, or from the host) alike."""
-    from embcache.kernels.tuning import STREAM_HINTS
-
-    rng = np.random.default_rng(11)
-    for dim, dtype in ((33, "float32"), (32, "float32"), (3, "float16")):  # 4-, 16- and 2-byte words
-        cpu, gpu = pair(1500, dim, "lru", "always", dtype, 32, np.arange(0, 5000, 2, dtype=np.int64), pinned=pinned)
-        for stream in STREAM_HINTS:
-            gpu._backend.retune({**gpu._backend.shape, "split": split, "stream": stream})
-            batch = (rng.zipf(1.2, 2500) % 5100).astype(np.int64)
-            assert raw_bytes(cpu.lookup(batch)) == raw_bytes(gpu.lookup(batch))
-            out1, found1 = cpu.query(batch)
-            out2, found2 = gpu.query(batch)
-            assert raw_bytes(out1) == raw_bytes(out2) and host(found1).tolist() == host(found2).tolist()
-        assert_same_state(cpu, gpu)
-
-
 @pytest.mark.parametrize("dim, dtype", [(64, "float32"), (128, "float16"), (32, "float32")])
 def test_query_of_a_touching_policy_probes_with_the_reading_shape(dim, dtype, monkeypatch):
     """An LRU cache's lookup probe stores scores, its query only reads: where the tuning table gives the

@@ -45,20 +45,6 @@ def test_the_shipped_h200_shapes_are_complete():
             assert shape["group"] in (1, 2, 4, 8, 16, 32) and shape["block"] % 32 == 0
 
 
-def test_the_probes_l2_hints_default_to_none_and_refuse_other_values():
-    import pytest
-
-    table = _table()
-    assert tuning.launch_shape("9.0", 256, table)["stream"] == 0  # left out: plain loads and stores
-    for value in tuning.STREAM_HINTS:
-        table["entries"]["9.0"]["shapes"][0]["stream"] = value
-        assert tuning.launch_shape("9.0", 256, table)["stream"] == value
-    for bad in (3, -1, True, "2"):
-        table["entries"]["9.0"]["shapes"][0]["stream"] = bad
-        with pytest.raises(ValueError, match="stream must be one of"):
-            tuning.launch_shape("9.0", 256, table)
-
-
 def test_an_entry_rewritten_by_autotune_keeps_what_autotune_does_not_time():
     from embcache import autotune
 

@@ -153,7 +153,7 @@ def _kernel_defines(policy, ways: int, row_bytes: int, num_sets: int, shape: dic
         WAYS=ways, ROW_BYTES=row_bytes, VEC=vector_bytes(row_bytes),
         SET_BITS=32 if num_sets <= 2**32 else 64, GROUP=min(int(shape["group"]), ways),
         KEYS_PER_GROUP=int(shape["keys_per_group"]), BLOCK=int(shape["block"]), TOUCH_CHUNK=_TOUCH_CHUNK,
-        DIGESTS=int(digests), STREAM=int(shape.get("stream", 0)), UTILITY_BLOCK=utility_block, ORDERED_BLOCK=ordered_block,
+        DIGESTS=int(digests), UTILITY_BLOCK=utility_block, ORDERED_BLOCK=ordered_block,
         NEW_SCORE_EXPR=_rules.c_expression(policy.rule()["new_score"]),
         HIT_SCORE_EXPR=_rules.c_expression(policy.rule()["hit_score"]),
         AGE_SCORE_EXPR=_rules.c_expression(policy.rule().get("age_score", "score")),

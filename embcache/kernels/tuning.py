@@ -11,10 +11,6 @@ any larger row):
   and read only the keys whose digest matches (HierarchicalKV's idea).
 * ``split`` (optional, default false): the probe kernel finds the slots only and
   a second kernel copies the rows, one thread per word, as the gather ceiling does;
-* ``stream`` (optional, default 0): L2 hints on the probe's copy of a hit's row into the
-  output: 0 none; 1 stores that L2 evicts first; 2 the row's loads too (the gather ceiling
-  ``gather_chunk_cs``).  The same bytes whichever: rows read once leave L2 to the digests and
-  slot records;
 * ``touching`` (optional): keys of this shape to use instead when the policy's probe
   stores each hit's score (LRU), e.g. ``{"split": true}``.
 
@@ -44,7 +40,6 @@ __all__ = ["TABLE_PATH", "load_table", "launch_shape", "utility_block", "ordered
 
 _REQUIRED = ("group", "keys_per_group", "block")
 _OPTIONAL = ("digests", "split")  # flags, false where the table leaves them out
-STREAM_HINTS = (0, 1, 2)  # the probe's L2 hints ("stream"), 0 where the table leaves it out
 
 
 def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = None, device: str | None = None,
@@ -63,11 +58,7 @@ def launch_shape(compute_capability: str, row_bytes: int, table: dict | None = N
         if shape["max_row_bytes"] is None or row_bytes <= shape["max_row_bytes"]:
             if touching:
                 shape = {**shape, **shape.get("touching", {})}
-            stream = shape.get("stream", 0)
-            if stream not in STREAM_HINTS or isinstance(stream, bool):
-                raise ValueError(f"tuning entry {cc}: stream must be one of {STREAM_HINTS}, got {stream!r}")
-            return {**{k: shape[k] for k in _REQUIRED}, **{k: bool(shape.get(k, False)) for k in _OPTIONAL},
-                    "stream": stream}
+            return {**{k: shape[k] for k in _REQUIRED}, **{k: bool(shape.get(k, False)) for k in _OPTIONAL}}
     raise ValueError(f"tuning entry {cc} has no shape for {row_bytes}-byte rows")
 
 

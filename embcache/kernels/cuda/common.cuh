@@ -3,7 +3,7 @@
 //   EMPTY_KEY, LOCKED_KEY, MAX_SCORE, MIX_M1, MIX_M2            (layout.py, through _cuda.layout_defines)
 //   GOLDEN, NOT_ADMITTED .. REFUSED, STATE_*, TOUCH_*          (kernels/_shared.py, cuda_defines)
 //   NEW_SCORE_EXPR, HIT_SCORE_EXPR, AGE_SCORE_EXPR              (the policy's expressions)
-//   WAYS, ROW_BYTES, VEC, SET_BITS, GROUP, KEYS_PER_GROUP, BLOCK, DIGESTS, STREAM, TOUCH_CHUNK, UTILITY_BLOCK
+//   WAYS, ROW_BYTES, VEC, SET_BITS, GROUP, KEYS_PER_GROUP, BLOCK, DIGESTS, TOUCH_CHUNK, UTILITY_BLOCK
 //                                                               (layout and launch shapes, tuning.json)
 // No file here defines a number that Python also has.
 #pragma once

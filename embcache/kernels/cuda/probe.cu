@@ -24,7 +24,7 @@ extern "C" __global__ void gather_slots(const vec_t* __restrict__ values, const 
         const i64 i = t / CHUNKS;
         const int c = (int)(t - i * CHUNKS);
         const i64 s = slots[i];
-        if (s >= 0) out_word(out + t, row_word(values + s * CHUNKS + c));  // probe_body.cuh's hints
+        if (s >= 0) out[t] = values[s * CHUNKS + c];
         else if (s <= -2) out[t] = source_rows[SOURCE_SLOT(s) * CHUNKS + c];  // probe_gather_source's
         else if (fill_misses) out[t] = default_row[c];
     }

@@ -24,33 +24,6 @@
 // source lacks stays -1 and gets the default row.  A source without an index (keys null) holds no
 // key: the host path's probe that only converts raw keys (lookup(index_rows=) over a host tier).
 
-// A hit's row into out (launch shape "stream", STREAM): 0 plain loads and stores; 1 stores that L2 evicts
-// first (st.global.cs: nothing in the lookup reads out again); 2 the cache row's loads too (ld.global.cs),
-// as the gather ceiling gather_chunk_cs does.  Rows read once then leave L2 to the digests and slot
-// records that the next keys' probes read.  The same bytes either way: a hint, not a rule.
-__device__ __forceinline__ vec_t row_word(const vec_t* p) {
-#if STREAM == 2
-    return __ldcs(p);
-#else
-    return *p;
-#endif
-}
-
-__device__ __forceinline__ void out_word(vec_t* p, vec_t v) {
-#if STREAM >= 1
-    __stcs(p, v);
-#else
-    *p = v;
-#endif
-}
-
-__device__ __forceinline__ void copy_row_out(char* __restrict__ dst, const char* __restrict__ src, int lane, int lanes) {
-    const vec_t* s = reinterpret_cast<const vec_t*>(src);
-    vec_t* d = reinterpret_cast<vec_t*>(dst);
-#pragma unroll 4
-    for (int c = lane; c < CHUNKS; c += lanes) out_word(d + c, row_word(s + c));
-}
-
 // What probe_gather_source reads of a DeviceSource: its index (mask + 1 keys) and its rows; and, for a
 // stream-ordered lookup whose keys need converting, the keys as the caller gave them.
 struct source_t {
@@ -258,7 +231,7 @@ __device__ __forceinline__ void probe_gather_body(
                     if (seen[j] != now) table[slot].score = now;  // an unchanged score: no store
                 }
                 if (gather) {  // three copies, as before the source: probe_gather compiles to the same code
-                    if (slot >= 0) copy_row_out(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
+                    if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
                     else if (FROM_SOURCE && slot <= -2)
                         copy_row(out + i * ROW_BYTES, source.rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
                     else if (fill_misses) copy_row(out + i * ROW_BYTES, default_row, lane, GROUP);
