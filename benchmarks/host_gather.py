@@ -13,6 +13,7 @@ the GPU's own read of the same fresh rows in place.  Every rate is bytes of rows
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import numba
@@ -104,61 +105,70 @@ def main() -> None:
     _mem, view = (_huge if a.huge else _pinned)(total * ROW_BYTES)
     table = view.view(np.uint64).reshape(total, _WORDS)
     _fill(table)
-    print(f"{a.gib} GiB {'huge-page' if a.huge else 'cudaHostAlloc'} pinned store of {total:,} rows of {ROW_BYTES} B made and filled in "
+    kind = "huge-page" if a.huge else "cudaHostAlloc"
+    print(f"{a.gib} GiB {kind} pinned store of {total:,} rows of {ROW_BYTES} B made and filled in "
           f"{time.perf_counter() - t:.1f} s; numba threading layer {numba.threading_layer()}, "
           f"{numba.config.NUMBA_NUM_THREADS} threads available", flush=True)
     ptr = np.uint64(cupy.cuda.runtime.pointerGetAttributes(table.ctypes.data).devicePointer)
     rng = np.random.default_rng(0)
     stream = cupy.cuda.Stream(non_blocking=True)
     for n in rows_list:
-        gb = n * ROW_BYTES / 1e6
-        fresh = [rng.integers(0, total, n) for _ in range(a.repeat + 2)]
-        fresh_dev = [cupy.asarray(x) for x in fresh]
-        ms, kernel = gather_ceiling(ptr, total, ROW_BYTES, fresh_dev, repeat=a.repeat)
-        print(f"{n:>8,} fresh rows: GPU reads in place {ms * 1e3:9.1f} us {gb / ms:6.1f} GB/s ({kernel})", flush=True)
-        _smem, sview = _pinned(n * ROW_BYTES)
-        staging = sview.view(np.uint64).reshape(n, _WORDS)
-        sptr = np.uint64(cupy.cuda.runtime.pointerGetAttributes(staging.ctypes.data).devicePointer)
-        ms, kernel = gather_ceiling(sptr, n, ROW_BYTES, cupy.arange(n), repeat=a.repeat)
-        print(f"{'':>8}  GPU reads the contiguous staging in place {ms * 1e3:9.1f} us {gb / ms:6.1f} GB/s ({kernel})")
-        dev = cupy.empty((n, _WORDS), cupy.uint64)
+        _one_size(n, table, total, ptr, rng, stream, a)
 
-        def copy():
-            cupy.cuda.runtime.memcpyAsync(dev.data.ptr, staging.ctypes.data, n * ROW_BYTES, 1, stream.ptr)
+
+def _one_size(n: int, table, total: int, ptr, rng, stream, a) -> None:
+    """Every measurement for ``n`` fresh random rows (a function, so its closures bind its own names)."""
+    import cupy
+
+    gb = n * ROW_BYTES / 1e6
+    fresh = [rng.integers(0, total, n) for _ in range(a.repeat + 2)]
+    fresh_dev = [cupy.asarray(x) for x in fresh]
+    ms, kernel = gather_ceiling(ptr, total, ROW_BYTES, fresh_dev, repeat=a.repeat)
+    print(f"{n:>8,} fresh rows: GPU reads in place {ms * 1e3:9.1f} us {gb / ms:6.1f} GB/s ({kernel})", flush=True)
+    _smem, sview = _pinned(n * ROW_BYTES)
+    staging = sview.view(np.uint64).reshape(n, _WORDS)
+    sptr = np.uint64(cupy.cuda.runtime.pointerGetAttributes(staging.ctypes.data).devicePointer)
+    ms, kernel = gather_ceiling(sptr, n, ROW_BYTES, cupy.arange(n), repeat=a.repeat)
+    print(f"{'':>8}  GPU reads the contiguous staging in place {ms * 1e3:9.1f} us {gb / ms:6.1f} GB/s ({kernel})")
+    dev = cupy.empty((n, _WORDS), cupy.uint64)
+
+    def copy():
+        cupy.cuda.runtime.memcpyAsync(dev.data.ptr, staging.ctypes.data, n * ROW_BYTES, 1, stream.ptr)
+        stream.synchronize()
+
+    copy()
+    ms = _median(copy, a.repeat)
+    print(f"{'':>8}  cudaMemcpyAsync of the staging {ms * 1e3:9.1f} us {gb / ms:6.1f} GB/s (host clock)")
+    for threads in [int(x) for x in a.threads.split(",")]:
+        numba.set_num_threads(threads)
+        turn = iter(range(1 << 30))
+        for name, kernel in (("row by row", _gather), ("8 rows at once", _gather8)):
+            kernel(table, fresh[0][:16], staging[:16])
+            ms = _median(lambda kernel=kernel, turn=turn: kernel(table, fresh[next(turn) % len(fresh)], staging),
+                         a.repeat)
+            print(f"{'':>8}  host gather {name:<14} {threads:>2} threads {ms * 1e3:9.1f} us {gb / ms:6.1f} GB/s",
+                  flush=True)
+    for chunks in [int(x) for x in a.chunks.split(",")]:
+        if n < 1024 * chunks:
+            continue
+        bounds = np.linspace(0, n, chunks + 1).astype(np.int64)
+        turn = iter(range(1 << 30))
+
+        def pipelined(bounds=bounds, turn=turn):
+            idx = fresh[next(turn) % len(fresh)]
+            for lo, hi in itertools.pairwise(bounds):
+                _gather(table, idx[lo:hi], staging[lo:hi])
+                cupy.cuda.runtime.memcpyAsync(dev.data.ptr + int(lo) * ROW_BYTES,
+                                              staging.ctypes.data + int(lo) * ROW_BYTES,
+                                              int(hi - lo) * ROW_BYTES, 1, stream.ptr)
             stream.synchronize()
 
-        copy()
-        ms = _median(copy, a.repeat)
-        print(f"{'':>8}  cudaMemcpyAsync of the staging {ms * 1e3:9.1f} us {gb / ms:6.1f} GB/s (host clock)")
-        for threads in [int(x) for x in a.threads.split(",")]:
-            numba.set_num_threads(threads)
-            turn = iter(range(1 << 30))
-            for name, kernel in (("row by row", _gather), ("8 rows at once", _gather8)):
-                kernel(table, fresh[0][:16], staging[:16])
-                ms = _median(lambda: kernel(table, fresh[next(turn) % len(fresh)], staging), a.repeat)
-                print(f"{'':>8}  host gather {name:<14} {threads:>2} threads {ms * 1e3:9.1f} us {gb / ms:6.1f} GB/s",
-                      flush=True)
-        for chunks in [int(x) for x in a.chunks.split(",")]:
-            if n < 1024 * chunks:
-                continue
-            bounds = np.linspace(0, n, chunks + 1).astype(np.int64)
-            turn = iter(range(1 << 30))
-
-            def pipelined():
-                idx = fresh[next(turn) % len(fresh)]
-                for lo, hi in zip(bounds[:-1], bounds[1:]):
-                    _gather(table, idx[lo:hi], staging[lo:hi])
-                    cupy.cuda.runtime.memcpyAsync(dev.data.ptr + int(lo) * ROW_BYTES,
-                                                  staging.ctypes.data + int(lo) * ROW_BYTES,
-                                                  int(hi - lo) * ROW_BYTES, 1, stream.ptr)
-                stream.synchronize()
-
-            ms = _median(pipelined, a.repeat)
-            print(f"{'':>8}  gather + copy pipelined in {chunks:>2} chunks, {numba.get_num_threads()} threads "
-                  f"{ms * 1e3:9.1f} us {gb / ms:6.1f} GB/s", flush=True)
-        _gather8(table, fresh[0], staging)
-        ok = np.array_equal(staging, table[fresh[0]])
-        print(f"{'':>8}  (a staged row checked against the store: {'equal' if ok else 'DIFFERENT'})")
+        ms = _median(pipelined, a.repeat)
+        print(f"{'':>8}  gather + copy pipelined in {chunks:>2} chunks, {numba.get_num_threads()} threads "
+              f"{ms * 1e3:9.1f} us {gb / ms:6.1f} GB/s", flush=True)
+    _gather8(table, fresh[0], staging)
+    ok = np.array_equal(staging, table[fresh[0]])
+    print(f"{'':>8}  (a staged row checked against the store: {'equal' if ok else 'DIFFERENT'})")
 
 
 if __name__ == "__main__":
