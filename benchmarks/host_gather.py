@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from .gpu_table import gather_ceiling
+from .zero_copy_pages import _huge_registered
 
 ROW_BYTES = 512
 _WORDS = ROW_BYTES // 8
@@ -56,19 +57,9 @@ def _fill(rows):
 
 
 def _huge(nbytes: int):
-    """Anonymous memory advised as transparent huge pages, touched, then registered (mapped) with CUDA."""
-    import ctypes
-    import mmap
-
-    import cupy
-
-    m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    view = np.frombuffer(m, np.uint8)
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.madvise(ctypes.c_void_p(view.ctypes.data), ctypes.c_size_t(nbytes), 14)  # MADV_HUGEPAGE
-    view[::4096] = 0
-    cupy.cuda.runtime.hostRegister(view.ctypes.data, nbytes, 2)  # cudaHostRegisterMapped
-    return m, view
+    """(keep-alive, view) of anonymous memory in transparent huge pages, registered (zero_copy_pages')."""
+    view, mapping, _advised = _huge_registered(nbytes)
+    return mapping, view
 
 
 def _pinned(nbytes: int):
