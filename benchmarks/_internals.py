@@ -40,6 +40,13 @@ def fill_every_set(cache: embcache.Cache, seed: int = 0) -> None:
     cache._size = int((b.keys != EMPTY_KEY).sum())
 
 
+def phase_kernels(cache: embcache.Cache) -> None:
+    """Make a GPU cache's stream-ordered lookups run their miss path as a kernel a phase, the large batch's
+    path, whatever their length (``tests/test_ordered.py``'s "a-kernel-a-phase" draws do the same)."""
+    b = cache._backend
+    b._small = b._small_one = 0
+
+
 def kernel(cache: embcache.Cache, name: str) -> Any:
     """The backend's launcher of CUDA kernel ``name`` (one of ``embcache.kernels.gpu.FAMILIES``): called as a CuPy
     kernel is; ``.kernel`` is the compiled CuPy kernel."""

@@ -8,6 +8,8 @@ absent keys, a CUDA graph replayed; the TinyLFU admissions, which have no device
 host path), host-path lookups (an ordinary store), insert, update, erase,
 query and preload, on small caches whose sets overfill; then int32 row-number keys with ONNX Gather's
 rules (``lookup(index_rows=)``, negative and out-of-range keys), which the probe converts as it reads.
+``--miss-path a-kernel-a-phase``: the stream-ordered lookups take the large batch's kernels (a kernel a
+phase) instead of the one launch their 48-key batches take by the tuning table.
 It checks its rows against the CPU backend, so a kernel that reads or writes out of bounds and changes
 a result fails here too.  ``--policies`` / ``--admissions``: a subset (comma-separated names).
 """
@@ -40,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", default=",".join(policies.policy_names()))
     parser.add_argument("--admissions", default=",".join(admissions))
+    parser.add_argument("--miss-path", choices=("one-launch", "a-kernel-a-phase"), default="one-launch",
+                        help="the stream-ordered miss path: one launch for these small batches (as the tuning "
+                             "table has it), or the large batch's kernel a phase (ordered_misses ... ordered_finish)")
     args = parser.parse_args(argv)
     bad = 0
     for policy in args.policies.split(","):
@@ -51,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
                 store.put_many(stored, rows)
                 caches.append(embcache.Cache(96, 8, policy, admission, backend=backend, tier=store, ways=4,
                                              max_batch=64 if backend == "gpu" else None))
+            if args.miss_path == "a-kernel-a-phase":
+                from . import _internals
+
+                _internals.phase_kernels(caches[1])
             if policy == "static":
                 for c in caches:
                     c.preload(stored[:40])
@@ -84,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                 bad += sum(g.tobytes() != expected.tobytes() for g in got)
             for c in caches:
                 c.close()
-            print(f"{policy} x {name}: {'ok' if not bad else f'{bad} mismatches so far'}", flush=True)
+            print(f"{policy} x {name} ({args.miss_path}): {'ok' if not bad else f'{bad} mismatches so far'}",
+                  flush=True)
     bad += _index_rows(cupy, rng, stored, rows)
     print("mismatches:", bad)
     return 1 if bad else 0
