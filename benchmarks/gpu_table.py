@@ -346,6 +346,8 @@ def measure(quick: bool = False, policies: tuple[str, ...] = (), policy_rows_onl
 
 
 def format_table(result: dict) -> str:
+    # ratios to three decimals: the bars are two-decimal figures (0.60, 0.75, 0.85), which a ratio rounded
+    # to two could read as met
     lines = [f"{result['device']} (sm_{result['compute_capability']}), {result['date']}",
              f"{'case':<92}{'ms':>9}{'G keys/s':>10}{'ceiling ms':>12}{'ratio':>8}"]
     for r in result["rows"]:
@@ -356,17 +358,17 @@ def format_table(result: dict) -> str:
             lines.append(f"{r['case']:<92}GPU {r['gpu_us']:.1f} us (graph replay), wall {r['wall_us']:.1f} us "
                          "from Python (returns without waiting)")
             continue
-        ceiling = f"{r['ceiling_ms']:>12.3f}{r['ratio']:>8.2f}" if "ceiling_ms" in r else ""
+        ceiling = f"{r['ceiling_ms']:>12.3f}{r['ratio']:>8.3f}" if "ceiling_ms" in r else ""
         lines.append(f"{r['case']:<92}{r['ms']:>9.3f}{r['g_keys_s']:>10.2f}{ceiling}")
         if "probe_gather_ms" in r:
             lines.append(f"{'':<8}of which the probe+gather kernel alone {r['probe_gather_ms']:.3f} ms")
         if "pipelined_ms" in r:
             lines.append(f"{'':<8}back to back (the next call issued while this one's kernels run): "
-                         f"{r['pipelined_ms']:.3f} ms a lookup, ratio {r['pipelined_ratio']:.2f}")
+                         f"{r['pipelined_ms']:.3f} ms a lookup, ratio {r['pipelined_ratio']:.3f}")
         if "ratio_miss_part" in r:
             lines.append(f"{'':<8}missed rows {r['missed_rows_m_s']:.0f} M/s; ceiling {r['ceiling_m_rows_s']:.0f} M rows/s; "
                          f"miss part alone (lookup minus an all-hit lookup) {r['miss_ms_over_all_hit']:.3f} ms, "
-                         f"ratio {r['ratio_miss_part']:.2f}")
+                         f"ratio {r['ratio_miss_part']:.3f}")
     return "\n".join(lines)
 
 
