@@ -67,7 +67,7 @@ def _one(torch, policy: str, dim: int, table: int, ordered: bool, reps: int, sha
     gpu, wall = _events_us(cp, look, reps)
     label = f"{policy}, dim {dim}, {'stream-ordered' if ordered else 'host path'}"
     print(f"{label}: GPU {gpu:.1f} us (events), wall {wall:.1f} us; ceiling ({kernel}) {ceiling_ms * 1e3:.1f} us, "
-          f"ratio {ceiling_ms * 1e3 / gpu:.2f} (GPU) / {ceiling_ms * 1e3 / wall:.2f} (wall)", flush=True)
+          f"ratio {ceiling_ms * 1e3 / gpu:.3f} (GPU) / {ceiling_ms * 1e3 / wall:.3f} (wall)", flush=True)
     if torch is not None:
         rows = _kernel_table(torch, look, reps)
         print(f"  {sum(r[2] for r in rows):.1f} us of kernels a call, {sum(r[1] for r in rows)} launches")
@@ -110,7 +110,7 @@ def _one(torch, policy: str, dim: int, table: int, ordered: bool, reps: int, sha
                                              f"the table's shape gives")
                     g, _ = _events_us(cp, look, 10)
                     print(f"    group {group:>2}, keys/group {kpg}, split {split!s:<5}: {g:7.1f} us, "
-                          f"ratio {ceiling_ms * 1e3 / g:.2f}", flush=True)
+                          f"ratio {ceiling_ms * 1e3 / g:.3f}", flush=True)
         b.retune(original, query_original)
     cache.close()
     if tier is not None:
