@@ -62,16 +62,58 @@ class _Captured:
     def __init__(self, inputs: dict, values: dict, graphs: list, outputs: list):
         self.inputs, self.values, self.graphs, self.outputs = inputs, values, graphs, outputs
 
-    def copy_inputs(self, feeds: dict, torch) -> None:
+    def copy_inputs(self, feeds: dict, torch, record: bool = False) -> None:
+        """Copy ``feeds`` into the static inputs, on torch's current stream.
+
+        ``record``: also tell torch's allocator that each CUDA feed is read on that stream
+        (``Tensor.record_stream``), so that its memory stays the caller's until then; the pipeline
+        copies on a stream of its own, so it records.  :meth:`TorchGraphRunner.replay` copies on the
+        caller's current stream, where by PyTorch's own rule a tensor made on another stream is the
+        caller's to record; recording there cost about 8 us a feed from Python on the H200's host
+        (benchmarks/results/profiles/h200-2026-12-02-plugin/graph_overhead.txt).
+        """
         stream = torch.cuda.current_stream()
         for name, static in self.inputs.items():
             value = feeds[name]
             if isinstance(value, torch.Tensor):
                 if value.is_cuda:
-                    value.record_stream(stream)  # read here: its memory stays the caller's until then
+                    if record:
+                        value.record_stream(stream)
+                    if _raw_copy(value, static, stream):
+                        continue
             else:
                 value = torch.from_numpy(np.ascontiguousarray(value))
             static.copy_(value, non_blocking=True)
+
+
+def _raw_copy(value, static, stream) -> bool:
+    """``cudaMemcpyAsync`` of the CUDA tensor ``value`` into ``static`` on ``stream``, where both are
+    contiguous, of one dtype and shape, on the stream's device; False (nothing done) otherwise, or
+    without CuPy.  The same bytes as ``static.copy_(value)``, whose dispatch costs several microseconds
+    more from Python (graph_overhead.txt: 18 us for the copy of 832 keys and its synchronization)."""
+    if value.dtype is not static.dtype or value.shape != static.shape or not value.is_contiguous() or \
+            not static.is_contiguous() or value.get_device() != stream.device_index or \
+            static.get_device() != stream.device_index:
+        return False
+    memcpy = _memcpy_async()
+    if memcpy is None:
+        return False
+    memcpy(static.data_ptr(), value.data_ptr(), static.numel() * static.element_size(), 3, stream.cuda_stream)
+    return True
+
+
+_MEMCPY: list = []  # [CuPy's cudaMemcpyAsync, or None without CuPy], looked up once
+
+
+def _memcpy_async():
+    if not _MEMCPY:
+        try:
+            import cupy
+        except ImportError:
+            _MEMCPY.append(None)
+        else:
+            _MEMCPY.append(cupy.cuda.runtime.memcpyAsync)
+    return _MEMCPY[0]
 
 
 class _PipeSet:
@@ -231,7 +273,7 @@ class TorchGraphRunner:
             turn[key] = 1 - turn.get(key, 0)
             with torch.cuda.stream(lookups):
                 lookups.wait_event(p.done)  # batch i-2's dense stage has read these buffers
-                p.captured.copy_inputs(feeds, torch)
+                p.captured.copy_inputs(feeds, torch, record=True)  # the caller's feeds, read on this stream
                 _replay(p.captured.graphs[0])
                 p.looked_up.record(lookups)
             with torch.cuda.stream(dense):
