@@ -327,6 +327,34 @@ def test_captured_and_pipelined_lookups_equal_the_cpu_backend(batches, policy, p
 
 @pytest.mark.gpu
 @needs_gpu
+@pytest.mark.filterwarnings("error::trt_plugin.torch_runner.CaptureFallbackWarning")
+def test_replayed_feeds_of_every_form_reach_the_graph_as_they_are():
+    """Feeds given as contiguous CUDA tensors (copied by cudaMemcpyAsync), as strided views of them and as
+    NumPy arrays (both copied by torch) replay to the rows an eager run of the same keys gives, bit for bit."""
+    import torch
+
+    rows = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    store = HostStore(4, "float32", pinned=True)
+    store.put_many(np.arange(50, dtype=np.int64), rows)
+    cache = embcache.Cache(64, 4, "lru", backend="gpu", tier=store, default=-1.0)
+    runner = TorchGraphRunner(_lookup_model(TensorProto.INT64),
+                              lookup=lambda f, k, o, s: cache.lookup(k, out=o, stream=s))
+    rng = np.random.default_rng(5)
+    runner.capture({"k": rng.integers(0, 60, (8, 3)).astype(np.int64)})
+    for i in range(12):
+        keys = rng.integers(0, 60, (8, 3)).astype(np.int64)
+        wide = torch.as_tensor(np.repeat(keys, 2, axis=1), device="cuda")  # every other column: a strided view
+        feed = [torch.as_tensor(keys, device="cuda"), wide[:, ::2], keys][i % 3]
+        assert isinstance(feed, np.ndarray) or feed.is_contiguous() == (i % 3 == 0)
+        got = host(runner.replay({"k": feed})[0])
+        want = np.where((keys < 50)[..., None], rows[np.minimum(keys, 49)], np.float32(-1.0))
+        assert got.tobytes() == want.astype(np.float32).tobytes(), f"feed form {i % 3}"
+    assert len(runner.captured_signatures) == 1  # every form replayed the one graph
+    store.close()
+
+
+@pytest.mark.gpu
+@needs_gpu
 def test_a_surgered_model_on_rocksdb_runs_eagerly_saying_why_and_like_onnxruntime(tmp_path):
     """Surgery's tables live in RocksDB, which the GPU cannot read: a lookup under capture is an embcache
     error (never default rows), so the forward runs eagerly, with the rows ONNX Runtime gives."""
