@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = rng.standard_normal((stored.shape[0], 8)).astype(np.float32)
     admissions = {"always": policies.Always(), "min_frequency": policies.MinFrequency(n=2, width=64, depth=2),
                   "refuse_below_min": policies.RefuseBelowMin(), "hit_rate_threshold": policies.HitRateThreshold(0.5),
+                  # decided on the device and placed by the next operation (the stash, ordered_flushed)
+                  "hit_rate_deferred": policies.HitRateDeferred(0.5),
                   # decided on the host (no device rule): their lookups take the host path, uncaptured, and
                   # place keys through insert_and_evict_general (victim modes 1, 2 and 3)
                   "tinylfu": policies.TinyLFU(width=64, depth=2, sample=1),

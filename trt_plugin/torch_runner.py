@@ -561,15 +561,18 @@ class TorchGraphRunner:
             flat = keys.reshape(-1).to(torch.int64).contiguous()
             out = torch.empty((n, fields.dim), dtype=self._out_dtype[id(node)], device=self.device)
             views = (self._view(flat), self._view(out))
-        elif id(node) not in buffers:  # the warm-up: memory of its own, kept for the captures after it
-            flat = torch.empty(n, dtype=torch.int64, device=self.device)
-            out = torch.empty((n, fields.dim), dtype=self._out_dtype[id(node)], device=self.device)
-            views = (self._view(flat), self._view(out))
-            buffers[id(node)] = (flat, out, views)
-            flat.copy_(keys.reshape(-1))
         else:
+            if id(node) not in buffers:  # the warm-up: memory of its own, kept for the captures after it
+                flat = torch.empty(n, dtype=torch.int64, device=self.device)
+                out = torch.empty((n, fields.dim), dtype=self._out_dtype[id(node)], device=self.device)
+                buffers[id(node)] = (flat, out, (self._view(flat), self._view(out)))
             flat, out, views = buffers[id(node)]
-            flat.copy_(keys.reshape(-1))  # int32 keys become int64 on the device
+            if keys.dtype == torch.int64 and keys.is_contiguous():
+                # read where they are, with no copy (a graph node of its own, ~1 us of a 20 us lookup):
+                # a capture's values live as long as its graph, so the address stays the keys'
+                views = (self._view(keys.reshape(-1)), views[1])
+            else:
+                flat.copy_(keys.reshape(-1))  # int32 keys become int64 on the device
         self._lookup(fields, views[0], views[1], stream)
         return out.view(shape)
 
