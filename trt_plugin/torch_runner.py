@@ -61,6 +61,7 @@ class _Captured:
 
     def __init__(self, inputs: dict, values: dict, graphs: list, outputs: list):
         self.inputs, self.values, self.graphs, self.outputs = inputs, values, graphs, outputs
+        self._plan = None  # per static input: what a feed copied by one cudaMemcpyAsync must match
 
     def copy_inputs(self, feeds: dict, torch, record: bool = False) -> None:
         """Copy ``feeds`` into the static inputs, on torch's current stream.
@@ -72,34 +73,36 @@ class _Captured:
         caller's to record; recording there cost about 8 us a feed from Python on the H200's host
         (benchmarks/results/profiles/h200-2026-12-02-plugin/graph_overhead.txt).
         """
-        stream = torch.cuda.current_stream()
-        for name, static in self.inputs.items():
+        plan = self._plan
+        if plan is None:
+            memcpy = _memcpy_async()
+            plan = self._plan = [(name, static, static.data_ptr(), static.numel() * static.element_size(),
+                                  static.dtype, static.shape, static.get_device(), memcpy)
+                                 for name, static in self.inputs.items()
+                                 if static.is_cuda and static.is_contiguous()] if memcpy is not None else []
+            plan += [(name, static, 0, 0, None, None, None, None) for name, static in self.inputs.items()
+                     if name not in {p[0] for p in plan}]
+        stream = raw = None
+        tensor = torch.Tensor
+        for name, static, ptr, nbytes, dtype, shape, device, memcpy in plan:
             value = feeds[name]
+            # a feed that is already what the static input holds (a contiguous CUDA tensor of its dtype and
+            # shape on its device) is one cudaMemcpyAsync: torch's copy_ dispatch costs several us more
+            if memcpy is not None and type(value) is tensor and value.dtype is dtype and value.shape == shape \
+                    and value.get_device() == device and value.is_contiguous():
+                if stream is None:
+                    stream = torch.cuda.current_stream(device)
+                    raw = stream.cuda_stream
+                if record:
+                    value.record_stream(stream)
+                memcpy(ptr, value.data_ptr(), nbytes, 3, raw)
+                continue
             if isinstance(value, torch.Tensor):
-                if value.is_cuda:
-                    if record:
-                        value.record_stream(stream)
-                    if _raw_copy(value, static, stream):
-                        continue
+                if value.is_cuda and record:
+                    value.record_stream(torch.cuda.current_stream())
             else:
                 value = torch.from_numpy(np.ascontiguousarray(value))
             static.copy_(value, non_blocking=True)
-
-
-def _raw_copy(value, static, stream) -> bool:
-    """``cudaMemcpyAsync`` of the CUDA tensor ``value`` into ``static`` on ``stream``, where both are
-    contiguous, of one dtype and shape, on the stream's device; False (nothing done) otherwise, or
-    without CuPy.  The same bytes as ``static.copy_(value)``, whose dispatch costs several microseconds
-    more from Python (graph_overhead.txt: 18 us for the copy of 832 keys and its synchronization)."""
-    if value.dtype is not static.dtype or value.shape != static.shape or not value.is_contiguous() or \
-            not static.is_contiguous() or value.get_device() != stream.device_index or \
-            static.get_device() != stream.device_index:
-        return False
-    memcpy = _memcpy_async()
-    if memcpy is None:
-        return False
-    memcpy(static.data_ptr(), value.data_ptr(), static.numel() * static.element_size(), 3, stream.cuda_stream)
-    return True
 
 
 _MEMCPY: list = []  # [CuPy's cudaMemcpyAsync, or None without CuPy], looked up once
@@ -190,6 +193,7 @@ class TorchGraphRunner:
         self._stages = self._split_stages()
         self._fused = self._plan_fusions(proto)
         self._graphs: dict = {}  # input signature -> _Captured, or None where capture failed (eager)
+        self._signatures: dict = {}  # the feeds' (shape, dtype) per input -> their input signature
         self._pipes: dict = {}  # input signature -> [_PipeSet, _PipeSet]
         self._side = torch.cuda.Stream(self.device) if self._cuda else None
         # the lookups (and what feeds them) run here, beside the dense layers that do not need their rows
@@ -420,10 +424,20 @@ class TorchGraphRunner:
                 setattr(obj, name, value)
 
     def _signature(self, feeds: dict) -> tuple:
-        self._check_feeds(feeds)
-        # NumPy's "int64" and torch's "torch.int64" are one signature: the static inputs take either
-        return tuple((name, tuple(feeds[name].shape), str(feeds[name].dtype).removeprefix("torch."))
-                     for name in self.input_names)
+        try:  # the feeds' own shapes and dtypes, as they are: hashing them is cheaper than spelling them
+            quick = tuple([(feeds[name].shape, feeds[name].dtype) for name in self.input_names])
+        except KeyError:
+            self._check_feeds(feeds)
+            raise
+        signature = self._signatures.get(quick)
+        if signature is None:
+            # NumPy's "int64" and torch's "torch.int64" are one signature: the static inputs take either
+            signature = tuple((name, tuple(shape), str(dtype).removeprefix("torch."))
+                              for name, (shape, dtype) in zip(self.input_names, quick))
+            if len(self._signatures) >= 1024:  # batch shapes are few; a stream of new ones stays bounded
+                self._signatures.clear()
+            self._signatures[quick] = signature
+        return signature
 
     def _check_feeds(self, feeds: dict) -> None:
         missing = [n for n in self.input_names if n not in feeds]

@@ -759,7 +759,7 @@ class GPUBackend:
         # zeroed once: every kernel that fills a cell empties it again by the batch's end
         ords = self._ordered_region(max_batch)
         ords["n"] = max_batch
-        ords["views"], ords["scalars"] = {}, {}
+        ords["views"], ords["scalars"], ords["rows"] = {}, {}, {}
         ords["captured"] = False  # set once a captured lookup reads this scratch
         ords["stash"] = cupy.empty(max_batch * self.row_bytes, cupy.uint8) if deferred else None
         # the scratch's addresses, in the order of ordered.cu's ordered_of: one kernel argument for all;
@@ -827,7 +827,12 @@ class GPUBackend:
         if n and (index_rows or keys.dtype != np.int64):
             # the probe reads the caller's keys, applies Gather's rules, writes the int64 keys that the
             # kernels after it read (no launch of its own: the plugin's enqueue costs what a lookup does)
-            raw, keys = (keys, _KEY_BYTES[keys.dtype.itemsize], _i64(index_rows), converted, _ORDERED_INVALID), converted
+            rows = o["rows"].get(index_rows)
+            if rows is None:  # one scalar per table size: the probe's launch then repacks no cell for it
+                if len(o["rows"]) > 64:
+                    o["rows"].clear()
+                rows = o["rows"][index_rows] = _i64(index_rows)
+            raw, keys = (keys, _KEY_BYTES[keys.dtype.itemsize], rows, converted, _ORDERED_INVALID), converted
         # a block a share of the sets, but one where a sketch's estimates or a deferred batch's rows need the
         # whole batch in one place; one launch after the probe for a small batch (one block takes fewer keys)
         blocks = self._small_blocks if self.sketch is None and defer_at < 0 else 1
