@@ -62,8 +62,8 @@ def main() -> None:
         op, bar = BARS[name]
         met = value <= bar if op == "<=" else value >= bar
         print(f"{name:<20}{value:10.3f}   bar {op} {bar:<6} {'met' if met else 'NOT met'}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            check=False).stdout.strip()
+    commit = os.environ.get("EMBCACHE_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     after = os.getloadavg()[0]
     print(f"load average {load:.2f} -> {after:.2f}; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores; commit {commit}")

@@ -450,6 +450,10 @@ def _plugin_path_one(spec: str, where: str, values: np.ndarray, n: int, repeats:
 
 
 def _commit() -> str:
+    """The code's commit: ``EMBCACHE_COMMIT`` where set (the device's copy of the tree has a ``.git`` of its own,
+    which may name another commit than the tree's), else git's HEAD."""
+    if os.environ.get("EMBCACHE_COMMIT"):
+        return os.environ["EMBCACHE_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).parent, check=True).stdout.strip()
