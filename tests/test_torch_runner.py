@@ -355,6 +355,34 @@ def test_replayed_feeds_of_every_form_reach_the_graph_as_they_are():
 
 @pytest.mark.gpu
 @needs_gpu
+@pytest.mark.filterwarnings("error::trt_plugin.torch_runner.CaptureFallbackWarning")
+def test_the_key_buffer_a_graph_copies_into_lives_as_long_as_the_graph():
+    """int32 keys are cast into a buffer of the lookup's own, which the graph writes at every replay: the buffer
+    stays the capture's, so memory allocated after the capture (on the stream the warm-up allocated it on) is
+    never written by a replay, and the replayed rows are the keys' rows."""
+    rows = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    store = HostStore(4, "float32", pinned=True)
+    store.put_many(np.arange(50, dtype=np.int64), rows)
+    cache = embcache.Cache(64, 4, "lru", backend="gpu", tier=store, default=-1.0)
+    runner = TorchGraphRunner(_lookup_model(TensorProto.INT32),
+                              lookup=lambda f, k, o, s: cache.lookup(k, out=o, stream=s))
+    rng = np.random.default_rng(9)
+    runner.capture({"k": rng.integers(0, 60, (64, 3)).astype(np.int32)})
+    with torch.cuda.stream(runner._side):  # where the warm-up made the buffer: a freed one is reused there first
+        sentinels = [torch.full((64 * 3,), -7, dtype=torch.int64, device="cuda") for _ in range(8)]
+    torch.cuda.synchronize()
+    for _ in range(4):
+        keys = rng.integers(0, 60, (64, 3)).astype(np.int32)
+        got = host(runner.replay({"k": keys})[0])
+        want = np.where((keys < 50)[..., None], rows[np.minimum(keys, 49)], np.float32(-1.0))
+        assert got.tobytes() == want.astype(np.float32).tobytes()
+    torch.cuda.synchronize()
+    assert all(bool((t == -7).all()) for t in sentinels), "a replay wrote into memory allocated after its capture"
+    store.close()
+
+
+@pytest.mark.gpu
+@needs_gpu
 def test_a_surgered_model_on_rocksdb_runs_eagerly_saying_why_and_like_onnxruntime(tmp_path):
     """Surgery's tables live in RocksDB, which the GPU cannot read: a lookup under capture is an embcache
     error (never default rows), so the forward runs eagerly, with the rows ONNX Runtime gives."""

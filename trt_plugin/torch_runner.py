@@ -62,6 +62,9 @@ class _Captured:
     def __init__(self, inputs: dict, values: dict, graphs: list, outputs: list):
         self.inputs, self.values, self.graphs, self.outputs = inputs, values, graphs, outputs
         self._plan = None  # per static input: what a feed copied by one cudaMemcpyAsync must match
+        # the lookups' own key and row buffers (node id -> ...), made by the warm-up outside the graph's
+        # pool: the graph copies into them and reads them at each replay, so they live as long as it does
+        self.buffers: dict = {}
 
     def copy_inputs(self, feeds: dict, torch, record: bool = False) -> None:
         """Copy ``feeds`` into the static inputs, on torch's current stream.
@@ -337,7 +340,7 @@ class TorchGraphRunner:
             # up by this eager pass on the capture stream; it is this batch's one real lookup
             warm = dict(self._consts)
             warm.update(inputs)
-            buffers: dict = {}
+            buffers = captured.buffers
             self._evaluate(warm, self._nodes, buffers)
             outputs = [warm[name].clone() for name in self.output_names]
             del warm
@@ -576,16 +579,21 @@ class TorchGraphRunner:
             out = torch.empty((n, fields.dim), dtype=self._out_dtype[id(node)], device=self.device)
             views = (self._view(flat), self._view(out))
         else:
-            if id(node) not in buffers:  # the warm-up: memory of its own, kept for the captures after it
-                flat = torch.empty(n, dtype=torch.int64, device=self.device)
+            # int64 keys in one piece are read where they are, with no copy (a graph node of its own, ~1 us
+            # of a 20 us lookup): a capture's values live as long as its graph, so the address stays the keys'
+            in_place = keys.dtype == torch.int64 and keys.is_contiguous()
+            if id(node) not in buffers:  # the warm-up: memory of its own, kept with the capture (its buffers)
                 out = torch.empty((n, fields.dim), dtype=self._out_dtype[id(node)], device=self.device)
-                buffers[id(node)] = (flat, out, (self._view(flat), self._view(out)))
+                flat = None if in_place else torch.empty(n, dtype=torch.int64, device=self.device)
+                buffers[id(node)] = (flat, out, (None if flat is None else self._view(flat), self._view(out)))
             flat, out, views = buffers[id(node)]
-            if keys.dtype == torch.int64 and keys.is_contiguous():
-                # read where they are, with no copy (a graph node of its own, ~1 us of a 20 us lookup):
-                # a capture's values live as long as its graph, so the address stays the keys'
+            if in_place:
                 views = (self._view(keys.reshape(-1)), views[1])
             else:
+                if flat is None:  # in place at the warm-up, not now: a buffer of the capture's own after all
+                    flat = torch.empty(n, dtype=torch.int64, device=self.device)
+                    buffers[id(node)] = (flat, out, (self._view(flat), views[1]))
+                    views = buffers[id(node)][2]
                 flat.copy_(keys.reshape(-1))  # int32 keys become int64 on the device
         self._lookup(fields, views[0], views[1], stream)
         return out.view(shape)
