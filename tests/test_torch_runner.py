@@ -325,6 +325,22 @@ def test_captured_and_pipelined_lookups_equal_the_cpu_backend(batches, policy, p
     s2.close()
 
 
+def _pinned_runner(key_type):
+    """(rows, store, runner): 50 rows of dim 4 in a pinned store, a 64-row LRU GPU cache (default -1) over it,
+    and a runner of the one-lookup model with keys of ``key_type``, its lookup stream-ordered."""
+    rows = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    store = HostStore(4, "float32", pinned=True)
+    store.put_many(np.arange(50, dtype=np.int64), rows)
+    cache = embcache.Cache(64, 4, "lru", backend="gpu", tier=store, default=-1.0)
+    return rows, store, TorchGraphRunner(_lookup_model(key_type),
+                                         lookup=lambda f, k, o, s: cache.lookup(k, out=o, stream=s))
+
+
+def _rows_of(rows, keys):
+    """The rows a lookup of ``keys`` gives from _pinned_runner's store (keys 50 and up: the default)."""
+    return np.where((keys < 50)[..., None], rows[np.minimum(keys, 49)], np.float32(-1.0)).astype(np.float32)
+
+
 @pytest.mark.gpu
 @needs_gpu
 @pytest.mark.filterwarnings("error::trt_plugin.torch_runner.CaptureFallbackWarning")
@@ -333,12 +349,7 @@ def test_replayed_feeds_of_every_form_reach_the_graph_as_they_are():
     NumPy arrays (both copied by torch) replay to the rows an eager run of the same keys gives, bit for bit."""
     import torch
 
-    rows = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
-    store = HostStore(4, "float32", pinned=True)
-    store.put_many(np.arange(50, dtype=np.int64), rows)
-    cache = embcache.Cache(64, 4, "lru", backend="gpu", tier=store, default=-1.0)
-    runner = TorchGraphRunner(_lookup_model(TensorProto.INT64),
-                              lookup=lambda f, k, o, s: cache.lookup(k, out=o, stream=s))
+    rows, store, runner = _pinned_runner(TensorProto.INT64)
     rng = np.random.default_rng(5)
     runner.capture({"k": rng.integers(0, 60, (8, 3)).astype(np.int64)})
     for i in range(12):
@@ -347,8 +358,7 @@ def test_replayed_feeds_of_every_form_reach_the_graph_as_they_are():
         feed = [torch.as_tensor(keys, device="cuda"), wide[:, ::2], keys][i % 3]
         assert isinstance(feed, np.ndarray) or feed.is_contiguous() == (i % 3 == 0)
         got = host(runner.replay({"k": feed})[0])
-        want = np.where((keys < 50)[..., None], rows[np.minimum(keys, 49)], np.float32(-1.0))
-        assert got.tobytes() == want.astype(np.float32).tobytes(), f"feed form {i % 3}"
+        assert got.tobytes() == _rows_of(rows, keys).tobytes(), f"feed form {i % 3}"
     assert len(runner.captured_signatures) == 1  # every form replayed the one graph
     store.close()
 
@@ -360,12 +370,7 @@ def test_the_key_buffer_a_graph_copies_into_lives_as_long_as_the_graph():
     """int32 keys are cast into a buffer of the lookup's own, which the graph writes at every replay: the buffer
     stays the capture's, so memory allocated after the capture (on the stream the warm-up allocated it on) is
     never written by a replay, and the replayed rows are the keys' rows."""
-    rows = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
-    store = HostStore(4, "float32", pinned=True)
-    store.put_many(np.arange(50, dtype=np.int64), rows)
-    cache = embcache.Cache(64, 4, "lru", backend="gpu", tier=store, default=-1.0)
-    runner = TorchGraphRunner(_lookup_model(TensorProto.INT32),
-                              lookup=lambda f, k, o, s: cache.lookup(k, out=o, stream=s))
+    rows, store, runner = _pinned_runner(TensorProto.INT32)
     rng = np.random.default_rng(9)
     runner.capture({"k": rng.integers(0, 60, (64, 3)).astype(np.int32)})
     with torch.cuda.stream(runner._side):  # where the warm-up made the buffer: a freed one is reused there first
@@ -374,8 +379,7 @@ def test_the_key_buffer_a_graph_copies_into_lives_as_long_as_the_graph():
     for _ in range(4):
         keys = rng.integers(0, 60, (64, 3)).astype(np.int32)
         got = host(runner.replay({"k": keys})[0])
-        want = np.where((keys < 50)[..., None], rows[np.minimum(keys, 49)], np.float32(-1.0))
-        assert got.tobytes() == want.astype(np.float32).tobytes()
+        assert got.tobytes() == _rows_of(rows, keys).tobytes()
     torch.cuda.synchronize()
     assert all(bool((t == -7).all()) for t in sentinels), "a replay wrote into memory allocated after its capture"
     store.close()
