@@ -77,14 +77,12 @@ class _Captured:
         (benchmarks/results/profiles/h200-2026-12-02-plugin/graph_overhead.txt).
         """
         plan = self._plan
-        if plan is None:
+        if plan is None:  # memcpy None: that input is copied by torch
             memcpy = _memcpy_async()
             plan = self._plan = [(name, static, static.data_ptr(), static.numel() * static.element_size(),
-                                  static.dtype, static.shape, static.get_device(), memcpy)
-                                 for name, static in self.inputs.items()
-                                 if static.is_cuda and static.is_contiguous()] if memcpy is not None else []
-            plan += [(name, static, 0, 0, None, None, None, None) for name, static in self.inputs.items()
-                     if name not in {p[0] for p in plan}]
+                                  static.dtype, static.shape, static.get_device(),
+                                  memcpy if static.is_cuda and static.is_contiguous() else None)
+                                 for name, static in self.inputs.items()]
         stream = raw = None
         tensor = torch.Tensor
         for name, static, ptr, nbytes, dtype, shape, device, memcpy in plan:
