@@ -387,6 +387,43 @@ def test_the_key_buffer_a_graph_copies_into_lives_as_long_as_the_graph():
 
 @pytest.mark.gpu
 @needs_gpu
+@pytest.mark.filterwarnings("error::trt_plugin.torch_runner.CaptureFallbackWarning")
+@pytest.mark.parametrize("through", ["cudaGraphLaunch", "CUDAGraph.replay"])
+def test_a_replay_launched_either_way_gives_the_keys_rows(monkeypatch, through):
+    """A replay is one cudaGraphLaunch of the captured executable where torch exposes it (and then never
+    calls ``CUDAGraph.replay``), or torch's replay where it does not; both give the replayed keys' rows,
+    on the caller's current stream (a side stream here, its results read after that stream alone)."""
+    from trt_plugin import torch_runner
+
+    rows, store, runner = _pinned_runner(TensorProto.INT64)
+    rng = np.random.default_rng(3)
+    runner.capture({"k": torch.as_tensor(rng.integers(0, 60, (16, 3)), device="cuda")})
+    captured = runner._graphs[runner._signature({"k": torch.zeros((16, 3), dtype=torch.int64, device="cuda")})]
+    if through == "cudaGraphLaunch":
+        if not torch_runner._executable(captured.graphs[0]):
+            pytest.skip("this torch does not expose the executable graph (raw_cuda_graph_exec)")
+
+        def refuse(self):
+            raise AssertionError("the replay went through CUDAGraph.replay")
+        monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", refuse)
+    else:
+        monkeypatch.setattr(torch_runner, "_executable", lambda graph: 0)
+    stream = torch.cuda.Stream()
+    for _ in range(6):
+        keys = rng.integers(0, 60, (16, 3))
+        feed = torch.as_tensor(keys, device="cuda")
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            out = runner.replay({"k": feed})[0]
+            got = out.clone()
+        stream.synchronize()
+        assert host(got).tobytes() == _rows_of(rows, keys).tobytes()
+    assert (captured._execs[0] != 0) == (through == "cudaGraphLaunch")
+    store.close()
+
+
+@pytest.mark.gpu
+@needs_gpu
 def test_a_surgered_model_on_rocksdb_runs_eagerly_saying_why_and_like_onnxruntime(tmp_path):
     """Surgery's tables live in RocksDB, which the GPU cannot read: a lookup under capture is an embcache
     error (never default rows), so the forward runs eagerly, with the rows ONNX Runtime gives."""

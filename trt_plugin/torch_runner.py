@@ -44,9 +44,44 @@ def _attrs(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _replay(graph) -> None:
-    if graph is not None:
-        graph.replay()
+def _raw_streams(torch) -> Callable[[int], int]:
+    """A function of a device index giving torch's current stream there as a raw ``cudaStream_t``.
+
+    The C binding TorchInductor's generated code calls (``torch._C._cuda_getCurrentRawStream``) where
+    this torch has it; ``torch.cuda.current_stream(device).cuda_stream`` otherwise, which makes a
+    Stream object each time: 4.0-4.1 us of the batch-32 replay's 19.7 us on the H200's host
+    (benchmarks/results/profiles/h200-2026-12-02-serve/README.md).
+    """
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if raw is not None:
+        return raw
+    return lambda device: torch.cuda.current_stream(device).cuda_stream
+
+
+_GRAPH_LAUNCH: list = []  # [CuPy's cudaGraphLaunch, or None], looked up once
+
+
+def _graph_launch():
+    if not _GRAPH_LAUNCH:
+        try:
+            import cupy
+        except ImportError:
+            _GRAPH_LAUNCH.append(None)
+        else:
+            _GRAPH_LAUNCH.append(getattr(cupy.cuda.runtime, "graphLaunch", None))
+    return _GRAPH_LAUNCH[0]
+
+
+def _executable(graph) -> int:
+    """``graph``'s instantiated ``cudaGraphExec_t`` where torch exposes it (``raw_cuda_graph_exec``,
+    torch 2.7 and later) and CuPy can launch it, else 0: then the graph replays through torch."""
+    if graph is None or _graph_launch() is None:
+        return 0
+    raw = getattr(graph, "raw_cuda_graph_exec", None)
+    try:
+        return int(raw()) if raw is not None else 0
+    except (RuntimeError, TypeError):  # not instantiated (keep_graph) or an older binding
+        return 0
 
 
 def _value_dtypes(proto) -> dict[str, int]:
@@ -62,18 +97,23 @@ class _Captured:
     def __init__(self, inputs: dict, values: dict, graphs: list, outputs: list):
         self.inputs, self.values, self.graphs, self.outputs = inputs, values, graphs, outputs
         self._plan = None  # per static input: what a feed copied by one cudaMemcpyAsync must match
+        self._execs: list | None = None  # per graph: its cudaGraphExec_t, or 0 (torch replays it)
+        # the capture's device index: every static input is on it
+        self.device = next(iter(inputs.values())).get_device() if inputs else -1
         # the lookups' own key and row buffers (node id -> ...), made by the warm-up outside the graph's
         # pool: the graph copies into them and reads them at each replay, so they live as long as it does
         self.buffers: dict = {}
 
-    def copy_inputs(self, feeds: dict, torch, record: bool = False) -> None:
-        """Copy ``feeds`` into the static inputs, on torch's current stream.
+    def copy_inputs(self, feeds: dict, torch, raw: int, record: Any = None) -> None:
+        """Copy ``feeds`` into the static inputs on the stream ``raw`` (a ``cudaStream_t``, torch's
+        current stream on the inputs' device).
 
-        ``record``: also tell torch's allocator that each CUDA feed is read on that stream
-        (``Tensor.record_stream``), so that its memory stays the caller's until then; the pipeline
-        copies on a stream of its own, so it records.  :meth:`TorchGraphRunner.replay` copies on the
-        caller's current stream, where by PyTorch's own rule a tensor made on another stream is the
-        caller's to record; recording there cost about 8 us a feed from Python on the H200's host
+        ``record`` (a torch Stream, the one ``raw`` is): also tell torch's allocator that each CUDA
+        feed is read on it (``Tensor.record_stream``), so that its memory stays the caller's until
+        then; the pipeline copies on a stream of its own, so it records.
+        :meth:`TorchGraphRunner.replay` copies on the caller's current stream, where by PyTorch's own
+        rule a tensor made on another stream is the caller's to record; recording there cost about 8
+        us a feed from Python on the H200's host
         (benchmarks/results/profiles/h200-2026-12-02-plugin/graph_overhead.txt).
         """
         plan = self._plan
@@ -83,7 +123,6 @@ class _Captured:
                                   static.dtype, static.shape, static.get_device(),
                                   memcpy if static.is_cuda and static.is_contiguous() else None)
                                  for name, static in self.inputs.items()]
-        stream = raw = None
         tensor = torch.Tensor
         for name, static, ptr, nbytes, dtype, shape, device, memcpy in plan:
             value = feeds[name]
@@ -91,19 +130,36 @@ class _Captured:
             # shape on its device) is one cudaMemcpyAsync: torch's copy_ dispatch costs several us more
             if memcpy is not None and type(value) is tensor and value.dtype is dtype and value.shape == shape \
                     and value.get_device() == device and value.is_contiguous():
-                if stream is None:
-                    stream = torch.cuda.current_stream(device)
-                    raw = stream.cuda_stream
-                if record:
-                    value.record_stream(stream)
+                if record is not None:
+                    value.record_stream(record)
                 memcpy(ptr, value.data_ptr(), nbytes, 3, raw)
                 continue
             if isinstance(value, torch.Tensor):
-                if value.is_cuda and record:
-                    value.record_stream(torch.cuda.current_stream())
+                if value.is_cuda and record is not None:
+                    value.record_stream(record)
             else:
                 value = torch.from_numpy(np.ascontiguousarray(value))
             static.copy_(value, non_blocking=True)
+
+    def launch(self, i: int, torch, raw: int) -> None:
+        """Replay graph ``i`` on the stream ``raw`` (torch's current stream on the capture's device).
+
+        One ``cudaGraphLaunch`` where the executable is at hand and the current device is the
+        capture's; ``CUDAGraph.replay()`` otherwise, which also sets the device and advances torch's
+        random-number offsets for the graph: the runner's operators draw no random numbers, so
+        skipping that changes nothing here (a ``lookup`` that draws torch random numbers inside
+        the graph would get the same ones at every replay).
+        """
+        graph = self.graphs[i]
+        if graph is None:
+            return
+        if self._execs is None:
+            self._execs = [_executable(g) for g in self.graphs]
+        executable = self._execs[i]
+        if executable and torch._C._cuda_getDevice() == self.device:
+            _graph_launch()(executable, raw)
+        else:
+            graph.replay()
 
 
 _MEMCPY: list = []  # [CuPy's cudaMemcpyAsync, or None without CuPy], looked up once
@@ -197,6 +253,7 @@ class TorchGraphRunner:
         self._signatures: dict = {}  # the feeds' (shape, dtype) per input -> their input signature
         self._pipes: dict = {}  # input signature -> [_PipeSet, _PipeSet]
         self._side = torch.cuda.Stream(self.device) if self._cuda else None
+        self._raw_stream = _raw_streams(torch) if self._cuda else None
         # the lookups (and what feeds them) run here, beside the dense layers that do not need their rows
         self._fork = torch.cuda.Stream(self.device) if self._cuda else None
         self._streams = None  # the pipeline's (lookup stream, dense stream), made on first use
@@ -235,8 +292,9 @@ class TorchGraphRunner:
         captured = self._graphs[key]
         if captured is None:
             return self.run(feeds)
-        captured.copy_inputs(feeds, self._torch)
-        _replay(captured.graphs[0])
+        raw = self._raw_stream(captured.device)
+        captured.copy_inputs(feeds, self._torch, raw)
+        captured.launch(0, self._torch, raw)
         return captured.outputs
 
     def pipelined(self, batches: Iterable[dict]) -> list[list]:
@@ -278,12 +336,13 @@ class TorchGraphRunner:
             turn[key] = 1 - turn.get(key, 0)
             with torch.cuda.stream(lookups):
                 lookups.wait_event(p.done)  # batch i-2's dense stage has read these buffers
-                p.captured.copy_inputs(feeds, torch, record=True)  # the caller's feeds, read on this stream
-                _replay(p.captured.graphs[0])
+                # the caller's feeds, read on this stream
+                p.captured.copy_inputs(feeds, torch, lookups.cuda_stream, record=lookups)
+                p.captured.launch(0, torch, lookups.cuda_stream)
                 p.looked_up.record(lookups)
             with torch.cuda.stream(dense):
                 dense.wait_event(p.looked_up)
-                _replay(p.captured.graphs[1])
+                p.captured.launch(1, torch, dense.cuda_stream)
                 results.append([t.clone() for t in p.captured.outputs])
                 p.done.record(dense)
         caller.wait_stream(lookups)
