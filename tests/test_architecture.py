@@ -89,6 +89,11 @@ def test_the_architecture_doc_lists_every_module():
     assert not missing, f"docs/architecture.md does not list {missing}"
 
 
+#: private names of other libraries that trt_plugin may use: torch's C bindings (the raw current stream and
+#: device, as TorchInductor's generated code reads them; the torch runner's replay falls back without them)
+FOREIGN_PRIVATE = ("torch._C",)
+
+
 def test_trt_plugin_reaches_into_no_object_of_embcache():
     """trt_plugin uses embcache's public API: no ``obj._private`` (``cache._backend.xp`` was one)."""
     reached = []
@@ -97,6 +102,7 @@ def test_trt_plugin_reaches_into_no_object_of_embcache():
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
-                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")) \
+                    and not ast.unparse(node).startswith(FOREIGN_PRIVATE):
                 reached.append(f"{name}:{node.lineno} {ast.unparse(node)}")
     assert not reached, reached
