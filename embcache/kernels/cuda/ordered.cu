@@ -102,17 +102,12 @@ __device__ __forceinline__ ordered_t ordered_of(const u64* words, const i64* key
 // cursor ucursor (the batch's count of distinct misses, or a block's own), with whether the source
 // holds it (every occurrence's slot says the same while the tier's lock keeps the source as it is,
 // which it does for the whole batch), so that the distinct phase need not read a slot.  parts > 1:
-// only the keys of the sets s with s % parts == part.  hits (the small batch's kernel, when the
-// whole batch fits its shared table): every hit of those sets is also counted there, in the same
-// pass, so that the touch's reads and the misses' atomics are in flight together.
+// only the keys of the sets s with s % parts == part.
 __device__ __forceinline__ void misses_phase(const ordered_t& a, i64 tid, i64 stride, unsigned long long* ucursor,
-                                             int part = 0, int parts = 1, touch_shared_t* hits = nullptr) {
+                                             int part = 0, int parts = 1) {
     for (i64 i = tid; i < a.n; i += stride) {
         const i64 slot = a.slots[i];
-        if (slot >= 0) {
-            if (hits != nullptr && (parts == 1 || (slot / WAYS) % parts == part)) touch_count(*hits, slot);
-            continue;
-        }
+        if (slot >= 0) continue;
         const i64 key = a.keys[i];
         if (reserved(key)) continue;
         if (parts > 1 && set_of(key, a.num_sets) % (u64)parts != (u64)part) continue;
@@ -341,16 +336,10 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
     if (tid == 0) cursors[0] = cursors[1] = 0;
     const i64 clock = state[STATE_CLOCK];
     const i64 now = touch == TICK_NONE ? clock : clock + 1;  // the batch's scores and insertions
-    // a batch with fewer occurrences than the shared table's cells counts its hits in the misses' pass
-    // and scores them beside the distinct phase: two phases fewer behind barriers (8 blocks at 832 keys
-    // spent 3.2-3.4 us in the touch alone, benchmarks/results/profiles/h200-2026-12-02-day)
-    const bool fused = touch == TICK_TOUCH && n < TOUCH_TABLE;
-    if (fused) touch_clear(sh);
-    else if (touch == TICK_TOUCH) touch_chunks(table, a.slots, a.n, now, 0, 1, sh, part, parts);
-    __syncthreads();  // the cursors are zero, and this block's hits scored or their table empty, first
-    misses_phase(a, tid, stride, ucursor, part, parts, fused ? &sh : nullptr);
+    if (touch == TICK_TOUCH) touch_chunks(table, a.slots, a.n, now, 0, 1, sh, part, parts);
+    __syncthreads();  // the cursors are zero, and this block's hits scored, before its keys are placed
+    misses_phase(a, tid, stride, ucursor, part, parts);
     __syncthreads();
-    if (fused) touch_apply(table, now, sh);  // done before the barrier that comes before any placing
     distinct_phase(a, state, tid, stride, sketch == nullptr, ucursor);
     __syncthreads();
     if (sketch != nullptr) {  // one block (its estimates read every key's counts)

@@ -17,56 +17,39 @@ struct touch_shared_t {
     unsigned count[TOUCH_TABLE];
 };
 
-// The block's shared table emptied (every thread takes a share; a barrier must follow before counting).
-__device__ __forceinline__ void touch_clear(touch_shared_t& sh) {
-    for (int t = threadIdx.x; t < TOUCH_TABLE; t += blockDim.x) {
-        sh.slot[t] = ~0ull;  // no slot is -1 once negative slots (misses) are skipped
-        sh.count[t] = 0;
-    }
-}
-
-// One hit occurrence of slot s (>= 0) counted in the shared table.  Fewer than TOUCH_TABLE distinct slots
-// between clears: a probe chain always ends.
-__device__ __forceinline__ void touch_count(touch_shared_t& sh, i64 s) {
-    const unsigned long long empty = ~0ull;
-    unsigned h = (unsigned)mix64((u64)s) & (TOUCH_TABLE - 1);
-    while (true) {
-        const unsigned long long seen = atomicCAS(&sh.slot[h], empty, (unsigned long long)s);
-        if (seen == empty || seen == (unsigned long long)s) break;
-        h = (h + 1) & (TOUCH_TABLE - 1);
-    }
-    atomicAdd(&sh.count[h], 1u);
-}
-
-// Every slot the shared table counted scored once with hit_score(score, clock, count) (after a barrier
-// that follows the counting).
-__device__ __forceinline__ void touch_apply(slot_t* __restrict__ table, i64 clock, const touch_shared_t& sh) {
-    for (int t = threadIdx.x; t < TOUCH_TABLE; t += blockDim.x) {
-        if (sh.slot[t] != ~0ull) {
-            const i64 count = sh.count[t];
-            atomic_apply(&table[sh.slot[t]].score, [clock, count](i64 score) {
-                return hit_score(score, clock, count);
-            });
-        }
-    }
-}
-
 // Chunks first, first + step, ... of slots[0, n) (misses, slot < 0, skipped), every hit scored with
 // hit_score(score, clock, count).  The whole block calls it (it has barriers).  parts > 1: only the
 // slots of the sets s with s % parts == part (a block of the small batch's kernel owns those sets).
 __device__ __forceinline__ void touch_chunks(slot_t* __restrict__ table, const i64* __restrict__ slots, i64 n,
                                              i64 clock, i64 first, i64 step, touch_shared_t& sh, int part = 0,
                                              int parts = 1) {
+    const unsigned long long empty = ~0ull;  // no slot is -1 once negative slots (misses) are skipped
     for (i64 base = first * TOUCH_CHUNK; base < n; base += step * TOUCH_CHUNK) {
-        touch_clear(sh);
+        for (int t = threadIdx.x; t < TOUCH_TABLE; t += blockDim.x) {
+            sh.slot[t] = empty;
+            sh.count[t] = 0;
+        }
         __syncthreads();
         for (int j = threadIdx.x; j < TOUCH_CHUNK && base + j < n; j += blockDim.x) {
             const i64 s = slots[base + j];
             if (s < 0 || (parts > 1 && (s / WAYS) % parts != part)) continue;
-            touch_count(sh, s);
+            unsigned h = (unsigned)mix64((u64)s) & (TOUCH_TABLE - 1);
+            while (true) {
+                const unsigned long long seen = atomicCAS(&sh.slot[h], empty, (unsigned long long)s);
+                if (seen == empty || seen == (unsigned long long)s) break;
+                h = (h + 1) & (TOUCH_TABLE - 1);
+            }
+            atomicAdd(&sh.count[h], 1u);
         }
         __syncthreads();
-        touch_apply(table, clock, sh);
+        for (int t = threadIdx.x; t < TOUCH_TABLE; t += blockDim.x) {
+            if (sh.slot[t] != empty) {
+                const i64 count = sh.count[t];
+                atomic_apply(&table[sh.slot[t]].score, [clock, count](i64 score) {
+                    return hit_score(score, clock, count);
+                });
+            }
+        }
         __syncthreads();
     }
 }
