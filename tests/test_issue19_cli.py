@@ -231,7 +231,9 @@ def test_the_recorded_fit_is_the_fit_of_the_sample(criteo_dir):
     assert now and not later
     for a, b in zip(fitted.columns, recorded.columns, strict=True):
         assert (a.column, a.cardinality) == (b.column, b.cardinality)
-        assert (a.share, a.exponent, a.ks) == pytest.approx((b.share, b.exponent, b.ks), rel=1e-12)
+        # a numerical fit: NumPy 2.4.6 lands 1.4e-8 (relative) from the recorded exponent and KS distance, so
+        # the recorded fit is held to the sample's to 1e-6, not to the last bits of one NumPy's arithmetic
+        assert (a.share, a.exponent, a.ks) == pytest.approx((b.share, b.exponent, b.ks), rel=1e-6)
 
 
 # ---------------------------------------------------------------- item 21: trace convert takes a user's keys
