@@ -391,14 +391,16 @@ def test_the_key_buffer_a_graph_copies_into_lives_as_long_as_the_graph():
 @pytest.mark.parametrize("through", ["cudaGraphLaunch", "CUDAGraph.replay"])
 def test_a_replay_launched_either_way_gives_the_keys_rows(monkeypatch, through):
     """A replay is one cudaGraphLaunch of the captured executable where torch exposes it (and then never
-    calls ``CUDAGraph.replay``), or torch's replay where it does not; both give the replayed keys' rows,
-    on the caller's current stream (a side stream here, its results read after that stream alone)."""
+    calls ``CUDAGraph.replay``), or torch's replay where it does not; both copy the feed and run the graph on
+    the caller's current stream: here a side stream that is still busy (a sleep) when it writes the feed, so a
+    copy or launch on any other stream would read the stale keys and give their rows."""
     from trt_plugin import torch_runner
 
     rows, store, runner = _pinned_runner(TensorProto.INT64)
     rng = np.random.default_rng(3)
     runner.capture({"k": torch.as_tensor(rng.integers(0, 60, (16, 3)), device="cuda")})
     captured = runner._graphs[runner._signature({"k": torch.zeros((16, 3), dtype=torch.int64, device="cuda")})]
+    replays = []
     if through == "cudaGraphLaunch":
         if not torch_runner._executable(captured.graphs[0]):
             pytest.skip("this torch does not expose the executable graph (raw_cuda_graph_exec)")
@@ -408,17 +410,26 @@ def test_a_replay_launched_either_way_gives_the_keys_rows(monkeypatch, through):
         monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", refuse)
     else:
         monkeypatch.setattr(torch_runner, "_executable", lambda graph: 0)
+        replay = torch.cuda.CUDAGraph.replay
+
+        def counted(self):
+            replays.append(1)
+            return replay(self)
+        monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", counted)
     stream = torch.cuda.Stream()
     for _ in range(6):
-        keys = rng.integers(0, 60, (16, 3))
-        feed = torch.as_tensor(keys, device="cuda")
-        stream.wait_stream(torch.cuda.current_stream())
+        keys = rng.integers(0, 50, (16, 3))
+        fresh = torch.as_tensor(keys, device="cuda")
+        feed = torch.full((16, 3), 59, dtype=torch.int64, device="cuda")  # stale: key 59 gets the default row
+        torch.cuda.synchronize()
         with torch.cuda.stream(stream):
-            out = runner.replay({"k": feed})[0]
-            got = out.clone()
+            torch.cuda._sleep(10**7)  # ~5 ms of GPU time before the feed holds its keys
+            feed.copy_(fresh)
+            got = runner.replay({"k": feed})[0].clone()
         stream.synchronize()
         assert host(got).tobytes() == _rows_of(rows, keys).tobytes()
     assert (captured._execs[0] != 0) == (through == "cudaGraphLaunch")
+    assert len(replays) == (6 if through == "CUDAGraph.replay" else 0)
     store.close()
 
 

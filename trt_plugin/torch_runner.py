@@ -94,12 +94,11 @@ def _value_dtypes(proto) -> dict[str, int]:
 class _Captured:
     """One captured forward (or its stages): static inputs, every value it computes, its CUDA graphs."""
 
-    def __init__(self, inputs: dict, values: dict, graphs: list, outputs: list):
+    def __init__(self, inputs: dict, values: dict, graphs: list, outputs: list, device: int):
         self.inputs, self.values, self.graphs, self.outputs = inputs, values, graphs, outputs
         self._plan = None  # per static input: what a feed copied by one cudaMemcpyAsync must match
         self._execs: list | None = None  # per graph: its cudaGraphExec_t, or 0 (torch replays it)
-        # the capture's device index: every static input is on it
-        self.device = next(iter(inputs.values())).get_device() if inputs else -1
+        self.device = device  # the capture's device index (its stream's): every static input is on it
         # the lookups' own key and row buffers (node id -> ...), made by the warm-up outside the graph's
         # pool: the graph copies into them and reads them at each replay, so they live as long as it does
         self.buffers: dict = {}
@@ -219,6 +218,10 @@ class TorchGraphRunner:
 
         self._torch = torch
         self.device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cuda" and self.device.index is None:
+            # the device current now, for good: the capture stream is made on it here, the pipeline's streams
+            # later, and a replay's copy and launch must be on one device whatever is current then
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self._cuda = self.device.type == "cuda"
         self.tf32 = bool(tf32)
         if capture_error_mode not in ("global", "thread_local", "relaxed"):
@@ -392,7 +395,7 @@ class TorchGraphRunner:
         side.wait_stream(caller)
         with self._precision(), torch.cuda.stream(side):
             inputs = {name: t.clone() for name, t in self._values(feeds, consts=False).items()}
-            captured = _Captured(inputs, {}, [], [])
+            captured = _Captured(inputs, {}, [], [], side.device.index)
             # the warm-up (PyTorch's rule before a capture): cuBLAS, CuPy's kernels and pools are set
             # up by this eager pass on the capture stream; it is this batch's one real lookup
             warm = dict(self._consts)

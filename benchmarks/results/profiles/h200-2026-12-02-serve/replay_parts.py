@@ -1,7 +1,9 @@
 """The host time of TorchGraphRunner.replay's parts for the lookup alone at trt_table's batch 32 (832 int64 keys,
 dim 128, a small pinned store): the input signature, the feed's copy, the graph's launch, the whole replay, and
 torch.cuda.current_stream(); each call timed from Python after a synchronize, medians of 1,500, two rounds.
-(Run inline on the device as below; kept here as the record of what ran.)
+(Run inline on the device as below; kept here as the record of what ran.)  Written against 3231dc8's runner:
+``_replay`` and ``copy_inputs(feeds, torch)`` are gone since 1cb737f, so it runs only on that code;
+../h200-2026-12-02-day/replay_parts2.py is its successor.
 
     python benchmarks/results/profiles/h200-2026-12-02-serve/replay_parts.py
 """
