@@ -2,6 +2,7 @@
 patches a copy of the kernel sources), for the one launch of 1, 8 and 16 blocks.
 
     python benchmarks/results/profiles/h200-2026-12-02-day/small_phases_blocks.py [--gib 16] [--batches 32,40]
+        [--blocks 1,8] [--patch benchmarks/results/profiles/h200-2026-12-02-day/fused-touch.patch]
 
 As ../h200-2026-12-01-night/small_phases.py, but every block's thread 0 stamps clock64() at its start and
 after each barrier of ordered_small's body (stamps[64 * block + k]).  Per phase: the median over fresh
@@ -26,10 +27,21 @@ p.add_argument("--gib", type=float, default=16.0)
 p.add_argument("--batches", default="32,40")
 p.add_argument("--blocks", default="1,8,16")
 p.add_argument("--reps", type=int, default=40)
+p.add_argument("--patch", help="a diff of embcache/kernels/cuda applied to the copy first (an A/B's variant, e.g. "
+                               "fused-touch.patch beside this script)")
 a = p.parse_args()
 
 tmp = pathlib.Path(tempfile.mkdtemp()) / "cuda"
 shutil.copytree(gpu.CUDA_DIR, tmp)
+if a.patch:  # paths in the diff start a/embcache/kernels/cuda/: four components off, relative to the copy
+    import subprocess
+
+    diff = str(pathlib.Path(a.patch).resolve())
+    try:
+        subprocess.run(["patch", "-p4", "-d", str(tmp), "-i", diff], check=True)
+    except FileNotFoundError:
+        subprocess.run(["git", "apply", "-p4", diff], cwd=tmp, check=True)
+    print(f"variant: {a.patch} applied", flush=True)
 src = (tmp / "ordered.cu").read_text()
 sig = "extern \"C\" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small("
 head, body = src.split(sig, 1)
