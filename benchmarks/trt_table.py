@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import math
 import os
@@ -72,14 +73,25 @@ def _torch():
 
 
 def _wall_us(fn, iters: int, sync) -> np.ndarray:
-    """Wall time of each ``fn(i)`` in us, the device idle before each and waited for after."""
+    """Wall time of each ``fn(i)`` in us, the device idle before each and waited for after.
+
+    Python's cyclic garbage collector is off while the loop runs (collected once before), as
+    ``timeit`` does: a collection inside one sample is the interpreter's pause, not the call's.
+    """
     out = np.empty(iters)
-    for i in range(iters):
-        sync()
-        t = time.perf_counter()
-        fn(i)
-        sync()
-        out[i] = time.perf_counter() - t
+    gc.collect()
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(iters):
+            sync()
+            t = time.perf_counter()
+            fn(i)
+            sync()
+            out[i] = time.perf_counter() - t
+    finally:
+        if was_on:
+            gc.enable()
     return out * 1e6
 
 
@@ -493,6 +505,8 @@ def measure(total_gib: float | None = None, progress: bool = True, zero_copy: bo
     torch = _torch()
     return {"device": props["name"].decode(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"), "commit": _commit(), "quick": quick,
+        "timing": f"wall per call, device synchronized before and after; gc off while timed; {WARM_REPLAYS} warm "
+                  "replays before a graph is timed",
         "torch": None if torch is None else torch.__version__, "cupy": cp.__version__, "rows": path + dlrm}
 
 
