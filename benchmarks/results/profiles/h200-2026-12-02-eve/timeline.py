@@ -136,8 +136,8 @@ for _ in range(50):
     if cache.stats.misses == before:
         break
 buf = cp.empty((n, dim), cp.float32)
-direct = lambda: cache.lookup(keys, out=buf)  # noqa: E731
-plugin = lambda: cache.lookup(keys, out=buf, index_rows=rows_n)  # noqa: E731
+direct = lambda: cache.lookup(keys, out=buf)
+plugin = lambda: cache.lookup(keys, out=buf, index_rows=rows_n)
 direct(), plugin()
 cp.cuda.get_current_stream().synchronize()
 with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
