@@ -433,6 +433,90 @@ def test_a_replay_launched_either_way_gives_the_keys_rows(monkeypatch, through):
     store.close()
 
 
+def _head(runner, shape=(16, 3)):
+    """The input copy's head ([node, shadow, reads the shadow]) of the replay capture of ``shape``'s keys,
+    or a skip where this torch or its CUDA runtime gives none."""
+    from trt_plugin import torch_runner
+
+    captured = runner._graphs[runner._signature({"k": torch.zeros(shape, dtype=torch.int64, device="cuda")})]
+    if torch_runner._cudart() is None or not torch_runner._keeps_graphs(torch):
+        pytest.skip("this torch keeps no graph after capture, or its CUDA runtime is not at hand")
+    return captured.heads["k"]
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.filterwarnings("error::trt_plugin.torch_runner.CaptureFallbackWarning")
+def test_a_replay_reads_any_feed_whether_its_copy_node_can_point_at_it_or_not():
+    """A replay points the graph's input copy at a CUDA feed in place; a feed it cannot read there (a NumPy
+    array, a non-contiguous view) goes into the copy's shadow, the node pointed back at it,
+    and the next CUDA feed is read in place again: every replay gives its own keys' rows, whatever came
+    before it (a node left on an earlier feed would read that feed's keys)."""
+    rows, store, runner = _pinned_runner(TensorProto.INT64)
+    rng = np.random.default_rng(5)
+    runner.capture({"k": torch.as_tensor(rng.integers(0, 60, (16, 3)), device="cuda")})
+    head = _head(runner)
+    assert head[0], "the input's memcpy node was not found in the captured graph"
+    kinds = ["cuda", "numpy", "cuda", "strided", "cuda", "cuda", "numpy", "numpy", "strided", "cuda"]
+    for kind in kinds:
+        keys = rng.integers(0, 60, (16, 3))
+        if kind == "numpy":
+            feed = keys
+        elif kind == "strided":
+            feed = torch.as_tensor(np.repeat(keys, 2, axis=1), device="cuda")[:, ::2]
+            assert not feed.is_contiguous()
+        else:
+            feed = torch.as_tensor(keys, device="cuda")
+        got = runner.replay({"k": feed})[0].clone()
+        del feed  # a feed read in place is the caller's: freed after, its memory may be reused at once
+        assert host(got).tobytes() == _rows_of(rows, keys).tobytes(), kind
+        assert head[2] == (kind != "cuda"), kind  # read in place exactly when it is a matching CUDA tensor
+    store.close()
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.filterwarnings("error::trt_plugin.torch_runner.CaptureFallbackWarning")
+def test_a_replay_whose_copy_update_is_refused_copies_its_feed_through_the_shadow(monkeypatch):
+    """Where the CUDA runtime refuses to point the input copy at a feed (memory of another kind), the replay
+    copies the feed into the shadow and points the node back there: the rows are still the feed's, and the
+    refusal leaves no CUDA error behind for torch's next launch check."""
+    from trt_plugin import torch_runner
+
+    rows, store, runner = _pinned_runner(TensorProto.INT64)
+    rng = np.random.default_rng(6)
+    runner.capture({"k": torch.as_tensor(rng.integers(0, 60, (16, 3)), device="cuda")})
+    head = _head(runner)
+    lib, refused = torch_runner._cudart(), []
+
+    class Refusing:
+        """The runtime, but refusing every update whose source is not the shadow (error 1, invalid value)."""
+
+        def __getattr__(self, name):
+            return getattr(lib, name)
+
+        def cudaGraphExecMemcpyNodeSetParams1D(self, exec_, node, dst, src, count, kind):
+            if src != head[1].data_ptr():
+                refused.append(src)
+                return 1
+            return lib.cudaGraphExecMemcpyNodeSetParams1D(exec_, node, dst, src, count, kind)
+
+    first = rng.integers(0, 60, (16, 3))
+    assert host(runner.replay({"k": torch.as_tensor(first, device="cuda")})[0]).tobytes() == \
+        _rows_of(rows, first).tobytes()
+    assert not head[2]  # the node reads that feed now
+    monkeypatch.setattr(torch_runner, "_CUDART", [Refusing()])
+    for _ in range(3):
+        keys = rng.integers(0, 60, (16, 3))
+        got = runner.replay({"k": torch.as_tensor(keys, device="cuda")})[0].clone()
+        assert host(got).tobytes() == _rows_of(rows, keys).tobytes()
+        assert head[2]
+        torch.zeros(4, device="cuda").add_(1)  # torch's launch check: no error left behind
+        torch.cuda.synchronize()
+    assert len(refused) == 3
+    store.close()
+
+
 @pytest.mark.gpu
 @needs_gpu
 def test_a_surgered_model_on_rocksdb_runs_eagerly_saying_why_and_like_onnxruntime(tmp_path):

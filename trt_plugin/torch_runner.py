@@ -13,6 +13,7 @@ layers.  On the CPU the same graph runs eagerly (NumPy views, the CPU backend), 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import os
 import warnings
@@ -84,6 +85,88 @@ def _executable(graph) -> int:
         return 0
 
 
+class _Pitched(ctypes.Structure):
+    _fields_ = [("ptr", ctypes.c_void_p), ("pitch", ctypes.c_size_t), ("xsize", ctypes.c_size_t),
+                ("ysize", ctypes.c_size_t)]
+
+
+class _Triple(ctypes.Structure):  # cudaPos and cudaExtent
+    _fields_ = [("x", ctypes.c_size_t), ("y", ctypes.c_size_t), ("z", ctypes.c_size_t)]
+
+
+class _Memcpy3DParms(ctypes.Structure):  # cudaMemcpy3DParms
+    _fields_ = [("srcArray", ctypes.c_void_p), ("srcPos", _Triple), ("srcPtr", _Pitched), ("dstArray", ctypes.c_void_p),
+                ("dstPos", _Triple), ("dstPtr", _Pitched), ("extent", _Triple), ("kind", ctypes.c_int)]
+
+
+_MEMCPY_NODE = 1  # cudaGraphNodeTypeMemcpy
+_DEVICE_TO_DEVICE = 3  # cudaMemcpyDeviceToDevice
+_CUDART: list = []  # [the CUDA runtime torch loaded, bound for memcpy-node updates, or None], looked up once
+
+
+def _cudart():
+    """The CUDA runtime that torch loaded (its ``libcudart`` in this process's maps), bound for the calls
+    that find a graph's memcpy nodes and point one at a new source in an executable graph; None where
+    it is not found (not Linux, a static runtime): replays then copy their feeds by cudaMemcpyAsync."""
+    if not _CUDART:
+        _CUDART.append(_bind_cudart())
+    return _CUDART[0]
+
+
+def _bind_cudart():
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "libcudart.so" in line})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+            update, nodes = lib.cudaGraphExecMemcpyNodeSetParams1D, lib.cudaGraphGetNodes
+            kind, params, clear = lib.cudaGraphNodeGetType, lib.cudaGraphMemcpyNodeGetParams, lib.cudaGetLastError
+        except (OSError, AttributeError):
+            continue
+        vp = ctypes.c_void_p
+        update.argtypes = [vp, vp, vp, vp, ctypes.c_size_t, ctypes.c_int]
+        nodes.argtypes = [vp, vp, ctypes.POINTER(ctypes.c_size_t)]
+        kind.argtypes = [vp, ctypes.POINTER(ctypes.c_int)]
+        params.argtypes = [vp, ctypes.POINTER(_Memcpy3DParms)]
+        for f in (update, nodes, kind, params, clear):
+            f.restype = ctypes.c_int
+        return lib
+    return None
+
+
+def _memcpy_nodes(graph, lib) -> dict[tuple[int, int], int]:
+    """(destination, source) addresses -> node, for the memcpy nodes of ``graph`` (a torch CUDAGraph kept
+    after capture); empty where the runtime refuses to list them."""
+    g = ctypes.c_void_p(int(graph.raw_cuda_graph()))
+    count, found = ctypes.c_size_t(0), {}
+    if lib.cudaGraphGetNodes(g, None, ctypes.byref(count)):
+        lib.cudaGetLastError()
+        return found
+    nodes = (ctypes.c_void_p * count.value)()
+    if count.value and lib.cudaGraphGetNodes(g, nodes, ctypes.byref(count)):
+        lib.cudaGetLastError()
+        return found
+    for node in nodes[:count.value]:
+        kind, p = ctypes.c_int(-1), _Memcpy3DParms()
+        if node and not lib.cudaGraphNodeGetType(node, ctypes.byref(kind)) and kind.value == _MEMCPY_NODE and \
+                not lib.cudaGraphMemcpyNodeGetParams(node, ctypes.byref(p)) and p.dstPtr.ptr and p.srcPtr.ptr:
+            found[(int(p.dstPtr.ptr), int(p.srcPtr.ptr))] = int(node)
+    lib.cudaGetLastError()  # a refusal above is no error for torch's next launch check
+    return found
+
+
+def _keeps_graphs(torch) -> bool:
+    """Whether this torch keeps a captured graph (``CUDAGraph(keep_graph=True)``, torch 2.7 and later)."""
+    try:
+        torch.cuda.CUDAGraph(keep_graph=True)
+    except TypeError:
+        return False
+    return True
+
+
 def _value_dtypes(proto) -> dict[str, int]:
     """ONNX element type of every value the graph declares (inputs, outputs, value_info)."""
     g = proto.graph
@@ -102,6 +185,14 @@ class _Captured:
         # the lookups' own key and row buffers (node id -> ...), made by the warm-up outside the graph's
         # pool: the graph copies into them and reads them at each replay, so they live as long as it does
         self.buffers: dict = {}
+        # a replay capture's input copies, at the head of its graph (input name -> [memcpy node, shadow,
+        # whether the node reads the shadow now]): a replay points the node at its feed, a host-side update
+        # of the executable (2.1 us against 4.9 for a cudaMemcpyAsync on the H200's host, and one GPU
+        # operation fewer: benchmarks/results/profiles/h200-2026-12-02-eve/input_node.txt).  A feed
+        # that cannot be read in place (another dtype or shape, host memory, an update refused) is copied
+        # into the shadow, which the node then reads; node 0: not found after capture, always the shadow.
+        self.heads: dict = {}
+        self.head_exec = 0
 
     def copy_inputs(self, feeds: dict, torch, raw: int, record: Any = None) -> None:
         """Copy ``feeds`` into the static inputs on the stream ``raw`` (a ``cudaStream_t``, torch's
@@ -118,12 +209,15 @@ class _Captured:
         plan = self._plan
         if plan is None:  # memcpy None: that input is copied by torch
             memcpy = _memcpy_async()
-            plan = self._plan = [(name, static, static.data_ptr(), static.numel() * static.element_size(),
-                                  static.dtype, static.shape, static.get_device(),
-                                  memcpy if static.is_cuda and static.is_contiguous() else None)
-                                 for name, static in self.inputs.items()]
+            plan = self._plan = []
+            for name, static in self.inputs.items():
+                head = self.heads.get(name)
+                target = static if head is None else head[1]  # what a feed not read in place is copied into
+                plan.append((name, target, static.data_ptr(), target.data_ptr(), static.numel() * static.element_size(),
+                             static.dtype, static.shape, static.get_device(),
+                             memcpy if static.is_cuda and static.is_contiguous() else None, head))
         tensor = torch.Tensor
-        for name, static, ptr, nbytes, dtype, shape, device, memcpy in plan:
+        for name, target, ptr, into, nbytes, dtype, shape, device, memcpy, head in plan:
             value = feeds[name]
             # a feed that is already what the static input holds (a contiguous CUDA tensor of its dtype and
             # shape on its device) is one cudaMemcpyAsync: torch's copy_ dispatch costs several us more
@@ -131,14 +225,36 @@ class _Captured:
                     and value.get_device() == device and value.is_contiguous():
                 if record is not None:
                     value.record_stream(record)
-                memcpy(ptr, value.data_ptr(), nbytes, 3, raw)
+                if head is not None and head[0]:
+                    lib = _CUDART[0]
+                    if not lib.cudaGraphExecMemcpyNodeSetParams1D(self.head_exec, head[0], ptr, value.data_ptr(),
+                                                                   nbytes, _DEVICE_TO_DEVICE):
+                        head[2] = False  # the next launch copies this feed into the static input
+                        continue
+                    lib.cudaGetLastError()  # refused: not an error for torch's next launch check to find
+                    self._read_shadow(head, ptr, nbytes)
+                memcpy(into, value.data_ptr(), nbytes, 3, raw)
                 continue
+            if head is not None and head[0]:
+                self._read_shadow(head, ptr, nbytes)
             if isinstance(value, torch.Tensor):
                 if value.is_cuda and record is not None:
                     value.record_stream(record)
             else:
                 value = torch.from_numpy(np.ascontiguousarray(value))
-            static.copy_(value, non_blocking=True)
+            target.copy_(value, non_blocking=True)
+
+    def _read_shadow(self, head: list, ptr: int, nbytes: int) -> None:
+        """Point ``head``'s node back at its shadow (its source at capture), if a feed moved it."""
+        if head[2]:
+            return
+        lib = _CUDART[0]
+        if lib.cudaGraphExecMemcpyNodeSetParams1D(self.head_exec, head[0], ptr, head[1].data_ptr(), nbytes,
+                                                  _DEVICE_TO_DEVICE):
+            error = lib.cudaGetLastError()
+            raise RuntimeError(f"TorchGraphRunner: the CUDA runtime refused (error {error}) to point an input's "
+                               "copy back at the source it was captured with")
+        head[2] = True
 
     def launch(self, i: int, torch, raw: int) -> None:
         """Replay graph ``i`` on the stream ``raw`` (torch's current stream on the capture's device).
@@ -278,7 +394,7 @@ class TorchGraphRunner:
         captured, no CUDA device) a :class:`CaptureFallbackWarning` says why and later
         :meth:`replay` calls of these shapes run eagerly; so do empty batches, without a warning.
         """
-        captured, outputs = self._capture(feeds, (self._nodes,))
+        captured, outputs = self._capture(feeds, (self._nodes,), heads=True)
         self._graphs[self._signature(feeds)] = captured
         return outputs
 
@@ -380,9 +496,11 @@ class TorchGraphRunner:
         dense.wait_stream(caller)
         return out
 
-    def _capture(self, feeds: dict, stages: tuple) -> tuple:
+    def _capture(self, feeds: dict, stages: tuple, heads: bool = False) -> tuple:
         """(_Captured or None, this batch's outputs): a warm-up on the side stream, then one CUDA graph
-        per stage (``stages``: node lists in order) captured on it."""
+        per stage (``stages``: node lists in order) captured on it.  ``heads`` (one stage): the graph
+        begins with a copy into each contiguous CUDA input, whose source a replay sets to its feed
+        (:class:`_Captured`), where this torch keeps its graphs and its CUDA runtime is at hand."""
         torch = self._torch
         if not self._cuda:
             self._fallback(f"CUDA graphs need a CUDA device; this runner's is {self.device}")
@@ -407,12 +525,24 @@ class TorchGraphRunner:
             torch.cuda.synchronize(self.device)
             captured.values = dict(self._consts)
             captured.values.update(inputs)
+            shadows = None
+            if heads and len(stages) == 1 and _memcpy_async() is not None and _cudart() is not None and \
+                    _keeps_graphs(torch):
+                # each copy's source at capture: the feed's own memory is another at every replay
+                shadows = {name: (t, t.clone()) for name, t in inputs.items()
+                           if t.is_cuda and t.is_contiguous() and t.numel()}
             try:
                 for nodes in stages:
                     if not nodes:  # nothing to capture (a model without lookups has no lookup stage)
                         captured.graphs.append(None)
                         continue
-                    captured.graphs.append(self._capture_stage(captured.values, nodes, buffers))
+                    captured.graphs.append(self._capture_stage(captured.values, nodes, buffers, shadows))
+                    if shadows:
+                        graph = captured.graphs[-1]
+                        found = _memcpy_nodes(graph, _cudart())
+                        captured.head_exec = int(graph.raw_cuda_graph_exec())
+                        captured.heads = {name: [found.get((t.data_ptr(), shadow.data_ptr()), 0), shadow, True]
+                                          for name, (t, shadow) in shadows.items()}
             except Exception as e:  # noqa: BLE001 - any failure to capture means eager, said once
                 self._fallback(f"capturing the forward raised {type(e).__name__}: {' '.join(str(e).split())}")
                 captured = None
@@ -423,18 +553,28 @@ class TorchGraphRunner:
             t.record_stream(caller)  # made on the side stream, used and freed on the caller's
         return captured, outputs
 
-    def _capture_stage(self, values: dict, nodes: list, buffers: dict):
-        """One CUDA graph of ``nodes`` on the current (side) stream.  Raises the first failure: a capture
-        that went wrong raises again when it ends, which would hide why."""
-        graph = self._torch.cuda.CUDAGraph()
+    def _capture_stage(self, values: dict, nodes: list, buffers: dict, shadows: dict | None = None):
+        """One CUDA graph of ``nodes`` on the current (side) stream, with ``shadows`` (input name ->
+        (static input, its shadow)) first a copy of each shadow into its input, the graph kept and
+        instantiated (its memcpy nodes are then found and updated).  Raises the first failure: a
+        capture that went wrong raises again when it ends, which would hide why."""
+        torch = self._torch
+        graph = torch.cuda.CUDAGraph(keep_graph=True) if shadows else torch.cuda.CUDAGraph()
         graph.capture_begin(capture_error_mode=self._capture_mode)
         failure = None
         try:
+            if shadows:
+                memcpy, stream = _memcpy_async(), torch.cuda.current_stream().cuda_stream
+                for static, shadow in shadows.values():
+                    memcpy(static.data_ptr(), shadow.data_ptr(), static.numel() * static.element_size(),
+                           _DEVICE_TO_DEVICE, stream)
             self._evaluate(values, nodes, buffers)
         except Exception as e:  # noqa: BLE001 - kept, raised after the capture is ended
             failure = e
         try:
             graph.capture_end()
+            if shadows and failure is None:
+                graph.instantiate()  # a kept graph is not instantiated by capture_end
         except Exception as e:  # noqa: BLE001 - the first failure is the one to report
             failure = failure or e
         if failure is not None:

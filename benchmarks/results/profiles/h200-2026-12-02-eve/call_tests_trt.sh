@@ -1,0 +1,11 @@
+#!/bin/bash
+# The torch runner's GPU tests, then trt_table at 16 GiB. Usage: bash call_tests_trt.sh <commit>
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  && export PYTHONPATH=/tmp/site:$PWD || exit 1
+export EMBCACHE_DATA=$PWD/.data PYTHONUNBUFFERED=1 EMBCACHE_COMMIT=${1:-unknown}
+timeout 150 python3 -m pytest -m gpu -n 8 --timeout 120 -q -p no:cacheprovider tests/test_torch_runner.py \
+  > $OUT/runner-tests.txt 2>&1
+tail -15 $OUT/runner-tests.txt
+grep -q " failed\|error" $OUT/runner-tests.txt && exit 1
+timeout 200 python3 -m benchmarks.trt_table --no-progress --out $OUT/trt.json > $OUT/trt.txt 2>&1
+grep -E "^\| (32|1,024|8,192|131,072|plugin path)|^- batch|^Plugin" $OUT/trt.txt
