@@ -439,7 +439,7 @@ def _head(runner, shape=(16, 3)):
     from trt_plugin import torch_runner
 
     captured = runner._graphs[runner._signature({"k": torch.zeros(shape, dtype=torch.int64, device="cuda")})]
-    if torch_runner._cudart() is None or not torch_runner._keeps_graphs(torch):
+    if torch_runner._cudart(torch) is None or not torch_runner._keeps_graphs(torch):
         pytest.skip("this torch keeps no graph after capture, or its CUDA runtime is not at hand")
     return captured.heads["k"]
 
@@ -451,13 +451,15 @@ def test_a_replay_reads_any_feed_whether_its_copy_node_can_point_at_it_or_not():
     """A replay points the graph's input copy at a CUDA feed in place; a feed it cannot read there (a NumPy
     array, a non-contiguous view) goes into the copy's shadow, the node pointed back at it,
     and the next CUDA feed is read in place again: every replay gives its own keys' rows, whatever came
-    before it (a node left on an earlier feed would read that feed's keys)."""
+    before it.  Each earlier feed stays alive and is overwritten with key 59 (the default row) after its
+    replay, so a node left on it would give default rows, not the allocator's reuse of its memory."""
     rows, store, runner = _pinned_runner(TensorProto.INT64)
     rng = np.random.default_rng(5)
     runner.capture({"k": torch.as_tensor(rng.integers(0, 60, (16, 3)), device="cuda")})
     head = _head(runner)
     assert head[0], "the input's memcpy node was not found in the captured graph"
     kinds = ["cuda", "numpy", "cuda", "strided", "cuda", "cuda", "numpy", "numpy", "strided", "cuda"]
+    kept = []
     for kind in kinds:
         keys = rng.integers(0, 60, (16, 3))
         if kind == "numpy":
@@ -468,9 +470,57 @@ def test_a_replay_reads_any_feed_whether_its_copy_node_can_point_at_it_or_not():
         else:
             feed = torch.as_tensor(keys, device="cuda")
         got = runner.replay({"k": feed})[0].clone()
-        del feed  # a feed read in place is the caller's: freed after, its memory may be reused at once
         assert host(got).tobytes() == _rows_of(rows, keys).tobytes(), kind
         assert head[2] == (kind != "cuda"), kind  # read in place exactly when it is a matching CUDA tensor
+        if isinstance(feed, torch.Tensor):
+            feed.fill_(59)
+            kept.append(feed)
+    store.close()
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.filterwarnings("error::trt_plugin.torch_runner.CaptureFallbackWarning")
+def test_replays_queued_behind_a_busy_stream_each_read_their_own_feed():
+    """Six replays enqueued at once behind a sleep, each pointing the input copy at another live feed before
+    the earlier ones have run: an update changes only the launches after it, so each replay's rows are its
+    own feed's (were the node shared by the queued launches, all would read the last feed)."""
+    rows, store, runner = _pinned_runner(TensorProto.INT64)
+    rng = np.random.default_rng(8)
+    runner.capture({"k": torch.as_tensor(rng.integers(0, 60, (16, 3)), device="cuda")})
+    head = _head(runner)
+    keys = [rng.integers(0, 60, (16, 3)) for _ in range(6)]
+    feeds = [torch.as_tensor(k, device="cuda") for k in keys]
+    stream = torch.cuda.Stream()
+    torch.cuda.synchronize()
+    with torch.cuda.stream(stream):
+        torch.cuda._sleep(10**7)  # ~5 ms: the replays below are all enqueued before the first one runs
+        outs = [runner.replay({"k": f})[0].clone() for f in feeds]
+    assert not head[2]
+    stream.synchronize()
+    for k, got in zip(keys, outs):
+        assert host(got).tobytes() == _rows_of(rows, k).tobytes()
+    store.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not (gpu_available() and torch.cuda.is_available() and torch.cuda.device_count() >= 2),
+                    reason="needs 2 GPUs (this machine has fewer)")
+@pytest.mark.filterwarnings("error::trt_plugin.torch_runner.CaptureFallbackWarning")
+def test_a_replay_on_another_current_device_updates_its_copy_on_the_captures():
+    """A runner made on cuda:1, replayed while cuda:0 is current: the input copy's update runs with the
+    capture's device current, and each replay gives its feed's rows."""
+    with torch.cuda.device(1):
+        rows, store, runner = _pinned_runner(TensorProto.INT64)
+        rng = np.random.default_rng(9)
+        runner.capture({"k": torch.as_tensor(rng.integers(0, 60, (16, 3)), device="cuda:1")})
+    with torch.cuda.device(0):
+        for _ in range(3):
+            keys = rng.integers(0, 60, (16, 3))
+            got = runner.replay({"k": torch.as_tensor(keys, device="cuda:1")})[0].clone()
+            torch.cuda.synchronize(1)
+            assert host(got).tobytes() == _rows_of(rows, keys).tobytes()
+            assert torch.cuda.current_device() == 0
     store.close()
 
 
@@ -480,17 +530,19 @@ def test_a_replay_reads_any_feed_whether_its_copy_node_can_point_at_it_or_not():
 def test_a_replay_whose_copy_update_is_refused_copies_its_feed_through_the_shadow(monkeypatch):
     """Where the CUDA runtime refuses to point the input copy at a feed (memory of another kind), the replay
     copies the feed into the shadow and points the node back there: the rows are still the feed's, and the
-    refusal leaves no CUDA error behind for torch's next launch check."""
+    refusal leaves no CUDA error behind for torch's next launch check (the stand-in refuses as the runtime
+    does, its error recorded by a real failing call, which the runner must clear)."""
     from trt_plugin import torch_runner
 
     rows, store, runner = _pinned_runner(TensorProto.INT64)
     rng = np.random.default_rng(6)
     runner.capture({"k": torch.as_tensor(rng.integers(0, 60, (16, 3)), device="cuda")})
     head = _head(runner)
-    lib, refused = torch_runner._cudart(), []
+    lib, refused = torch_runner._cudart(torch), []
 
     class Refusing:
-        """The runtime, but refusing every update whose source is not the shadow (error 1, invalid value)."""
+        """The runtime, but refusing every update whose source is not the shadow, with a real error left as
+        the runtime's last (cudaSetDevice of a device that does not exist: no state changes)."""
 
         def __getattr__(self, name):
             return getattr(lib, name)
@@ -498,7 +550,9 @@ def test_a_replay_whose_copy_update_is_refused_copies_its_feed_through_the_shado
         def cudaGraphExecMemcpyNodeSetParams1D(self, exec_, node, dst, src, count, kind):
             if src != head[1].data_ptr():
                 refused.append(src)
-                return 1
+                error = lib.cudaSetDevice(10**6)
+                assert error and lib.cudaPeekAtLastError() == error
+                return error
             return lib.cudaGraphExecMemcpyNodeSetParams1D(exec_, node, dst, src, count, kind)
 
     first = rng.integers(0, 60, (16, 3))
@@ -511,6 +565,7 @@ def test_a_replay_whose_copy_update_is_refused_copies_its_feed_through_the_shado
         got = runner.replay({"k": torch.as_tensor(keys, device="cuda")})[0].clone()
         assert host(got).tobytes() == _rows_of(rows, keys).tobytes()
         assert head[2]
+        assert lib.cudaPeekAtLastError() == 0  # the runner cleared the refusal's error
         torch.zeros(4, device="cuda").add_(1)  # torch's launch check: no error left behind
         torch.cuda.synchronize()
     assert len(refused) == 3

@@ -104,21 +104,24 @@ _DEVICE_TO_DEVICE = 3  # cudaMemcpyDeviceToDevice
 _CUDART: list = []  # [the CUDA runtime torch loaded, bound for memcpy-node updates, or None], looked up once
 
 
-def _cudart():
-    """The CUDA runtime that torch loaded (its ``libcudart`` in this process's maps), bound for the calls
-    that find a graph's memcpy nodes and point one at a new source in an executable graph; None where
-    it is not found (not Linux, a static runtime): replays then copy their feeds by cudaMemcpyAsync."""
+def _cudart(torch):
+    """A CUDA runtime loaded in this process (a ``libcudart`` in its maps, of torch's CUDA major version
+    first), bound for the calls that find a graph's memcpy nodes and point one at a new source in an
+    executable graph; None where none is found (not Linux, a static runtime): replays then copy their
+    feeds before the launch.  Graphs and their nodes are the driver's objects, so any runtime can update
+    torch's."""
     if not _CUDART:
-        _CUDART.append(_bind_cudart())
+        _CUDART.append(_bind_cudart(str(getattr(torch.version, "cuda", None) or "").split(".")[0]))
     return _CUDART[0]
 
 
-def _bind_cudart():
+def _bind_cudart(major: str):
     try:
         with open("/proc/self/maps") as maps:
             paths = sorted({line.split()[-1] for line in maps if "libcudart.so" in line})
     except OSError:
         return None
+    paths.sort(key=lambda p: not (major and p.endswith(f"libcudart.so.{major}") or f"libcudart.so.{major}." in p))
     for path in paths:
         try:
             lib = ctypes.CDLL(path)
@@ -143,7 +146,7 @@ def _memcpy_nodes(graph, lib) -> dict[tuple[int, int], int]:
     g = ctypes.c_void_p(int(graph.raw_cuda_graph()))
     count, found = ctypes.c_size_t(0), {}
     if lib.cudaGraphGetNodes(g, None, ctypes.byref(count)):
-        lib.cudaGetLastError()
+        lib.cudaGetLastError()  # this call's refusal: no error for torch's next launch check to find
         return found
     nodes = (ctypes.c_void_p * count.value)()
     if count.value and lib.cudaGraphGetNodes(g, nodes, ctypes.byref(count)):
@@ -151,10 +154,17 @@ def _memcpy_nodes(graph, lib) -> dict[tuple[int, int], int]:
         return found
     for node in nodes[:count.value]:
         kind, p = ctypes.c_int(-1), _Memcpy3DParms()
-        if node and not lib.cudaGraphNodeGetType(node, ctypes.byref(kind)) and kind.value == _MEMCPY_NODE and \
-                not lib.cudaGraphMemcpyNodeGetParams(node, ctypes.byref(p)) and p.dstPtr.ptr and p.srcPtr.ptr:
+        if not node:
+            continue
+        if lib.cudaGraphNodeGetType(node, ctypes.byref(kind)):
+            lib.cudaGetLastError()
+            continue
+        if kind.value != _MEMCPY_NODE:
+            continue
+        if lib.cudaGraphMemcpyNodeGetParams(node, ctypes.byref(p)):
+            lib.cudaGetLastError()
+        elif p.dstPtr.ptr and p.srcPtr.ptr:
             found[(int(p.dstPtr.ptr), int(p.srcPtr.ptr))] = int(node)
-    lib.cudaGetLastError()  # a refusal above is no error for torch's next launch check
     return found
 
 
@@ -185,12 +195,13 @@ class _Captured:
         # the lookups' own key and row buffers (node id -> ...), made by the warm-up outside the graph's
         # pool: the graph copies into them and reads them at each replay, so they live as long as it does
         self.buffers: dict = {}
-        # a replay capture's input copies, at the head of its graph (input name -> [memcpy node, shadow,
-        # whether the node reads the shadow now]): a replay points the node at its feed, a host-side update
-        # of the executable (2.1 us against 4.9 for a cudaMemcpyAsync on the H200's host, and one GPU
-        # operation fewer: benchmarks/results/profiles/h200-2026-12-02-eve/input_node.txt).  A feed
-        # that cannot be read in place (another dtype or shape, host memory, an update refused) is copied
+        # a replay capture's copies into its contiguous CUDA inputs, at the head of its graph (input name ->
+        # [memcpy node, shadow, whether the node reads the shadow now]): a replay points the node at its feed,
+        # a host-side update of the executable (2.1 us against 4.9 for a cudaMemcpyAsync on the H200's host,
+        # and one GPU operation fewer: benchmarks/results/profiles/h200-2026-12-02-eve/input_node.txt).  A
+        # feed that cannot be read in place (host memory, a non-contiguous view, an update refused) is copied
         # into the shadow, which the node then reads; node 0: not found after capture, always the shadow.
+        # The updates run with the capture's device current (the runtime's context is the current device's).
         self.heads: dict = {}
         self.head_exec = 0
 
@@ -231,7 +242,7 @@ class _Captured:
                                                                    nbytes, _DEVICE_TO_DEVICE):
                         head[2] = False  # the next launch copies this feed into the static input
                         continue
-                    lib.cudaGetLastError()  # refused: not an error for torch's next launch check to find
+                    lib.cudaGetLastError()  # this call's refusal: no error for torch's next launch check to find
                     self._read_shadow(head, ptr, nbytes)
                 memcpy(into, value.data_ptr(), nbytes, 3, raw)
                 continue
@@ -249,11 +260,13 @@ class _Captured:
         if head[2]:
             return
         lib = _CUDART[0]
-        if lib.cudaGraphExecMemcpyNodeSetParams1D(self.head_exec, head[0], ptr, head[1].data_ptr(), nbytes,
-                                                  _DEVICE_TO_DEVICE):
-            error = lib.cudaGetLastError()
-            raise RuntimeError(f"TorchGraphRunner: the CUDA runtime refused (error {error}) to point an input's "
-                               "copy back at the source it was captured with")
+        error = lib.cudaGraphExecMemcpyNodeSetParams1D(self.head_exec, head[0], ptr, head[1].data_ptr(), nbytes,
+                                                       _DEVICE_TO_DEVICE)
+        if error:
+            lib.cudaGetLastError()
+            raise RuntimeError(f"TorchGraphRunner: the CUDA runtime refused (cudaError {error}) to point an input's "
+                               "copy back at the source it was captured with (an earlier launch's error, or "
+                               "the graph's executable is gone)")
         head[2] = True
 
     def launch(self, i: int, torch, raw: int) -> None:
@@ -412,8 +425,13 @@ class TorchGraphRunner:
         if captured is None:
             return self.run(feeds)
         raw = self._raw_stream(captured.device)
-        captured.copy_inputs(feeds, self._torch, raw)
-        captured.launch(0, self._torch, raw)
+        torch = self._torch
+        if captured.heads and torch._C._cuda_getDevice() != captured.device:
+            with torch.cuda.device(captured.device):  # the runtime updates nodes in the current device's context
+                captured.copy_inputs(feeds, torch, raw)
+        else:
+            captured.copy_inputs(feeds, torch, raw)
+        captured.launch(0, torch, raw)
         return captured.outputs
 
     def pipelined(self, batches: Iterable[dict]) -> list[list]:
@@ -526,7 +544,7 @@ class TorchGraphRunner:
             captured.values = dict(self._consts)
             captured.values.update(inputs)
             shadows = None
-            if heads and len(stages) == 1 and _memcpy_async() is not None and _cudart() is not None and \
+            if heads and len(stages) == 1 and _memcpy_async() is not None and _cudart(torch) is not None and \
                     _keeps_graphs(torch):
                 # each copy's source at capture: the feed's own memory is another at every replay
                 shadows = {name: (t, t.clone()) for name, t in inputs.items()
@@ -538,10 +556,16 @@ class TorchGraphRunner:
                         continue
                     captured.graphs.append(self._capture_stage(captured.values, nodes, buffers, shadows))
                     if shadows:
-                        graph = captured.graphs[-1]
-                        found = _memcpy_nodes(graph, _cudart())
-                        captured.head_exec = int(graph.raw_cuda_graph_exec())
-                        captured.heads = {name: [found.get((t.data_ptr(), shadow.data_ptr()), 0), shadow, True]
+                        # every shadow stays a head: its copy is in the graph, found or not (node 0: the
+                        # shadow always, as the nodes are where the executable or its nodes cannot be had)
+                        found, graph = {}, captured.graphs[-1]
+                        try:
+                            captured.head_exec = int(graph.raw_cuda_graph_exec())
+                            found = _memcpy_nodes(graph, _cudart(torch))
+                        except (RuntimeError, TypeError, ValueError):
+                            captured.head_exec = 0
+                        captured.heads = {name: [found.get((t.data_ptr(), shadow.data_ptr()), 0) if
+                                                 captured.head_exec else 0, shadow, True]
                                           for name, (t, shadow) in shadows.items()}
             except Exception as e:  # noqa: BLE001 - any failure to capture means eager, said once
                 self._fallback(f"capturing the forward raised {type(e).__name__}: {' '.join(str(e).split())}")
