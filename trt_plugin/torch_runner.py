@@ -556,8 +556,8 @@ class TorchGraphRunner:
                         continue
                     captured.graphs.append(self._capture_stage(captured.values, nodes, buffers, shadows))
                     if shadows:
-                        # every shadow stays a head: its copy is in the graph, found or not (node 0: the
-                        # shadow always, as the nodes are where the executable or its nodes cannot be had)
+                        # every shadow stays a head, as its copy is in the graph whether its node is found
+                        # or not (node 0: not found, or no executable to update; the shadow then, always)
                         found, graph = {}, captured.graphs[-1]
                         try:
                             captured.head_exec = int(graph.raw_cuda_graph_exec())
