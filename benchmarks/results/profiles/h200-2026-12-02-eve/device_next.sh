@@ -1,6 +1,6 @@
 #!/bin/bash
-# For the next session's first device call (~560 s): the torch runner's GPU tests first (c645a18's review fixes
-# and its three new tests have not run on a GPU), then the full GPU suite, then trt_table at 16 GiB.
+# For the next session's first device call (~420 s): the torch runner's GPU tests first (c645a18's review fixes
+# and its three new tests have not run on a GPU), then the full GPU suite.  device_next2.sh is the second call.
 # Usage: bash device_next.sh <commit>  (carry .whl and .data)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=/tmp/site:$PWD || exit 1
@@ -12,5 +12,3 @@ grep -q " failed\| error" $OUT/runner-tests.txt && exit 1
 EMBCACHE_FAILURE_LOG=$OUT/failures.txt timeout 400 python3 -m pytest -m gpu -n 16 --dist worksteal --timeout 300 -q \
   -p no:cacheprovider --durations=3 tests > $OUT/suite.txt 2>&1
 tail -4 $OUT/suite.txt
-timeout 190 python3 -m benchmarks.trt_table --no-progress --out $OUT/trt.json > $OUT/trt.txt 2>&1
-grep -E "^\| (32|1,024|8,192|131,072|plugin path)|^- batch|^Plugin" $OUT/trt.txt

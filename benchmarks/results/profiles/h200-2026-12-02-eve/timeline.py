@@ -1,10 +1,11 @@
 """Where the batch-32 lookup graph's wall time goes, and why the plugin path trails direct (a diagnostic, run on
 a GPU; it reads private members).
 
-    python benchmarks/results/profiles/h200-2026-12-02-eve/timeline.py [--gib 4] [--out DIR]
+    python benchmarks/results/profiles/h200-2026-12-02-eve/timeline.py [--gib 4] [--out DIR] [--batches 32]
+        [--skip-graph] [--skip-plugin]
 
-1. trt_table's "lookup alone in a CUDA graph" at batch 32 (832 keys, dim 128, its LFU cache over a pinned store
-   of --gib): 30 replays with fresh keys, each replay + torch.cuda.synchronize() in one torch.profiler
+1. trt_table's "lookup alone in a CUDA graph" at each of --batches (32: 832 keys; dim 128, its LFU cache over a
+   pinned store of --gib): 30 replays with fresh keys, each replay + torch.cuda.synchronize() in one torch.profiler
    annotation.  Per replay, from the CUPTI timestamps: host start -> first GPU op, every GPU op (start offset
    and duration), last GPU op's end -> the annotation's end (the synchronize's wake-up).  Medians printed.
 2. The plugin path's all-hit lookup (65,536 keys, dim 128, a cache holding the whole 2^20-row pinned table):
@@ -29,6 +30,8 @@ p = argparse.ArgumentParser()
 p.add_argument("--gib", type=float, default=4.0)
 p.add_argument("--out", default=os.environ.get("OUT", "."))
 p.add_argument("--skip-graph", action="store_true")
+p.add_argument("--skip-plugin", action="store_true")
+p.add_argument("--batches", default="32", help="DLRM batch sizes of the graph part (26 keys a sample)")
 a = p.parse_args()
 
 GPU_CATS = ("kernel", "gpu_memcpy", "gpu_memset")
@@ -56,17 +59,11 @@ def windows(events, prefix):
     return out
 
 
-if not a.skip_graph:
-    from benchmarks.trt_table import _zipf_rows, dlrm_cache, plugin_path_model
+def profile_graph(batch, cache, cdfs, offsets, dim, lookup):
+    from benchmarks.trt_table import _zipf_rows, plugin_path_model
     from trt_plugin.torch_runner import TorchGraphRunner
 
-    setup = dlrm_cache(a.gib, progress=False)
-    cache, cdfs, offsets, dim = setup["cache"], setup["cdfs"], setup["offsets"], 128
-
-    def lookup(fields, keys, out=None, stream=None):
-        return cache.lookup(keys.reshape(-1), out=out.reshape(-1, dim), stream=stream)
-
-    keys = _zipf_rows(cp, cdfs, 32, 60, 32) - 1
+    keys = _zipf_rows(cp, cdfs, batch, 60, batch) - 1
     feeds = [{"k": torch.as_tensor((keys[i] + offsets).reshape(-1), device="cuda")} for i in range(keys.shape[0])]
     n = feeds[0]["k"].shape[0]
     runner = TorchGraphRunner(plugin_path_model("(benchmark)", n, dim), lookup)
@@ -81,7 +78,7 @@ if not a.skip_graph:
         runner.replay(feeds[i])
         torch.cuda.synchronize()
         walls.append((time.perf_counter() - t) * 1e6)
-    print(f"lookup graph, batch 32 ({n} keys), {a.gib:g} GiB: untraced wall median {np.median(walls):.1f} us "
+    print(f"lookup graph, batch {batch} ({n} keys), {a.gib:g} GiB: untraced wall median {np.median(walls):.1f} us "
           f"(min {min(walls):.1f})", flush=True)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for i in range(21, 51):
@@ -89,7 +86,7 @@ if not a.skip_graph:
             with record_function(f"replay {i}"):
                 runner.replay(feeds[i])
                 torch.cuda.synchronize()
-    ev = trace_events(prof, "graph32.json")
+    ev = trace_events(prof, f"graph{batch}.json")
     rows, names = [], None
     for t0, t1, gpu in windows(ev, "replay "):
         if not gpu:
@@ -117,9 +114,25 @@ if not a.skip_graph:
     for nm, d in sorted(cpu.items(), key=lambda kv: -sum(kv[1])):
         print(f"    host {nm:<38} {len(d) / len(rows):4.1f} a replay, median {np.median(d):5.1f} us", flush=True)
     runner.reset()
+
+
+if not a.skip_graph:
+    from benchmarks.trt_table import dlrm_cache
+
+    setup = dlrm_cache(a.gib, progress=False)
+    cache, cdfs, offsets, dim = setup["cache"], setup["cdfs"], setup["offsets"], 128
+
+    def lookup(fields, keys, out=None, stream=None):
+        return cache.lookup(keys.reshape(-1), out=out.reshape(-1, dim), stream=stream)
+
+    for batch in map(int, a.batches.split(",")):
+        profile_graph(batch, cache, cdfs, offsets, dim, lookup)
     cache.close()
     setup["store"].close()
     del setup, cache
+
+if a.skip_plugin:
+    sys.exit(0)
 
 # 2. plugin path against direct
 import embcache
