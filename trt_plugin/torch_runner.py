@@ -562,7 +562,7 @@ class TorchGraphRunner:
                         try:
                             captured.head_exec = int(graph.raw_cuda_graph_exec())
                             found = _memcpy_nodes(graph, _cudart(torch))
-                        except (RuntimeError, TypeError, ValueError):
+                        except (AttributeError, RuntimeError, TypeError, ValueError):  # no raw handles here
                             captured.head_exec = 0
                         captured.heads = {name: [found.get((t.data_ptr(), shadow.data_ptr()), 0) if
                                                  captured.head_exec else 0, shadow, True]
