@@ -105,12 +105,24 @@ class Cache:
         (the lookup raises the ``TierError`` and changes nothing) or
         ``"default"`` (the missed keys get the default row, are not admitted,
         and are counted in ``stats.tier_failures``).  Writes always raise.
+    max_batch : int, optional
+        Keys a stream-ordered lookup takes without growing its scratch (GPU backend);
+        needed before a lookup of more keys than any before it is captured in a CUDA graph.
+    graphs : bool
+        GPU backend, stream-ordered lookups (a tier the GPU reads in place, an
+        admission decided on the device): replay each lookup from a CUDA graph of
+        itself.  A graph is captured on the second lookup of the same length, key
+        dtype and ``out`` buffer (pass the same ``out`` to benefit); after that the
+        host enqueues one key copy and one graph launch instead of the lookup's
+        kernels.  Results, contents and stats are the same.  No effect on the CPU
+        backend or on the host path.
     """
 
     def __init__(self, capacity: int, dim: int, policy: str | type | Policy = "lru",
                  admission: str | type | Admission = "always", dtype: str | np.dtype | type = "float32",
                  backend: str = "auto", tier: Tier | None = None, default: Any = 0.0, ways: int = 32,
-                 reject_nan: bool = False, on_tier_error: str = "raise", max_batch: int | None = None):
+                 reject_nan: bool = False, on_tier_error: str = "raise", max_batch: int | None = None,
+                 graphs: bool = False):
         for name, value in (("capacity", capacity), ("dim", dim), ("ways", ways)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -154,6 +166,10 @@ class Cache:
             sketch_seed=0 if sketch is None else sketch[3],
         )
         self._backend.set_default(self._default)
+        if not isinstance(graphs, (bool, np.bool_)):
+            raise ConfigError(f"graphs must be True or False, got {graphs!r}")
+        if hasattr(self._backend, "replay_graphs"):
+            self._backend.replay_graphs = bool(graphs)
         # TinyLFUTables: per table, the keys whose estimate reached 1 and 2 (embcache._table_chance)
         self._reached = new_reached(self._backend.xp) if self._admission.victim_mode() == 3 else None
         # a GPU cache reads a tier's rows in place (no host round trip, no staging copy) when the tier

@@ -345,6 +345,11 @@ class GPUBackend:
         self._kept = []  # earlier scratch that captured graphs still read
         self._event = None  # record_event's
         self._source_seen = (None, None)  # the last DeviceSource a stream-ordered lookup read, and its arguments
+        # Cache(graphs=True): stream-ordered lookups replayed from CUDA graphs of themselves (_replayed)
+        self.replay_graphs = False
+        self._graphs = {}  # (length, key dtype, out address, rule) -> (static keys, graph); see _replayed
+        self._sightings = {}  # such keys seen once and not captured yet (None: capture failed, never again)
+        self._capture_stream = None
         self._ordered_seen = np.zeros(FIELDS["F_COUNTERS"], np.int64)
         # set from a stream-ordered lookup's probe until its last launch is enqueued: a lookup interrupted
         # in between (an exception, a KeyboardInterrupt) left counts in the batch words that the next one's
@@ -394,6 +399,7 @@ class GPUBackend:
             # checked before anything changes: the arrays follow one digests setting
             raise ConfigError(f"query_shape {query_shape} and shape {shape} differ in digests: give both the same")
         self.shape = dict(shape)
+        self._drop_graphs()  # they launch the kernels of the old shape
         self._launch = self._probe_launch(self.shape)
         self._k = self._launch._k
         self._chunks = self.row_bytes // vector_bytes(self.row_bytes)
@@ -750,6 +756,7 @@ class GPUBackend:
                 not deferred or self._ordered["stash"] is not None):
             return
         self.flush_pending()  # a batch left to place reads the old scratch: place it first
+        self._drop_graphs()  # they read the old scratch
         cupy = self.xp
         if self._ordered is not None:
             if self._ordered["captured"]:  # a captured graph reads it at its addresses: it stays, unused here
@@ -809,12 +816,16 @@ class GPUBackend:
         n = keys.shape[0]
         o = self._ordered
         if source is not self._source_seen[0]:  # a tier hands out the same object until it changes
+            self._drop_graphs()  # they read the old source
             self._source_seen = (source, _source_args(source, self.dim, self.dtype))
-        source = self._source_seen[1]
         self._clear_unfinished()
+        rule = (admit_mode, hit_rate, refuse_below_min, defer_at, sketch_threshold)
+        capturing = self.capturing()
+        if self.replay_graphs and n and not capturing and self._replayed(keys, out, source, rule, index_rows):
+            return
+        source = self._source_seen[1]
         if defer_at >= 0:
             self.flush_pending()
-        capturing = self.capturing()
         o["captured"] |= capturing
         self._ordered_unfinished = True
         views = o["views"]
@@ -849,7 +860,6 @@ class GPUBackend:
             else:
                 self._tick_and_touch(slots, if_clean=False)
         stash = self._dummy if o["stash"] is None else o["stash"]
-        rule = (admit_mode, hit_rate, refuse_below_min, defer_at, sketch_threshold)
         scalars = o["scalars"].get(rule)
         if scalars is None:  # a cache's rule is the same every call: its kernel scalars are made once
             depth, width = (0, 0) if self.sketch is None else self.sketch.shape
@@ -884,6 +894,90 @@ class GPUBackend:
         self._ordered_unfinished = False
         if not capturing:  # a captured lookup ticks the device clock when replayed
             self.clock += 1
+
+    def _replayed(self, keys: Any, out: Any, source: DeviceSource, rule: tuple, index_rows: int) -> bool:
+        """Run this stream-ordered lookup as a replay of a CUDA graph of itself, if it has one or can
+        have one now; False: run it eagerly (the first time such a call is seen, or its capture failed).
+
+        A graph is made per batch length, key dtype, ``out`` address, admission rule and
+        ``index_rows``, on the second such call: it reads the keys from a buffer of its
+        own, which one device copy fills, and writes the rows into ``out``.  The host then
+        enqueues a copy and a graph launch instead of the lookup's kernels (about 7), and
+        the results are those of the eager lookup, whose kernels the graph holds.  Graphs
+        are dropped, after the device has finished with them, when the scratch, the source or
+        the launch shape changes (their addresses and kernels are baked in); at most 16 are kept.
+        """
+        cupy = self.xp
+        n = keys.shape[0]
+        key = (n, keys.dtype.char, out.data.ptr, rule, index_rows)
+        entry = self._graphs.get(key)
+        if entry is None:
+            seen = self._sightings
+            if key not in seen:
+                if len(seen) > 64:
+                    seen.clear()
+                seen[key] = True
+                return False
+            if seen[key] is None:
+                return False
+            entry = self._capture(key, keys, out, source, rule, index_rows)
+            if entry is None:
+                seen[key] = None
+                return False
+            del seen[key]
+        static, graph = entry
+        stream = cupy.cuda.get_current_stream()
+        cupy.cuda.runtime.memcpyAsync(static.data.ptr, keys.data.ptr, n * keys.dtype.itemsize,
+                                      cupy.cuda.runtime.memcpyDeviceToDevice, stream.ptr)
+        graph.launch(stream)
+        self.clock += 1  # the replay ticks the device clock: the host's follows, as an eager lookup's does
+        return True
+
+    def _capture(self, key: tuple, keys: Any, out: Any, source: DeviceSource, rule: tuple, index_rows: int):
+        """``(static keys, graph)``: this lookup captured (on a stream of the backend's own, which runs
+        nothing: the replay that follows does the work), or None if the capture failed."""
+        cupy = self.xp
+        if len(self._graphs) >= 16:
+            self._drop_graphs()
+        if self._capture_stream is None:
+            self._capture_stream = cupy.cuda.Stream(non_blocking=True)
+        static = cupy.empty(keys.shape[0], keys.dtype)  # outside the capture, which allocates nothing
+        capture, o = self._capture_stream, self._ordered
+        before = o["captured"]
+        admit_mode, hit_rate, refuse_below_min, defer_at, sketch_threshold = rule
+        graph = None
+        with capture:
+            # thread-local: other threads' allocations and synchronizations stay legal meanwhile
+            capture.begin_capture(cupy.cuda.runtime.streamCaptureModeThreadLocal)
+            try:
+                self.lookup_ordered(static, out, source, admit_mode, hit_rate, refuse_below_min, sketch_threshold,
+                                    index_rows, defer_at)
+                complete = not self._ordered_unfinished
+            except Exception:  # the lookup runs eagerly instead; nothing captured is ever launched
+                complete = False
+            finally:
+                try:
+                    graph = capture.end_capture()
+                except Exception:
+                    graph = None
+        o["captured"] = before  # its graphs are ours: reserve drops them rather than keeping the scratch
+        if graph is None or not complete:
+            self._ordered_unfinished = False  # nothing of the failed capture ran
+            return None
+        self._graphs[key] = entry = (static, graph)
+        return entry
+
+    def _drop_graphs(self) -> None:
+        """Forget the replay graphs, once the device has run what they launched (their key buffers go back
+        to the pool)."""
+        if self._graphs:
+            if self.capturing():  # no waiting inside a capture: they are kept, never launched again
+                self._kept.append(self._graphs)
+                self._graphs = {}
+            else:
+                self.xp.cuda.Device().synchronize()
+                self._graphs.clear()
+        self._sightings.clear()
 
     def _clear_unfinished(self) -> None:
         """Zero the batch words that a stream-ordered lookup interrupted after its probe left counts in."""
@@ -1064,6 +1158,7 @@ class GPUBackend:
 
     def release(self) -> None:
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
+        self._drop_graphs()
         self.table = self.keys = self.scores = self.values = self.sketch = self.digests = self._scratch = None
         self.hands = None
         self._ordered, self._kept = None, []
