@@ -267,7 +267,11 @@ def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, a
     out = cupy.empty((batch, dim), cupy.float32)
     stream = cupy.cuda.Stream(non_blocking=True)
     turn = iter(range(10**9))
-    with stream:
+
+    def timed_walls(graphs: bool) -> list:
+        """Host time of each of ``reps`` lookups, after 5 untimed ones (graphs: Cache(graphs=True)'s replays,
+        the flag set on this cache: no second 4 GiB fill)."""
+        backend(cache).replay_graphs = graphs
         for _ in range(5):
             cache.lookup(batches[next(turn) % len(batches)], out=out)
         walls = []
@@ -277,18 +281,11 @@ def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, a
             cache.lookup(k, out=out)
             walls.append((time.perf_counter() - t) * 1e6)
         stream.synchronize()
-        # the same calls with Cache(graphs=True)'s replays (the flag set on this cache: no second 4 GiB fill)
-        backend(cache).replay_graphs = True
-        for _ in range(5):
-            cache.lookup(batches[next(turn) % len(batches)], out=out)
-        graph_walls = []
-        for _ in range(reps):
-            k = batches[next(turn) % len(batches)]
-            t = time.perf_counter()
-            cache.lookup(k, out=out)
-            graph_walls.append((time.perf_counter() - t) * 1e6)
-        stream.synchronize()
         backend(cache).replay_graphs = False
+        return walls
+
+    with stream:
+        walls, graph_walls = timed_walls(False), timed_walls(True)
         keys = cupy.empty(batch, cupy.int64)
         stream.begin_capture()
         cache.lookup(keys, out=out)
