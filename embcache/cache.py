@@ -126,6 +126,8 @@ class Cache:
         for name, value in (("capacity", capacity), ("dim", dim), ("ways", ways)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(graphs, (bool, np.bool_)):  # before the backend takes any memory
+            raise ConfigError(f"graphs must be True or False, got {graphs!r}")
         if ways & (ways - 1):
             raise ConfigError(f"ways must be a power of two (1, 2, 4, ..., 32), got {ways}")
         self._policy = _policies.get_policy(policy)
@@ -166,8 +168,6 @@ class Cache:
             sketch_seed=0 if sketch is None else sketch[3],
         )
         self._backend.set_default(self._default)
-        if not isinstance(graphs, (bool, np.bool_)):
-            raise ConfigError(f"graphs must be True or False, got {graphs!r}")
         if hasattr(self._backend, "replay_graphs"):
             self._backend.replay_graphs = bool(graphs)
         # TinyLFUTables: per table, the keys whose estimate reached 1 and 2 (embcache._table_chance)

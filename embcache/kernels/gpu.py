@@ -347,7 +347,7 @@ class GPUBackend:
         self._source_seen = (None, None)  # the last DeviceSource a stream-ordered lookup read, and its arguments
         # Cache(graphs=True): stream-ordered lookups replayed from CUDA graphs of themselves (_replayed)
         self.replay_graphs = False
-        self._graphs = {}  # (length, key dtype, out address, rule) -> (static keys, graph); see _replayed
+        self._graphs = {}  # (length, key dtype, out address, rule, index_rows) -> (static keys, graph)
         self._sightings = {}  # such keys seen once and not captured yet (None: capture failed, never again)
         self._capture_stream = None
         self._ordered_seen = np.zeros(FIELDS["F_COUNTERS"], np.int64)
