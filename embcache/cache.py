@@ -168,8 +168,7 @@ class Cache:
             sketch_seed=0 if sketch is None else sketch[3],
         )
         self._backend.set_default(self._default)
-        if hasattr(self._backend, "replay_graphs"):
-            self._backend.replay_graphs = bool(graphs)
+        self._backend.replay_graphs = bool(graphs)
         # TinyLFUTables: per table, the keys whose estimate reached 1 and 2 (embcache._table_chance)
         self._reached = new_reached(self._backend.xp) if self._admission.victim_mode() == 3 else None
         # a GPU cache reads a tier's rows in place (no host round trip, no staging copy) when the tier

@@ -83,6 +83,7 @@ class Backend(Protocol):
     hands: Any  #: every set's hand (num_sets, 2) int64 (policies with victim = "hand"), or None
     reads_device_sources: bool  #: lookups may read a tier's DeviceSource in place
     checks_reserved_keys: bool  #: reserved keys are refused on the host before any work
+    replay_graphs: bool  #: replay stream-ordered lookups from captured CUDA graphs (the CPU ignores it)
 
     @property
     def default(self) -> Any:

@@ -921,6 +921,7 @@ class CPUBackend:
     reads_device_sources = False
     #: reserved keys are refused on the host before any work
     checks_reserved_keys = True
+    replay_graphs = False  # no CUDA graphs here: Cache(graphs=True) sets it and nothing reads it
 
     def on_stream(self, stream: Any) -> contextlib.AbstractContextManager:
         """A context that does nothing: streams are a GPU matter (``ConfigError`` unless ``stream`` is None)."""
