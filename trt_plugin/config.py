@@ -170,7 +170,10 @@ class ModelConfig:
     ``backend``: auto/cpu/gpu.  ``devices``: GPU ordinals (HPS's ``deployed_device_list``), one cache
     of each table per device, each serving the lookups made on its device.  ``hit_rate_threshold``:
     HPS's field, None or a hit rate in [0, 1]: the tables' admission becomes ``HitRateDeferred`` of it
-    (:meth:`admission_of`).  ``ignored``: HPS fields read and checked that change nothing here.
+    (:meth:`admission_of`).  ``graphs``: the GPU caches replay each repeated lookup (same length, key
+    dtype and output buffer, as an engine's are) from a CUDA graph of itself, ``embcache.Cache(graphs=True)``:
+    the same rows, contents and stats for about half the host time per call; false turns it off.
+    ``ignored``: HPS fields read and checked that change nothing here.
     """
 
     name: str
@@ -179,6 +182,7 @@ class ModelConfig:
     devices: tuple[int, ...] = (0,)
     hit_rate_threshold: float | None = None
     ignored: tuple[str, ...] = ()  # HPS fields read and checked that change nothing here
+    graphs: bool = True
 
     def __post_init__(self) -> None:
         if self.hit_rate_threshold is not None:
@@ -238,6 +242,8 @@ class Config:
             entry = {"name": m.name, "backend": m.backend, "devices": list(m.devices), "tables": tables}
             if m.hit_rate_threshold is not None:
                 entry["hit_rate_threshold"] = m.hit_rate_threshold
+            if not m.graphs:
+                entry["graphs"] = False
             models.append(entry)
         return {"embcache_trt": FORMAT_VERSION, "models": models}
 
@@ -453,7 +459,7 @@ def _parse_native(data: dict, where: str) -> list[ModelConfig]:
         w = f"{where}: models[{i}]"
         if not isinstance(m, dict):
             raise ConfigError(f"{w}: expected an object")
-        _unknown(m, {"name", "tables", "backend", "devices", "hit_rate_threshold"}, w)
+        _unknown(m, {"name", "tables", "backend", "devices", "hit_rate_threshold", "graphs"}, w)
         if not isinstance(m.get("name"), str) or not isinstance(m.get("tables"), list):
             raise ConfigError(f"{w}: needs a 'name' and a 'tables' list")
         if m.get("backend", "auto") not in ("auto", "cpu", "gpu"):
@@ -461,8 +467,15 @@ def _parse_native(data: dict, where: str) -> list[ModelConfig]:
         tables = tuple(_table(t, f"{w}.tables[{j}]") for j, t in enumerate(m["tables"]))
         models.append(ModelConfig(m["name"], tables, m.get("backend", "auto"),
                                   _devices(m.get("devices", [0]), f"{w}.devices"),
-                                  _threshold(m.get("hit_rate_threshold"), w)))
+                                  _threshold(m.get("hit_rate_threshold"), w),
+                                  graphs=_flag(m.get("graphs", True), f"{w}.graphs")))
     return models
+
+
+def _flag(value, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
 
 
 def _threshold(value, where: str) -> float | None:

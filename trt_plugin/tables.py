@@ -214,7 +214,7 @@ class _Registry:
             with _on(device):
                 cache = Cache(t.capacity_rows(), t.dim, t.policy, m.admission_of(t), dtype=t.dtype,
                               backend="gpu" if entry.gpu else "cpu", tier=self._stores[where],
-                              default=t.default_value, ways=t.ways)
+                              default=t.default_value, ways=t.ways, graphs=entry.gpu and m.graphs)
             entry.caches[device] = cache
             return cache
 
