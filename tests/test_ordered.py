@@ -40,10 +40,8 @@ def caches(capacity, dim, policy, admission, ways, tier_keys, pinned=(False, Tru
 def force_miss_path(cache, path: str, max_batch: int) -> None:
     """Make the GPU cache's stream-ordered lookups take miss path ``path`` (see the captured test)."""
     b = cache._backend
-    if path.startswith("a-kernel-a-phase"):
+    if path == "a-kernel-a-phase":
         b._small = b._small_one = 0  # every batch takes the large batch's kernels, one block's bound too
-        # serial: the missed rows read by the probe itself, not on the side stream beside the touch
-        b.overlap_source_rows = path != "a-kernel-a-phase-serial"
         return
     if path != "one-launch-1-block" and (b.sketch is not None or cache._defer_at is not None):
         pytest.skip("a sketch's estimates and a deferred batch's rows keep the one launch in one block")
@@ -98,8 +96,7 @@ def global_capture(stream):
 CAPTURABLE = [name for name, make in ADMISSION_GRID.items() if make().device_rule() is not None]
 
 
-@pytest.mark.parametrize("path", ["one-launch-1-block", "one-launch-8-blocks", "a-kernel-a-phase",
-                                  "a-kernel-a-phase-serial"])
+@pytest.mark.parametrize("path", ["one-launch-1-block", "one-launch-8-blocks", "a-kernel-a-phase"])
 @pytest.mark.parametrize("admission", CAPTURABLE)
 @pytest.mark.parametrize("policy", POLICIES)
 @settings(deadline=None, max_examples=max(6, settings().max_examples // 10))
@@ -109,8 +106,7 @@ def test_captured_replays_equal_uncaptured_lookups_and_the_cpu(policy, admission
     empty batches): rows, contents, scores, stats and clock equal an uncaptured stream-ordered cache's
     and the CPU backend's after every replay.  Every miss path, forced here (the tuning table decides
     which a batch takes): the small batch's one launch with one block or with a block per share of
-    the sets, and the large batch's kernel per phase, its missed rows read on a side stream (forked and
-    joined inside the global-mode capture) or by the probe."""
+    the sets, and the large batch's kernel per phase."""
     import cupy
 
     universe = data.draw(st.lists(key_values, min_size=1, max_size=60, unique=True), label="universe")

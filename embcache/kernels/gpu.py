@@ -59,7 +59,7 @@ _OUTCOME_CODES = len(OUTCOMES)
 #: every kernel the backend launches, by the file of its family (``cuda/<file>``)
 FAMILIES = {
     "probe.cu": ("probe_gather", "gather_slots", "list_misses", "tick", "touch", "age_scores"),
-    "source.cu": ("probe_gather_source", "count_source_misses", "gather_source_rows"),
+    "source.cu": ("probe_gather_source", "count_source_misses"),
     "insert.cu": ("insert_and_evict", "insert_and_evict_general"),
     "unique.cu": ("run_starts", "run_scatter", "sets_of"),
     "writes.cu": ("update_rows", "erase_keys", "scatter_rows", "restore_scores", "make_digests"),
@@ -121,7 +121,6 @@ _get_touch_kernel = _factory("probe.cu", "touch")
 _get_age_scores_kernel = _factory("probe.cu", "age_scores")
 _get_probe_gather_source_kernel = _factory("source.cu", "probe_gather_source")
 _get_count_source_misses_kernel = _factory("source.cu", "count_source_misses")
-_get_gather_source_rows_kernel = _factory("source.cu", "gather_source_rows")
 _get_insert_and_evict_kernel = _factory("insert.cu", "insert_and_evict")
 _get_insert_and_evict_general_kernel = _factory("insert.cu", "insert_and_evict_general")
 _get_run_starts_kernel = _factory("unique.cu", "run_starts")
@@ -194,7 +193,6 @@ def _i64(x) -> np.int64:
 
 
 _FLAG = {False: np.int32(0), True: np.int32(1)}  # int flags of kernels, made once
-_GATHER_NOT_SOURCE = np.int32(2)  # probe_gather_source's gather: the hits' rows, not the source's
 # probe_gather's touch argument (TOUCH_* of _shared.py): none; store hit scores and tick if every key
 # hit; store them and tick (captured lookups)
 _TOUCH_NONE, _TOUCH_IF_CLEAN, _TOUCH_ALWAYS = TOUCH["TOUCH_NONE"], TOUCH["TOUCH_IF_CLEAN"], TOUCH["TOUCH_ALWAYS"]
@@ -352,11 +350,6 @@ class GPUBackend:
         self._graphs = {}  # (length, key dtype, out address, rule, index_rows) -> (static keys, graph)
         self._sightings = {}  # such keys seen once and not captured yet (None: capture failed, never again)
         self._capture_stream = None
-        # a large stream-ordered lookup's source rows (_fork_source_rows): made here, never under a capture
-        self._side = (cupy.cuda.Stream(non_blocking=True), cupy.cuda.Event(block=False, disable_timing=True),
-                      cupy.cuda.Event(block=False, disable_timing=True))
-        #: a large stream-ordered lookup reads its missed rows on the side stream while its hits are scored
-        self.overlap_source_rows = True
         self._ordered_seen = np.zeros(FIELDS["F_COUNTERS"], np.int64)
         # set from a stream-ordered lookup's probe until its last launch is enqueued: a lookup interrupted
         # in between (an exception, a KeyboardInterrupt) left counts in the batch words that the next one's
@@ -544,7 +537,7 @@ class GPUBackend:
     # ------------------------------------------------------------------ operations
     def _probe(self, keys, out, fill_misses: bool, replay: bool = False, scratch: bool = False,
                touch: int = _TOUCH_NONE, source=None, slots=None, found=None, raw=None, launch=None,
-               counts: tuple = _HOST_COUNTS, source_rows: bool = True):
+               counts: tuple = _HOST_COUNTS):
         """Slots of ``keys``, and with ``touch`` the old scores of the hits it touched (else None).
 
         With ``scratch`` both live in a buffer that the next scratch probe reuses (one call's use only).
@@ -554,7 +547,6 @@ class GPUBackend:
         gave them, which the probe converts (Gather's rules) into ``converted`` (the ``keys`` argument)
         as it reads, counting the replaced ones into state word ``invalid word``; with no ``source`` the
         probe reads no source (the host path's ``lookup(index_rows=)`` over a host tier).
-        ``source_rows`` False: the source's rows are left for :meth:`_gather_source_rows` (no split launch).
         ``launch``: another ``_probe_launch`` than the backend's (query's).  ``counts``: the state words
         that probe_gather_source counts the misses and the reserved keys into (probe_gather: always
         STATE_MISSES and STATE_RESERVED).
@@ -585,10 +577,9 @@ class GPUBackend:
             count = _i64(n)
             launch = launch or self._launch
             threads = -(-n // launch.keys_per_group) * launch.group
-            split = launch.split and out is not None and source_rows
-            gather = _FLAG[out is not None and not split] if source_rows else _GATHER_NOT_SOURCE
+            split = launch.split and out is not None
             args = (self.table, self._digests_arg, self.values, self._num_sets_arg, keys, count,
-                    gather, self._dummy if out is None else out, slots, self.default,
+                    _FLAG[out is not None and not split], self._dummy if out is None else out, slots, self.default,
                     _FLAG[fill_misses], _FLAG[replay], self.state, _TOUCH_FLAG[touch], _NULL if old is None else old,
                     _NULL if found is None else found)
             grid = (max(1, min(-(-threads // launch.block), self._blocks)),), (launch.block,)
@@ -603,23 +594,6 @@ class GPUBackend:
                     self.values, slots, count, out, self.default, _FLAG[fill_misses],
                     _NULL if source is None else source[2]))
         return slots, old
-
-    def _fork_source_rows(self, slots, out, source) -> Any:
-        """Copy the source's rows of ``slots`` into ``out`` on the backend's side stream, after the work
-        enqueued so far on the current stream; returns the event that the current stream must wait
-        for (:meth:`wait_event`) before anything reads those rows.  Legal under capture: the side
-        stream joins the capture through the event, and the wait joins it back."""
-        cupy = self.xp
-        side, forked, done = self._side
-        forked.record(cupy.cuda.get_current_stream())
-        side.wait_event(forked)
-        n = slots.shape[0]
-        words = n * self._chunks
-        grid = (max(1, min(-(-words // self._ublock), 8 * self._blocks)),)
-        with side:
-            self._k["gather_source_rows"](grid, self._utility, (slots, _i64(n), out, source[2]))
-        done.record(side)
-        return done
 
     def _tick_and_touch(self, slots, if_clean: bool) -> None:
         flag = _FLAG[if_clean]
@@ -875,20 +849,11 @@ class GPUBackend:
         blocks = self._small_blocks if self.sketch is None and defer_at < 0 else 1
         small = 0 < n <= (self._small if blocks > 1 else self._small_one)
         tick = _TICK_NONE
-        # a large batch: its missed rows (PCIe reads, most of its time) are copied on the side stream
-        # while the touch and the distinct-miss phases run here; the insertion waits for them
-        overlap = n > 0 and not small and self.overlap_source_rows
-        rows_read = None
         if self._probe_touches and n:
             self._probe(keys, out, True, replay=True, touch=_TOUCH_ALWAYS, source=source, slots=slots, raw=raw,
-                        counts=_ORDERED_COUNTS, source_rows=not overlap)
-            if overlap:
-                rows_read = self._fork_source_rows(slots, out, source)
+                        counts=_ORDERED_COUNTS)
         else:
-            self._probe(keys, out, True, replay=True, source=source, slots=slots, raw=raw, counts=_ORDERED_COUNTS,
-                        source_rows=not overlap)
-            if overlap:
-                rows_read = self._fork_source_rows(slots, out, source)
+            self._probe(keys, out, True, replay=True, source=source, slots=slots, raw=raw, counts=_ORDERED_COUNTS)
             if small:  # the small batch's kernel scores the hits and ticks first: the aging pass before it
                 self._age(_FLAG[False])
                 tick = _TICK_TOUCH if self._hits_change_scores else _TICK_ONLY
@@ -922,8 +887,6 @@ class GPUBackend:
                 self._k["ordered_sketch_add"](*grid, common + (o["ucount"], state))
                 self._k["ordered_sketch_admit"](*grid, common + (o["uadmit"], _i64(sketch_threshold), state))
             self._k["ordered_group"](*grid, batch + (state,))
-            if rows_read is not None:
-                self.xp.cuda.get_current_stream().wait_event(rows_read)
             warps = (max(1, min(launch_grid(n * 32, self._ublock), self._blocks)),), self._utility
             self._k["ordered_insert"](*warps, batch + (self.table, self._digests_arg, self.values, out, stash,
                                                        _FLAG[False], state))

@@ -5,12 +5,9 @@
 
 #include "common.cuh"
 
-#define GATHER_NOT_SOURCE 2  // probe_gather_source's gather argument: the hits' rows and defaults only
-
 // GROUP lanes probe one key's set together (PROBE_WPL ways each), KEYS_PER_GROUP keys in flight,
 // then copy the row with VEC-byte words.  slots[i] = slot or -1; rows go to out only if gather.
 // fill_misses: write default_row for misses (query and captured lookups) instead of leaving them.
-// gather GATHER_NOT_SOURCE (probe_gather_source): the source's rows are left to gather_source_rows.
 // Misses and reserved keys are counted into state[] once per warp.
 // touch (policies whose hit rule is idempotent and reads no count, as LRU's clock or SIEVE's visited
 // bit: an occurrence that reads the score a duplicate has just stored computes that same score, so
@@ -235,11 +232,9 @@ __device__ __forceinline__ void probe_gather_body(
                 }
                 if (gather) {  // three copies, as before the source: probe_gather compiles to the same code
                     if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
-                    else if (FROM_SOURCE && slot <= -2) {
-                        // gather == GATHER_NOT_SOURCE: gather_source_rows copies them, on a stream of its own
-                        if (gather != GATHER_NOT_SOURCE)
-                            copy_row(out + i * ROW_BYTES, source.rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
-                    } else if (fill_misses) copy_row(out + i * ROW_BYTES, default_row, lane, GROUP);
+                    else if (FROM_SOURCE && slot <= -2)
+                        copy_row(out + i * ROW_BYTES, source.rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
+                    else if (fill_misses) copy_row(out + i * ROW_BYTES, default_row, lane, GROUP);
                 }
             }
         }

@@ -16,21 +16,6 @@ extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather_source(
                                                         bad_word});
 }
 
-// The source's rows of a probe_gather_source launched with gather GATHER_NOT_SOURCE: a large
-// stream-ordered lookup reads them over PCIe on a stream of its own while the hits' scores and the
-// distinct misses are worked out on the lookup's stream (nothing there reads these rows before the
-// insertion, which waits for this kernel).  One thread per VEC-byte word of a missed row, as
-// gather_slots.
-extern "C" __global__ void gather_source_rows(const i64* __restrict__ slots, i64 n, vec_t* __restrict__ out,
-                                              const vec_t* __restrict__ source_rows) {
-    const i64 total = n * CHUNKS;
-    for (i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (i64)gridDim.x * blockDim.x) {
-        const i64 i = t / CHUNKS;
-        const i64 s = slots[i];
-        if (s <= -2) out[t] = source_rows[SOURCE_SLOT(s) * CHUNKS + (t - i * CHUNKS)];
-    }
-}
-
 // A lookup whose misses probe_gather_source has already served, and which admits nothing, needs
 // only two counts: the distinct missed keys, and how many of them the source lacked (slot -1).  Each
 // missed key goes into a scratch hash set (open addressing, linear probing, set[] filled with
