@@ -81,6 +81,10 @@ def make_tls_files(folder: Path) -> TlsFiles:
     return TlsFiles(*(folder / n for n in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")))
 
 
+class PortTaken(RuntimeError):
+    """redis-server could not bind its port: something else took it after free_port() found it free."""
+
+
 class RedisServer:
     """One redis-server on 127.0.0.1:``port``, data in ``folder``.
 
@@ -96,7 +100,14 @@ class RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port(cluster)
         self.proc = None
-        self.start()
+        for attempt in range(1 if port else 3):
+            try:
+                self.start()
+                break
+            except PortTaken:  # another test process (pytest -n) took the free port first: another one
+                if port or attempt == 2:
+                    raise
+                self.port = free_port(cluster)
 
     @property
     def url(self) -> str:
@@ -135,7 +146,9 @@ class RedisServer:
             if "Ready to accept connections" in line:
                 break
         else:
-            raise RuntimeError(f"redis-server on port {self.port} did not start:\n{''.join(log)}")
+            self.proc.wait()
+            kind = PortTaken if any("already in use" in line for line in log) else RuntimeError
+            raise kind(f"redis-server on port {self.port} did not start:\n{''.join(log)}")
         # keep draining the log so the server never blocks on a full pipe
         self._drain = subprocess.Popen(["cat"], stdin=self.proc.stdout, stdout=subprocess.DEVNULL)
 
