@@ -146,6 +146,38 @@ def test_graphs_are_dropped_when_the_scratch_grows_and_when_the_store_moves():
     assert replays(gpu) == before + 1  # replays resumed on the new source's graph
 
 
+def test_once_the_graphs_are_full_other_shapes_run_eagerly_and_nothing_waits(monkeypatch):
+    """More batch lengths than graphs kept, cycled as a server's varying batches are: the first
+    ``_MAX_GRAPHS`` lengths keep replaying, the others run eagerly, no graph is dropped (which waits for
+    the device) to make room, and every lookup equals the CPU backend's."""
+    import cupy
+
+    from embcache.kernels import gpu as gpu_module
+
+    limit = gpu_module._MAX_GRAPHS
+    lengths = list(range(1, limit + 5))
+    stored = np.arange(2000, dtype=np.int64)
+    cpu, gpu = pair(256, 4, "lru", "always", 8, stored, max_batch=max(lengths))
+    outs = {n: cupy.empty((n, 4), cupy.float32) for n in lengths}
+    rng = np.random.default_rng(5)
+    for n in lengths:  # the first sighting of every length: no graph yet
+        batch = rng.integers(0, 2100, n)
+        gpu.lookup(cupy.asarray(batch), out=outs[n])
+        assert outs[n].get().tobytes() == cpu.lookup(batch).tobytes()
+    drops = []  # dropping graphs waits for the device: making room must not
+    real = gpu_module.GPUBackend._drop_graphs
+    monkeypatch.setattr(gpu_module.GPUBackend, "_drop_graphs", lambda self: (drops.append(1), real(self))[1])
+    for _ in range(3):
+        for n in lengths:
+            batch = rng.integers(0, 2100, n)
+            gpu.lookup(cupy.asarray(batch), out=outs[n])
+            assert outs[n].get().tobytes() == cpu.lookup(batch).tobytes()
+    assert drops == []
+    assert sorted(k[0] for k in gpu._backend._graphs) == lengths[:limit]
+    assert replays(gpu) == 3 * limit  # each captured length from its second call on (a capture then replays)
+    assert_same_state(cpu, gpu)
+
+
 def test_index_rows_replays_follow_gather_s_rules():
     """The plugin's call: int32 row numbers with negative and out-of-range ones, ``index_rows``, one out."""
     import cupy

@@ -193,6 +193,7 @@ def _i64(x) -> np.int64:
 
 
 _FLAG = {False: np.int32(0), True: np.int32(1)}  # int flags of kernels, made once
+_MAX_GRAPHS = 16  # replay graphs a backend keeps (Cache(graphs=True)): each holds a key buffer and an executable
 # probe_gather's touch argument (TOUCH_* of _shared.py): none; store hit scores and tick if every key
 # hit; store them and tick (captured lookups)
 _TOUCH_NONE, _TOUCH_IF_CLEAN, _TOUCH_ALWAYS = TOUCH["TOUCH_NONE"], TOUCH["TOUCH_IF_CLEAN"], TOUCH["TOUCH_ALWAYS"]
@@ -905,7 +906,8 @@ class GPUBackend:
         enqueues a copy and a graph launch instead of the lookup's kernels (about 7), and
         the results are those of the eager lookup, whose kernels the graph holds.  Graphs
         are dropped, after the device has finished with them, when the scratch, the source or
-        the launch shape changes (their addresses and kernels are baked in); at most 16 are kept.
+        the launch shape changes (their addresses and kernels are baked in).  At most
+        ``_MAX_GRAPHS`` are kept: once that many are held, calls of any other shape run eagerly.
         """
         cupy = self.xp
         n = keys.shape[0]
@@ -919,6 +921,10 @@ class GPUBackend:
                 seen[key] = True
                 return False
             if seen[key] is None:
+                return False
+            if len(self._graphs) >= _MAX_GRAPHS:
+                # full: this shape runs eagerly (making room would wait for the device, in a server's enqueue,
+                # and a server whose batch lengths cycle through more shapes would capture again and again)
                 return False
             entry = self._capture(key, keys, out, source, rule, index_rows)
             if entry is None:
@@ -937,8 +943,6 @@ class GPUBackend:
         """``(static keys, graph)``: this lookup captured (on a stream of the backend's own, which runs
         nothing: the replay that follows does the work), or None if the capture failed."""
         cupy = self.xp
-        if len(self._graphs) >= 16:
-            self._drop_graphs()
         if self._capture_stream is None:
             self._capture_stream = cupy.cuda.Stream(non_blocking=True)
         static = cupy.empty(keys.shape[0], keys.dtype)  # outside the capture, which allocates nothing
