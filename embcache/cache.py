@@ -114,7 +114,9 @@ class Cache:
         itself.  A graph is captured on the second lookup of the same length, key
         dtype and ``out`` buffer (pass the same ``out`` to benefit); after that the
         host enqueues one key copy and one graph launch instead of the lookup's
-        kernels.  Results, contents and stats are the same.  No effect on the CPU
+        kernels.  Results, contents and stats are the same.  The first 16 shapes
+        captured keep their graphs (until the scratch grows or the tier's source
+        changes); lookups of other shapes then run eagerly.  No effect on the CPU
         backend or on the host path.
     """
 

@@ -66,6 +66,8 @@ def pytest_runtest_logreport(report):
     """With EMBCACHE_FAILURE_LOG set, each failure's report is appended to that file as it happens, so a
     run cut short (a lent GPU machine's time limit) still says what failed and why."""
     path = os.environ.get("EMBCACHE_FAILURE_LOG")
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # under pytest -n the controller gets every report too: it writes
+        return
     if path and (report.failed or (report.when == "call" and report.outcome == "failed")):
         with open(path, "a") as f:
             f.write(f"=== {report.nodeid} [{report.when}] {report.duration:.1f}s\n{report.longreprtext[-6000:]}\n")

@@ -76,7 +76,8 @@ def test_both_backends_have_every_member_with_the_protocols_parameters():
 
 
 def test_cache_never_asks_which_backend_it_has():
-    """No comparison with a backend's name, and no type test of it, anywhere in cache.py."""
+    """No comparison with a backend's name, no type test of it, and no hasattr or getattr on it, anywhere
+    in cache.py."""
     tree = ast.parse((PACKAGE / "cache.py").read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):
@@ -87,3 +88,9 @@ def test_cache_never_asks_which_backend_it_has():
                     f"cache.py line {node.lineno} compares a backend's name"
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance":
             assert "Backend" not in ast.unparse(node.args[1]), f"cache.py line {node.lineno} tests a backend's type"
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("hasattr", "getattr") and node.args:
+            # asking a backend whether it has a member is asking which backend it is: declare the member instead
+            target = node.args[0]
+            assert not ((isinstance(target, ast.Attribute) and target.attr == "_backend") or
+                        (isinstance(target, ast.Name) and target.id == "b")), \
+                f"cache.py line {node.lineno} asks a backend whether it has {ast.unparse(node.args[1])}"

@@ -526,21 +526,28 @@ def _tls_cluster(folder: Path, masters: int = 3):
     procs, ports = [], []
     try:
         for i in range(masters):
-            port = free_port(cluster=True)
             (folder / f"n{i}").mkdir(parents=True)
-            proc = subprocess.Popen(
-                [REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-                 "--dir", str(folder.resolve() / f"n{i}"), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-                 "--tls-ca-cert-file", str(ca), "--tls-cluster", "yes", "--tls-auth-clients", "no",
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly",
-                 "no", "--logfile", "", "--daemonize", "no", "--protected-mode", "no"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            procs.append(proc)
-            for line in proc.stdout:  # until the server says it is ready (or exits)
-                if "Ready to accept connections" in line:
-                    break
-            else:
-                raise RuntimeError(f"TLS redis-server on port {port} did not start")
+            for attempt in range(3):  # another test process (pytest -n) may take the free port first
+                port = free_port(cluster=True)
+                proc = subprocess.Popen(
+                    [REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+                     "--dir", str(folder.resolve() / f"n{i}"), "--tls-cert-file", str(cert), "--tls-key-file",
+                     str(key), "--tls-ca-cert-file", str(ca), "--tls-cluster", "yes", "--tls-auth-clients", "no",
+                     "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly",
+                     "no", "--logfile", "", "--daemonize", "no", "--protected-mode", "no"],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                procs.append(proc)
+                log = []
+                for line in proc.stdout:  # until the server says it is ready (or exits)
+                    log.append(line)
+                    if "Ready to accept connections" in line:
+                        break
+                else:
+                    proc.wait()
+                    if attempt < 2 and any("already in use" in line for line in log):
+                        continue
+                    raise RuntimeError(f"TLS redis-server on port {port} did not start:\n{''.join(log)}")
+                break
             ports.append(port)
         out = subprocess.run([REDIS_CLI, "--tls", "--cacert", str(ca), "--cluster", "create",
                               *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "0", "--cluster-yes"],

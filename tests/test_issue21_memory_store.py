@@ -60,6 +60,26 @@ def test_memory_specs_are_no_paths(tmp_path, spec):
     assert config.to_dict(base=tmp_path / "elsewhere")["models"][0]["tables"][0]["store"] == spec
 
 
+def test_a_model_made_in_python_with_a_graphs_that_is_no_flag_is_refused():
+    from embcache.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model 'm': graphs: expected true or false, got 'no'"):
+        ModelConfig("m", (), graphs="no")
+
+
+def test_a_ps_json_model_has_no_graphs_field(tmp_path):
+    """HPS's ps.json has no such field: it stays an unknown one there, refused by name (the default holds)."""
+    from embcache.errors import ConfigError
+    from trt_plugin.config import parse_config
+
+    data = {"models": [{"model": "m", "embedding_table_names": ["t"], "embedding_vecsize_per_table": [DIM],
+                        "graphs": False}], "persistent_db": {"type": "rocks_db", "path": "rocks"}}
+    with pytest.raises(ConfigError, match="graphs"):
+        parse_config(data, tmp_path)
+    del data["models"][0]["graphs"]
+    assert parse_config(data, tmp_path).models[0].graphs is True
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and CuPy")
 def test_a_pinned_memory_table_is_looked_up_in_a_cuda_graph_through_the_plugin(tmp_path):

@@ -170,9 +170,11 @@ class ModelConfig:
     ``backend``: auto/cpu/gpu.  ``devices``: GPU ordinals (HPS's ``deployed_device_list``), one cache
     of each table per device, each serving the lookups made on its device.  ``hit_rate_threshold``:
     HPS's field, None or a hit rate in [0, 1]: the tables' admission becomes ``HitRateDeferred`` of it
-    (:meth:`admission_of`).  ``graphs``: the GPU caches replay each repeated lookup (same length, key
-    dtype and output buffer, as an engine's are) from a CUDA graph of itself, ``embcache.Cache(graphs=True)``:
-    the same rows, contents and stats for about half the host time per call; false turns it off.
+    (:meth:`admission_of`).  ``graphs``: the GPU caches are ``embcache.Cache(graphs=True)``: a table whose
+    lookups are stream-ordered (a ``memory:pinned`` or shared-memory store, an admission the device
+    decides) replays each repeated lookup (same length, key dtype and output buffer, as an engine's are)
+    from a CUDA graph of itself, the same rows, contents and stats for about half the host time per
+    call; the first 16 such shapes get graphs, others run eagerly.  False turns it off.
     ``ignored``: HPS fields read and checked that change nothing here.
     """
 
@@ -185,6 +187,7 @@ class ModelConfig:
     graphs: bool = True
 
     def __post_init__(self) -> None:
+        _flag(self.graphs, f"model {self.name!r}: graphs")
         if self.hit_rate_threshold is not None:
             for t in self.tables:
                 if t.admission != "always":
