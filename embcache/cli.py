@@ -86,7 +86,9 @@ def _demo(args) -> int:
     from .demo import format_table, load_trace, run_demo
 
     trace, source = load_trace(args.data, notify=_note)
-    print(f"trace: {source}: {trace.shape[0]:,} lookups, batches of {args.batch}", flush=True)
+    count = f"{trace.shape[0]:,} lookups"
+    # a synthetic trace's description already gives its length
+    print(f"trace: {source}{'' if count in source else ': ' + count}, batches of {args.batch}", flush=True)
     rows, backend = run_demo(trace, dim=args.dim, batch=args.batch, backend=args.backend, seed=args.seed,
                              progress=not args.no_progress, store_path=args.store)
     why = "" if backend == "gpu" else " (no GPU backend available)" if args.backend == "auto" else ""

@@ -69,12 +69,14 @@ def run_demo(trace: np.ndarray, policies: Sequence[str] = ("lru", "lfu", "fifo")
     rows, used = [], "cpu"
     runs = [(p, f) for f in fractions for p in policies]
     with tqdm(total=len(runs) * trace.shape[0], unit="key", unit_scale=True, disable=not progress,
-              desc="replaying") as bar:
+              desc=f"replaying the trace {len(runs)} times") as bar:
         for policy, fraction in runs:
             cache = Cache(max(1, int(fraction * distinct.shape[0])), dim, policy, backend=backend, tier=store)
             used = cache.backend
             for i in range(0, 8 * batch, batch):  # compiles the kernels (ours and CuPy's) outside the timing
                 cache.lookup(trace[i:i + batch])
+            if bar.n == 0:  # the rate and the time left from here: the first compile made them read hours
+                bar.reset(total=bar.total)
             cache = Cache(cache.capacity, dim, policy, backend=backend, tier=store)
             start = time.perf_counter()
             for i in range(0, trace.shape[0], batch):
