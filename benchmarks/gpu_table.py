@@ -251,7 +251,9 @@ def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, a
 
     misses = int(batch * miss_fraction)
     reps = repeat * 10
-    batches_made = 2 * reps + 10 if admit else 4  # fresh missed keys for every lookup, timed or not
+    # fresh missed keys for every lookup, timed or not: 2 x (5 + reps) timed walls, reps graph replays and
+    # on_graph's (up to 64); a batch used twice would hit where it missed (take() refuses to reuse one)
+    batches_made = 3 * reps + 10 + (64 if on_graph is not None else 0) if admit else 4
     fresh = misses * batches_made
     store = HostStore(dim, "float32", initial_rows=max(fresh, 16), pinned=True)
     store_keys = distinct_keys(10**15, fresh, np)
@@ -268,15 +270,21 @@ def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, a
     stream = cupy.cuda.Stream(non_blocking=True)
     turn = iter(range(10**9))
 
+    def take():
+        i = next(turn)
+        if admit and i >= len(batches):
+            raise RuntimeError("latency_row ran out of fresh batches: a reused one would time hits as misses")
+        return batches[i % len(batches)]
+
     def timed_walls(graphs: bool) -> list:
         """Host time of each of ``reps`` lookups, after 5 untimed ones (graphs: Cache(graphs=True)'s replays,
         the flag set on this cache: no second 4 GiB fill)."""
         backend(cache).replay_graphs = graphs
         for _ in range(5):
-            cache.lookup(batches[next(turn) % len(batches)], out=out)
+            cache.lookup(take(), out=out)
         walls = []
         for _ in range(reps):
-            k = batches[next(turn) % len(batches)]
+            k = take()
             t = time.perf_counter()
             cache.lookup(k, out=out)
             walls.append((time.perf_counter() - t) * 1e6)
@@ -293,7 +301,7 @@ def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, a
         start, end = cupy.cuda.Event(), cupy.cuda.Event()
         gpu = []
         for _ in range(reps):
-            keys[...] = batches[next(turn) % len(batches)]
+            keys[...] = take()
             start.record(stream)
             graph.launch(stream)
             end.record(stream)
@@ -302,7 +310,7 @@ def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, a
         if on_graph is not None:
             def replay(i):
                 with stream:
-                    keys[...] = batches[next(turn) % len(batches)]
+                    keys[...] = take()
                     graph.launch(stream)
 
             on_graph(replay)
