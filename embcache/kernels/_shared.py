@@ -7,7 +7,7 @@ one of them into the ``#define`` the CUDA files use, so no ``.cu`` file retypes 
 import numpy as np
 
 __all__ = ["NOT_ADMITTED", "INSERTED", "EVICTED", "REFRESHED", "REFUSED", "OUTCOMES", "GOLDEN", "STATE",
-           "TOUCH", "TICK", "STATE_WORDS", "ORDERED", "ORD_FIELDS", "ORDERED_WORDS", "FIELDS", "ADMIT",
+           "TOUCH", "TICK", "SOURCE", "STATE_WORDS", "ORDERED", "ORD_FIELDS", "ORDERED_WORDS", "FIELDS", "ADMIT",
            "cuda_defines"]
 
 # outcome of each key given to insert_and_evict
@@ -70,8 +70,12 @@ TOUCH = {"TOUCH_NONE": 0, "TOUCH_IF_CLEAN": 1, "TOUCH_ALWAYS": 2}
 #: ordered_small's ``touch`` argument, what the probe left undone: nothing (it scored the hits and
 #: ticked), the tick alone (hits keep their scores), the hits' scores and the tick
 TICK = {"TICK_NONE": 0, "TICK_ONLY": 1, "TICK_TOUCH": 2}
+#: probe_gather_source's ``source_words`` argument: the index layout's words a slot, plus SOURCE_IN_DEVICE
+#: when the index is in device memory (a small batch then reads each key's first index cell early,
+#: cuda/probe_body.cuh); SOURCE_SPECULATE_KEYS: the longest batch that does
+SOURCE = {"SOURCE_IN_DEVICE": 4, "SOURCE_WORDS_MASK": 3, "SOURCE_SPECULATE_KEYS": 16384}
 
 
 def cuda_defines() -> dict:
     """The ``#define``s of this module's constants, as C literals, for every CUDA file."""
-    return {"GOLDEN": f"{int(GOLDEN)}ULL", **OUTCOMES, **STATE, **TOUCH, **TICK, **ORDERED, "ORD_FIELDS": ORD_FIELDS, "ORDERED_WORDS": ORDERED_WORDS, **FIELDS, **ADMIT}
+    return {"GOLDEN": f"{int(GOLDEN)}ULL", **OUTCOMES, **STATE, **TOUCH, **TICK, **SOURCE, **ORDERED, "ORD_FIELDS": ORD_FIELDS, "ORDERED_WORDS": ORDERED_WORDS, **FIELDS, **ADMIT}

@@ -37,7 +37,8 @@ from ..errors import ConfigError
 from ..layout import EMPTY_KEY, new_set_state, set_state_width
 from . import _rules
 from ._backend import _OncePlan
-from ._shared import FIELDS, ORD_FIELDS, ORDERED, ORDERED_WORDS, OUTCOMES, STATE, STATE_WORDS, TICK, TOUCH, cuda_defines
+from ._shared import (FIELDS, ORD_FIELDS, ORDERED, ORDERED_WORDS, OUTCOMES, SOURCE, STATE, STATE_WORDS, TICK, TOUCH,
+                      cuda_defines)
 from .tuning import launch_shape, ordered_shape, utility_block, vector_bytes
 
 if TYPE_CHECKING:  # the annotations only
@@ -59,7 +60,7 @@ _OUTCOME_CODES = len(OUTCOMES)
 #: every kernel the backend launches, by the file of its family (``cuda/<file>``)
 FAMILIES = {
     "probe.cu": ("probe_gather", "gather_slots", "list_misses", "tick", "touch", "age_scores"),
-    "source.cu": ("probe_gather_source", "count_source_misses"),
+    "source.cu": ("probe_gather_source", "probe_gather_source_small", "count_source_misses"),
     "insert.cu": ("insert_and_evict", "insert_and_evict_general"),
     "unique.cu": ("run_starts", "run_scatter", "sets_of"),
     "writes.cu": ("update_rows", "erase_keys", "scatter_rows", "restore_scores", "make_digests"),
@@ -76,6 +77,7 @@ _EAGER = "probe.cu"
 # slots and 4-byte counts is 24 KiB, inside the 48 KiB of static shared memory of every
 # architecture in the tuning table.
 _TOUCH_CHUNK = 1024
+_SPECULATE_KEYS, _SOURCE_IN_DEVICE = SOURCE["SOURCE_SPECULATE_KEYS"], SOURCE["SOURCE_IN_DEVICE"]
 
 
 def defines(**values: Any) -> dict:
@@ -120,6 +122,7 @@ _get_tick_kernel = _factory("probe.cu", "tick")
 _get_touch_kernel = _factory("probe.cu", "touch")
 _get_age_scores_kernel = _factory("probe.cu", "age_scores")
 _get_probe_gather_source_kernel = _factory("source.cu", "probe_gather_source")
+_get_probe_gather_source_small_kernel = _factory("source.cu", "probe_gather_source_small")
 _get_count_source_misses_kernel = _factory("source.cu", "count_source_misses")
 _get_insert_and_evict_kernel = _factory("insert.cu", "insert_and_evict")
 _get_insert_and_evict_general_kernel = _factory("insert.cu", "insert_and_evict_general")
@@ -234,9 +237,12 @@ def _source_args(source: DeviceSource, dim: int, dtype: np.dtype) -> tuple:
                           f"({source.row_bytes} bytes), the cache rows of {dim} {dtype.name} "
                           f"({dim * dtype.itemsize} bytes): make the tier with the cache's dim and dtype")
     index = source.index  # a device array, or the device address of mapped host memory
+    words = INDEX_LAYOUTS[source.layout]
     if isinstance(index, (int, np.integer)):
         index = np.uint64(int(index))
-    return index, np.int64(source.mask), np.uint64(int(source.rows)), np.int32(INDEX_LAYOUTS[source.layout])
+    else:  # in device memory: an early read of a key's index cell costs a hit no PCIe request
+        words |= SOURCE["SOURCE_IN_DEVICE"]
+    return index, np.int64(source.mask), np.uint64(int(source.rows)), np.int32(words)
 
 
 _COUNTER_NAMES = ("lookups", "misses", "unique", "absent", "admitted", "outcomes", "invalid", "batches")
@@ -587,8 +593,12 @@ class GPUBackend:
             if source is None and raw is None:
                 launch._k["probe_gather"](*grid, args)
             else:
-                launch._k["probe_gather_source"](*grid, args + (_NO_SOURCE if source is None else source) +
-                                                 (_NO_RAW if raw is None else raw) + counts)
+                args += (_NO_SOURCE if source is None else source) + (_NO_RAW if raw is None else raw) + counts
+                # a small batch over an index in device memory reads its keys' index cells early
+                if source is not None and n <= _SPECULATE_KEYS and int(source[3]) & _SOURCE_IN_DEVICE:
+                    launch._k["probe_gather_source_small"](*grid, args)
+                else:
+                    launch._k["probe_gather_source"](*grid, args)
             if split:
                 words = n * self._chunks
                 launch._k["gather_slots"]((-(-words // self._ublock),), self._utility, (

@@ -29,6 +29,10 @@
 
 #define BATCH(f) state[ORD_BATCH + (f)]
 
+// cells of each of ordered_small's shared hash tables (a power of two): 24 KiB for the three, as the
+// touch's table, whose memory they take
+#define SMALL_CELLS 1024
+
 __device__ __forceinline__ unsigned long long* word(i64* state, int w) {
     return reinterpret_cast<unsigned long long*>(state + w);
 }
@@ -326,18 +330,37 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
     ORDERED_ARGS, slot_t* __restrict__ table, unsigned char* __restrict__ digests, char* __restrict__ values,
     const char* __restrict__ out, char* __restrict__ stash, i64* __restrict__ sketch, int depth, i64 width, u64 seed,
     i64 threshold, int touch, i64* __restrict__ state) {
-    __shared__ touch_shared_t sh;
+    // the touch's table, then (gridDim.x > 1, n <= SMALL_CELLS) the block's hash tables of distinct
+    // missed keys and of sets, which no other block reads: a shared atomic or load instead of an L2 round
+    // trip at each step of the misses, distinct, group and insert phases
+    __shared__ union {
+        touch_shared_t touch;
+        unsigned long long cells[3 * SMALL_CELLS];
+    } sh;
     __shared__ unsigned long long cursors[2];  // a block's distinct missed keys and listed sets (gridDim.x > 1)
     const int part = blockIdx.x, parts = gridDim.x;
-    const ordered_t a = ordered_of(words + (i64)part * ORDERED_WORDS, keys, n, mode, t, refuse_below_min, defer_at);
+    ordered_t a = ordered_of(words + (i64)part * ORDERED_WORDS, keys, n, mode, t, refuse_below_min, defer_at);
     const i64 tid = threadIdx.x, stride = blockDim.x;
     unsigned long long* ucursor = parts > 1 ? &cursors[0] : word(state, ORD_BATCH + F_UNIQUE);
     unsigned long long* scursor = parts > 1 ? &cursors[1] : word(state, ORD_BATCH + F_SETS);
     if (tid == 0) cursors[0] = cursors[1] = 0;
     const i64 clock = state[STATE_CLOCK];
     const i64 now = touch == TICK_NONE ? clock : clock + 1;  // the batch's scores and insertions
-    if (touch == TICK_TOUCH) touch_chunks(table, a.slots, a.n, now, 0, 1, sh, part, parts);
-    __syncthreads();  // the cursors are zero, and this block's hits scored, before its keys are placed
+    if (touch == TICK_TOUCH) touch_chunks(table, a.slots, a.n, now, 0, 1, sh.touch, part, parts);
+    if (parts > 1 && n <= SMALL_CELLS) {
+        // after the touch's last barrier.  A block's distinct keys (and sets) number at most n, so a
+        // probe always ends; the sets' table reuses the keys' cells, which the distinct phase empties.
+        // One block (a sketch, a deferred insertion) keeps its global tables: a deferred batch's lists
+        // outlive the launch.
+        for (i64 c = tid; c < 3 * SMALL_CELLS; c += stride) sh.cells[c] = 0;
+        a.hkeys = sh.cells;
+        a.hcount = sh.cells + SMALL_CELLS;
+        a.hlast = sh.cells + 2 * SMALL_CELLS;
+        a.gsets = sh.cells;
+        a.ghead = sh.cells + SMALL_CELLS;
+        a.mask = SMALL_CELLS - 1;
+    }
+    __syncthreads();  // the cursors and tables are zero, and this block's hits scored, before its keys are placed
     misses_phase(a, tid, stride, ucursor, part, parts);
     __syncthreads();
     distinct_phase(a, state, tid, stride, sketch == nullptr, ucursor);
