@@ -153,19 +153,14 @@ def test_stream_ordered_lookups_equal_the_host_path(policy, admission, path):
         assert_same_state(cpu, ordered)
 
 
-@pytest.mark.parametrize("early_index_read", [True, False])
 @pytest.mark.parametrize("admission", ["always", "hit_rate_threshold"])
 @pytest.mark.parametrize("policy", ["lru", "fifo"])
-def test_a_small_batch_of_distinct_misses_all_in_one_blocks_sets(policy, admission, early_index_read, monkeypatch):
+def test_a_small_batch_of_distinct_misses_all_in_one_blocks_sets(policy, admission):
     """The small launch's shared tables at their fullest: 1,024 keys (the most they take), every one a
     distinct miss in a set that one block of 8 owns (set % 8 == 0), so that block's table holds 1,024 keys
-    in 1,024 cells, and a batch of 1,025 (the global tables).  Rows and state equal the CPU backend's, with
-    the probe's early index read (a small batch over a device index) and without it (a large batch's probe)."""
-    from embcache.kernels import gpu
+    in 1,024 cells, and a batch of 1,025 (the global tables).  Rows and state equal the CPU backend's."""
     from embcache.layout import num_sets_for, sets_of
 
-    if not early_index_read:
-        monkeypatch.setattr(gpu, "_SPECULATE_KEYS", 0)
     capacity, ways = 4096, 8
     num_sets = num_sets_for(capacity, ways)
     assert num_sets % 8 == 0
@@ -175,6 +170,13 @@ def test_a_small_batch_of_distinct_misses_all_in_one_blocks_sets(policy, admissi
     cpu, _, ordered = caches(capacity, 8, policy, admission, ways, stored, pinned=(False, False, True),
                              max_batch=1025)
     force_miss_path(ordered, "one-launch-8-blocks", 1025)
+    import cupy
+
+    from embcache.kernels._shared import SMALL_SHARED
+
+    most = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["sharedMemPerBlockOptin"]
+    if most >= 48 * 1024 + SMALL_SHARED["SMALL_SHARED_BYTES"]:  # every GPU since Ampere: the tables go to shared memory
+        assert ordered._backend._small_shared == SMALL_SHARED["SMALL_SHARED_BYTES"]
     for batch in (owned[:1024], owned[1024:2049], owned[2049:2049 + 1024][::-1].copy()):
         expected = cpu.lookup(batch).tobytes()
         assert host(ordered.lookup(batch)).tobytes() == expected

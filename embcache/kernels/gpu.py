@@ -37,8 +37,8 @@ from ..errors import ConfigError
 from ..layout import EMPTY_KEY, new_set_state, set_state_width
 from . import _rules
 from ._backend import _OncePlan
-from ._shared import (FIELDS, ORD_FIELDS, ORDERED, ORDERED_WORDS, OUTCOMES, SOURCE, STATE, STATE_WORDS, TICK, TOUCH,
-                      cuda_defines)
+from ._shared import (FIELDS, ORD_FIELDS, ORDERED, ORDERED_WORDS, OUTCOMES, SMALL_SHARED, STATE, STATE_WORDS, TICK,
+                      TOUCH, cuda_defines)
 from .tuning import launch_shape, ordered_shape, utility_block, vector_bytes
 
 if TYPE_CHECKING:  # the annotations only
@@ -60,7 +60,7 @@ _OUTCOME_CODES = len(OUTCOMES)
 #: every kernel the backend launches, by the file of its family (``cuda/<file>``)
 FAMILIES = {
     "probe.cu": ("probe_gather", "gather_slots", "list_misses", "tick", "touch", "age_scores"),
-    "source.cu": ("probe_gather_source", "probe_gather_source_small", "count_source_misses"),
+    "source.cu": ("probe_gather_source", "count_source_misses"),
     "insert.cu": ("insert_and_evict", "insert_and_evict_general"),
     "unique.cu": ("run_starts", "run_scatter", "sets_of"),
     "writes.cu": ("update_rows", "erase_keys", "scatter_rows", "restore_scores", "make_digests"),
@@ -77,7 +77,7 @@ _EAGER = "probe.cu"
 # slots and 4-byte counts is 24 KiB, inside the 48 KiB of static shared memory of every
 # architecture in the tuning table.
 _TOUCH_CHUNK = 1024
-_SPECULATE_KEYS, _SOURCE_IN_DEVICE = SOURCE["SOURCE_SPECULATE_KEYS"], SOURCE["SOURCE_IN_DEVICE"]
+_SMALL_SHARED_KEYS = SMALL_SHARED["SMALL_SHARED_KEYS"]
 
 
 def defines(**values: Any) -> dict:
@@ -122,7 +122,6 @@ _get_tick_kernel = _factory("probe.cu", "tick")
 _get_touch_kernel = _factory("probe.cu", "touch")
 _get_age_scores_kernel = _factory("probe.cu", "age_scores")
 _get_probe_gather_source_kernel = _factory("source.cu", "probe_gather_source")
-_get_probe_gather_source_small_kernel = _factory("source.cu", "probe_gather_source_small")
 _get_count_source_misses_kernel = _factory("source.cu", "count_source_misses")
 _get_insert_and_evict_kernel = _factory("insert.cu", "insert_and_evict")
 _get_insert_and_evict_general_kernel = _factory("insert.cu", "insert_and_evict_general")
@@ -237,12 +236,9 @@ def _source_args(source: DeviceSource, dim: int, dtype: np.dtype) -> tuple:
                           f"({source.row_bytes} bytes), the cache rows of {dim} {dtype.name} "
                           f"({dim * dtype.itemsize} bytes): make the tier with the cache's dim and dtype")
     index = source.index  # a device array, or the device address of mapped host memory
-    words = INDEX_LAYOUTS[source.layout]
     if isinstance(index, (int, np.integer)):
         index = np.uint64(int(index))
-    else:  # in device memory: an early read of a key's index cell costs a hit no PCIe request
-        words |= SOURCE["SOURCE_IN_DEVICE"]
-    return index, np.int64(source.mask), np.uint64(int(source.rows)), np.int32(words)
+    return index, np.int64(source.mask), np.uint64(int(source.rows)), np.int32(INDEX_LAYOUTS[source.layout])
 
 
 _COUNTER_NAMES = ("lookups", "misses", "unique", "absent", "admitted", "outcomes", "invalid", "batches")
@@ -349,6 +345,7 @@ class GPUBackend:
         self.default = cupy.zeros(dim, self.raw_dtype)
         self.clock = 0
         self._ordered = None  # the stream-ordered lookup's scratch (reserve)
+        self._small_shared = 0  # dynamic shared memory of ordered_small's blocks (reserve)
         self._kept = []  # earlier scratch that captured graphs still read
         self._event = None  # record_event's
         self._source_seen = (None, None)  # the last DeviceSource a stream-ordered lookup read, and its arguments
@@ -593,12 +590,8 @@ class GPUBackend:
             if source is None and raw is None:
                 launch._k["probe_gather"](*grid, args)
             else:
-                args += (_NO_SOURCE if source is None else source) + (_NO_RAW if raw is None else raw) + counts
-                # a small batch over an index in device memory reads its keys' index cells early
-                if source is not None and n <= _SPECULATE_KEYS and int(source[3]) & _SOURCE_IN_DEVICE:
-                    launch._k["probe_gather_source_small"](*grid, args)
-                else:
-                    launch._k["probe_gather_source"](*grid, args)
+                launch._k["probe_gather_source"](*grid, args + (_NO_SOURCE if source is None else source) +
+                                                 (_NO_RAW if raw is None else raw) + counts)
             if split:
                 words = n * self._chunks
                 launch._k["gather_slots"]((-(-words // self._ublock),), self._utility, (
@@ -794,7 +787,22 @@ class GPUBackend:
                 self._k[name]  # compiled now: a captured lookup compiles and loads nothing
         if self.sketch is not None:
             self._k["ordered_sketch_add"], self._k["ordered_sketch_admit"]
+        self._small_shared = self._small_shared_bytes()
         self._ordered = ords
+
+    def _small_shared_bytes(self) -> int:
+        """Dynamic shared memory that ordered_small's blocks get for their tables (cuda/ordered.cu's
+        SMALL_SHARED_BYTES), allowed for the kernel here; 0 where the device cannot give that much beside
+        the kernel's static tables: its blocks then keep their tables in global memory (slower, the same
+        results)."""
+        want = SMALL_SHARED["SMALL_SHARED_BYTES"]
+        driver = self.xp.cuda.driver
+        function = self._k["ordered_small"].function  # this device's
+        most = int(self.xp.cuda.runtime.getDeviceProperties(self.device_id).get("sharedMemPerBlockOptin", 0))
+        if driver.funcGetAttribute(driver.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, function) + want > most:
+            return 0
+        driver.funcSetAttribute(function, driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, want)
+        return want
 
     @property
     def max_batch(self) -> int:
@@ -880,9 +888,11 @@ class GPUBackend:
         batch = (o["words"], keys, count) + scalars[:4]
         sketch = self.sketch
         if small:
+            # blocks of a short batch keep their tables in shared memory (the kernel sees the bytes given)
+            shared = self._small_shared if blocks > 1 and n <= _SMALL_SHARED_KEYS else 0
             self._k["ordered_small"]((blocks,), (self._oblock,), batch + (
                 self.table, self._digests_arg, self.values, out, stash, _NULL if sketch is None else sketch,
-                scalars[4], scalars[5], self._sketch_seed, scalars[6], tick, self.state))
+                scalars[4], scalars[5], self._sketch_seed, scalars[6], tick, self.state), shared_mem=shared)
             self._ordered_unfinished = False
             if not capturing:  # a captured lookup ticks the device clock when replayed
                 self.clock += 1

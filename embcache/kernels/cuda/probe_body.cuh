@@ -30,9 +30,7 @@ struct source_t {
     const i64* keys;
     i64 mask;
     const char* rows;
-    // int64 words an index slot takes, 1 (a key; slot h's row is h) or 2 (key, row), in the bits of
-    // SOURCE_WORDS_MASK; plus SOURCE_IN_DEVICE when the index is in device memory
-    int words;
+    int words;  // int64 words an index slot takes: 1 (a key; slot h's row is h) or 2 (key, row)
     // raw != nullptr: the probe's keys are raw's (int32 when key_bytes is 4, else int64), with ONNX
     // Gather's rules when index_rows > 0 (k < 0 means k + index_rows; a key still outside
     // [0, index_rows) becomes the key index_rows, which a table of row numbers lacks: the default row,
@@ -77,24 +75,6 @@ __device__ __forceinline__ i64 source_find(const i64* __restrict__ source_keys, 
     return k == key ? h : -1;
 }
 
-// source_find when the key's first cell, h0 = mix64(key) & mask, has already been read: its key k0 and
-// its row r0 (the cell itself in the one-word layout)
-__device__ __forceinline__ i64 source_find_after(const i64* __restrict__ source_keys, i64 mask, i64 key, int words,
-                                                 i64 h0, i64 k0, i64 r0) {
-    if (k0 == key) return r0;
-    if (k0 == EMPTY_KEY) return -1;
-    i64 h = (h0 + 1) & mask;
-    if (words == 2) {
-        const longlong2* pairs = reinterpret_cast<const longlong2*>(source_keys);
-        longlong2 p;
-        while ((p = pairs[h]).x != EMPTY_KEY && p.x != key) h = (h + 1) & mask;
-        return p.x == key ? (i64)p.y : -1;
-    }
-    i64 k;
-    while ((k = source_keys[h]) != EMPTY_KEY && k != key) h = (h + 1) & mask;
-    return k == key ? h : -1;
-}
-
 // The end of a probe: every warp adds its counts, and the last block ticks (when it touched) and
 // publishes the state words.
 __device__ __forceinline__ void report_probe(i64* state, unsigned misses, unsigned bad, i64 n,
@@ -116,7 +96,7 @@ __device__ __forceinline__ void report_probe(i64* state, unsigned misses, unsign
     }
 }
 
-template <bool FROM_SOURCE, bool SPECULATE = false>
+template <bool FROM_SOURCE>
 __device__ __forceinline__ void probe_gather_body(
     slot_t* __restrict__ table, const unsigned char* __restrict__ digests, const char* __restrict__ values,
     u64 num_sets, const i64* __restrict__ keys, i64 n, int gather, char* __restrict__ out, i64* __restrict__ slots,
@@ -130,13 +110,6 @@ __device__ __forceinline__ void probe_gather_body(
     i64 first = ((i64)blockIdx.x * (BLOCK / GROUP) + threadIdx.x / GROUP) * KEYS_PER_GROUP;
     unsigned misses = 0, bad = 0, invalid = 0;
     const i64 clock = touch ? state[STATE_CLOCK] : 0;
-    const int source_words = source.words & SOURCE_WORDS_MASK;
-    // SPECULATE (probe_gather_source_small, which the host launches for a batch of at most
-    // SOURCE_SPECULATE_KEYS keys over an index in device memory): each key's first index cell is read
-    // beside its digests, hits too, so that a miss has its row's place one dependent load sooner, before
-    // its PCIe read.  A large batch would pay a random HBM read a hit, an index in mapped host memory a
-    // PCIe request a hit; the tests here keep a wrong launch correct, only slower
-    const bool speculate = SPECULATE && (source.words & SOURCE_IN_DEVICE) && source.keys != nullptr;
     // the whole warp runs the same iterations (its lane 0 has the lowest index), so full-mask
     // ballots and shuffles are safe; indices >= n are simply not valid
     for (; __shfl_sync(FULL_MASK, first, 0) < n; first += stride) {
@@ -160,23 +133,6 @@ __device__ __forceinline__ void probe_gather_body(
             base[j] = (i64)set_of(key[j], num_sets) * WAYS;
             mine[j] = -1;
             seen[j] = 0;
-        }
-        // the early index read (speculate): lane 0 of the group, the lane that walks the index for a miss
-        i64 cell0[KEYS_PER_GROUP], key0[KEYS_PER_GROUP], row0[KEYS_PER_GROUP];
-#pragma unroll
-        for (int j = 0; j < KEYS_PER_GROUP; ++j) {
-            cell0[j] = key0[j] = row0[j] = 0;
-            if (speculate && lane == 0 && first + j < n && !reserved(key[j])) {
-                cell0[j] = (i64)(mix64((u64)key[j]) & (u64)source.mask);
-                if (source_words == 2) {
-                    const longlong2 p = reinterpret_cast<const longlong2*>(source.keys)[cell0[j]];
-                    key0[j] = p.x;
-                    row0[j] = p.y;
-                } else {
-                    key0[j] = source.keys[cell0[j]];
-                    row0[j] = cell0[j];
-                }
-            }
         }
 #if DIGESTS
         // digests first (WAYS bytes a set), then only the records behind matching digests: all loads
@@ -257,9 +213,7 @@ __device__ __forceinline__ void probe_gather_body(
             if (FROM_SOURCE) {
                 i64 h = -1;
                 if (lane == 0 && !hits && i < n && !reserved(key[j]) && source.keys != nullptr)
-                    h = speculate ? source_find_after(source.keys, source.mask, key[j], source_words, cell0[j], key0[j],
-                                                      row0[j])
-                                  : source_find(source.keys, source.mask, key[j], source_words);
+                    h = source_find(source.keys, source.mask, key[j], source.words);
                 h = __shfl_sync(FULL_MASK, h, group_first_lane);
                 if (h >= 0) slot = SOURCE_SLOT(h);
             }

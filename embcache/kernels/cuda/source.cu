@@ -6,24 +6,14 @@
 
 #include "probe_body.cuh"
 
-#define PROBE_GATHER_SOURCE_ARGS                                                                              \
-    PROBE_GATHER_ARGS, const i64 *__restrict__ source_keys, i64 source_mask, const char *__restrict__ source_rows,  \
-        int source_words, const void *__restrict__ raw_keys, int key_bytes, i64 index_rows, i64 *__restrict__ converted, \
-        int invalid_word, int miss_word, int bad_word
-#define PROBE_GATHER_SOURCE_PASS                                                                               \
-    PROBE_GATHER_PASS, source_t{source_keys, source_mask, source_rows, source_words, raw_keys, key_bytes, index_rows, \
-                                converted, invalid_word, miss_word, bad_word}
-
 // probe_gather with the source walk (probe_body.cuh)
-extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather_source(PROBE_GATHER_SOURCE_ARGS) {
-    probe_gather_body<true, false>(PROBE_GATHER_SOURCE_PASS);
-}
-
-// the same for a batch of at most SOURCE_SPECULATE_KEYS keys over an index in device memory: each key's
-// first index cell is read beside its digests.  A kernel of its own, as the early read takes registers
-// (32 -> 40 for a digest probe at sm_90) that a large batch's occupancy would pay for
-extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather_source_small(PROBE_GATHER_SOURCE_ARGS) {
-    probe_gather_body<true, true>(PROBE_GATHER_SOURCE_PASS);
+extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather_source(
+    PROBE_GATHER_ARGS, const i64* __restrict__ source_keys, i64 source_mask, const char* __restrict__ source_rows,
+    int source_words, const void* __restrict__ raw_keys, int key_bytes, i64 index_rows, i64* __restrict__ converted,
+    int invalid_word, int miss_word, int bad_word) {
+    probe_gather_body<true>(PROBE_GATHER_PASS, source_t{source_keys, source_mask, source_rows, source_words, raw_keys,
+                                                        key_bytes, index_rows, converted, invalid_word, miss_word,
+                                                        bad_word});
 }
 
 // A lookup whose misses probe_gather_source has already served, and which admits nothing, needs
