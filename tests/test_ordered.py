@@ -184,6 +184,22 @@ def test_a_small_batch_of_distinct_misses_all_in_one_blocks_sets(policy, admissi
         assert ordered.stats.last.misses == cpu.stats.last.misses
 
 
+def test_a_retune_after_stream_ordered_lookups_keeps_the_small_launchs_shared_tables():
+    """retune compiles new kernels: ordered_small's allowance of dynamic shared memory is the new kernel's
+    to set (a launch that asks for more than a kernel allows fails), and lookups go on equal to the CPU."""
+    rng = np.random.default_rng(3)
+    stored = np.arange(0, 2000, dtype=np.int64)
+    cpu, _, ordered = caches(512, 8, "lru", "always", 8, stored, pinned=(False, False, True), max_batch=600)
+    force_miss_path(ordered, "one-launch-8-blocks", 600)
+    b = ordered._backend
+    for step in range(6):
+        if step == 3:
+            b.retune({**b.shape, "digests": not b.shape.get("digests", False)})
+        batch = rng.integers(0, 2100, 600).astype(np.int64)
+        assert host(ordered.lookup(batch)).tobytes() == cpu.lookup(batch).tobytes()
+        assert_same_state(cpu, ordered)
+
+
 @pytest.mark.parametrize("policy", ["lru", "lfu", "sieve"])
 def test_the_small_launchs_regions_grow_and_old_graphs_keep_theirs(policy):
     """The small batch's per-block scratch regions, sized for min(max_batch, small): a cache made for 4 keys

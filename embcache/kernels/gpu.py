@@ -345,7 +345,7 @@ class GPUBackend:
         self.default = cupy.zeros(dim, self.raw_dtype)
         self.clock = 0
         self._ordered = None  # the stream-ordered lookup's scratch (reserve)
-        self._small_shared = 0  # dynamic shared memory of ordered_small's blocks (reserve)
+        self._small_shared = None  # dynamic shared memory of ordered_small's blocks (the first reserve)
         self._kept = []  # earlier scratch that captured graphs still read
         self._event = None  # record_event's
         self._source_seen = (None, None)  # the last DeviceSource a stream-ordered lookup read, and its arguments
@@ -406,6 +406,8 @@ class GPUBackend:
         self._drop_graphs()  # they launch the kernels of the old shape
         self._launch = self._probe_launch(self.shape)
         self._k = self._launch._k
+        # the new kernels' own attribute: set again now if a scratch exists (a captured lookup sets nothing)
+        self._small_shared = None if self._ordered is None else self._small_shared_bytes()
         self._chunks = self.row_bytes // vector_bytes(self.row_bytes)
         self._query_shape = None if query_shape is None else dict(query_shape)
         self._query_launch = None if query_shape is None else self._probe_launch(self._query_shape)
@@ -787,7 +789,8 @@ class GPUBackend:
                 self._k[name]  # compiled now: a captured lookup compiles and loads nothing
         if self.sketch is not None:
             self._k["ordered_sketch_add"], self._k["ordered_sketch_admit"]
-        self._small_shared = self._small_shared_bytes()
+        if self._small_shared is None:  # a property of the kernel: set once
+            self._small_shared = self._small_shared_bytes()
         self._ordered = ords
 
     def _small_shared_bytes(self) -> int:
@@ -889,7 +892,7 @@ class GPUBackend:
         sketch = self.sketch
         if small:
             # blocks of a short batch keep their tables in shared memory (the kernel sees the bytes given)
-            shared = self._small_shared if blocks > 1 and n <= _SMALL_SHARED_KEYS else 0
+            shared = self._small_shared if blocks > 1 and n <= _SMALL_SHARED_KEYS else 0  # reserve() set it
             self._k["ordered_small"]((blocks,), (self._oblock,), batch + (
                 self.table, self._digests_arg, self.values, out, stash, _NULL if sketch is None else sketch,
                 scalars[4], scalars[5], self._sketch_seed, scalars[6], tick, self.state), shared_mem=shared)
