@@ -892,7 +892,7 @@ class GPUBackend:
         sketch = self.sketch
         if small:
             # blocks of a short batch keep their tables in shared memory (the kernel sees the bytes given)
-            shared = self._small_shared if blocks > 1 and n <= _SMALL_SHARED_KEYS else 0  # reserve() set it
+            shared = (self._small_shared or 0) if blocks > 1 and n <= _SMALL_SHARED_KEYS else 0  # reserve() sets it
             self._k["ordered_small"]((blocks,), (self._oblock,), batch + (
                 self.table, self._digests_arg, self.values, out, stash, _NULL if sketch is None else sketch,
                 scalars[4], scalars[5], self._sketch_seed, scalars[6], tick, self.state), shared_mem=shared)
