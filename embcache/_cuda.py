@@ -145,6 +145,11 @@ class Launcher:
         self._stream = cupy.cuda.get_current_stream
         self._ready = cupy.cuda.runtime.memGetInfo  # a runtime call: it binds the device's context to the thread
 
+    @property
+    def function(self) -> int:
+        """The ``CUfunction`` it launches (its device's), for the driver's attribute calls."""
+        return self._function
+
     def __call__(self, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
         ndarray = self._ndarray
         with self._lock:

@@ -153,6 +153,53 @@ def test_stream_ordered_lookups_equal_the_host_path(policy, admission, path):
         assert_same_state(cpu, ordered)
 
 
+@pytest.mark.parametrize("admission", ["always", "hit_rate_threshold"])
+@pytest.mark.parametrize("policy", ["lru", "fifo"])
+def test_a_small_batch_of_distinct_misses_all_in_one_blocks_sets(policy, admission):
+    """The small launch's shared tables at their fullest: 1,024 keys (the most they take), every one a
+    distinct miss in a set that one block of 8 owns (set % 8 == 0), so that block's table holds 1,024 keys
+    in 1,024 cells, and a batch of 1,025 (the global tables).  Rows and state equal the CPU backend's."""
+    from embcache.layout import num_sets_for, sets_of
+
+    capacity, ways = 4096, 8
+    num_sets = num_sets_for(capacity, ways)
+    assert num_sets % 8 == 0
+    candidates = np.arange(1, 40_000, dtype=np.int64)
+    owned = candidates[sets_of(candidates, num_sets) % 8 == 0]
+    stored = owned[:3000]
+    cpu, _, ordered = caches(capacity, 8, policy, admission, ways, stored, pinned=(False, False, True),
+                             max_batch=1025)
+    force_miss_path(ordered, "one-launch-8-blocks", 1025)
+    import cupy
+
+    from embcache.kernels._shared import SMALL_SHARED
+
+    most = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["sharedMemPerBlockOptin"]
+    if most >= 48 * 1024 + SMALL_SHARED["SMALL_SHARED_BYTES"]:  # every GPU since Ampere: the tables go to shared memory
+        assert ordered._backend._small_shared == SMALL_SHARED["SMALL_SHARED_BYTES"]
+    for batch in (owned[:1024], owned[1024:2049], owned[2049:2049 + 1024][::-1].copy()):
+        expected = cpu.lookup(batch).tobytes()
+        assert host(ordered.lookup(batch)).tobytes() == expected
+        assert_same_state(cpu, ordered)
+        assert ordered.stats.last.misses == cpu.stats.last.misses
+
+
+def test_a_retune_after_stream_ordered_lookups_keeps_the_small_launchs_shared_tables():
+    """retune compiles new kernels: ordered_small's allowance of dynamic shared memory is the new kernel's
+    to set (a launch that asks for more than a kernel allows fails), and lookups go on equal to the CPU."""
+    rng = np.random.default_rng(3)
+    stored = np.arange(0, 2000, dtype=np.int64)
+    cpu, _, ordered = caches(512, 8, "lru", "always", 8, stored, pinned=(False, False, True), max_batch=600)
+    force_miss_path(ordered, "one-launch-8-blocks", 600)
+    b = ordered._backend
+    for step in range(6):
+        if step == 3:
+            b.retune({**b.shape, "digests": not b.shape.get("digests", False)})
+        batch = rng.integers(0, 2100, 600).astype(np.int64)
+        assert host(ordered.lookup(batch)).tobytes() == cpu.lookup(batch).tobytes()
+        assert_same_state(cpu, ordered)
+
+
 @pytest.mark.parametrize("policy", ["lru", "lfu", "sieve"])
 def test_the_small_launchs_regions_grow_and_old_graphs_keep_theirs(policy):
     """The small batch's per-block scratch regions, sized for min(max_batch, small): a cache made for 4 keys

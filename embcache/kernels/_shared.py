@@ -7,7 +7,7 @@ one of them into the ``#define`` the CUDA files use, so no ``.cu`` file retypes 
 import numpy as np
 
 __all__ = ["NOT_ADMITTED", "INSERTED", "EVICTED", "REFRESHED", "REFUSED", "OUTCOMES", "GOLDEN", "STATE",
-           "TOUCH", "TICK", "STATE_WORDS", "ORDERED", "ORD_FIELDS", "ORDERED_WORDS", "FIELDS", "ADMIT",
+           "TOUCH", "TICK", "SMALL_SHARED", "STATE_WORDS", "ORDERED", "ORD_FIELDS", "ORDERED_WORDS", "FIELDS", "ADMIT",
            "cuda_defines"]
 
 # outcome of each key given to insert_and_evict
@@ -63,6 +63,10 @@ FIELDS = {
 #: how a stream-ordered lookup's batch admits: never (Static), always, or while its hit rate is below t
 ADMIT = {"ADMIT_NEVER": 0, "ADMIT_ALWAYS": 1, "ADMIT_BELOW_HIT_RATE": 2}
 STATE_WORDS = 72
+#: ordered_small's block tables in dynamic shared memory (cuda/ordered.cu): for batches of at most
+#: SMALL_SHARED_KEYS keys, SMALL_SHARED_BYTES a block (three hash tables and seven lists of that many
+#: 8-byte cells, the last list of bools)
+SMALL_SHARED = {"SMALL_SHARED_KEYS": 1024, "SMALL_SHARED_BYTES": 1024 * (9 * 8 + 1)}
 
 #: probe_gather's ``touch`` argument: none; store the hits' scores and tick if every key hit; store
 #: them and tick (captured lookups)
@@ -74,4 +78,4 @@ TICK = {"TICK_NONE": 0, "TICK_ONLY": 1, "TICK_TOUCH": 2}
 
 def cuda_defines() -> dict:
     """The ``#define``s of this module's constants, as C literals, for every CUDA file."""
-    return {"GOLDEN": f"{int(GOLDEN)}ULL", **OUTCOMES, **STATE, **TOUCH, **TICK, **ORDERED, "ORD_FIELDS": ORD_FIELDS, "ORDERED_WORDS": ORDERED_WORDS, **FIELDS, **ADMIT}
+    return {"GOLDEN": f"{int(GOLDEN)}ULL", **OUTCOMES, **STATE, **TOUCH, **TICK, **SMALL_SHARED, **ORDERED, "ORD_FIELDS": ORD_FIELDS, "ORDERED_WORDS": ORDERED_WORDS, **FIELDS, **ADMIT}

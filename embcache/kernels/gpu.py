@@ -37,7 +37,8 @@ from ..errors import ConfigError
 from ..layout import EMPTY_KEY, new_set_state, set_state_width
 from . import _rules
 from ._backend import _OncePlan
-from ._shared import FIELDS, ORD_FIELDS, ORDERED, ORDERED_WORDS, OUTCOMES, STATE, STATE_WORDS, TICK, TOUCH, cuda_defines
+from ._shared import (FIELDS, ORD_FIELDS, ORDERED, ORDERED_WORDS, OUTCOMES, SMALL_SHARED, STATE, STATE_WORDS, TICK,
+                      TOUCH, cuda_defines)
 from .tuning import launch_shape, ordered_shape, utility_block, vector_bytes
 
 if TYPE_CHECKING:  # the annotations only
@@ -76,6 +77,7 @@ _EAGER = "probe.cu"
 # slots and 4-byte counts is 24 KiB, inside the 48 KiB of static shared memory of every
 # architecture in the tuning table.
 _TOUCH_CHUNK = 1024
+_SMALL_SHARED_KEYS = SMALL_SHARED["SMALL_SHARED_KEYS"]
 
 
 def defines(**values: Any) -> dict:
@@ -343,6 +345,7 @@ class GPUBackend:
         self.default = cupy.zeros(dim, self.raw_dtype)
         self.clock = 0
         self._ordered = None  # the stream-ordered lookup's scratch (reserve)
+        self._small_shared = None  # dynamic shared memory of ordered_small's blocks (the first reserve)
         self._kept = []  # earlier scratch that captured graphs still read
         self._event = None  # record_event's
         self._source_seen = (None, None)  # the last DeviceSource a stream-ordered lookup read, and its arguments
@@ -403,6 +406,8 @@ class GPUBackend:
         self._drop_graphs()  # they launch the kernels of the old shape
         self._launch = self._probe_launch(self.shape)
         self._k = self._launch._k
+        # the new kernels' own attribute: set again now if a scratch exists (a captured lookup sets nothing)
+        self._small_shared = None if self._ordered is None else self._small_shared_bytes()
         self._chunks = self.row_bytes // vector_bytes(self.row_bytes)
         self._query_shape = None if query_shape is None else dict(query_shape)
         self._query_launch = None if query_shape is None else self._probe_launch(self._query_shape)
@@ -784,7 +789,23 @@ class GPUBackend:
                 self._k[name]  # compiled now: a captured lookup compiles and loads nothing
         if self.sketch is not None:
             self._k["ordered_sketch_add"], self._k["ordered_sketch_admit"]
+        if self._small_shared is None:  # a property of the kernel: set once
+            self._small_shared = self._small_shared_bytes()
         self._ordered = ords
+
+    def _small_shared_bytes(self) -> int:
+        """Dynamic shared memory that ordered_small's blocks get for their tables (cuda/ordered.cu's
+        SMALL_SHARED_BYTES), allowed for the kernel here; 0 where the device cannot give that much beside
+        the kernel's static tables: its blocks then keep their tables in global memory (slower, the same
+        results)."""
+        want = SMALL_SHARED["SMALL_SHARED_BYTES"]
+        driver = self.xp.cuda.driver
+        function = self._k["ordered_small"].function  # this device's
+        most = int(self.xp.cuda.runtime.getDeviceProperties(self.device_id).get("sharedMemPerBlockOptin", 0))
+        if driver.funcGetAttribute(driver.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, function) + want > most:
+            return 0
+        driver.funcSetAttribute(function, driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, want)
+        return want
 
     @property
     def max_batch(self) -> int:
@@ -870,9 +891,11 @@ class GPUBackend:
         batch = (o["words"], keys, count) + scalars[:4]
         sketch = self.sketch
         if small:
+            # blocks of a short batch keep their tables in shared memory (the kernel sees the bytes given)
+            shared = (self._small_shared or 0) if blocks > 1 and n <= _SMALL_SHARED_KEYS else 0  # reserve() sets it
             self._k["ordered_small"]((blocks,), (self._oblock,), batch + (
                 self.table, self._digests_arg, self.values, out, stash, _NULL if sketch is None else sketch,
-                scalars[4], scalars[5], self._sketch_seed, scalars[6], tick, self.state))
+                scalars[4], scalars[5], self._sketch_seed, scalars[6], tick, self.state), shared_mem=shared)
             self._ordered_unfinished = False
             if not capturing:  # a captured lookup ticks the device clock when replayed
                 self.clock += 1

@@ -14,9 +14,9 @@
 //
 // A large batch runs each phase as its own kernel (grid-stride, a grid the host sizes from the batch
 // length n alone; counts only the device knows, distinct misses u and sets m, are read from the state
-// words).  A small one runs them all in ordered_small, one launch of blocks that each own a share of
-// the sets, a barrier between phases: one launch instead of six.  The scratch tables are all zero between batches: each phase that empties a
-// cell puts it back, so no memset is needed and a captured graph replays from a clean state.
+// words).  A small one runs them all in ordered_small, one launch of blocks that each own a share of the
+// sets (their tables in shared memory when the batch is short), a barrier between phases.  The global
+// scratch tables are zero between batches (each phase that fills a cell empties it): no memset node.
 //
 // Counter words: state[ORD_BATCH + F_*] this batch, state[ORD_TOTAL + F_*] since the cache was made,
 // state[ORD_LAST + F_*] the last batch's.  The probe counts the batch's misses into BATCH(F_MISSES)
@@ -24,6 +24,7 @@
 // which are zero when it starts: finish empties the batch words, so no memset comes before the probe.
 
 #include "insert_one.cuh"  // insert.cu's per-key step: both paths place keys by the same code
+#include "ordered_batch.cuh"  // ordered_t: the batch and the addresses of its scratch
 #include "sketch.cuh"
 #include "touch.cuh"  // the hits' scores, fused into a small batch
 
@@ -36,65 +37,6 @@ __device__ __forceinline__ unsigned long long* word(i64* state, int w) {
 // A distinct missed key is stored as its bits xor EMPTY_KEY, so that an empty cell is 0 (a reserved
 // key never gets here).
 __device__ __forceinline__ u64 encode(i64 key) { return (u64)key ^ (u64)EMPTY_KEY; }
-
-// What every phase reads: the batch (keys, n, how it admits) and the scratch, whose addresses the host
-// writes once, when it makes the scratch, into a small device array of words (ORDERED_WORDS, in the
-// order of ordered_of), so that a launch passes one pointer for all of them.
-struct ordered_t {
-    const i64* keys;       // the probed keys (n)
-    const i64* slots;      // the probe's slots: >= 0 hit, -1 neither cached nor in the source, <= -2 source row
-    i64 n;
-    u64* hkeys;            // distinct missed keys: cells (encode(key)), mask + 1 of them
-    unsigned long long* hcount;
-    unsigned long long* hlast;  // last occurrence + 1
-    i64 mask;
-    i64* ukeys;            // the u distinct missed keys, in no particular order
-    i64* ucell;            // their cells, ~cell (< 0) for a key the source lacks
-    i64* ucount;           // occurrences in the batch
-    i64* uat;              // where each one's row is in out
-    bool* uadmit;
-    u64* gsets;            // sets of admitted keys: cells (set + 1)
-    unsigned long long* ghead;  // each set's first key (+ 1)
-    i64* unext;            // the next key of a key's set (+ 1, 0 ends the list)
-    i64* gcells;           // the listed sets' cells
-    u64 num_sets;
-    int mode;              // ADMIT_*: how the batch admits
-    double t;              // its hit rate for ADMIT_BELOW_HIT_RATE
-    int refuse_below_min;
-    double defer_at;       // HitRateDeferred's t, or < 0
-};
-
-#define ORDERED_ARGS                                                                                        \
-    const u64 *__restrict__ words, const i64 *__restrict__ keys, i64 n, int mode, double t, int refuse_below_min, \
-        double defer_at
-#define ORDERED_PASS ordered_of(words, keys, n, mode, t, refuse_below_min, defer_at)
-
-__device__ __forceinline__ ordered_t ordered_of(const u64* words, const i64* keys, i64 n, int mode, double t,
-                                                int refuse_below_min, double defer_at) {
-    ordered_t a;
-    a.keys = keys;
-    a.n = n;
-    a.slots = reinterpret_cast<const i64*>(words[0]);
-    a.hkeys = reinterpret_cast<u64*>(words[1]);
-    a.hcount = reinterpret_cast<unsigned long long*>(words[2]);
-    a.hlast = reinterpret_cast<unsigned long long*>(words[3]);
-    a.mask = (i64)words[4];
-    a.ukeys = reinterpret_cast<i64*>(words[5]);
-    a.ucell = reinterpret_cast<i64*>(words[6]);
-    a.ucount = reinterpret_cast<i64*>(words[7]);
-    a.uat = reinterpret_cast<i64*>(words[8]);
-    a.uadmit = reinterpret_cast<bool*>(words[9]);
-    a.gsets = reinterpret_cast<u64*>(words[10]);
-    a.ghead = reinterpret_cast<unsigned long long*>(words[11]);
-    a.unext = reinterpret_cast<i64*>(words[12]);
-    a.gcells = reinterpret_cast<i64*>(words[13]);
-    a.num_sets = words[14];
-    a.mode = mode;
-    a.t = t;
-    a.refuse_below_min = refuse_below_min;
-    a.defer_at = defer_at;
-    return a;
-}
 
 // ---------------------------------------------------------------- phases (thread tid of stride)
 // Every missed occurrence (slot < 0) of a key that is not reserved into the table of distinct missed
@@ -277,6 +219,37 @@ __device__ __forceinline__ void finish_phase(i64* state, i64 n) {
     if (f < ORD_FIELDS) state[ORD_BATCH + f] = 0;
 }
 
+// ordered_small's block tables in shared memory (gridDim.x > 1, n <= SMALL_SHARED_KEYS and the launch given
+// SMALL_SHARED_BYTES of it): the hash tables of distinct missed keys and of sets (K cells each, a power of
+// two; a block's distinct keys and sets number at most n, so a probe ends) and the lists (K entries).  No
+// other block reads them and they die with the launch, so each step of the phases (the insert phase walks
+// its lists a dependent load at a time) is a shared access, not an L2 round trip.  The sets' table reuses
+// the keys' cells, which the distinct phase empties; every list entry is written before it is read.
+extern __shared__ __align__(16) unsigned char small_shared[];
+
+__device__ __forceinline__ bool small_tables_in_shared(i64 n) {
+    unsigned bytes;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(bytes));
+    return gridDim.x > 1 && n <= SMALL_SHARED_KEYS && bytes >= SMALL_SHARED_BYTES;
+}
+
+// the batch of `of` with the block's tables in shared memory, their hash cells zeroed (a barrier follows)
+__device__ __forceinline__ ordered_t shared_tables(const ordered_t& of, i64 tid, i64 stride) {
+    constexpr i64 K = SMALL_SHARED_KEYS;
+    static_assert((K & (K - 1)) == 0 && SMALL_SHARED_BYTES >= K * (9 * 8 + 1), "a power of two, and room for all");
+    u64* cells = reinterpret_cast<u64*>(small_shared);
+    for (i64 c = tid; c < 3 * K; c += stride) cells[c] = 0;
+    ordered_t a = of;
+    a.hkeys = a.gsets = cells;
+    a.hcount = a.ghead = reinterpret_cast<unsigned long long*>(cells + K);
+    a.hlast = reinterpret_cast<unsigned long long*>(cells + 2 * K);
+    a.mask = K - 1;
+    i64* lists = reinterpret_cast<i64*>(cells + 3 * K);
+    a.ukeys = lists, a.ucell = lists + K, a.ucount = lists + 2 * K, a.uat = lists + 3 * K;
+    a.unext = lists + 4 * K, a.gcells = lists + 5 * K, a.uadmit = reinterpret_cast<bool*>(lists + 6 * K);
+    return a;
+}
+
 #define GRID_TID ((i64)blockIdx.x * blockDim.x + threadIdx.x)
 #define GRID_STRIDE ((i64)gridDim.x * blockDim.x)
 
@@ -337,21 +310,36 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
     const i64 clock = state[STATE_CLOCK];
     const i64 now = touch == TICK_NONE ? clock : clock + 1;  // the batch's scores and insertions
     if (touch == TICK_TOUCH) touch_chunks(table, a.slots, a.n, now, 0, 1, sh, part, parts);
-    __syncthreads();  // the cursors are zero, and this block's hits scored, before its keys are placed
-    misses_phase(a, tid, stride, ucursor, part, parts);
-    __syncthreads();
-    distinct_phase(a, state, tid, stride, sketch == nullptr, ucursor);
-    __syncthreads();
-    if (sketch != nullptr) {  // one block (its estimates read every key's counts)
-        sketch_add_phase(sketch, depth, width, seed, a.ukeys, a.ucount, state, tid, stride);
+    // the probe's count of the batch's misses is final (its kernel came first); the last block zeroes it
+    // only after every block has arrived.  A block of a batch that all hit has no key to place: it goes
+    // to the end (one block, which may hold a sketch or a deferred batch, runs every phase)
+    const bool misses = parts == 1 || BATCH(F_MISSES) != 0;
+    // two copies of the phases: each keeps its tables' addresses where they are (the global ones in the
+    // words, the shared ones constant), where one copy would hold either set in registers and spill
+    auto phases = [&](const ordered_t& b) {
+        misses_phase(b, tid, stride, ucursor, part, parts);
         __syncthreads();
-        sketch_admit_phase(sketch, depth, width, seed, a.ukeys, a.uadmit, threshold, state, tid, stride);
+        distinct_phase(b, state, tid, stride, sketch == nullptr, ucursor);
         __syncthreads();
+        if (sketch != nullptr) {  // one block (its estimates read every key's counts)
+            sketch_add_phase(sketch, depth, width, seed, b.ukeys, b.ucount, state, tid, stride);
+            __syncthreads();
+            sketch_admit_phase(sketch, depth, width, seed, b.ukeys, b.uadmit, threshold, state, tid, stride);
+            __syncthreads();
+        }
+        group_phase(b, tid, stride, ucursor, scursor);
+        __syncthreads();
+        insert_phase(b, table, digests, values, out, stash, false, state, tid / 32, stride / 32, scursor, now);
+    };
+    if (misses && small_tables_in_shared(n)) {
+        const ordered_t b = shared_tables(a, tid, stride);
+        __syncthreads();  // the cursors and tables are zero, and this block's hits scored, before its keys are placed
+        phases(b);
+    } else {
+        __syncthreads();  // the cursors are zero, and this block's hits scored, before its keys are placed
+        if (misses) phases(a);
     }
-    group_phase(a, tid, stride, ucursor, scursor);
-    __syncthreads();
-    insert_phase(a, table, digests, values, out, stash, false, state, tid / 32, stride / 32, scursor, now);
-    if (parts > 1 && tid == 0) atomicAdd(word(state, ORD_BATCH + F_UNIQUE), cursors[0]);  // the batch's count
+    if (misses && parts > 1 && tid == 0) atomicAdd(word(state, ORD_BATCH + F_UNIQUE), cursors[0]);  // the batch's count
     __shared__ bool last;
     const bool arrived_last = last_block(state);  // thread 0's answer
     if (tid == 0) last = arrived_last;

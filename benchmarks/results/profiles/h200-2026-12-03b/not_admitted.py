@@ -2,28 +2,32 @@
 
     python benchmarks/results/profiles/h200-2026-12-03b/not_admitted.py [--reps 200]
 
-gpu_table.latency_row's two miss rows differ in three ways at once: the admission (HitRateThreshold(0.5)
+gpu_table.latency_row's two miss rows (before 6321e98, whose admitted row timed reused batches: hits) differ in three ways at once: the admission (HitRateThreshold(0.5)
 refusing at 0.9 hits, against "always"), the store (408 rows against 41,820) and the batches (4 cycled,
 so the same missed rows are read again, against a fresh batch each replay).  This varies one at a time:
 the GPU time of a replayed graph (events, median), and each node's mean GPU time (CUPTI, torch.profiler).
 """
 import argparse
+import os
 import pathlib
 import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[4]))
-from benchmarks import gpu_table as g  # noqa: E402
-from benchmarks.kernel_profile import _kernel_table  # noqa: E402
-from embcache.policies import HitRateThreshold  # noqa: E402
-from embcache.tiers import HostStore  # noqa: E402
+# EMBCACHE_AB_ROOT: another tree's embcache and benchmarks (an A/B of two commits with one script)
+sys.path.insert(0, os.environ.get("EMBCACHE_AB_ROOT") or str(pathlib.Path(__file__).resolve().parents[4]))
+from benchmarks import gpu_table as g
+from benchmarks.kernel_profile import _kernel_table
+from embcache.policies import HitRateThreshold
+from embcache.tiers import HostStore
 
 p = argparse.ArgumentParser()
 p.add_argument("--reps", type=int, default=200)
+p.add_argument("--rounds", type=int, default=2)
+p.add_argument("--rows", default="ABCDEF", help="which rows (letters)")
 args = p.parse_args()
-import cupy  # noqa: E402
-import torch  # noqa: E402
+import cupy
+import torch
 
 DIM, BATCH, MISSES = 128, 1024, 102
 
@@ -76,11 +80,11 @@ def row(label: str, admission, store_rows: int, batches_made: int, fresh: bool, 
 
 
 big = MISSES * (2 * args.reps + 60)
-for rnd in range(2):
+for rnd in range(args.rounds):
     print(f"round {rnd}")
-    row("A gpu_table not admitted: threshold, 408-row store, 4 batches", HitRateThreshold(0.5), MISSES * 4, 4, False)
-    row("B gpu_table admitted: always, large store, fresh", "always", big, 2 * args.reps + 60, True)
-    row("C threshold, large store, fresh", HitRateThreshold(0.5), big, 2 * args.reps + 60, True)
-    row("D threshold, large store, 4 batches", HitRateThreshold(0.5), big, 4, False)
-    row("E threshold, 408-row store, 4 batches, FIFO", HitRateThreshold(0.5), MISSES * 4, 4, False, "fifo")
-    row("F always, 408-row store, 4 batches (admitted once, then hits)", "always", MISSES * 4, 4, False)
+    'A' in args.rows and row("A gpu_table not admitted: threshold, 408-row store, 4 batches", HitRateThreshold(0.5), MISSES * 4, 4, False)
+    'B' in args.rows and row("B gpu_table admitted: always, large store, fresh", "always", big, 2 * args.reps + 60, True)
+    'C' in args.rows and row("C threshold, large store, fresh", HitRateThreshold(0.5), big, 2 * args.reps + 60, True)
+    'D' in args.rows and row("D threshold, large store, 4 batches", HitRateThreshold(0.5), big, 4, False)
+    'E' in args.rows and row("E threshold, 408-row store, 4 batches, FIFO", HitRateThreshold(0.5), MISSES * 4, 4, False, "fifo")
+    'F' in args.rows and row("F always, 408-row store, 4 batches (admitted once, then hits)", "always", MISSES * 4, 4, False)
