@@ -191,10 +191,19 @@ def test_a_retune_after_stream_ordered_lookups_keeps_the_small_launchs_shared_ta
     stored = np.arange(0, 2000, dtype=np.int64)
     cpu, _, ordered = caches(512, 8, "lru", "always", 8, stored, pinned=(False, False, True), max_batch=600)
     force_miss_path(ordered, "one-launch-8-blocks", 600)
+    import cupy
+
+    from embcache.kernels._shared import SMALL_SHARED
+
     b = ordered._backend
+    most = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["sharedMemPerBlockOptin"]
     for step in range(6):
         if step == 3:
+            old = b._k["ordered_small"]
             b.retune({**b.shape, "digests": not b.shape.get("digests", False)})
+            assert b._k["ordered_small"] is not old  # new kernels, whose allowance retune set
+            if most >= 48 * 1024 + SMALL_SHARED["SMALL_SHARED_BYTES"]:
+                assert b._small_shared == SMALL_SHARED["SMALL_SHARED_BYTES"]
         batch = rng.integers(0, 2100, 600).astype(np.int64)
         assert host(ordered.lookup(batch)).tobytes() == cpu.lookup(batch).tobytes()
         assert_same_state(cpu, ordered)

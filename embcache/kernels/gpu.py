@@ -802,9 +802,10 @@ class GPUBackend:
         driver = self.xp.cuda.driver
         function = self._k["ordered_small"].function  # this device's
         most = int(self.xp.cuda.runtime.getDeviceProperties(self.device_id).get("sharedMemPerBlockOptin", 0))
-        if driver.funcGetAttribute(driver.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, function) + want > most:
-            return 0
-        driver.funcSetAttribute(function, driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, want)
+        with self.xp.cuda.Device(self.device_id):  # the function's context
+            if driver.funcGetAttribute(driver.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, function) + want > most:
+                return 0
+            driver.funcSetAttribute(function, driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, want)
         return want
 
     @property

@@ -54,7 +54,10 @@ __device__ __forceinline__ void misses_phase(const ordered_t& a, i64 tid, i64 st
         if (reserved(key)) continue;
         if (parts > 1 && set_of(key, a.num_sets) % (u64)parts != (u64)part) continue;
         const u64 enc = encode(key);
-        i64 h = (i64)(mix64((u64)key) & (u64)a.mask);
+        // the mix's high half first: its low bits are the set's modulo num_sets, which a block's share
+        // of the sets fixes (set % parts), so they would start every key of a block in 1 cell of parts
+        const u64 mixed = mix64((u64)key);
+        i64 h = (i64)(((mixed >> 32) | (mixed << 32)) & (u64)a.mask);
         while (true) {
             const u64 seen = atomicCAS(reinterpret_cast<unsigned long long*>(a.hkeys + h), 0ull, (unsigned long long)enc);
             if (seen == 0) {
@@ -227,10 +230,11 @@ __device__ __forceinline__ void finish_phase(i64* state, i64 n) {
 // the keys' cells, which the distinct phase empties; every list entry is written before it is read.
 extern __shared__ __align__(16) unsigned char small_shared[];
 
-__device__ __forceinline__ bool small_tables_in_shared(i64 n) {
+// (with_sketch or deferred: the host gives such a batch one block, and its lists must stay global)
+__device__ __forceinline__ bool small_tables_in_shared(i64 n, bool one_block_only) {
     unsigned bytes;
     asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(bytes));
-    return gridDim.x > 1 && n <= SMALL_SHARED_KEYS && bytes >= SMALL_SHARED_BYTES;
+    return gridDim.x > 1 && !one_block_only && n <= SMALL_SHARED_KEYS && bytes >= SMALL_SHARED_BYTES;
 }
 
 // the batch of `of` with the block's tables in shared memory, their hash cells zeroed (a barrier follows)
@@ -331,7 +335,7 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
         __syncthreads();
         insert_phase(b, table, digests, values, out, stash, false, state, tid / 32, stride / 32, scursor, now);
     };
-    if (misses && small_tables_in_shared(n)) {
+    if (misses && small_tables_in_shared(n, sketch != nullptr || defer_at >= 0.0)) {
         const ordered_t b = shared_tables(a, tid, stride);
         __syncthreads();  // the cursors and tables are zero, and this block's hits scored, before its keys are placed
         phases(b);
