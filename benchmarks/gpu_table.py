@@ -237,6 +237,27 @@ def insert_rows(dim: int, table_bytes: int, batch: int, repeat: int) -> dict:
     return row
 
 
+def replay_times(cache, keys, out, stream, take, reps: int) -> tuple:
+    """``(graph, times)``: ``cache.lookup(keys, out=out)`` captured on ``stream``, then ``reps`` replays,
+    each on the batch ``take()`` gives copied into ``keys``, timed between events (GPU time, us)."""
+    import cupy
+
+    with stream:
+        stream.begin_capture()
+        cache.lookup(keys, out=out)
+        graph = stream.end_capture()
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        times = []
+        for _ in range(reps):
+            keys[...] = take()
+            start.record(stream)
+            graph.launch(stream)
+            end.record(stream)
+            end.synchronize()
+            times.append(cupy.cuda.get_elapsed_time(start, end) * 1e3)
+    return graph, times
+
+
 def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, admit: bool = False,
                 on_graph=None) -> dict:
     """A small batch, stream-ordered (a pinned HostStore behind the cache): the GPU time of a replayed
@@ -295,18 +316,7 @@ def latency_row(dim: int, batch: int, repeat: int, miss_fraction: float = 0.0, a
     with stream:
         walls, graph_walls = timed_walls(False), timed_walls(True)
         keys = cupy.empty(batch, cupy.int64)
-        stream.begin_capture()
-        cache.lookup(keys, out=out)
-        graph = stream.end_capture()
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        gpu = []
-        for _ in range(reps):
-            keys[...] = take()
-            start.record(stream)
-            graph.launch(stream)
-            end.record(stream)
-            end.synchronize()
-            gpu.append(cupy.cuda.get_elapsed_time(start, end) * 1e3)
+        graph, gpu = replay_times(cache, keys, out, stream, take, reps)
         if on_graph is not None:
             def replay(i):
                 with stream:
