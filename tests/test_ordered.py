@@ -316,7 +316,7 @@ def test_a_lookup_interrupted_after_its_probe_leaves_no_counts_to_the_next(path,
     class Stopped(Exception):
         pass
 
-    def stop(*args):
+    def stop(*args, **kwargs):  # a launcher takes shared_mem= as a keyword
         raise Stopped
 
     b._k[name] = stop
