@@ -31,6 +31,7 @@ _TRACKS = {  # asv name: (the table row's case, exactly, or its start; the figur
     "misses_90pct_ratio_to_zero_copy": ("lookup 90% hits", "ratio", "ratio"),
     "insert_dim32_g_keys_per_s": ("insert_and_evict", "g_keys_s", "G keys/s"),
     "latency_1024_gpu_us": ("lookup 1024 keys", "gpu_us", "us"),
+    "latency_1024_gpu_queued_us": ("lookup 1024 keys", "gpu_queued_us", "us"),
     "latency_1024_wall_us": ("lookup 1024 keys", "wall_us", "us"),
 }
 

@@ -70,3 +70,13 @@ extern "C" __global__ void gather_warp(const uint4* __restrict__ table, const i6
         for (int c = lane; c < chunks; c += 32) out[r * chunks + c] = table[src + c];
     }
 }
+
+// one thread that spins for ns nanoseconds of the global timer: work ahead of a start event, so that what
+// follows it is already queued when the event passes (gpu_table.replay_times(queued=True))
+extern "C" __global__ void spin(long long ns) {
+    long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do {
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    } while (t - t0 < ns);
+}

@@ -109,6 +109,36 @@ _CELLS = {np.int32: ctypes.c_int32, np.int64: ctypes.c_int64, np.uint64: ctypes.
           np.float64: ctypes.c_double, np.float32: ctypes.c_float}
 
 
+class _LaunchAttribute(ctypes.Structure):
+    """``CUlaunchAttribute`` of cuda.h: an id (an enum), padding to 8 bytes, then a 64-byte union."""
+    _fields_ = [("id", ctypes.c_int), ("pad", ctypes.c_char * 4), ("value", ctypes.c_char * 64)]
+
+
+class _LaunchConfig(ctypes.Structure):
+    """``CUlaunchConfig`` of cuda.h (``cuLaunchKernelEx``'s first argument)."""
+    _fields_ = [("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3), ("shared_mem", ctypes.c_uint),
+                ("stream", ctypes.c_void_p), ("attrs", ctypes.POINTER(_LaunchAttribute)),
+                ("num_attrs", ctypes.c_uint)]
+
+
+_PROGRAMMATIC_STREAM_SERIALIZATION = 6  # CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+#: whether launchers made with ``programmatic=True`` use it (a switch for A/B measurements, not an option)
+PROGRAMMATIC_LAUNCH = True
+
+
+@functools.lru_cache(maxsize=None)
+def _launch_kernel_ex():
+    """The driver's ``cuLaunchKernelEx`` (CUDA 12.0 on), or None where the driver has none."""
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+        function = driver.cuLaunchKernelEx
+    except (OSError, AttributeError):
+        return None
+    function.restype = ctypes.c_int
+    function.argtypes = [ctypes.POINTER(_LaunchConfig), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    return function
+
+
 class Launcher:
     """A CuPy ``RawKernel`` launched by the driver (``cuLaunchKernel``) from arguments packed in place.
 
@@ -124,12 +154,17 @@ class Launcher:
     scalars by strong ones, so an object that compares identical is the one whose value the cell holds.
     One launch at a time (a lock), should two threads share a launcher; a thread's first launch makes
     sure the thread has the device's context, as CuPy's launch does.  ``kernel`` is the CuPy kernel.
+
+    ``programmatic``: launch it with programmatic stream serialization (``cuLaunchKernelEx``; sm_90 on,
+    where the driver has it), so that it may start while the kernel before it on the stream ends.  The
+    kernel must then call ``wait_for_prior_grid`` (cuda/common.cuh) before it reads anything its
+    predecessor wrote; a captured launch becomes a programmatic edge of the graph.
     """
 
-    __slots__ = ("_address", "_cells", "_function", "_last", "_launch", "_local", "_lock", "_ndarray", "_params",
-                 "_ready", "_stream", "_types", "kernel")
+    __slots__ = ("_address", "_attribute", "_cells", "_config", "_ex", "_function", "_last", "_launch", "_local",
+                 "_lock", "_ndarray", "_params", "_ready", "_stream", "_types", "kernel")
 
-    def __init__(self, kernel: Any) -> None:
+    def __init__(self, kernel: Any, programmatic: bool = False) -> None:
         cupy = require_cupy()
         self.kernel = kernel
         self._function = kernel.kernel.ptr  # loads the kernel for the current device (the caller's)
@@ -144,6 +179,16 @@ class Launcher:
         self._ndarray = cupy.ndarray
         self._stream = cupy.cuda.get_current_stream
         self._ready = cupy.cuda.runtime.memGetInfo  # a runtime call: it binds the device's context to the thread
+        self._ex = _launch_kernel_ex() if programmatic and PROGRAMMATIC_LAUNCH else None
+        if self._ex is not None:  # one configuration, rewritten in place by each launch
+            self._attribute = _LaunchAttribute(_PROGRAMMATIC_STREAM_SERIALIZATION)
+            ctypes.memmove(self._attribute.value, ctypes.byref(ctypes.c_int(1)), 4)  # programmatic...Allowed = 1
+            self._config = _LaunchConfig(attrs=ctypes.pointer(self._attribute), num_attrs=1)
+
+    @property
+    def programmatic(self) -> bool:
+        """Whether its launches let it start while the kernel before it ends (see the class)."""
+        return self._ex is not None
 
     @property
     def function(self) -> int:
@@ -186,13 +231,27 @@ class Launcher:
 
     def _go(self, grid: tuple, block: tuple, shared_mem: int) -> None:
         # CuPy launches at least one block of one thread in each dimension: so does this
-        if len(grid) == 1 and len(block) == 1:
+        if self._ex is not None:
+            self._go_programmatic(grid, block, shared_mem)
+        elif len(grid) == 1 and len(block) == 1:
             self._launch(self._function, grid[0] or 1, 1, 1, block[0] or 1, 1, 1, shared_mem, self._stream().ptr,
                          self._address, 0)
         else:
             gx, gy, gz = (max(1, g) for g in (*grid, 1, 1)[:3])
             bx, by, bz = (max(1, b) for b in (*block, 1, 1)[:3])
             self._launch(self._function, gx, gy, gz, bx, by, bz, shared_mem, self._stream().ptr, self._address, 0)
+
+    def _go_programmatic(self, grid: tuple, block: tuple, shared_mem: int) -> None:
+        config = self._config
+        config.grid[:] = [max(1, g) for g in (*grid, 1, 1)[:3]]
+        config.block[:] = [max(1, b) for b in (*block, 1, 1)[:3]]
+        config.shared_mem = shared_mem
+        config.stream = self._stream().ptr
+        status = self._ex(ctypes.byref(config), self._function, self._address, None)
+        if status:
+            from cupy.cuda import driver
+
+            raise driver.CUDADriverError(status)
 
     def _pack(self, args: tuple) -> bool:
         """Cells for ``args``, written; False (and nothing packed) if one has no C cell here."""

@@ -164,6 +164,12 @@ def _kernel_defines(policy, ways: int, row_bytes: int, num_sets: int, shape: dic
     )
 
 
+# kernels launched programmatically (sm_90 on, _cuda.Launcher): ordered_small starts while the probe before
+# it ends (its launch and its tables' zeroing off the small lookup's critical path) and waits for the probe
+# in the kernel (wait_for_prior_grid, before its first read of anything the probe wrote)
+_PROGRAMMATIC = frozenset({"ordered_small"})
+
+
 class _Kernels(dict):
     """A backend's kernels by name, each fetched from its factory on first use (then a plain dict read)."""
 
@@ -174,8 +180,10 @@ class _Kernels(dict):
     def __missing__(self, name: str):
         # the compiled kernel is shared (memoized per device and configuration); its launcher, which keeps
         # the last launch's arguments packed (arrays weakly), is this backend's own
-        with require_cupy().cuda.Device(self._device_id):  # the launcher loads the kernel for this device
-            kernel = self[name] = Launcher(_FACTORIES[name](self._device_id, self._config))
+        cupy = require_cupy()
+        with cupy.cuda.Device(self._device_id) as device:  # the launcher loads the kernel for this device
+            programmatic = name in _PROGRAMMATIC and int(device.compute_capability) >= 90
+            kernel = self[name] = Launcher(_FACTORIES[name](self._device_id, self._config), programmatic)
         return kernel
 
 

@@ -62,6 +62,35 @@ __device__ __forceinline__ void copy_row(char* __restrict__ dst, const char* __r
     for (int c = lane; c < CHUNKS; c += lanes) d[c] = s[c];
 }
 
+// A row held in a warp's registers between its load and its store (ROW_REGS words a lane); a row of more
+// than ROW_REGS_MAX words a lane is not held, and store_row copies it from src instead.
+#define ROW_REGS_MAX 4
+#define ROW_REGS ((CHUNKS + 31) / 32)
+struct row_regs_t {
+    vec_t w[ROW_REGS <= ROW_REGS_MAX ? ROW_REGS : 1];
+};
+
+__device__ __forceinline__ void load_row(row_regs_t& r, const char* __restrict__ src, int lane) {
+#if ROW_REGS <= ROW_REGS_MAX
+    const vec_t* s = reinterpret_cast<const vec_t*>(src);
+#pragma unroll
+    for (int q = 0; q < ROW_REGS; ++q)
+        if (lane + 32 * q < CHUNKS) r.w[q] = s[lane + 32 * q];
+#endif
+}
+
+__device__ __forceinline__ void store_row(char* __restrict__ dst, const row_regs_t& r, const char* __restrict__ src,
+                                          int lane) {
+#if ROW_REGS <= ROW_REGS_MAX
+    vec_t* d = reinterpret_cast<vec_t*>(dst);
+#pragma unroll
+    for (int q = 0; q < ROW_REGS; ++q)
+        if (lane + 32 * q < CHUNKS) d[lane + 32 * q] = r.w[q];
+#else
+    copy_row(dst, src, lane, 32);
+#endif
+}
+
 __device__ __forceinline__ bool reserved(i64 key) { return key <= LOCKED_KEY; }
 
 // Atomically apply score' = f(score) where f composes (see policies/_base.py).
@@ -122,6 +151,24 @@ __device__ __forceinline__ void tick_if(i64* state, i64 clock, int if_clean, int
                                         int bad_word = STATE_RESERVED) {
     const volatile i64* counters = state;
     if (!if_clean || !(counters[miss_word] | counters[bad_word])) state[STATE_CLOCK] = clock + 1;
+}
+
+// Programmatic dependent launch (sm_90 on): a kernel launched with programmatic stream serialization
+// (gpu.py's PROGRAMMATIC kernels) may start while the kernel before it on the stream is still running, once
+// every block of that one has called let_dependents_start (or exited), so its launch and the work that
+// reads nothing of its predecessor overlap the predecessor's end.  wait_for_prior_grid then blocks until
+// the predecessor has finished and its writes are visible: nothing of the predecessor's may be read before
+// it.  Both are no-ops where the launch had no such attribute, and below sm_90.
+__device__ __forceinline__ void let_dependents_start() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wait_for_prior_grid() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
 }
 
 // a slot below -1 is a missed key's row in a DeviceSource (source.cu), -1 a miss everywhere

@@ -179,12 +179,14 @@ __device__ __forceinline__ void insert_phase(const ordered_t& a, slot_t* __restr
             if (best < 0) break;
             started = true;
             last = best_key;
+            // the key's row is read before its way is chosen, so that the read (an L2 round trip) overlaps the
+            // set's records in flight and the choice; a row too long for registers is copied after
+            const char* row = pending ? stash + best * ROW_BYTES : out + a.uat[best] * ROW_BYTES;
+            row_regs_t held;
+            load_row(held, row, lane);
             const int way = insert_one(table, digests, base, kw, sw, best_key, true, a.ucount[best], clock,
                                        pending ? 0 : a.refuse_below_min, tally, set_hand(state, base));
-            if (way >= 0) {
-                const char* row = pending ? stash + best * ROW_BYTES : out + a.uat[best] * ROW_BYTES;
-                copy_row(values + (base + way) * ROW_BYTES, row, lane, 32);
-            }
+            if (way >= 0) store_row(values + (base + way) * ROW_BYTES, held, row, lane);
         }
         __syncwarp();
         if (lane == 0) {
@@ -237,12 +239,17 @@ __device__ __forceinline__ bool small_tables_in_shared(i64 n, bool one_block_onl
     return gridDim.x > 1 && !one_block_only && n <= SMALL_SHARED_KEYS && bytes >= SMALL_SHARED_BYTES;
 }
 
-// the batch of `of` with the block's tables in shared memory, their hash cells zeroed (a barrier follows)
-__device__ __forceinline__ ordered_t shared_tables(const ordered_t& of, i64 tid, i64 stride) {
+// the block's shared hash cells zeroed (a barrier follows before any use)
+__device__ __forceinline__ void zero_shared_tables(i64 tid, i64 stride) {
+    u64* cells = reinterpret_cast<u64*>(small_shared);
+    for (i64 c = tid; c < 3 * SMALL_SHARED_KEYS; c += stride) cells[c] = 0;
+}
+
+// the batch of `of` with the block's tables in shared memory (zero_shared_tables has emptied their cells)
+__device__ __forceinline__ ordered_t shared_tables(const ordered_t& of) {
     constexpr i64 K = SMALL_SHARED_KEYS;
     static_assert((K & (K - 1)) == 0 && SMALL_SHARED_BYTES >= K * (9 * 8 + 1), "a power of two, and room for all");
     u64* cells = reinterpret_cast<u64*>(small_shared);
-    for (i64 c = tid; c < 3 * K; c += stride) cells[c] = 0;
     ordered_t a = of;
     a.hkeys = a.gsets = cells;
     a.hcount = a.ghead = reinterpret_cast<unsigned long long*>(cells + K);
@@ -311,6 +318,11 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
     unsigned long long* ucursor = parts > 1 ? &cursors[0] : word(state, ORD_BATCH + F_UNIQUE);
     unsigned long long* scursor = parts > 1 ? &cursors[1] : word(state, ORD_BATCH + F_SETS);
     if (tid == 0) cursors[0] = cursors[1] = 0;
+    // launched programmatically after the probe (common.cuh): what reads nothing of it comes first, the
+    // shared tables' zeroing (whether the batch needs them is known only after the wait); then the wait
+    const bool in_shared = small_tables_in_shared(n, sketch != nullptr || defer_at >= 0.0);
+    if (in_shared) zero_shared_tables(tid, stride);
+    wait_for_prior_grid();
     const i64 clock = state[STATE_CLOCK];
     const i64 now = touch == TICK_NONE ? clock : clock + 1;  // the batch's scores and insertions
     if (touch == TICK_TOUCH) touch_chunks(table, a.slots, a.n, now, 0, 1, sh, part, parts);
@@ -335,8 +347,8 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
         __syncthreads();
         insert_phase(b, table, digests, values, out, stash, false, state, tid / 32, stride / 32, scursor, now);
     };
-    if (misses && small_tables_in_shared(n, sketch != nullptr || defer_at >= 0.0)) {
-        const ordered_t b = shared_tables(a, tid, stride);
+    if (misses && in_shared) {
+        const ordered_t b = shared_tables(a);
         __syncthreads();  // the cursors and tables are zero, and this block's hits scored, before its keys are placed
         phases(b);
     } else {

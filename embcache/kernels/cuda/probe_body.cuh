@@ -109,6 +109,9 @@ __device__ __forceinline__ void probe_gather_body(
     const i64 stride = (i64)gridDim.x * (BLOCK / GROUP) * KEYS_PER_GROUP;
     i64 first = ((i64)blockIdx.x * (BLOCK / GROUP) + threadIdx.x / GROUP) * KEYS_PER_GROUP;
     unsigned misses = 0, bad = 0, invalid = 0;
+    // ordered_small, launched after this on the stream, may start now: it waits for this grid before it
+    // reads anything (its launch and its tables' zeroing overlap this probe)
+    let_dependents_start();
     const i64 clock = touch ? state[STATE_CLOCK] : 0;
     // the whole warp runs the same iterations (its lane 0 has the lowest index), so full-mask
     // ballots and shuffles are safe; indices >= n are simply not valid
