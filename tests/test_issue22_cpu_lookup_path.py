@@ -4,8 +4,8 @@ plain one gave.
 * ``probe_and_touch`` (each policy module's ``probe_touch_cpu``, ``CPUBackend.plan_lookup``'s one call):
   the slots, the misses, the hits' rows and, when every key hit, the scores and the count of scores stored
   are those of the plain pieces (``find_cpu``, a NumPy gather, the module's ``touch_cpu``), at every way
-  count, a power-of-two set count or not, every row size, batches shorter and longer than the copies' lag
-  and either side of ``_PIPELINED``; a batch with a reserved key is counted and changes no score;
+  count, a power-of-two set count or not, every row size, short batches and batches of 16,384 keys and
+  more (which until 2026-12-04 took another path); a batch with a reserved key is counted and changes no score;
 * ``Cache.lookup``'s plain call (no ``out``, ``stream``, ``index_rows`` nor ``upcoming``) takes a short
   path: a twin cache on the general path (``upcoming`` an empty window, which the docstring says is no
   lookahead) ends every sequence of lookups, reserved keys, deferred placements and closing in the same
@@ -114,8 +114,8 @@ def test_the_one_call_probe_is_the_plain_pieces(ways, policy, data):
 
 @pytest.mark.parametrize("ways", [32, 8])
 @pytest.mark.parametrize("num_sets", [512, 600])
-def test_batches_either_side_of_the_pipelined_size(ways, num_sets):
-    """At _PIPELINED keys the rows are copied as the probe goes; one more, in a pass of their own."""
+def test_long_batches(ways, num_sets):
+    """16,384 keys and one more (the pipelined path's bound until 2026-12-04), a miss, a reserved key."""
     module = _module(embcache.policies.LFU())
     rng = np.random.default_rng(ways + num_sets)
     table = np.full(num_sets * ways, EMPTY_KEY, np.int64)
@@ -127,7 +127,7 @@ def test_batches_either_side_of_the_pipelined_size(ways, num_sets):
     held = table[table != EMPTY_KEY]
     scores = rng.integers(0, 9, table.shape[0])
     values = raw(rng.standard_normal((table.shape[0], 32)).astype(np.float32))
-    for n in (cpu._PIPELINED, cpu._PIPELINED + 1):
+    for n in (16384, 16385):
         keys = rng.choice(held, n)  # duplicates: LFU's touch counts each occurrence
         _check(module, table, scores, values, ways, keys, 5, True)
         keys[n // 2] = 3  # one miss

@@ -25,7 +25,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from .._checks import gather_rules
 from .._dtypes import raw
 from ..errors import ConfigError
-from .._llvm import copy_bytes, copy_row, match8, match16, match32, match64
+from .._llvm import copy_bytes, match8, match16, match32, match64
 from ..layout import EMPTY_KEY, LOCKED_KEY, MAX_SCORE, mix64, new_set_state, set_of
 from . import _rules
 from ._backend import _OncePlan
@@ -384,9 +384,9 @@ def find_and_gather_cpu(table_keys, values, ways, keys, out, slots):
 @numba.njit(nogil=True, cache=True)
 def probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed, gather_all_hits=True):
     """find_and_gather_cpu that also lists the misses: missed[:m] = the indices of the m missed keys, in
-    order (``missed`` has room for every key); returns m.  The host lookup's probe (``plan_lookup``) for
-    batches over ``_PIPELINED`` keys and rows under 128 bytes (``probe_and_touch``).  Without
-    ``gather_all_hits``, a batch whose every key hit leaves its rows to ``gather_and_touch``."""
+    order (``missed`` has room for every key); returns m.  The host lookup's probe (``plan_lookup``, through
+    ``probe_and_touch``).  Without ``gather_all_hits``, a batch whose every key hit leaves its rows to
+    ``gather_and_touch``."""
     if ways == 32:
         m = _probe_all(table_keys, 32, keys, slots, missed, True)
     else:
@@ -437,56 +437,6 @@ def gather_and_touch(values: np.ndarray, slots: np.ndarray, out: np.ndarray, sco
     return _copy_and_touch(values, slots, out, scores, clock, hit_fn, nbytes)
 
 
-# how many keys a lookup's row copies run behind its probes (_probe_and_gather): the row of key i - _LAG is
-# copied after key i's probe, its slot long known, so that its memory reads overlap the later probes'
-# compares instead of waiting on its own probe.  Up to _PIPELINED keys a batch; above, the probe then one
-# pass of rows and touch (gather_and_touch), whose score stores overlap the row reads: a separate touch
-# pass costs more than the overlap gains once the batch's rows and scores outgrow the L2 (dim 32, one
-# core: 1,024 keys 17.8 us -> 16.3, 16,384 251 -> 241; 32,768 470 -> 491, 65,536 950 -> 1,050).  Rows
-# under 128 bytes stay with the two passes (1,024 keys at dim 16: 13.1 us, against 14.5 pipelined; at
-# dim 64, 256-byte rows, 29.9 against 28.2)
-_LAG = 16
-_PIPELINED = 16384
-
-
-@numba.njit(inline="always", nogil=True, cache=True)
-def _probe_and_gather(table_keys, ways, values, keys, out, slots, missed, pow2, nbytes):
-    """slots[i] = the slot of keys[i] or -1, missed[:m] = the indices of the m misses in order, and the
-    rows of the hits copied into ``out``, ``_LAG`` keys behind the probes; returns ``(m, r)``, ``r`` the
-    reserved keys (a reserved key's slot and row mean nothing: EMPTY_KEY finds a free slot).  ``pow2``: the
-    set count is a power of two, so that the set index ``mix64(key) % num_sets`` is a mask; ``nbytes``:
-    the rows' size, or 0 for ``copy_row``'s choice at each row.  Callers pass constants for ``ways``,
-    ``pow2`` and ``nbytes``, so that each compiles to a loop without the branches or divide it does
-    not need."""
-    num_sets = table_keys.shape[0] // ways
-    mask = np.uint64(num_sets - 1)
-    divisor = np.uint64(num_sets)
-    n = keys.shape[0]
-    m = 0
-    reserved = 0
-    for i in range(n + _LAG):
-        if i < n:
-            key = keys[i]
-            reserved += key <= _LOCKED  # Cache.lookup leaves the reserved-key check of int64 keys to this
-            if pow2:
-                base = np.int64(mix64(key) & mask) * ways
-            else:
-                base = np.int64(mix64(key) % divisor) * ways
-            slot = _probe_at(table_keys, ways, base, key)
-            slots[i] = slot
-            if slot < 0:
-                missed[m] = i
-                m += 1
-        if i >= _LAG:
-            slot = slots[i - _LAG]
-            if slot >= 0:
-                if nbytes:
-                    copy_bytes(out, i - _LAG, values, slot, nbytes)
-                else:
-                    copy_row(out, i - _LAG, values, slot)
-    return m, reserved
-
-
 @numba.njit(inline="always", nogil=True, cache=True)
 def _count_reserved(keys):
     """How many of ``keys`` are reserved: a vectorised minimum, then a count only if one is."""
@@ -501,32 +451,6 @@ def _count_reserved(keys):
     return count
 
 
-# _probe_and_gather's other loops, each a function of its own, compiled once for all the policy modules
-# that call them: inlined into one kernel with the default one, their LLVM optimisation took ~18 s a
-# policy.  The default one (32 ways, a power-of-two set count, 128-byte rows: dim 32 float32) is
-# inlined: called, its loop ran ~1 us slower at 1,024 keys (the arrays' fields reloaded from memory)
-@numba.njit(nogil=True, cache=True)
-def _probe_copying_32(table_keys, values, keys, out, slots, missed):
-    """32 ways (the compares unroll), any set count and row size."""
-    return _probe_and_gather(table_keys, 32, values, keys, out, slots, missed, False, 0)
-
-
-@numba.njit(nogil=True, cache=True)
-def _probe_copying(table_keys, ways, values, keys, out, slots, missed):
-    """Any ways, set count and row size."""
-    return _probe_and_gather(table_keys, ways, values, keys, out, slots, missed, False, 0)
-
-
-@numba.njit(inline="always", nogil=True, cache=True)
-def _touch_hits(scores, slots, clock, hit_fn):
-    """The hit rule ``hit_fn`` at ``clock`` applied to each of ``slots`` (all hits) in order; returns the
-    scores stored (a hit whose rule leaves its score as it was stores nothing)."""
-    stored = 0
-    for i in range(slots.shape[0]):
-        stored += _touch_one(scores, slots[i], clock, hit_fn)
-    return stored
-
-
 @numba.njit(inline="always", nogil=True, cache=True)
 def probe_and_touch(table_keys: np.ndarray, values: np.ndarray, ways: int, keys: np.ndarray, out: np.ndarray,
                     slots: np.ndarray, missed: np.ndarray, scores: np.ndarray, clock: int, touches: bool,
@@ -538,30 +462,19 @@ def probe_and_touch(table_keys: np.ndarray, values: np.ndarray, ways: int, keys:
     ``-1 - stored`` when every key hit and the rule was applied (``stored``: the scores it stored); 0
     when every key hit and nothing was touched; ``n + r`` when ``r`` keys are reserved sentinels (no
     score changed; the slots, misses and rows then mean nothing).  Inlined into each policy module's
-    ``probe_touch_cpu``: one dispatch, not two.  Up to ``_PIPELINED`` keys of rows of 128 bytes or more,
-    the rows are copied as the probe goes and the touch is a pass after it; else the probe is a pass and
-    the rows with the touch another (``_PIPELINED`` says why)."""
+    ``probe_touch_cpu``: one dispatch, not two.  The probe is a pass, and the rows with the touch another,
+    at every batch size.  (Until 2026-12-04 batches of up to 16,384 keys copied each row 16 keys behind its
+    probe and touched in a third pass: faster on a batch whose sets the caches hold, 16.3 against 17.8 us at
+    1,024 keys, but slower on the trace of the cachetools bar, whose keys come from the whole cache, on the
+    2-core dev machine: 53.7-53.8 against 36.3-36.4 us at 1,024 keys, 657-671 against 403-410 at 16,384.)"""
     n = keys.shape[0]
-    if n > _PIPELINED or values.shape[1] * values.itemsize < 128:  # the probe, then rows (and touch) in a pass
-        reserved = _count_reserved(keys)
-        if reserved:
-            return n + reserved
-        m = probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed, not touches)
-        if m or not touches:
-            return m
-        return -1 - gather_and_touch(values, slots, out, scores, clock, hit_fn)
-    num_sets = table_keys.shape[0] // ways
-    if ways == 32 and num_sets & (num_sets - 1) == 0 and values.shape[1] * values.itemsize == 128:
-        m, reserved = _probe_and_gather(table_keys, 32, values, keys, out, slots, missed, True, 128)
-    elif ways == 32:
-        m, reserved = _probe_copying_32(table_keys, values, keys, out, slots, missed)
-    else:
-        m, reserved = _probe_copying(table_keys, ways, values, keys, out, slots, missed)
+    reserved = _count_reserved(keys)
     if reserved:
         return n + reserved
+    m = probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed, not touches)
     if m or not touches:
         return m
-    return -1 - _touch_hits(scores, slots, clock, hit_fn)
+    return -1 - gather_and_touch(values, slots, out, scores, clock, hit_fn)
 
 
 @numba.njit(nogil=True, cache=True)
