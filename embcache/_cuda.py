@@ -109,9 +109,25 @@ _CELLS = {np.int32: ctypes.c_int32, np.int64: ctypes.c_int64, np.uint64: ctypes.
           np.float64: ctypes.c_double, np.float32: ctypes.c_float}
 
 
+_PROGRAMMATIC_STREAM_SERIALIZATION = 6  # CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+
+
+class _LaunchAttributeValue(ctypes.Union):
+    """``CUlaunchAttributeValue`` of cuda.h: 64 bytes, of which a programmatic launch sets one int.  (Bytes
+    as ``c_ubyte``: a ``c_char`` array reads back as a new ``bytes`` object, not as the field's memory.)"""
+    _fields_ = [("raw", ctypes.c_ubyte * 64), ("flag", ctypes.c_int)]
+
+
 class _LaunchAttribute(ctypes.Structure):
-    """``CUlaunchAttribute`` of cuda.h: an id (an enum), padding to 8 bytes, then a 64-byte union."""
-    _fields_ = [("id", ctypes.c_int), ("pad", ctypes.c_char * 4), ("value", ctypes.c_char * 64)]
+    """``CUlaunchAttribute`` of cuda.h: an id (an enum), padding to 8 bytes, then the 64-byte value."""
+    _fields_ = [("id", ctypes.c_int), ("pad", ctypes.c_ubyte * 4), ("value", _LaunchAttributeValue)]
+
+
+def _programmatic_attribute() -> _LaunchAttribute:
+    """The attribute that lets a launch overlap the kernel before it (programmaticStreamSerializationAllowed)."""
+    attribute = _LaunchAttribute(_PROGRAMMATIC_STREAM_SERIALIZATION)
+    attribute.value.flag = 1
+    return attribute
 
 
 class _LaunchConfig(ctypes.Structure):
@@ -121,7 +137,6 @@ class _LaunchConfig(ctypes.Structure):
                 ("num_attrs", ctypes.c_uint)]
 
 
-_PROGRAMMATIC_STREAM_SERIALIZATION = 6  # CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
 #: whether launchers made with ``programmatic=True`` use it (a switch for A/B measurements, not an option)
 PROGRAMMATIC_LAUNCH = True
 
@@ -181,8 +196,7 @@ class Launcher:
         self._ready = cupy.cuda.runtime.memGetInfo  # a runtime call: it binds the device's context to the thread
         self._ex = _launch_kernel_ex() if programmatic and PROGRAMMATIC_LAUNCH else None
         if self._ex is not None:  # one configuration, rewritten in place by each launch
-            self._attribute = _LaunchAttribute(_PROGRAMMATIC_STREAM_SERIALIZATION)
-            ctypes.memmove(self._attribute.value, ctypes.byref(ctypes.c_int(1)), 4)  # programmatic...Allowed = 1
+            self._attribute = _programmatic_attribute()
             self._config = _LaunchConfig(attrs=ctypes.pointer(self._attribute), num_attrs=1)
 
     @property

@@ -13,10 +13,16 @@ from embcache._cuda import gpu_available
 def test_the_launch_structures_have_cuda_h_layout():
     """CUlaunchAttribute: a 4-byte id, 4 bytes of padding, a 64-byte union; CUlaunchConfig: six
     dimensions and the shared bytes (28 bytes), the stream at 32, the attributes at 40, their count at 48."""
-    from embcache._cuda import _LaunchAttribute, _LaunchConfig
+    from embcache._cuda import _LaunchAttribute, _LaunchConfig, _programmatic_attribute
 
     assert ctypes.sizeof(_LaunchAttribute) == 72 and _LaunchAttribute.value.offset == 8
     assert ctypes.sizeof(_LaunchConfig) == 56
+    attribute = _programmatic_attribute()
+    # id 6 (PROGRAMMATIC_STREAM_SERIALIZATION), then the value's first int: 1.  (2026-12-04's first
+    # version wrote the 1 through a c_char field, which reads back as a bytes object: the flag stayed 0
+    # and the write landed in the interpreter's empty bytes, so later compiles saw a stray token)
+    assert bytes(attribute)[:12] == (6).to_bytes(4, "little") + bytes(4) + (1).to_bytes(4, "little")
+    assert bytes(attribute)[12:] == bytes(60) and b"" == bytes(0) and len(b"") == 0
     assert (_LaunchConfig.shared_mem.offset, _LaunchConfig.stream.offset, _LaunchConfig.attrs.offset,
             _LaunchConfig.num_attrs.offset) == (24, 32, 40, 48)
 
