@@ -59,6 +59,9 @@ FIELDS = {
     "F_SETS": 12,  # sets listed by ordered_group (a cursor)
     "F_ADMITS": 13,  # whether the batch admits (ordered_distinct's decision)
     "F_MARK": 14,  # in the last batch's block: the total of INSERTED outcomes when it ended
+    # 1 once a small batch's probe has written every slot and count (before its missed rows arrive over
+    # PCIe): ordered_small, started early, runs its miss phases from then on (cuda/ordered.cu)
+    "F_PROBED": 15,
 }
 #: how a stream-ordered lookup's batch admits: never (Static), always, or while its hit rate is below t
 ADMIT = {"ADMIT_NEVER": 0, "ADMIT_ALWAYS": 1, "ADMIT_BELOW_HIT_RATE": 2}

@@ -221,8 +221,11 @@ _HOST_INVALID = np.int32(STATE_INVALID)
 # the state words probe_gather_source counts misses and reserved keys into: the host path's (which
 # its operations zero first), or a stream-ordered batch's own (zero between batches: its last kernel
 # empties them, so the captured graph needs no memset node before the probe)
-_HOST_COUNTS = (np.int32(STATE_MISSES), np.int32(STATE_RESERVED))
-_ORDERED_COUNTS = (np.int32(ORDERED["ORD_BATCH"] + FIELDS["F_MISSES"]), _ORDERED_INVALID)
+_HOST_COUNTS = (np.int32(STATE_MISSES), np.int32(STATE_RESERVED), np.int32(-1))
+_ORDERED_COUNTS = (np.int32(ORDERED["ORD_BATCH"] + FIELDS["F_MISSES"]), _ORDERED_INVALID, np.int32(-1))
+# ... and a small batch's, whose probe also announces its slots in F_PROBED (ordered_small waits for that,
+# not for the rows the probe then reads over PCIe; ordered_small's end zeroes the word with the batch's)
+_SMALL_COUNTS = _ORDERED_COUNTS[:2] + (np.int32(ORDERED["ORD_BATCH"] + FIELDS["F_PROBED"]),)
 _KEY_BYTES = {4: np.int32(4), 8: np.int32(8)}
 _ONE_THREAD = ((1,), (1,))  # the launch shape of a kernel that does one thing once (the clock tick)
 _ONE_WARP = ((1,), (32,))  # a batch's counters, a word a lane (ordered_finish)
@@ -880,11 +883,12 @@ class GPUBackend:
         blocks = self._small_blocks if self.sketch is None and defer_at < 0 else 1
         small = 0 < n <= (self._small if blocks > 1 else self._small_one)
         tick = _TICK_NONE
+        counts = _SMALL_COUNTS if small else _ORDERED_COUNTS
         if self._probe_touches and n:
             self._probe(keys, out, True, replay=True, touch=_TOUCH_ALWAYS, source=source, slots=slots, raw=raw,
-                        counts=_ORDERED_COUNTS)
+                        counts=counts)
         else:
-            self._probe(keys, out, True, replay=True, source=source, slots=slots, raw=raw, counts=_ORDERED_COUNTS)
+            self._probe(keys, out, True, replay=True, source=source, slots=slots, raw=raw, counts=counts)
             if small:  # the small batch's kernel scores the hits and ticks first: the aging pass before it
                 self._age(_FLAG[False])
                 tick = _TICK_TOUCH if self._hits_change_scores else _TICK_ONLY

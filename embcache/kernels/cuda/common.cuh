@@ -171,5 +171,20 @@ __device__ __forceinline__ void wait_for_prior_grid() {
 #endif
 }
 
+// A flag one kernel sets for another that runs beside it (a programmatic launch): the setter's earlier
+// writes (and, through last_block's fences, its grid's) are visible to a reader that has seen it set.
+__device__ __forceinline__ void release_flag(i64* flag) {
+    __threadfence();
+    atomicExch(reinterpret_cast<unsigned long long*>(flag), 1ull);
+}
+
+// Wait until release_flag has set *flag; an acquire load, so the loads after it see what came before the set.
+__device__ __forceinline__ void acquire_flag(const i64* flag) {
+    unsigned long long v;
+    do {
+        asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(flag) : "memory");
+    } while (v == 0);
+}
+
 // a slot below -1 is a missed key's row in a DeviceSource (source.cu), -1 a miss everywhere
 #define SOURCE_SLOT(h) (-2 - (h))  // its own inverse

@@ -48,9 +48,9 @@ __device__ __forceinline__ u64 encode(i64 key) { return (u64)key ^ (u64)EMPTY_KE
 __device__ __forceinline__ void misses_phase(const ordered_t& a, i64 tid, i64 stride, unsigned long long* ucursor,
                                              int part = 0, int parts = 1) {
     for (i64 i = tid; i < a.n; i += stride) {
-        const i64 slot = a.slots[i];
+        // L2's copies (ld.cg), both at once: ordered_small reads them while the probe's grid still runs
+        const i64 slot = __ldcg(a.slots + i), key = __ldcg(a.keys + i);
         if (slot >= 0) continue;
-        const i64 key = a.keys[i];
         if (reserved(key)) continue;
         if (parts > 1 && set_of(key, a.num_sets) % (u64)parts != (u64)part) continue;
         const u64 enc = encode(key);
@@ -318,11 +318,16 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
     unsigned long long* ucursor = parts > 1 ? &cursors[0] : word(state, ORD_BATCH + F_UNIQUE);
     unsigned long long* scursor = parts > 1 ? &cursors[1] : word(state, ORD_BATCH + F_SETS);
     if (tid == 0) cursors[0] = cursors[1] = 0;
-    // launched programmatically after the probe (common.cuh): what reads nothing of it comes first, the
-    // shared tables' zeroing (whether the batch needs them is known only after the wait); then the wait
+    // launched programmatically after the probe (common.cuh), it starts while the probe runs: first what
+    // reads nothing of the probe's (the shared tables' zeroing; whether the batch needs them is known only
+    // later), then it waits for the probe's announcement (F_PROBED: every slot, count and converted key
+    // written, the clock ticked), runs the miss phases while the probe's missed rows still cross PCIe, and
+    // waits for the probe's grid itself (wait_for_prior_grid) before it reads those rows from out
     const bool in_shared = small_tables_in_shared(n, sketch != nullptr || defer_at >= 0.0);
     if (in_shared) zero_shared_tables(tid, stride);
-    wait_for_prior_grid();
+    if (tid == 0) acquire_flag(state + ORD_BATCH + F_PROBED);
+    __syncthreads();
+    acquire_flag(state + ORD_BATCH + F_PROBED);  // set now: each thread's own acquire, one load
     const i64 clock = state[STATE_CLOCK];
     const i64 now = touch == TICK_NONE ? clock : clock + 1;  // the batch's scores and insertions
     if (touch == TICK_TOUCH) touch_chunks(table, a.slots, a.n, now, 0, 1, sh, part, parts);
@@ -345,6 +350,7 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
         }
         group_phase(b, tid, stride, ucursor, scursor);
         __syncthreads();
+        wait_for_prior_grid();  // the missed rows are in out (and the probe's grid has ended)
         insert_phase(b, table, digests, values, out, stash, false, state, tid / 32, stride / 32, scursor, now);
     };
     if (misses && in_shared) {
@@ -356,6 +362,7 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
         if (misses) phases(a);
     }
     if (misses && parts > 1 && tid == 0) atomicAdd(word(state, ORD_BATCH + F_UNIQUE), cursors[0]);  // the batch's count
+    wait_for_prior_grid();  // (done already with misses) no block ends before the probe's grid
     __shared__ bool last;
     const bool arrived_last = last_block(state);  // thread 0's answer
     if (tid == 0) last = arrived_last;

@@ -10,7 +10,7 @@
 // two kernels, so that the all-hit path keeps the registers of a probe without the source walk
 extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather(PROBE_GATHER_ARGS) {
     probe_gather_body<false>(PROBE_GATHER_PASS,
-                             source_t{nullptr, 0, nullptr, 1, nullptr, 8, 0, nullptr, 0, STATE_MISSES, STATE_RESERVED});
+                             source_t{nullptr, 0, nullptr, 1, nullptr, 8, 0, nullptr, 0, STATE_MISSES, STATE_RESERVED, -1});
 }
 
 // The gather of a split lookup (launch shape "split"): probe_gather finds the slots only, then this

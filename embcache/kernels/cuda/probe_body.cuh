@@ -44,6 +44,10 @@ struct source_t {
     // which every host-path operation zeroes before it probes; a stream-ordered lookup's own batch
     // words, which its last kernel zeroes, so that no memset (a graph node) precedes its probe
     int miss_word, bad_word;
+    // >= 0 (a small stream-ordered batch, ordered_small next): the rows read over PCIe are copied in a
+    // second pass, after the last block has set this state word (release) once every slot and count is
+    // written, so that ordered_small's miss phases run while those rows are in flight; -1: in one pass
+    int probed_word;
 };
 
 // key i of a source_t with raw keys, converted; outside: whether Gather's rules replaced it
@@ -79,7 +83,7 @@ __device__ __forceinline__ i64 source_find(const i64* __restrict__ source_keys, 
 // publishes the state words.
 __device__ __forceinline__ void report_probe(i64* state, unsigned misses, unsigned bad, i64 n,
                                              int replay, int touch, i64 clock, int warp_lane, int miss_word,
-                                             int bad_word) {
+                                             int bad_word, int probed_word = -1) {
     misses = warp_sum(misses);
     bad = warp_sum(bad);
     if (warp_lane == 0) {
@@ -93,6 +97,7 @@ __device__ __forceinline__ void report_probe(i64* state, unsigned misses, unsign
     if (last_block(state)) {
         if (touch) tick_if(state, clock, touch == TOUCH_IF_CLEAN, miss_word, bad_word);
         if (!replay) publish(state);  // a graph replay's counts are absorbed from the device words instead
+        if (probed_word >= 0) release_flag(state + probed_word);  // the slots, counts and tick, then this
     }
 }
 
@@ -104,10 +109,13 @@ __device__ __forceinline__ void probe_gather_body(
     i64* __restrict__ old_scores, bool* __restrict__ found, const source_t source) {
     const int warp_lane = threadIdx.x & 31;
     const int lane = threadIdx.x % GROUP;
+    // the source's rows in a second pass, after the slots are announced (source_t::probed_word)
+    const bool rows_later = FROM_SOURCE && source.probed_word >= 0 && gather;
     const int group_first_lane = (threadIdx.x & 31) - lane;
     const unsigned group_mask = GROUP == 32 ? FULL_MASK : ((1u << GROUP) - 1u);
     const i64 stride = (i64)gridDim.x * (BLOCK / GROUP) * KEYS_PER_GROUP;
-    i64 first = ((i64)blockIdx.x * (BLOCK / GROUP) + threadIdx.x / GROUP) * KEYS_PER_GROUP;
+    const i64 start = ((i64)blockIdx.x * (BLOCK / GROUP) + threadIdx.x / GROUP) * KEYS_PER_GROUP;
+    i64 first = start;
     unsigned misses = 0, bad = 0, invalid = 0;
     // ordered_small, launched after this on the stream, may start now: it waits for this grid before it
     // reads anything (its launch and its tables' zeroing overlap this probe)
@@ -235,8 +243,10 @@ __device__ __forceinline__ void probe_gather_body(
                 }
                 if (gather) {  // three copies, as before the source: probe_gather compiles to the same code
                     if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
-                    else if (FROM_SOURCE && slot <= -2)
-                        copy_row(out + i * ROW_BYTES, source.rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
+                    else if (FROM_SOURCE && slot <= -2) {
+                        if (!rows_later)
+                            copy_row(out + i * ROW_BYTES, source.rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
+                    }
                     else if (fill_misses) copy_row(out + i * ROW_BYTES, default_row, lane, GROUP);
                 }
             }
@@ -247,7 +257,20 @@ __device__ __forceinline__ void probe_gather_body(
         if (warp_lane == 0 && invalid)
             atomicAdd(reinterpret_cast<unsigned long long*>(state + source.invalid_word), (unsigned long long)invalid);
     }
-    report_probe(state, misses, bad, n, replay, touch, clock, warp_lane, source.miss_word, source.bad_word);
+    report_probe(state, misses, bad, n, replay, touch, clock, warp_lane, source.miss_word, source.bad_word,
+                 source.probed_word);
+    if (rows_later) {  // the same keys as the first pass; report_probe's barrier made lane 0's slots visible
+        for (first = start; first < n; first += stride) {
+#pragma unroll
+            for (int j = 0; j < KEYS_PER_GROUP; ++j) {
+                const i64 i = first + j;
+                if (i >= n) break;
+                const i64 slot = slots[i];
+                if (slot <= -2)
+                    copy_row(out + i * ROW_BYTES, source.rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
+            }
+        }
+    }
 }
 
 #define PROBE_GATHER_ARGS                                                                                      \

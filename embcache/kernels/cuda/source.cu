@@ -10,10 +10,10 @@
 extern "C" __global__ void __launch_bounds__(BLOCK) probe_gather_source(
     PROBE_GATHER_ARGS, const i64* __restrict__ source_keys, i64 source_mask, const char* __restrict__ source_rows,
     int source_words, const void* __restrict__ raw_keys, int key_bytes, i64 index_rows, i64* __restrict__ converted,
-    int invalid_word, int miss_word, int bad_word) {
+    int invalid_word, int miss_word, int bad_word, int probed_word) {
     probe_gather_body<true>(PROBE_GATHER_PASS, source_t{source_keys, source_mask, source_rows, source_words, raw_keys,
                                                         key_bytes, index_rows, converted, invalid_word, miss_word,
-                                                        bad_word});
+                                                        bad_word, probed_word});
 }
 
 // A lookup whose misses probe_gather_source has already served, and which admits nothing, needs

@@ -31,7 +31,7 @@ __device__ __forceinline__ void touch_chunks(slot_t* __restrict__ table, const i
         }
         __syncthreads();
         for (int j = threadIdx.x; j < TOUCH_CHUNK && base + j < n; j += blockDim.x) {
-            const i64 s = slots[base + j];
+            const i64 s = __ldcg(slots + base + j);  // L2's: ordered_small reads them as the probe ends
             if (s < 0 || (parts > 1 && (s / WAYS) % parts != part)) continue;
             unsigned h = (unsigned)mix64((u64)s) & (TOUCH_TABLE - 1);
             while (true) {
