@@ -62,6 +62,35 @@ __device__ __forceinline__ void copy_row(char* __restrict__ dst, const char* __r
     for (int c = lane; c < CHUNKS; c += lanes) d[c] = s[c];
 }
 
+// A row held in a warp's registers between its load and its store (ROW_REGS words a lane); a row of more
+// than ROW_REGS_MAX words a lane is not held, and store_row copies it from src instead.
+#define ROW_REGS_MAX 4
+#define ROW_REGS ((CHUNKS + 31) / 32)
+struct row_regs_t {
+    vec_t w[ROW_REGS <= ROW_REGS_MAX ? ROW_REGS : 1];
+};
+
+__device__ __forceinline__ void load_row(row_regs_t& r, const char* __restrict__ src, int lane) {
+#if ROW_REGS <= ROW_REGS_MAX
+    const vec_t* s = reinterpret_cast<const vec_t*>(src);
+#pragma unroll
+    for (int q = 0; q < ROW_REGS; ++q)
+        if (lane + 32 * q < CHUNKS) r.w[q] = s[lane + 32 * q];
+#endif
+}
+
+__device__ __forceinline__ void store_row(char* __restrict__ dst, const row_regs_t& r, const char* __restrict__ src,
+                                          int lane) {
+#if ROW_REGS <= ROW_REGS_MAX
+    vec_t* d = reinterpret_cast<vec_t*>(dst);
+#pragma unroll
+    for (int q = 0; q < ROW_REGS; ++q)
+        if (lane + 32 * q < CHUNKS) d[lane + 32 * q] = r.w[q];
+#else
+    copy_row(dst, src, lane, 32);
+#endif
+}
+
 __device__ __forceinline__ bool reserved(i64 key) { return key <= LOCKED_KEY; }
 
 // Atomically apply score' = f(score) where f composes (see policies/_base.py).

@@ -139,12 +139,8 @@ __device__ __forceinline__ void group_phase(const ordered_t& a, i64 tid, i64 str
 
 // Warp w of warps: one listed set at a time, its admitted keys in ascending key order (the list is
 // walked for the next larger key each time: lists hold a few keys), each placed as insert_and_evict
-// places it, its slot noted (ucell[j], which the distinct phase has read; -1 if refused).  Then, set by
-// set again, the rows of the keys that still hold their slots (a later key of the batch that takes an
-// earlier one's slot wins, as if each row were copied at once), and the set's cell goes back to empty.
-// Only the copies read out: ordered_small places its keys while the probe's missed rows still cross
-// PCIe, and waits for the probe's grid (wait_for_prior_grid; a no-op elsewhere) only before the copies.
-// The outcome tally goes to the batch words.
+// places it, its row copied at once, so a later key of the batch that takes an earlier one's slot
+// wins.  The set's cell goes back to empty.  The outcome tally goes to the batch words.
 //
 // HitRateDeferred (defer_at >= 0): a batch whose hit rate is at least defer_at is not placed now.  Its
 // rows are kept (stash[j], from out) and state[STATE_PENDING] says how many sets are listed; the lists
@@ -161,9 +157,14 @@ __device__ __forceinline__ void insert_phase(const ordered_t& a, slot_t* __restr
                        (double)(a.n - BATCH(F_MISSES)) >= a.defer_at * (double)a.n;
     if (defer && w == 0 && lane == 0) state[STATE_PENDING] = sets;
     unsigned long long tally[OUTCOME_CODES] = {};
-    for (i64 m = w; m < sets && !defer; m += warps) {
+    for (i64 m = w; m < sets; m += warps) {
         const i64 h = a.gcells[m];
         const i64 head = (i64)a.ghead[h];
+        if (defer) {  // keep the rows: out is the caller's once the lookup has returned
+            for (i64 j = head; j; j = a.unext[j - 1])
+                copy_row(stash + (j - 1) * ROW_BYTES, out + a.uat[j - 1] * ROW_BYTES, lane, 32);
+            continue;
+        }
         const i64 base = (i64)(a.gsets[h] - 1) * WAYS;
         i64 kw[WARP_WPL], sw[WARP_WPL];
         load_set(table, base, kw, sw);
@@ -178,27 +179,14 @@ __device__ __forceinline__ void insert_phase(const ordered_t& a, slot_t* __restr
             if (best < 0) break;
             started = true;
             last = best_key;
+            // the key's row is read before its way is chosen, so that the read (an L2 round trip) overlaps the
+            // set's records in flight and the choice; a row too long for registers is copied after
+            const char* row = pending ? stash + best * ROW_BYTES : out + a.uat[best] * ROW_BYTES;
+            row_regs_t held;
+            load_row(held, row, lane);
             const int way = insert_one(table, digests, base, kw, sw, best_key, true, a.ucount[best], clock,
                                        pending ? 0 : a.refuse_below_min, tally, set_hand(state, base));
-            if (lane == 0) a.ucell[best] = way >= 0 ? base + way : -1;
-        }
-    }
-    __syncwarp();  // the noted slots and the placed keys, to every lane
-    wait_for_prior_grid();
-    for (i64 m = w; m < sets; m += warps) {
-        const i64 h = a.gcells[m];
-        const i64 head = (i64)a.ghead[h];
-        if (defer) {  // keep the rows: out is the caller's once the lookup has returned
-            for (i64 j = head; j; j = a.unext[j - 1])
-                copy_row(stash + (j - 1) * ROW_BYTES, out + a.uat[j - 1] * ROW_BYTES, lane, 32);
-            continue;
-        }
-        for (i64 j = head; j; j = a.unext[j - 1]) {
-            const i64 slot = a.ucell[j - 1];
-            if (slot >= 0 && table[slot].key == a.ukeys[j - 1]) {
-                const char* row = pending ? stash + (j - 1) * ROW_BYTES : out + a.uat[j - 1] * ROW_BYTES;
-                copy_row(values + slot * ROW_BYTES, row, lane, 32);
-            }
+            if (way >= 0) store_row(values + (base + way) * ROW_BYTES, held, row, lane);
         }
         __syncwarp();
         if (lane == 0) {
@@ -333,8 +321,8 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
     // launched programmatically after the probe (common.cuh), it starts while the probe runs: first what
     // reads nothing of the probe's (the shared tables' zeroing; whether the batch needs them is known only
     // later), then it waits for the probe's announcement (F_PROBED: every slot, count and converted key
-    // written, the clock ticked), runs the miss phases and places the keys while the probe's missed rows
-    // still cross PCIe, and waits for the probe's grid itself (in insert_phase) before it copies those rows
+    // written, the clock ticked), runs the miss phases while the probe's missed rows still cross PCIe, and
+    // waits for the probe's grid itself (wait_for_prior_grid) before it reads those rows from out
     const bool in_shared = small_tables_in_shared(n, sketch != nullptr || defer_at >= 0.0);
     if (in_shared) zero_shared_tables(tid, stride);
     if (tid == 0) acquire_flag(state + ORD_BATCH + F_PROBED);
@@ -362,6 +350,7 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
         }
         group_phase(b, tid, stride, ucursor, scursor);
         __syncthreads();
+        wait_for_prior_grid();  // the missed rows are in out (and the probe's grid has ended)
         insert_phase(b, table, digests, values, out, stash, false, state, tid / 32, stride / 32, scursor, now);
     };
     if (misses && in_shared) {
@@ -373,7 +362,7 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
         if (misses) phases(a);
     }
     if (misses && parts > 1 && tid == 0) atomicAdd(word(state, ORD_BATCH + F_UNIQUE), cursors[0]);  // the batch's count
-    wait_for_prior_grid();  // (done already with misses, before the rows' copies) no block ends before the probe's grid
+    wait_for_prior_grid();  // (done already with misses) no block ends before the probe's grid
     __shared__ bool last;
     const bool arrived_last = last_block(state);  // thread 0's answer
     if (tid == 0) last = arrived_last;

@@ -117,7 +117,6 @@ __device__ __forceinline__ void probe_gather_body(
     const i64 start = ((i64)blockIdx.x * (BLOCK / GROUP) + threadIdx.x / GROUP) * KEYS_PER_GROUP;
     i64 first = start;
     unsigned misses = 0, bad = 0, invalid = 0;
-    bool later = false;  // this thread's group has a source row left for the second pass
     // ordered_small, launched after this on the stream, may start now: it waits for this grid before it
     // reads anything (its launch and its tables' zeroing overlap this probe)
     let_dependents_start();
@@ -247,7 +246,6 @@ __device__ __forceinline__ void probe_gather_body(
                     else if (FROM_SOURCE && slot <= -2) {
                         if (!rows_later)
                             copy_row(out + i * ROW_BYTES, source.rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
-                        later = true;
                     }
                     else if (fill_misses) copy_row(out + i * ROW_BYTES, default_row, lane, GROUP);
                 }
@@ -261,7 +259,7 @@ __device__ __forceinline__ void probe_gather_body(
     }
     report_probe(state, misses, bad, n, replay, touch, clock, warp_lane, source.miss_word, source.bad_word,
                  source.probed_word);
-    if (rows_later && later) {  // the first pass's keys; report_probe's barrier made lane 0's slots visible
+    if (rows_later) {  // the same keys as the first pass; report_probe's barrier made lane 0's slots visible
         for (first = start; first < n; first += stride) {
 #pragma unroll
             for (int j = 0; j < KEYS_PER_GROUP; ++j) {
