@@ -75,8 +75,9 @@ SMALL_SHARED = {"SMALL_SHARED_KEYS": 1024, "SMALL_SHARED_BYTES": 1024 * (9 * 8 +
 #: them and tick (captured lookups)
 TOUCH = {"TOUCH_NONE": 0, "TOUCH_IF_CLEAN": 1, "TOUCH_ALWAYS": 2}
 #: ordered_small's ``touch`` argument, what the probe left undone: nothing (it scored the hits and
-#: ticked), the tick alone (hits keep their scores), the hits' scores and the tick
-TICK = {"TICK_NONE": 0, "TICK_ONLY": 1, "TICK_TOUCH": 2}
+#: ticked), the tick alone (hits keep their scores), the hits' scores and the tick; or those after an
+#: aging pass that ran between the probe and ordered_small (whose scores it must wait for: ordered.cu)
+TICK = {"TICK_NONE": 0, "TICK_ONLY": 1, "TICK_TOUCH": 2, "TICK_TOUCH_AGED": 3}
 
 
 def cuda_defines() -> dict:

@@ -209,7 +209,8 @@ _MAX_GRAPHS = 16  # replay graphs a backend keeps (Cache(graphs=True)): each hol
 _TOUCH_NONE, _TOUCH_IF_CLEAN, _TOUCH_ALWAYS = TOUCH["TOUCH_NONE"], TOUCH["TOUCH_IF_CLEAN"], TOUCH["TOUCH_ALWAYS"]
 _TOUCH_FLAG = {t: np.int32(t) for t in TOUCH.values()}
 # ordered_small's touch argument (TICK_* of _shared.py), as kernel arguments
-_TICK_NONE, _TICK_ONLY, _TICK_TOUCH = (np.int32(TICK[k]) for k in ("TICK_NONE", "TICK_ONLY", "TICK_TOUCH"))
+_TICK_NONE, _TICK_ONLY, _TICK_TOUCH, _TICK_TOUCH_AGED = (
+    np.int32(TICK[k]) for k in ("TICK_NONE", "TICK_ONLY", "TICK_TOUCH", "TICK_TOUCH_AGED"))
 _NULL = np.uint64(0)  # a null pointer argument
 # probe_gather_source's keys need no converting (no word counts invalid keys then: -1)
 _NO_RAW = (_NULL, np.int32(8), np.int64(0), _NULL, np.int32(-1))
@@ -891,7 +892,10 @@ class GPUBackend:
             self._probe(keys, out, True, replay=True, source=source, slots=slots, raw=raw, counts=counts)
             if small:  # the small batch's kernel scores the hits and ticks first: the aging pass before it
                 self._age(_FLAG[False])
-                tick = _TICK_TOUCH if self._hits_change_scores else _TICK_ONLY
+                # after an aging pass (a kernel between the probe and ordered_small, which starts before that
+                # pass's writes are visible to it) the hits' scores must wait for them
+                touched = _TICK_TOUCH_AGED if self._age_period else _TICK_TOUCH
+                tick = touched if self._hits_change_scores else _TICK_ONLY
             else:
                 self._tick_and_touch(slots, if_clean=False)
         stash = self._dummy if o["stash"] is None else o["stash"]

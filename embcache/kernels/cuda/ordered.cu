@@ -305,7 +305,9 @@ extern "C" __global__ void ordered_flushed(i64* __restrict__ state) {
 // one for those) uses the batch's words and cursors as the large batch's kernels do.  Every block reads
 // the clock first; the last block to finish ticks it, and its first warp ends the batch.  touch says what the probe
 // left undone: TICK_NONE (it scored the hits and ticked), TICK_ONLY (hits keep their scores),
-// TICK_TOUCH (the hits' scores, touch.cuh, then the tick): one launch fewer either way.
+// TICK_TOUCH (the hits' scores, touch.cuh, then the tick): one launch fewer either way.  TICK_TOUCH_AGED:
+// TICK_TOUCH after an aging pass that ran between the probe and this kernel; this kernel may start before
+// that pass's score writes are visible (a programmatic launch), so it waits for that grid before the touch.
 extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
     ORDERED_ARGS, slot_t* __restrict__ table, unsigned char* __restrict__ digests, char* __restrict__ values,
     const char* __restrict__ out, char* __restrict__ stash, i64* __restrict__ sketch, int depth, i64 width, u64 seed,
@@ -328,6 +330,10 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
     if (tid == 0) acquire_flag(state + ORD_BATCH + F_PROBED);
     __syncthreads();
     acquire_flag(state + ORD_BATCH + F_PROBED);  // set now: each thread's own acquire, one load
+    if (touch == TICK_TOUCH_AGED) {  // the aging pass's scores first
+        wait_for_prior_grid();
+        touch = TICK_TOUCH;
+    }
     const i64 clock = state[STATE_CLOCK];
     const i64 now = touch == TICK_NONE ? clock : clock + 1;  // the batch's scores and insertions
     if (touch == TICK_TOUCH) touch_chunks(table, a.slots, a.n, now, 0, 1, sh, part, parts);
