@@ -100,7 +100,7 @@ def jobs(full: bool = True) -> list[tuple[pathlib.Path, str, dict, tuple, str]]:
         out.append((BENCH_DIR / "probe_bound.cu", arch, gpu.defines(WAYS=32, ROW_BYTES=128, VEC=16),
                     ("probe_apart", "probe_beside", "make_slab"), "probe_bound"))
         out.append((BENCH_DIR / "ceilings.cu", arch, {}, ("gather_chunk", "gather_chunk_cs", "gather_chunk_st", "gather_chunk4",
-                                                      "gather_warp"),
+                                                      "gather_warp", "spin"),
                     "ceilings"))
     return out
 

@@ -137,8 +137,10 @@ class _LaunchConfig(ctypes.Structure):
                 ("num_attrs", ctypes.c_uint)]
 
 
+# what cuLaunchKernelEx answers a driver that does not take the attribute: CUDA_ERROR_INVALID_VALUE, _NOT_SUPPORTED
+_REFUSED = (1, 801)
 #: whether launchers made with ``programmatic=True`` use it (a switch for A/B measurements, not an option)
-PROGRAMMATIC_LAUNCH = True
+_PROGRAMMATIC_LAUNCH = True
 
 
 @functools.lru_cache(maxsize=None)
@@ -194,7 +196,7 @@ class Launcher:
         self._ndarray = cupy.ndarray
         self._stream = cupy.cuda.get_current_stream
         self._ready = cupy.cuda.runtime.memGetInfo  # a runtime call: it binds the device's context to the thread
-        self._ex = _launch_kernel_ex() if programmatic and PROGRAMMATIC_LAUNCH else None
+        self._ex = _launch_kernel_ex() if programmatic and _PROGRAMMATIC_LAUNCH else None
         if self._ex is not None:  # one configuration, rewritten in place by each launch
             self._attribute = _programmatic_attribute()
             self._config = _LaunchConfig(attrs=ctypes.pointer(self._attribute), num_attrs=1)
@@ -262,7 +264,10 @@ class Launcher:
         config.shared_mem = shared_mem
         config.stream = self._stream().ptr
         status = self._ex(ctypes.byref(config), self._function, self._address, None)
-        if status:
+        if status in _REFUSED:  # a driver without the attribute: launches in plain stream order from now on
+            self._ex = None
+            self._go(grid, block, shared_mem)
+        elif status:
             from cupy.cuda import driver
 
             raise driver.CUDADriverError(status)

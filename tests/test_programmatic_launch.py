@@ -3,6 +3,7 @@ has cuda.h's layout, and a kernel launched so starts before its predecessor ends
 timer before its wait) and, waiting for it in the kernel, reads what that one wrote: eagerly and in a
 replayed CUDA graph."""
 import ctypes
+import os
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ def test_the_launch_structures_have_cuda_h_layout():
     # version wrote the 1 through a c_char field, which reads back as a bytes object: the flag stayed 0
     # and the write landed in the interpreter's empty bytes, so later compiles saw a stray token)
     assert bytes(attribute)[:12] == (6).to_bytes(4, "little") + bytes(4) + (1).to_bytes(4, "little")
-    assert bytes(attribute)[12:] == bytes(60) and b"" == bytes(0) and len(b"") == 0
+    assert bytes(attribute)[12:] == bytes(60)
     assert (_LaunchConfig.shared_mem.offset, _LaunchConfig.stream.offset, _LaunchConfig.attrs.offset,
             _LaunchConfig.num_attrs.offset) == (24, 32, 40, 48)
 
@@ -83,6 +84,7 @@ def test_a_programmatic_launch_waits_for_its_predecessor_in_the_kernel(captured)
     x, y, when = cupy.zeros(n, cupy.int64), cupy.full(n, -1, cupy.int64), cupy.zeros(2, cupy.int64)
     stream = cupy.cuda.Stream(non_blocking=True)
     value = np.int64(1000)
+    serialized = os.environ.get("CUDA_LAUNCH_BLOCKING") == "1"
 
     def both():
         produce((8,), (256,), (x, np.int64(n), value, np.int64(200_000), when))  # 200 us before the writes
@@ -100,7 +102,8 @@ def test_a_programmatic_launch_waits_for_its_predecessor_in_the_kernel(captured)
             stream.synchronize()
             assert (y.get() == 2 * (1000 + np.arange(n))).all(), rep
             produced, started = when.get()
-            assert started < produced, f"the consumer started {started - produced} ns after the producer's writes"
+            if not serialized:  # launches made blocking (a debugging setting) never overlap
+                assert started < produced, f"the consumer started {started - produced} ns after the producer's writes"
 
 
 @gpu

@@ -180,10 +180,12 @@ class _Kernels(dict):
     def __missing__(self, name: str):
         # the compiled kernel is shared (memoized per device and configuration); its launcher, which keeps
         # the last launch's arguments packed (arrays weakly), is this backend's own
-        cupy = require_cupy()
-        with cupy.cuda.Device(self._device_id) as device:  # the launcher loads the kernel for this device
-            programmatic = name in _PROGRAMMATIC and int(device.compute_capability) >= 90
-            kernel = self[name] = Launcher(_FACTORIES[name](self._device_id, self._config), programmatic)
+        with require_cupy().cuda.Device(self._device_id):  # the launcher loads the kernel for this device
+            compiled = _FACTORIES[name](self._device_id, self._config)
+            # the machine code's architecture, not the device's: griddepcontrol compiles to nothing below sm_90
+            # (an NVRTC without sm_90 builds compute_87 code for an sm_90 device), and then nothing may overlap
+            programmatic = name in _PROGRAMMATIC and int(compiled.attributes.get("binary_version", 0)) >= 90
+            kernel = self[name] = Launcher(compiled, programmatic)
         return kernel
 
 

@@ -70,16 +70,26 @@ struct row_regs_t {
     vec_t w[ROW_REGS <= ROW_REGS_MAX ? ROW_REGS : 1];
 };
 
-__device__ __forceinline__ void load_row(row_regs_t& r, const char* __restrict__ src, int lane) {
+// copy_row with the source read from L2 (ld.cg), never through the non-coherent path: for rows that
+// another grid wrote while this kernel ran (ordered_small reads the probe's rows of out so)
+__device__ __forceinline__ void copy_row_cg(char* __restrict__ dst, const char* src, int lane, int lanes) {
+    const vec_t* s = reinterpret_cast<const vec_t*>(src);
+    vec_t* d = reinterpret_cast<vec_t*>(dst);
+#pragma unroll 4
+    for (int c = lane; c < CHUNKS; c += lanes) d[c] = __ldcg(s + c);
+}
+
+// (the source read as copy_row_cg reads it)
+__device__ __forceinline__ void load_row(row_regs_t& r, const char* src, int lane) {
 #if ROW_REGS <= ROW_REGS_MAX
     const vec_t* s = reinterpret_cast<const vec_t*>(src);
 #pragma unroll
     for (int q = 0; q < ROW_REGS; ++q)
-        if (lane + 32 * q < CHUNKS) r.w[q] = s[lane + 32 * q];
+        if (lane + 32 * q < CHUNKS) r.w[q] = __ldcg(s + lane + 32 * q);
 #endif
 }
 
-__device__ __forceinline__ void store_row(char* __restrict__ dst, const row_regs_t& r, const char* __restrict__ src,
+__device__ __forceinline__ void store_row(char* __restrict__ dst, const row_regs_t& r, const char* src,
                                           int lane) {
 #if ROW_REGS <= ROW_REGS_MAX
     vec_t* d = reinterpret_cast<vec_t*>(dst);
@@ -87,7 +97,7 @@ __device__ __forceinline__ void store_row(char* __restrict__ dst, const row_regs
     for (int q = 0; q < ROW_REGS; ++q)
         if (lane + 32 * q < CHUNKS) d[lane + 32 * q] = r.w[q];
 #else
-    copy_row(dst, src, lane, 32);
+    copy_row_cg(dst, src, lane, 32);
 #endif
 }
 

@@ -1,8 +1,9 @@
 // embcache GPU kernels: the miss path of a stream-ordered lookup, which never waits for the host.
 //
 // gpu.py prepends generated #defines (see common.cuh).  After probe_gather_source has written every
-// row (hits from the cache, misses from the DeviceSource) and the clock has ticked, these phases
-// finish the batch on the device, in the contract's order (DESIGN.md section 3):
+// slot and count and the clock has ticked (a small batch: its rows from the DeviceSource may still be
+// on their way; the insert phase, which reads them, waits for the probe's grid), these phases finish
+// the batch on the device, in the contract's order (DESIGN.md section 3):
 //
 //   misses    every missed occurrence into a hash table of distinct missed keys (count, last index)
 //   distinct  per distinct key: its count, where its row is (its last occurrence in out), whether the
@@ -148,7 +149,7 @@ __device__ __forceinline__ void group_phase(const ordered_t& a, i64 tid, i64 str
 // that batch, which has not ticked since) before anything else.
 __device__ __forceinline__ void insert_phase(const ordered_t& a, slot_t* __restrict__ table,
                                              unsigned char* __restrict__ digests, char* __restrict__ values,
-                                             const char* __restrict__ out, char* __restrict__ stash, bool pending,
+                                             const char* out, char* __restrict__ stash, bool pending,
                                              i64* state, i64 w, i64 warps, const unsigned long long* scursor,
                                              i64 clock) {
     const int lane = threadIdx.x & 31;
@@ -162,7 +163,7 @@ __device__ __forceinline__ void insert_phase(const ordered_t& a, slot_t* __restr
         const i64 head = (i64)a.ghead[h];
         if (defer) {  // keep the rows: out is the caller's once the lookup has returned
             for (i64 j = head; j; j = a.unext[j - 1])
-                copy_row(stash + (j - 1) * ROW_BYTES, out + a.uat[j - 1] * ROW_BYTES, lane, 32);
+                copy_row_cg(stash + (j - 1) * ROW_BYTES, out + a.uat[j - 1] * ROW_BYTES, lane, 32);
             continue;
         }
         const i64 base = (i64)(a.gsets[h] - 1) * WAYS;
@@ -207,7 +208,7 @@ __device__ __forceinline__ void insert_phase(const ordered_t& a, slot_t* __restr
 // chain of last_block orders these loads after every block's atomics; __ldcg keeps them out of L1,
 // which holds the batch words' line from the blocks' own reads of BATCH(F_MISSES).
 __device__ __forceinline__ void finish_phase(i64* state, i64 n) {
-    static_assert(ORD_FIELDS <= 32 && F_MARK < ORD_FIELDS, "a lane a word");
+    static_assert(ORD_FIELDS <= 32 && F_MARK < ORD_FIELDS && F_PROBED < ORD_FIELDS, "a lane a word");
     static_assert(F_OUTCOMES + INSERTED < F_COUNTERS, "F_MARK reads a counter's total");
     const int f = threadIdx.x & 31;
     i64 batch = f < ORD_FIELDS ? __ldcg(state + ORD_BATCH + f) : 0;
@@ -281,7 +282,7 @@ extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) ordered_group(ORDERE
 
 extern "C" __global__ void __launch_bounds__(UTILITY_BLOCK) ordered_insert(
     ORDERED_ARGS, slot_t* __restrict__ table, unsigned char* __restrict__ digests, char* __restrict__ values,
-    const char* __restrict__ out, char* __restrict__ stash, int pending, i64* __restrict__ state) {
+    const char* out, char* __restrict__ stash, int pending, i64* __restrict__ state) {
     insert_phase(ORDERED_PASS, table, digests, values, out, stash, pending, state, GRID_TID / 32, GRID_STRIDE / 32,
                  word(state, ORD_BATCH + F_SETS), state[STATE_CLOCK]);
 }
@@ -310,7 +311,7 @@ extern "C" __global__ void ordered_flushed(i64* __restrict__ state) {
 // that pass's score writes are visible (a programmatic launch), so it waits for that grid before the touch.
 extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
     ORDERED_ARGS, slot_t* __restrict__ table, unsigned char* __restrict__ digests, char* __restrict__ values,
-    const char* __restrict__ out, char* __restrict__ stash, i64* __restrict__ sketch, int depth, i64 width, u64 seed,
+    const char* out, char* __restrict__ stash, i64* __restrict__ sketch, int depth, i64 width, u64 seed,
     i64 threshold, int touch, i64* __restrict__ state) {
     __shared__ touch_shared_t sh;
     __shared__ unsigned long long cursors[2];  // a block's distinct missed keys and listed sets (gridDim.x > 1)

@@ -20,7 +20,8 @@
 // table of keys with linear probing from mix64(key) & source_mask (a DeviceSource's index, in
 // device memory or mapped) whose row h sits at source_rows + h * ROW_BYTES (mapped pinned memory).
 // Its slot becomes SOURCE_SLOT(h) (-2 - h, still negative: a miss for every count and for the
-// touch) and its row is copied from there, over PCIe, in the same pass as the hits' rows; a key the
+// touch) and its row is copied from there, over PCIe, in the same pass as the hits' rows (a small
+// stream-ordered batch: in a second pass, after source_t::probed_word is set); a key the
 // source lacks stays -1 and gets the default row.  A source without an index (keys null) holds no
 // key: the host path's probe that only converts raw keys (lookup(index_rows=) over a host tier).
 

@@ -30,8 +30,8 @@ p.add_argument("--rows", default="ABF")
 p.add_argument("--pdl", default="on")
 p.add_argument("--label", default="")
 args = p.parse_args()
-if args.pdl == "off":
-    _cuda.PROGRAMMATIC_LAUNCH = False
+if args.pdl == "off":  # (its name until 2026-12-04's review, then with an underscore)
+    _cuda.PROGRAMMATIC_LAUNCH = _cuda._PROGRAMMATIC_LAUNCH = False
 import cupy
 import torch
 
