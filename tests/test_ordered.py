@@ -465,3 +465,54 @@ def test_a_new_or_loaded_cache_has_finished_its_device_work_when_it_returns(tmp_
     assert len(loaded) == 1000
     loaded.close()
     store.close()
+
+
+@pytest.mark.parametrize("admission", ["always", "hit_rate_deferred"])
+def test_the_probes_announcement_is_cleared_after_every_kind_of_lookup(admission):
+    """F_PROBED, the word a small batch's probe sets once its slots are written (ordered_small waits for
+    it, not for the probe's end), is 0 again after small, large, replayed and interrupted lookups: a flag
+    left set would let the next small batch's miss phases read slots its probe has not yet written."""
+    import cupy
+
+    from embcache.kernels._shared import FIELDS, ORDERED
+
+    _, gpu = caches(64, 4, "lru", admission, 4, np.arange(0, 3000, dtype=np.int64), pinned=(False, True))
+    b = gpu._backend
+    word = ORDERED["ORD_BATCH"] + FIELDS["F_PROBED"]
+
+    def flag():
+        cupy.cuda.Device().synchronize()
+        return int(b.state[word].get())
+
+    fresh = iter(range(0, 3000, 40))
+    gpu.lookup(cupy.arange(next(fresh), 3000, 97, dtype=cupy.int64))  # small: one launch after the probe
+    assert flag() == 0
+    small, small_one = b._small, b._small_one
+    b._small = b._small_one = 0  # the large batch's kernels
+    gpu.lookup(cupy.arange(next(fresh), 3000, 13, dtype=cupy.int64))
+    assert flag() == 0
+    b._small, b._small_one = small, small_one
+    b.replay_graphs = True
+    out = cupy.empty((40, 4), cupy.float32)
+    for _ in range(4):  # one shape and one out: seen twice, then replayed
+        start = next(fresh)
+        gpu.lookup(cupy.arange(start, start + 40, dtype=cupy.int64), out=out)
+        assert flag() == 0
+    b.replay_graphs = False
+
+    class Stopped(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stopped
+
+    launch = b._k["ordered_small"]
+    b._k["ordered_small"] = stop
+    with pytest.raises(Stopped):
+        start = next(fresh)
+        gpu.lookup(cupy.arange(start, start + 40, dtype=cupy.int64))
+    assert flag() == 1  # the probe announced its slots; nothing cleared the word
+    b._k["ordered_small"] = launch
+    start = next(fresh)
+    gpu.lookup(cupy.arange(start, start + 40, dtype=cupy.int64))
+    assert flag() == 0
