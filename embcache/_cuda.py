@@ -175,7 +175,8 @@ class Launcher:
     ``programmatic``: launch it with programmatic stream serialization (``cuLaunchKernelEx``; sm_90 on,
     where the driver has it), so that it may start while the kernel before it on the stream ends.  The
     kernel must then call ``wait_for_prior_grid`` (cuda/common.cuh) before it reads anything its
-    predecessor wrote; a captured launch becomes a programmatic edge of the graph.
+    predecessor wrote, but what the predecessor has announced with ``release_flag`` (read after
+    ``acquire_flag``); a captured launch becomes a programmatic edge of the graph.
     """
 
     __slots__ = ("_address", "_attribute", "_cells", "_config", "_ex", "_function", "_last", "_launch", "_local",

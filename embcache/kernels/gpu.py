@@ -165,8 +165,8 @@ def _kernel_defines(policy, ways: int, row_bytes: int, num_sets: int, shape: dic
 
 
 # kernels launched programmatically (sm_90 on, _cuda.Launcher): ordered_small starts while the probe before
-# it ends (its launch and its tables' zeroing off the small lookup's critical path) and waits for the probe
-# in the kernel (wait_for_prior_grid, before its first read of anything the probe wrote)
+# it runs (its launch and its tables' zeroing off the small lookup's critical path), reads the probe's slots
+# once the probe announces them (F_PROBED) and its rows only after waiting for the probe's grid (ordered.cu)
 _PROGRAMMATIC = frozenset({"ordered_small"})
 
 
