@@ -247,9 +247,9 @@ def replay_times(cache, keys, out, stream, take, reps: int, queued: bool = False
 
     By default the stream is idle when the start event is recorded, so a time includes the wait for the
     host to submit the graph (0.0-2.3 us more than queued for the 1,024-key rows on the H200,
-    2026-12-04).  ``queued``: a kernel that spins for ``_SPIN_US`` us goes before the start event, so the replay is already queued
-    when the event passes, and a time is the graph's own execution on the device, its launch gaps
-    between nodes included."""
+    2026-12-04).  ``queued``: a kernel that spins for ``_SPIN_US`` us goes before the start event, so
+    the replay is already queued when the event passes, and a time is the graph's own execution on the
+    device, its launch gaps between nodes included."""
     import cupy
 
     spin = _ceiling_module().get_function("spin") if queued else None
