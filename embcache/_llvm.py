@@ -1,4 +1,4 @@
-"""Two LLVM operations for the Numba code (kernels/cpu.py, tiers/host.py), where Numba's own is slow.
+"""LLVM operations for the Numba code (kernels/cpu.py, tiers/host.py), where Numba's own is slow.
 
 * ``match32(table, base, key)`` (and 8, 16, 64): which of the 32 int64 entries ``table[base:base + 32]``
   equal ``key``, as the bits of a uint64 (bit ``w`` for entry ``base + w``).  One vector load and one
@@ -9,6 +9,12 @@
   (``nbytes`` bytes each, both C-contiguous 2-D: other arrays do not compile), as ``llvm.memcpy``: a
   constant ``nbytes`` becomes a few vector moves, where Numba's element loop moves one element at a
   time and a row slice's assignment (``out[i, :] = values[r]``) costs about three times the copy.
+
+* ``match_digests32(digests, base, digest)`` (and 8, 16, 64): the same for the uint8 entries of
+  ``digests[base:base + 32]`` and a byte: one 32-byte vector compare.
+* ``prefetch(array, i)``: a hint (``llvm.prefetch``, read, into every cache level) that element ``i`` of
+  ``array`` (its flat index in C order) will be read soon: the CPU probe and gather read sets and rows at
+  random, and a hint some keys ahead overlaps those misses where the loop's dependent loads did not.
 
 ``copy_row`` is ``copy_bytes`` at the arrays' row size, a constant one where it is common.  None checks
 bounds: the callers index rows and sets they have computed.  All give exactly what the plain loops give
@@ -27,25 +33,28 @@ __all__: list[str] = []  # private: the kernels' building blocks
 MATCH_WIDTHS = (8, 16, 32, 64)  # ways match_ways compiles as one vector compare
 
 
-def _match(width: int):
+def _match(width: int, bits: int = 64):
+    element = {64: types.int64, 8: types.uint8}[bits]
+
     @intrinsic
     def match(typingctx, table, base, key):
-        if not (isinstance(table, types.Array) and table.dtype == types.int64 and table.ndim == 1):
+        if not (isinstance(table, types.Array) and table.dtype == element and table.ndim == 1):
             return None
         sig = types.uint64(table, base, key)
 
         def codegen(context, builder, signature, args):
             array = context.make_array(signature.args[0])(context, builder, args[0])
             i64 = ir.IntType(64)
-            vector = ir.VectorType(i64, width)
+            vector = ir.VectorType(ir.IntType(bits), width)
             start = context.cast(builder, args[1], signature.args[1], types.int64)
-            wanted = context.cast(builder, args[2], signature.args[2], types.int64)
-            entries = builder.load(builder.bitcast(builder.gep(array.data, [start]), vector.as_pointer()), align=8)
+            wanted = context.cast(builder, args[2], signature.args[2], element)
+            entries = builder.load(builder.bitcast(builder.gep(array.data, [start]), vector.as_pointer()),
+                                   align=bits // 8)
             splat = builder.insert_element(ir.Constant(vector, ir.Undefined), wanted, ir.Constant(ir.IntType(32), 0))
             splat = builder.shuffle_vector(splat, ir.Constant(vector, ir.Undefined),
                                            ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width))
-            bits = builder.bitcast(builder.icmp_unsigned("==", entries, splat), ir.IntType(width))
-            return bits if width == 64 else builder.zext(bits, i64)
+            mask = builder.bitcast(builder.icmp_unsigned("==", entries, splat), ir.IntType(width))
+            return mask if width == 64 else builder.zext(mask, i64)
 
         return sig, codegen
 
@@ -53,6 +62,27 @@ def _match(width: int):
 
 
 match8, match16, match32, match64 = (_match(w) for w in MATCH_WIDTHS)
+match_digests8, match_digests16, match_digests32, match_digests64 = (_match(w, 8) for w in MATCH_WIDTHS)
+
+
+@intrinsic
+def prefetch(typingctx, array, i):
+    """A hint that element ``i`` (flat, C order) of ``array`` is read soon; no effect on results."""
+    if not (isinstance(array, types.Array) and array.layout == "C"):
+        return None
+    sig = types.void(array, i)
+
+    def codegen(context, builder, signature, args):
+        a = context.make_array(signature.args[0])(context, builder, args[0])
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        at = context.cast(builder, args[1], signature.args[1], types.int64)
+        fn = builder.module.declare_intrinsic("llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        # read (0), high locality (3: keep in every level), data (1)
+        builder.call(fn, [builder.bitcast(builder.gep(a.data, [at]), i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @intrinsic

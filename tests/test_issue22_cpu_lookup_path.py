@@ -55,11 +55,23 @@ def _table(data, ways, num_sets, dim, dtype):
     return table, scores, np.ascontiguousarray(values), pool
 
 
+def _digests(table, keys):
+    """The table's digests, with every free slot's stale: the digest of one of ``keys`` (a probe must then
+    compare a key behind a matching digest and go on)."""
+    digests = np.empty(table.shape[0], np.uint8)
+    cpu.digests_of(table, digests)
+    free = np.flatnonzero(table == EMPTY_KEY)
+    if keys.shape[0] and free.shape[0]:
+        stale = np.array([cpu.digest_of(k) for k in keys.tolist()], np.uint8)
+        digests[free] = stale[np.arange(free.shape[0]) % stale.shape[0]]
+    return digests
+
+
 def _reference(module, table, scores, values, ways, keys, clock, touches):
-    """The plain pieces: find_cpu's slots, the misses in order, a NumPy gather of the hits' rows, and the
-    module's touch_cpu when every key hit; ``(slots, missed, rows of the hits, scores, stored or None)``."""
-    slots = np.empty(keys.shape[0], np.int64)
-    cpu.find_cpu(table, ways, keys, slots)
+    """The plain pieces: each key's slot by a scan of its set's keys (``cpu.probe``, no digests), the
+    misses in order, a NumPy gather of the hits' rows, and the module's touch_cpu when every key hit;
+    ``(slots, missed, rows of the hits, scores, stored or None)``."""
+    slots = np.array([cpu.probe(table, ways, k) for k in keys.tolist()], np.int64)
     missed = np.flatnonzero(slots < 0)
     scores = scores.copy()
     stored = None
@@ -75,7 +87,8 @@ def _check(module, table, scores, values, ways, keys, clock, touches):
     slots, missed = np.full(n, 7, np.int64), np.full(n, 7, np.int64)
     out = np.zeros((n, values.shape[1]), values.dtype)
     mine = scores.copy()
-    got = module.probe_touch_cpu(table, values, ways, keys, out, slots, missed, mine, np.int64(clock), touches)
+    got = module.probe_touch_cpu(table, _digests(table, keys), values, ways, keys, out, slots, missed, mine,
+                                 np.int64(clock), touches)
     reserved = int((keys <= LOCKED_KEY).sum())
     if reserved:  # counted, nothing touched (Cache.lookup raises ReservedKeyError and rolls the plan back)
         assert got == n + reserved and (mine == scores).all()

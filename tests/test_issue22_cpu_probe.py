@@ -36,6 +36,12 @@ def _plain_slot(table, ways, key):
     return -1
 
 
+def _digests(table):
+    digests = np.empty(table.shape[0], np.uint8)
+    cpu.digests_of(table, digests)
+    return digests
+
+
 @pytest.mark.parametrize("ways", WAYS)
 @settings(max_examples=25, deadline=None)
 @given(data=st.data())
@@ -50,13 +56,81 @@ def test_the_probe_finds_the_lowest_way_holding_a_key(ways, data):
             table[s * ways + data.draw(st.integers(0, ways - 1))] = key
     keys = np.array(pool + [data.draw(st.integers(-2**63 + 2, 2**63 - 1))], np.int64)
     slots = np.empty(keys.shape[0], np.int64)
-    cpu.find_cpu(table, ways, keys, slots)
+    digests = _digests(table)
+    cpu.find_cpu(table, digests, ways, keys, slots)
     assert slots.tolist() == [_plain_slot(table, ways, int(k)) for k in keys]
     out = np.zeros((keys.shape[0], 3), np.uint32)
     missed = np.empty(keys.shape[0], np.int64)
     values = np.arange(table.shape[0] * 3, dtype=np.uint32).reshape(-1, 3)
-    m = cpu.probe_hits_cpu(table, values, ways, keys, out, slots, missed)
+    m = cpu.probe_hits_cpu(table, digests, values, ways, keys, out, slots, missed)
     assert missed[:m].tolist() == [i for i, s in enumerate(slots) if s < 0]
+
+
+def _same_digest_keys(num_sets, count, seed):
+    """``count`` distinct keys of set 0 of ``num_sets`` sharing one digest (found by search)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        pool = rng.integers(-2**62, 2**62, 1 << 20)
+        pool = pool[sets_of(pool, num_sets) == 0]
+        digests = np.array([cpu.digest_of(k) for k in pool.tolist()], np.uint8)
+        common = np.bincount(digests, minlength=256).argmax()
+        same = np.unique(pool[digests == common])
+        if same.shape[0] >= count:
+            return same[:count]
+
+
+@pytest.mark.parametrize("ways", [4, 8, 32, 64])
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_keys_of_one_digest_in_one_set_are_told_apart(ways, data):
+    """Several ways of a set whose keys share a digest, free slots whose stale digest is the probed key's:
+    the probe still gives the plain scan's slot (the lowest way holding the key), and the misses."""
+    num_sets = data.draw(st.sampled_from([1, 3]))
+    keys = _same_digest_keys(num_sets, 6, data.draw(st.integers(0, 3)))
+    table = np.full(num_sets * ways, EMPTY_KEY, np.int64)
+    for key in keys[:4].tolist():  # keys[4:] stay out: misses behind matching digests
+        for _ in range(data.draw(st.integers(0, 2))):
+            table[data.draw(st.integers(0, ways - 1))] = key
+    digests = _digests(table)
+    digests[table == EMPTY_KEY] = cpu.digest_of(int(keys[0]))  # stale: every free slot matches
+    probed = np.array(data.draw(st.lists(st.sampled_from(keys.tolist()), min_size=1, max_size=30)), np.int64)
+    slots = np.empty(probed.shape[0], np.int64)
+    cpu.find_cpu(table, digests, ways, probed, slots)
+    assert slots.tolist() == [_plain_slot(table, ways, int(k)) for k in probed]
+
+
+@pytest.mark.parametrize("policy", ["lru", "sieve", "s3fifo", "lfu"])
+@settings(max_examples=15, deadline=None)
+@given(batches=st.lists(st.lists(st.integers(0, 300), max_size=40), min_size=1, max_size=20),
+       erased=st.lists(st.integers(0, 300), max_size=20))
+def test_every_held_key_has_its_digest(policy, batches, erased, tmp_path_factory):
+    """The probe's invariant, after lookups that insert and evict, erases, and a save and load: every
+    occupied slot's digest is its key's."""
+    def check(cache):
+        b = cache._backend
+        held = b.keys != EMPTY_KEY
+        assert (b.digests[held] == np.array([cpu.digest_of(k) for k in b.keys[held].tolist()], np.uint8)).all()
+
+    store = HostStore(2, initial_rows=400)
+    store.put_many(np.arange(301), np.ones((301, 2), np.float32))
+    cache = embcache.Cache(64, 2, policy, backend="cpu", ways=8, tier=store)
+    try:
+        for batch in batches:
+            cache.lookup(np.array(batch, np.int64))
+            check(cache)
+        cache.erase(np.array(erased, np.int64))
+        check(cache)
+        path = tmp_path_factory.mktemp("saved") / "c"
+        cache.save(path)
+        loaded = embcache.Cache.load(path, tier=store)
+        try:
+            check(loaded)
+            again = np.array(batches[0], np.int64)
+            assert same_bits(loaded.lookup(again), cache.lookup(again))
+        finally:
+            loaded.close()
+    finally:
+        cache.close()
 
 
 @numba.njit

@@ -35,8 +35,8 @@ import numba
 import numpy as np
 
 from embcache.kernels._shared import EVICTED, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
-from embcache.kernels.cpu import (frequency_victim, gather_and_touch, hand_walk, next_use, s3fifo_place, sat_add,
-                                  sketch_estimate)
+from embcache.kernels.cpu import (digest_of, frequency_victim, gather_and_touch, hand_walk, next_use, s3fifo_place,
+                                  sat_add, sketch_estimate)
 from embcache.layout import EMPTY_KEY, MAX_SCORE, set_of
 
 MAX_SCORE = np.int64(MAX_SCORE)
@@ -93,7 +93,7 @@ def age_cpu(table_keys, scores, clock):
 
 
 @numba.njit(nogil=True, cache=True)
-def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, admit, clock,
+def insert_and_evict_cpu(table_keys, digests, scores, values, ways, keys, counts, rows, admit, clock,
                          refuse_below_min, outcome, evicted, victim_sketch, sketch_seed, hands, by_frequency, chance,
                          protect, ranks):
     # keys are unique and ascending; sets are independent, so one pass in key
@@ -177,6 +177,7 @@ def insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, a
             evicted[i] = table_keys[base + w]
             outcome[i] = EVICTED
         table_keys[base + w] = k
+        digests[base + w] = digest_of(k)
         scores[base + w] = new
         values[base + w, :] = rows[i]
 '''

@@ -3,6 +3,8 @@
 Arrays (``S = num_sets * ways`` slots, slot ``set * ways + way``):
 
 * ``table_keys``: (S,) int64, ``EMPTY_KEY`` where a slot is free;
+* ``digests``: (S,) uint8, ``digest_of(table_keys[s])`` wherever slot ``s`` holds a key (a free slot's is
+  stale: a digest only ever narrows which keys a probe compares);
 * ``scores``: (S,) int64;
 * ``values``: (S, dim) rows, viewed as same-width unsigned ints so copies are bit-exact.
 
@@ -25,7 +27,8 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from .._checks import gather_rules
 from .._dtypes import raw
 from ..errors import ConfigError
-from .._llvm import copy_bytes, match8, match16, match32, match64
+from .._llvm import (copy_bytes, match8, match16, match32, match64, match_digests8, match_digests16, match_digests32,
+                     match_digests64, prefetch)
 from ..layout import EMPTY_KEY, LOCKED_KEY, MAX_SCORE, mix64, new_set_state, set_of
 from . import _rules
 from ._backend import _OncePlan
@@ -319,15 +322,89 @@ def probe(table_keys, ways, key):
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def _probe_all(table_keys, ways, keys, slots, missed, listed):
+def digest_of(key: np.int64) -> np.uint8:
+    """A key's 1-byte digest: the top byte of its mix, which the set index (the mix modulo the set count)
+    leaves nearly independent; ``cuda/common.cuh``'s ``digest_of``."""
+    return np.uint8(mix64(key) >> np.uint64(56))
+
+
+@numba.njit(nogil=True, cache=True)
+def digests_of(table_keys: np.ndarray, digests: np.ndarray) -> None:
+    """digests[s] = digest_of(table_keys[s]) for every slot (after the keys were replaced wholesale)."""
+    for s in range(table_keys.shape[0]):
+        digests[s] = digest_of(table_keys[s])
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _digests_matching(digests, ways, base, digest):
+    """The ways of the set at slot ``base`` whose digest is ``digest``, as bits of a uint64 (ways <= 64)."""
+    if ways == 32:
+        return match_digests32(digests, base, digest)
+    if ways == 16:
+        return match_digests16(digests, base, digest)
+    if ways == 64:
+        return match_digests64(digests, base, digest)
+    if ways == 8:
+        return match_digests8(digests, base, digest)
+    hit = np.uint64(0)
+    for w in range(ways):
+        hit |= _WAY_BITS[w] * np.uint64(digests[base + w] == digest)
+    return hit
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _probe_digests(table_keys, digests, ways, base, key):
+    """Slot holding ``key`` in the set at slot ``base``, or -1: the keys behind matching digests, lowest
+    way first (so the lowest way, were the key held twice, as ``_probe_at``)."""
+    candidates = _digests_matching(digests, ways, base, digest_of(key))
+    while candidates:
+        w = np.int64(trailing_zeros(candidates))
+        if table_keys[base + w] == key:
+            return base + w
+        candidates &= candidates - np.uint64(1)
+    return np.int64(-1)
+
+
+#: keys a probe's prefetch hint runs ahead of its compare (a 65,536-key probe on the 2-core dev machine:
+#: 333-361 us at 8 to 32 keys ahead, 425-438 us without a hint)
+_AHEAD = 16
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _probe_all(table_keys, digests, ways, keys, slots, missed, listed):
     """slots[i] = the slot of keys[i] or -1; with ``listed``, missed[:m] = the indices of the m misses;
-    returns m.  Inlined into each kernel twice, once with ``ways`` the constant 32 (the default:
-    its compares unroll), and with the set count computed once, not per key."""
+    returns m.  Inlined into each kernel twice, once with ``ways`` the constant 32 (the default: its
+    compares unroll).  Two passes: the first compares each key's digest with its set's (a byte a slot, few
+    enough to stay in the core's caches) and keeps the first matching way as the key's likely slot (-1 for
+    none: a miss); the second reads the key behind each likely slot, after a prefetch hint ``_AHEAD`` keys
+    earlier, so that those random reads overlap.  A wrong guess (about 1 in 8 of a 32-way set's misses, 1
+    in 256 a way by chance) compares the set's other matching ways.  Against comparing every way's key
+    (4 cache lines a 32-way set): a 65,536-key probe 335 us against 556 on the dev machine."""
     num_sets = table_keys.shape[0] // ways
+    n = keys.shape[0]
+    if ways > 64:  # no vector compare of that width: every way's key
+        m = 0
+        for i in range(n):
+            slot = _probe_at(table_keys, ways, set_of(keys[i], num_sets) * ways, keys[i])
+            slots[i] = slot
+            if slot < 0:
+                if listed:
+                    missed[m] = i
+                m += 1
+        return m
+    for i in range(n):
+        h = mix64(keys[i])
+        base = np.int64(h % np.uint64(num_sets)) * ways
+        candidates = _digests_matching(digests, ways, base, np.uint8(h >> np.uint64(56)))
+        slots[i] = base + np.int64(trailing_zeros(candidates)) if candidates else np.int64(-1)
     m = 0
-    for i in range(keys.shape[0]):
-        slot = _probe_set(table_keys, ways, num_sets, keys[i])
-        slots[i] = slot
+    for i in range(n):
+        if i + _AHEAD < n and slots[i + _AHEAD] >= 0:
+            prefetch(table_keys, slots[i + _AHEAD])
+        slot = slots[i]
+        if slot >= 0 and table_keys[slot] != keys[i]:
+            slot = _probe_digests(table_keys, digests, ways, slot - slot % ways, keys[i])
+            slots[i] = slot
         if slot < 0:
             if listed:
                 missed[m] = i
@@ -335,9 +412,25 @@ def _probe_all(table_keys, ways, keys, slots, missed, listed):
     return m
 
 
+#: rows a gather's prefetch hints run ahead of its copies (65,536 rows of 128 bytes on the 2-core dev
+#: machine, with the touch: 412-433 us at 32 rows ahead, 429-456 at 16, 553-605 without hints)
+_ROWS_AHEAD = 32
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _prefetch_row(values, slot, nbytes):
+    """Hints for each 64-byte line of row ``slot`` (rows of ``nbytes``, aligned to 128 bytes)."""
+    per_line = 64 // values.itemsize
+    for line in range((nbytes + 63) // 64):
+        prefetch(values, slot * values.shape[1] + line * per_line)
+
+
 @numba.njit(inline="always", nogil=True, cache=True)
 def _copy_hit_rows(values, slots, out, nbytes):
-    for i in range(slots.shape[0]):
+    n = slots.shape[0]
+    for i in range(n):
+        if i + _ROWS_AHEAD < n and slots[i + _ROWS_AHEAD] >= 0:
+            _prefetch_row(values, slots[i + _ROWS_AHEAD], nbytes)
         slot = slots[i]
         if slot >= 0:
             copy_bytes(out, i, values, slot, nbytes)
@@ -362,35 +455,35 @@ def _gather_rows(values, slots, out):
 
 
 @numba.njit(nogil=True, cache=True)
-def find_cpu(table_keys, ways, keys, slots):
+def find_cpu(table_keys, digests, ways, keys, slots):
     """slots[i] = slot holding keys[i], or -1.  keys (n,) int64, slots (n,) int64."""
     if ways == 32:
-        _probe_all(table_keys, 32, keys, slots, slots, False)
+        _probe_all(table_keys, digests, 32, keys, slots, slots, False)
     else:
-        _probe_all(table_keys, ways, keys, slots, slots, False)
+        _probe_all(table_keys, digests, ways, keys, slots, slots, False)
 
 
 @numba.njit(nogil=True, cache=True)
-def find_and_gather_cpu(table_keys, values, ways, keys, out, slots):
+def find_and_gather_cpu(table_keys, digests, values, ways, keys, out, slots):
     """find_cpu, and out[i] = values[slots[i]] for every hit; returns the number of hits."""
     if ways == 32:
-        misses = _probe_all(table_keys, 32, keys, slots, slots, False)
+        misses = _probe_all(table_keys, digests, 32, keys, slots, slots, False)
     else:
-        misses = _probe_all(table_keys, ways, keys, slots, slots, False)
+        misses = _probe_all(table_keys, digests, ways, keys, slots, slots, False)
     _gather_rows(values, slots, out)
     return keys.shape[0] - misses
 
 
 @numba.njit(nogil=True, cache=True)
-def probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed, gather_all_hits=True):
+def probe_hits_cpu(table_keys, digests, values, ways, keys, out, slots, missed, gather_all_hits=True):
     """find_and_gather_cpu that also lists the misses: missed[:m] = the indices of the m missed keys, in
     order (``missed`` has room for every key); returns m.  The host lookup's probe (``plan_lookup``, through
     ``probe_and_touch``).  Without ``gather_all_hits``, a batch whose every key hit leaves its rows to
     ``gather_and_touch``."""
     if ways == 32:
-        m = _probe_all(table_keys, 32, keys, slots, missed, True)
+        m = _probe_all(table_keys, digests, 32, keys, slots, missed, True)
     else:
-        m = _probe_all(table_keys, ways, keys, slots, missed, True)
+        m = _probe_all(table_keys, digests, ways, keys, slots, missed, True)
     if m or gather_all_hits:
         _gather_rows(values, slots, out)
     return m
@@ -410,7 +503,12 @@ def _touch_one(scores, slot, clock, hit_fn):
 @numba.njit(inline="always", nogil=True, cache=True)
 def _copy_and_touch(values, slots, out, scores, clock, hit_fn, nbytes):
     stored = 0
-    for i in range(slots.shape[0]):
+    n = slots.shape[0]
+    for i in range(n):
+        if i + _ROWS_AHEAD < n:
+            ahead = slots[i + _ROWS_AHEAD]
+            _prefetch_row(values, ahead, nbytes)
+            prefetch(scores, ahead)
         slot = slots[i]
         copy_bytes(out, i, values, slot, nbytes)
         stored += _touch_one(scores, slot, clock, hit_fn)
@@ -452,9 +550,9 @@ def _count_reserved(keys):
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def probe_and_touch(table_keys: np.ndarray, values: np.ndarray, ways: int, keys: np.ndarray, out: np.ndarray,
-                    slots: np.ndarray, missed: np.ndarray, scores: np.ndarray, clock: int, touches: bool,
-                    hit_fn: Callable[..., Any]) -> int:
+def probe_and_touch(table_keys: np.ndarray, digests: np.ndarray, values: np.ndarray, ways: int, keys: np.ndarray,
+                    out: np.ndarray, slots: np.ndarray, missed: np.ndarray, scores: np.ndarray, clock: int,
+                    touches: bool, hit_fn: Callable[..., Any]) -> int:
     """The host lookup's probe in one call (``CPUBackend.plan_lookup``): the slots, the misses and the hits'
     rows as :func:`probe_hits_cpu` gives them, and when every key hit and ``touches``, the hit rule
     ``hit_fn`` applied at ``clock`` to each occurrence in order, as :func:`gather_and_touch` does.
@@ -471,7 +569,7 @@ def probe_and_touch(table_keys: np.ndarray, values: np.ndarray, ways: int, keys:
     reserved = _count_reserved(keys)
     if reserved:
         return n + reserved
-    m = probe_hits_cpu(table_keys, values, ways, keys, out, slots, missed, not touches)
+    m = probe_hits_cpu(table_keys, digests, values, ways, keys, out, slots, missed, not touches)
     if m or not touches:
         return m
     return -1 - gather_and_touch(values, slots, out, scores, clock, hit_fn)
@@ -577,7 +675,7 @@ def _policy_module_text(new_score: str, hit_score: str, age_score: str = "score"
 # appended to each policy module (its hit_fn, the rule; the rest is this module's): the host lookup's
 # probe and, when every key hit, its gather and touch, as one compiled call (probe_and_touch); and the
 # placement of a batch that no sketch, lookahead or table chance takes part in, with its tally, as one
-# call of 12 arguments where it was two of 21 (a Numba call costs ~0.05 us an argument: issue 22's bar
+# call of 13 arguments where it was two of 22 (a Numba call costs ~0.05 us an argument: issue 22's bar
 # for a one-key miss)
 _PROBE_TOUCH_TEXT = '''
 
@@ -585,23 +683,24 @@ from embcache.kernels.cpu import probe_and_touch
 
 
 @numba.njit(nogil=True, cache=True)
-def probe_touch_cpu(table_keys, values, ways, keys, out, slots, missed, scores, clock, touches):
+def probe_touch_cpu(table_keys, digests, values, ways, keys, out, slots, missed, scores, clock, touches):
     # CPUBackend.plan_lookup's one call: the probe, then (every key hit, touches) the rows and this
     # rule's touch at clock, else the hits' rows; returns m > 0, -1 - stored, 0, or n + reserved keys
-    return probe_and_touch(table_keys, values, ways, keys, out, slots, missed, scores, clock, touches, hit_fn)
+    return probe_and_touch(table_keys, digests, values, ways, keys, out, slots, missed, scores, clock, touches,
+                           hit_fn)
 
 
 @numba.njit(nogil=True, cache=True)
-def insert_tally_cpu(table_keys, scores, values, ways, keys, counts, rows, admit, clock, refuse_below_min, hands,
-                     tally):
+def insert_tally_cpu(table_keys, digests, scores, values, ways, keys, counts, rows, admit, clock, refuse_below_min,
+                     hands, tally):
     # CPUBackend.insert_and_evict without a sketch, lookahead or table chances: insert_and_evict_cpu with
     # the stand-ins it then never reads made here, and its outcomes counted into tally (5,) by code
     n = keys.shape[0]
     outcome = np.empty(n, np.int8)
     evicted = np.empty(n, np.int64)
     none = np.zeros(0, np.int64)
-    insert_and_evict_cpu(table_keys, scores, values, ways, keys, counts, rows, admit, clock, refuse_below_min,
-                         outcome, evicted, np.zeros((0, 1), np.int64), np.uint64(0), hands, False, none, none,
+    insert_and_evict_cpu(table_keys, digests, scores, values, ways, keys, counts, rows, admit, clock,
+                         refuse_below_min, outcome, evicted, np.zeros((0, 1), np.int64), np.uint64(0), hands, False, none, none,
                          none)
     tally[:] = 0
     for i in range(n):
@@ -791,6 +890,7 @@ class CPUBackend:
         slots = num_sets * ways
         self.keys = _aligned_zeros((slots,), np.int64)
         self.keys.fill(EMPTY_KEY)
+        self.digests = _aligned_zeros((slots,), np.uint8)  # digest_of each slot's key (free slots' stale)
         self.scores = _aligned_zeros((slots,), np.int64)
         self.values = _aligned_zeros((slots, dim), dtype)
         self._raw_values = raw(self.values)
@@ -958,12 +1058,12 @@ class CPUBackend:
 
     def release(self) -> None:
         """Drop the arrays (``Cache.close``); the backend is unusable afterwards."""
-        self.keys = self.scores = self.values = self.sketch = self._raw_values = self.hands = None
+        self.keys = self.digests = self.scores = self.values = self.sketch = self._raw_values = self.hands = None
 
     def find(self, keys: np.ndarray) -> np.ndarray:
         """Slot of every key or -1: keys (n,) int64 -> (n,) int64."""
         slots = np.empty(keys.shape[0], np.int64)
-        find_cpu(self.keys, self.ways, keys, slots)
+        find_cpu(self.keys, self.digests, self.ways, keys, slots)
         return slots
 
     def query(self, keys: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, int]:
@@ -980,7 +1080,7 @@ class CPUBackend:
         counts reserved keys, which ``check_keys`` has already refused here.)
         """
         slots = np.empty(keys.shape[0], np.int64)
-        hits = find_and_gather_cpu(self.keys, self._raw_values, self.ways, keys, raw(out), slots)
+        hits = find_and_gather_cpu(self.keys, self.digests, self._raw_values, self.ways, keys, raw(out), slots)
         if fill_misses:
             out[slots < 0] = self._default
         return slots, keys.shape[0] - int(hits), 0
@@ -1011,7 +1111,8 @@ class CPUBackend:
         rows = out if self._copies_into_rows else out.view(self._raw_dtype)  # the kernels copy bytes
         clock = self.clock + 1  # the commit's tick
         touches = self._gather_touch is not None and not (self._age_period and clock % self._age_period == 0)
-        got = self._probe_touch(self.keys, self._raw_values, self.ways, keys, rows, slots, missed, self.scores,
+        got = self._probe_touch(self.keys, self.digests, self._raw_values, self.ways, keys, rows, slots, missed,
+                                self.scores,
                                 clock, touches)
         if got > n:
             return _LookupPlan(self, keys, invalid, slots, _NO_MISSES, -1, got - n)
@@ -1050,7 +1151,7 @@ class CPUBackend:
             self._tally = tally = self._small_tally
             if n:
                 # the clock as a Python int: Numba types it int64 as np.int64's, without making one
-                self._insert_tally(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
+                self._insert_tally(self.keys, self.digests, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
                                    admit, self.clock, bool(refuse_below_min), self._hands_arg, tally)
             else:
                 tally.fill(0)
@@ -1058,7 +1159,7 @@ class CPUBackend:
         outcome = np.empty(n, np.int8)
         evicted = np.empty(n, np.int64)
         if n:
-            self._insert(self.keys, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
+            self._insert(self.keys, self.digests, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
                          admit, np.int64(self.clock), bool(refuse_below_min), outcome, evicted,
                          self.sketch if compares_victim else _NO_SKETCH, self._sketch_seed, self._hands_arg,
                          int(compares_victim) >= 2, _NO_PROTECT if chance is None else chance,
@@ -1104,5 +1205,6 @@ class CPUBackend:
     def load(self, keys: np.ndarray, scores: np.ndarray, values: np.ndarray) -> None:
         """Replace the arrays (from ``Cache.load``); shapes must match this layout."""
         self.keys[:] = keys
+        digests_of(self.keys, self.digests)
         self.scores[:] = scores
         self.values[:] = values
