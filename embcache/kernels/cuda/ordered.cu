@@ -324,8 +324,9 @@ extern "C" __global__ void __launch_bounds__(ORDERED_BLOCK) ordered_small(
     // launched programmatically after the probe (common.cuh), it starts while the probe runs: first what
     // reads nothing of the probe's (the shared tables' zeroing; whether the batch needs them is known only
     // later), then it waits for the probe's announcement (F_PROBED: every slot, count and converted key
-    // written, the clock ticked), runs the miss phases while the probe's missed rows still cross PCIe, and
-    // waits for the probe's grid itself (wait_for_prior_grid) before it reads those rows from out
+    // written, the clock ticked), runs the miss phases while the probe copies the batch's rows (the missed
+    // ones over PCIe), and waits for the probe's grid itself (wait_for_prior_grid) before it reads those
+    // rows from out or overwrites any row of the cache
     const bool in_shared = small_tables_in_shared(n, sketch != nullptr || defer_at >= 0.0);
     if (in_shared) zero_shared_tables(tid, stride);
     if (tid == 0) acquire_flag(state + ORD_BATCH + F_PROBED);

@@ -21,7 +21,7 @@
 // device memory or mapped) whose row h sits at source_rows + h * ROW_BYTES (mapped pinned memory).
 // Its slot becomes SOURCE_SLOT(h) (-2 - h, still negative: a miss for every count and for the
 // touch) and its row is copied from there, over PCIe, in the same pass as the hits' rows (a small
-// stream-ordered batch: in a second pass, after source_t::probed_word is set); a key the
+// stream-ordered batch: in a second pass with the hits' rows, after source_t::probed_word is set); a key the
 // source lacks stays -1 and gets the default row.  A source without an index (keys null) holds no
 // key: the host path's probe that only converts raw keys (lookup(index_rows=) over a host tier).
 
@@ -110,7 +110,7 @@ __device__ __forceinline__ void probe_gather_body(
     i64* __restrict__ old_scores, bool* __restrict__ found, const source_t source) {
     const int warp_lane = threadIdx.x & 31;
     const int lane = threadIdx.x % GROUP;
-    // the source's rows in a second pass, after the slots are announced (source_t::probed_word)
+    // the rows (the hits' and the source's) in a second pass, after the slots are announced (source_t::probed_word)
     const bool rows_later = FROM_SOURCE && source.probed_word >= 0 && gather;
     const int group_first_lane = (threadIdx.x & 31) - lane;
     const unsigned group_mask = GROUP == 32 ? FULL_MASK : ((1u << GROUP) - 1u);
@@ -243,8 +243,9 @@ __device__ __forceinline__ void probe_gather_body(
                     if (seen[j] != now) table[slot].score = now;  // an unchanged score: no store
                 }
                 if (gather) {  // three copies, as before the source: probe_gather compiles to the same code
-                    if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
-                    else if (FROM_SOURCE && slot <= -2) {
+                    if (slot >= 0) {
+                        if (!rows_later) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
+                    } else if (FROM_SOURCE && slot <= -2) {
                         if (!rows_later)
                             copy_row(out + i * ROW_BYTES, source.rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
                     }
@@ -260,6 +261,9 @@ __device__ __forceinline__ void probe_gather_body(
     }
     report_probe(state, misses, bad, n, replay, touch, clock, warp_lane, source.miss_word, source.bad_word,
                  source.probed_word);
+    // the hits' rows too: the announcement then waits for no row at all, and ordered_small's miss phases
+    // start one memory round trip sooner (no insertion can overwrite a hit's row meanwhile: ordered_small
+    // waits for this grid before its insert phase)
     if (rows_later) {  // the same keys as the first pass; report_probe's barrier made lane 0's slots visible
         for (first = start; first < n; first += stride) {
 #pragma unroll
@@ -267,7 +271,8 @@ __device__ __forceinline__ void probe_gather_body(
                 const i64 i = first + j;
                 if (i >= n) break;
                 const i64 slot = slots[i];
-                if (slot <= -2)
+                if (slot >= 0) copy_row(out + i * ROW_BYTES, values + slot * ROW_BYTES, lane, GROUP);
+                else if (slot <= -2)
                     copy_row(out + i * ROW_BYTES, source.rows + SOURCE_SLOT(slot) * ROW_BYTES, lane, GROUP);
             }
         }
