@@ -13,8 +13,9 @@
 * ``match_digests32(digests, base, digest)`` (and 8, 16, 64): the same for the uint8 entries of
   ``digests[base:base + 32]`` and a byte: one 32-byte vector compare.
 * ``prefetch(array, i)``: a hint (``llvm.prefetch``, read, into every cache level) that element ``i`` of
-  ``array`` (its flat index in C order) will be read soon: the CPU probe and gather read sets and rows at
-  random, and a hint some keys ahead overlaps those misses where the loop's dependent loads did not.
+  ``array`` (its flat index in C order) will be read soon, and ``prefetch_row(array, i, nbytes)`` the same
+  for each 64-byte line of a row: the CPU probe and gather read sets and rows at random, and a hint some
+  keys ahead overlaps those misses where the loop's dependent loads did not.
 
 ``copy_row`` is ``copy_bytes`` at the arrays' row size, a constant one where it is common.  None checks
 bounds: the callers index rows and sets they have computed.  All give exactly what the plain loops give
@@ -65,6 +66,13 @@ match8, match16, match32, match64 = (_match(w) for w in MATCH_WIDTHS)
 match_digests8, match_digests16, match_digests32, match_digests64 = (_match(w, 8) for w in MATCH_WIDTHS)
 
 
+def _prefetch_call(builder, pointer):
+    i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+    fn = builder.module.declare_intrinsic("llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+    # read (0), high locality (3: keep in every level), data (1)
+    builder.call(fn, [builder.bitcast(pointer, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+
+
 @intrinsic
 def prefetch(typingctx, array, i):
     """A hint that element ``i`` (flat, C order) of ``array`` is read soon; no effect on results."""
@@ -74,12 +82,34 @@ def prefetch(typingctx, array, i):
 
     def codegen(context, builder, signature, args):
         a = context.make_array(signature.args[0])(context, builder, args[0])
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
         at = context.cast(builder, args[1], signature.args[1], types.int64)
-        fn = builder.module.declare_intrinsic("llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
-        # read (0), high locality (3: keep in every level), data (1)
-        builder.call(fn, [builder.bitcast(builder.gep(a.data, [at]), i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
-                          ir.Constant(i32, 1)])
+        _prefetch_call(builder, builder.gep(a.data, [at]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_PREFETCH_LINES = 8  # a row's first 512 bytes: hints, not copies, so a longer row's rest is left to the copy
+
+
+@intrinsic
+def prefetch_row(typingctx, array, i, nbytes):
+    """Hints for the 64-byte lines of row ``i`` of a C-contiguous 2-D ``array`` whose rows are ``nbytes``
+    bytes (its first 512).  Byte offsets, as ``copy_bytes`` computes them: an index scaled by the array's
+    itemsize, a field Numba reads at run time, cost a division a row where the loop computed it."""
+    if not (isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C"):
+        return None
+    sig = types.void(array, i, nbytes)
+
+    def codegen(context, builder, signature, args):
+        a = context.make_array(signature.args[0])(context, builder, args[0])
+        i64 = ir.IntType(64)
+        size = context.cast(builder, args[2], signature.args[2], types.int64)
+        row = context.cast(builder, args[1], signature.args[1], types.int64)
+        first = builder.gep(builder.bitcast(a.data, ir.IntType(8).as_pointer()), [builder.mul(row, size)])
+        for line in range(_PREFETCH_LINES):  # the compares fold away for a constant nbytes
+            with builder.if_then(builder.icmp_signed(">", size, ir.Constant(i64, 64 * line))):
+                _prefetch_call(builder, builder.gep(first, [ir.Constant(i64, 64 * line)]))
         return context.get_dummy_value()
 
     return sig, codegen
