@@ -1,6 +1,6 @@
 """LLVM operations for the Numba code (kernels/cpu.py, tiers/host.py), where Numba's own is slow.
 
-* ``match32(table, base, key)`` (and 8, 16, 64): which of the 32 int64 entries ``table[base:base + 32]``
+* ``match32(table, base, key)`` (and 8, 16, 64): which of the 32 int64 (or uint8) entries ``table[base:base + 32]``
   equal ``key``, as the bits of a uint64 (bit ``w`` for entry ``base + w``).  One vector load and one
   vector compare (``icmp eq <ways x i64>``, a few AVX-512 or AVX2 instructions): Numba's own loop over
   the ways, indexed by a signed int64, checks every index for wraparound and LLVM then compiles the
@@ -10,8 +10,6 @@
   constant ``nbytes`` becomes a few vector moves, where Numba's element loop moves one element at a
   time and a row slice's assignment (``out[i, :] = values[r]``) costs about three times the copy.
 
-* ``match_digests32(digests, base, digest)`` (and 8, 16, 64): the same for the uint8 entries of
-  ``digests[base:base + 32]`` and a byte: one 32-byte vector compare.
 * ``prefetch(array, i)``: a hint (``llvm.prefetch``, read, into every cache level) that element ``i`` of
   ``array`` (its flat index in C order) will be read soon, and ``prefetch_row(array, i, nbytes)`` the same
   for each 64-byte line of a row: the CPU probe and gather read sets and rows at random, and a hint some
@@ -34,18 +32,17 @@ __all__: list[str] = []  # private: the kernels' building blocks
 MATCH_WIDTHS = (8, 16, 32, 64)  # ways match_ways compiles as one vector compare
 
 
-def _match(width: int, bits: int = 64):
-    element = {64: types.int64, 8: types.uint8}[bits]
-
+def _match(width: int):
     @intrinsic
     def match(typingctx, table, base, key):
-        if not (isinstance(table, types.Array) and table.dtype == element and table.ndim == 1):
+        if not (isinstance(table, types.Array) and table.dtype in (types.int64, types.uint8) and table.ndim == 1):
             return None
         sig = types.uint64(table, base, key)
 
         def codegen(context, builder, signature, args):
             array = context.make_array(signature.args[0])(context, builder, args[0])
-            i64 = ir.IntType(64)
+            element = signature.args[0].dtype
+            bits = 8 * context.get_abi_sizeof(context.get_data_type(element))
             vector = ir.VectorType(ir.IntType(bits), width)
             start = context.cast(builder, args[1], signature.args[1], types.int64)
             wanted = context.cast(builder, args[2], signature.args[2], element)
@@ -55,7 +52,7 @@ def _match(width: int, bits: int = 64):
             splat = builder.shuffle_vector(splat, ir.Constant(vector, ir.Undefined),
                                            ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width))
             mask = builder.bitcast(builder.icmp_unsigned("==", entries, splat), ir.IntType(width))
-            return mask if width == 64 else builder.zext(mask, i64)
+            return mask if width == 64 else builder.zext(mask, ir.IntType(64))
 
         return sig, codegen
 
@@ -63,7 +60,6 @@ def _match(width: int, bits: int = 64):
 
 
 match8, match16, match32, match64 = (_match(w) for w in MATCH_WIDTHS)
-match_digests8, match_digests16, match_digests32, match_digests64 = (_match(w, 8) for w in MATCH_WIDTHS)
 
 
 def _prefetch_call(builder, pointer):

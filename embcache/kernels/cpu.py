@@ -27,8 +27,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from .._checks import gather_rules
 from .._dtypes import raw
 from ..errors import ConfigError
-from .._llvm import (copy_bytes, match8, match16, match32, match64, match_digests8, match_digests16, match_digests32,
-                     match_digests64, prefetch, prefetch_row)
+from .._llvm import copy_bytes, match8, match16, match32, match64, prefetch, prefetch_row
 from ..layout import EMPTY_KEY, LOCKED_KEY, MAX_SCORE, mix64, new_set_state, set_of
 from . import _rules
 from ._backend import _OncePlan
@@ -238,7 +237,8 @@ _WAY_BITS = np.array([1 << w for w in range(64)], np.uint64)
 
 @numba.njit(inline="always", nogil=True, cache=True)
 def _ways_matching(table_keys, ways, base, key):
-    """The ways of the set at slot ``base`` that hold ``key``, as bits of a uint64 (ways <= 64)."""
+    """The ways of the set at slot ``base`` that hold ``key``, as bits of a uint64 (ways <= 64): of the keys
+    (int64), or of the digests (uint8, ``key`` a digest)."""
     if ways == 32:
         return match32(table_keys, base, key)
     if ways == 16:
@@ -336,27 +336,10 @@ def digests_of(table_keys: np.ndarray, digests: np.ndarray) -> None:
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def _digests_matching(digests, ways, base, digest):
-    """The ways of the set at slot ``base`` whose digest is ``digest``, as bits of a uint64 (ways <= 64)."""
-    if ways == 32:
-        return match_digests32(digests, base, digest)
-    if ways == 16:
-        return match_digests16(digests, base, digest)
-    if ways == 64:
-        return match_digests64(digests, base, digest)
-    if ways == 8:
-        return match_digests8(digests, base, digest)
-    hit = np.uint64(0)
-    for w in range(ways):
-        hit |= _WAY_BITS[w] * np.uint64(digests[base + w] == digest)
-    return hit
-
-
-@numba.njit(inline="always", nogil=True, cache=True)
 def _probe_digests(table_keys, digests, ways, base, key):
     """Slot holding ``key`` in the set at slot ``base``, or -1: the keys behind matching digests, lowest
     way first (so the lowest way, were the key held twice, as ``_probe_at``)."""
-    candidates = _digests_matching(digests, ways, base, digest_of(key))
+    candidates = _ways_matching(digests, ways, base, digest_of(key))
     while candidates:
         w = np.int64(trailing_zeros(candidates))
         if table_keys[base + w] == key:
@@ -395,7 +378,7 @@ def _probe_all(table_keys, digests, ways, keys, slots, missed, listed):
     for i in range(n):
         h = mix64(keys[i])
         base = np.int64(h % np.uint64(num_sets)) * ways
-        candidates = _digests_matching(digests, ways, base, np.uint8(h >> np.uint64(56)))
+        candidates = _ways_matching(digests, ways, base, np.uint8(h >> np.uint64(56)))
         slots[i] = base + np.int64(trailing_zeros(candidates)) if candidates else np.int64(-1)
     m = 0
     for i in range(n):
@@ -428,17 +411,6 @@ def _copy_hit_rows(values, slots, out, nbytes):
             copy_bytes(out, i, values, slot, nbytes)
 
 
-@numba.njit(nogil=True, cache=True)
-def _gather_rows_sized(values, slots, out, nbytes):
-    """_gather_rows at the other row sizes: a call of its own (see gather_and_touch)."""
-    if nbytes == 256:  # dim 64 float32, dim 128 16-bit
-        _copy_hit_rows(values, slots, out, 256)
-    elif nbytes == 512:
-        _copy_hit_rows(values, slots, out, 512)
-    else:
-        _copy_hit_rows(values, slots, out, nbytes)
-
-
 @numba.njit(inline="always", nogil=True, cache=True)
 def _gather_rows(values, slots, out):
     """out[i] = values[slots[i]] for every slot >= 0.  After all the probes, not between them: the
@@ -447,8 +419,12 @@ def _gather_rows(values, slots, out):
     nbytes = values.shape[1] * values.itemsize
     if nbytes == 128:  # dim 32 float32, dim 64 16-bit
         _copy_hit_rows(values, slots, out, 128)
+    elif nbytes == 256:
+        _copy_hit_rows(values, slots, out, 256)
+    elif nbytes == 512:
+        _copy_hit_rows(values, slots, out, 512)
     else:
-        _gather_rows_sized(values, slots, out, nbytes)
+        _copy_hit_rows(values, slots, out, nbytes)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -512,18 +488,6 @@ def _copy_and_touch(values, slots, out, scores, clock, hit_fn, nbytes):
     return stored
 
 
-@numba.njit(nogil=True, cache=True)
-def _gather_and_touch_sized(values, slots, out, scores, clock, hit_fn, nbytes):
-    """gather_and_touch at the other row sizes, a call of its own: one function holding a copy of the loop
-    per size made the 128-byte one slower (a 65,536-row gather and touch 537 us with five copies, 453-482
-    with the 128-byte copy alone and the rest here)."""
-    if nbytes == 256:
-        return _copy_and_touch(values, slots, out, scores, clock, hit_fn, 256)
-    if nbytes == 512:
-        return _copy_and_touch(values, slots, out, scores, clock, hit_fn, 512)
-    return _copy_and_touch(values, slots, out, scores, clock, hit_fn, nbytes)
-
-
 @numba.njit(inline="always", nogil=True, cache=True)
 def gather_and_touch(values: np.ndarray, slots: np.ndarray, out: np.ndarray, scores: np.ndarray, clock: int,
                      hit_fn: Callable[..., Any]) -> int:
@@ -531,11 +495,17 @@ def gather_and_touch(values: np.ndarray, slots: np.ndarray, out: np.ndarray, sco
     ``clock`` to each occurrence in order, as each policy module's ``touch_cpu`` does; returns the scores
     stored.  Inlined into each policy module's ``gather_touch_cpu`` with its own ``hit_fn``.  One pass
     for both: the score stores overlap the row copies' memory reads (a 65,536-key lookup ~150 us less
-    than a pass of each)."""
+    than a pass of each).  Four copies of the loop, three at a constant row size: with a fifth (64 bytes)
+    the 128-byte copy took 537 us for 65,536 rows where with these four it takes 463-467 (the dev
+    machine; why, not found), and a call of its own for the rest cannot take ``hit_fn`` and stay cached."""
     nbytes = values.shape[1] * values.itemsize
-    if nbytes == 128:  # dim 32 float32, dim 64 16-bit: at a constant size, a few vector moves a row
+    if nbytes == 128:  # dim 32 float32, dim 64 16-bit
         return _copy_and_touch(values, slots, out, scores, clock, hit_fn, 128)
-    return _gather_and_touch_sized(values, slots, out, scores, clock, hit_fn, nbytes)
+    if nbytes == 256:
+        return _copy_and_touch(values, slots, out, scores, clock, hit_fn, 256)
+    if nbytes == 512:
+        return _copy_and_touch(values, slots, out, scores, clock, hit_fn, 512)
+    return _copy_and_touch(values, slots, out, scores, clock, hit_fn, nbytes)
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
