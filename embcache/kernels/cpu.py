@@ -380,6 +380,9 @@ def _probe_all(table_keys, digests, ways, keys, slots, missed, listed):
         base = np.int64(h % np.uint64(num_sets)) * ways
         candidates = _ways_matching(digests, ways, base, np.uint8(h >> np.uint64(56)))
         slots[i] = base + np.int64(trailing_zeros(candidates)) if candidates else np.int64(-1)
+    for i in range(min(_AHEAD, n)):  # the hints the loop's first keys would have had
+        if slots[i] >= 0:
+            prefetch(table_keys, slots[i])
     m = 0
     for i in range(n):
         if i + _AHEAD < n and slots[i + _AHEAD] >= 0:
@@ -403,6 +406,9 @@ _ROWS_AHEAD = 32
 @numba.njit(inline="always", nogil=True, cache=True)
 def _copy_hit_rows(values, slots, out, nbytes):
     n = slots.shape[0]
+    for i in range(min(_ROWS_AHEAD, n)):  # the hints the loop's first rows would have had
+        if slots[i] >= 0:
+            prefetch_row(values, slots[i], nbytes)
     for i in range(n):
         if i + _ROWS_AHEAD < n and slots[i + _ROWS_AHEAD] >= 0:
             prefetch_row(values, slots[i + _ROWS_AHEAD], nbytes)
@@ -477,6 +483,9 @@ def _touch_one(scores, slot, clock, hit_fn):
 def _copy_and_touch(values, slots, out, scores, clock, hit_fn, nbytes):
     stored = 0
     n = slots.shape[0]
+    for i in range(min(_ROWS_AHEAD, n)):  # the hints the loop's first rows would have had
+        prefetch_row(values, slots[i], nbytes)
+        prefetch(scores, slots[i])
     for i in range(n):
         if i + _ROWS_AHEAD < n:
             ahead = slots[i + _ROWS_AHEAD]
