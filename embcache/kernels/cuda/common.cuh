@@ -181,9 +181,6 @@ __device__ __forceinline__ void wait_for_prior_grid() {
 #endif
 }
 
-// A hint that the 128-byte line at p is read soon: the line comes into L2, and nothing waits for it.
-__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-
 // A flag one kernel sets for another that runs beside it (a programmatic launch): the setter's earlier
 // writes (and, through last_block's fences, its grid's) are visible to a reader that has seen it set.
 __device__ __forceinline__ void release_flag(i64* flag) {

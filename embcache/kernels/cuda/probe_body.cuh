@@ -230,12 +230,6 @@ __device__ __forceinline__ void probe_gather_body(
                 if (h >= 0) slot = SOURCE_SLOT(h);
             }
             if (i < n) {
-                // a small stream-ordered batch's miss: its set's records into L2 now, where ordered_small's
-                // insert phase, some microseconds later, reads them to choose a way (one round trip to
-                // L2 there, not one to memory, on the batch's critical path)
-                if (rows_later && slot < 0)
-                    for (int q = lane; q * 128 < WAYS * (int)sizeof(slot_t); q += GROUP)
-                        prefetch_l2(reinterpret_cast<const char*>(table + base[j]) + q * 128);
                 if (lane == 0) {
                     slots[i] = slot;
                     if (found) found[i] = slot >= 0;  // query's mask: in the cache
