@@ -1,10 +1,10 @@
 """LLVM operations for the Numba code (kernels/cpu.py, tiers/host.py), where Numba's own is slow.
 
-* ``match32(table, base, key)`` (and 8, 16, 64): which of the 32 int64 (or uint8) entries ``table[base:base + 32]``
-  equal ``key``, as the bits of a uint64 (bit ``w`` for entry ``base + w``).  One vector load and one
-  vector compare (``icmp eq <ways x i64>``, a few AVX-512 or AVX2 instructions): Numba's own loop over
-  the ways, indexed by a signed int64, checks every index for wraparound and LLVM then compiles the
-  loads as gathers, about 30 cycles for a 32-way set against about 4 here.
+* ``match32(table, base, key)`` (and 8, 16, 64): which of the 32 int64 (or uint8: digests) entries
+  ``table[base:base + 32]`` equal ``key``, as the bits of a uint64 (bit ``w`` for entry ``base + w``).  One
+  vector load and one vector compare (``icmp eq <ways x i64>`` or ``<ways x i8>``, a few AVX-512 or AVX2
+  instructions): Numba's own loop over the ways, indexed by a signed int64, checks every index for
+  wraparound and LLVM then compiles the loads as gathers, about 30 cycles for a 32-way set against about 4 here.
 * ``copy_bytes(dst, i, src, j, nbytes)``: row ``j`` of ``src`` copied onto row ``i`` of ``dst``
   (``nbytes`` bytes each, both C-contiguous 2-D: other arrays do not compile), as ``llvm.memcpy``: a
   constant ``nbytes`` becomes a few vector moves, where Numba's element loop moves one element at a
@@ -35,8 +35,11 @@ MATCH_WIDTHS = (8, 16, 32, 64)  # ways match_ways compiles as one vector compare
 def _match(width: int):
     @intrinsic
     def match(typingctx, table, base, key):
-        if not (isinstance(table, types.Array) and table.dtype in (types.int64, types.uint8) and table.ndim == 1):
+        if not (isinstance(table, types.Array) and table.dtype in (types.int64, types.uint8) and table.ndim == 1
+                and table.aligned and isinstance(key, types.Integer)):
             return None
+        if table.dtype == types.uint8 and key != types.uint8:
+            return None  # a wider key would be cut to a byte, where _ways_matching's loop compares its value
         sig = types.uint64(table, base, key)
 
         def codegen(context, builder, signature, args):
@@ -106,6 +109,11 @@ def prefetch_row(typingctx, array, i, nbytes):
         for line in range(_PREFETCH_LINES):  # the compares fold away for a constant nbytes
             with builder.if_then(builder.icmp_signed(">", size, ir.Constant(i64, 64 * line))):
                 _prefetch_call(builder, builder.gep(first, [ir.Constant(i64, 64 * line)]))
+        # a row that ends past a line boundary the steps above missed (a size not a multiple of 64)
+        ragged = builder.icmp_signed("!=", builder.and_(size, ir.Constant(i64, 63)), ir.Constant(i64, 0))
+        short = builder.icmp_signed("<", size, ir.Constant(i64, 64 * _PREFETCH_LINES))
+        with builder.if_then(builder.and_(ragged, short)):
+            _prefetch_call(builder, builder.gep(first, [builder.sub(size, ir.Constant(i64, 1))]))
         return context.get_dummy_value()
 
     return sig, codegen

@@ -63,7 +63,22 @@ def mix64_array(keys: Any, xp: Any = np) -> Any:
 @numba.njit(inline="always", nogil=True, cache=True)
 def set_of(key: int, num_sets: int) -> np.int64:
     """Set index of ``key`` in a cache of ``num_sets`` sets (int64)."""
-    return np.int64(mix64(key) % np.uint64(num_sets))
+    return set_and_digest(key, num_sets)[0]
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def set_and_digest(key: int, num_sets: int) -> tuple:
+    """``(set index, digest)`` of ``key`` from one mix: the set is the mix modulo ``num_sets``, the 1-byte
+    digest its top byte (which the set leaves nearly independent; ``cuda/common.cuh``'s ``digest_of``).
+    The CPU probe takes both at once; ``set_of`` and ``digest_of`` are its halves, so they cannot disagree."""
+    h = mix64(key)
+    return np.int64(h % np.uint64(num_sets)), np.uint8(h >> np.uint64(56))
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def digest_of(key: int) -> np.uint8:
+    """The 1-byte digest of ``key`` (see ``set_and_digest``)."""
+    return np.uint8(mix64(key) >> np.uint64(56))
 
 
 @numba.njit(nogil=True, cache=True)

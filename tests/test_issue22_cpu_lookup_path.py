@@ -3,9 +3,10 @@ plain one gave.
 
 * ``probe_and_touch`` (each policy module's ``probe_touch_cpu``, ``CPUBackend.plan_lookup``'s one call):
   the slots, the misses, the hits' rows and, when every key hit, the scores and the count of scores stored
-  are those of the plain pieces (``find_cpu``, a NumPy gather, the module's ``touch_cpu``), at every way
-  count, a power-of-two set count or not, every row size, short batches and batches of 16,384 keys and
-  more (which until 2026-12-04 took another path); a batch with a reserved key is counted and changes no score;
+  are those of the plain pieces (a scan of each key's set, a NumPy gather, the module's ``touch_cpu``), with
+  stale digests in the free slots, at every way count, a power-of-two set count or not, every row size, short
+  batches and batches of 16,384 keys and more (which until 2026-12-04 took another path); a batch with a
+  reserved key is counted and changes no score;
 * ``Cache.lookup``'s plain call (no ``out``, ``stream``, ``index_rows`` nor ``upcoming``) takes a short
   path: a twin cache on the general path (``upcoming`` an empty window, which the docstring says is no
   lookahead) ends every sequence of lookups, reserved keys, deferred placements and closing in the same

@@ -35,9 +35,9 @@ import numba
 import numpy as np
 
 from embcache.kernels._shared import EVICTED, INSERTED, NOT_ADMITTED, REFRESHED, REFUSED
-from embcache.kernels.cpu import (digest_of, frequency_victim, gather_and_touch, hand_walk, next_use, s3fifo_place,
-                                  sat_add, sketch_estimate)
-from embcache.layout import EMPTY_KEY, MAX_SCORE, set_of
+from embcache.kernels.cpu import (frequency_victim, gather_and_touch, hand_walk, next_use, s3fifo_place, sat_add,
+                                  sketch_estimate)
+from embcache.layout import EMPTY_KEY, MAX_SCORE, digest_of, set_of
 
 MAX_SCORE = np.int64(MAX_SCORE)
 _EMPTY = np.int64(EMPTY_KEY)

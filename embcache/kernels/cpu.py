@@ -28,7 +28,7 @@ from .._checks import gather_rules
 from .._dtypes import raw
 from ..errors import ConfigError
 from .._llvm import copy_bytes, match8, match16, match32, match64, prefetch, prefetch_row
-from ..layout import EMPTY_KEY, LOCKED_KEY, MAX_SCORE, mix64, new_set_state, set_of
+from ..layout import EMPTY_KEY, LOCKED_KEY, MAX_SCORE, digest_of, mix64, new_set_state, set_and_digest, set_of
 from . import _rules
 from ._backend import _OncePlan
 from ._shared import GOLDEN, OUTCOMES
@@ -321,13 +321,6 @@ def probe(table_keys, ways, key):
     return _probe_set(table_keys, ways, table_keys.shape[0] // ways, key)
 
 
-@numba.njit(inline="always", nogil=True, cache=True)
-def digest_of(key: np.int64) -> np.uint8:
-    """A key's 1-byte digest: the top byte of its mix, which the set index (the mix modulo the set count)
-    leaves nearly independent; ``cuda/common.cuh``'s ``digest_of``."""
-    return np.uint8(mix64(key) >> np.uint64(56))
-
-
 @numba.njit(nogil=True, cache=True)
 def digests_of(table_keys: np.ndarray, digests: np.ndarray) -> None:
     """digests[s] = digest_of(table_keys[s]) for every slot (after the keys were replaced wholesale)."""
@@ -357,12 +350,14 @@ _AHEAD = 16
 def _probe_all(table_keys, digests, ways, keys, slots, missed, listed):
     """slots[i] = the slot of keys[i] or -1; with ``listed``, missed[:m] = the indices of the m misses;
     returns m.  Inlined into each kernel twice, once with ``ways`` the constant 32 (the default: its
-    compares unroll).  Two passes: the first compares each key's digest with its set's (a byte a slot, few
-    enough to stay in the core's caches) and keeps the first matching way as the key's likely slot (-1 for
-    none: a miss); the second reads the key behind each likely slot, after a prefetch hint ``_AHEAD`` keys
-    earlier, so that those random reads overlap.  A wrong guess (about 1 in 8 of a 32-way set's misses, 1
-    in 256 a way by chance) compares the set's other matching ways.  Against comparing every way's key
-    (4 cache lines a 32-way set): a 65,536-key probe 335 us against 556 on the dev machine."""
+    compares unroll).  Two passes: the first compares each key's digest with its set's (a byte a slot, an
+    eighth of the keys' bytes: a 131,072-slot cache's fit the core's L2) and keeps the first matching way as
+    the key's likely slot (-1 for none: a miss); the second reads the key behind each likely slot, after a
+    prefetch hint ``_AHEAD`` keys earlier, so that those random reads overlap.  A wrong guess (about 1 in 8
+    of a 32-way set's misses, 1 in 256 a way by chance) compares the set's other matching ways.  Against
+    comparing every way's key (4 cache lines a 32-way set): a 65,536-key probe 305-335 us against 556 on
+    the dev machine.  ``keys`` hold no reserved key (``_count_reserved`` and ``check_keys`` keep them
+    out): a free slot's digest is stale, so what a reserved key would find is unspecified."""
     num_sets = table_keys.shape[0] // ways
     n = keys.shape[0]
     if ways > 64:  # no vector compare of that width: every way's key
@@ -376,9 +371,9 @@ def _probe_all(table_keys, digests, ways, keys, slots, missed, listed):
                 m += 1
         return m
     for i in range(n):
-        h = mix64(keys[i])
-        base = np.int64(h % np.uint64(num_sets)) * ways
-        candidates = _ways_matching(digests, ways, base, np.uint8(h >> np.uint64(56)))
+        set_index, digest = set_and_digest(keys[i], num_sets)
+        base = set_index * ways
+        candidates = _ways_matching(digests, ways, base, digest)
         slots[i] = base + np.int64(trailing_zeros(candidates)) if candidates else np.int64(-1)
     for i in range(min(_AHEAD, n)):  # the hints the loop's first keys would have had
         if slots[i] >= 0:
@@ -682,8 +677,8 @@ def insert_tally_cpu(table_keys, digests, scores, values, ways, keys, counts, ro
     evicted = np.empty(n, np.int64)
     none = np.zeros(0, np.int64)
     insert_and_evict_cpu(table_keys, digests, scores, values, ways, keys, counts, rows, admit, clock,
-                         refuse_below_min, outcome, evicted, np.zeros((0, 1), np.int64), np.uint64(0), hands, False, none, none,
-                         none)
+                         refuse_below_min, outcome, evicted, np.zeros((0, 1), np.int64), np.uint64(0), hands, False,
+                         none, none, none)
     tally[:] = 0
     for i in range(n):
         tally[outcome[i]] += 1
@@ -1035,7 +1030,8 @@ class CPUBackend:
         return _unique(np.ascontiguousarray(keys, dtype=np.int64))
 
     def host_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(keys (S,) int64, scores (S,) int64, rows (S, dim))``: the arrays themselves, not copies."""
+        """``(keys (S,) int64, scores (S,) int64, rows (S, dim))``: the arrays themselves, not copies (read
+        them only: a key written there would also need its digest, ``digests_of``)."""
         return self.keys, self.scores, self.values
 
     def release(self) -> None:
@@ -1094,8 +1090,7 @@ class CPUBackend:
         clock = self.clock + 1  # the commit's tick
         touches = self._gather_touch is not None and not (self._age_period and clock % self._age_period == 0)
         got = self._probe_touch(self.keys, self.digests, self._raw_values, self.ways, keys, rows, slots, missed,
-                                self.scores,
-                                clock, touches)
+                                self.scores, clock, touches)
         if got > n:
             return _LookupPlan(self, keys, invalid, slots, _NO_MISSES, -1, got - n)
         if got > 0:  # a one-key miss's list is [0]: the shared constant, not a copy
@@ -1133,8 +1128,8 @@ class CPUBackend:
             self._tally = tally = self._small_tally
             if n:
                 # the clock as a Python int: Numba types it int64 as np.int64's, without making one
-                self._insert_tally(self.keys, self.digests, self.scores, self._raw_values, self.ways, keys, counts, raw(rows),
-                                   admit, self.clock, bool(refuse_below_min), self._hands_arg, tally)
+                self._insert_tally(self.keys, self.digests, self.scores, self._raw_values, self.ways, keys, counts,
+                                   raw(rows), admit, self.clock, bool(refuse_below_min), self._hands_arg, tally)
             else:
                 tally.fill(0)
             return
