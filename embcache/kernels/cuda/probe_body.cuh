@@ -45,9 +45,10 @@ struct source_t {
     // which every host-path operation zeroes before it probes; a stream-ordered lookup's own batch
     // words, which its last kernel zeroes, so that no memset (a graph node) precedes its probe
     int miss_word, bad_word;
-    // >= 0 (a small stream-ordered batch, ordered_small next): the rows read over PCIe are copied in a
-    // second pass, after the last block has set this state word (release) once every slot and count is
-    // written, so that ordered_small's miss phases run while those rows are in flight; -1: in one pass
+    // >= 0 (a small stream-ordered batch, ordered_small next): every row (the hits' from the cache, the
+    // misses' over PCIe) is copied in a second pass, after the last block has set this state word (release)
+    // once every slot and count is written, so that ordered_small's miss phases run while those rows are in
+    // flight; -1: in one pass
     int probed_word;
 };
 
