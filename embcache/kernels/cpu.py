@@ -360,19 +360,12 @@ def _probe_all(table_keys, digests, ways, keys, slots, missed, listed):
     out): a free slot's digest is stale, so what a reserved key would find is unspecified."""
     num_sets = table_keys.shape[0] // ways
     n = keys.shape[0]
-    if ways > 64:  # no vector compare of that width: every way's key
-        m = 0
-        for i in range(n):
-            slot = _probe_at(table_keys, ways, set_of(keys[i], num_sets) * ways, keys[i])
-            slots[i] = slot
-            if slot < 0:
-                if listed:
-                    missed[m] = i
-                m += 1
-        return m
     for i in range(n):
         set_index, digest = set_and_digest(keys[i], num_sets)
         base = set_index * ways
+        if ways > 64:  # no vector compare of that width: every way's key, so the slot is the answer itself
+            slots[i] = _probe_at(table_keys, ways, base, keys[i])
+            continue
         candidates = _ways_matching(digests, ways, base, digest)
         slots[i] = base + np.int64(trailing_zeros(candidates)) if candidates else np.int64(-1)
     for i in range(min(_AHEAD, n)):  # the hints the loop's first keys would have had
