@@ -20,7 +20,7 @@ __all__ = ["RedisStore", "redact"]
 # (rows ``<namespace>:`` + 8 key bytes), in which namespaces could overlap.
 _LAYOUT = "ns-escaped-v2"
 _MASK = "***"
-_ROLLBACK_ATTEMPTS = 3
+_ROLLBACK_WINDOW_S = 10.0  # seconds a roll back keeps retrying the nodes that refuse it
 # ``scheme://userinfo@``: everything up to the last '@' is userinfo, so a password holding
 # '/', '#' or '@' is masked whole (over-masking is safe, under-masking leaks)
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^\s'\"]*)@")
@@ -150,6 +150,16 @@ class RedisStore(Tier):
     ``delete_many`` may have removed some of its keys (never a wrong row: a
     removed row is read from a slower tier).
 
+    A failing cluster call returns in bounded time: each node gets one round
+    trip a chunk (within ``timeout``), and redis-py's own cluster retries, which
+    resend every failed command alone up to ten times and could take minutes
+    while a cluster is down, are not used.  A roll back retries a refusing node
+    for at most ``max(10, 3 * timeout)`` seconds in all, about the time a
+    cluster takes to declare a node failed.  A read or delete that meets a
+    moved slot (a resharding, a failover) reloads the slot map and runs again
+    once; a write that meets one fails and rolls back, and the next call uses
+    the new map.
+
     Writes are as durable as the server makes them (``appendonly yes`` with
     ``appendfsync always`` for no loss on a crash).  One store may be used from
     several threads at once (the client keeps a pool of connections).
@@ -171,6 +181,7 @@ class RedisStore(Tier):
         self.namespace = namespace
         self._meta_key, self._rows = escaped + b":meta", escaped + b":r"
         self._step = int(batch)
+        self._timeout = float(timeout)
         if self._step <= 0:
             raise ConfigError(f"RedisStore: batch must be a positive number of keys, got {batch}")
         self.cluster = not isinstance(target, str)
@@ -314,11 +325,83 @@ class RedisStore(Tier):
 
     def _get_many(self, keys):
         names = encode_keys(keys, self._rows)
-        get = self._client.mget_nonatomic if self.cluster else self._client.mget
-        blobs = []
-        for i in self._chunks(len(names)):
-            blobs.extend(get(names[i:i + self._step]))
+        if self.cluster:
+            found = self._moved_once(self._get_cluster, names)
+            blobs = [found[n] for n in names]
+        else:
+            blobs = []
+            for i in self._chunks(len(names)):
+                blobs.extend(self._client.mget(names[i:i + self._step]))
         return decode_rows(blobs, self.dim, self.dtype, repr(self))
+
+    def _get_cluster(self, names) -> dict:
+        found = {}
+        for node, chunk in self._node_chunks(dict.fromkeys(names)):
+            found.update(zip(chunk, self._on_node(node, "MGET", chunk)))
+        return found
+
+    def _node_chunks(self, names) -> list[tuple[str, list]]:
+        """``names`` grouped by the cluster node that holds their slot, in chunks of at most ``batch`` keys."""
+        by_node: dict[str, list] = {}
+        for name in names:
+            by_node.setdefault(self._client.get_node_from_key(name).name, []).append(name)
+        return [(node, group[i:i + self._step]) for node, group in by_node.items()
+                for i in range(0, len(group), self._step)]
+
+    def _reload_slots(self) -> None:
+        try:
+            self._client.nodes_manager.initialize()
+        except Exception:  # noqa: BLE001, S110  the cluster is unreachable now; the next call will say so
+            pass
+
+    def _moved_once(self, fn, *args):
+        """``fn(*args)``, again once if a slot had moved (the slot map was reloaded meanwhile)."""
+        redis = require("redis")
+        try:
+            return fn(*args)
+        except (redis.exceptions.MovedError, redis.exceptions.AskError):
+            return fn(*args)
+
+    def _on_node(self, node: str, command: str, names: list, mapping: dict | None = None) -> list:
+        """One round trip to one cluster node: ``command`` (MGET, MSET or DEL) once per hash slot of ``names``.
+
+        The commands go through the node's own connection, which redis-py's cluster client gives no retries,
+        on purpose: that client resends each failed command of a pipeline alone, up to ten times with a
+        0.25 s pause and a reload of the slot map each, so while a cluster is down one call of thousands of
+        slots could take minutes. Here a call fails after one round trip (or the socket timeout), and the
+        caller decides what to retry. Returns MGET's values in the order of ``names``; raises the first
+        error of the round trip (CLUSTERDOWN, MOVED after a resharding, a lost connection).
+        """
+        redis = require("redis")
+        where = self._client.get_node(node_name=node)
+        if where is None or where.redis_connection is None:
+            raise redis.ConnectionError(f"{node} is no longer in the cluster's slot map")
+        by_slot: dict[int, list] = {}
+        for name in names:
+            by_slot.setdefault(self._client.keyslot(name), []).append(name)
+        pipe = where.redis_connection.pipeline(transaction=False)
+        for group in by_slot.values():
+            if command == "MSET":
+                pipe.mset({n: mapping[n] for n in group})
+            elif command == "DEL":
+                pipe.delete(*group)
+            else:
+                pipe.mget(group)
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._reload_slots()
+            raise
+        for reply in replies:
+            if isinstance(reply, Exception):
+                if isinstance(reply, (redis.exceptions.MovedError, redis.exceptions.AskError)):
+                    self._reload_slots()  # a resharding or a failover moved the slot: the next call goes right
+                raise reply
+        if command != "MGET":
+            return []
+        values = dict(zip((n for group in by_slot.values() for n in group),
+                          (v for reply in replies for v in reply)))
+        return [values[n] for n in names]
 
     def _put_many(self, keys, values):
         if not keys.shape[0]:
@@ -353,44 +436,43 @@ class RedisStore(Tier):
             raise err from None
 
     def _put_cluster(self, mapping: dict):
-        names = list(mapping)
-        old = {}
-        for i in self._chunks(len(names)):  # what the roll back restores; a failure here wrote nothing
-            old.update(zip(names[i:i + self._step], self._client.mget_nonatomic(names[i:i + self._step])))
-        by_node: dict[str, list] = {}
-        for name in names:
-            by_node.setdefault(self._client.get_node_from_key(name).name, []).append(name)
-        chunks = [(node, group[i:i + self._step]) for node, group in by_node.items()
-                  for i in range(0, len(group), self._step)]
+        old = self._moved_once(self._get_cluster, list(mapping))  # what a roll back restores; nothing written yet
+        chunks = self._node_chunks(mapping)
         for done, (node, chunk) in enumerate(chunks):
             try:
-                self._client.mset_nonatomic({n: mapping[n] for n in chunk})
+                self._on_node(node, "MSET", chunk, mapping)
             except Exception as exc:
                 failure = exc
                 break
         else:
             return
         unknown, restored, failed_nodes, why = [], 0, set(), None
+        # a cluster answers CLUSTERDOWN for about its node timeout while it declares a node failed: worth
+        # waiting for, but only so long, and never again for a node that has refused until the end
+        end = time.monotonic() + max(_ROLLBACK_WINDOW_S, 3 * self._timeout)
         for node, chunk in chunks[:done + 1]:
+            if node in failed_nodes:
+                unknown.extend(chunk)
+                continue
             gone = [n for n in chunk if old[n] is None]
             back = {n: old[n] for n in chunk if old[n] is not None}
-            for attempt in range(_ROLLBACK_ATTEMPTS):
+            wait = 0.125
+            while True:
                 try:
                     if gone:  # first: it frees memory on a node that refused the write for lack of it
-                        self._client.delete(*gone)
+                        self._on_node(node, "DEL", gone)
                     if back:
-                        self._client.mset_nonatomic(back)
+                        self._on_node(node, "MSET", list(back), back)
                     restored += len(chunk)
                     break
                 except Exception as exc:
-                    error = exc
-                    if attempt + 1 < _ROLLBACK_ATTEMPTS:
-                        # a cluster is briefly down while it declares a node failed: worth a short wait
-                        time.sleep(0.25 * (attempt + 1))
-            else:
-                unknown.extend(chunk)
-                failed_nodes.add(node)
-                why = why or f"{type(error).__name__}: {self._scrub(error, 200)}"
+                    if time.monotonic() + wait > end:
+                        unknown.extend(chunk)
+                        failed_nodes.add(node)
+                        why = why or f"{type(exc).__name__}: {self._scrub(exc, 200)}"
+                        break
+                    time.sleep(wait)
+                    wait = min(2 * wait, 1.0)
         maybe = np.unique(decode_keys(unknown, self._rows))
         shown = ", ".join(map(str, maybe[:10].tolist())) + (", ..." if maybe.shape[0] > 10 else "")
         state = (f"{maybe.shape[0]} keys on {', '.join(sorted(failed_nodes))} may hold their new rows or their old "
@@ -407,9 +489,10 @@ class RedisStore(Tier):
         if not names:
             return
         if self.cluster:
-            for i in self._chunks(len(names)):
-                self._client.delete(*names[i:i + self._step])
-            return
+            def delete():  # idempotent, so a second pass after a moved slot is safe
+                for node, chunk in self._node_chunks(dict.fromkeys(names)):
+                    self._on_node(node, "DEL", chunk)
+            return self._moved_once(delete)
         pipe = self._client.pipeline(transaction=True)
         for i in self._chunks(len(names)):
             pipe.delete(*names[i:i + self._step])
