@@ -217,6 +217,19 @@ def test_server_killed_mid_put_leaves_all_rows_or_none(tmp_path):
         s.stop()
 
 
+def _old_rows_outside(store, keys, old, maybe):
+    """Assert that every key of ``keys`` outside ``maybe`` holds its row before the call: ``old[k]`` for
+    ``k < len(old)``, none for the others.  Returns ``store.get_many(keys)``."""
+    got, found = store.get_many(keys)
+    for i, k in enumerate(keys.tolist()):
+        if k not in maybe:
+            if k < old.shape[0]:
+                assert found[i] and got[i].tobytes() == old[k].tobytes(), k
+            else:
+                assert not found[i], k
+    return got, found
+
+
 def test_cluster_put_failing_on_one_node_rolls_back_the_others(cluster):
     store = RedisStore(cluster.addresses, 8, namespace="rb", create=True)
     old_keys = np.arange(0, 3000, dtype=np.int64)
@@ -237,22 +250,45 @@ def test_cluster_put_failing_on_one_node_rolls_back_the_others(cluster):
                  if store._client.get_node_from_key(store._rows + int(k).to_bytes(8, "big", signed=True)).port
                  == cluster.nodes[1].port}
     assert maybe <= on_victim
-    got, found = store.get_many(keys)
+    got, found = _old_rows_outside(store, keys, old, maybe)
     for i, k in enumerate(keys.tolist()):
         if k in maybe:
             assert got[i].tobytes() in ((old[k].tobytes(),) if k < 3000 else ()) + (new[i].tobytes(),) \
                 or (k >= 3000 and not found[i])
-        elif k < 3000:
-            assert found[i] and got[i].tobytes() == old[k].tobytes(), k
-        else:
-            assert not found[i], k
     store.delete_many(keys)
     store.close()
 
 
-def test_cluster_master_killed_mid_put_rolls_back_the_others(partial_cluster):
+def _mid_put(cluster, store, keys, act):
+    """``(port_of, victim, thread)``: each key's node, the node the store writes last (``put_many`` writes
+    node by node, in the order the nodes first hold a key of the call), and a started thread that calls
+    ``act(victim)`` once the first node has taken some of the call's rows."""
     import redis
 
+    port_of = {k: store._client.get_node_from_key(store._rows + int(k).to_bytes(8, "big", signed=True)).port
+               for k in keys.tolist()}
+    order = list(dict.fromkeys(port_of.values()))
+    first, victim = (next(n for n in cluster.nodes if n.port == p) for p in (order[0], order[-1]))
+    watch = redis.Redis(port=first.port)
+    base = watch.dbsize()
+
+    def when_first_node_grows():
+        end = time.monotonic() + 60
+        while watch.dbsize() == base and time.monotonic() < end:  # the server's own state, bounded
+            pass
+        act(victim)
+
+    thread = threading.Thread(target=when_first_node_grows)
+    thread.start()
+    return port_of, victim, thread
+
+
+def _named_nodes(err) -> set:
+    """The ports of the nodes a roll back's TierError says may hold new rows."""
+    return {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", re.search(r"keys on (.*?) may hold", str(err))[1])}
+
+
+def test_cluster_master_killed_mid_put_rolls_back_the_others(partial_cluster):
     cluster = partial_cluster
     store = RedisStore(cluster.addresses, 8, namespace="ck2", timeout=2.0, create=True)
     old_keys = np.arange(0, 3000, dtype=np.int64)
@@ -260,22 +296,7 @@ def test_cluster_master_killed_mid_put_rolls_back_the_others(partial_cluster):
     store.put_many(old_keys, old)
     keys = np.arange(0, 90_000, dtype=np.int64)
     new = rows_for(keys, 8, "float32", seed=8)
-    port_of = {}  # the store writes node by node, in the order the nodes first hold a key of the call
-    for k in keys.tolist():
-        port_of[k] = store._client.get_node_from_key(store._rows + int(k).to_bytes(8, "big", signed=True)).port
-    order = list(dict.fromkeys(port_of.values()))
-    first, victim = (next(n for n in cluster.nodes if n.port == p) for p in (order[0], order[-1]))
-    watch = redis.Redis(port=first.port)
-    base = watch.dbsize()
-
-    def kill_when_first_node_grows():
-        end = time.monotonic() + 60
-        while watch.dbsize() == base and time.monotonic() < end:  # the server's own state, bounded
-            pass
-        victim.kill()
-
-    killer = threading.Thread(target=kill_when_first_node_grows)
-    killer.start()
+    port_of, victim, killer = _mid_put(cluster, store, keys, lambda node: node.kill())
     try:
         with pytest.raises(TierError, match="rolled back .* keys on 127.0.0.1:.* may hold") as err:
             store.put_many(keys, new)
@@ -286,9 +307,7 @@ def test_cluster_master_killed_mid_put_rolls_back_the_others(partial_cluster):
     maybe = set(err.value.maybe_written.tolist())
     # the victim's first chunk failed mid-write; the others' rows are restored unless the cluster went
     # down for them too (a live node briefly unreachable under load), and then the message names them
-    nodes = re.search(r"keys on (.*?) may hold", str(err.value))[1]
-    named = {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", nodes)}
-    assert maybe and {port_of[k] for k in maybe} == named, str(err.value)
+    assert maybe and {port_of[k] for k in maybe} == _named_nodes(err.value), str(err.value)
     got, found = store.get_many(keys)
     for i, k in enumerate(keys.tolist()):
         before = (found[i] and k < 3000 and got[i].tobytes() == old[k].tobytes()) or (not found[i] and k >= 3000)
@@ -301,8 +320,6 @@ def test_cluster_node_frozen_mid_put_fails_in_bounded_time_and_restores_the_othe
     """A master that stops answering (SIGSTOP: a host under load, a long fsync) mid-write: the call fails
     after a few socket timeouts, not after redis-py's per-command retries (minutes while a cluster is
     down), and every key on the live nodes holds its old row."""
-    import redis
-
     cluster = partial_cluster
     timeout = 1.0
     store = RedisStore(cluster.addresses, 8, namespace="fz", timeout=timeout, create=True)
@@ -311,21 +328,7 @@ def test_cluster_node_frozen_mid_put_fails_in_bounded_time_and_restores_the_othe
     store.put_many(old_keys, old)
     keys = np.arange(0, 60_000, dtype=np.int64)
     new = rows_for(keys, 8, "float32", seed=4)
-    port_of = {k: store._client.get_node_from_key(store._rows + int(k).to_bytes(8, "big", signed=True)).port
-               for k in keys.tolist()}
-    order = list(dict.fromkeys(port_of.values()))
-    first, victim = (next(n for n in cluster.nodes if n.port == p) for p in (order[0], order[-1]))
-    watch = redis.Redis(port=first.port)
-    base = watch.dbsize()
-
-    def freeze_when_first_node_grows():
-        end = time.monotonic() + 60
-        while watch.dbsize() == base and time.monotonic() < end:  # the server's own state, bounded
-            pass
-        victim.proc.send_signal(signal.SIGSTOP)
-
-    freezer = threading.Thread(target=freeze_when_first_node_grows)
-    freezer.start()
+    port_of, victim, freezer = _mid_put(cluster, store, keys, lambda node: node.proc.send_signal(signal.SIGSTOP))
     start = time.monotonic()
     try:
         with pytest.raises(TierError, match="rolled back") as err:
@@ -338,17 +341,11 @@ def test_cluster_node_frozen_mid_put_fails_in_bounded_time_and_restores_the_othe
     # the write's timeout, the roll back's window of 10 s on the frozen node, and the live nodes' work
     assert took < 10 + 10 * timeout + 20, took
     maybe = set(err.value.maybe_written.tolist())
-    # the live nodes' rows are restored unless the cluster went down for them too (a live node briefly
-    # unreachable under load), and then the message names them
-    named = {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", re.search(r"keys on (.*?) may hold", str(err.value))[1])}
+    # the live nodes' rows are restored unless the cluster went down for them too, and then the message
+    # names them
+    named = _named_nodes(err.value)
     assert victim.port in named and {port_of[k] for k in maybe} == named, str(err.value)
-    got, found = store.get_many(keys)
-    for i, k in enumerate(keys.tolist()):
-        if k not in maybe:
-            if k < 2000:
-                assert found[i] and got[i].tobytes() == old[k].tobytes(), k
-            else:
-                assert not found[i], k
+    _old_rows_outside(store, keys, old, maybe)
     store.delete_many(keys)
     store.close()
 
