@@ -71,20 +71,26 @@ def timed_phases(cache: embcache.Cache, totals: dict, synchronize):
     to ``totals`` (keyed by a label); ``synchronize()`` runs before and after each call (the device's).
 
     The host lookup's plan is timed at its class (``commit``, ``rollback``): plans are made per lookup.
+    ``plan_or_hits`` counts as ``backend.plan_lookup`` (on the CPU it includes an all-hit batch's commit).
     """
     b = backend(cache)
+    depth = [0]  # a phase called inside another (the GPU's plan_or_hits calls plan_lookup) is the outer's
 
     def wrap(owner, name: str, label: str, at_class: bool = False):
         inner = getattr(owner, name)
 
         def timed(*args, **kwargs):
+            if depth[0]:
+                return inner(*args, **kwargs)
             synchronize()
+            depth[0] += 1
             t = time.perf_counter()
             try:
                 return inner(*args, **kwargs)
             finally:
                 synchronize()
                 totals[label] += time.perf_counter() - t
+                depth[0] -= 1
 
         setattr(owner, name, timed)
         return owner, name, inner, at_class
@@ -92,6 +98,8 @@ def timed_phases(cache: embcache.Cache, totals: dict, synchronize):
     plan_class = sys.modules[type(b).__module__]._LookupPlan  # the class plan_lookup makes its plans of
     patched = [wrap(b, n, f"backend.{n}") for n in ("plan_lookup", "scatter", "insert_and_evict", "unique",
                                                    "sketch_add")]
+    # the plain call's plan (on the CPU, an all-hit batch's commit with it): the same phase
+    patched.append(wrap(b, "plan_or_hits", "backend.plan_lookup"))
     patched += [wrap(plan_class, n, f"plan.{n}", at_class=True) for n in ("commit", "rollback")]
     patched.append(wrap(cache, "_fetch", "tier fetch (Cache._fetch)"))
     try:

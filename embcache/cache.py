@@ -543,7 +543,20 @@ class Cache:
                     else:
                         keys = check_keys(keys, xp=b.xp, reserved=b.checks_reserved_keys)
                     n = keys.shape[0]
-                    return self._lookup(keys, 0, n, b.new_rows(n), None)
+                    out = b.new_rows(n)
+                    if self._compares_victim:  # TinyLFU counts the hits in its sketch too: _lookup's way
+                        return self._lookup(keys, 0, n, out, None)
+                    plan = b.plan_or_hits(keys, out)
+                    if plan is not None:
+                        return self._lookup(keys, 0, n, out, None, plan=plan)
+                    # every key hit and the backend has committed the batch: _finish's counts, the hits alone
+                    self._last_ordered = False
+                    occupancy = self._size / (self._num_sets * self._ways)
+                    totals = self._stats
+                    totals.hits += n
+                    totals.occupancy = occupancy
+                    totals.last = Stats(n, 0, occupancy=occupancy)
+                    return out
         with self._lock, self._backend.on_stream(stream):
             self._check_open("lookup", absorb=False)
             b = self._backend
@@ -665,12 +678,14 @@ class Cache:
         with self._tier.lock:
             return self._source() is not None
 
-    def _lookup(self, keys, index_rows: int, n: int, out, source, protect=None):
+    def _lookup(self, keys, index_rows: int, n: int, out, source, protect=None, plan=None):
         """The uncaptured lookup of ``keys`` into ``out``, missed rows from ``source`` when it is not None;
         ``index_rows``: ``lookup(index_rows=)``'s (0: none), whose rules the probe applies; ``protect``:
-        the keys lookahead spares (``_protected``), or None."""
+        the keys lookahead spares (``_protected``), or None; ``plan``: the probe's plan if made already
+        (``Backend.plan_or_hits``)."""
         b = self._backend
-        plan = b.plan_lookup(keys, out, source, index_rows)  # the hits probed and gathered, nothing final yet
+        if plan is None:  # the hits probed and gathered, nothing final yet
+            plan = b.plan_lookup(keys, out, source, index_rows)
         keys, invalid = plan.keys, plan.invalid  # Gather's rules applied, with index_rows
         try:
             if plan.reserved:

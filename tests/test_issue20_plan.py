@@ -279,6 +279,7 @@ def test_the_benchmarks_phase_timers_see_the_plan_and_leave_nothing_patched():
     with _internals.timed_phases(cache, totals, lambda: None):
         cache.lookup(np.arange(10))
     assert {"backend.plan_lookup", "plan.commit", "tier fetch (Cache._fetch)", "backend.insert_and_evict"} <= set(totals)
-    assert "plan_lookup" not in vars(cache._backend) and "_fetch" not in vars(cache)
+    assert "plan_lookup" not in vars(cache._backend) and "plan_or_hits" not in vars(cache._backend)
+    assert "_fetch" not in vars(cache)
     assert cpu._LookupPlan.commit is vars(cpu._LookupPlan)["commit"] and cpu._LookupPlan.commit.__name__ == "commit"
     cache.close()

@@ -8,7 +8,8 @@ plain one gave.
   batches and batches of 16,384 keys and more (which until 2026-12-04 took another path); a batch with a
   reserved key is counted and changes no score;
 * ``Cache.lookup``'s plain call (no ``out``, ``stream``, ``index_rows`` nor ``upcoming``) takes a short
-  path: a twin cache on the general path (``upcoming`` an empty window, which the docstring says is no
+  path (``Backend.plan_or_hits``: the CPU commits an all-hit batch without making its plan, and the Cache
+  counts it without ``_lookup``'s frames): a twin cache on the general path (``upcoming`` an empty window, which the docstring says is no
   lookahead) ends every sequence of lookups, reserved keys, deferred placements and closing in the same
   state (rows, stats, contents, scores, clock, hands, sketch) and raises the same errors;
 * the cache arrays start at a multiple of 128 bytes and hold what ``np.zeros``/``np.full`` did;

@@ -153,6 +153,11 @@ class Backend(Protocol):
         ``keys`` are row numbers of a table of that many rows, converted by ``lookup(index_rows=)``'s
         rules (Gather's) before they are probed: ``plan.keys`` and ``plan.invalid``."""
 
+    def plan_or_hits(self, keys: Any, out: Any) -> LookupPlan | None:
+        """``plan_lookup(keys, out)`` for ``Cache.lookup``'s plain call, except that a backend may finish a
+        batch whose every key hit at once (nothing can fail after such a probe): then None, with the clock
+        ticked and the hit rule applied, as the plan's commit would have."""
+
     def found_in_source(self, slots: Any, at: Any) -> Any:
         """Whether the keys at indices ``at`` were found in a device source."""
 

@@ -650,6 +650,10 @@ class GPUBackend:
         state = self._published() if keys.shape[0] else self._read_state()
         return found, int(state[STATE_RESERVED])
 
+    def plan_or_hits(self, keys: Any, out: Any) -> _LookupPlan:
+        """``plan_lookup(keys, out)``: a device plan is always the Cache's to commit (its commit launches)."""
+        return self.plan_lookup(keys, out)
+
     def plan_lookup(self, keys: Any, out: Any, source: DeviceSource | None = None, index_rows: int = 0) -> _LookupPlan:
         """The host lookup's plan (``Backend.plan_lookup``): probes ``keys``, gathers the cached rows into
         ``out`` and lists the missed indices (in no particular order).  Waits on the stream once, for
