@@ -276,6 +276,7 @@ def _mid_put(cluster, store, keys, act):
         end = time.monotonic() + 60
         while watch.dbsize() == base and time.monotonic() < end:  # the server's own state, bounded
             pass
+        watch.close()
         act(victim)
 
     thread = threading.Thread(target=when_first_node_grows)
@@ -285,7 +286,9 @@ def _mid_put(cluster, store, keys, act):
 
 def _named_nodes(err) -> set:
     """The ports of the nodes a roll back's TierError says may hold new rows."""
-    return {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", re.search(r"keys on (.*?) may hold", str(err))[1])}
+    named = re.search(r"keys on (.*?) may hold", str(err))
+    assert named, str(err)
+    return {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", named[1])}
 
 
 def test_cluster_master_killed_mid_put_rolls_back_the_others(partial_cluster):
@@ -350,34 +353,99 @@ def test_cluster_node_frozen_mid_put_fails_in_bounded_time_and_restores_the_othe
     store.close()
 
 
+def _reshard(cluster, source, target, slots) -> None:
+    out = subprocess.run([REDIS_CLI, "--cluster", "reshard", f"127.0.0.1:{cluster.nodes[0].port}",
+                          "--cluster-from", source, "--cluster-to", target, "--cluster-slots", str(slots),
+                          "--cluster-yes"], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    cluster.wait_ok()
+
+
+def _node_id(node) -> str:
+    client = node.client()
+    try:
+        return client.execute_command("CLUSTER", "MYID").decode()
+    finally:
+        client.close()
+
+
 def test_cluster_store_follows_a_resharding(cluster):
-    """Slots moved to another master (redis-cli --cluster reshard, keys and all): the store's first call
-    meets MOVED, reloads the slot map and goes on; reads, writes and deletes all land on the new owner."""
-    store = RedisStore(cluster.addresses, 8, namespace="rs", create=True)
+    """Slots moved to another master (redis-cli --cluster reshard, keys and all) under three stores whose
+    slot maps are stale: each one's first call meets MOVED, reloads the map and goes on; a read, a write
+    and a delete all land on the new owner."""
+    reader, writer, deleter = (RedisStore(cluster.addresses, 8, namespace="rs", create=True) for _ in range(3))
     keys = np.arange(0, 20_000, dtype=np.int64)
     rows = rows_for(keys, 8, "float32", seed=5)
-    store.put_many(keys, rows)
-    ids = [n.client().execute_command("CLUSTER", "MYID").decode() for n in cluster.nodes[:2]]
+    reader.put_many(keys, rows)
+    for store in (writer, deleter):  # each has its map now; the resharding makes them stale
+        store.get_many(keys[:10])
+    ids = [_node_id(n) for n in cluster.nodes[:2]]
+    owner = {k: reader._client.get_node_from_key(reader._rows + int(k).to_bytes(8, "big", signed=True)).name
+             for k in keys.tolist()}
+    _reshard(cluster, ids[0], ids[1], 2000)
     try:
-        out = subprocess.run([REDIS_CLI, "--cluster", "reshard", f"127.0.0.1:{cluster.nodes[0].port}",
-                              "--cluster-from", ids[0], "--cluster-to", ids[1], "--cluster-slots", "2000",
-                              "--cluster-yes"], capture_output=True, text=True, timeout=120, check=False)
-        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-        cluster.wait_ok()
-        got, found = store.get_many(keys)  # the store's slot map is stale here
+        got, found = reader.get_many(keys)
         assert found.all() and got.tobytes() == rows.tobytes()
+        moved = [k for k in keys.tolist()  # the map the reader reloaded says some keys moved
+                 if reader._client.get_node_from_key(reader._rows + int(k).to_bytes(8, "big", signed=True)).name
+                 != owner[k]]
+        assert moved
         newer = rows_for(keys, 8, "float32", seed=6)
+        writer.put_many(keys, newer)
+        got, found = reader.get_many(keys)
+        assert found.all() and got.tobytes() == newer.tobytes()
+        deleter.delete_many(keys)
+        assert not reader.get_many(keys)[1].any()
+    finally:
+        _reshard(cluster, ids[1], ids[0], 2000)
+        for store in (reader, writer, deleter):
+            store.close()
+
+
+def test_cluster_store_follows_a_slot_being_migrated(cluster):
+    """A slot half-way through a migration (MIGRATING on its owner, IMPORTING on the other node, one of
+    its keys moved): reads, writes and deletes of its keys find each key where it is (ASK, TRYAGAIN)."""
+    store = RedisStore(cluster.addresses, 8, namespace="mg", create=True)
+    name = lambda k: store._rows + int(k).to_bytes(8, "big", signed=True)  # noqa: E731
+    slot = store._client.keyslot(name(0))
+    same = [k for k in range(200_000) if store._client.keyslot(name(k)) == slot][:4]
+    assert len(same) == 4
+    keys = np.array(same, np.int64)
+    rows = rows_for(keys, 8, "float32", seed=9)
+    store.put_many(keys[:3], rows[:3])  # the fourth key is absent
+    port = store._client.get_node_from_key(name(0)).port
+    source = next(n for n in cluster.nodes if n.port == port)
+    target = next(n for n in cluster.nodes if n.port != port)
+    src, dst = source.client(), target.client()
+    src_id, dst_id = _node_id(source), _node_id(target)
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+    try:
+        src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", name(same[0]))
+        got, found = store.get_many(keys)
+        assert found.tolist() == [True, True, True, False] and got[:3].tobytes() == rows[:3].tobytes()
+        newer = rows_for(keys, 8, "float32", seed=10)
         store.put_many(keys, newer)
         got, found = store.get_many(keys)
         assert found.all() and got.tobytes() == newer.tobytes()
-        store.delete_many(keys)
-        assert not store.get_many(keys)[1].any()
-    finally:
-        subprocess.run([REDIS_CLI, "--cluster", "reshard", f"127.0.0.1:{cluster.nodes[0].port}",
-                        "--cluster-from", ids[1], "--cluster-to", ids[0], "--cluster-slots", "2000",
-                        "--cluster-yes"], capture_output=True, text=True, timeout=120, check=False)
+        store.delete_many(keys[2:])
+        got, found = store.get_many(keys)
+        assert found.tolist() == [True, True, False, False] and got[:2].tobytes() == newer[:2].tobytes()
+    finally:  # the migration finished: every key of the slot on the target, which owns it
+        while True:
+            left = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+            if not left:
+                break
+            src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *left)
+        for client in (dst, src):
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        src.close()
+        dst.close()
         cluster.wait_ok()
-        store.close()
+    got, found = store.get_many(keys[:2])  # the store's map is stale again: MOVED, reloaded
+    assert found.all() and got.tobytes() == newer[:2].tobytes()
+    store.delete_many(keys)
+    store.close()
 
 
 # ---- item 14: a password is never printed ------------------------------------------------------------------------

@@ -153,12 +153,14 @@ class RedisStore(Tier):
     A failing cluster call returns in bounded time: each node gets one round
     trip a chunk (within ``timeout``), and redis-py's own cluster retries, which
     resend every failed command alone up to ten times and could take minutes
-    while a cluster is down, are not used.  A roll back retries a refusing node
-    for at most ``max(10, 3 * timeout)`` seconds in all, about the time a
-    cluster takes to declare a node failed.  A read or delete that meets a
-    moved slot (a resharding, a failover) reloads the slot map and runs again
-    once; a write that meets one fails and rolls back, and the next call uses
-    the new map.
+    while a cluster is down, are not used.  A roll back starts no new attempt
+    on a refusing node after ``max(10, 3 * timeout)`` seconds, about the time a
+    cluster takes to declare a node failed (the last attempt may take its own
+    timeout).  A key of a slot being migrated (``redis-cli --cluster reshard``)
+    is followed to the node it moves to (ASK).  A read or delete that meets a
+    slot moved since the store last read the slot map (MOVED) reloads the map
+    and runs again once; a write that meets one fails and rolls back.  A lost
+    connection reloads the map for the next call.
 
     Writes are as durable as the server makes them (``appendonly yes`` with
     ``appendfsync always`` for no loss on a crash).  One store may be used from
@@ -369,18 +371,59 @@ class RedisStore(Tier):
         on purpose: that client resends each failed command of a pipeline alone, up to ten times with a
         0.25 s pause and a reload of the slot map each, so while a cluster is down one call of thousands of
         slots could take minutes. Here a call fails after one round trip (or the socket timeout), and the
-        caller decides what to retry. Returns MGET's values in the order of ``names``; raises the first
-        error of the round trip (CLUSTERDOWN, MOVED after a resharding, a lost connection).
+        caller decides what to retry. A slot being migrated (ASK, or TRYAGAIN for keys split between the
+        two nodes) is followed key by key: two more round trips, the second with ASKING to the node the
+        keys move to. Returns MGET's values in the order of ``names``; raises the first other error of the
+        round trip (CLUSTERDOWN, MOVED after a resharding, a lost connection).
         """
         redis = require("redis")
-        where = self._client.get_node(node_name=node)
-        if where is None or where.redis_connection is None:
-            raise redis.ConnectionError(f"{node} is no longer in the cluster's slot map")
         by_slot: dict[int, list] = {}
         for name in names:
             by_slot.setdefault(self._client.keyslot(name), []).append(name)
+        groups = list(by_slot.values())
+        replies = self._send(node, command, groups, mapping)
+        migrating = [n for group, reply in zip(groups, replies)
+                     if isinstance(reply, (redis.exceptions.AskError, redis.exceptions.TryAgainError))
+                     and not isinstance(reply, redis.exceptions.MovedError) for n in group]
+        values = {}
+        if migrating:  # each key alone: it is either still here or, with ASK, on the node it moves to
+            asked: dict[tuple, list] = {}
+            for name, reply in zip(migrating, self._send(node, command, [[n] for n in migrating], mapping)):
+                if isinstance(reply, redis.exceptions.AskError) and not isinstance(reply, redis.exceptions.MovedError):
+                    asked.setdefault((reply.host, reply.port), []).append(name)
+                elif isinstance(reply, Exception):
+                    raise reply
+                elif command == "MGET":
+                    values[name] = reply[0]
+            for (host, port), moving in asked.items():
+                for name, reply in zip(moving, self._send(f"{host}:{port}", command, [[n] for n in moving],
+                                                          mapping, asking=True)):
+                    if isinstance(reply, Exception):
+                        raise reply
+                    if command == "MGET":
+                        values[name] = reply[0]
+        for group, reply in zip(groups, replies):
+            if isinstance(reply, Exception):
+                if isinstance(reply, redis.exceptions.MovedError):
+                    self._reload_slots()  # a resharding or a failover moved the slot: the next call goes right
+                    raise reply
+                if not isinstance(reply, (redis.exceptions.AskError, redis.exceptions.TryAgainError)):
+                    raise reply
+            elif command == "MGET":
+                values.update(zip(group, reply))
+        return [values[n] for n in names] if command == "MGET" else []
+
+    def _send(self, node: str, command: str, groups: list, mapping: dict | None, asking: bool = False) -> list:
+        """``command`` once per group of names on ``node`` ('host:port'), in one pipeline (each preceded by
+        ASKING if ``asking``): the replies, errors among them; a lost connection raises."""
+        redis = require("redis")
+        where = self._client.get_node(node_name=node)
+        if where is None or where.redis_connection is None:
+            raise redis.ConnectionError(f"{node} is not in the cluster's slot map")
         pipe = where.redis_connection.pipeline(transaction=False)
-        for group in by_slot.values():
+        for group in groups:
+            if asking:
+                pipe.execute_command("ASKING")
             if command == "MSET":
                 pipe.mset({n: mapping[n] for n in group})
             elif command == "DEL":
@@ -392,16 +435,7 @@ class RedisStore(Tier):
         except (redis.ConnectionError, redis.TimeoutError):
             self._reload_slots()
             raise
-        for reply in replies:
-            if isinstance(reply, Exception):
-                if isinstance(reply, (redis.exceptions.MovedError, redis.exceptions.AskError)):
-                    self._reload_slots()  # a resharding or a failover moved the slot: the next call goes right
-                raise reply
-        if command != "MGET":
-            return []
-        values = dict(zip((n for group in by_slot.values() for n in group),
-                          (v for reply in replies for v in reply)))
-        return [values[n] for n in names]
+        return replies[1::2] if asking else replies
 
     def _put_many(self, keys, values):
         if not keys.shape[0]:
@@ -459,10 +493,12 @@ class RedisStore(Tier):
             wait = 0.125
             while True:
                 try:
-                    if gone:  # first: it frees memory on a node that refused the write for lack of it
-                        self._on_node(node, "DEL", gone)
-                    if back:
-                        self._on_node(node, "MSET", list(back), back)
+                    # by the slot map as it is now: a MOVED reply reloaded it, so a moved slot is restored
+                    # where it went
+                    for where, part in self._node_chunks(gone):  # first: it frees memory on a node that
+                        self._on_node(where, "DEL", part)       # refused the write for lack of it
+                    for where, part in self._node_chunks(back):
+                        self._on_node(where, "MSET", part, back)
                     restored += len(chunk)
                     break
                 except Exception as exc:
