@@ -361,8 +361,15 @@ class RedisStore(Tier):
         redis = require("redis")
         try:
             return fn(*args)
-        except (redis.exceptions.MovedError, redis.exceptions.AskError):
+        except redis.exceptions.MovedError:
             return fn(*args)
+
+    @staticmethod
+    def _migrating(reply) -> bool:
+        """Whether a reply says its slot is being migrated: ASK (MOVED is a subclass of it) or TRYAGAIN."""
+        redis = require("redis")
+        return isinstance(reply, (redis.exceptions.AskError, redis.exceptions.TryAgainError)) and \
+            not isinstance(reply, redis.exceptions.MovedError)
 
     def _on_node(self, node: str, command: str, names: list, mapping: dict | None = None) -> list:
         """One round trip to one cluster node: ``command`` (MGET, MSET or DEL) once per hash slot of ``names``.
@@ -382,17 +389,15 @@ class RedisStore(Tier):
             by_slot.setdefault(self._client.keyslot(name), []).append(name)
         groups = list(by_slot.values())
         replies = self._send(node, command, groups, mapping)
-        migrating = [n for group, reply in zip(groups, replies)
-                     if isinstance(reply, (redis.exceptions.AskError, redis.exceptions.TryAgainError))
-                     and not isinstance(reply, redis.exceptions.MovedError) for n in group]
+        migrating = [n for group, reply in zip(groups, replies) if self._migrating(reply) for n in group]
         values = {}
         if migrating:  # each key alone: it is either still here or, with ASK, on the node it moves to
             asked: dict[tuple, list] = {}
             for name, reply in zip(migrating, self._send(node, command, [[n] for n in migrating], mapping)):
-                if isinstance(reply, redis.exceptions.AskError) and not isinstance(reply, redis.exceptions.MovedError):
+                if isinstance(reply, Exception) and not (self._migrating(reply) and hasattr(reply, "host")):
+                    raise reply  # any error but ASK (a lone key meets no TRYAGAIN)
+                if isinstance(reply, Exception):
                     asked.setdefault((reply.host, reply.port), []).append(name)
-                elif isinstance(reply, Exception):
-                    raise reply
                 elif command == "MGET":
                     values[name] = reply[0]
             for (host, port), moving in asked.items():
@@ -407,7 +412,7 @@ class RedisStore(Tier):
                 if isinstance(reply, redis.exceptions.MovedError):
                     self._reload_slots()  # a resharding or a failover moved the slot: the next call goes right
                     raise reply
-                if not isinstance(reply, (redis.exceptions.AskError, redis.exceptions.TryAgainError)):
+                if not self._migrating(reply):
                     raise reply
             elif command == "MGET":
                 values.update(zip(group, reply))
