@@ -48,6 +48,13 @@ extern "C" __global__ void produce(long long* x, long long n, long long value, l
     for (long long i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] = value + i;
 }
 
+// holds the stream until the host has enqueued both launches (*open set by a copy on another stream), so
+// that the consumer's start does not depend on how fast a busy host launches it; gives up after 2 s
+extern "C" __global__ void gate(const volatile int* open) {
+    const long long t0 = now();
+    while (!*open && now() - t0 < 2000000000LL) {}
+}
+
 extern "C" __global__ void consume(const long long* x, long long* y, long long n, long long* when) {
     const long long started = now();
     asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -77,12 +84,14 @@ def test_a_programmatic_launch_waits_for_its_predecessor_in_the_kernel(captured)
     from embcache._cuda import Launcher
 
     module = cupy.RawModule(code=_SOURCE)
+    gate = module.get_function("gate")
     produce = Launcher(module.get_function("produce"))
     consume = Launcher(module.get_function("consume"), programmatic=True)
     assert consume.programmatic and not produce.programmatic
     n = 4096
     x, y, when = cupy.zeros(n, cupy.int64), cupy.full(n, -1, cupy.int64), cupy.zeros(2, cupy.int64)
-    stream = cupy.cuda.Stream(non_blocking=True)
+    shut, one = cupy.zeros(1, cupy.int32), cupy.ones(1, cupy.int32)
+    stream, opener = cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True)
     value = np.int64(1000)
     serialized = os.environ.get("CUDA_LAUNCH_BLOCKING") == "1"
 
@@ -98,7 +107,18 @@ def test_a_programmatic_launch_waits_for_its_predecessor_in_the_kernel(captured)
         for rep in range(3):
             x.fill(0)
             y.fill(-1)
-            graph.launch(stream) if captured else both()
+            if captured:
+                graph.launch(stream)
+            elif serialized:
+                both()
+            else:  # both queued behind the gate before the producer starts (a host busy with other work
+                # launched the consumer 277 us late on 2026-12-04, after the producer had finished)
+                shut.fill(0)
+                opener.wait_event(stream.record())  # the copy that opens the gate comes after this fill
+                gate((1,), (1,), (shut,))
+                both()
+                cupy.cuda.runtime.memcpyAsync(shut.data.ptr, one.data.ptr, 4, cupy.cuda.runtime.memcpyDeviceToDevice,
+                                              opener.ptr)
             stream.synchronize()
             assert (y.get() == 2 * (1000 + np.arange(n))).all(), rep
             produced, started = when.get()

@@ -112,6 +112,54 @@ def test_a_replay_reads_each_call_s_keys_and_writes_only_its_out():
     assert replays(gpu) >= 6 and len(gpu._backend._graphs) >= 2
 
 
+def test_freeing_pinned_memory_breaks_a_capture_so_none_is_collected_during_a_lookup_s(monkeypatch):
+    """Why the backend stops the cyclic collector while it captures: freeing pinned memory (cudaFreeHost)
+    from the capturing thread invalidates the capture.  A collection that would run inside the capture
+    of the second lookup (here forced where the collector is enabled, as an allocation could trigger it)
+    finds it disabled, so the cycle holding a pinned HostStore outlives the capture and the lookup is a
+    replay.  (On 2026-12-04 one replay test's capture failed this way in the GPU suite.)"""
+    import gc
+
+    import cupy
+
+    from embcache.kernels.gpu import GPUBackend
+
+    stream = cupy.cuda.Stream(non_blocking=True)
+    doomed = cupy.cuda.PinnedMemory(4096, cupy.cuda.runtime.hostAllocMapped)
+    with stream:
+        stream.begin_capture(cupy.cuda.runtime.streamCaptureModeThreadLocal)
+        try:
+            del doomed  # cudaFreeHost, refused inside the capture (CuPy reports it unraisable): the capture is void
+        finally:
+            with pytest.raises(Exception):
+                stream.end_capture()
+
+    real = GPUBackend.lookup_ordered
+    collected_inside = []
+
+    def collect_if_enabled(self, *args, **kwargs):
+        if self.capturing():
+            collected_inside.append(gc.isenabled())
+            if gc.isenabled():
+                gc.collect()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(GPUBackend, "lookup_ordered", collect_if_enabled)
+    stored = np.arange(100, dtype=np.int64)
+    cpu, gpu = pair(64, 8, "lru", "always", 8, stored)
+    out = cupy.empty((30, 8), cupy.float32)
+    for batch in (np.arange(0, 30), np.arange(20, 50)):
+        junk = [HostStore(8, "float32", pinned=True)]
+        junk.append(junk)  # a cycle: only the collector frees it
+        del junk
+        expected = cpu.lookup(batch)
+        gpu.lookup(cupy.asarray(batch), out=out)
+        assert out.get().tobytes() == expected.tobytes()
+    assert collected_inside == [False] and gc.isenabled()
+    assert replays(gpu) == 1
+    assert_same_state(cpu, gpu)
+
+
 def test_graphs_are_dropped_when_the_scratch_grows_and_when_the_store_moves():
     """A longer batch grows the scratch and a store that outgrows its pinned buffer hands out a new
     source: a graph baked with the old addresses must never run again, and the rows stay right."""

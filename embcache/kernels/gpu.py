@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import pathlib
 from typing import TYPE_CHECKING, Any
 
@@ -996,20 +997,29 @@ class GPUBackend:
         before = o["captured"]
         admit_mode, hit_rate, refuse_below_min, defer_at, sketch_threshold = rule
         graph = None
-        with capture:
-            # thread-local: other threads' allocations and synchronizations stay legal meanwhile
-            capture.begin_capture(cupy.cuda.runtime.streamCaptureModeThreadLocal)
-            try:
-                self.lookup_ordered(static, out, source, admit_mode, hit_rate, refuse_below_min, sketch_threshold,
-                                    index_rows, defer_at)
-                complete = not self._ordered_unfinished
-            except Exception:  # the lookup runs eagerly instead; nothing captured is ever launched
-                complete = False
-            finally:
+        # no cyclic collection during the capture: one that freed a cycle holding pinned memory (a HostStore,
+        # a Cache) would call cudaFreeHost from this thread, which invalidates the capture (seen on 2026-12-04:
+        # a replay test's capture failed once in the GPU suite, and the lookup ran eagerly)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            with capture:
+                # thread-local: other threads' allocations and synchronizations stay legal meanwhile
+                capture.begin_capture(cupy.cuda.runtime.streamCaptureModeThreadLocal)
                 try:
-                    graph = capture.end_capture()
-                except Exception:
-                    graph = None
+                    self.lookup_ordered(static, out, source, admit_mode, hit_rate, refuse_below_min,
+                                        sketch_threshold, index_rows, defer_at)
+                    complete = not self._ordered_unfinished
+                except Exception:  # the lookup runs eagerly instead; nothing captured is ever launched
+                    complete = False
+                finally:
+                    try:
+                        graph = capture.end_capture()
+                    except Exception:
+                        graph = None
+        finally:
+            if collecting:
+                gc.enable()
         o["captured"] = before  # its graphs are ours: reserve drops them rather than keeping the scratch
         if graph is None or not complete:
             self._ordered_unfinished = False  # nothing of the failed capture ran
