@@ -997,7 +997,7 @@ class GPUBackend:
         before = o["captured"]
         admit_mode, hit_rate, refuse_below_min, defer_at, sketch_threshold = rule
         graph = None
-        # no cyclic collection during the capture: one that freed a cycle holding pinned host memory (a tier's),
+        # no cyclic collection during the capture: one that freed a cycle holding pinned host memory (a tier's)
         # would call cudaFreeHost from this thread, which invalidates the capture (seen on 2026-12-04:
         # a replay test's capture failed once in the GPU suite, and the lookup ran eagerly)
         collecting = gc.isenabled()
