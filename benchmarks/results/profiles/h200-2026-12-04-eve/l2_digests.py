@@ -51,6 +51,7 @@ max_window = rt.deviceGetAttribute(109, dev)  # cudaDevAttrMaxAccessPolicyWindow
 l2 = rt.deviceGetAttribute(38, dev)  # cudaDevAttrL2CacheSize
 print(f"L2 {l2 / 2**20:.1f} MiB, persisting set-aside at most {max_persist / 2**20:.1f} MiB, "
       f"window at most {max_window / 2**20:.1f} MiB", flush=True)
+cp.zeros(1).sum()  # makes the primary context current in this thread (the driver calls need it)
 check(drv.cuCtxSetLimit(ctypes.c_int(0x06), ctypes.c_size_t(max_persist)), "cuCtxSetLimit")
 for policy in a.policies.split(","):
     for dim in map(int, a.dims.split(",")):
