@@ -310,6 +310,25 @@ def test_runs_on_the_callers_stream():
     assert_same_state(cpu, gpu)
 
 
+def test_lookups_alternating_between_streams_keep_one_scratch_size():
+    """A host-path lookup on another stream than the last gets a scratch buffer of its own (the last one may
+    still be read on its stream), of the size it needs: on 2026-12-04 each switch doubled it, and 14
+    alternations of 2^20 keys asked for 137 GB."""
+    import cupy
+
+    cpu, gpu = pair(512, 16, "fifo", "always", "float32", 32, np.arange(1000, dtype=np.int64))
+    streams = cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True)
+    keys = np.arange(0, 1000, 7, dtype=np.int64)
+    sizes = set()
+    for i in range(40):
+        got = gpu.lookup(cupy.asarray(keys), stream=streams[i % 2])
+        streams[i % 2].synchronize()
+        assert raw_bytes(got) == cpu.lookup(keys).tobytes()
+        sizes.add(gpu._backend._scratch.shape[0])
+    assert max(sizes) <= 2 * len(keys), sizes
+    assert_same_state(cpu, gpu)
+
+
 def test_all_hit_lookup_is_captured_in_a_cuda_graph():
     """A captured lookup replays on the device: same rows, the clock ticks and hits are counted per replay.
     (The store is pinned: a lookup whose misses would need the host cannot be captured, test_ordered.py.)"""
