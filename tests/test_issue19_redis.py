@@ -448,6 +448,55 @@ def test_cluster_store_follows_a_slot_being_migrated(cluster):
     store.close()
 
 
+def test_a_migration_that_ends_between_round_trips_is_followed(cluster, monkeypatch):
+    """A slot's migration that finishes between a read's first round trip (TRYAGAIN: its keys split between
+    the two nodes) and its key-by-key round (now MOVED): the slot map is reloaded whichever round met the
+    MOVED, so the read's one retry goes to the new owner (a review found it went to the old one again)."""
+    store = RedisStore(cluster.addresses, 8, namespace="me", create=True)
+    name = lambda k: store._rows + int(k).to_bytes(8, "big", signed=True)  # noqa: E731
+    slot = store._client.keyslot(name(0))
+    same = np.array([k for k in range(200_000) if store._client.keyslot(name(k)) == slot][:4], np.int64)
+    rows = rows_for(same, 8, "float32", seed=11)
+    store.put_many(same, rows)
+    port = store._client.get_node_from_key(name(0)).port
+    source = next(n for n in cluster.nodes if n.port == port)
+    target = next(n for n in cluster.nodes if n.port != port)
+    src, dst = source.client(), target.client()
+    src_id, dst_id = _node_id(source), _node_id(target)
+
+    def finish_migration():
+        while left := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *left)
+        for client in (dst, src):
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+    real, errors = store._send, []
+
+    def send(node, command, groups, mapping, asking=False):
+        replies = real(node, command, groups, mapping, asking)
+        errors.append([type(r).__name__ for r in replies if isinstance(r, Exception)])
+        if len(errors) == 1:
+            finish_migration()
+        return replies
+
+    try:
+        src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", name(same[0]))
+        monkeypatch.setattr(store, "_send", send)
+        got, found = store.get_many(same)
+        assert errors[0] == ["TryAgainError"] and "MovedError" in errors[1], errors
+        assert found.all() and got.tobytes() == rows.tobytes()
+    finally:
+        monkeypatch.undo()
+        finish_migration()
+        src.close()
+        dst.close()
+        cluster.wait_ok()
+    store.delete_many(same)
+    store.close()
+
+
 # ---- item 14: a password is never printed ------------------------------------------------------------------------
 
 

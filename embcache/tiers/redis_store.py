@@ -151,12 +151,15 @@ class RedisStore(Tier):
     removed row is read from a slower tier).
 
     A failing cluster call returns in bounded time: each node gets one round
-    trip a chunk (within ``timeout``), and redis-py's own cluster retries, which
-    resend every failed command alone up to ten times and could take minutes
-    while a cluster is down, are not used.  A roll back starts no new attempt
-    on a refusing node after ``max(10, 3 * timeout)`` seconds, about the time a
-    cluster takes to declare a node failed (the last attempt may take its own
-    timeout).  A key of a slot being migrated (``redis-cli --cluster reshard``)
+    trip a chunk (within ``timeout``; three for a slot being migrated), and
+    redis-py's own cluster retries, which resend every failed command alone up
+    to ten times and could take minutes while a cluster is down, are not used.
+    A failed round trip reloads the slot map, which may itself wait ``timeout``
+    for each unresponsive node it asks.  A roll back starts no new attempt on a
+    refusing node after ``max(10, 3 * timeout)`` seconds, about the time a
+    cluster takes to declare a node failed; the attempt under way then finishes,
+    which with its round trips and map reloads can take a few times
+    ``timeout`` more.  A key of a slot being migrated (``redis-cli --cluster reshard``)
     is followed to the node it moves to (ASK).  A read or delete that meets a
     slot moved since the store last read the slot map (MOVED) reloads the map
     and runs again once; a write that meets one fails and rolls back.  A lost
@@ -409,11 +412,8 @@ class RedisStore(Tier):
                         values[name] = reply[0]
         for group, reply in zip(groups, replies):
             if isinstance(reply, Exception):
-                if isinstance(reply, redis.exceptions.MovedError):
-                    self._reload_slots()  # a resharding or a failover moved the slot: the next call goes right
-                    raise reply
                 if not self._migrating(reply):
-                    raise reply
+                    raise reply  # MOVED among them (_send has reloaded the map: the next call goes right)
             elif command == "MGET":
                 values.update(zip(group, reply))
         return [values[n] for n in names] if command == "MGET" else []
@@ -440,7 +440,12 @@ class RedisStore(Tier):
         except (redis.ConnectionError, redis.TimeoutError):
             self._reload_slots()
             raise
-        return replies[1::2] if asking else replies
+        replies = replies[1::2] if asking else replies
+        # a resharding or a failover moved a slot: the next round trip goes by the new map, in whichever of
+        # _on_node's rounds the MOVED came (a migration can end between them)
+        if any(isinstance(r, redis.exceptions.MovedError) for r in replies):
+            self._reload_slots()
+        return replies
 
     def _put_many(self, keys, values):
         if not keys.shape[0]:
