@@ -6,8 +6,10 @@ either knowing the other.  Nothing compiles at import time.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import gc
 import pathlib
 import threading
 import weakref
@@ -308,3 +310,33 @@ def _multiprocessors(device_id: int) -> int:
 def vector_bytes(row_bytes: int) -> int:
     """Widest word (16, 8, 4 or 2 bytes) that tiles a row exactly, so any dim has no tail to handle."""
     return min(16, row_bytes & -row_bytes)
+
+
+_collection_lock = threading.Lock()
+_collection_holders = 0
+_collection_was_enabled = False
+
+
+@contextlib.contextmanager
+def no_collection():
+    """Hold off Python's cyclic garbage collector while the body runs (a CUDA-graph capture).
+
+    A collection that frees pinned host memory (a tier's buffers in a garbage cycle) calls
+    ``cudaFreeHost``, which voids a capture: one begun in thread-local mode when the capturing thread
+    frees it, one begun in global mode when any thread does.  Re-entrant and shared between threads: the
+    first holder disables the collector, and the last to leave enables it again if it was enabled when
+    the first came (two threads capturing at once each stay covered until both are done).
+    """
+    global _collection_holders, _collection_was_enabled
+    with _collection_lock:
+        if not _collection_holders:
+            _collection_was_enabled = gc.isenabled()
+            gc.disable()
+        _collection_holders += 1
+    try:
+        yield
+    finally:
+        with _collection_lock:
+            _collection_holders -= 1
+            if not _collection_holders and _collection_was_enabled:
+                gc.enable()

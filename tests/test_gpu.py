@@ -319,13 +319,17 @@ def test_lookups_alternating_between_streams_keep_one_scratch_size():
     cpu, gpu = pair(512, 16, "fifo", "always", "float32", 32, np.arange(1000, dtype=np.int64))
     streams = cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True)
     keys = np.arange(0, 1000, 7, dtype=np.int64)
-    sizes = set()
+    last = None
     for i in range(40):
         got = gpu.lookup(cupy.asarray(keys), stream=streams[i % 2])
         streams[i % 2].synchronize()
         assert raw_bytes(got) == cpu.lookup(keys).tobytes()
-        sizes.add(gpu._backend._scratch.shape[0])
-    assert max(sizes) <= 2 * len(keys), sizes
+        scratch = gpu._backend._scratch
+        # checked at every call (the old doubling would exhaust the GPU's memory before the end), and a
+        # buffer of its own for each switch: the last one may still be read on its stream
+        assert scratch.shape[0] <= 2 * len(keys), (i, scratch.shape[0])
+        assert scratch is not last, i
+        last = scratch
     assert_same_state(cpu, gpu)
 
 

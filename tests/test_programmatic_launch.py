@@ -92,6 +92,7 @@ def test_a_programmatic_launch_waits_for_its_predecessor_in_the_kernel(captured)
     x, y, when = cupy.zeros(n, cupy.int64), cupy.full(n, -1, cupy.int64), cupy.zeros(2, cupy.int64)
     shut, one = cupy.zeros(1, cupy.int32), cupy.ones(1, cupy.int32)
     stream, opener = cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True)
+    cupy.cuda.Device().synchronize()  # those fills ran on the legacy stream, which neither stream waits for
     value = np.int64(1000)
     serialized = os.environ.get("CUDA_LAUNCH_BLOCKING") == "1"
 

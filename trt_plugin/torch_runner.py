@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from embcache._cuda import no_collection
 from embcache._extras import require_module
 from embcache.errors import ConfigError
 
@@ -584,23 +585,26 @@ class TorchGraphRunner:
         capture that went wrong raises again when it ends, which would hide why."""
         torch = self._torch
         graph = torch.cuda.CUDAGraph(keep_graph=True) if shadows else torch.cuda.CUDAGraph()
-        graph.capture_begin(capture_error_mode=self._capture_mode)
         failure = None
-        try:
-            if shadows:
-                memcpy, stream = _memcpy_async(), torch.cuda.current_stream().cuda_stream
-                for static, shadow in shadows.values():
-                    memcpy(static.data_ptr(), shadow.data_ptr(), static.numel() * static.element_size(),
-                           _DEVICE_TO_DEVICE, stream)
-            self._evaluate(values, nodes, buffers)
-        except Exception as e:  # noqa: BLE001 - kept, raised after the capture is ended
-            failure = e
-        try:
-            graph.capture_end()
-            if shadows and failure is None:
-                graph.instantiate()  # a kept graph is not instantiated by capture_end
-        except Exception as e:  # noqa: BLE001 - the first failure is the one to report
-            failure = failure or e
+        # no cyclic collection meanwhile: one freeing a tier's pinned memory (cudaFreeHost) in any thread
+        # voids a global-mode capture (torch.cuda.graph collects first; capture_begin alone does not)
+        with no_collection():
+            graph.capture_begin(capture_error_mode=self._capture_mode)
+            try:
+                if shadows:
+                    memcpy, stream = _memcpy_async(), torch.cuda.current_stream().cuda_stream
+                    for static, shadow in shadows.values():
+                        memcpy(static.data_ptr(), shadow.data_ptr(), static.numel() * static.element_size(),
+                               _DEVICE_TO_DEVICE, stream)
+                self._evaluate(values, nodes, buffers)
+            except Exception as e:  # noqa: BLE001 - kept, raised after the capture is ended
+                failure = e
+            try:
+                graph.capture_end()
+                if shadows and failure is None:
+                    graph.instantiate()  # a kept graph is not instantiated by capture_end
+            except Exception as e:  # noqa: BLE001 - the first failure is the one to report
+                failure = failure or e
         if failure is not None:
             raise failure
         return graph

@@ -25,13 +25,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import gc
 import pathlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._cuda import Launcher, compile_source, gpu_available, launch_grid, layout_defines, require_cupy, resident_blocks
+from .._cuda import (Launcher, compile_source, gpu_available, launch_grid, layout_defines, no_collection, require_cupy,
+                     resident_blocks)
 from .._dtypes import raw
 from .._source import INDEX_LAYOUTS, DeviceSource
 from ..errors import ConfigError
@@ -1001,28 +1001,22 @@ class GPUBackend:
         admit_mode, hit_rate, refuse_below_min, defer_at, sketch_threshold = rule
         graph = None
         # no cyclic collection during the capture: one that freed a cycle holding pinned host memory (a tier's)
-        # would call cudaFreeHost from this thread, which invalidates the capture (seen on 2026-12-04:
-        # a replay test's capture failed once in the GPU suite, and the lookup ran eagerly)
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            with capture:
-                # thread-local: other threads' allocations and synchronizations stay legal meanwhile
-                capture.begin_capture(cupy.cuda.runtime.streamCaptureModeThreadLocal)
+        # would call cudaFreeHost from this thread, which voids the capture (seen on 2026-12-04: a replay
+        # test's capture failed once in the GPU suite, and the lookup ran eagerly)
+        with no_collection(), capture:
+            # thread-local: other threads' allocations and synchronizations stay legal meanwhile
+            capture.begin_capture(cupy.cuda.runtime.streamCaptureModeThreadLocal)
+            try:
+                self.lookup_ordered(static, out, source, admit_mode, hit_rate, refuse_below_min, sketch_threshold,
+                                    index_rows, defer_at)
+                complete = not self._ordered_unfinished
+            except Exception:  # the lookup runs eagerly instead; nothing captured is ever launched
+                complete = False
+            finally:
                 try:
-                    self.lookup_ordered(static, out, source, admit_mode, hit_rate, refuse_below_min,
-                                        sketch_threshold, index_rows, defer_at)
-                    complete = not self._ordered_unfinished
-                except Exception:  # the lookup runs eagerly instead; nothing captured is ever launched
-                    complete = False
-                finally:
-                    try:
-                        graph = capture.end_capture()
-                    except Exception:
-                        graph = None
-        finally:
-            if collecting:
-                gc.enable()
+                    graph = capture.end_capture()
+                except Exception:
+                    graph = None
         o["captured"] = before  # its graphs are ours: reserve drops them rather than keeping the scratch
         if graph is None or not complete:
             self._ordered_unfinished = False  # nothing of the failed capture ran
