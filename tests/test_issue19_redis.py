@@ -259,6 +259,55 @@ def test_cluster_put_failing_on_one_node_rolls_back_the_others(cluster):
     store.close()
 
 
+def test_a_cluster_roll_back_keeps_a_row_another_writer_put_meanwhile(cluster, monkeypatch):
+    """A put that fails on one node (out of memory) rolls back the nodes it wrote first, but a key that
+    another client rewrote after this call wrote it keeps that client's row: the roll back restores a key
+    only if it still holds this call's row (before, it put the old row back over the other writer's)."""
+    store = RedisStore(cluster.addresses, 8, namespace="cw", create=True)
+    old_keys = np.arange(0, 3000, dtype=np.int64)
+    old = rows_for(old_keys, 8, "float32", seed=7)
+    store.put_many(old_keys, old)
+    keys = np.arange(0, 150_000, dtype=np.int64)
+    new = rows_for(keys, 8, "float32", seed=8)
+    name = lambda k: store._rows + int(k).to_bytes(8, "big", signed=True)  # noqa: E731
+    order = [node for node, _ in store._node_chunks(dict.fromkeys(name(k) for k in keys.tolist()))]
+    victim_name = order[-1]  # written last: the nodes before it are written, then rolled back
+    victim = next(n for n in cluster.nodes if f"127.0.0.1:{n.port}" == victim_name)
+    other = RedisStore(cluster.addresses, 8, namespace="cw")  # the other writer: its own connections
+    theirs = rows_for(np.array([-1], np.int64), 8, "float32", seed=99)
+    real, rewritten = store._send, {}
+
+    def send(node, command, groups, mapping, asking=False):
+        replies = real(node, command, groups, mapping, asking)
+        if command == "MSET" and not rewritten and node != victim_name and \
+                not any(isinstance(r, Exception) for r in replies):
+            key = next(k for k in keys.tolist() if name(k) == groups[0][0])
+            other.put_many(np.array([key], np.int64), theirs)
+            rewritten[key] = True
+        return replies
+
+    admin = victim.client()
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", admin.info("memory")["used_memory"] + (1 << 20))
+    monkeypatch.setattr(store, "_send", send)
+    try:
+        with pytest.raises(TierError, match="rolled back") as err:
+            store.put_many(keys, new)
+    finally:
+        monkeypatch.undo()
+        admin.config_set("maxmemory", 0)
+        admin.close()
+    (key,) = rewritten
+    got, found = store.get_many(np.array([key], np.int64))
+    assert found.all() and got.tobytes() == theirs.tobytes()
+    assert "another writer put since this call wrote it" in str(err.value)
+    maybe = set(err.value.maybe_written.tolist()) | {key}
+    _old_rows_outside(store, keys, old, maybe)
+    store.delete_many(keys)
+    other.close()
+    store.close()
+
+
 def _mid_put(cluster, store, keys, act):
     """``(port_of, victim, thread)``: each key's node, the node the store writes last (``put_many`` writes
     node by node, in the order the nodes first hold a key of the call), and a started thread that calls

@@ -20,6 +20,16 @@ __all__ = ["RedisStore", "redact"]
 # (rows ``<namespace>:`` + 8 key bytes), in which namespaces could overlap.
 _LAYOUT = "ns-escaped-v2"
 _MASK = "***"
+# a roll back's write of one slot's keys: each key back to its old row (ARGV 2i; '' = it had none: deleted)
+# only if it still holds this call's row (ARGV 2i - 1), so a row another writer put meanwhile is kept
+_RESTORE = """
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[2 * i - 1] then
+    if ARGV[2 * i] == '' then redis.call('DEL', key) else redis.call('SET', key, ARGV[2 * i]) end
+  end
+end
+return 0
+"""
 _ROLLBACK_WINDOW_S = 10.0  # seconds a roll back keeps retrying the nodes that refuse it
 # ``scheme://userinfo@``: everything up to the last '@' is userinfo, so a password holding
 # '/', '#' or '@' is masked whole (over-masking is safe, under-masking leaks)
@@ -141,8 +151,10 @@ class RedisStore(Tier):
     reached.  The ``TierError`` lists the keys whose state it could not restore
     (on a node that failed) and carries them as ``maybe_written`` (int64 array):
     each holds its old row or its new one; every other key of the call holds its
-    old row.  A concurrent writer of the same keys during the call may be
-    undone by the roll back.  A cluster that needs every slot served
+    old row, or the row another writer put after this call wrote it: the roll
+    back restores a key only if it still holds this call's row (a script a
+    slot, compare and set), so it never undoes a concurrent writer.  A
+    cluster that needs every slot served
     (``cluster-require-full-coverage yes``, the default) stops answering on
     every node once a failed one is declared down (``cluster-node-timeout``),
     so a roll back that comes later cannot run: then ``maybe_written`` holds
@@ -375,7 +387,8 @@ class RedisStore(Tier):
             not isinstance(reply, redis.exceptions.MovedError)
 
     def _on_node(self, node: str, command: str, names: list, mapping: dict | None = None) -> list:
-        """One round trip to one cluster node: ``command`` (MGET, MSET or DEL) once per hash slot of ``names``.
+        """One round trip to one cluster node: ``command`` (MGET, MSET, DEL or RESTORE, a roll back's compare and
+        set) once per hash slot of ``names``.
 
         The commands go through the node's own connection, which redis-py's cluster client gives no retries,
         on purpose: that client resends each failed command of a pipeline alone, up to ten times with a
@@ -431,6 +444,8 @@ class RedisStore(Tier):
                 pipe.execute_command("ASKING")
             if command == "MSET":
                 pipe.mset({n: mapping[n] for n in group})
+            elif command == "RESTORE":  # mapping: name -> (this call's row, the old row or b"")
+                pipe.eval(_RESTORE, len(group), *group, *(row for n in group for row in mapping[n]))
             elif command == "DEL":
                 pipe.delete(*group)
             else:
@@ -498,17 +513,19 @@ class RedisStore(Tier):
             if node in failed_nodes:
                 unknown.extend(chunk)
                 continue
+            # each key's (new row, old row): it goes back only if it still holds the new one
+            pairs = {n: (mapping[n], b"" if old[n] is None else old[n]) for n in chunk}
             gone = [n for n in chunk if old[n] is None]
-            back = {n: old[n] for n in chunk if old[n] is not None}
+            back = [n for n in chunk if old[n] is not None]
             wait = 0.125
             while True:
                 try:
                     # by the slot map as it is now: a MOVED reply reloaded it, so a moved slot is restored
                     # where it went
                     for where, part in self._node_chunks(gone):  # first: it frees memory on a node that
-                        self._on_node(where, "DEL", part)       # refused the write for lack of it
+                        self._on_node(where, "RESTORE", part, pairs)  # refused the write for lack of it
                     for where, part in self._node_chunks(back):
-                        self._on_node(where, "MSET", part, back)
+                        self._on_node(where, "RESTORE", part, pairs)
                     restored += len(chunk)
                     break
                 except Exception as exc:
@@ -525,6 +542,7 @@ class RedisStore(Tier):
                  f"ones ({shown}; all in the error's maybe_written; restoring them failed: {why}); "
                  "every other key of the call holds its old row"
                  if maybe.shape[0] else "every key of the call holds its old row")
+        state += " (or a row another writer put since this call wrote it: that one is kept)"
         err = TierError(f"{self!r}.put_many failed: {type(failure).__name__}: {self._scrub(failure)}; "
                         f"rolled back {restored} keys written before or during the failure: {state}")
         err.maybe_written = maybe
