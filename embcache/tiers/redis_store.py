@@ -153,8 +153,9 @@ class RedisStore(Tier):
     each holds its old row or its new one; every other key of the call holds its
     old row, or the row another writer put after this call wrote it: the roll
     back restores a key only if it still holds this call's row (a script a
-    slot, compare and set), so it never undoes a concurrent writer.  A
-    cluster that needs every slot served
+    slot, compare and set).  A row another writer put between this call's
+    read of the old rows and its write is not kept: the roll back restores the
+    row read before it.  A cluster that needs every slot served
     (``cluster-require-full-coverage yes``, the default) stops answering on
     every node once a failed one is declared down (``cluster-node-timeout``),
     so a roll back that comes later cannot run: then ``maybe_written`` holds
