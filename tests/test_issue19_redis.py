@@ -230,25 +230,38 @@ def _old_rows_outside(store, keys, old, maybe):
     return got, found
 
 
+def _starved_last_node(cluster, store, keys):
+    """The cluster node that ``store.put_many(keys, ...)`` writes last (so the nodes before it are written,
+    then rolled back), left 1 MiB of memory with no eviction: a client of its default user, to undo that."""
+    name = lambda k: store._rows + int(k).to_bytes(8, "big", signed=True)  # noqa: E731
+    last = store._node_chunks(dict.fromkeys(name(k) for k in keys.tolist()))[-1][0]
+    node = next(n for n in cluster.nodes if f"127.0.0.1:{n.port}" == last)
+    admin = node.client()
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", admin.info("memory")["used_memory"] + (1 << 20))
+    return node, admin
+
+
 def test_cluster_put_failing_on_one_node_rolls_back_the_others(cluster):
     store = RedisStore(cluster.addresses, 8, namespace="rb", create=True)
     old_keys = np.arange(0, 3000, dtype=np.int64)
     old = rows_for(old_keys, 8, "float32", seed=7)
     store.put_many(old_keys, old)
-    victim = cluster.nodes[1].client()
-    victim.config_set("maxmemory-policy", "noeviction")
-    victim.config_set("maxmemory", victim.info("memory")["used_memory"] + (1 << 20))
     keys = np.arange(0, 150_000, dtype=np.int64)
     new = rows_for(keys, 8, "float32", seed=8)
+    # the node written last: every other node is written first, then rolled back (a review found that with
+    # nodes[1] the victim was written first, so nothing else was ever rolled back)
+    starved, victim = _starved_last_node(cluster, store, keys)
     try:
         with pytest.raises(TierError, match="rolled back.*old row") as err:
             store.put_many(keys, new)
     finally:
         victim.config_set("maxmemory", 0)
+        victim.close()
     maybe = set(err.value.maybe_written.tolist())
     on_victim = {k for k in keys.tolist()
                  if store._client.get_node_from_key(store._rows + int(k).to_bytes(8, "big", signed=True)).port
-                 == cluster.nodes[1].port}
+                 == starved.port}
     assert maybe <= on_victim
     got, found = _old_rows_outside(store, keys, old, maybe)
     for i, k in enumerate(keys.tolist()):
@@ -260,9 +273,10 @@ def test_cluster_put_failing_on_one_node_rolls_back_the_others(cluster):
 
 
 def test_a_cluster_roll_back_keeps_a_row_another_writer_put_meanwhile(cluster, monkeypatch):
-    """A put that fails on one node (out of memory) rolls back the nodes it wrote first, but a key that
-    another client rewrote after this call wrote it keeps that client's row: the roll back restores a key
-    only if it still holds this call's row (before, it put the old row back over the other writer's)."""
+    """A put that fails on one node (out of memory) rolls back the nodes it wrote first, but keys that another
+    client changed after this call wrote them keep that change: an old key and a new one it rewrote keep its
+    rows, a key it deleted stays deleted.  The roll back restores a key only if it still holds this call's
+    row (before, it put the old row back, or deleted a new key, over the other writer's)."""
     store = RedisStore(cluster.addresses, 8, namespace="cw", create=True)
     old_keys = np.arange(0, 3000, dtype=np.int64)
     old = rows_for(old_keys, 8, "float32", seed=7)
@@ -270,25 +284,24 @@ def test_a_cluster_roll_back_keeps_a_row_another_writer_put_meanwhile(cluster, m
     keys = np.arange(0, 150_000, dtype=np.int64)
     new = rows_for(keys, 8, "float32", seed=8)
     name = lambda k: store._rows + int(k).to_bytes(8, "big", signed=True)  # noqa: E731
-    order = [node for node, _ in store._node_chunks(dict.fromkeys(name(k) for k in keys.tolist()))]
-    victim_name = order[-1]  # written last: the nodes before it are written, then rolled back
-    victim = next(n for n in cluster.nodes if f"127.0.0.1:{n.port}" == victim_name)
+    starved, admin = _starved_last_node(cluster, store, keys)
     other = RedisStore(cluster.addresses, 8, namespace="cw")  # the other writer: its own connections
-    theirs = rows_for(np.array([-1], np.int64), 8, "float32", seed=99)
-    real, rewritten = store._send, {}
+    theirs = rows_for(np.array([-1, -2], np.int64), 8, "float32", seed=99)
+    real, changed = store._send, {}
 
     def send(node, command, groups, mapping, asking=False):
         replies = real(node, command, groups, mapping, asking)
-        if command == "MSET" and not rewritten and node != victim_name and \
+        if command == "MSET" and not changed and node != f"127.0.0.1:{starved.port}" and \
                 not any(isinstance(r, Exception) for r in replies):
-            key = next(k for k in keys.tolist() if name(k) == groups[0][0])
-            other.put_many(np.array([key], np.int64), theirs)
-            rewritten[key] = True
+            written = {n for group in groups for n in group}
+            was_old = next(k for k in range(3000) if name(k) in written)
+            was_new = next(k for k in range(3000, 150_000) if name(k) in written)
+            deleted = next(k for k in range(3000) if name(k) in written and k != was_old)
+            other.put_many(np.array([was_old, was_new], np.int64), theirs)
+            other.delete_many(np.array([deleted], np.int64))
+            changed.update(was_old=was_old, was_new=was_new, deleted=deleted)
         return replies
 
-    admin = victim.client()
-    admin.config_set("maxmemory-policy", "noeviction")
-    admin.config_set("maxmemory", admin.info("memory")["used_memory"] + (1 << 20))
     monkeypatch.setattr(store, "_send", send)
     try:
         with pytest.raises(TierError, match="rolled back") as err:
@@ -297,15 +310,47 @@ def test_a_cluster_roll_back_keeps_a_row_another_writer_put_meanwhile(cluster, m
         monkeypatch.undo()
         admin.config_set("maxmemory", 0)
         admin.close()
-    (key,) = rewritten
-    got, found = store.get_many(np.array([key], np.int64))
-    assert found.all() and got.tobytes() == theirs.tobytes()
-    assert "another writer put since this call wrote it" in str(err.value)
-    maybe = set(err.value.maybe_written.tolist()) | {key}
+    got, found = store.get_many(np.array([changed["was_old"], changed["was_new"], changed["deleted"]], np.int64))
+    assert found.tolist() == [True, True, False]
+    assert got[:2].tobytes() == theirs.tobytes()
+    maybe = set(err.value.maybe_written.tolist()) | set(changed.values())
     _old_rows_outside(store, keys, old, maybe)
     store.delete_many(keys)
     other.close()
     store.close()
+
+
+def test_a_user_denied_scripts_still_gets_its_cluster_put_rolled_back(cluster):
+    """An ACL user without ``@scripting`` cannot run the compare-and-set script: its roll back puts the old
+    rows back as they are, at once (a review found it retried the refusal for its whole window, then left
+    every key of the call in maybe_written)."""
+    admins = [n.client() for n in cluster.nodes]
+    for a in admins:
+        a.acl_setuser("noscript", enabled=True, passwords=["+ns-pw"], keys=["*"], commands=["+@all", "-@scripting"])
+    try:
+        store = RedisStore(cluster.addresses, 8, namespace="ns", create=True, username="noscript", password="ns-pw")
+        old_keys = np.arange(0, 3000, dtype=np.int64)
+        old = rows_for(old_keys, 8, "float32", seed=7)
+        store.put_many(old_keys, old)
+        keys = np.arange(0, 150_000, dtype=np.int64)
+        starved, victim = _starved_last_node(cluster, store, keys)
+        try:
+            with pytest.raises(TierError, match="rolled back.*old row") as err:
+                store.put_many(keys, rows_for(keys, 8, "float32", seed=8))
+        finally:
+            victim.config_set("maxmemory", 0)
+            victim.close()
+        assert "NoPermission" not in str(err.value)
+        on_starved = {k for k in keys.tolist() if store._client.get_node_from_key(
+            store._rows + int(k).to_bytes(8, "big", signed=True)).port == starved.port}
+        assert set(err.value.maybe_written.tolist()) <= on_starved
+        _old_rows_outside(store, keys, old, set(err.value.maybe_written.tolist()))
+        store.delete_many(keys)
+        store.close()
+    finally:
+        for a in admins:
+            a.acl_deluser("noscript")
+            a.close()
 
 
 def _mid_put(cluster, store, keys, act):

@@ -155,7 +155,9 @@ class RedisStore(Tier):
     back restores a key only if it still holds this call's row (a script a
     slot, compare and set).  A row another writer put between this call's
     read of the old rows and its write is not kept: the roll back restores the
-    row read before it.  A cluster that needs every slot served
+    row read before it; nor is one equal, byte for byte, to this call's.  A
+    user the server's ACL denies scripts (``@scripting``) gets the old rows
+    put back as they are, over any other writer's.  A cluster that needs every slot served
     (``cluster-require-full-coverage yes``, the default) stops answering on
     every node once a failed one is declared down (``cluster-node-timeout``),
     so a roll back that comes later cannot run: then ``maybe_written`` holds
@@ -200,6 +202,7 @@ class RedisStore(Tier):
         self._meta_key, self._rows = escaped + b":meta", escaped + b":r"
         self._step = int(batch)
         self._timeout = float(timeout)
+        self._scripts = True  # until a server refuses EVAL (an ACL user without @scripting): roll backs by value
         if self._step <= 0:
             raise ConfigError(f"RedisStore: batch must be a positive number of keys, got {batch}")
         self.cluster = not isinstance(target, str)
@@ -252,7 +255,8 @@ class RedisStore(Tier):
                                   "(and username= for an ACL user)") from None
             if "NOPERM" in str(exc):
                 raise ConfigError(f"{self!r}: the server's ACL denies this user ({self._scrub(exc)}); "
-                                  f"it needs read and write access to keys {self._meta_key[:-4].decode()}*") from None
+                                  f"it needs read and write access to keys {self._meta_key[:-4].decode()}* (and "
+                                  "EVAL, for a cluster's roll back by compare and set)") from None
             raise TierError(f"{self!r}: {self._scrub(exc)}") from None
         except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
             self.close()
@@ -496,6 +500,7 @@ class RedisStore(Tier):
             raise err from None
 
     def _put_cluster(self, mapping: dict):
+        redis = require("redis")
         old = self._moved_once(self._get_cluster, list(mapping))  # what a roll back restores; nothing written yet
         chunks = self._node_chunks(mapping)
         for done, (node, chunk) in enumerate(chunks):
@@ -524,13 +529,14 @@ class RedisStore(Tier):
                     # by the slot map as it is now: a MOVED reply reloaded it, so a moved slot is restored
                     # where it went
                     for where, part in self._node_chunks(gone):  # first: it frees memory on a node that
-                        self._on_node(where, "RESTORE", part, pairs)  # refused the write for lack of it
+                        self._restore(where, part, pairs)         # refused the write for lack of it
                     for where, part in self._node_chunks(back):
-                        self._on_node(where, "RESTORE", part, pairs)
+                        self._restore(where, part, pairs)
                     restored += len(chunk)
                     break
                 except Exception as exc:
-                    if time.monotonic() + wait > end:
+                    # a refusal of the ACL's does not pass with time: no waiting for it
+                    if isinstance(exc, redis.exceptions.NoPermissionError) or time.monotonic() + wait > end:
                         unknown.extend(chunk)
                         failed_nodes.add(node)
                         why = why or f"{type(exc).__name__}: {self._scrub(exc, 200)}"
@@ -548,6 +554,25 @@ class RedisStore(Tier):
                         f"rolled back {restored} keys written before or during the failure: {state}")
         err.maybe_written = maybe
         raise err from None
+
+    def _restore(self, node: str, names: list, pairs: dict) -> None:
+        """A roll back's write of ``names`` on ``node`` (``pairs``: name -> (this call's row, the old row or
+        b"")): compare and set, a script a slot; where the server refuses scripts (an ACL user without
+        ``@scripting``, EVAL renamed away), the old rows put back as they are (DEL, MSET), as before."""
+        redis = require("redis")
+        if self._scripts:
+            try:
+                return self._on_node(node, "RESTORE", names, pairs)
+            except redis.exceptions.ResponseError as exc:
+                if not (isinstance(exc, redis.exceptions.NoPermissionError) or "unknown command" in str(exc)):
+                    raise
+                self._scripts = False
+        gone = [n for n in names if not pairs[n][1]]
+        back = {n: pairs[n][1] for n in names if pairs[n][1]}
+        if gone:
+            self._on_node(node, "DEL", gone)
+        if back:
+            self._on_node(node, "MSET", list(back), back)
 
     def _delete_many(self, keys):
         names = encode_keys(keys, self._rows)
