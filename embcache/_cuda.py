@@ -1,4 +1,5 @@
-"""CUDA plumbing shared by the kernels and the tiers: CuPy import, NVRTC compilation, launch grids.
+"""CUDA plumbing shared by the kernels and the tiers: CuPy import, NVRTC compilation, launch grids, and the
+garbage collector held off during CUDA-graph captures (``no_collection``).
 
 Neutral ground: it imports nothing from ``embcache.kernels`` or ``embcache.tiers``, so a tier that
 owns a kernel (HostStore's index walk) and the cache's kernels both compile through it without
