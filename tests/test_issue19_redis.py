@@ -230,6 +230,23 @@ def _old_rows_outside(store, keys, old, maybe):
     return got, found
 
 
+def _store_with_old_rows(cluster, namespace, **auth):
+    """A cluster store holding rows of keys 0..2,999, and a put of keys 0..149,999 to make: (store, old rows,
+    keys, new rows)."""
+    store = RedisStore(cluster.addresses, 8, namespace=namespace, create=True, **auth)
+    old_keys = np.arange(0, 3000, dtype=np.int64)
+    old = rows_for(old_keys, 8, "float32", seed=7)
+    store.put_many(old_keys, old)
+    keys = np.arange(0, 150_000, dtype=np.int64)
+    return store, old, keys, rows_for(keys, 8, "float32", seed=8)
+
+
+def _keys_on(store, keys, node) -> set:
+    """The keys among ``keys`` whose slot ``node`` serves."""
+    return {k for k in keys.tolist()
+            if store._client.get_node_from_key(store._rows + int(k).to_bytes(8, "big", signed=True)).port == node.port}
+
+
 def _starved_last_node(cluster, store, keys):
     """The cluster node that ``store.put_many(keys, ...)`` writes last (so the nodes before it are written,
     then rolled back), left 1 MiB of memory with no eviction: a client of its default user, to undo that."""
@@ -243,12 +260,7 @@ def _starved_last_node(cluster, store, keys):
 
 
 def test_cluster_put_failing_on_one_node_rolls_back_the_others(cluster):
-    store = RedisStore(cluster.addresses, 8, namespace="rb", create=True)
-    old_keys = np.arange(0, 3000, dtype=np.int64)
-    old = rows_for(old_keys, 8, "float32", seed=7)
-    store.put_many(old_keys, old)
-    keys = np.arange(0, 150_000, dtype=np.int64)
-    new = rows_for(keys, 8, "float32", seed=8)
+    store, old, keys, new = _store_with_old_rows(cluster, "rb")
     # the node written last: every other node is written first, then rolled back (a review found that with
     # nodes[1] the victim was written first, so nothing else was ever rolled back)
     starved, victim = _starved_last_node(cluster, store, keys)
@@ -259,10 +271,7 @@ def test_cluster_put_failing_on_one_node_rolls_back_the_others(cluster):
         victim.config_set("maxmemory", 0)
         victim.close()
     maybe = set(err.value.maybe_written.tolist())
-    on_victim = {k for k in keys.tolist()
-                 if store._client.get_node_from_key(store._rows + int(k).to_bytes(8, "big", signed=True)).port
-                 == starved.port}
-    assert maybe <= on_victim
+    assert maybe <= _keys_on(store, keys, starved)
     got, found = _old_rows_outside(store, keys, old, maybe)
     for i, k in enumerate(keys.tolist()):
         if k in maybe:
@@ -277,12 +286,7 @@ def test_a_cluster_roll_back_keeps_a_row_another_writer_put_meanwhile(cluster, m
     client changed after this call wrote them keep that change: an old key and a new one it rewrote keep its
     rows, a key it deleted stays deleted.  The roll back restores a key only if it still holds this call's
     row (before, it put the old row back, or deleted a new key, over the other writer's)."""
-    store = RedisStore(cluster.addresses, 8, namespace="cw", create=True)
-    old_keys = np.arange(0, 3000, dtype=np.int64)
-    old = rows_for(old_keys, 8, "float32", seed=7)
-    store.put_many(old_keys, old)
-    keys = np.arange(0, 150_000, dtype=np.int64)
-    new = rows_for(keys, 8, "float32", seed=8)
+    store, old, keys, new = _store_with_old_rows(cluster, "cw")
     name = lambda k: store._rows + int(k).to_bytes(8, "big", signed=True)  # noqa: E731
     starved, admin = _starved_last_node(cluster, store, keys)
     other = RedisStore(cluster.addresses, 8, namespace="cw")  # the other writer: its own connections
@@ -328,22 +332,16 @@ def test_a_user_denied_scripts_still_gets_its_cluster_put_rolled_back(cluster):
     for a in admins:
         a.acl_setuser("noscript", enabled=True, passwords=["+ns-pw"], keys=["*"], commands=["+@all", "-@scripting"])
     try:
-        store = RedisStore(cluster.addresses, 8, namespace="ns", create=True, username="noscript", password="ns-pw")
-        old_keys = np.arange(0, 3000, dtype=np.int64)
-        old = rows_for(old_keys, 8, "float32", seed=7)
-        store.put_many(old_keys, old)
-        keys = np.arange(0, 150_000, dtype=np.int64)
+        store, old, keys, new = _store_with_old_rows(cluster, "ns", username="noscript", password="ns-pw")
         starved, victim = _starved_last_node(cluster, store, keys)
         try:
             with pytest.raises(TierError, match="rolled back.*old row") as err:
-                store.put_many(keys, rows_for(keys, 8, "float32", seed=8))
+                store.put_many(keys, new)
         finally:
             victim.config_set("maxmemory", 0)
             victim.close()
         assert "NoPermission" not in str(err.value)
-        on_starved = {k for k in keys.tolist() if store._client.get_node_from_key(
-            store._rows + int(k).to_bytes(8, "big", signed=True)).port == starved.port}
-        assert set(err.value.maybe_written.tolist()) <= on_starved
+        assert set(err.value.maybe_written.tolist()) <= _keys_on(store, keys, starved)
         _old_rows_outside(store, keys, old, set(err.value.maybe_written.tolist()))
         store.delete_many(keys)
         store.close()
