@@ -259,10 +259,9 @@ def _starved_last_node(cluster, store, keys):
     return node, admin
 
 
-def test_cluster_put_failing_on_one_node_rolls_back_the_others(cluster):
-    store, old, keys, new = _store_with_old_rows(cluster, "rb")
-    # the node written last: every other node is written first, then rolled back (a review found that with
-    # nodes[1] the victim was written first, so nothing else was ever rolled back)
+def _put_failing_on_the_last_node(cluster, store, keys, new):
+    """``store.put_many(keys, new)`` with the node it writes last out of memory: (the TierError, that node),
+    its memory given back after."""
     starved, victim = _starved_last_node(cluster, store, keys)
     try:
         with pytest.raises(TierError, match="rolled back.*old row") as err:
@@ -270,7 +269,15 @@ def test_cluster_put_failing_on_one_node_rolls_back_the_others(cluster):
     finally:
         victim.config_set("maxmemory", 0)
         victim.close()
-    maybe = set(err.value.maybe_written.tolist())
+    return err.value, starved
+
+
+def test_cluster_put_failing_on_one_node_rolls_back_the_others(cluster):
+    store, old, keys, new = _store_with_old_rows(cluster, "rb")
+    # the node written last: every other node is written first, then rolled back (a review found that with
+    # nodes[1] the victim was written first, so nothing else was ever rolled back)
+    err, starved = _put_failing_on_the_last_node(cluster, store, keys, new)
+    maybe = set(err.maybe_written.tolist())
     assert maybe <= _keys_on(store, keys, starved)
     got, found = _old_rows_outside(store, keys, old, maybe)
     for i, k in enumerate(keys.tolist()):
@@ -333,16 +340,10 @@ def test_a_user_denied_scripts_still_gets_its_cluster_put_rolled_back(cluster):
         a.acl_setuser("noscript", enabled=True, passwords=["+ns-pw"], keys=["*"], commands=["+@all", "-@scripting"])
     try:
         store, old, keys, new = _store_with_old_rows(cluster, "ns", username="noscript", password="ns-pw")
-        starved, victim = _starved_last_node(cluster, store, keys)
-        try:
-            with pytest.raises(TierError, match="rolled back.*old row") as err:
-                store.put_many(keys, new)
-        finally:
-            victim.config_set("maxmemory", 0)
-            victim.close()
-        assert "NoPermission" not in str(err.value)
-        assert set(err.value.maybe_written.tolist()) <= _keys_on(store, keys, starved)
-        _old_rows_outside(store, keys, old, set(err.value.maybe_written.tolist()))
+        err, starved = _put_failing_on_the_last_node(cluster, store, keys, new)
+        assert "NoPermission" not in str(err)
+        assert set(err.maybe_written.tolist()) <= _keys_on(store, keys, starved)
+        _old_rows_outside(store, keys, old, set(err.maybe_written.tolist()))
         store.delete_many(keys)
         store.close()
     finally:
